@@ -1,0 +1,270 @@
+"""`Fiber`: a greenlet that runs one function on a hub, with an outcome others can wait for."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from ._cancel import Cancelled, deliver_cancel, effectively_cancelled
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+
+log = logging.getLogger("unknot")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Fiber._state values
+PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
+
+
+class FiberCancelled(Exception):
+    """Raised by `Fiber.join` and `Fiber.result` for a fiber that was cancelled.
+
+    An ordinary `Exception` (unlike `Cancelled`) so the joiner can catch it without being affected
+    by cancellation rules.
+    """
+
+
+class Fiber(greenlet):
+    """A lightweight thread of execution: a greenlet run by the hub.
+
+    Create fibers with `spawn` or `TaskGroup.spawn`, not directly. A fiber runs its function until
+    the function returns or raises; every blocking call inside it suspends only this fiber.
+    A `Fiber` is awaitable from asyncio code: ``result = await fiber``.
+    """
+
+    __slots__ = (
+        "_hub",
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_name",
+        "_state",
+        "_result",
+        "_error",
+        "_waiters",
+        "_scope",
+        "_parent",
+        "_children",
+        "_cancel_called",
+        "_parked",
+        "_wake_value",
+        "_wake_exc",
+        "_group",
+        "_spawned_at",
+        "_retrieved",
+    )
+
+    # A fiber is the root node of its own cancel scopes (see _cancel.py); it is never shielded.
+    _shield = False
+
+    @property
+    def _owner(self) -> Fiber:
+        return self
+
+    def __init__(
+        self,
+        hub: Hub,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        parent: Any,
+        parent_glet: greenlet,
+    ) -> None:
+        greenlet.__init__(self, None, parent_glet)
+        self._hub = hub
+        self._fn: Callable[..., Any] | None = fn
+        self._args: tuple[Any, ...] | None = args
+        self._kwargs: dict[str, Any] | None = kwargs
+        self._name = name
+        self._state = PENDING
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._waiters: list[Any] | None = None
+        self._scope: Any = self
+        self._parent = parent
+        self._children: set[Any] | None = None
+        self._cancel_called = 0
+        self._parked = 0
+        self._wake_value: Any = None
+        self._wake_exc: BaseException | None = None
+        self._group: Any = None
+        self._retrieved = False
+        f: Any = sys._getframe(1)
+        while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+            f = f.f_back
+        self._spawned_at = (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+
+    # -- the fiber body ----------------------------------------------------------------------
+
+    def run(self) -> None:  # called by greenlet on the first switch
+        hub = self._hub
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        assert fn is not None and args is not None and kwargs is not None
+        self._fn = self._args = self._kwargs = None
+        self._state = RUNNING
+        try:
+            if self._cancel_called or (hub.ncancel and effectively_cancelled(self._parent)):
+                raise Cancelled()
+            self._result = fn(*args, **kwargs)
+            self._state = DONE
+        except (Cancelled, GreenletExit):
+            self._state = CANCELLED
+        except BaseException as e:
+            self._error = e
+            self._state = FAILED
+        finally:
+            del fn, args, kwargs
+            hub._fiber_finished(self)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for w in waiters:
+                if type(w) is Fiber:
+                    hub.wake(w)
+                else:
+                    self._call_done_callback(w)
+
+    def _call_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
+        try:
+            fn(self)
+        except BaseException as e:  # a failing callback must not take the hub down
+            log.error("error in a done-callback of %r", self, exc_info=e)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The fiber's name (given to `spawn`, or ``Fiber-N``)."""
+        return self._name if self._name is not None else f"Fiber-{id(self):x}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+
+    def done(self) -> bool:
+        """True once the function has returned, raised, or the fiber was cancelled."""
+        return self._state >= DONE
+
+    def cancelled(self) -> bool:
+        """True if the fiber ended because it was cancelled."""
+        return self._state == CANCELLED
+
+    def cancel(self) -> None:
+        """Cancel the fiber: its blocking calls raise `Cancelled` until it finishes.
+
+        Returns at once; use `join` to wait for the fiber to finish unwinding. Cancelling a fiber
+        that has not started means it never runs. Cancelling a finished fiber does nothing.
+        """
+        if self._cancel_called or self._state >= DONE:
+            return
+        if self._state == PENDING:
+            self._cancel_called = 1  # it will never run; nothing to deliver
+            return
+        self._cancel_called = 2  # counted in hub.ncancel until the fiber finishes
+        hub = self._hub
+        hub.ncancel += 1
+        deliver_cancel(hub, self)
+
+    def result(self) -> Any:
+        """The return value; re-raises the fiber's exception; `FiberCancelled` if cancelled.
+
+        Raises `RuntimeError` if the fiber has not finished.
+        """
+        state = self._state
+        if state == DONE:
+            return self._result
+        if state < DONE:
+            raise RuntimeError(f"{self!r} has not finished")
+        self._retrieved = True
+        if state == CANCELLED:
+            raise FiberCancelled(f"{self.name} was cancelled")
+        assert self._error is not None
+        raise self._error
+
+    def exception(self) -> BaseException | None:
+        """The exception the fiber raised, or None. Raises `RuntimeError` if not finished."""
+        if self._state < DONE:
+            raise RuntimeError(f"{self!r} has not finished")
+        self._retrieved = True
+        return self._error
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait for the fiber to finish; return its result or re-raise its exception.
+
+        Raises `TimeoutError` if ``timeout`` seconds pass first (the fiber keeps running),
+        `FiberCancelled` if the fiber was cancelled. Called from a fiber this suspends only the
+        caller; it is itself a blocking call, so the caller's cancellation interrupts it.
+        """
+        if self._state < DONE:
+            me = getcurrent()
+            if me is self:
+                raise RuntimeError("a fiber cannot join itself")
+            hub = getattr(me, "_hub", None)
+            if hub is None:
+                raise RuntimeError(
+                    "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
+                )
+            self._add_waiter(me)
+            try:
+                if hub.park(me, timeout) is hub.TIMED_OUT and self._state < DONE:
+                    raise TimeoutError(f"{self.name} did not finish within {timeout} s")
+            finally:
+                self._remove_waiter(me)
+        return self.result()
+
+    def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
+        """Call ``fn(fiber)`` on the hub when the fiber finishes (at once if it already has)."""
+        if self._state >= DONE:
+            fn(self)
+        else:
+            self._add_waiter(fn)
+
+    def remove_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
+        """Forget a callback added by `add_done_callback`."""
+        self._remove_waiter(fn)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        from ._bridge import await_fiber
+
+        return (yield from await_fiber(self))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _add_waiter(self, w: Any) -> None:
+        if self._waiters is None:
+            self._waiters = [w]
+        else:
+            self._waiters.append(w)
+
+    def _remove_waiter(self, w: Any) -> None:
+        ws = self._waiters
+        if ws:
+            try:
+                ws.remove(w)
+            except ValueError:
+                pass
+
+    def __repr__(self) -> str:
+        state = ("pending", "running", "done", "failed", "cancelled")[self._state]
+        return f"<Fiber {self.name} {state}>"
+
+    def __del__(self) -> None:
+        if self._state == FAILED and not self._retrieved:
+            err = self._error
+            filename, lineno, func = self._spawned_at
+            log.error(
+                "Unhandled exception in fiber %s (spawned at %s:%d in %s)",
+                self.name,
+                filename,
+                lineno,
+                func,
+                exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+            )

@@ -1,0 +1,116 @@
+"""Starting fibers and suspending them: `spawn`, `current`, `sleep`, `checkpoint`, fd waits."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import getcurrent
+
+from ._cancel import Cancelled, effectively_cancelled
+from ._fiber import Fiber
+from ._hub import TIMED_OUT, NotInFiberError, get_hub, require_fiber
+
+
+def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any) -> Fiber:
+    """Start ``fn(*args, **kwargs)`` in a new fiber on the current hub and return the `Fiber`.
+
+    The fiber starts at the spawner's next blocking call (spawn itself never switches). It gets a
+    copy of the spawner's `contextvars`. An exception the fiber raises is kept for `Fiber.join`;
+    if nobody ever retrieves it, it is logged with the place the fiber was spawned.
+
+    Callable from a fiber, or from asyncio code running on a loop (the fiber then runs on that
+    loop). For fibers whose lifetime is tied to a block, use `TaskGroup`.
+    """
+    hub = get_hub()
+    if hub is None:
+        raise NotInFiberError(
+            "spawn() needs a running hub: start one with unknot.run(main) "
+            "or spawn from asyncio code running on an event loop"
+        )
+    return hub.spawn(fn, args, kwargs, name)
+
+
+def current() -> Fiber | None:
+    """The `Fiber` running this code, or None outside fibers (the hub, asyncio callbacks)."""
+    cur = getcurrent()
+    return cur if type(cur) is Fiber else None
+
+
+def sleep(seconds: float = 0) -> None:
+    """Suspend the current fiber for ``seconds``; ``sleep(0)`` lets the other fibers run once.
+
+    A blocking call: raises `Cancelled` in a cancelled scope. Outside any fiber and event loop it
+    is `time.sleep`.
+    """
+    if seconds != seconds or seconds < 0:
+        raise ValueError(f"sleep length must be a non-negative number, got {seconds!r}")
+    f = getcurrent()
+    if type(f) is not Fiber:
+        if asyncio._get_running_loop() is not None:
+            require_fiber()  # raises: sleeping here would block the whole loop
+        time.sleep(seconds)
+        return
+    hub = f._hub
+    if seconds == 0:
+        hub.yield_now(f)
+        return
+    if seconds == math.inf:
+        hub.park(f)
+        return
+    while hub.park(f, seconds) is not TIMED_OUT:
+        pass  # woken spuriously: nothing else holds a sleeping fiber, but stay correct
+
+
+def checkpoint() -> None:
+    """Raise `Cancelled` if the current fiber is cancelled; otherwise let others run once."""
+    f = require_fiber()
+    f._hub.yield_now(f)
+
+
+def checkpoint_if_cancelled() -> None:
+    """Raise `Cancelled` if the current fiber is cancelled; never switches."""
+    f = getcurrent()
+    if type(f) is Fiber and f._hub.ncancel and effectively_cancelled(f._scope):
+        raise Cancelled()
+
+
+def _fileno(fd: Any) -> int:
+    if isinstance(fd, int):
+        return fd
+    try:
+        return int(fd.fileno())
+    except AttributeError:
+        raise TypeError(
+            f"expected a file descriptor or an object with fileno(), got {fd!r}"
+        ) from None
+
+
+def _wait(fd: Any, write: bool, timeout: float | None) -> None:
+    f = require_fiber()
+    fileno = _fileno(fd)
+    if fileno < 0:
+        raise ValueError(f"invalid file descriptor {fileno}")
+    if timeout is not None and timeout != timeout:
+        raise ValueError("timeout must not be NaN")
+    hub = f._hub
+    if hub.wait_raw_fd(f, fileno, write, timeout) is TIMED_OUT:
+        what = "writable" if write else "readable"
+        raise TimeoutError(f"fd {fileno} did not become {what} within {timeout} s")
+
+
+def wait_readable(fd: Any, timeout: float | None = None) -> None:
+    """Suspend the current fiber until ``fd`` (an int or object with ``fileno()``) is readable.
+
+    Raises `TimeoutError` after ``timeout`` seconds, `Cancelled` if cancelled, `OSError` if the fd
+    is closed by unknot while waiting. Readiness can be spurious: retry the non-blocking call.
+    """
+    _wait(fd, False, timeout)
+
+
+def wait_writable(fd: Any, timeout: float | None = None) -> None:
+    """Like `wait_readable`, for writability."""
+    _wait(fd, True, timeout)

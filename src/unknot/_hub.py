@@ -1,0 +1,453 @@
+"""The hub: the scheduler that runs fibers, and the blocking calls built directly on it.
+
+A hub belongs to one event loop in one OS thread. It keeps
+
+* ``ready``: fibers to resume, each with the value (``_wake_value``) or exception
+  (``_wake_exc``) its blocking call will return or raise;
+* a heap of timers (sleeps, timeouts, scope deadlines);
+* a table of file descriptors fibers wait on (`FdWait` records).
+
+Every blocking call comes down to `Hub.park`: the fiber marks itself parked and switches to the
+hub greenlet. Whoever wakes it first (`wake`, `throw`, a timer, an fd event) wins; later wake-ups
+find it no longer parked and do nothing. That single rule is what keeps cancellation from losing
+or duplicating a value handed to a waiting fiber.
+
+How the hub is *driven* is left to subclasses: `unknot._selectors` runs fibers straight from the
+selector's ``select()`` inside our own asyncio loop (the fast path); `unknot._foreign` drives them
+with callbacks on any other asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import heapq
+import itertools
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from contextvars import copy_context
+from typing import Any
+
+from greenlet import getcurrent, greenlet
+
+from ._cancel import Cancelled, effectively_cancelled
+from ._fiber import CANCELLED, FAILED, RUNNING, Fiber
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+#: Returned by `Hub.park` when its timeout expired first.
+TIMED_OUT: Any = _TimedOut()
+
+
+class DeadlockError(RuntimeError):
+    """Raised in the root fiber when every fiber is blocked and nothing can ever wake them."""
+
+
+class NotInFiberError(RuntimeError):
+    """A blocking unknot call was made where it cannot suspend (not in a fiber)."""
+
+
+class FdWait:
+    """The fibers waiting on one file descriptor, and how the OS is watching it.
+
+    ``persistent`` records (sockets owned by unknot) stay registered, edge-triggered where the
+    backend supports it, until `Hub.forget_fd`. Other records exist only while a fiber waits.
+    """
+
+    __slots__ = ("fd", "reader", "writer", "persistent", "armed", "events")
+
+    def __init__(self, fd: int, persistent: bool) -> None:
+        self.fd = fd
+        self.reader: Fiber | None = None
+        self.writer: Fiber | None = None
+        self.persistent = persistent
+        self.armed = False
+        self.events = 0
+
+    def __repr__(self) -> str:
+        return f"<FdWait fd={self.fd} reader={self.reader} writer={self.writer}>"
+
+
+_local = threading.local()
+
+
+class Hub:
+    """Scheduler state and operations common to every driver. See the module docstring."""
+
+    TIMED_OUT = TIMED_OUT
+    #: True if fd records stay registered edge-triggered (the fast path).
+    edge_triggered = False
+
+    def _hub_init(self, clock: Callable[[], float] | None = None) -> None:
+        self.ready: deque[Fiber] = deque()
+        self.timers: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._cancelled_timers = 0
+        self.glet: greenlet | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.root: Fiber | None = None
+        self.fibers: set[Fiber] = set()
+        self.ncancel = 0
+        self.kbi_pending = False
+        self.threads_in_flight = 0
+        self.fd_waiters = 0
+        self.fds: dict[int, FdWait] = {}
+        self.time: Callable[[], float] = clock or time.monotonic
+        self.thread = threading.current_thread()
+        self._timeout_cb = self._on_timeout
+
+    # -- fibers ----------------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        parent: Any = None,
+    ) -> Fiber:
+        """Create a fiber running ``fn(*args, **kwargs)`` and queue it to start."""
+        if not callable(fn):
+            raise TypeError(f"spawn() needs a callable, got {fn!r}")
+        f = Fiber(self, fn, args, kwargs or {}, name, parent, self.glet or getcurrent())
+        f.gr_context = copy_context()
+        self.fibers.add(f)
+        self.ready.append(f)
+        self._notify()
+        return f
+
+    def _fiber_finished(self, f: Fiber) -> None:
+        self.fibers.discard(f)
+        if f._cancel_called == 2:
+            self.ncancel -= 1
+        parent = f._parent
+        if parent is not None and parent._children is not None:
+            parent._children.discard(f)
+        group = f._group
+        if group is not None:
+            group._child_finished(f)
+
+    def park(self, f: Fiber, timeout: float | None = None, cancellable: bool = True) -> Any:
+        """Suspend fiber ``f`` (the current one) until it is woken.
+
+        Returns the value given to `wake`, or `TIMED_OUT`; raises what `throw` delivered. A
+        cancellable park is a checkpoint: it raises `Cancelled` at once if ``f`` is effectively
+        cancelled, and cancellation wakes it. ``cancellable=False`` is for waits that must finish
+        (a `TaskGroup` waiting for its children).
+        """
+        if cancellable and self.ncancel and effectively_cancelled(f._scope):
+            raise Cancelled()
+        if self.kbi_pending and f is self.root:
+            self.kbi_pending = False
+            raise KeyboardInterrupt()
+        glet = self.glet
+        if glet is None or f is glet:
+            raise NotInFiberError("a blocking call was made outside a running fiber")
+        if timeout is None:
+            f._parked = 1 if cancellable else 2
+            try:
+                return glet.switch()
+            finally:
+                f._parked = 0
+        entry = self.add_timer(self.time() + timeout, self._timeout_cb, f)
+        f._parked = 1 if cancellable else 2
+        try:
+            return glet.switch()
+        finally:
+            f._parked = 0
+            if entry[2] is not None:
+                self.cancel_timer(entry)
+
+    def _on_timeout(self, f: Fiber) -> None:
+        self.wake(f, TIMED_OUT)
+
+    def wake(self, f: Fiber, value: Any = None) -> bool:
+        """Resume parked fiber ``f`` with ``value``. False (and nothing done) if not parked."""
+        if f._parked:
+            f._parked = 0
+            f._wake_value = value
+            self.ready.append(f)
+            self._notify()
+            return True
+        return False
+
+    def throw(self, f: Fiber, exc: BaseException) -> bool:
+        """Resume parked fiber ``f`` by raising ``exc`` in it. False if not parked."""
+        if f._parked:
+            f._parked = 0
+            f._wake_exc = exc
+            self.ready.append(f)
+            self._notify()
+            return True
+        return False
+
+    def yield_now(self, f: Fiber) -> None:
+        """Let every other ready fiber run once, then continue (``sleep(0)``). A checkpoint."""
+        if self.ncancel and effectively_cancelled(f._scope):
+            raise Cancelled()
+        glet = self.glet
+        if glet is None or f is glet:
+            raise NotInFiberError("a blocking call was made outside a running fiber")
+        self.ready.append(f)
+        self._notify()
+        glet.switch()
+
+    def _notify(self) -> None:
+        """Called when ``ready`` grew; drivers that need a nudge to run it override this."""
+
+    def _run_ready(self) -> None:
+        """Resume the fibers queued now (not those they queue in turn: those wait for I/O)."""
+        ready = self.ready
+        pop = ready.popleft
+        n = len(ready)
+        while n:
+            n -= 1
+            f = pop()
+            exc = f._wake_exc
+            if exc is not None:
+                f._wake_exc = None
+                f.throw(exc)
+                continue
+            v = f._wake_value
+            if v is None:
+                f.switch()
+            else:
+                f._wake_value = None
+                f.switch(v)
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
+        """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle."""
+        entry = [deadline, next(self._seq), fn, arg]
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def cancel_timer(self, entry: list[Any]) -> None:
+        """Cancel a timer returned by `add_timer` (no effect if it already fired)."""
+        if entry[2] is not None:
+            entry[2] = entry[3] = None
+            self._cancelled_timers += 1
+            if self._cancelled_timers > 256 and self._cancelled_timers * 2 > len(self.timers):
+                self.timers = [e for e in self.timers if e[2] is not None]
+                heapq.heapify(self.timers)
+                self._cancelled_timers = 0
+
+    def _expire_timers(self) -> None:
+        timers = self.timers
+        if not timers:
+            return
+        now = self.time()
+        pop = heapq.heappop
+        while timers and timers[0][0] <= now:
+            entry = pop(timers)
+            fn = entry[2]
+            if fn is None:
+                self._cancelled_timers -= 1
+            else:
+                arg = entry[3]
+                entry[2] = entry[3] = None
+                fn(arg)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live timer's deadline, or None."""
+        timers = self.timers
+        while timers and timers[0][2] is None:
+            heapq.heappop(timers)
+            self._cancelled_timers -= 1
+        return timers[0][0] if timers else None
+
+    # -- file descriptors ------------------------------------------------------------------------
+
+    def fd_record(self, fd: int) -> FdWait:
+        """The persistent record for ``fd`` (created on first use). Call `forget_fd` on close."""
+        rec = self.fds.get(fd)
+        if rec is None or not rec.persistent:
+            if rec is not None and (rec.reader or rec.writer):
+                raise RuntimeError(f"fd {fd} is already being waited on")
+            rec = FdWait(fd, True)
+            self.fds[fd] = rec
+        return rec
+
+    def forget_fd(self, rec: FdWait) -> None:
+        """The fd is being closed: stop watching it and wake its waiters with `OSError`."""
+        if self.fds.get(rec.fd) is rec:
+            del self.fds[rec.fd]
+        if rec.armed:
+            self._disarm(rec)
+        for f in (rec.reader, rec.writer):
+            if f is not None:
+                self.throw(f, OSError(errno.EBADF, "the file descriptor was closed while waiting"))
+
+    def wait_fd(self, f: Fiber, rec: FdWait, write: bool, timeout: float | None) -> Any:
+        """Park ``f`` until ``rec.fd`` is readable (or writable). Returns None or `TIMED_OUT`.
+
+        Call it only after the non-blocking syscall failed with EAGAIN (an edge-triggered record
+        reports only changes). A second fiber waiting the same way on the same fd is an error.
+        """
+        if write:
+            if rec.writer is not None:
+                raise RuntimeError(f"another fiber is already waiting to write to fd {rec.fd}")
+            rec.writer = f
+        else:
+            if rec.reader is not None:
+                raise RuntimeError(f"another fiber is already waiting to read from fd {rec.fd}")
+            rec.reader = f
+        self.fd_waiters += 1
+        try:
+            if not self._arm(rec):
+                return None  # the fd cannot be polled (a regular file): it is always ready
+            return self.park(f, timeout)
+        finally:
+            self.fd_waiters -= 1
+            if write:
+                rec.writer = None
+            else:
+                rec.reader = None
+            if not rec.persistent or not self.edge_triggered:
+                self._after_wait(rec)
+
+    def wait_raw_fd(self, f: Fiber, fd: int, write: bool, timeout: float | None) -> Any:
+        """`wait_fd` for an fd unknot does not own: watched only while the fiber waits."""
+        rec = self.fds.get(fd)
+        if rec is None:
+            rec = FdWait(fd, False)
+            self.fds[fd] = rec
+        return self.wait_fd(f, rec, write, timeout)
+
+    def _fd_event(self, rec: FdWait, readable: bool, writable: bool) -> None:
+        if readable and rec.reader is not None:
+            self.wake(rec.reader)
+        if writable and rec.writer is not None:
+            self.wake(rec.writer)
+
+    # Backend hooks ------------------------------------------------------------------------------
+
+    def _arm(self, rec: FdWait) -> bool:
+        """Make the OS watch ``rec`` for its current waiters. False if the fd can't be polled."""
+        raise NotImplementedError
+
+    def _after_wait(self, rec: FdWait) -> None:
+        """A wait on a level-triggered record ended: narrow or drop the registration."""
+        raise NotImplementedError
+
+    def _disarm(self, rec: FdWait) -> None:
+        """Stop watching ``rec`` at all."""
+        raise NotImplementedError
+
+    # -- deadlock detection ----------------------------------------------------------------------
+
+    def _others_can_wake(self) -> bool:
+        """Whether anything outside the fibers (I/O, timers, threads, signals) may wake one."""
+        if self.ready or self.fd_waiters or self.threads_in_flight or self.next_deadline():
+            return True
+        loop = self.loop
+        if loop is not None and _loop_has_work(loop):
+            return True
+        return _foreign_threads_alive()
+
+    def deadlock_report(self) -> str:
+        """Describe every live fiber and where it is blocked."""
+        lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
+        fibers = sorted(self.fibers, key=lambda f: f is not self.root)
+        for f in fibers[:20]:
+            lines.append(f"  {f.name}{' (root)' if f is self.root else ''}:")
+            frame = f.gr_frame
+            if frame is not None:
+                for entry in traceback.format_stack(frame)[-6:]:
+                    lines.extend("    " + ln for ln in entry.rstrip().splitlines())
+        if len(fibers) > 20:
+            lines.append(f"  ... and {len(fibers) - 20} more")
+        return "\n".join(lines)
+
+    def _report_deadlock(self) -> None:
+        root = self.root
+        err = DeadlockError(self.deadlock_report())
+        if root is not None and root._state == RUNNING and self.throw(root, err):
+            return
+        raise err
+
+
+def _loop_has_work(loop: Any) -> bool:
+    # asyncio internals we can read because the hub lives inside the loop: pending callbacks,
+    # timers, fd registrations besides the self-pipe, signal handlers, executor jobs.
+    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
+        return True
+    selector_map = getattr(loop, "_selector", None)
+    nfds = len(selector_map.get_map()) if selector_map is not None else 0
+    if nfds > 1:
+        return True
+    if getattr(loop, "_signal_handlers", None):
+        return True
+    return bool(getattr(loop, "_executor_jobs", 0))
+
+
+def _foreign_threads_alive() -> bool:
+    """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
+    from ._threads import pool_thread_idents
+
+    known = pool_thread_idents()
+    me = threading.get_ident()
+    return any(t.ident != me and t.ident not in known for t in threading.enumerate())
+
+
+# -- finding the hub ---------------------------------------------------------------------------
+
+
+def get_hub() -> Hub | None:
+    """The hub for the current context: the fiber's own, or the running loop's, or None."""
+    cur = getcurrent()
+    hub = getattr(cur, "_hub", None)
+    if hub is not None:
+        return hub
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return None
+    hub = getattr(loop, "_unknot_hub", None)
+    if hub is None:
+        from ._foreign import ForeignHub
+
+        hub = ForeignHub.attach(loop)
+    return hub
+
+
+def current_fiber() -> Fiber | None:
+    """The running `Fiber`, or None outside fibers."""
+    cur = getcurrent()
+    return cur if type(cur) is Fiber else None
+
+
+def require_fiber() -> Fiber:
+    """The running fiber, or a clear `NotInFiberError`."""
+    cur = getcurrent()
+    if type(cur) is Fiber:
+        return cur
+    if asyncio._get_running_loop() is not None:
+        raise NotInFiberError(
+            "this blocking call was made from asyncio code running on the hub; "
+            "await an async equivalent instead, or run the code in a fiber (unknot.spawn)"
+        )
+    raise NotInFiberError("this call must be made inside a fiber: start one with unknot.run(fn)")
+
+
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "DeadlockError",
+    "FdWait",
+    "Hub",
+    "NotInFiberError",
+    "TIMED_OUT",
+    "current_fiber",
+    "get_hub",
+    "require_fiber",
+]

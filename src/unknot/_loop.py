@@ -1,0 +1,196 @@
+"""`HubEventLoop`: a real asyncio event loop whose selector is the fiber hub; and `run`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from greenlet import getcurrent
+
+from ._fiber import Fiber
+from ._hub import DeadlockError, Hub
+from ._selectors import _HubSelector, make_hub_selector
+
+T = TypeVar("T")
+log = logging.getLogger("unknot")
+
+_running: dict[Hub, None] = {}  # hubs whose loop is running, in any thread
+
+
+def running_hubs() -> list[Hub]:
+    """The hubs whose event loop is running right now (any thread)."""
+    return list(_running)
+
+
+class HubEventLoop(asyncio.SelectorEventLoop):
+    """An `asyncio.SelectorEventLoop` that also runs fibers.
+
+    Everything asyncio offers (tasks, ``call_later``, transports, servers, ``run_in_executor``,
+    signal handlers, subprocesses) works as usual; in addition fibers run on the same thread,
+    woken straight from the selector. Create one with `new_event_loop`.
+    """
+
+    def __init__(self, selector: _HubSelector | None = None, *, clock: Any = None) -> None:
+        hub = selector if selector is not None else make_hub_selector(_clock_fn(clock))
+        if clock is not None and hasattr(clock, "autojump_threshold"):
+            hub.mock_clock = clock
+        super().__init__(hub)  # type: ignore[arg-type]
+        hub.loop = self
+        self._unknot_hub: Hub = hub
+        self._executor_jobs = 0
+
+    @property
+    def hub(self) -> Hub:
+        """The fiber scheduler living in this loop."""
+        return self._unknot_hub
+
+    def time(self) -> float:
+        return self._unknot_hub.time()
+
+    def run_forever(self) -> None:
+        glet = getcurrent()
+        if type(glet) is Fiber:
+            raise RuntimeError("an event loop cannot be run from inside a fiber")
+        hub = self._unknot_hub
+        if hub.glet is not glet:
+            hub.glet = glet
+            for f in hub.ready:  # fibers spawned before the loop started
+                if not f and not f.dead:
+                    f.parent = glet
+        _running[hub] = None
+        try:
+            super().run_forever()
+        finally:
+            _running.pop(hub, None)
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        fut = super().run_in_executor(executor, func, *args)
+        self._executor_jobs += 1
+        fut.add_done_callback(self._executor_job_done)
+        return fut
+
+    def _executor_job_done(self, _fut: Any) -> None:
+        self._executor_jobs -= 1
+
+
+def _clock_fn(clock: Any) -> Callable[[], float] | None:
+    if clock is None:
+        return None
+    if callable(clock):
+        return clock
+    return clock.time
+
+
+def new_event_loop(*, clock: Any = None) -> HubEventLoop:
+    """A new `HubEventLoop`.
+
+    Use it to host fibers in asyncio programs::
+
+        asyncio.run(main(), loop_factory=unknot.new_event_loop)          # Python 3.12+
+        with asyncio.Runner(loop_factory=unknot.new_event_loop) as r:    # Python 3.11
+            r.run(main())
+
+    ``clock`` is a `unknot.testing.MockClock` (or any zero-argument time function).
+    """
+    return HubEventLoop(clock=clock)
+
+
+def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` as the root fiber of a new hub and return its result.
+
+    Blocks the calling thread until the root fiber finishes, then cancels any fibers still
+    running and lets them unwind, finishes asyncio tasks and async generators, and closes the
+    loop. The root fiber's exception is re-raised here. Ctrl-C raises `KeyboardInterrupt` in the
+    root fiber at its current blocking call. If every fiber blocks with nothing left that could
+    wake one, the root fiber gets a `DeadlockError` listing them.
+
+    Each OS thread may run its own hub; ``run`` cannot be nested inside a running loop.
+    """
+    if asyncio._get_running_loop() is not None or type(getcurrent()) is Fiber:
+        raise RuntimeError(
+            "unknot.run() cannot be called while an event loop is running in this thread; "
+            "use unknot.spawn() instead"
+        )
+    loop = new_event_loop(clock=clock)
+    hub = loop.hub
+    root = hub.spawn(fn, args, kwargs, name="root")
+    hub.root = root
+    root.add_done_callback(lambda _f: loop.stop())
+    restore_sigint = _install_sigint(hub, loop)
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            _shutdown(loop, hub)
+        finally:
+            restore_sigint()
+            asyncio.set_event_loop(None)
+            loop.close()
+    return root.result()
+
+
+def _shutdown(loop: HubEventLoop, hub: Hub) -> None:
+    """Cancel and drain leftover fibers, then do what `asyncio.run` does on the way out."""
+    try:
+        if hub.fibers:
+            leftover = set(hub.fibers)
+
+            def finished(f: Fiber) -> None:
+                leftover.discard(f)
+                if not leftover:
+                    loop.stop()
+
+            for f in list(leftover):
+                f.add_done_callback(finished)
+                f.cancel()
+            if leftover:
+                loop.run_forever()
+    except DeadlockError as e:
+        log.warning("fibers ignored cancellation at shutdown and were abandoned:\n%s", e)
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for t in tasks:
+            if not t.cancelled() and t.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "unhandled exception in a task during unknot.run() shutdown",
+                        "exception": t.exception(),
+                        "task": t,
+                    }
+                )
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
+
+
+def _install_sigint(hub: Hub, loop: HubEventLoop) -> Callable[[], None]:
+    """Route Ctrl-C to the root fiber as `KeyboardInterrupt` (main thread, default handler only)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        return lambda: None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if getcurrent() is hub.root:
+            raise KeyboardInterrupt()
+        hub.kbi_pending = True
+        loop._write_to_self()  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return restore

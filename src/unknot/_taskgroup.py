@@ -1,0 +1,124 @@
+"""`TaskGroup`: a with-block that owns the fibers spawned in it (a trio nursery)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from greenlet import getcurrent
+
+from ._cancel import Cancelled, CancelScope
+from ._fiber import FAILED, Fiber
+
+
+class TaskGroup:
+    """Spawn fibers whose lifetime ends with the block::
+
+        with unknot.TaskGroup() as tg:
+            tg.spawn(fetch, 1)
+            tg.spawn(fetch, 2)
+        # both fibers have finished here
+
+    Leaving the block waits for every child. If a child raises, the group cancels its other
+    children and the body, waits for them to unwind, and raises an `ExceptionGroup` holding every
+    error (the body's included). `cancel` cancels the whole group. Cancelling the scope that
+    encloses the group cancels the children too; a child's `Cancelled` is not an error.
+    """
+
+    def __init__(self) -> None:
+        self._scope = CancelScope()
+        self._children: set[Fiber] = set()
+        self._errors: list[BaseException] = []
+        self._owner: Fiber | None = None
+        self._open = False
+        self._closed = False
+        self._waiting = False
+
+    @property
+    def cancel_scope(self) -> CancelScope:
+        """The `CancelScope` covering the body and every child."""
+        return self._scope
+
+    def cancel(self) -> None:
+        """Cancel the body and every child; the block then exits without error."""
+        self._scope.cancel()
+
+    def spawn(
+        self, fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any
+    ) -> Fiber:
+        """Start ``fn(*args, **kwargs)`` as a child fiber of the group and return it.
+
+        Allowed while the group is open, including from its children.
+        """
+        if not self._open or self._closed:
+            raise RuntimeError("TaskGroup.spawn() called on a group that is not open")
+        hub = self._scope._hub
+        assert hub is not None
+        f = hub.spawn(fn, args, kwargs, name, parent=self._scope)
+        f._group = self
+        if self._scope._children is None:
+            self._scope._children = set()
+        self._scope._children.add(f)
+        self._children.add(f)
+        return f
+
+    def __enter__(self) -> TaskGroup:
+        if self._open or self._closed:
+            raise RuntimeError("a TaskGroup can only be entered once")
+        self._scope.__enter__()
+        self._owner = getcurrent()
+        self._open = True
+        return self
+
+    def _child_finished(self, f: Fiber) -> None:
+        self._children.discard(f)
+        if f._state == FAILED:
+            f._retrieved = True
+            assert f._error is not None
+            self._errors.append(f._error)
+            self._scope.cancel()
+        if not self._children and self._waiting and self._owner is not None:
+            self._scope._hub.wake(self._owner)  # type: ignore[union-attr]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is not None and not isinstance(exc, Cancelled):
+            self._scope.cancel()  # the body failed: stop the children
+        interrupt = self._wait_for_children()
+        self._closed = True
+        errors = self._errors
+        if exc is not None and not isinstance(exc, Cancelled):
+            errors.insert(0, exc)
+        body_cancel = exc if isinstance(exc, Cancelled) else None
+        swallowed = self._scope._exit(body_cancel)
+        if interrupt is not None:
+            raise interrupt
+        if errors:
+            raise BaseExceptionGroup("errors in TaskGroup children", errors)
+        return swallowed
+
+    def _wait_for_children(self) -> BaseException | None:
+        """Wait until every child finished, uncancellably (they are being cancelled instead).
+
+        A `KeyboardInterrupt` (or other exception thrown in) cancels the group; it is returned
+        to be raised once the children are gone.
+        """
+        interrupt = None
+        owner = self._owner
+        hub = self._scope._hub
+        assert owner is not None and hub is not None
+        while self._children:
+            self._waiting = True
+            try:
+                hub.park(owner, cancellable=False)
+            except BaseException as e:  # noqa: B036 - re-raised after the children finish
+                interrupt = interrupt or e
+                self._scope.cancel()
+            finally:
+                self._waiting = False
+        return interrupt

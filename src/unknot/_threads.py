@@ -1,0 +1,162 @@
+"""Bridges to OS threads: `to_thread` (blocking work off the hub) and `from_thread` (back in).
+
+`to_thread` uses one process-wide, bounded `concurrent.futures.ThreadPoolExecutor` (size from
+``$UNKNOT_MAX_THREADS``, default ``min(32, cpus + 4)`` like asyncio's), the approach gevent's
+default resolver takes and the fastest of its resolvers in our measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable
+from contextvars import copy_context
+from typing import Any, TypeVar
+
+from ._cancel import checkpoint_cancel
+from ._fiber import Fiber, FiberCancelled
+from ._hub import Hub, require_fiber
+
+T = TypeVar("T")
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_worker = threading.local()  # .hub: the hub whose to_thread() call this worker is running
+
+
+def _max_threads() -> int:
+    value = os.environ.get("UNKNOT_MAX_THREADS", "")
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError("UNKNOT_MAX_THREADS must be at least 1")
+        return n
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    _max_threads(), thread_name_prefix="unknot-worker"
+                )
+    return _pool
+
+
+def _reset_after_fork() -> None:
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def pool_thread_idents() -> set[int | None]:
+    """Idents of the worker threads of unknot's pool (used by deadlock detection)."""
+    pool = _pool
+    if pool is None:
+        return set()
+    return {t.ident for t in list(pool._threads)}
+
+
+def _in_worker(hub: Hub, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
+    _worker.hub = hub
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _worker.hub = None
+
+
+def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` in a worker thread; the current fiber waits, others run.
+
+    For blocking calls that cannot be made cooperative (C libraries, CPU-heavy work, file
+    I/O). The worker sees a copy of the fiber's contextvars. If the fiber is cancelled while
+    waiting, it raises `Cancelled` at once; a call that had not started is dropped, one already
+    running finishes in the background and its result is discarded.
+    """
+    f = require_fiber()
+    hub = f._hub
+    checkpoint_cancel(f)
+    loop = hub.loop
+    assert loop is not None
+    ctx = copy_context()
+    waiter: list[Fiber | None] = [f]
+
+    def deliver(_fut: concurrent.futures.Future[Any]) -> None:
+        hub.threads_in_flight -= 1
+        w = waiter[0]
+        if w is not None:
+            hub.wake(w)
+
+    def on_done(fut: concurrent.futures.Future[Any]) -> None:  # runs in the worker
+        try:
+            loop.call_soon_threadsafe(deliver, fut)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    fut = _get_pool().submit(ctx.run, _in_worker, hub, fn, args, kwargs)
+    hub.threads_in_flight += 1
+    fut.add_done_callback(on_done)
+    try:
+        hub.park(f)
+    except BaseException:
+        waiter[0] = None
+        fut.cancel()
+        raise
+    return fut.result()
+
+
+def _hub_for(loop: asyncio.AbstractEventLoop | None) -> Hub:
+    if loop is not None:
+        hub = getattr(loop, "_unknot_hub", None)
+        if hub is None:
+            raise ValueError(f"{loop!r} is not an unknot event loop (unknot.new_event_loop())")
+        return hub
+    hub = getattr(_worker, "hub", None)
+    if hub is not None:
+        return hub
+    from ._loop import running_hubs
+
+    hubs = running_hubs()
+    if len(hubs) == 1:
+        return hubs[0]
+    if not hubs:
+        raise RuntimeError("from_thread(): no unknot hub is running")
+    raise RuntimeError("from_thread(): several hubs are running; pass loop=")
+
+
+def from_thread(
+    fn: Callable[..., T], *args: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+) -> T:
+    """From an OS thread, run ``fn(*args, **kwargs)`` in a new fiber on a hub; return its result.
+
+    The thread blocks until the fiber finishes; the fiber's exception is re-raised here
+    (`FiberCancelled` if it was cancelled, for example because the hub shut down). The hub is
+    ``loop``'s, else the one that started this worker with `to_thread`, else the only running one.
+    """
+    hub = _hub_for(loop)
+    if hub.thread is threading.current_thread():
+        raise RuntimeError("from_thread() was called from the hub's own thread; call fn directly")
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def finished(fiber: Fiber) -> None:
+        fiber._retrieved = True
+        if fiber.cancelled():
+            result.set_exception(FiberCancelled(f"{fiber.name} was cancelled"))
+        elif fiber._error is not None:
+            result.set_exception(fiber._error)
+        else:
+            result.set_result(fiber._result)
+
+    def start() -> None:
+        hub.spawn(fn, args, kwargs).add_done_callback(finished)
+
+    assert hub.loop is not None
+    hub.loop.call_soon_threadsafe(start)
+    return result.result()
