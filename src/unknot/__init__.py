@@ -13,6 +13,7 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
     unknot.run(main)
 """
 
+from . import socket  # noqa: E402  (the cooperative socket module, as unknot.socket)
 from ._bridge import await_
 from ._cancel import Cancelled, CancelScope, current_time, fail_after, move_on_after
 from ._channel import Channel, ChannelClosed, Operation, select
@@ -29,6 +30,7 @@ from ._fibers import (
 from ._hub import DeadlockError, NotInFiberError
 from ._loop import HubEventLoop, new_event_loop, run
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
+from ._server import TCPServer, serve_tcp
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._taskgroup import TaskGroup
 from ._threads import from_thread, to_thread
@@ -57,6 +59,7 @@ __all__ = [
     "Queue",
     "RLock",
     "Semaphore",
+    "TCPServer",
     "TaskGroup",
     "await_",
     "checkpoint",
@@ -69,7 +72,9 @@ __all__ = [
     "new_event_loop",
     "run",
     "select",
+    "serve_tcp",
     "sleep",
+    "socket",
     "spawn",
     "to_thread",
     "wait_readable",

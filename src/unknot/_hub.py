@@ -269,13 +269,19 @@ class Hub:
     # -- file descriptors ------------------------------------------------------------------------
 
     def fd_record(self, fd: int) -> FdWait:
-        """The persistent record for ``fd`` (created on first use). Call `forget_fd` on close."""
-        rec = self.fds.get(fd)
-        if rec is None or not rec.persistent:
-            if rec is not None and (rec.reader or rec.writer):
-                raise RuntimeError(f"fd {fd} is already being waited on")
-            rec = FdWait(fd, True)
-            self.fds[fd] = rec
+        """A new persistent record for ``fd``, owned by one socket; `forget_fd` it on close.
+
+        An idle record left for the same fd number (its socket was garbage-collected without
+        close, and the number reused) is replaced.
+        """
+        old = self.fds.get(fd)
+        if old is not None:
+            if old.reader is not None or old.writer is not None:
+                raise RuntimeError(f"fd {fd} is already being waited on through another object")
+            if old.armed:
+                self._disarm(old)
+        rec = FdWait(fd, True)
+        self.fds[fd] = rec
         return rec
 
     def forget_fd(self, rec: FdWait) -> None:

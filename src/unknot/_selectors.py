@@ -174,6 +174,7 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
                 except PermissionError:
                     return False  # regular files cannot be polled; they are always ready
                 rec.armed = True
+                self.fds[fd] = rec  # (re)claim the fd number for this record
             return True
         mask = (select.EPOLLIN if rec.reader else 0) | (select.EPOLLOUT if rec.writer else 0)
         if rec.armed:

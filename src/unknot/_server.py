@@ -1,0 +1,221 @@
+"""`serve_tcp` and `TCPServer`: a fiber per connection, running a plain blocking handler."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from . import socket as usocket
+from ._cancel import CancelScope, move_on_after
+from ._fiber import Fiber
+from ._fibers import current, sleep, spawn
+from ._loop import run
+from ._sync import Event, Semaphore
+
+log = logging.getLogger("unknot.server")
+
+#: accept() errors meaning "out of a resource for now": back off and keep serving.
+_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: accept() errors about one connection only: skip it.
+_CONNECTION_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+
+Handler = Callable[[usocket.socket, Any], Any]
+
+
+class TCPServer:
+    """A TCP server that runs ``handler(conn, addr)`` in a new fiber for each connection.
+
+    The listening socket is bound when the server is created, so `address` is known at once
+    (pass port 0 for a free port). `serve_forever` runs the accept loop in the calling fiber
+    until `stop`. The connection is closed when the handler returns; an exception from a handler
+    is logged and the server goes on. ``ssl`` is an `ssl.SSLContext`: each connection's TLS
+    handshake runs in its own fiber, bounded by ``handshake_timeout``. ``max_connections``
+    bounds the number of handlers running at once (accepting pauses at the limit). Accepted
+    sockets get ``TCP_NODELAY`` unless ``nodelay=False``.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl: Any = None,
+        backlog: int = 1024,
+        reuse_port: bool = False,
+        max_connections: int | None = None,
+        nodelay: bool = True,
+        handshake_timeout: float = 30.0,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.handler = handler
+        self.ssl = ssl
+        self.nodelay = nodelay
+        self.handshake_timeout = handshake_timeout
+        family = usocket.AF_INET6 if host and ":" in host else usocket.AF_INET
+        self._listener = usocket.create_server(
+            (host or "", port), family=family, backlog=backlog, reuse_port=reuse_port
+        )
+        self._slots = Semaphore(max_connections) if max_connections else None
+        self._handlers: set[Fiber] = set()
+        self._idle = Event()
+        self._idle.set()
+        self._stopping = False
+        self._stopped = Event()
+        self._serving: Fiber | None = None
+        self._backoff = 0.0
+
+    @property
+    def address(self) -> Any:
+        """The address the server listens on, e.g. ``("127.0.0.1", 40123)``."""
+        return self._listener.getsockname()
+
+    @property
+    def connections(self) -> int:
+        """How many handlers are running."""
+        return len(self._handlers)
+
+    # -- accept loop ----------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept connections until `stop` is called (or the calling fiber is cancelled)."""
+        if self._serving is not None:
+            raise RuntimeError("serve_forever() is already running")
+        self._serving = current()
+        try:
+            while not self._stopping:
+                if self._slots is not None:
+                    self._slots.acquire()
+                try:
+                    conn, addr = self._listener.accept()
+                except OSError as e:
+                    if self._slots is not None:
+                        self._slots.release()
+                    if self._stopping:
+                        break
+                    self._accept_failed(e)
+                    continue
+                self._backoff = 0.0
+                f = spawn(self._run_handler, conn, addr, name=f"conn-{addr}")
+                self._handlers.add(f)
+                self._idle.clear()
+        finally:
+            self._listener.close()
+            self._serving = None
+            self._stopped.set()
+
+    def _accept_failed(self, e: OSError) -> None:
+        if e.errno in _RESOURCE_ERRORS:
+            self._backoff = min(max(self._backoff * 2, 0.01), 1.0)
+            log.warning(
+                "accept() failed: %s; retrying in %.2f s (raise the fd limit?)", e, self._backoff
+            )
+            sleep(self._backoff)
+        elif e.errno in _CONNECTION_ERRORS:
+            log.debug("accept() dropped a connection: %s", e)
+        else:
+            raise e
+
+    def _run_handler(self, conn: usocket.socket, addr: Any) -> None:
+        try:
+            if self.nodelay and conn.family in (usocket.AF_INET, usocket.AF_INET6):
+                try:
+                    conn.setsockopt(usocket.IPPROTO_TCP, usocket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            if self.ssl is not None:
+                conn = self._tls_handshake(conn, addr)
+                if conn is None:
+                    return
+            self.handler(conn, addr)
+        except Exception:
+            log.exception("handler for %s failed", addr)
+        finally:
+            try:
+                conn.close()
+            finally:
+                me = current()
+                self._handlers.discard(me)
+                if self._slots is not None:
+                    self._slots.release()
+                if not self._handlers:
+                    self._idle.set()
+
+    def _tls_handshake(self, conn: usocket.socket, addr: Any) -> Any:
+        tls = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        with move_on_after(self.handshake_timeout) as scope:
+            try:
+                tls.do_handshake()
+            except OSError as e:
+                log.info("TLS handshake with %s failed: %s", addr, e)
+                tls.close()
+                return None
+        if scope.cancelled_caught:
+            log.info("TLS handshake with %s timed out", addr)
+            tls.close()
+            return None
+        return tls
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, wait up to ``grace`` seconds for handlers to finish, cancel the rest.
+
+        Returns when the accept loop has exited and every handler is gone. Call it from any
+        fiber on the server's hub; called from a handler, it runs in a new fiber and returns at
+        once (a handler cannot wait for itself to finish).
+        """
+        if current() in self._handlers:
+            spawn(self.stop, grace, name="server-stop")
+            return
+        if not self._stopping:
+            self._stopping = True
+            self._listener.close()  # wakes the accept loop with an error
+        with CancelScope(shield=True):
+            with move_on_after(grace if grace >= 0 else math.inf):
+                self._idle.wait()
+            for f in list(self._handlers):
+                f.cancel()
+            self._idle.wait()
+            if self._serving is not None:
+                self._stopped.wait()
+
+    def __enter__(self) -> TCPServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._serving is None and not self._stopping:
+            self._stopping = True
+            self._listener.close()
+        else:
+            self.stop()
+
+
+def serve_tcp(
+    handler: Handler, host: str | None = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> None:
+    """Serve TCP connections on ``host:port``, running ``handler(conn, addr)`` per connection.
+
+    Blocks, like a blocking server would; from a fiber it serves in that fiber (cancel the fiber
+    to stop it); called outside any hub it starts one with `run`. Keyword arguments are those of
+    `TCPServer` (``ssl``, ``backlog``, ``reuse_port``, ``max_connections``, ``nodelay``,
+    ``handshake_timeout``). Use `TCPServer` directly to learn the bound port or stop gracefully.
+    """
+    if current() is None:
+        run(serve_tcp, handler, host, port, **kwargs)
+        return
+    server = TCPServer(handler, host, port, **kwargs)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop(grace=0)

@@ -1,0 +1,345 @@
+"""Cooperative sockets: a drop-in mirror of the stdlib `socket` module.
+
+Every name of the stdlib module is here. The differences are where it blocks: in a fiber,
+``accept``, ``connect``, ``recv*``, ``send*``, ``sendall`` and ``sendfile`` suspend only the
+calling fiber, and DNS look-ups (`getaddrinfo`, `gethostbyname`...) run on unknot's thread pool.
+Timeouts behave exactly as the stdlib's (`settimeout`, `setblocking`, `TimeoutError` with the
+message "timed out"); outside fibers the socket blocks the thread like a stdlib socket.
+
+How: the OS-level socket is always non-blocking. Each call first tries the syscall; only if it
+would block does the fiber wait on the hub for readiness (an edge-triggered epoll registration
+made once per socket) and try again.
+
+Closing a socket another fiber is waiting on wakes that fiber with `OSError` (EBADF). Two fibers
+waiting to read (or to write) the same socket at once get a `RuntimeError`.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import select as _select
+import socket as _stdlib
+import time as _time
+import types
+from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
+from socket import _GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]  # noqa: F401
+from typing import Any
+
+from greenlet import getcurrent
+
+from ._fiber import Fiber
+from ._hub import TIMED_OUT
+
+__all__ = list(_stdlib.__all__)
+
+_Csocket = _socket.socket
+_BlockingIOError = BlockingIOError
+
+
+def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
+    """Block the thread until ``fd`` is ready (outside fibers). False on timeout."""
+    if hasattr(_select, "poll"):
+        p = _select.poll()
+        p.register(fd, _select.POLLOUT if write else _select.POLLIN)
+        return bool(p.poll(None if timeout is None else max(0.0, timeout) * 1000))
+    r, w, _ = _select.select([] if write else [fd], [fd] if write else [], [], timeout)
+    return bool(r or w)
+
+
+class socket(_stdlib.socket):
+    """A `socket.socket` whose blocking operations suspend only the calling fiber."""
+
+    __slots__ = ("_timeout", "_hubrec")
+
+    def __init__(
+        self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> None:
+        _stdlib.socket.__init__(self, family, type, proto, fileno)
+        nonblock = getattr(_stdlib, "SOCK_NONBLOCK", 0)
+        self._timeout: float | None = (
+            0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
+        )
+        self._hubrec: Any = None
+        _Csocket.settimeout(self, 0.0)
+
+    # -- timeouts: emulated, the OS socket stays non-blocking ---------------------------------
+
+    def settimeout(self, value: float | None) -> None:
+        """As `socket.socket.settimeout`: None blocks, 0 never blocks, else seconds."""
+        if value is not None:
+            value = float(value)
+            if value < 0.0 or value != value:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        """The timeout in seconds (None: blocking, 0.0: non-blocking)."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """False only in non-blocking mode (timeout 0.0)."""
+        return self._timeout != 0.0
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def _deadline(self) -> float | None:
+        t = self._timeout
+        return None if t is None else _time.monotonic() + t
+
+    def _wait(self, write: bool, deadline: float | None) -> None:
+        """Wait until the socket is ready; raise `TimeoutError` once ``deadline`` passed."""
+        timeout = None if deadline is None else deadline - _time.monotonic()
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("timed out")
+        f = getcurrent()
+        if type(f) is Fiber:
+            hub = f._hub
+            hr = self._hubrec
+            if hr is None or hr[0] is not hub:
+                fd = self.fileno()
+                if fd < 0:
+                    raise OSError(9, "Bad file descriptor")
+                hr = self._hubrec = (hub, hub.fd_record(fd))
+            if hub.wait_fd(f, hr[1], write, timeout) is TIMED_OUT:
+                raise TimeoutError("timed out")
+        elif not _blocking_wait(self.fileno(), write, timeout):
+            raise TimeoutError("timed out")
+
+    def _forget(self) -> None:
+        hr = self._hubrec
+        if hr is not None:
+            self._hubrec = None
+            hr[0].forget_fd(hr[1])
+
+    def _real_close(self, _ss: Any = _Csocket) -> None:
+        self._forget()
+        _ss.close(self)
+
+    def detach(self) -> int:
+        """Stop managing the fd and return it (it is left open)."""
+        self._forget()
+        return super().detach()
+
+    # -- connection set-up ----------------------------------------------------------------------
+
+    def accept(self) -> tuple[socket, Any]:
+        """Wait for a connection; return ``(socket, address)``."""
+        fd, addr = self._accept()  # type: ignore[attr-defined]
+        sock = socket(self.family, self.type, self.proto, fileno=fd)
+        if _stdlib.getdefaulttimeout() is None and self._timeout:
+            sock.setblocking(True)
+        return sock, addr
+
+    def connect(self, address: Any) -> None:
+        """Connect to ``address``, waiting (cooperatively) for the handshake."""
+        err = self.connect_ex(address)
+        if err:
+            raise OSError(err, os.strerror(err))
+
+    def connect_ex(self, address: Any) -> int:
+        """Like `connect` but return an errno instead of raising (timeouts still raise)."""
+        deadline = self._deadline()
+        err = _Csocket.connect_ex(self, address)
+        if err in _CONNECT_PENDING:
+            if self._timeout == 0.0:
+                return err
+            self._wait(True, deadline)
+            err = self.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+        return err
+
+    # -- data transfer ------------------------------------------------------------------------
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data``; the timeout bounds the whole call (as in the stdlib)."""
+        deadline = self._deadline()
+        with memoryview(data) as view, view.cast("B") as buf:
+            total = len(buf)
+            sent = 0
+            while sent < total:
+                try:
+                    sent += _Csocket.send(self, buf[sent:], flags)
+                except _BlockingIOError:
+                    if self._timeout == 0.0:
+                        raise
+                    self._wait(True, deadline)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a file with ``os.sendfile`` where possible, else with `send`; cooperative."""
+        try:
+            return self._sendfile_zero_copy(file, offset, count)
+        except _stdlib._GiveupOnSendfile:  # type: ignore[attr-defined]
+            return self._sendfile_use_send(file, offset, count)  # type: ignore[attr-defined]
+
+    def _sendfile_zero_copy(self, file: Any, offset: int, count: int | None) -> int:
+        giveup = _stdlib._GiveupOnSendfile  # type: ignore[attr-defined]
+        if not hasattr(os, "sendfile"):
+            raise giveup("os.sendfile() not available")
+        self._check_sendfile_params(file, offset, count)  # type: ignore[attr-defined]
+        try:
+            fileno = file.fileno()
+            fsize = os.fstat(fileno).st_size
+        except (AttributeError, OSError, ValueError) as err:
+            raise giveup(err) from None
+        if self._timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        if not fsize:
+            return 0
+        blocksize = min(count or fsize, 2**30)
+        deadline = self._deadline()
+        total = 0
+        try:
+            while not count or total < count:
+                n = min(blocksize, count - total) if count else blocksize
+                try:
+                    sent = os.sendfile(self.fileno(), fileno, offset, n)
+                except _BlockingIOError:
+                    self._wait(True, deadline)
+                    continue
+                except OSError as err:
+                    if total == 0:
+                        raise giveup(err) from None  # e.g. not a regular file
+                    raise
+                if sent == 0:
+                    break  # EOF
+                offset += sent
+                total += sent
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+
+_CONNECT_PENDING = {
+    getattr(errno, name)
+    for name in ("EINPROGRESS", "EWOULDBLOCK", "EAGAIN", "EALREADY")
+    if hasattr(errno, name)
+}
+
+
+def _cooperative(name: str, write: bool) -> Any:
+    """A method that retries the C socket method ``name`` after waiting for readiness."""
+    c_method = getattr(_Csocket, name)
+
+    def method(self: Any, *args: Any) -> Any:
+        deadline: Any = False
+        while True:
+            try:
+                return c_method(self, *args)
+            except _BlockingIOError:
+                if self._timeout == 0.0:
+                    raise
+            if deadline is False:
+                deadline = self._deadline()
+            self._wait(write, deadline)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"As `socket.socket.{name}`, suspending only the calling fiber."
+    return method
+
+
+for _name, _write in (
+    ("_accept", False),
+    ("recv", False),
+    ("recv_into", False),
+    ("recvfrom", False),
+    ("recvfrom_into", False),
+    ("recvmsg", False),
+    ("recvmsg_into", False),
+    ("send", True),
+    ("sendto", True),
+    ("sendmsg", True),
+):
+    if hasattr(_Csocket, _name):
+        setattr(socket, _name, _cooperative(_name, _write))
+del _name, _write
+
+SocketType: Any = socket
+
+
+def socketpair(
+    family: int | None = None, type: int = _stdlib.SOCK_STREAM, proto: int = 0
+) -> tuple[socket, socket]:
+    """A pair of connected cooperative sockets (AF_UNIX where available)."""
+    if family is None:
+        family = getattr(_stdlib, "AF_UNIX", _stdlib.AF_INET)
+    a, b = _stdlib.socketpair(family, type, proto)
+    return (
+        socket(a.family, a.type, a.proto, a.detach()),
+        socket(b.family, b.type, b.proto, b.detach()),
+    )
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    """A cooperative socket on a duplicate of ``fd``."""
+    return socket(family, type, proto, os.dup(fd))
+
+
+# -- DNS: numeric addresses are resolved inline, names on the thread pool ----------------------
+
+
+def _in_fiber() -> bool:
+    return type(getcurrent()) is Fiber
+
+
+def _offload(fn: Any, *args: Any) -> Any:
+    if _in_fiber():
+        from ._threads import to_thread
+
+        return to_thread(fn, *args)
+    return fn(*args)
+
+
+def getaddrinfo(
+    host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> list[tuple[Any, ...]]:
+    """As `socket.getaddrinfo`; in a fiber, name resolution does not block the hub."""
+    if _in_fiber() and not flags & _stdlib.AI_NUMERICHOST:
+        try:  # an IP literal (or None): answered at once, no thread hop
+            return _stdlib.getaddrinfo(
+                host, port, family, type, proto, flags | _stdlib.AI_NUMERICHOST
+            )
+        except _stdlib.gaierror:
+            pass
+    return _offload(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
+
+
+def gethostbyname(hostname: str) -> str:
+    """As `socket.gethostbyname`, without blocking the hub."""
+    return _offload(_stdlib.gethostbyname, hostname)
+
+
+def gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
+    """As `socket.gethostbyname_ex`, without blocking the hub."""
+    return _offload(_stdlib.gethostbyname_ex, hostname)
+
+
+def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
+    """As `socket.gethostbyaddr`, without blocking the hub."""
+    return _offload(_stdlib.gethostbyaddr, ip_address)
+
+
+def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
+    """As `socket.getnameinfo`, without blocking the hub."""
+    return _offload(_stdlib.getnameinfo, sockaddr, flags)
+
+
+def _rebind(fn: Any) -> Any:
+    """The stdlib function ``fn`` with this module's globals: same code, cooperative names."""
+    new = types.FunctionType(fn.__code__, globals(), fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__doc__ = fn.__doc__
+    new.__module__ = __name__
+    return new
+
+
+# create_connection and create_server (and getfqdn) are the stdlib's own code, looking up
+# `socket`, `getaddrinfo` and `gethostbyaddr` here instead of in the stdlib module.
+create_connection = _rebind(_stdlib.create_connection)
+create_server = _rebind(_stdlib.create_server)
+getfqdn = _rebind(_stdlib.getfqdn)
