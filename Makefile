@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-core conformance clean
+.PHONY: demo test lint typecheck venv bench bench-core bench-echo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,10 @@ $(VENV)/.bench: $(STAMP)
 bench-core: $(VENV)/.bench
 	$(BIN)/python benchmarks/core.py
 
-bench: bench-core
+bench-echo: $(VENV)/.bench
+	$(BIN)/python benchmarks/echo.py --markdown benchmarks/echo-results.md
+
+bench: bench-core bench-echo
 
 clean:
 	rm -rf .venv .venv-* build dist src/*.egg-info

@@ -61,17 +61,36 @@ class FdWait:
 
     ``persistent`` records (sockets owned by unknot) stay registered, edge-triggered where the
     backend supports it, until `Hub.forget_fd`. Other records exist only while a fiber waits.
+
+    Readiness hints (edge-triggered records only, ``hints`` True): ``readable``/``writable`` are
+    set by every edge the hub sees, and cleared by the socket when a read comes back short (the
+    buffer was drained) or a write short (the buffer is full). While a hint is clear the next
+    edge is certain to come, so the socket waits for it instead of first making a syscall that
+    would fail with EAGAIN. Level-triggered backends see no edges and never clear the hints.
     """
 
-    __slots__ = ("fd", "reader", "writer", "persistent", "armed", "events")
+    __slots__ = (
+        "fd",
+        "reader",
+        "writer",
+        "persistent",
+        "armed",
+        "events",
+        "hints",
+        "readable",
+        "writable",
+    )
 
-    def __init__(self, fd: int, persistent: bool) -> None:
+    def __init__(self, fd: int, persistent: bool, hints: bool = False) -> None:
         self.fd = fd
         self.reader: Fiber | None = None
         self.writer: Fiber | None = None
         self.persistent = persistent
         self.armed = False
         self.events = 0
+        self.hints = hints
+        self.readable = True
+        self.writable = True
 
     def __repr__(self) -> str:
         return f"<FdWait fd={self.fd} reader={self.reader} writer={self.writer}>"
@@ -219,7 +238,12 @@ class Hub:
                 continue
             v = f._wake_value
             if v is None:
-                f.switch()
+                # A started fiber must get None back from park(); a bare switch() would hand it
+                # () instead. An unstarted one must be switched to without arguments.
+                if f:
+                    f.switch(None)
+                else:
+                    f.switch()
             else:
                 f._wake_value = None
                 f.switch(v)
@@ -280,7 +304,7 @@ class Hub:
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
-        rec = FdWait(fd, True)
+        rec = FdWait(fd, True, self.edge_triggered)
         self.fds[fd] = rec
         return rec
 
@@ -310,7 +334,7 @@ class Hub:
             rec.reader = f
         self.fd_waiters += 1
         try:
-            if not self._arm(rec):
+            if (not rec.armed or not self.edge_triggered) and not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
             return self.park(f, timeout)
         finally:

@@ -145,10 +145,14 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
         for fd, ev in events:
             rec = fds.get(fd)
             if rec is not None:
-                if ev & self._READ and rec.reader is not None:
-                    wake(rec.reader)
-                if ev & self._WRITE and rec.writer is not None:
-                    wake(rec.writer)
+                if ev & self._READ:
+                    rec.readable = True
+                    if rec.reader is not None:
+                        wake(rec.reader)
+                if ev & self._WRITE:
+                    rec.writable = True
+                    if rec.writer is not None:
+                        wake(rec.writer)
                 continue
             key = fd_to_key.get(fd)
             if key is not None:

@@ -133,6 +133,8 @@ class TCPServer:
                 if conn is None:
                     return
             self.handler(conn, addr)
+        except ConnectionError as e:  # the peer went away: routine for a server
+            log.debug("connection from %s ended: %s", addr, e)
         except Exception:
             log.exception("handler for %s failed", addr)
         finally:

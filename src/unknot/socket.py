@@ -51,7 +51,7 @@ def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
 class socket(_stdlib.socket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
-    __slots__ = ("_timeout", "_hubrec")
+    __slots__ = ("_timeout", "_hubrec", "_stream")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -62,6 +62,7 @@ class socket(_stdlib.socket):
             0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
         )
         self._hubrec: Any = None
+        self._stream = self.type == _stdlib.SOCK_STREAM
         _Csocket.settimeout(self, 0.0)
 
     # -- timeouts: emulated, the OS socket stays non-blocking ---------------------------------
@@ -155,19 +156,71 @@ class socket(_stdlib.socket):
 
     # -- data transfer ------------------------------------------------------------------------
 
+    def _io(
+        self, write: bool, op: Any, size: int, args: tuple[Any, ...], deadline: Any = False
+    ) -> Any:
+        """Run the C method ``op(self, *args)`` moving up to ``size`` bytes, cooperatively.
+
+        Uses and maintains the record's readiness hints (see `unknot._hub.FdWait`): a short
+        transfer on a stream socket clears the hint, and a cleared hint means wait for the
+        next edge before trying the syscall again.
+        """
+        hr = self._hubrec
+        if hr is not None and self._timeout != 0.0:
+            rec = hr[1]
+            if not (rec.writable if write else rec.readable):
+                if deadline is False:
+                    deadline = self._deadline()
+                self._wait(write, deadline)
+        while True:
+            try:
+                result = op(self, *args)
+            except _BlockingIOError:
+                if self._timeout == 0.0:
+                    raise
+                if deadline is False:
+                    deadline = self._deadline()
+                self._wait(write, deadline)
+                continue
+            n = result if type(result) is int else len(result)
+            if 0 < n < size and self._stream:
+                hr = self._hubrec
+                if hr is not None and hr[1].hints:
+                    if write:
+                        hr[1].writable = False
+                    else:
+                        hr[1].readable = False
+            return result
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """As `socket.socket.recv`, suspending only the calling fiber."""
+        if flags:
+            return self._io(False, _Csocket.recv, 0, (bufsize, flags))
+        return self._io(False, _Csocket.recv, bufsize, (bufsize,))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """As `socket.socket.recv_into`, suspending only the calling fiber."""
+        size = 0 if flags else nbytes or memoryview(buffer).nbytes
+        return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """As `socket.socket.send`, suspending only the calling fiber."""
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        return self._io(True, _Csocket.send, size, (data, flags))
+
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``; the timeout bounds the whole call (as in the stdlib)."""
         deadline = self._deadline()
+        sent = 0
+        if type(data) is bytes:
+            size = len(data)
+            sent = self._io(True, _Csocket.send, size, (data, flags), deadline)
+            if sent == size:
+                return
         with memoryview(data) as view, view.cast("B") as buf:
             total = len(buf)
-            sent = 0
             while sent < total:
-                try:
-                    sent += _Csocket.send(self, buf[sent:], flags)
-                except _BlockingIOError:
-                    if self._timeout == 0.0:
-                        raise
-                    self._wait(True, deadline)
+                sent += self._io(True, _Csocket.send, total - sent, (buf[sent:], flags), deadline)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file with ``os.sendfile`` where possible, else with `send`; cooperative."""
@@ -245,13 +298,10 @@ def _cooperative(name: str, write: bool) -> Any:
 
 for _name, _write in (
     ("_accept", False),
-    ("recv", False),
-    ("recv_into", False),
     ("recvfrom", False),
     ("recvfrom_into", False),
     ("recvmsg", False),
     ("recvmsg_into", False),
-    ("send", True),
     ("sendto", True),
     ("sendmsg", True),
 ):

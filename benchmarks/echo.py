@@ -1,0 +1,292 @@
+"""Closed-loop TCP echo benchmark: unknot against its peers, all in one run.
+
+For every peer (see ``echo_servers.py``) the harness starts the server pinned to one CPU, waits
+for its port, then for every message size and connection count runs the native load generator
+(``loadgen/echoload.c``, compiled on demand into ``.build/``) pinned to another CPU, and finally
+stops the server. The native ``c-epoll`` server calibrates the load generator: it must get more
+round trips than every Python peer, otherwise the load generator was the bottleneck.
+
+Example (the full matrix takes about 9 peers x 9 cells x 7 s, roughly ten minutes)::
+
+    python benchmarks/echo.py --markdown BENCHMARKS-echo.md
+    python benchmarks/echo.py --peers c-epoll,unknot,gevent --sizes 1024 --conns 10,100 \\
+        --duration 2
+
+Everything listens on loopback only. Servers run in their own process groups and are killed
+after each peer, on Ctrl-C, on SIGTERM, and (through PR_SET_PDEATHSIG) if the harness dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchlib import machine, native, procs
+from echo_report import NATIVE_PEER, Cell, Results, console_line, markdown, size_label
+from echo_servers import SERVERS, UNAVAILABLE
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+SRC_DIR = BENCH_DIR.parent / "src"
+CONNECT_TIMEOUT = 10.0
+SETTLE = 0.3  # seconds between cells, so the server can reap the last cell's connections
+STDERR_LINES = 6  # of a server's stderr, shown on the console after its cells
+PACKAGES = ["greenlet", "gevent", "uvloop", "trio"]
+
+
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def peer_list(text: str) -> list[str]:
+    peers = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [p for p in peers if p not in SERVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}"
+        )
+    return peers
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--peers",
+        type=peer_list,
+        default=",".join(SERVERS),
+        help="comma-separated servers to measure",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int_list,
+        default="1024,10240,102400",
+        help="comma-separated message sizes in bytes",
+    )
+    parser.add_argument(
+        "--conns",
+        type=int_list,
+        default="10,100,1000",
+        help="comma-separated numbers of concurrent connections",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="unmeasured seconds before each cell (replies are verified)",
+    )
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU for the servers")
+    parser.add_argument("--loadgen-cpu", type=int, default=1, help="CPU for the load generator")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin with taskset (numbers are then much noisier)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="write the Markdown report (tables, ratios, machine) to FILE",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the raw results as JSON to FILE"
+    )
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0:
+        parser.error("--duration must be positive and --warmup not negative")
+    if not args.sizes or not args.conns or min(args.sizes) <= 0 or min(args.conns) <= 0:
+        parser.error("--sizes and --conns need positive integers")
+    return args
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (an exception message, usually)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def server_env() -> dict[str, str]:
+    """The servers' environment: this checkout's ``src/`` first on the path, so the unknot
+    peer measures the working tree rather than whatever copy is installed."""
+    env = dict(os.environ)
+    if (SRC_DIR / "unknot").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cell(
+    loadgen: Path, peer: str, port: int, size: int, conns: int, args: argparse.Namespace
+) -> Cell:
+    """One load generator run against the server listening on ``port``."""
+    cell = Cell(peer=peer, size=size, conns=conns)
+    argv = [
+        str(loadgen),
+        "-h",
+        HOST,
+        "-p",
+        str(port),
+        "-c",
+        str(conns),
+        "-s",
+        str(size),
+        "-d",
+        str(args.duration),
+        "-w",
+        str(args.warmup),
+        "-t",
+        str(CONNECT_TIMEOUT),
+    ]
+    limit = CONNECT_TIMEOUT + args.warmup + args.duration + 15
+    try:
+        done = procs.run(procs.pinned(argv, None if args.no_pin else args.loadgen_cpu), limit)
+    except subprocess.TimeoutExpired:
+        cell.error = f"load generator still running after {limit:g} s, killed"
+        return cell
+    if done.returncode != 0:
+        cell.error = done.stderr.strip() or f"load generator exited with {done.returncode}"
+        return cell
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("rps", "p50_us", "p99_us", "max_us", "round_trips", "starved_conns"):
+        setattr(cell, key, report[key])
+    if not cell.round_trips:
+        cell.error = "no round trip completed in the measured window"
+    return cell
+
+
+def run_peer(peer: str, loadgen: Path, results: Results, args: argparse.Namespace) -> None:
+    """Start one server, measure every cell against it, stop it. Records the peer's status."""
+    port = procs.free_port(HOST)
+    argv = [sys.executable, str(BENCH_DIR / "echo_servers.py"), peer, str(port), "--host", HOST]
+    print(f"{peer}:", flush=True)
+    with procs.Child(
+        procs.pinned(argv, None if args.no_pin else args.server_cpu), env=server_env()
+    ) as server:
+        try:
+            procs.wait_for_port(HOST, port, server)
+        except procs.ChildExited as exc:
+            if exc.returncode == UNAVAILABLE:
+                status = last_line(exc.stderr) or "unavailable"
+            else:
+                status = f"failed to start (status {exc.returncode}): {last_line(exc.stderr)}"
+                print(f"  server stderr:\n{exc.stderr}", flush=True)
+            results.peer_status[peer] = status
+            print(f"  {status}", flush=True)
+            return
+        except TimeoutError as exc:
+            results.peer_status[peer] = f"failed to start: {exc}"
+            print(f"  {results.peer_status[peer]}", flush=True)
+            return
+        results.peer_status[peer] = "ok"
+        for size in args.sizes:
+            for conns in args.conns:
+                if not server.alive():
+                    cell = Cell(peer, size, conns, error="server is no longer running")
+                else:
+                    cell = run_cell(loadgen, peer, port, size, conns, args)
+                results.add(cell)
+                print(console_line(cell), flush=True)
+                time.sleep(SETTLE)
+        note = server.stderr_text()
+        if not server.alive():
+            results.peer_status[peer] = (
+                f"failed: server exited with {server.proc.returncode}: {last_line(note)}"
+            )
+        if note:
+            tail = "\n    ".join(note.splitlines()[-STDERR_LINES:])
+            print(f"  server stderr (last lines):\n    {tail}", flush=True)
+
+
+def settings(args: argparse.Namespace) -> dict[str, str]:
+    pinning = (
+        "unpinned"
+        if args.no_pin
+        else f"server on CPU {args.server_cpu}, load generator on CPU {args.loadgen_cpu}"
+    )
+    unknot_from = (
+        f"{SRC_DIR} (first on the servers' PYTHONPATH)"
+        if (SRC_DIR / "unknot").is_dir()
+        else "the installed package"
+    )
+    return {
+        "unknot from": unknot_from,
+        "Compiler": f"{native.compiler_version()} ({' '.join(native.CFLAGS)})",
+        "Pinning": pinning,
+        "Per cell": f"{args.warmup:g} s warm-up (replies verified), {args.duration:g} s measured",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    procs.install_exit_signals()
+    loadgen = native.build("echoload")
+    if NATIVE_PEER in args.peers:
+        native.build("echoserver")
+    cells = len(args.peers) * len(args.sizes) * len(args.conns)
+    estimate = cells * (args.warmup + args.duration + SETTLE + 0.2)
+    print(
+        f"{len(args.peers)} peers x {len(args.sizes)} sizes x {len(args.conns)} connection "
+        f"counts = {cells} cells, about {estimate / 60:.1f} min",
+        flush=True,
+    )
+
+    results = Results(args.peers, args.sizes, args.conns)
+    interrupted: int | None = None  # the exit status to end with, if the run was cut short
+    try:
+        for peer in args.peers:
+            run_peer(peer, loadgen, results, args)
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM/SIGHUP via procs
+        code = exc.code if isinstance(exc, SystemExit) else None
+        interrupted = code if isinstance(code, int) and code else 130
+        print("\ninterrupted: servers stopped, reporting what was measured", file=sys.stderr)
+
+    failures = results.headroom_failures()
+    if NATIVE_PEER not in results.peer_status:
+        print(f"load generator headroom: not checked ({NATIVE_PEER} not run)")
+    elif failures:
+        print("load generator headroom: CHECK FAILED, a Python peer matched the native server:")
+        for failure in failures:
+            print(f"  {failure}")
+    else:
+        worst = min(
+            ((n / b, s, c) for s, c, n, _, b in results.headroom() if n and b), default=None
+        )
+        print(
+            "load generator headroom: ok"
+            + (
+                f" (smallest margin {worst[0]:.2f}x, {size_label(worst[1])} x {worst[2]} conns)"
+                if worst
+                else ""
+            )
+        )
+
+    if args.markdown:
+        info = machine.describe(PACKAGES)
+        extra = settings(args)
+        if interrupted is not None:
+            extra["Note"] = "the run was interrupted; some cells are missing"
+        args.markdown.write_text(markdown(results, info, extra))
+        print(f"wrote {args.markdown}")
+    if args.json:
+        data = {
+            "machine": machine.describe(PACKAGES),
+            "settings": settings(args),
+            **results.to_json(),
+        }
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if interrupted is not None:
+        return interrupted
+    broken = [p for p, status in results.peer_status.items() if status.startswith("failed")]
+    return 1 if failures or broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

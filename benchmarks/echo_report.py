@@ -1,0 +1,219 @@
+"""Results of the echo benchmark and their presentation: console lines and a Markdown report
+with absolute requests/s, latencies, unknot's ratios against every peer, and the check that the
+load generator outran every Python server (it must report more against the native ``c-epoll``
+server than against any Python peer, or the Python numbers measure the load generator)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NATIVE_PEER = "c-epoll"
+SUBJECT = "unknot"
+
+
+@dataclass
+class Cell:
+    """One measurement: a peer at one message size and connection count."""
+
+    peer: str
+    size: int
+    conns: int
+    rps: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    max_us: float = 0.0
+    round_trips: int = 0
+    starved_conns: int = 0
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def size_label(size: int) -> str:
+    """1024 -> "1 KiB"; sizes that are not whole KiB stay in bytes."""
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+
+
+def rps_label(rps: float) -> str:
+    return f"{rps / 1000:.1f}k"
+
+
+def ms_label(us: float) -> str:
+    ms = us / 1000
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.0f}"
+
+
+def console_line(cell: Cell) -> str:
+    """One aligned line per cell, printed as the run goes."""
+    head = f"  {cell.peer:<17} {size_label(cell.size):>7} x {cell.conns:>4} conns"
+    if cell.error:
+        return f"{head}  ERROR {cell.error}"
+    line = (
+        f"{head}  {rps_label(cell.rps):>7} rps   p50 {ms_label(cell.p50_us):>5} ms"
+        f"   p99 {ms_label(cell.p99_us):>5} ms   max {ms_label(cell.max_us):>5} ms"
+    )
+    if cell.starved_conns:
+        line += f"   ({cell.starved_conns} connections got no reply in the window)"
+    return line
+
+
+class Results:
+    """All cells of a run, indexed by (peer, size, conns)."""
+
+    def __init__(self, peers: list[str], sizes: list[int], conns: list[int]) -> None:
+        self.peers = peers
+        self.sizes = sizes
+        self.conns = conns
+        self.cells: dict[tuple[str, int, int], Cell] = {}
+        self.peer_status: dict[str, str] = {}  # "ok", "unavailable: ...", "failed: ..."
+
+    def add(self, cell: Cell) -> None:
+        self.cells[(cell.peer, cell.size, cell.conns)] = cell
+
+    def rps(self, peer: str, size: int, conns: int) -> float | None:
+        cell = self.cells.get((peer, size, conns))
+        return cell.rps if cell and not cell.error and cell.round_trips else None
+
+    def measured(self, peer: str) -> bool:
+        """Whether ``peer`` has at least one cell with a number in it."""
+        return any(
+            cell.peer == peer and not cell.error and cell.round_trips
+            for cell in self.cells.values()
+        )
+
+    def headroom(self) -> list[tuple[int, int, float | None, str, float | None]]:
+        """Per cell: (size, conns, native rps, fastest Python peer, its rps)."""
+        rows = []
+        for size in self.sizes:
+            for conns in self.conns:
+                native = self.rps(NATIVE_PEER, size, conns)
+                best_peer, best = "", None
+                for peer in self.peers:
+                    rps = self.rps(peer, size, conns) if peer != NATIVE_PEER else None
+                    if rps is not None and (best is None or rps > best):
+                        best_peer, best = peer, rps
+                rows.append((size, conns, native, best_peer, best))
+        return rows
+
+    def headroom_failures(self) -> list[str]:
+        """Cells where a Python peer matched or beat the native server."""
+        return [
+            f"{size_label(s)} x {c} conns: {peer} {rps_label(best)} >= {NATIVE_PEER} "
+            f"{rps_label(native)}"
+            for s, c, native, peer, best in self.headroom()
+            if native is not None and best is not None and best >= native
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peers": self.peer_status,
+            "cells": [cell.as_dict() for cell in self.cells.values()],
+        }
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _cell_text(results: Results, peer: str, size: int, conns: int, latency: bool) -> str:
+    cell = results.cells.get((peer, size, conns))
+    if cell is None:
+        return ""
+    if cell.error:
+        return "error"
+    if latency:
+        return f"{ms_label(cell.p50_us)} / {ms_label(cell.p99_us)} / {ms_label(cell.max_us)}"
+    text = rps_label(cell.rps)
+    return text + (f" ({cell.starved_conns} starved)" if cell.starved_conns else "")
+
+
+def _ratio_section(results: Results) -> list[str]:
+    status = results.peer_status.get(SUBJECT)
+    if status is None:
+        return [f"{SUBJECT} was not part of this run, so there are no ratios."]
+    if not results.measured(SUBJECT):
+        return [f"No ratios: {SUBJECT} {status}."]
+    header = ["unknot / peer"] + [
+        f"{size_label(s)} x {c}" for s in results.sizes for c in results.conns
+    ]
+    rows = []
+    for peer in results.peers:
+        if peer == SUBJECT or not results.measured(peer):
+            continue
+        row = [peer]
+        for size in results.sizes:
+            for conns in results.conns:
+                ours, theirs = results.rps(SUBJECT, size, conns), results.rps(peer, size, conns)
+                row.append(f"{ours / theirs:.2f}" if ours and theirs else "")
+        rows.append(row)
+    return [
+        "Requests/s of unknot divided by the peer's, same cell, same run (above 1: unknot "
+        "is faster).",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _headroom_section(results: Results) -> list[str]:
+    if NATIVE_PEER not in results.peer_status:
+        return [f"Not checked: {NATIVE_PEER} was not part of this run."]
+    rows = [
+        [
+            f"{size_label(size)} x {conns}",
+            rps_label(native) if native is not None else "",
+            f"{peer} {rps_label(best)}" if best is not None else "",
+            f"{native / best:.2f}" if native and best else "",
+        ]
+        for size, conns, native, peer, best in results.headroom()
+    ]
+    failures = results.headroom_failures()
+    verdict = (
+        "**Check failed**: the load generator may have limited these cells: "
+        + "; ".join(failures)
+        + ". There the peer's number is only a lower bound (and unknot's ratio against it an "
+        "upper bound); rerun on a quiet machine with a longer --duration before quoting them."
+        if failures
+        else "Check passed: the native server got more round trips than every Python peer in "
+        "every cell, so the load generator was not the bottleneck for any Python peer."
+    )
+    return [
+        *_table(["cell", NATIVE_PEER, "fastest Python peer", "margin"], rows),
+        "",
+        verdict,
+    ]
+
+
+def markdown(results: Results, machine: dict[str, str], settings: dict[str, str]) -> str:
+    """The whole report as Markdown."""
+    out = ["# Closed-loop echo benchmark", ""]
+    out += [
+        "Each connection sends one message, reads the whole echo back, and repeats. The server "
+        "runs on one CPU and the native load generator (`benchmarks/loadgen/echoload.c`) on "
+        "another; every peer was measured in the same run.",
+        "",
+    ]
+    out += [f"- **{key}**: {value}" for key, value in {**machine, **settings}.items()]
+    out += ["", "## Peers", ""]
+    out += [f"- `{peer}`: {results.peer_status.get(peer, 'not run')}" for peer in results.peers]
+    for title, latency in (("Requests per second", False), ("Latency p50 / p99 / max, ms", True)):
+        out += ["", f"## {title}"]
+        for size in results.sizes:
+            out += ["", f"### {size_label(size)} messages", ""]
+            header = ["peer"] + [f"{c} conns" for c in results.conns]
+            rows = [
+                [peer] + [_cell_text(results, peer, size, c, latency) for c in results.conns]
+                for peer in results.peers
+                if results.measured(peer)
+            ]
+            out += _table(header, rows)
+    out += ["", "## Ratios", "", *_ratio_section(results)]
+    out += ["", "## Load generator headroom", "", *_headroom_section(results)]
+    errors = [c for c in results.cells.values() if c.error]
+    if errors:
+        out += ["", "## Errors", ""]
+        out += [f"- {c.peer}, {size_label(c.size)} x {c.conns}: {c.error}" for c in errors]
+    return "\n".join(out) + "\n"
