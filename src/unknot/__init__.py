@@ -29,6 +29,7 @@ from ._fibers import (
 )
 from ._hub import DeadlockError, NotInFiberError
 from ._loop import HubEventLoop, new_event_loop, run
+from ._patch import is_patched, patch, unpatch
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
 from ._server import TCPServer, serve_tcp
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
@@ -67,9 +68,11 @@ __all__ = [
     "current",
     "current_time",
     "fail_after",
+    "is_patched",
     "from_thread",
     "move_on_after",
     "new_event_loop",
+    "patch",
     "run",
     "select",
     "serve_tcp",
@@ -77,6 +80,7 @@ __all__ = [
     "socket",
     "spawn",
     "to_thread",
+    "unpatch",
     "wait_readable",
     "wait_writable",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable
+from time import sleep as _thread_sleep  # the original, even after unknot.patch()
 from typing import Any
 
 from greenlet import getcurrent
@@ -52,7 +52,7 @@ def sleep(seconds: float = 0) -> None:
     if type(f) is not Fiber:
         if asyncio._get_running_loop() is not None:
             require_fiber()  # raises: sleeping here would block the whole loop
-        time.sleep(seconds)
+        _thread_sleep(seconds)
         return
     hub = f._hub
     if seconds == 0:

@@ -35,20 +35,34 @@ from ._hub import TIMED_OUT
 __all__ = list(_stdlib.__all__)
 
 _Csocket = _socket.socket
+_StdSocket = _stdlib.socket
+# The stdlib's own functions, captured before unknot.patch() can replace them in the stdlib
+# module (this module calls them; looking them up there later would recurse).
+_std_socketpair = _stdlib.socketpair
+_std_getaddrinfo = _stdlib.getaddrinfo
+_std_gethostbyname = _stdlib.gethostbyname
+_std_gethostbyname_ex = _stdlib.gethostbyname_ex
+_std_gethostbyaddr = _stdlib.gethostbyaddr
+_std_getnameinfo = _stdlib.getnameinfo
 _BlockingIOError = BlockingIOError
+
+
+# The originals, kept even after unknot.patch() replaces them in the select module.
+_poll = getattr(_select, "poll", None)
+_select_select = _select.select
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
     """Block the thread until ``fd`` is ready (outside fibers). False on timeout."""
-    if hasattr(_select, "poll"):
-        p = _select.poll()
+    if _poll is not None:
+        p = _poll()
         p.register(fd, _select.POLLOUT if write else _select.POLLIN)
         return bool(p.poll(None if timeout is None else max(0.0, timeout) * 1000))
-    r, w, _ = _select.select([] if write else [fd], [fd] if write else [], [], timeout)
+    r, w, _ = _select_select([] if write else [fd], [fd] if write else [], [], timeout)
     return bool(r or w)
 
 
-class socket(_stdlib.socket):
+class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
     __slots__ = ("_timeout", "_hubrec", "_stream")
@@ -56,7 +70,7 @@ class socket(_stdlib.socket):
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
-        _stdlib.socket.__init__(self, family, type, proto, fileno)
+        _StdSocket.__init__(self, family, type, proto, fileno)
         nonblock = getattr(_stdlib, "SOCK_NONBLOCK", 0)
         self._timeout: float | None = (
             0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
@@ -318,7 +332,7 @@ def socketpair(
     """A pair of connected cooperative sockets (AF_UNIX where available)."""
     if family is None:
         family = getattr(_stdlib, "AF_UNIX", _stdlib.AF_INET)
-    a, b = _stdlib.socketpair(family, type, proto)
+    a, b = _std_socketpair(family, type, proto)
     return (
         socket(a.family, a.type, a.proto, a.detach()),
         socket(b.family, b.type, b.proto, b.detach()),
@@ -351,32 +365,30 @@ def getaddrinfo(
     """As `socket.getaddrinfo`; in a fiber, name resolution does not block the hub."""
     if _in_fiber() and not flags & _stdlib.AI_NUMERICHOST:
         try:  # an IP literal (or None): answered at once, no thread hop
-            return _stdlib.getaddrinfo(
-                host, port, family, type, proto, flags | _stdlib.AI_NUMERICHOST
-            )
+            return _std_getaddrinfo(host, port, family, type, proto, flags | _stdlib.AI_NUMERICHOST)
         except _stdlib.gaierror:
             pass
-    return _offload(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
+    return _offload(_std_getaddrinfo, host, port, family, type, proto, flags)
 
 
 def gethostbyname(hostname: str) -> str:
     """As `socket.gethostbyname`, without blocking the hub."""
-    return _offload(_stdlib.gethostbyname, hostname)
+    return _offload(_std_gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
     """As `socket.gethostbyname_ex`, without blocking the hub."""
-    return _offload(_stdlib.gethostbyname_ex, hostname)
+    return _offload(_std_gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
     """As `socket.gethostbyaddr`, without blocking the hub."""
-    return _offload(_stdlib.gethostbyaddr, ip_address)
+    return _offload(_std_gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
     """As `socket.getnameinfo`, without blocking the hub."""
-    return _offload(_stdlib.getnameinfo, sockaddr, flags)
+    return _offload(_std_getnameinfo, sockaddr, flags)
 
 
 def _rebind(fn: Any) -> Any:

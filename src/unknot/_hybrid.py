@@ -1,0 +1,220 @@
+"""Locks that fibers and OS threads can share: what `unknot.patch` puts in `threading`.
+
+A fiber waiting for one of these suspends cooperatively; a thread waiting for it blocks, as
+usual. Each lock is a real ``_thread`` lock plus a list of parked fibers: releasing wakes the
+first parked fiber (on its own hub, through ``call_soon_threadsafe`` when the release happens in
+another thread), which then competes for the real lock like anyone else. A fiber that is
+cancelled or times out passes its wake-up on, so none is lost.
+
+Because `threading.Condition`, `Event`, `Semaphore`, `Barrier` and `queue.Queue` are written in
+Python on top of ``threading._allocate_lock`` and ``threading.RLock``, patching those two makes
+all of them correct for fibers and threads at once.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+from greenlet import getcurrent
+
+from ._fiber import Fiber
+from ._hub import TIMED_OUT, Hub
+
+_allocate = _thread.allocate_lock
+_monotonic = time.monotonic
+
+
+class Lock:
+    """A non-reentrant lock usable from fibers (cooperative wait) and threads (blocking)."""
+
+    __slots__ = ("_lock", "_parked", "_guard", "__weakref__")
+
+    def __init__(self) -> None:
+        self._lock = _allocate()
+        self._parked: deque[tuple[Hub, Fiber]] = deque()
+        self._guard = _allocate()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """As `threading.Lock.acquire`."""
+        if self._lock.acquire(False):
+            return True
+        if not blocking:
+            if timeout != -1:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            return False
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number or -1")
+        f = getcurrent()
+        if type(f) is not Fiber:
+            return self._lock.acquire(True, timeout)
+        return self._acquire_in_fiber(f, None if timeout == -1 else _monotonic() + timeout)
+
+    def _acquire_in_fiber(self, f: Fiber, deadline: float | None) -> bool:
+        hub = f._hub
+        entry = (hub, f)
+        while True:
+            with self._guard:
+                self._parked.append(entry)
+            # Re-check after queueing: a release in between would otherwise be missed.
+            if self._lock.acquire(False):
+                self._forget(entry)
+                return True
+            timeout = None if deadline is None else deadline - _monotonic()
+            try:
+                if timeout is not None and timeout <= 0:
+                    r = TIMED_OUT
+                else:
+                    r = hub.park(f, timeout)
+            except BaseException:
+                if not self._forget(entry):
+                    self._pass_on()  # we were woken: hand the wake-up to the next one
+                raise
+            woken = not self._forget(entry)
+            if self._lock.acquire(False):
+                return True
+            if r is TIMED_OUT:
+                if woken:
+                    self._pass_on()
+                return False
+
+    def _forget(self, entry: tuple[Hub, Fiber]) -> bool:
+        """Remove ``entry`` if still queued; False if a release already took it out."""
+        with self._guard:
+            try:
+                self._parked.remove(entry)
+                return True
+            except ValueError:
+                return False
+
+    def release(self) -> None:
+        """As `threading.Lock.release`; wakes one waiting fiber."""
+        self._lock.release()
+        if self._parked:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        """Wake the first parked fiber (it will retry the lock)."""
+        with self._guard:
+            if not self._parked:
+                return
+            hub, f = self._parked.popleft()
+        if hub.thread is threading.current_thread():
+            if not hub.wake(f):
+                self._pass_on()  # it left already (cancelled or timed out): try the next
+        else:
+            try:
+                hub.loop.call_soon_threadsafe(self._wake_there, hub, f)  # type: ignore[union-attr]
+            except RuntimeError:
+                self._pass_on()  # that hub's loop is closed
+
+    def _wake_there(self, hub: Hub, f: Fiber) -> None:
+        if not hub.wake(f) and not self._lock.locked():
+            self._pass_on()
+
+    def locked(self) -> bool:
+        """Whether the lock is held."""
+        return self._lock.locked()
+
+    def _at_fork_reinit(self) -> None:
+        self._lock = _allocate()
+        self._guard = _allocate()
+        self._parked.clear()
+
+    __enter__ = acquire
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "locked" if self._lock.locked() else "unlocked"
+        return f"<unknot hybrid Lock {state} parked={len(self._parked)}>"
+
+
+def _me() -> Any:
+    """The owner identity for reentrant locks: the fiber, or the thread's main greenlet."""
+    return getcurrent()
+
+
+class RLock:
+    """A reentrant lock owned by a fiber (or a thread), usable from both."""
+
+    __slots__ = ("_block", "_owner", "_count", "__weakref__")
+
+    def __init__(self) -> None:
+        self._block = Lock()
+        self._owner: Any = None
+        self._count = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """As `threading.RLock.acquire`."""
+        me = _me()
+        if self._owner is me:
+            self._count += 1
+            return True
+        if not self._block.acquire(blocking, timeout):
+            return False
+        self._owner = me
+        self._count = 1
+        return True
+
+    def release(self) -> None:
+        """As `threading.RLock.release`."""
+        if self._owner is not _me():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if not self._count:
+            self._owner = None
+            self._block.release()
+
+    __enter__ = acquire
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    # The protocol threading.Condition uses.
+    def _is_owned(self) -> bool:
+        return self._owner is _me()
+
+    def _release_save(self) -> tuple[int, Any]:
+        if not self._count:
+            raise RuntimeError("cannot release un-acquired lock")
+        state = (self._count, self._owner)
+        self._count = 0
+        self._owner = None
+        self._block.release()
+        return state
+
+    def _acquire_restore(self, state: tuple[int, Any]) -> None:
+        self._block.acquire()
+        self._count, self._owner = state
+
+    def _recursion_count(self) -> int:
+        return self._count if self._owner is _me() else 0
+
+    def _at_fork_reinit(self) -> None:
+        self._block._at_fork_reinit()
+        self._owner = None
+        self._count = 0
+
+    def __repr__(self) -> str:
+        return f"<unknot hybrid RLock owner={self._owner!r} count={self._count}>"
+
+
+def allocate_lock() -> Lock:
+    """What ``_thread.allocate_lock`` / ``threading.Lock`` return once patched."""
+    return Lock()
