@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from . import socket as usocket
+from . import ssl as ussl
 from ._cancel import CancelScope, move_on_after
 from ._fiber import Fiber
 from ._fibers import current, sleep, spawn
@@ -129,9 +130,10 @@ class TCPServer:
                 except OSError:
                     pass
             if self.ssl is not None:
-                conn = self._tls_handshake(conn, addr)
-                if conn is None:
-                    return
+                tls = self._tls_handshake(conn, addr)
+                if tls is None:
+                    return  # (conn, detached into the TLS socket, needs no closing)
+                conn = tls
             self.handler(conn, addr)
         except ConnectionError as e:  # the peer went away: routine for a server
             log.debug("connection from %s ended: %s", addr, e)
@@ -149,7 +151,9 @@ class TCPServer:
                     self._idle.set()
 
     def _tls_handshake(self, conn: usocket.socket, addr: Any) -> Any:
-        tls = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        # ussl.wrap: a cooperative socket even for a stdlib ssl.SSLContext, whose own
+        # wrap_socket would make the socket blocking (and the handshake block the hub).
+        tls = ussl.wrap(conn, self.ssl, server_side=True, do_handshake_on_connect=False)
         with move_on_after(self.handshake_timeout) as scope:
             try:
                 tls.do_handshake()
@@ -157,6 +161,9 @@ class TCPServer:
                 log.info("TLS handshake with %s failed: %s", addr, e)
                 tls.close()
                 return None
+            except BaseException:  # cancelled (the server is stopping), or a bug
+                tls.close()
+                raise
         if scope.cancelled_caught:
             log.info("TLS handshake with %s timed out", addr)
             tls.close()

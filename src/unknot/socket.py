@@ -153,7 +153,8 @@ class socket(_StdSocket):
 
     def connect(self, address: Any) -> None:
         """Connect to ``address``, waiting (cooperatively) for the handshake."""
-        err = self.connect_ex(address)
+        # Not self.connect_ex: subclasses (ssl.SSLSocket) override it in terms of connect().
+        err = socket.connect_ex(self, address)
         if err:
             raise OSError(err, os.strerror(err))
 
