@@ -108,6 +108,7 @@ class Hub:
 
     def _hub_init(self, clock: Callable[[], float] | None = None) -> None:
         self.ready: deque[Fiber] = deque()
+        self._yielded = False
         self.timers: list[list[Any]] = []
         self._seq = itertools.count()
         self._cancelled_timers = 0
@@ -217,6 +218,7 @@ class Hub:
         if glet is None or f is glet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
         self.ready.append(f)
+        self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
         glet.switch()
 
@@ -232,8 +234,15 @@ class Hub:
         """Resume the ready fibers: those queued now, plus up to PASS_EXTRA queued meanwhile."""
         ready = self.ready
         pop = ready.popleft
-        n = len(ready) + self.PASS_EXTRA
+        extra = self.PASS_EXTRA
+        n = len(ready) + extra
+        self._yielded = False
         while n and ready:
+            # Past the fibers queued before the pass, stop extending it once a fiber yielded
+            # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA turns)
+            # or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
+            if n <= extra and (self._yielded or self.kbi_pending):
+                break
             n -= 1
             f = pop()
             exc = f._wake_exc

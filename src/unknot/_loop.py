@@ -36,7 +36,11 @@ class HubEventLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self, selector: _HubSelector | None = None, *, clock: Any = None) -> None:
-        hub = selector if selector is not None else make_hub_selector(_clock_fn(clock))
+        try:
+            hub = selector if selector is not None else make_hub_selector(_clock_fn(clock))
+        except BaseException:
+            self._closed = True  # half-built: keep BaseEventLoop.__del__ from tripping over it
+            raise
         if clock is not None and hasattr(clock, "autojump_threshold"):
             hub.mock_clock = clock
         super().__init__(hub)  # type: ignore[arg-type]

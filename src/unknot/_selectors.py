@@ -227,7 +227,9 @@ class SelectorHub(_HubSelector):
     _base: Any = None
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        self._refuse_fiber_fd(self._fileobj_lookup(fileobj))
+        # Our own fiber registrations come here too: SelectSelector.modify re-registers.
+        if type(data) is not FdWait:
+            self._refuse_fiber_fd(self._fileobj_lookup(fileobj))
         return self._base.register(self, fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
