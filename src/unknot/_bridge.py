@@ -24,7 +24,12 @@ def await_(awaitable: Awaitable[T]) -> T:
     Returns its result or raises its exception. Lets blocking-style code call asyncio
     libraries: ``data = unknot.await_(reader.read(100))``.
     """
-    f = require_fiber()
+    try:
+        f = require_fiber()
+    except BaseException:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # it will never run: no "never awaited" warning on top
+        raise
     hub = f._hub
     fut = asyncio.ensure_future(awaitable, loop=hub.loop)
     if not fut.done():

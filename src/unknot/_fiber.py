@@ -118,7 +118,11 @@ class Fiber(greenlet):
         except (Cancelled, GreenletExit):
             self._state = CANCELLED
         except BaseException as e:
-            self._error = e
+            # Drop this frame from the traceback: it holds `self`, and the cycle
+            # fiber -> error -> traceback -> frame -> fiber would delay the "never retrieved"
+            # log (and the memory) to the next garbage collection.
+            tb = e.__traceback__
+            self._error = e.with_traceback(tb.tb_next if tb is not None else None)
             self._state = FAILED
         finally:
             del fn, args, kwargs
@@ -142,7 +146,7 @@ class Fiber(greenlet):
 
     @property
     def name(self) -> str:
-        """The fiber's name (given to `spawn`, or ``Fiber-N``)."""
+        """The fiber's name (given to `spawn`, or ``Fiber-<hex id>``)."""
         return self._name if self._name is not None else f"Fiber-{id(self):x}"
 
     @name.setter

@@ -67,6 +67,8 @@ class FdWait:
     buffer was drained) or a write short (the buffer is full). While a hint is clear the next
     edge is certain to come, so the socket waits for it instead of first making a syscall that
     would fail with EAGAIN. Level-triggered backends see no edges and never clear the hints.
+    Once the hub sees a hang-up or an error on the fd, no further edge is promised (the peer's
+    last data and its FIN can arrive as one edge), so it turns the hints off for good.
     """
 
     __slots__ = (
@@ -481,7 +483,7 @@ def require_fiber() -> Fiber:
         return cur
     if asyncio._get_running_loop() is not None:
         raise NotInFiberError(
-            "this blocking call was made from asyncio code running on the hub; "
+            "this blocking call was made from asyncio code running on an event loop; "
             "await an async equivalent instead, or run the code in a fiber (unknot.spawn)"
         )
     raise NotInFiberError("this call must be made inside a fiber: start one with unknot.run(fn)")

@@ -72,6 +72,38 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         finally:
             _running.pop(hub, None)
 
+    async def cancel_fibers(self) -> None:
+        """Cancel every fiber still running on this loop and wait until all have finished."""
+        hub = self._unknot_hub
+        while hub.fibers:
+            fibers = list(hub.fibers)
+            for f in fibers:
+                f.cancel()
+            await self._all_finished(fibers)
+
+    def _all_finished(self, fibers: list[Fiber]) -> asyncio.Future[None]:
+        """A future resolved once every fiber in ``fibers`` has finished."""
+        done: asyncio.Future[None] = self.create_future()
+        remaining = set(fibers)
+
+        def finished(f: Fiber) -> None:
+            remaining.discard(f)
+            if not remaining and not done.done():
+                done.set_result(None)
+
+        for f in fibers:
+            f.add_done_callback(finished)
+        return done
+
+    async def shutdown_asyncgens(self) -> None:
+        """Cancel leftover fibers and let them unwind, then shut down async generators.
+
+        `asyncio.run` and `asyncio.Runner` call this on their way out, so fibers left running
+        under them get their ``finally`` blocks run, as under `unknot.run`.
+        """
+        await self.cancel_fibers()
+        await super().shutdown_asyncgens()
+
     def run_in_executor(  # type: ignore[override]
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
@@ -144,19 +176,7 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
 def _shutdown(loop: HubEventLoop, hub: Hub) -> None:
     """Cancel and drain leftover fibers, then do what `asyncio.run` does on the way out."""
     try:
-        if hub.fibers:
-            leftover = set(hub.fibers)
-
-            def finished(f: Fiber) -> None:
-                leftover.discard(f)
-                if not leftover:
-                    loop.stop()
-
-            for f in list(leftover):
-                f.add_done_callback(finished)
-                f.cancel()
-            if leftover:
-                loop.run_forever()
+        loop.run_until_complete(loop.cancel_fibers())
     except DeadlockError as e:
         log.warning("fibers ignored cancellation at shutdown and were abandoned:\n%s", e)
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]

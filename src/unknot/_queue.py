@@ -63,8 +63,8 @@ class Queue(Generic[T]):
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item``; if the queue is full, wait (or raise `queue.Full` if not ``block`` or
         after ``timeout`` seconds)."""
-        if timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
+        if block and timeout is not None and timeout < 0 and self.maxsize > 0:
+            raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
         if self._getters.wake_one(item) is not None:
@@ -90,8 +90,8 @@ class Queue(Generic[T]):
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; if empty, wait (or raise `queue.Empty` if not ``block`` or
         after ``timeout`` seconds)."""
-        if timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
+        if block and timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         if self._qsize():
             item = self._get()
             self._admit_putter()

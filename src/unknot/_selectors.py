@@ -121,6 +121,7 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
     _ET_MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
     _READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
     _WRITE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+    _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         selectors.EpollSelector.__init__(self)
@@ -145,6 +146,8 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
         for fd, ev in events:
             rec = fds.get(fd)
             if rec is not None:
+                if ev & self._HANGUP:
+                    rec.hints = False  # no edge will follow: always try the syscall from now on
                 if ev & self._READ:
                     rec.readable = True
                     if rec.reader is not None:

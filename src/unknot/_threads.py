@@ -137,8 +137,9 @@ def from_thread(
     """From an OS thread, run ``fn(*args, **kwargs)`` in a new fiber on a hub; return its result.
 
     The thread blocks until the fiber finishes; the fiber's exception is re-raised here
-    (`FiberCancelled` if it was cancelled, for example because the hub shut down). The hub is
-    ``loop``'s, else the one that started this worker with `to_thread`, else the only running one.
+    (`FiberCancelled` if it was cancelled, for example because the hub shut down; `RuntimeError`
+    if the loop closed before the call could finish). The hub is ``loop``'s, else the one that
+    started this worker with `to_thread`, else the only running one.
     """
     hub = _hub_for(loop)
     if hub.thread is threading.current_thread():
@@ -157,6 +158,13 @@ def from_thread(
     def start() -> None:
         hub.spawn(fn, args, kwargs).add_done_callback(finished)
 
-    assert hub.loop is not None
-    hub.loop.call_soon_threadsafe(start)
+    hub_loop = hub.loop
+    assert hub_loop is not None
+    hub_loop.call_soon_threadsafe(start)
+    # A request that reaches the loop as it shuts down may never run, or start a fiber that is
+    # abandoned: once the loop is closed nothing will resolve `result`, so stop waiting.
+    while not result.done():
+        concurrent.futures.wait((result,), timeout=1.0)
+        if not result.done() and hub_loop.is_closed():
+            raise RuntimeError("from_thread(): the hub shut down before the call finished")
     return result.result()

@@ -183,7 +183,7 @@ class socket(_StdSocket):
         hr = self._hubrec
         if hr is not None and self._timeout != 0.0:
             rec = hr[1]
-            if not (rec.writable if write else rec.readable):
+            if rec.hints and not (rec.writable if write else rec.readable):
                 if deadline is False:
                     deadline = self._deadline()
                 self._wait(write, deadline)

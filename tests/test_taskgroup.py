@@ -1,0 +1,393 @@
+"""TaskGroup: structured lifetimes, error propagation, cancellation of siblings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import unknot
+from unknot.testing import MockClock
+
+
+@pytest.mark.unknot
+def test_waits_for_children(autojump_clock: MockClock) -> None:
+    done: list[int] = []
+
+    def child(n: int) -> int:
+        unknot.sleep(n)
+        done.append(n)
+        return n * 10
+
+    with unknot.TaskGroup() as tg:
+        fibers = [tg.spawn(child, n) for n in (3, 1, 2)]
+        assert done == []
+    assert done == [1, 2, 3]
+    assert [f.result() for f in fibers] == [30, 10, 20]
+    assert unknot.current_time() == pytest.approx(3)  # concurrently, not 6 s
+
+
+@pytest.mark.unknot
+def test_empty_group() -> None:
+    with unknot.TaskGroup():
+        pass
+
+
+@pytest.mark.unknot
+def test_spawn_passes_args_kwargs_and_name() -> None:
+    with unknot.TaskGroup() as tg:
+        f = tg.spawn(lambda a, *, b: a + b, 1, b=2, name="child-x")
+    assert f.name == "child-x"
+    assert f.result() == 3
+
+
+@pytest.mark.unknot
+def test_child_failure_cancels_sibling_blocked_in_queue_get() -> None:
+    q: unknot.Queue[int] = unknot.Queue()
+    log: list[str] = []
+
+    def sibling() -> None:
+        try:
+            q.get()
+            log.append("unreachable")
+        finally:
+            log.append("sibling finally")
+
+    def failing() -> None:
+        unknot.sleep(0.01)
+        raise ValueError("child failed")
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            s = tg.spawn(sibling)
+            tg.spawn(failing)
+    assert log == ["sibling finally"]
+    assert s.cancelled()
+    assert len(info.value.exceptions) == 1
+    assert isinstance(info.value.exceptions[0], ValueError)
+    assert str(info.value.exceptions[0]) == "child failed"
+    assert q.qsize() == 0 and not q._getters  # nothing left waiting
+
+
+@pytest.mark.unknot
+def test_child_failure_cancels_body(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def failing() -> None:
+        unknot.sleep(1)
+        raise KeyError("k")
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(failing)
+            try:
+                unknot.sleep(100)
+            finally:
+                log.append(f"body finally at {unknot.current_time():.0f}")
+    assert log == ["body finally at 1"]
+    assert info.group_contains(KeyError)
+
+
+@pytest.mark.unknot
+def test_all_errors_collected_including_body() -> None:
+    def fail(exc: Exception) -> None:
+        unknot.sleep(0)
+        raise exc
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(fail, ValueError("a"))
+            tg.spawn(fail, TypeError("b"))
+            unknot.sleep(0)  # let both start
+            raise RuntimeError("body")
+    errors = info.value.exceptions
+    assert isinstance(errors[0], RuntimeError)  # the body's error comes first
+    assert {type(e) for e in errors} == {RuntimeError, ValueError, TypeError}
+    assert len(errors) == 3
+
+
+@pytest.mark.unknot
+def test_simultaneous_child_failures_all_reported() -> None:
+    def fail(i: int) -> None:
+        unknot.sleep(0.001)
+        raise ValueError(i)
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            for i in range(5):
+                tg.spawn(fail, i)
+    assert sorted(e.args[0] for e in info.value.exceptions) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.unknot
+def test_body_error_cancels_children() -> None:
+    log: list[str] = []
+
+    def child() -> None:
+        try:
+            unknot.sleep(math.inf)
+        finally:
+            log.append("child finally")
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(child)
+            unknot.sleep(0)
+            raise OSError("body failed")
+    assert log == ["child finally"]
+    assert [type(e) for e in info.value.exceptions] == [OSError]
+
+
+@pytest.mark.unknot
+def test_child_errors_not_logged_as_unretrieved(caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    def fail() -> None:
+        raise ValueError("reported via the group")
+
+    with pytest.raises(ExceptionGroup):
+        with unknot.TaskGroup() as tg:
+            tg.spawn(fail, name="group-child")
+    gc.collect()
+    assert "group-child" not in caplog.text
+
+
+@pytest.mark.unknot
+def test_base_exception_in_child() -> None:
+    def fail() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(fail)
+    assert isinstance(info.value.exceptions[0], KeyboardInterrupt)
+
+
+@pytest.mark.unknot
+def test_cancel_group(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def child(i: int) -> None:
+        try:
+            unknot.sleep(100)
+        finally:
+            log.append(f"child {i}")
+
+    with unknot.TaskGroup() as tg:
+        for i in range(3):
+            tg.spawn(child, i)
+        unknot.sleep(1)
+        tg.cancel()
+        log.append("body continues until its next blocking call")
+        unknot.sleep(1)
+        log.append("unreachable")
+    assert log[0] == "body continues until its next blocking call"
+    assert sorted(log[1:]) == ["child 0", "child 1", "child 2"]
+    assert tg.cancel_scope.cancelled_caught
+    assert unknot.current_time() == pytest.approx(1)
+
+
+@pytest.mark.unknot
+def test_cancel_group_from_child() -> None:
+    def canceller(tg: unknot.TaskGroup) -> None:
+        unknot.sleep(0.001)
+        tg.cancel()
+
+    with unknot.TaskGroup() as tg:
+        waiter = tg.spawn(unknot.Event().wait)
+        tg.spawn(canceller, tg)
+    assert waiter.cancelled()
+
+
+@pytest.mark.unknot
+def test_spawn_after_close_errors() -> None:
+    with unknot.TaskGroup() as tg:
+        pass
+    with pytest.raises(RuntimeError, match="not open"):
+        tg.spawn(lambda: None)
+
+
+@pytest.mark.unknot
+def test_spawn_before_enter_errors() -> None:
+    tg = unknot.TaskGroup()
+    with pytest.raises(RuntimeError, match="not open"):
+        tg.spawn(lambda: None)
+
+
+@pytest.mark.unknot
+def test_group_cannot_be_entered_twice() -> None:
+    tg = unknot.TaskGroup()
+    with tg:
+        pass
+    with pytest.raises(RuntimeError, match="entered once"):
+        with tg:
+            pass
+
+
+@pytest.mark.unknot
+def test_children_can_spawn_siblings(autojump_clock: MockClock) -> None:
+    results: list[int] = []
+
+    def spawner(tg: unknot.TaskGroup, depth: int) -> None:
+        unknot.sleep(1)
+        results.append(depth)
+        if depth < 4:
+            tg.spawn(spawner, tg, depth + 1)
+
+    with unknot.TaskGroup() as tg:
+        tg.spawn(spawner, tg, 0)
+    assert results == [0, 1, 2, 3, 4]
+    assert unknot.current_time() == pytest.approx(5)
+
+
+@pytest.mark.unknot
+def test_nested_groups_inner_failure_propagates() -> None:
+    log: list[str] = []
+
+    def outer_sibling() -> None:
+        try:
+            unknot.sleep(math.inf)
+        finally:
+            log.append("outer sibling cancelled")
+
+    def inner_failure() -> None:
+        unknot.sleep(0.001)
+        raise ValueError("inner")
+
+    def inner_group() -> None:
+        with unknot.TaskGroup() as inner:
+            inner.spawn(inner_failure)
+            inner.spawn(unknot.sleep, math.inf)
+
+    with pytest.raises(ExceptionGroup) as info:
+        with unknot.TaskGroup() as outer:
+            outer.spawn(outer_sibling)
+            outer.spawn(inner_group)
+    assert log == ["outer sibling cancelled"]
+    (nested,) = info.value.exceptions
+    assert isinstance(nested, ExceptionGroup)
+    assert isinstance(nested.exceptions[0], ValueError)
+
+
+@pytest.mark.unknot
+def test_nested_groups_outer_cancel_reaches_grandchildren(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def grandchild() -> None:
+        try:
+            unknot.sleep(math.inf)
+        finally:
+            log.append("grandchild")
+
+    def child() -> None:
+        with unknot.TaskGroup() as inner:
+            inner.spawn(grandchild)
+            inner.spawn(grandchild)
+
+    with unknot.TaskGroup() as outer:
+        outer.spawn(child)
+        unknot.sleep(1)
+        outer.cancel()
+    assert log == ["grandchild", "grandchild"]
+
+
+@pytest.mark.unknot
+def test_children_cancelled_when_enclosing_scope_cancelled(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def child() -> None:
+        try:
+            unknot.sleep(100)
+        finally:
+            log.append(f"child cancelled at {unknot.current_time():.0f}")
+
+    with unknot.move_on_after(3) as scope:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(child)
+            tg.spawn(child)
+        unknot.sleep(1)  # exiting the group is not a checkpoint; this is
+    assert scope.cancelled_caught
+    assert not tg.cancel_scope.cancelled_caught
+    assert log == ["child cancelled at 3", "child cancelled at 3"]
+
+
+@pytest.mark.unknot
+def test_children_spawned_in_cancelled_scope_never_block(autojump_clock: MockClock) -> None:
+    started: list[int] = []
+    with unknot.CancelScope() as scope:
+        scope.cancel()
+        with unknot.TaskGroup() as tg:
+            f = tg.spawn(started.append, 1)
+        unknot.sleep(1)
+    assert started == []  # cancelled before it started
+    assert f.cancelled()
+    assert scope.cancelled_caught
+
+
+@pytest.mark.unknot
+def test_child_cancelled_individually_is_not_an_error() -> None:
+    with unknot.TaskGroup() as tg:
+        a = tg.spawn(unknot.sleep, math.inf)
+        b = tg.spawn(lambda: "ok")
+        unknot.sleep(0)
+        a.cancel()
+    assert a.cancelled()
+    assert b.result() == "ok"
+
+
+@pytest.mark.unknot
+def test_child_failure_while_sibling_unwinds_in_shield(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def slow_cleanup() -> None:
+        try:
+            unknot.sleep(100)
+        finally:
+            with unknot.CancelScope(shield=True):
+                unknot.sleep(5)
+            log.append(f"cleanup done at {unknot.current_time():.0f}")
+
+    def fail() -> None:
+        unknot.sleep(1)
+        raise ValueError
+
+    with pytest.raises(ExceptionGroup):
+        with unknot.TaskGroup() as tg:
+            tg.spawn(slow_cleanup)
+            tg.spawn(fail)
+    assert log == ["cleanup done at 6"]  # the group waited for the slow sibling
+
+
+@pytest.mark.unknot
+def test_group_is_not_cancelled_after_success() -> None:
+    with unknot.TaskGroup() as tg:
+        tg.spawn(unknot.sleep, 0.001)
+    assert not tg.cancel_scope.cancel_called
+    unknot.sleep(0)  # still fine afterwards
+
+
+@pytest.mark.unknot
+def test_cancelling_the_fiber_that_owns_a_group(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+
+    def child(i: int) -> None:
+        try:
+            unknot.sleep(100)
+        finally:
+            log.append(f"child {i} at {unknot.current_time():.0f}")
+
+    def owner() -> None:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(child, 1)
+            tg.spawn(child, 2)
+        log.append("after the group")  # leaving the group is not a checkpoint
+        unknot.sleep(0)  # this is: the fiber is cancelled
+        log.append("unreachable")
+
+    f = unknot.spawn(owner)
+    unknot.sleep(3)  # the owner is now waiting in the group's exit for its children
+    f.cancel()
+    with pytest.raises(unknot.FiberCancelled):
+        f.join()
+    assert sorted(log[:2]) == ["child 1 at 3", "child 2 at 3"]
+    assert log[2:] == ["after the group"]
