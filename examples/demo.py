@@ -1,0 +1,257 @@
+"""The unknot demo (``make demo``): the seeds' examples, running concurrently on one OS thread.
+
+    python examples/demo.py           # about four seconds
+    python examples/demo.py 0.25      # everything four times faster (the tests use this)
+
+1. The sleeper ("Missing coroutines in Common Lisp"): ``my_app`` blocks in ``sleeper()`` while a
+   worker fiber keeps working.
+2. ``run_server`` with a handler that calls ``http_get`` ("untangle" for Chez Scheme): a
+   blocking-style HTTP server, one fiber per connection, whose handler itself fetches from an
+   upstream server; clients fetch from it concurrently in a `TaskGroup`, each under a
+   ``move_on_after`` timeout.
+3. A `Channel`/`select` producer-consumer pipeline.
+4. asyncio and fibers on one loop: a coroutine called with ``unknot.await_``, which in turn
+   awaits a fiber; cancellation crossing the bridge.
+5. (Placeholder, to be filled in) the Tcl wiki's blocking-style echo server.
+
+Everything listens on 127.0.0.1 only and stops by itself.
+"""
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+import unknot
+from unknot import socket  # the stdlib socket API; blocking calls suspend only the fiber
+
+# -----------------------------------------------------------------------------------------------
+# 1. The sleeper
+# -----------------------------------------------------------------------------------------------
+
+
+def sleeper(seconds: float) -> None:
+    unknot.sleep(seconds)  # suspends this fiber only
+
+
+def my_app(seconds: float) -> None:
+    print(f"my_app: Now sleeping for {seconds:g}s.")
+    sleeper(seconds)  # this now blocks...
+    print("my_app: Done sleeping!")  # ...and execution resumes on the same stack
+
+
+def worker(interval: float) -> None:
+    job = 0
+    while True:
+        unknot.sleep(interval)
+        job += 1
+        print(f"  worker: finished job {job} while my_app sleeps")
+
+
+def demo_sleeper(scale: float) -> None:
+    with unknot.TaskGroup() as tg:
+        tg.spawn(worker, 0.6 * scale, name="worker")
+        my_app(2 * scale)
+        tg.cancel()  # stop the worker; the block waits for it to unwind
+
+
+# -----------------------------------------------------------------------------------------------
+# 2. run_server, a handler that calls http_get, and concurrent fetches with timeouts
+# -----------------------------------------------------------------------------------------------
+
+REASONS = {200: "OK", 404: "Not Found", 502: "Bad Gateway"}
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """GET ``url`` (plain http) and return (status, body). Reads like synchronous code."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    with socket.create_connection((host, port)) as sock, sock.makefile("rb") as response:
+        request = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
+        status = int(response.readline().split()[1])
+        length = 0
+        while (header := response.readline()) not in (b"\r\n", b""):
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, response.read(length)
+
+
+def run_once(handler, client: socket.socket) -> None:
+    """Serve one request: read it, ask the handler, write the response."""
+    with client, client.makefile("rb") as request:
+        method, path, _version = request.readline().decode().split(" ", 2)
+        while request.readline() not in (b"\r\n", b""):
+            pass  # skip the headers
+        status, headers, body = handler(method, path)
+        head = [f"HTTP/1.1 {status} {REASONS.get(status, '')}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        head.append("Connection: close")
+        client.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+
+
+def listen(ip: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # re-use address
+    sock.bind((ip, port))
+    sock.listen(1024)
+    return sock
+
+
+def run_server(sock: socket.socket, handler) -> None:
+    """The seed's run-server: accept in a loop, one fiber per connection. No callbacks.
+
+    (unknot.serve_tcp / unknot.TCPServer do this with more care: limits, graceful stop.)
+    """
+    ip, port = sock.getsockname()
+    print(f"  HTTP server running at {ip}:{port}")
+    with unknot.TaskGroup() as tg:
+        while True:
+            client, _addr = sock.accept()  # suspends this fiber until a client connects
+            tg.spawn(run_once, handler, client)
+
+
+async def httpbin_ip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The upstream, standing in for httpbin's /ip: a plain asyncio server on the same loop."""
+    await reader.readuntil(b"\r\n\r\n")
+    body = json.dumps({"origin": writer.get_extra_info("peername")[0]}).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    writer.write(head.encode() + body)
+    await writer.drain()
+    writer.close()
+
+
+def demo_http(scale: float) -> None:
+    # Starting an asyncio server from a fiber: await_ runs the coroutine on the hub's loop.
+    upstream = unknot.await_(asyncio.start_server(httpbin_ip, "127.0.0.1", 0))
+    upstream_url = f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}/ip"
+
+    def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path == "/ip":  # the seed's handler: its answer comes from another HTTP server
+            status, body = http_get(upstream_url)
+            return (200 if status == 200 else 502), {"Content-Type": "application/json"}, body
+        if path == "/slow":
+            unknot.sleep(10 * scale)  # a slow backend: only this connection's fiber waits
+            return 200, {}, b"finally"
+        return 404, {}, b"no such page"
+
+    listener = listen("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def fetch(path: str, timeout: float) -> None:
+        start = unknot.current_time()
+        with unknot.move_on_after(timeout) as scope:
+            status, body = http_get(base + path)
+        took = unknot.current_time() - start
+        if scope.cancelled_caught:
+            print(f"  GET {path:<8} gave up after {took:.2f}s (move_on_after({timeout:g}))")
+        else:
+            print(f"  GET {path:<8} -> {status} {body.decode()}  ({took * 1000:.0f} ms)")
+
+    with listener, unknot.TaskGroup() as server_group:
+        server_group.spawn(run_server, listener, handler, name="server")
+        start = time.monotonic()
+        with unknot.TaskGroup() as clients:  # the block ends when every fetch has finished
+            for path in ["/ip", "/ip", "/missing", "/slow", "/ip"]:
+                clients.spawn(fetch, path, 0.5 * scale)
+        print(f"  5 requests, concurrently, in {time.monotonic() - start:.2f}s")
+        server_group.cancel()  # stops the accept loop and the still-sleeping /slow handler
+    upstream.close()
+    unknot.await_(upstream.wait_closed())
+
+
+# -----------------------------------------------------------------------------------------------
+# 3. Channels and select: a producer-consumer pipeline
+# -----------------------------------------------------------------------------------------------
+
+
+def producer(channel: unknot.Channel, items: list[str], interval: float) -> None:
+    for item in items:
+        unknot.sleep(interval)
+        channel.send(item)  # returns once a consumer has taken it: a send is a delivery
+    channel.close()
+
+
+def consumer(channels: list[unknot.Channel], patience: float) -> None:
+    open_channels = list(channels)
+    while open_channels:
+        try:
+            op, item = unknot.select(*(ch.recv_op() for ch in open_channels), timeout=patience)
+        except TimeoutError:
+            print(f"  consumer: nothing for {patience:g}s, still waiting")
+            continue
+        except unknot.ChannelClosed:
+            # one of them closed: keep the channels that are still open
+            open_channels = [ch for ch in open_channels if not ch.closed]
+            continue
+        source = "orders" if op.channel is channels[0] else "alerts"
+        print(f"  consumer: {source:<6} -> {item}")
+
+
+def demo_channels(scale: float) -> None:
+    orders, alerts = unknot.Channel(), unknot.Channel()
+    with unknot.TaskGroup() as tg:
+        tg.spawn(producer, orders, ["2 apples", "1 pear", "6 plums"], 0.1 * scale)
+        tg.spawn(producer, alerts, ["stock low: pears"], 0.25 * scale)
+        tg.spawn(consumer, [orders, alerts], 0.4 * scale)
+
+
+# -----------------------------------------------------------------------------------------------
+# 4. asyncio and fibers on the same loop
+# -----------------------------------------------------------------------------------------------
+
+
+def blocking_multiply(a: int, b: int) -> int:
+    unknot.sleep(0.05)  # pretend this is a blocking driver call
+    return a * b
+
+
+async def asyncio_side(scale: float) -> str:
+    await asyncio.sleep(0.1 * scale)  # any asyncio library could be awaited here
+    answer = await unknot.spawn(blocking_multiply, 6, 7)  # asyncio code awaits a fiber
+    return f"the answer is {answer}"
+
+
+def demo_asyncio(scale: float) -> None:
+    loop = asyncio.get_running_loop()
+    print(f"  the loop is a {type(loop).__name__}, a real asyncio event loop")
+    print(f"  await_(asyncio_side()) -> {unknot.await_(asyncio_side(scale))!r}")
+    start = unknot.current_time()
+    with unknot.move_on_after(0.2 * scale) as scope:
+        unknot.await_(asyncio.sleep(3600))  # cancelling the fiber cancels the asyncio task
+    took = unknot.current_time() - start
+    print(f"  await_(asyncio.sleep(3600)) cancelled after {took:.2f}s: {scope.cancelled_caught}")
+
+
+# -----------------------------------------------------------------------------------------------
+# 5. PLACEHOLDER(echo-server): the Tcl wiki's blocking-style echo server goes here (on
+#    unknot.socket / unknot.serve_tcp). Add a `demo_echo(scale)` below, list it in SECTIONS,
+#    and extend check_demo in tests/test_examples.py.
+# -----------------------------------------------------------------------------------------------
+
+
+SECTIONS = [
+    ("1. The sleeper: blocking style, the loop stays free", demo_sleeper),
+    ("2. run_server + a handler calling http_get; a TaskGroup of fetches", demo_http),
+    ("3. Channels and select: producer-consumer", demo_channels),
+    ("4. asyncio and fibers on one loop", demo_asyncio),
+    # ("5. The Tcl wiki's echo server", demo_echo),   <- PLACEHOLDER(echo-server)
+]
+
+
+def main(scale: float) -> None:
+    start = time.monotonic()
+    for title, section in SECTIONS:
+        print(f"\n== {title}")
+        section(scale)
+    print(
+        f"\nAll done in {time.monotonic() - start:.1f}s, "
+        f"on {threading.active_count()} OS thread(s)."
+    )
+
+
+if __name__ == "__main__":
+    unknot.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
