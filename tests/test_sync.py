@@ -583,3 +583,32 @@ def test_semaphore_acquire_infinite_wait_then_release(autojump_clock: MockClock)
     assert not f.done()
     sem.release()
     assert f.join() is True
+
+
+def test_ctrl_c_does_not_break_condition_reacquire() -> None:
+    """Ctrl-C arriving while the root re-acquires a Condition's lock waits until it holds it."""
+    cond = unknot.Condition(unknot.Lock())
+    order: list[str] = []
+
+    def holder() -> None:
+        with cond:
+            cond.notify()
+            hub = unknot.current()._hub  # type: ignore[union-attr]
+            hub.kbi_pending = True  # what the SIGINT handler does while another fiber runs
+            unknot.sleep(0.05)  # the root is now parked re-acquiring the lock
+            order.append("holder releases")
+
+    def main() -> None:
+        with cond:
+            unknot.spawn(holder)
+            try:
+                cond.wait()
+            except KeyboardInterrupt:  # pragma: no cover - the bug this test guards against
+                order.append("interrupted without the lock")
+                raise
+            order.append("root has the lock again")
+        unknot.sleep(1)  # the next interruptible wait delivers the Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        unknot.run(main)
+    assert order == ["holder releases", "root has the lock again"]

@@ -158,30 +158,42 @@ class Hub:
         if group is not None:
             group._child_finished(f)
 
-    def park(self, f: Fiber, timeout: float | None = None, cancellable: bool = True) -> Any:
+    def park(
+        self,
+        f: Fiber,
+        timeout: float | None = None,
+        cancellable: bool = True,
+        interruptible: bool | None = None,
+    ) -> Any:
         """Suspend fiber ``f`` (the current one) until it is woken.
 
         Returns the value given to `wake`, or `TIMED_OUT`; raises what `throw` delivered. A
         cancellable park is a checkpoint: it raises `Cancelled` at once if ``f`` is effectively
         cancelled, and cancellation wakes it. ``cancellable=False`` is for waits that must finish
-        (a `TaskGroup` waiting for its children).
+        (re-acquiring a lock, a `TaskGroup` waiting for its children). ``interruptible`` (default:
+        ``cancellable``) says whether Ctrl-C may be raised here in the root fiber: only waits that
+        keep their invariants when an exception comes out of them may say yes.
         """
+        if interruptible is None:
+            interruptible = cancellable
         if cancellable and self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
-        if self.kbi_pending and f is self.root:
+        if interruptible and self.kbi_pending and f is self.root:
             self.kbi_pending = False
             raise KeyboardInterrupt()
         glet = self.glet
         if glet is None or f is glet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
+        # 1: cancellable (and interruptible); 2: neither; 3: interruptible only
+        state = 1 if cancellable else 3 if interruptible else 2
         if timeout is None:
-            f._parked = 1 if cancellable else 2
+            f._parked = state
             try:
                 return glet.switch()
             finally:
                 f._parked = 0
         entry = self.add_timer(self.time() + timeout, self._timeout_cb, f)
-        f._parked = 1 if cancellable else 2
+        f._parked = state
         try:
             return glet.switch()
         finally:

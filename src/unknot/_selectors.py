@@ -88,7 +88,7 @@ class _HubSelector(Hub):
         if root is None or root.done():
             self.kbi_pending = False
             raise KeyboardInterrupt()
-        if root._parked:
+        if root._parked in (1, 3):  # a wait that can take an exception
             self.kbi_pending = False
             self.throw(root, KeyboardInterrupt())
         # otherwise the root is about to run: it raises at its next blocking call

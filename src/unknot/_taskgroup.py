@@ -115,7 +115,7 @@ class TaskGroup:
         while self._children:
             self._waiting = True
             try:
-                hub.park(owner, cancellable=False)
+                hub.park(owner, cancellable=False, interruptible=True)
             except BaseException as e:  # noqa: B036 - re-raised after the children finish
                 interrupt = interrupt or e
                 self._scope.cancel()
