@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,3 +46,69 @@ def no_foreign_threads() -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"stray threads alive, deadlock detection cannot work: {others}")
         others[0].join(0.1)
+
+
+# -- file descriptor leaks -----------------------------------------------------------------------
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open fds and what each refers to (``/proc/self/fd``)."""
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the fd os.listdir itself had open, closed by now
+    return fds
+
+
+def fds_opened_since(before: dict[int, str]) -> dict[int, str]:
+    """Fds open now that were not open (to the same file) in ``before``."""
+    gc.collect()  # objects already unreachable close their fds; a cycle is not a leak here
+    return {fd: target for fd, target in open_fds().items() if before.get(fd) != target}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_fd_leaks() -> Iterator[None]:
+    """Fail the session if fds opened during it are still open at its end.
+
+    Everything a test opens (sockets, pipes, event loops' epoll fds and self-pipes, files) must
+    be closed by the end of the session. Compared by number and target, so a number closed and
+    reused for something else counts too. Nothing is exempt: pytest, logging and unknot open no
+    fds lazily on their own (unknot's thread pool and pytest's capture hold none after setup).
+    """
+    if not os.path.isdir("/proc/self/fd"):
+        yield
+        return
+    before = open_fds()
+    yield
+    leaked = fds_opened_since(before)
+    assert not leaked, (
+        "fds opened during the test session (reported at its last test) and never closed: "
+        + ", ".join(f"{fd} -> {target}" for fd, target in sorted(leaked.items()))
+    )
+
+
+#: Modules checked for fd leaks on their own too, so that a leak is pinned to its module.
+FD_CHECKED_MODULES = {
+    "test_socket",
+    "test_server",
+    "test_echo_example",
+    "test_ssl",
+    "test_subprocess",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_fd_leaks_in_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For the I/O modules in FD_CHECKED_MODULES: no fd opened by the module survives it."""
+    name = request.module.__name__.rpartition(".")[2]
+    if name not in FD_CHECKED_MODULES or not os.path.isdir("/proc/self/fd"):
+        yield
+        return
+    before = open_fds()
+    yield
+    leaked = fds_opened_since(before)
+    assert not leaked, f"fds opened by {name} and never closed: " + ", ".join(
+        f"{fd} -> {target}" for fd, target in sorted(leaked.items())
+    )

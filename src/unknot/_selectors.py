@@ -118,10 +118,14 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
     """The fast path: edge-triggered epoll, fiber fds registered once. Linux only."""
 
     edge_triggered = True
-    _ET_MASK = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-    _READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+    _ET_MASK = (
+        select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
+    )
+    _READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLPRI
     _WRITE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
-    _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+    # After these no further edge is promised for data already queued (a FIN behind the last
+    # data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
+    _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         selectors.EpollSelector.__init__(self)

@@ -62,6 +62,7 @@ class TCPServer:
         self._listener = usocket.create_server(
             (host or "", port), family=family, backlog=backlog, reuse_port=reuse_port
         )
+        self._address = self._listener.getsockname()  # (still known once it is closed)
         self._slots = Semaphore(max_connections) if max_connections else None
         self._handlers: set[Fiber] = set()
         self._idle = Event()
@@ -74,7 +75,7 @@ class TCPServer:
     @property
     def address(self) -> Any:
         """The address the server listens on, e.g. ``("127.0.0.1", 40123)``."""
-        return self._listener.getsockname()
+        return self._address
 
     @property
     def connections(self) -> int:

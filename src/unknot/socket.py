@@ -23,8 +23,19 @@ import select as _select
 import socket as _stdlib
 import time as _time
 import types
+from operator import index as _index
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
-from socket import _GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]  # noqa: F401
+
+# _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
+from socket import (  # type: ignore[attr-defined]  # noqa: F401
+    _GLOBAL_DEFAULT_TIMEOUT,
+    EAGAIN,
+    EBADF,
+    EWOULDBLOCK,
+    AddressInfo,
+    MsgFlag,
+    SocketIO,
+)
 from typing import Any
 
 from greenlet import getcurrent
@@ -65,7 +76,7 @@ def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
 class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
-    __slots__ = ("_timeout", "_hubrec", "_stream")
+    __slots__ = ("_timeout", "_hubrec", "_stream", "_tcp")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -77,6 +88,10 @@ class socket(_StdSocket):
         )
         self._hubrec: Any = None
         self._stream = self.type == _stdlib.SOCK_STREAM
+        # Only TCP promises that a short read drained the buffer: an AF_UNIX stream read stops
+        # early at a message carrying SCM_RIGHTS fds (or other credentials) with data queued
+        # behind it, and no new edge would announce that data.
+        self._tcp = self._stream and self.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
         _Csocket.settimeout(self, 0.0)
 
     # -- timeouts: emulated, the OS socket stays non-blocking ---------------------------------
@@ -84,9 +99,11 @@ class socket(_StdSocket):
     def settimeout(self, value: float | None) -> None:
         """As `socket.socket.settimeout`: None blocks, 0 never blocks, else seconds."""
         if value is not None:
-            value = float(value)
-            if value < 0.0 or value != value:
-                raise ValueError("Timeout value out of range")
+            # The C method parses the value exactly as the stdlib does (its errors, rounding
+            # up to whole nanoseconds); the OS socket stays non-blocking throughout.
+            _Csocket.settimeout(self, value)
+            value = _Csocket.gettimeout(self)
+        _Csocket.settimeout(self, 0.0)  # (OSError EBADF once closed, as in the stdlib)
         self._timeout = value
 
     def gettimeout(self) -> float | None:
@@ -95,7 +112,9 @@ class socket(_StdSocket):
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
-        self._timeout = None if flag else 0.0
+        block = _index(flag)  # the stdlib's TypeError for a non-integer
+        _Csocket.settimeout(self, 0.0)  # (OSError EBADF once closed, as in the stdlib)
+        self._timeout = None if block else 0.0
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (timeout 0.0)."""
@@ -154,34 +173,46 @@ class socket(_StdSocket):
     def connect(self, address: Any) -> None:
         """Connect to ``address``, waiting (cooperatively) for the handshake."""
         # Not self.connect_ex: subclasses (ssl.SSLSocket) override it in terms of connect().
-        err = socket.connect_ex(self, address)
+        err = self._connect(address, False)
         if err:
             raise OSError(err, os.strerror(err))
 
     def connect_ex(self, address: Any) -> int:
-        """Like `connect` but return an errno instead of raising (timeouts still raise)."""
+        """Like `connect` but return an errno instead of raising (EWOULDBLOCK on timeout)."""
+        return self._connect(address, True)
+
+    def _connect(self, address: Any, ex: bool) -> int:
         deadline = self._deadline()
+        if self.family in _INET_FAMILIES and _in_fiber():
+            address = _resolve_host(self.family, address)
         err = _Csocket.connect_ex(self, address)
         if err in _CONNECT_PENDING:
             if self._timeout == 0.0:
                 return err
-            self._wait(True, deadline)
+            try:
+                self._wait(True, deadline)
+            except TimeoutError:
+                if ex:
+                    return errno.EWOULDBLOCK  # what the stdlib's connect_ex returns
+                raise
             err = self.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
         return err
 
     # -- data transfer ------------------------------------------------------------------------
 
     def _io(
-        self, write: bool, op: Any, size: int, args: tuple[Any, ...], deadline: Any = False
+        self, write: bool, op: Any, size: int | None, args: tuple[Any, ...], deadline: Any = False
     ) -> Any:
         """Run the C method ``op(self, *args)`` moving up to ``size`` bytes, cooperatively.
 
         Uses and maintains the record's readiness hints (see `unknot._hub.FdWait`): a short
-        transfer on a stream socket clears the hint, and a cleared hint means wait for the
-        next edge before trying the syscall again.
+        write on a stream socket (or a short read on a TCP one) clears the hint, and a cleared
+        hint means wait for the next edge before trying the syscall again. ``size`` None: the
+        call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
+        call moving no bytes at all never waits first: it returns at once, as in the stdlib.
         """
         hr = self._hubrec
-        if hr is not None and self._timeout != 0.0:
+        if hr is not None and self._timeout != 0.0 and (size is None or size > 0):
             rec = hr[1]
             if rec.hints and not (rec.writable if write else rec.readable):
                 if deadline is False:
@@ -198,7 +229,7 @@ class socket(_StdSocket):
                 self._wait(write, deadline)
                 continue
             n = result if type(result) is int else len(result)
-            if 0 < n < size and self._stream:
+            if size is not None and 0 < n < size and (self._stream if write else self._tcp):
                 hr = self._hubrec
                 if hr is not None and hr[1].hints:
                     if write:
@@ -210,12 +241,12 @@ class socket(_StdSocket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
         if flags:
-            return self._io(False, _Csocket.recv, 0, (bufsize, flags))
+            return self._io(False, _Csocket.recv, None, (bufsize, flags))
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
-        size = 0 if flags else nbytes or memoryview(buffer).nbytes
+        size = None if flags else nbytes or memoryview(buffer).nbytes
         return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -358,6 +389,29 @@ def _offload(fn: Any, *args: Any) -> Any:
 
         return to_thread(fn, *args)
     return fn(*args)
+
+
+_INET_FAMILIES = (_stdlib.AF_INET, _stdlib.AF_INET6)
+
+
+def _resolve_host(family: int, address: Any) -> Any:
+    """``address`` with its host name resolved off the hub, as the C socket would resolve it.
+
+    The C ``connect`` resolves a name with a blocking ``getaddrinfo`` (the first result of the
+    socket's family); this does the same look-up on the thread pool. IP literals, and anything
+    that is not a ``(str, ...)`` tuple (left for the C method to accept or reject), pass as is.
+    """
+    if type(address) is not tuple or not address or type(address[0]) is not str:
+        return address
+    host = address[0]
+    if host in ("", "<broadcast>"):
+        return address
+    try:
+        _stdlib.inet_pton(family, host.partition("%")[0])
+        return address  # numeric
+    except (OSError, ValueError):
+        pass
+    return (getaddrinfo(host, None, family)[0][4][0], *address[1:])
 
 
 def getaddrinfo(
