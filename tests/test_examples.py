@@ -69,6 +69,9 @@ def check_demo(lines: list[str]) -> None:
     assert "HubEventLoop" in lines[index(lines, "the loop is a")]
     assert "'the answer is 42'" in lines[index(lines, "await_(asyncio_side())")]
     assert lines[index(lines, "await_(asyncio.sleep(3600)) cancelled")].endswith("True")
+    # 5. the echo server: every client's every line came back, on one OS thread
+    assert "1000 concurrent clients, 3000 lines" in lines[index(lines, "1000 concurrent")]
+    assert lines[index(lines, "echoed in")].endswith("on 1 OS thread(s)")
     assert lines[-1].startswith("All done in")
 
 
