@@ -1,0 +1,930 @@
+"""Core runtime micro-benchmarks: unknot against gevent and asyncio, all in one run.
+
+What is measured, for each peer (the library's own idiom for each job):
+
+* **switch**: two fibers hand control back and forth through a one-shot wake-up primitive
+  (unknot ``Event``, gevent ``Event``, asyncio ``Future``); hand-offs per second.
+* **sleep(0)**: every fiber calls ``sleep(0)`` in a loop, with 2 and with 100 fibers; total
+  yields per second.
+* **spawn+join**: spawn a fiber that returns at once and join it, one at a time; and spawn
+  10,000, then join them all. Fibers per second.
+* **memory per idle fiber**: 10,000 fibers each blocked at stack depth 10 (a recursive function
+  that waits on an ``Event`` at the bottom); growth of RSS (``/proc/self/statm``) and of
+  ``tracemalloc``'s traced memory after ``gc.collect()``, divided by 10,000.
+
+Every measurement runs in a fresh interpreter (``core.py --worker PEER BENCH``), pinned to one
+CPU with ``taskset`` when it is available, so peers cannot disturb each other. The parent runs
+every peer, repeats each measurement (interleaving the peers) and reports the median, with the
+ratios unknot/gevent and unknot/asyncio. Inside a worker each timed loop first calibrates its
+iteration count (which also warms it up), then runs three times for ``--min-time`` seconds in
+all, and the fastest of the three counts.
+
+Examples::
+
+    python benchmarks/core.py                      # the table (about two minutes)
+    python benchmarks/core.py --markdown           # ...and the "Core" section of BENCHMARKS.md
+    python benchmarks/core.py --benches spawn-join,memory --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MARKDOWN = REPO / "BENCHMARKS.md"
+SECTION_TITLE = "Core"
+
+PEERS = ("unknot", "gevent", "asyncio")
+PEER_MODULES = {"unknot": "unknot", "gevent": "gevent", "asyncio": "asyncio"}
+
+BATCH = 10_000  # fibers per batch in spawn-batch
+IDLE_FIBERS = 10_000  # fibers kept blocked in the memory benchmark
+IDLE_DEPTH = 10  # stack depth (Python frames of the recursive function) they block at
+SLEEPERS = (2, 100)  # fiber counts for the sleep(0) benchmark
+WORKER_TIMEOUT = 120.0  # seconds; a worker taking longer is reported as failed
+
+
+# ---------------------------------------------------------------------------------------------
+# What is reported
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the report."""
+
+    label: str
+    unit: str
+    higher_is_better: bool
+    #: The unknot/gevent ratio the issue sets as a target, if any (a floor for throughput, a
+    #: ceiling for memory).
+    target_vs_gevent: float | None = None
+
+
+METRICS: dict[str, Metric] = {
+    "switch": Metric("switch (2 fibers, wake/wait hand-off)", "switches/s", True),
+    "sleep0-2": Metric("sleep(0), 2 fibers", "yields/s", True),
+    "sleep0-100": Metric("sleep(0), 100 fibers", "yields/s", True),
+    "spawn-join": Metric("spawn+join, one at a time", "fibers/s", True, 1.0),
+    "spawn-batch": Metric(f"spawn {BATCH:,} then join all", "fibers/s", True, 1.0),
+    "mem-rss": Metric("memory per idle fiber, RSS", "bytes", False, 1.0),
+    "mem-traced": Metric("memory per idle fiber, tracemalloc", "bytes", False, 1.0),
+}
+
+#: Worker benchmarks (one subprocess each) and the metrics each one produces.
+BENCHES: dict[str, tuple[str, ...]] = {
+    "switch": ("switch",),
+    "sleep0": ("sleep0-2", "sleep0-100"),
+    "spawn-join": ("spawn-join",),
+    "spawn-batch": ("spawn-batch",),
+    "memory": ("mem-rss", "mem-traced"),
+}
+
+#: How each peer implements the switch benchmark's hand-off, for the report.
+SWITCH_PRIMITIVE = {
+    "unknot": "`unknot.Event` (a fresh one per hand-off: `set()` / `wait()`)",
+    "gevent": "`gevent.event.Event` (a fresh one per hand-off: `set()` / `wait()`)",
+    "asyncio": "`loop.create_future()` (a fresh one per hand-off: `set_result()` / `await`)",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: timing and memory helpers shared by the peers
+# ---------------------------------------------------------------------------------------------
+
+
+def rate(
+    timed: Callable[[int], float], min_time: float, ops_per_unit: int = 1, runs: int = 3
+) -> float:
+    """Operations per second of ``timed(n)``, which runs ``n`` units and returns the seconds taken.
+
+    Grows ``n`` until one call takes a tenth of ``min_time`` (calibration, which also warms the
+    code up), then makes ``runs`` calls sized to take ``min_time`` together and keeps the
+    fastest: on a shared machine the fastest run is the one least disturbed by others.
+    """
+    n = 1
+    while True:
+        elapsed = timed(n)
+        if elapsed >= min_time / 10:
+            break
+        n *= 2 if elapsed > min_time / 100 else 10
+    n = max(1, round(n * min_time / runs / elapsed))
+    return n * ops_per_unit / min(timed(n) for _ in range(runs))
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process, from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class IdleMemory:
+    """Measures memory per idle fiber in two passes: RSS first, then ``tracemalloc``.
+
+    The passes are separate because tracemalloc's own bookkeeping would inflate RSS. Call
+    `begin_rss`, create the blocked fibers, `end_rss`, release them; then the same with
+    `begin_traced` / `end_traced`. Usable from plain and from async code.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.result: dict[str, float] = {}
+        self._start = 0
+
+    def begin_rss(self) -> None:
+        gc.collect()
+        self._start = rss_bytes()
+
+    def end_rss(self) -> None:
+        gc.collect()
+        self.result["mem-rss"] = (rss_bytes() - self._start) / self.count
+
+    def begin_traced(self) -> None:
+        gc.collect()
+        tracemalloc.start()
+        self._start = tracemalloc.get_traced_memory()[0]
+
+    def end_traced(self) -> None:
+        gc.collect()
+        self.result["mem-traced"] = (tracemalloc.get_traced_memory()[0] - self._start) / self.count
+        tracemalloc.stop()
+
+
+def _return_at_once() -> None:
+    """The body of the fibers in the spawn benchmarks."""
+
+
+async def _areturn_at_once() -> None:
+    """The body of the tasks in the asyncio spawn benchmarks."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The peers. Each method runs its loop inside the library's runtime and returns seconds taken
+# (or, for memory, bytes per fiber); loops bind hot names to locals the same way in every peer.
+# ---------------------------------------------------------------------------------------------
+
+
+class UnknotPeer:
+    """unknot: fibers spawned with `unknot.spawn` from the root fiber of `unknot.run`."""
+
+    def __init__(self) -> None:
+        import unknot
+
+        self.unknot = unknot
+
+    def switch(self, rounds: int) -> float:
+        unknot = self.unknot
+        Event = unknot.Event
+
+        def relay(rounds: int, slot: list[Any]) -> None:
+            for _ in range(rounds):
+                mine = Event()
+                partner, slot[0] = slot[0], mine
+                partner.set()
+                mine.wait()
+            slot[0].set()  # release the partner's last wait
+
+        def main() -> float:
+            slot = [Event()]
+            start = time.perf_counter()
+            fibers = [unknot.spawn(relay, rounds, slot) for _ in range(2)]
+            for f in fibers:
+                f.join()
+            return time.perf_counter() - start
+
+        return unknot.run(main)
+
+    def sleep0(self, fibers: int, rounds: int) -> float:
+        unknot = self.unknot
+
+        def yielder(n: int) -> None:
+            sleep = unknot.sleep
+            for _ in range(n):
+                sleep(0)
+
+        def main() -> float:
+            start = time.perf_counter()
+            spawned = [unknot.spawn(yielder, rounds) for _ in range(fibers)]
+            for f in spawned:
+                f.join()
+            return time.perf_counter() - start
+
+        return unknot.run(main)
+
+    def spawn_join(self, n: int) -> float:
+        unknot = self.unknot
+
+        def main() -> float:
+            spawn = unknot.spawn
+            start = time.perf_counter()
+            for _ in range(n):
+                spawn(_return_at_once).join()
+            return time.perf_counter() - start
+
+        return unknot.run(main)
+
+    def spawn_batch(self, batches: int) -> float:
+        unknot = self.unknot
+
+        def main() -> float:
+            spawn = unknot.spawn
+            start = time.perf_counter()
+            for _ in range(batches):
+                fibers = [spawn(_return_at_once) for _ in range(BATCH)]
+                for f in fibers:
+                    f.join()
+            return time.perf_counter() - start
+
+        return unknot.run(main)
+
+    def memory(self, count: int) -> dict[str, float]:
+        unknot = self.unknot
+        probe = IdleMemory(count)
+
+        def descend(depth: int, event: Any, parked: list[int]) -> None:
+            if depth > 1:
+                return descend(depth - 1, event, parked)
+            parked[0] += 1
+            event.wait()
+
+        def park_all() -> Callable[[], None]:
+            event, parked = unknot.Event(), [0]
+            fibers = [unknot.spawn(descend, IDLE_DEPTH, event, parked) for _ in range(count)]
+            while parked[0] < count:
+                unknot.sleep(0)
+
+            def release() -> None:
+                event.set()
+                for f in fibers:
+                    f.join()
+
+            return release
+
+        def main() -> None:
+            probe.begin_rss()
+            release = park_all()
+            probe.end_rss()
+            release()
+            probe.begin_traced()
+            release = park_all()
+            probe.end_traced()
+            release()
+
+        unknot.run(main)
+        return probe.result
+
+
+class GeventPeer:
+    """gevent: greenlets spawned with `gevent.spawn` from the main greenlet (no monkey-patching)."""
+
+    def __init__(self) -> None:
+        import gevent
+        import gevent.event
+
+        self.gevent = gevent
+
+    def switch(self, rounds: int) -> float:
+        gevent = self.gevent
+        Event = gevent.event.Event
+
+        def relay(rounds: int, slot: list[Any]) -> None:
+            for _ in range(rounds):
+                mine = Event()
+                partner, slot[0] = slot[0], mine
+                partner.set()
+                mine.wait()
+            slot[0].set()
+
+        slot = [Event()]
+        start = time.perf_counter()
+        greenlets = [gevent.spawn(relay, rounds, slot) for _ in range(2)]
+        for g in greenlets:
+            g.join()
+        return time.perf_counter() - start
+
+    def sleep0(self, fibers: int, rounds: int) -> float:
+        gevent = self.gevent
+
+        def yielder(n: int) -> None:
+            sleep = gevent.sleep
+            for _ in range(n):
+                sleep(0)
+
+        start = time.perf_counter()
+        greenlets = [gevent.spawn(yielder, rounds) for _ in range(fibers)]
+        for g in greenlets:
+            g.join()
+        return time.perf_counter() - start
+
+    def spawn_join(self, n: int) -> float:
+        spawn = self.gevent.spawn
+        start = time.perf_counter()
+        for _ in range(n):
+            spawn(_return_at_once).join()
+        return time.perf_counter() - start
+
+    def spawn_batch(self, batches: int) -> float:
+        spawn = self.gevent.spawn
+        start = time.perf_counter()
+        for _ in range(batches):
+            greenlets = [spawn(_return_at_once) for _ in range(BATCH)]
+            for g in greenlets:
+                g.join()
+        return time.perf_counter() - start
+
+    def memory(self, count: int) -> dict[str, float]:
+        gevent = self.gevent
+        probe = IdleMemory(count)
+
+        def descend(depth: int, event: Any, parked: list[int]) -> None:
+            if depth > 1:
+                return descend(depth - 1, event, parked)
+            parked[0] += 1
+            event.wait()
+
+        def park_all() -> Callable[[], None]:
+            event, parked = gevent.event.Event(), [0]
+            greenlets = [gevent.spawn(descend, IDLE_DEPTH, event, parked) for _ in range(count)]
+            while parked[0] < count:
+                gevent.sleep(0)
+
+            def release() -> None:
+                event.set()
+                for g in greenlets:
+                    g.join()
+
+            return release
+
+        probe.begin_rss()
+        release = park_all()
+        probe.end_rss()
+        release()
+        probe.begin_traced()
+        release = park_all()
+        probe.end_traced()
+        release()
+        return probe.result
+
+
+class AsyncioPeer:
+    """asyncio: tasks made with `asyncio.create_task` and awaited, on the default event loop."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.asyncio = asyncio
+
+    def switch(self, rounds: int) -> float:
+        asyncio = self.asyncio
+
+        async def relay(rounds: int, slot: list[Any]) -> None:
+            new_future = asyncio.get_running_loop().create_future
+            for _ in range(rounds):
+                mine = new_future()
+                partner, slot[0] = slot[0], mine
+                partner.set_result(None)
+                await mine
+            if not slot[0].done():
+                slot[0].set_result(None)
+
+        async def main() -> float:
+            slot = [asyncio.get_running_loop().create_future()]
+            start = time.perf_counter()
+            tasks = [asyncio.create_task(relay(rounds, slot)) for _ in range(2)]
+            for t in tasks:
+                await t
+            return time.perf_counter() - start
+
+        return asyncio.run(main())
+
+    def sleep0(self, fibers: int, rounds: int) -> float:
+        asyncio = self.asyncio
+
+        async def yielder(n: int) -> None:
+            sleep = asyncio.sleep
+            for _ in range(n):
+                await sleep(0)
+
+        async def main() -> float:
+            start = time.perf_counter()
+            tasks = [asyncio.create_task(yielder(rounds)) for _ in range(fibers)]
+            for t in tasks:
+                await t
+            return time.perf_counter() - start
+
+        return asyncio.run(main())
+
+    def spawn_join(self, n: int) -> float:
+        asyncio = self.asyncio
+
+        async def main() -> float:
+            create_task = asyncio.create_task
+            start = time.perf_counter()
+            for _ in range(n):
+                await create_task(_areturn_at_once())
+            return time.perf_counter() - start
+
+        return asyncio.run(main())
+
+    def spawn_batch(self, batches: int) -> float:
+        asyncio = self.asyncio
+
+        async def main() -> float:
+            create_task = asyncio.create_task
+            start = time.perf_counter()
+            for _ in range(batches):
+                tasks = [create_task(_areturn_at_once()) for _ in range(BATCH)]
+                for t in tasks:
+                    await t
+            return time.perf_counter() - start
+
+        return asyncio.run(main())
+
+    def memory(self, count: int) -> dict[str, float]:
+        asyncio = self.asyncio
+        probe = IdleMemory(count)
+
+        async def descend(depth: int, event: Any, parked: list[int]) -> None:
+            if depth > 1:
+                return await descend(depth - 1, event, parked)
+            parked[0] += 1
+            await event.wait()
+
+        async def park_all() -> Callable[[], Any]:
+            event, parked = asyncio.Event(), [0]
+            tasks = [asyncio.create_task(descend(IDLE_DEPTH, event, parked)) for _ in range(count)]
+            while parked[0] < count:
+                await asyncio.sleep(0)
+
+            async def release() -> None:
+                event.set()
+                for t in tasks:
+                    await t
+
+            return release
+
+        async def main() -> None:
+            probe.begin_rss()
+            release = await park_all()
+            probe.end_rss()
+            await release()
+            probe.begin_traced()
+            release = await park_all()
+            probe.end_traced()
+            await release()
+
+        asyncio.run(main())
+        return probe.result
+
+
+PEER_CLASSES: dict[str, Callable[[], Any]] = {
+    "unknot": UnknotPeer,
+    "gevent": GeventPeer,
+    "asyncio": AsyncioPeer,
+}
+
+
+def run_worker(peer_name: str, bench: str, min_time: float) -> dict[str, float]:
+    """Run one benchmark for one peer in this process; return its metrics."""
+    peer = PEER_CLASSES[peer_name]()
+    if bench == "switch":
+        return {"switch": rate(peer.switch, min_time, 2)}  # each round: 2 hand-offs
+    if bench == "sleep0":
+        return {
+            f"sleep0-{fibers}": rate(
+                lambda rounds, fibers=fibers: peer.sleep0(fibers, rounds), min_time, fibers
+            )
+            for fibers in SLEEPERS
+        }
+    if bench == "spawn-join":
+        return {"spawn-join": rate(peer.spawn_join, min_time)}
+    if bench == "spawn-batch":
+        return {"spawn-batch": rate(peer.spawn_batch, min_time, BATCH)}
+    if bench == "memory":
+        return peer.memory(IDLE_FIBERS)
+    raise ValueError(f"unknown benchmark {bench!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side: run the workers, aggregate, report
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Every repeat's value of every metric, per peer."""
+
+    values: dict[tuple[str, str], list[float]]
+    failures: list[str]
+
+    def median(self, peer: str, metric: str) -> float | None:
+        vals = self.values.get((peer, metric))
+        return statistics.median(vals) if vals else None
+
+    def spread(self, peer: str, metric: str) -> float | None:
+        """The largest deviation of one repeat from the median, relative to the median."""
+        vals = self.values.get((peer, metric))
+        med = self.median(peer, metric)
+        if not vals or not med:
+            return None
+        return max(abs(v - med) for v in vals) / abs(med)
+
+
+def pin_prefix(cpu: int | None) -> tuple[list[str], str]:
+    """The command prefix that pins a worker to ``cpu``, and a sentence saying what was done."""
+    if cpu is None:
+        return [], "not pinned (--no-pin)"
+    if shutil.which("taskset") is None:
+        return [], "not pinned (taskset not found)"
+    if hasattr(os, "sched_getaffinity") and cpu not in os.sched_getaffinity(0):
+        return [], f"not pinned (CPU {cpu} is not available to this process)"
+    return ["taskset", "-c", str(cpu)], f"each worker pinned to CPU {cpu} with `taskset -c {cpu}`"
+
+
+def available_peers(peers: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``peers`` into those whose library imports here and notes about the others."""
+    ok, notes = [], []
+    for peer in peers:
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import {PEER_MODULES[peer]}"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0:
+            ok.append(peer)
+        else:
+            notes.append(f"{peer} skipped: cannot import {PEER_MODULES[peer]}")
+    return ok, notes
+
+
+def launch_worker(
+    prefix: list[str], peer: str, bench: str, min_time: float
+) -> tuple[dict[str, float] | None, str]:
+    """Run one worker subprocess; return its metrics (None on failure) and an error text."""
+    cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--worker", peer, bench]
+    cmd += ["--min-time", str(min_time)]
+    env = dict(os.environ, PYTHONHASHSEED="0")  # same set/dict layouts in every run
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"{peer} {bench}: timed out after {WORKER_TIMEOUT:.0f} s"
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return None, f"{peer} {bench}: exit status {proc.returncode}: {tail}"
+    return json.loads(lines[-1]), ""
+
+
+def collect(
+    peers: list[str], benches: list[str], repeat: int, min_time: float, prefix: list[str]
+) -> Samples:
+    """Run every (benchmark, peer) ``repeat`` times, peers interleaved within each repeat."""
+    samples = Samples({}, [])
+    for bench in benches:
+        for i in range(repeat):
+            for peer in peers:
+                result, error = launch_worker(prefix, peer, bench, min_time)
+                if result is None:
+                    samples.failures.append(error)
+                    print(f"  FAILED {error}", file=sys.stderr)
+                    continue
+                for metric, value in result.items():
+                    samples.values.setdefault((peer, metric), []).append(value)
+                shown = ", ".join(f"{m} {fmt_value(v, METRICS[m])}" for m, v in result.items())
+                print(f"  [{i + 1}/{repeat}] {bench:<11} {peer:<8} {shown}", file=sys.stderr)
+    return samples
+
+
+def fmt_value(value: float | None, metric: Metric) -> str:
+    """A number for humans: 1.23M/s style for rates, whole bytes for memory."""
+    if value is None:
+        return "n/a"
+    if metric.unit == "bytes":
+        return f"{value:,.0f} B"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def ratio(samples: Samples, metric: str, other: str) -> float | None:
+    """unknot's median divided by ``other``'s, or None if either is missing."""
+    mine, theirs = samples.median("unknot", metric), samples.median(other, metric)
+    if mine is None or not theirs:
+        return None
+    return mine / theirs
+
+
+def fmt_ratio(value: float | None) -> str:
+    """A ratio with two decimals, or "n/a"."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def target_verdict(samples: Samples, name: str) -> str | None:
+    """A met/MISSED verdict with the numbers, for metrics that have a target against gevent."""
+    metric = METRICS[name]
+    if metric.target_vs_gevent is None:
+        return None
+    r = ratio(samples, name, "gevent")
+    if r is None:
+        return f"{metric.label}: no gevent result, target not checked"
+    if metric.higher_is_better:
+        met, rule = r >= metric.target_vs_gevent, f">= {metric.target_vs_gevent:.2f}"
+    else:
+        met, rule = r <= metric.target_vs_gevent, f"<= {metric.target_vs_gevent:.2f}"
+    return f"{metric.label}: unknot/gevent = {r:.2f} (target {rule}): {'met' if met else 'MISSED'}"
+
+
+def table_rows(samples: Samples, peers: list[str], metrics: list[str]) -> list[list[str]]:
+    """Header plus one row per metric: label, unit, each peer's median, the ratios, direction."""
+    others = [p for p in ("gevent", "asyncio") if p in peers]
+    header = ["benchmark", "unit", *peers, *(f"unknot/{p}" for p in others), "better"]
+    rows = [header]
+    for name in metrics:
+        m = METRICS[name]
+        cells = [m.label, m.unit]
+        cells += [fmt_value(samples.median(p, name), m) for p in peers]
+        if "unknot" in peers:
+            cells += [fmt_ratio(ratio(samples, name, p)) for p in others]
+        else:
+            cells += ["n/a" for _ in others]
+        cells.append("higher" if m.higher_is_better else "lower")
+        rows.append(cells)
+    return rows
+
+
+def console_table(rows: list[list[str]]) -> str:
+    """``table_rows`` output as aligned plain text."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """``table_rows`` output as a Markdown table (numbers right-aligned)."""
+    lines = ["| " + " | ".join(rows[0]) + " |"]
+    lines.append("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(rows[0]))) + " |")
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def package_version(name: str) -> str:
+    """The installed version of distribution ``name``, or "not installed"."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, or the platform's best guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_revision() -> str:
+    """The commit being measured, with ``+dirty`` if the working tree has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        status = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def machine_facts(pinning: str) -> list[tuple[str, str]]:
+    """Label/value pairs describing where and how the run happened."""
+    packages = ", ".join(f"{p} {package_version(p)}" for p in ("unknot", "greenlet", "gevent"))
+    return [
+        (
+            "Machine",
+            f"{cpu_model()}, {os.cpu_count()} CPUs (nproc), "
+            f"{platform.system()} {platform.release()}",
+        ),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("Packages", f"{packages}; asyncio on its default event loop (no uvloop)"),
+        ("Pinning", pinning),
+        ("Checkout", git_revision()),
+        ("Command", f"`{shlex.join(['python', *sys.orig_argv[1:]])}`"),
+        ("Date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+    ]
+
+
+def markdown_section(
+    samples: Samples,
+    peers: list[str],
+    metrics: list[str],
+    args: argparse.Namespace,
+    facts: list[tuple[str, str]],
+    notes: list[str],
+) -> str:
+    """The body of BENCHMARKS.md's "Core" section (its own header included)."""
+    out = [f"## {SECTION_TITLE}", ""]
+    out.append(
+        "Micro-benchmarks of the fiber runtime (`benchmarks/core.py`): unknot against gevent "
+        "and asyncio, measured in the same run. Every cell is the median of "
+        f"{args.repeat} runs, each in a fresh interpreter that keeps the fastest of three timed "
+        "loops; ratios are unknot divided by the "
+        "peer, so for rates (per second) a ratio above 1 means unknot is faster, and for memory "
+        "a ratio below 1 means unknot uses less."
+    )
+    out.append("")
+    out += [f"- {label}: {value}" for label, value in facts]
+    out += ["", markdown_table(table_rows(samples, peers, metrics)), ""]
+    verdicts = [v for v in (target_verdict(samples, m) for m in metrics) if v]
+    if verdicts:
+        out += [
+            "Targets (from the issue: spawn+join no slower than gevent, memory per idle "
+            "fiber no more than gevent's):",
+            "",
+        ]
+        out += [f"- {v}" for v in verdicts]
+        out.append("")
+    spread = worst_spread(samples, peers, metrics)
+    if spread:
+        out += [f"Largest deviation of a single run from its median: {spread}.", ""]
+    out += ["What each row does:", ""]
+    out.append(
+        "- *switch*: two fibers pass control back and forth; each hand-off creates a one-shot "
+        "primitive to wait on, wakes the partner's and waits. unknot: "
+        f"{SWITCH_PRIMITIVE['unknot']}; gevent: {SWITCH_PRIMITIVE['gevent']}; asyncio: "
+        f"{SWITCH_PRIMITIVE['asyncio']}. Of the primitives tried (unknot `Event` and `Channel`; "
+        "gevent `Event`, reused or fresh, and `AsyncResult`; asyncio `Event` and `Future`), "
+        "these were each library's cheapest."
+    )
+    out.append(
+        "- *sleep(0)*: N fibers each call `sleep(0)` (`unknot.sleep`, `gevent.sleep`, "
+        "`asyncio.sleep`) in a loop; total yields per second."
+    )
+    out.append(
+        "- *spawn+join*: `unknot.spawn(f).join()` inside `unknot.run`; "
+        "`gevent.spawn(f).join()` from the main greenlet; `await asyncio.create_task(f())`; "
+        f"`f` returns at once. The batch variant spawns {BATCH:,} before joining them in order."
+    )
+    out.append(
+        f"- *memory per idle fiber*: {IDLE_FIBERS:,} fibers each recurse to depth "
+        f"{IDLE_DEPTH} and wait on one `Event` (unknot, gevent, asyncio `Event`); growth of RSS "
+        "(`/proc/self/statm`), then, in a second pass, of `tracemalloc`'s traced memory, both "
+        "after `gc.collect()`, divided by the fiber count. Includes everything the library "
+        "keeps per fiber (the fiber object, saved C stack, frames, wait-queue entries). "
+        "tracemalloc does not see memory CPython takes outside its allocators (for instance "
+        "the per-greenlet frame data stack), so RSS is the number that matters."
+    )
+    if notes or samples.failures:
+        out += ["", "Notes:", ""]
+        out += [f"- {n}" for n in notes + samples.failures]
+    out.append("")
+    return "\n".join(out)
+
+
+def worst_spread(samples: Samples, peers: list[str], metrics: list[str]) -> str:
+    """The largest relative deviation among all cells, as text ("" if there is none)."""
+    worst: tuple[float, str] | None = None
+    for metric in metrics:
+        for peer in peers:
+            s = samples.spread(peer, metric)
+            if s is not None and (worst is None or s > worst[0]):
+                worst = (s, f"{METRICS[metric].label}, {peer}")
+    return "" if worst is None else f"{worst[0]:.0%} ({worst[1]})"
+
+
+def update_markdown(path: Path, section: str) -> None:
+    """Replace the "Core" section of ``path`` (up to the next level-2 header), or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^## {SECTION_TITLE}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def csv_list(choices: tuple[str, ...] | list[str]) -> Callable[[str], list[str]]:
+    """An argparse type for a comma-separated subset of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [i for i in items if i not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown: {', '.join(unknown)} (choose from {', '.join(choices)})"
+            )
+        return items
+
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``--worker PEER BENCH`` is internal (the parent starts workers so)."""
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (median)")
+    parser.add_argument(
+        "--min-time", type=float, default=0.3, help="measured seconds per metric in a worker"
+    )
+    parser.add_argument("--peers", type=csv_list(PEERS), default=list(PEERS))
+    parser.add_argument("--benches", type=csv_list(list(BENCHES)), default=list(BENCHES))
+    parser.add_argument("--cpu", type=int, default=0, help="CPU to pin workers to")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin workers")
+    parser.add_argument(
+        "--markdown",
+        nargs="?",
+        type=Path,
+        const=DEFAULT_MARKDOWN,
+        metavar="PATH",
+        help=f"write the results to the '{SECTION_TITLE}' section of PATH",
+    )
+    parser.add_argument("--worker", nargs=2, metavar=("PEER", "BENCH"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker mode: print one JSON line of metrics. Otherwise: run everything and report."""
+    args = parse_args(argv)
+    if args.worker:
+        peer, bench = args.worker
+        print(json.dumps(run_worker(peer, bench, args.min_time)))
+        return 0
+
+    prefix, pinning = pin_prefix(None if args.no_pin else args.cpu)
+    peers, notes = available_peers(args.peers)
+    if not peers:
+        print("no peer can be imported", file=sys.stderr)
+        return 1
+    metrics = [m for b in args.benches for m in BENCHES[b]]
+    print(
+        f"core benchmarks: peers {', '.join(peers)}; {pinning}; median of {args.repeat}",
+        file=sys.stderr,
+    )
+    for note in notes:
+        print(f"  {note}", file=sys.stderr)
+    started = time.monotonic()
+    samples = collect(peers, args.benches, args.repeat, args.min_time, prefix)
+
+    facts = machine_facts(pinning)
+    print()
+    for label, value in facts:
+        print(f"{label}: {value.replace('`', '')}")
+    print()
+    print(console_table(table_rows(samples, peers, metrics)))
+    print("\nRatios are unknot / peer; 'better' says which direction favours unknot.")
+    for verdict in (target_verdict(samples, m) for m in metrics):
+        if verdict:
+            print(verdict)
+    spread = worst_spread(samples, peers, metrics)
+    if spread:
+        print(f"largest deviation of one run from its median: {spread}")
+    print(f"(took {time.monotonic() - started:.0f} s)")
+
+    if args.markdown is not None:
+        section = markdown_section(samples, peers, metrics, args, facts, notes)
+        update_markdown(args.markdown, section)
+        print(f"wrote the '{SECTION_TITLE}' section of {args.markdown}")
+    return 1 if samples.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
