@@ -23,7 +23,6 @@ import select as _select
 import socket as _stdlib
 import time as _time
 import types
-from operator import index as _index
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
@@ -112,9 +111,13 @@ class socket(_StdSocket):
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
-        block = _index(flag)  # the stdlib's TypeError for a non-integer
-        _Csocket.settimeout(self, 0.0)  # (OSError EBADF once closed, as in the stdlib)
-        self._timeout = None if block else 0.0
+        # Let the C method parse ``flag`` (its rules differ between Python versions: 3.13
+        # accepts None) and raise what it raises (EBADF once closed); then read back what it
+        # decided and put the OS socket back in non-blocking mode.
+        _Csocket.setblocking(self, flag)
+        blocking = _Csocket.gettimeout(self) is None
+        _Csocket.settimeout(self, 0.0)
+        self._timeout = None if blocking else 0.0
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (timeout 0.0)."""
