@@ -13,10 +13,11 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
     unknot.run(main)
 """
 
-from . import socket  # noqa: E402  (the cooperative socket module, as unknot.socket)
+# The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
+from . import select, socket
 from ._bridge import await_
 from ._cancel import Cancelled, CancelScope, current_time, fail_after, move_on_after
-from ._channel import Channel, ChannelClosed, Operation, select
+from ._channel import Channel, ChannelClosed, Operation
 from ._fiber import Fiber, FiberCancelled
 from ._fibers import (
     checkpoint,

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import copy_context
 from typing import Any
 
@@ -383,6 +383,81 @@ class Hub:
             rec = FdWait(fd, False)
             self.fds[fd] = rec
         return self.wait_fd(f, rec, write, timeout)
+
+    def wait_fds(
+        self,
+        f: Fiber,
+        reads: Iterable[int],
+        writes: Iterable[int],
+        timeout: float | None,
+        busy_poll: float | None = None,
+    ) -> Any:
+        """Park ``f`` until any fd of ``reads`` is readable or any of ``writes`` is writable.
+
+        The first event wins. Returns None when woken by an fd (or when the fds cannot be polled
+        at all, as regular files: they are always ready), `TIMED_OUT` once ``timeout`` expired.
+        It does not say which fd fired: the caller polls them all again (with a zero timeout),
+        and must be ready to find none, since readiness can be spurious or consumed by someone
+        else first. As with `wait_fd`, call it only after such a poll found none ready. Fds unknot
+        does not own are watched only while ``f`` waits; persistent records stay as they are.
+
+        An fd that cannot be watched for ``f`` (another fiber already waits on it in the same
+        direction, or asyncio watches it) raises `RuntimeError`, leaving nothing registered;
+        unless ``busy_poll`` is given: such fds are then skipped and the wait ends (returning
+        None) after at most ``busy_poll`` seconds, so that the caller polls them again.
+        """
+        taken: list[tuple[FdWait, bool]] = []
+        skipped = False
+        self.fd_waiters += 1
+        try:
+            for write, fds in ((False, reads), (True, writes)):
+                for fd in fds:
+                    rec = self.fds.get(fd)
+                    if rec is None:
+                        rec = FdWait(fd, False)
+                        self.fds[fd] = rec
+                    waiter = rec.writer if write else rec.reader
+                    if waiter is f:
+                        continue  # listed twice
+                    if waiter is not None:
+                        if busy_poll is None:
+                            what = "write to" if write else "read from"
+                            raise RuntimeError(
+                                f"another fiber is already waiting to {what} fd {fd}"
+                            )
+                        skipped = True
+                        continue
+                    if write:
+                        rec.writer = f
+                    else:
+                        rec.reader = f
+                    taken.append((rec, write))
+                    try:
+                        if (not rec.armed or not self.edge_triggered) and not self._arm(rec):
+                            return None  # cannot be polled (a regular file): always ready
+                    except RuntimeError:  # asyncio watches this fd
+                        if busy_poll is None:
+                            raise
+                        skipped = True
+                        taken.pop()
+                        self._release(rec, write)
+            if skipped and busy_poll is not None and (timeout is None or busy_poll < timeout):
+                r = self.park(f, busy_poll)
+                return None if r is TIMED_OUT else r
+            return self.park(f, timeout)
+        finally:
+            self.fd_waiters -= 1
+            for rec, write in taken:
+                self._release(rec, write)
+
+    def _release(self, rec: FdWait, write: bool) -> None:
+        """End one direction of a fiber's wait on ``rec`` (narrow or drop its registration)."""
+        if write:
+            rec.writer = None
+        else:
+            rec.reader = None
+        if not rec.persistent or not self.edge_triggered:
+            self._after_wait(rec)
 
     def _fd_event(self, rec: FdWait, readable: bool, writable: bool) -> None:
         if readable and rec.reader is not None:

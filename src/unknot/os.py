@@ -1,0 +1,276 @@
+"""Cooperative `os`: a drop-in mirror of the stdlib module; its blocking calls suspend one fiber.
+
+Every name of the stdlib module is here. Overridden, and cooperative in a fiber (outside fibers
+each is exactly the stdlib function, blocking the thread):
+
+* `read` and `write` on pipes, FIFOs and ttys (and sockets, though `unknot.socket` is the
+  efficient way to use those);
+* `waitpid`, `wait` (waiting for a child process) and `system`;
+* `popen`, whose file and ``close()`` are those of `unknot.subprocess`.
+
+**File descriptors keep their mode.** Unlike gevent's ``nb_read``/``nb_write``, which require
+the caller to put the fd in non-blocking mode, nothing here changes an fd's flags (O_NONBLOCK
+belongs to the open file description, which a child process or another library may share).
+Instead, on an fd in *blocking* mode a fiber first checks readiness with a zero-timeout
+``poll``, and if the fd is not ready it waits on the hub until it is; only then does it make the
+syscall, which readiness guarantees will not block:
+
+* a read returns what is available (at least one byte, or b"" at end of file);
+* a write is made in chunks of at most ``select.PIPE_BUF`` bytes, each after the fd polled
+  writable (a pipe that polls writable has room for ``PIPE_BUF`` bytes), until all the data is
+  written, which is what a blocking write to a pipe does. Writes of up to ``PIPE_BUF`` bytes
+  stay atomic. An error after part of the data was written (the reader went away) returns the
+  count written so far, as the kernel does; cancellation raises `unknot.Cancelled`, and a prefix
+  of the data may have been written.
+
+An fd in *non-blocking* mode is left alone: the call is the stdlib's, raising `BlockingIOError`
+when it would block (wait with `unknot.wait_readable` yourself); so is an fd not open for the
+operation (reading a pipe's write end fails at once with EBADF, as in the stdlib). Regular files
+are always "ready" and are read and written directly (disk I/O cannot be polled; use
+`unknot.to_thread` for slow file systems). The one race this leaves is another process
+consuming the readiness between the poll and the syscall (two readers of one pipe): the syscall
+then blocks the thread, as it would have with threads. Several fibers may wait on one fd: the
+hub wakes one, the others poll again every `unknot.select.BUSY_POLL` seconds.
+
+Child processes: ``waitpid(pid, 0)`` for a specific child waits on a pidfd
+(``os.pidfd_open``, Linux 5.3+); waiting for any child (``pid <= 0``), with ``WUNTRACED`` or
+``WCONTINUED``, or where pidfds are unavailable, polls ``waitpid(..., WNOHANG)`` with sleeps
+growing from 1 ms to 50 ms. `system` runs ``/bin/sh -c command`` with ``posix_spawn`` and waits
+with `waitpid`; unlike C's ``system()`` it does not ignore SIGINT and SIGQUIT in the parent
+meanwhile (the other fibers keep running). If the fiber is cancelled, the shell is killed and
+reaped before `unknot.Cancelled` propagates, so no zombie is left.
+"""
+
+from __future__ import annotations
+
+import os as _stdlib
+import select as _select
+import stat as _stat
+from os import *  # noqa: F403 - this module mirrors the whole stdlib module
+
+# The public names of the stdlib module that its __all__ leaves out.
+from os import (  # noqa: F401
+    PathLike,
+    supports_bytes_environ,
+    supports_dir_fd,
+    supports_effective_ids,
+    supports_fd,
+    supports_follow_symlinks,
+)
+from typing import Any
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # Windows
+    _fcntl = None  # type: ignore[assignment]
+
+from greenlet import getcurrent
+
+from ._fiber import Fiber
+from .select import BUSY_POLL
+
+__all__ = list(_stdlib.__all__)
+
+# The stdlib's own functions and constants, captured before unknot.patch() can replace them.
+_std_read = _stdlib.read
+_std_write = _stdlib.write
+_std_waitpid = _stdlib.waitpid
+_std_system = _stdlib.system
+_get_blocking = _stdlib.get_blocking
+_posix_spawn = getattr(_stdlib, "posix_spawn", None)
+_pidfd_open = getattr(_stdlib, "pidfd_open", None)
+_poll = getattr(_select, "poll", None)
+_select_select = _select.select
+_PIPE_BUF: int = getattr(_select, "PIPE_BUF", 512)
+_POLLIN = getattr(_select, "POLLIN", 1)
+_POLLOUT = getattr(_select, "POLLOUT", 4)
+_WNOHANG: int = getattr(_stdlib, "WNOHANG", 1)
+_NO_PIDFD_OPTIONS: int = getattr(_stdlib, "WUNTRACED", 0) | getattr(_stdlib, "WCONTINUED", 0)
+
+
+def _ready(fd: int, write: bool) -> bool:
+    """Whether a read (or write) on ``fd`` would not block now (errors count as ready)."""
+    if _poll is not None:
+        p = _poll()
+        p.register(fd, _POLLOUT if write else _POLLIN)
+        return bool(p.poll(0))
+    r, w, _ = _select_select([] if write else [fd], [fd] if write else [], [], 0)
+    return bool(r or w)
+
+
+def _wait_ready(f: Fiber, fd: int, write: bool) -> None:
+    """Suspend fiber ``f`` until ``fd`` is readable (or writable); at once if it already is.
+
+    Cancellable: raises `unknot.Cancelled` in a cancelled scope when it has to wait.
+    """
+    while not _ready(fd, write):
+        f._hub.wait_fds(f, () if write else (fd,), (fd,) if write else (), None, BUSY_POLL)
+
+
+def _may_wait(fd: int, write: bool) -> bool:
+    """Whether a fiber should wait for ``fd``: it is in blocking mode and open that way.
+
+    (A read from a write-only fd, such as the write end of a pipe, fails at once with EBADF:
+    polling it for readability would wait forever instead.)
+    """
+    if _fcntl is None:
+        return _get_blocking(fd)
+    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    if flags & _stdlib.O_NONBLOCK:
+        return False
+    mode = flags & _stdlib.O_ACCMODE
+    return mode == _stdlib.O_RDWR or mode == (_stdlib.O_WRONLY if write else _stdlib.O_RDONLY)
+
+
+def _cooperative_read(f: Fiber, fd: int, op: Any, *args: Any) -> Any:
+    """``op(*args)``, a read from blocking ``fd``, made after ``fd`` became readable."""
+    if _may_wait(fd, False):
+        _wait_ready(f, fd, False)
+    return op(*args)
+
+
+def _cooperative_write(f: Fiber, fd: int, data: Any, op: Any, stream: bool | None = None) -> int:
+    """Write all of ``data`` to blocking ``fd`` with ``op(chunk) -> int``, cooperatively.
+
+    ``stream``: True if ``fd`` is known to be a pipe, socket or tty (pollable), None to ask the
+    OS. See the module docstring for the chunking rule.
+    """
+    if not _may_wait(fd, True):
+        return op(data)
+    if stream is None:
+        mode = _stdlib.fstat(fd).st_mode
+        stream = not (_stat.S_ISREG(mode) or _stat.S_ISBLK(mode) or _stat.S_ISDIR(mode))
+    if not stream:
+        return op(data)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        return op(data)  # the stdlib's own TypeError
+    with view:
+        nbytes = view.nbytes
+        if nbytes <= _PIPE_BUF or not view.c_contiguous:
+            _wait_ready(f, fd, True)
+            return op(data)
+        with view.cast("B") as buf:
+            total = 0
+            while total < nbytes:
+                _wait_ready(f, fd, True)
+                try:
+                    total += op(buf[total : total + _PIPE_BUF])
+                except OSError:
+                    if total:
+                        return total  # as a blocking write that fails midway: the count so far
+                    raise
+            return total
+
+
+def read(fd: int, n: int, /) -> bytes:
+    """As `os.read`: in a fiber, wait cooperatively until ``fd`` is readable (blocking fds)."""
+    f = getcurrent()
+    if type(f) is not Fiber or not isinstance(fd, int) or not isinstance(n, int) or n <= 0:
+        return _std_read(fd, n)  # (and the stdlib's errors for bad arguments)
+    return _cooperative_read(f, fd, _std_read, fd, n)
+
+
+def write(fd: int, data: Any, /) -> int:
+    """As `os.write`: in a fiber, write all of ``data`` to a blocking pipe cooperatively."""
+    f = getcurrent()
+    if type(f) is not Fiber or not isinstance(fd, int):
+        return _std_write(fd, data)
+    return _cooperative_write(f, fd, data, lambda chunk: _std_write(fd, chunk))
+
+
+def _wait_child(f: Fiber, pid: int, options: int) -> tuple[int, int]:
+    """``waitpid(pid, options)`` (options without WNOHANG), suspending only fiber ``f``."""
+    from ._fibers import sleep
+
+    pidfd = None
+    if _pidfd_open is not None and pid > 0 and not options & _NO_PIDFD_OPTIONS:
+        try:
+            pidfd = _pidfd_open(pid)  # before the first waitpid: an exit after it is seen
+        except OSError:
+            pidfd = None  # no such process (waitpid reports it) or no pidfds here: poll
+    delay = 0.001
+    try:
+        while True:
+            result = _std_waitpid(pid, options | _WNOHANG)
+            if result[0] != 0:
+                return result
+            if pidfd is not None:
+                _wait_ready(f, pidfd, False)
+            else:
+                sleep(delay)
+                delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            _stdlib.close(pidfd)
+
+
+def waitpid(pid: int, options: int, /) -> tuple[int, int]:
+    """As `os.waitpid`: in a fiber, wait for the child cooperatively (see the module docs)."""
+    f = getcurrent()
+    if type(f) is not Fiber or not isinstance(options, int) or options & _WNOHANG:
+        return _std_waitpid(pid, options)
+    return _wait_child(f, pid, options)
+
+
+if hasattr(_stdlib, "wait"):
+
+    def wait() -> tuple[int, int]:
+        """As `os.wait`: wait for any child; in a fiber, cooperatively (by polling)."""
+        f = getcurrent()
+        if type(f) is not Fiber:
+            return _stdlib.wait()
+        return _wait_child(f, -1, 0)
+
+
+def system(command: Any) -> int:
+    """As `os.system`: run ``command`` in a shell; in a fiber, wait cooperatively.
+
+    Returns the wait status. In a fiber the shell is started with ``posix_spawn``; if the fiber
+    is cancelled while it runs, the shell is killed and reaped, then `Cancelled` propagates.
+    """
+    f = getcurrent()
+    if (
+        type(f) is not Fiber
+        or _posix_spawn is None
+        or not isinstance(command, (str, bytes, PathLike))  # (the stdlib raises TypeError)
+    ):
+        return _std_system(command)
+    pid = _posix_spawn("/bin/sh", ["sh", "-c", command], _stdlib.environ)
+    try:
+        return _wait_child(f, pid, 0)[1]
+    except BaseException:
+        _reap_killed(pid)
+        raise
+
+
+def _reap_killed(pid: int) -> None:
+    """Kill child ``pid`` and reap it (SIGKILL cannot be ignored, so this is brief)."""
+    try:
+        _stdlib.kill(pid, 9)
+        _std_waitpid(pid, 0)
+    except OSError:
+        pass  # already reaped
+
+
+def popen(cmd: str, mode: str = "r", buffering: int = -1) -> Any:
+    """As `os.popen`, with a cooperative `unknot.subprocess.Popen` behind the file."""
+    if not isinstance(cmd, str):
+        raise TypeError(f"invalid cmd type ({type(cmd)}, expected string)")
+    if mode not in ("r", "w"):
+        raise ValueError(f"invalid mode {mode!r}")
+    if buffering == 0 or buffering is None:
+        raise ValueError("popen() does not support unbuffered streams")
+    from . import subprocess
+
+    if mode == "r":
+        proc = subprocess.Popen(
+            cmd, shell=True, text=True, stdout=subprocess.PIPE, bufsize=buffering
+        )
+        return _wrap_close(proc.stdout, proc)
+    proc = subprocess.Popen(cmd, shell=True, text=True, stdin=subprocess.PIPE, bufsize=buffering)
+    return _wrap_close(proc.stdin, proc)
+
+
+_wrap_close: Any = _stdlib._wrap_close

@@ -1,0 +1,287 @@
+"""Cooperative `subprocess`: a drop-in mirror of the stdlib module; waits suspend only a fiber.
+
+Every name of the stdlib module is here. In a fiber, a `Popen`'s ``wait``, ``communicate`` and
+the reads and writes of its ``stdin``/``stdout``/``stderr`` suspend only the calling fiber;
+`run`, `call`, `check_call`, `check_output`, `getoutput` and `getstatusoutput` are built on that
+`Popen`. Outside fibers everything blocks the thread exactly like the stdlib.
+
+Most of the code *is* the stdlib's: `Popen` subclasses `subprocess.Popen`, and its
+``__init__`` and ``_communicate`` and the module functions are the stdlib functions' own code
+objects, rebound to globals in which the blocking pieces are cooperative (as `unknot.socket`
+does for ``create_connection``):
+
+* pipe files: ``Popen.__init__`` opens the parent's pipe ends with `io.open`, here replaced by
+  `_open_pipe`, which builds the same buffered (or, with ``bufsize=0``, raw) file objects over
+  `PipeIO`, a `io.FileIO` whose reads and writes wait through the helpers of `unknot.os` (a
+  readiness poll, then the syscall; the pipes stay in blocking mode, so a pipe handed on to
+  another child, as in ``Popen(..., stdin=p1.stdout)``, is an ordinary blocking pipe there);
+* ``communicate`` multiplexes the pipes with the stdlib's own loop (``_communicate``) over a
+  selector, here `unknot.selectors.PollSelector`, whose ``select()`` suspends the fiber; its
+  reads and writes happen only on fds the selector reported ready (writes in ``PIPE_BUF``
+  chunks), so they never block. Large inputs and outputs both ways cannot deadlock, and
+  ``TimeoutExpired`` carries the output read so far, exactly as in the stdlib. In a fiber the
+  loop is used even where the stdlib takes a shortcut (one pipe, no timeout), because it keeps
+  its progress on the `Popen`;
+* ``wait``: on Linux 5.3+ the fiber waits for the process's pidfd (``os.pidfd_open``) to
+  become readable, then reaps it with ``waitpid(WNOHANG)``; where pidfds are unavailable
+  (other systems, old kernels, seccomp sandboxes) it polls ``waitpid(WNOHANG)`` with sleeps
+  growing from 1 ms to 50 ms, as the stdlib's own ``wait(timeout)`` does. No SIGCHLD handler
+  is installed.
+
+Cancellation (`unknot.Cancelled`, e.g. from `unknot.move_on_after`) never leaves a zombie:
+
+* a cancelled ``wait()``, ``communicate()`` or pipe read/write leaves the process alone: it
+  keeps running, still owned by its `Popen`, and a later ``wait()`` reaps it (as after a
+  ``KeyboardInterrupt`` in the stdlib). A later ``communicate()`` continues where the cancelled
+  one stopped, losing nothing, as after ``TimeoutExpired``; a cancelled read of a pipe file
+  (``p.stdout.read()``) loses what it had read so far, as a ``KeyboardInterrupt`` does;
+* leaving a ``with Popen(...)`` block because of cancellation kills the process (SIGKILL),
+  closes the pipes and reaps it before `Cancelled` propagates (the stdlib's ``__exit__`` would
+  wait for the process, which cancellation must not do indefinitely). `run`, `call`,
+  `check_call`, `check_output` and `getoutput` therefore kill and reap their process when
+  cancelled, as the stdlib's `run` does on any exception.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import subprocess as _stdlib
+import types as _types
+import warnings as _warnings
+from subprocess import *  # noqa: F403 - this module mirrors the whole stdlib module
+
+# Public names of the stdlib module that its __all__ leaves out, and the private one run() uses.
+from subprocess import _mswindows, list2cmdline  # type: ignore[attr-defined]  # noqa: F401
+from time import monotonic as _monotonic
+from typing import Any
+
+from greenlet import getcurrent
+
+from . import os as _os
+from . import selectors as _selectors
+from ._cancel import Cancelled, CancelScope, effectively_cancelled
+from ._fiber import Fiber
+
+__all__ = list(_stdlib.__all__)
+
+_StdPopen = _stdlib.Popen
+_FileIO = _io.FileIO
+_READ_CHUNK = 65536
+
+
+class PipeIO(_io.FileIO):
+    """The raw file of a `Popen` pipe: a `io.FileIO` that waits cooperatively in a fiber.
+
+    Reads wait until the pipe is readable, writes write everything, waiting until the pipe has
+    room for each chunk (`unknot.os.read`/`unknot.os.write` rules). Outside fibers, and for a
+    pipe the user put in non-blocking mode, it is exactly `io.FileIO`.
+    """
+
+    def readinto(self, buffer: Any, /) -> int | None:
+        """As `io.FileIO.readinto`; in a fiber, wait cooperatively for data."""
+        f = getcurrent()
+        if type(f) is not Fiber or not self.readable():
+            return _FileIO.readinto(self, buffer)
+        return _os._cooperative_read(f, self.fileno(), _FileIO.readinto, self, buffer)
+
+    def read(self, size: int | None = -1, /) -> Any:
+        """As `io.FileIO.read`; in a fiber, wait cooperatively for data."""
+        f = getcurrent()
+        if type(f) is not Fiber or not self.readable():
+            return _FileIO.read(self, size)
+        if size is None or size < 0:
+            return self.readall()
+        return _os._cooperative_read(f, self.fileno(), _FileIO.read, self, size)
+
+    def readall(self) -> bytes:
+        """As `io.FileIO.readall`: read until end of file; in a fiber, cooperatively."""
+        f = getcurrent()
+        if type(f) is not Fiber or not self.readable():
+            return _FileIO.readall(self)
+        chunks: list[bytes] = []
+        fd = self.fileno()
+        while True:
+            chunk = _os._cooperative_read(f, fd, _FileIO.read, self, _READ_CHUNK)
+            if not chunk:
+                if chunk is None and not chunks:
+                    return None  # type: ignore[return-value]  # non-blocking fd, nothing yet
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def write(self, data: Any, /) -> int:
+        """As `io.FileIO.write`; in a fiber, write all of ``data`` cooperatively."""
+        f = getcurrent()
+        if type(f) is not Fiber or not self.writable():
+            return _FileIO.write(self, data)
+        return _os._cooperative_write(
+            f, self.fileno(), data, lambda chunk: _FileIO.write(self, chunk), stream=True
+        )
+
+
+def _open_pipe(fd: int, mode: str, buffering: int = -1) -> Any:
+    """What ``io.open(fd, mode, buffering)`` returns for a `Popen` pipe, over a `PipeIO`."""
+    if buffering == 1:
+        _warnings.warn(
+            "line buffering (buffering=1) isn't supported in binary mode, "
+            "the default buffer size will be used",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        buffering = -1
+    raw = PipeIO(fd, "w" if "w" in mode else "r")
+    if buffering == 0:
+        return raw
+    if buffering < 0:
+        buffering = getattr(raw, "_blksize", _io.DEFAULT_BUFFER_SIZE)
+    if "w" in mode:
+        return _io.BufferedWriter(raw, buffering)
+    return _io.BufferedReader(raw, buffering)
+
+
+def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
+    """The stdlib function ``fn`` running with globals ``namespace``: same code, our names."""
+    new = _types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__doc__ = fn.__doc__
+    new.__qualname__ = fn.__qualname__
+    new.__module__ = __name__
+    return new
+
+
+# The globals of the rebound Popen methods: the stdlib module's, with io.open making PipeIO
+# files and the communicate() selector cooperative. (A copy, made once: the module constants
+# those methods read do not change.)
+_popen_globals = dict(vars(_stdlib))
+_popen_globals["io"] = _types.SimpleNamespace(open=_open_pipe, TextIOWrapper=_io.TextIOWrapper)
+_popen_globals["_PopenSelector"] = getattr(_selectors, "PollSelector", _selectors.SelectSelector)
+
+
+def _in_cancelled_fiber() -> bool:
+    f = getcurrent()
+    return type(f) is Fiber and bool(f._hub.ncancel) and effectively_cancelled(f._scope)
+
+
+class Popen(_StdPopen):
+    """`subprocess.Popen` whose waits and pipe I/O suspend only the calling fiber.
+
+    Same constructor, attributes and methods as the stdlib's. See the module docstring for how
+    waiting works and what cancellation does.
+    """
+
+    __init__ = _rebind(_StdPopen.__init__, _popen_globals)
+    if not _mswindows:
+        _communicate = _rebind(_StdPopen._communicate, _popen_globals)  # type: ignore[attr-defined]
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:
+        """As `subprocess.Popen.communicate`; in a fiber, suspends only that fiber.
+
+        In a fiber it always runs the stdlib's multiplexed loop (the stdlib skips the loop when
+        at most one pipe is open and no timeout is given), which keeps the input sent and the
+        output read so far on the Popen: after a cancellation, as after `TimeoutExpired`,
+        calling ``communicate()`` again continues where it stopped and loses nothing.
+        """
+        if type(getcurrent()) is not Fiber or _mswindows:
+            return _StdPopen.communicate(self, input, timeout)
+        if self._communication_started and input:  # type: ignore[has-type]
+            raise ValueError("Cannot send input after starting communication")
+        endtime = None if timeout is None else _monotonic() + timeout
+        try:
+            stdout, stderr = self._communicate(input, endtime, timeout)
+        except KeyboardInterrupt:
+            # As the stdlib: give the child, which got the same SIGINT, a moment to exit.
+            sigint_timeout = self._sigint_wait_secs  # type: ignore[has-type]
+            if endtime is not None:
+                sigint_timeout = min(sigint_timeout, self._remaining_time(endtime))  # type: ignore[attr-defined]
+            self._sigint_wait_secs = 0
+            try:
+                self._wait(timeout=sigint_timeout)
+            except TimeoutExpired:  # noqa: F405
+                pass
+            raise
+        finally:
+            self._communication_started = True
+        self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
+        return (stdout, stderr)
+
+    def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> None:
+        """Close the pipes and wait for the process; if the fiber is cancelled, kill it first."""
+        if self.returncode is None and _in_cancelled_fiber():
+            self._kill_and_reap()
+            return
+        _StdPopen.__exit__(self, exc_type, value, traceback)
+
+    def _kill_and_reap(self) -> None:
+        try:
+            self.kill()
+        except OSError:
+            pass
+        for stream in (self.stdout, self.stderr, self.stdin):
+            if stream:
+                try:
+                    stream.close()  # a flush that would have to wait fails; the fd is closed
+                except (OSError, ValueError, Cancelled):
+                    pass
+        with CancelScope(shield=True):
+            self.wait()  # SIGKILL cannot be ignored: brief
+
+    def _wait(self, timeout: float | None) -> int | None:
+        """Wait for the process to exit, cooperatively in a fiber (pidfd, else polling)."""
+        if self.returncode is not None:
+            return self.returncode
+        f = getcurrent()
+        if type(f) is not Fiber or _mswindows:  # (Windows: not cooperative)
+            return _StdPopen._wait(self, timeout)  # type: ignore[attr-defined]
+        hub = f._hub
+        deadline = None if timeout is None else hub.time() + timeout
+        lock = self._waitpid_lock  # type: ignore[attr-defined]
+        pidfd: int | None = None
+        use_pidfd = _os._pidfd_open is not None
+        delay = 0.0005
+        try:
+            while True:
+                locked = lock.acquire(False)
+                if locked:
+                    try:
+                        if self.returncode is not None:
+                            break  # reaped by someone else
+                        pid, sts = self._try_wait(_os.WNOHANG)  # type: ignore[attr-defined]
+                        if pid == self.pid:
+                            self._handle_exitstatus(sts)  # type: ignore[attr-defined]
+                            break
+                        if pidfd is None and use_pidfd:
+                            # Opened while we hold the lock and the child is unreaped: the pid
+                            # cannot have been reused. An exit from now on makes it readable.
+                            try:
+                                pidfd = _os._pidfd_open(self.pid)  # type: ignore[misc]
+                            except OSError:
+                                use_pidfd = False  # ENOSYS, EPERM...: poll instead
+                    finally:
+                        lock.release()
+                remaining = None if deadline is None else deadline - hub.time()
+                if remaining is not None and remaining <= 0:
+                    assert timeout is not None
+                    raise TimeoutExpired(self.args, timeout)  # noqa: F405
+                if pidfd is not None and locked:
+                    hub.wait_fds(f, (pidfd,), (), remaining, _os.BUSY_POLL)
+                else:
+                    delay = min(delay * 2, 0.05)
+                    if remaining is not None:
+                        delay = min(delay, remaining)
+                    hub.park(f, delay)
+        finally:
+            if pidfd is not None:
+                _os.close(pidfd)
+        return self.returncode
+
+
+def _function(fn: Any) -> Any:
+    """The stdlib module function ``fn`` looking up `Popen`, `run`... in this module."""
+    return _rebind(fn, globals())
+
+
+run = _function(_stdlib.run)
+call = _function(_stdlib.call)
+check_call = _function(_stdlib.check_call)
+check_output = _function(_stdlib.check_output)
+getstatusoutput = _function(_stdlib.getstatusoutput)
+getoutput = _function(_stdlib.getoutput)

@@ -1,0 +1,369 @@
+"""unknot.time and unknot.os: cooperative sleep, pipe read/write, waitpid, system and popen.
+
+In fibers each call must suspend only its fiber (a ticker fiber keeps counting) and give the
+stdlib's results and errors; outside fibers each must be the stdlib. Pipes only, bounded in
+time, no fd leaks.
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import unknot
+import unknot.os as uos
+import unknot.time as utime
+
+pytestmark = pytest.mark.timeout(30)
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux (/proc, pidfd)")
+
+
+class Ticker:
+    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.fiber = unknot.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self.count += 1
+            unknot.sleep(0.01)
+
+    def stop(self) -> int:
+        self.fiber.cancel()
+        return self.count
+
+
+def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
+    def main() -> Any:
+        unknot.sleep(delay)
+        return fn(*args)
+
+    return unknot.spawn(main)
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as e:
+        return (type(e), str(e))
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak() -> Iterator[None]:
+    if not os.path.isdir("/proc/self/fd"):
+        yield
+        return
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    after = set(os.listdir("/proc/self/fd"))
+    assert after <= before, after - before
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# -- unknot.time -----------------------------------------------------------------------------------
+
+
+def test_time_mirrors_the_stdlib() -> None:
+    for name in dir(time):
+        if not name.startswith("_"):
+            assert hasattr(utime, name), name
+            if name != "sleep":
+                assert getattr(utime, name) is getattr(time, name), name
+
+
+@pytest.mark.unknot
+def test_sleep_is_cooperative() -> None:
+    t0 = time.monotonic()
+    with unknot.TaskGroup() as tg:
+        for _ in range(10):
+            tg.spawn(utime.sleep, 0.2)
+    assert time.monotonic() - t0 < 0.6  # sequentially: 2 s
+    ticker = Ticker()
+    utime.sleep(0.1)
+    assert ticker.stop() >= 5
+    utime.sleep(0)  # lets others run once
+    with unknot.move_on_after(0.05) as scope:
+        utime.sleep(10)
+    assert scope.cancelled_caught
+
+
+BAD_SLEEPS: list[Any] = [
+    -1,
+    -0.5,
+    -1e-12,
+    "1",
+    None,
+    decimal.Decimal("0.1"),
+    float("nan"),
+    float("inf"),
+    1e300,
+    2**63,
+    10**10,
+]
+
+
+@pytest.mark.unknot
+def test_sleep_errors_match_stdlib() -> None:
+    for value in BAD_SLEEPS:
+        expected = outcome(time.sleep, value)
+        assert isinstance(expected, tuple), value
+        assert outcome(utime.sleep, value) == expected, value
+    utime.sleep(False)  # an int (0), as the stdlib accepts
+    utime.sleep(0.0)
+
+
+def test_sleep_outside_fibers_is_stdlib() -> None:
+    t0 = time.monotonic()
+    utime.sleep(0.05)
+    assert time.monotonic() - t0 >= 0.05
+    for value in BAD_SLEEPS:
+        assert outcome(utime.sleep, value) == outcome(time.sleep, value)
+
+
+# -- unknot.os: read / write -----------------------------------------------------------------------
+
+
+def test_os_mirrors_the_stdlib() -> None:
+    overridden = {"read", "write", "waitpid", "wait", "system", "popen"}
+    helpers = {"GenericAlias", "Mapping", "MutableMapping"}  # os's own imports, not its API
+    for name in set(dir(os)) - helpers:
+        if not name.startswith("_") and not isinstance(getattr(os, name), type(os)):
+            assert hasattr(uos, name), name
+            if name not in overridden:
+                assert getattr(uos, name) is getattr(os, name), name
+    assert uos.path is os.path and uos.environ is os.environ
+
+
+@pytest.mark.unknot
+def test_read_waits_cooperatively(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    ticker = Ticker()
+    later(0.1, os.write, w, b"hello")
+    t0 = time.monotonic()
+    assert uos.read(r, 100) == b"hello"
+    assert time.monotonic() - t0 >= 0.09
+    assert ticker.stop() >= 5
+    assert os.get_blocking(r)  # the fd's mode was not touched
+    later(0.02, os.close, w)
+    assert uos.read(r, 100) == b""  # end of file
+    assert uos.read(r, 0) == b""
+
+
+@pytest.mark.unknot
+def test_big_write_and_concurrent_reader(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    data = os.urandom(3 << 20)
+
+    def reader() -> bytes:
+        chunks = []
+        while chunk := uos.read(r, 100_000):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    ticker = Ticker()
+    fiber = unknot.spawn(reader)
+    assert uos.write(w, data) == len(data)  # all of it, as a blocking write to a pipe
+    assert uos.write(w, memoryview(data)[:10]) == 10
+    os.close(w)
+    assert fiber.join() == data + data[:10]
+    assert ticker.stop() >= 1
+    assert os.get_blocking(r)
+
+
+@pytest.mark.unknot
+def test_write_to_a_closed_reader(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+
+    def read_some_then_close() -> None:
+        got = 0
+        while got < 200_000:
+            got += len(uos.read(r, 65536))
+        os.close(r)
+
+    unknot.spawn(read_some_then_close)
+    n = uos.write(w, b"x" * (4 << 20))
+    assert 200_000 <= n < 4 << 20  # the count written before the reader went away
+    with pytest.raises(BrokenPipeError):
+        uos.write(w, b"more")
+
+
+@pytest.mark.unknot
+def test_two_fibers_reading_one_pipe(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    with unknot.TaskGroup() as tg:
+        readers = [tg.spawn(uos.read, r, 1) for _ in range(3)]
+        later(0.02, os.write, w, b"abc")
+    assert sorted(f.result() for f in readers) == [b"a", b"b", b"c"]
+
+
+@pytest.mark.unknot
+def test_non_blocking_fds_behave_as_stdlib(pipe: tuple[int, int], tmp_path: Path) -> None:
+    r, w = pipe
+    os.set_blocking(r, False)
+    with pytest.raises(BlockingIOError):
+        uos.read(r, 10)
+    os.set_blocking(w, False)
+    while True:
+        try:
+            uos.write(w, b"x" * 65536)
+        except BlockingIOError:
+            break
+    # regular files: read and written directly
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        assert uos.write(fd, b"y" * 100_000) == 100_000
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert uos.read(fd, 200_000) == b"y" * 100_000
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.unknot
+def test_read_write_errors_match_stdlib(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    calls: list[tuple[Callable[..., Any], Callable[..., Any], tuple[Any, ...]]] = [
+        (os.read, uos.read, (w, 1)),  # write end: EBADF
+        (os.read, uos.read, (10_000, 1)),
+        (os.read, uos.read, (r, -1)),
+        (os.read, uos.read, (r, "x")),
+        (os.read, uos.read, ("x", 1)),
+        (os.write, uos.write, (r, b"x")),
+        (os.write, uos.write, (10_000, b"x")),
+        (os.write, uos.write, (w, "text")),
+        (os.write, uos.write, (w, 123)),
+    ]
+    for std_fn, my_fn, args in calls:
+        expected = outcome(std_fn, *args)
+        assert isinstance(expected, tuple), args
+        assert outcome(my_fn, *args) == expected, args
+
+
+def test_read_write_outside_fibers(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    assert uos.write(w, b"abc") == 3
+    assert uos.read(r, 10) == b"abc"
+
+
+@pytest.mark.unknot
+def test_cancelled_read(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    with unknot.move_on_after(0.05) as scope:
+        uos.read(r, 10)
+    assert scope.cancelled_caught
+    os.write(w, b"z")
+    assert uos.read(r, 10) == b"z"
+
+
+# -- unknot.os: child processes --------------------------------------------------------------------
+
+
+def spawn_child(*argv: str, group: bool = False) -> int:
+    """Start a child; ``group``: in a process group of its own (its pid), for waitpid(-pid)."""
+    if group:
+        return os.posix_spawnp(argv[0], list(argv), os.environ, setpgroup=0)
+    return os.posix_spawnp(argv[0], list(argv), os.environ)
+
+
+@linux
+@pytest.mark.unknot
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_waitpid_is_cooperative(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:
+        monkeypatch.setattr(uos, "_pidfd_open", None)
+    ticker = Ticker()
+    pid = spawn_child("sleep", "0.15")
+    assert uos.waitpid(pid, os.WNOHANG) == (0, 0)
+    assert uos.waitpid(pid, 0) == (pid, 0)
+    pid = spawn_child("sh", "-c", "sleep 0.05; exit 3", group=True)
+    assert uos.waitpid(-pid, 0) == (pid, 3 << 8)  # any child of a process group: polls
+    assert ticker.stop() >= 10
+    assert outcome(uos.waitpid, pid, 0) == outcome(os.waitpid, pid, 0)  # ChildProcessError
+    assert outcome(uos.waitpid, 1, 0) == outcome(os.waitpid, 1, 0)
+
+
+@linux
+def test_wait_for_any_child() -> None:
+    """os.wait() reaps any child: run in a fresh interpreter, where the children are known."""
+    code = """
+import os, time, unknot, unknot.os as uos
+def main():
+    pids = [os.posix_spawnp("sh", ["sh", "-c", f"sleep 0.{i}; exit {i}"], os.environ)
+            for i in (2, 1)]
+    ticks = []
+    unknot.spawn(lambda: [ticks.append(unknot.sleep(0.01)) for _ in range(100)])
+    got = [uos.wait(), uos.wait()]
+    assert got == [(pids[1], 1 << 8), (pids[0], 2 << 8)], got
+    assert len(ticks) >= 10, ticks
+    print("ok")
+unknot.run(main)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_waitpid_outside_fibers() -> None:
+    pid = spawn_child("true")
+    assert uos.waitpid(pid, 0) == (pid, 0)
+
+
+@linux
+@pytest.mark.unknot
+def test_system(tmp_path: Path) -> None:
+    assert uos.system("exit 3") == os.system("exit 3") == 3 << 8
+    assert uos.system(b"true") == 0
+    assert outcome(uos.system, None) == outcome(os.system, None)
+    ticker = Ticker()
+    t0 = time.monotonic()
+    with unknot.TaskGroup() as tg:
+        for _ in range(5):
+            tg.spawn(uos.system, "sleep 0.2")
+    assert time.monotonic() - t0 < 0.7
+    assert ticker.stop() >= 10
+    pidfile = tmp_path / "pid"
+    with unknot.move_on_after(0.2) as scope:
+        uos.system(f"echo $$ > {pidfile}; exec sleep 5")
+    assert scope.cancelled_caught
+    with pytest.raises(ProcessLookupError):  # killed and reaped: not even a zombie
+        os.kill(int(pidfile.read_text()), 0)
+
+
+@linux
+@pytest.mark.unknot
+def test_popen() -> None:
+    ticker = Ticker()
+    with uos.popen("sleep 0.1; echo out") as f:
+        assert f.read() == "out\n"
+    assert uos.popen("exit 2").close() == 2 << 8
+    with uos.popen("cat > /dev/null", "w") as f:
+        f.write("x" * 100_000)
+    assert ticker.stop() >= 5
+    for args in (([],), ("x", "rw"), ("x", "r", 0)):
+        assert outcome(uos.popen, *args) == outcome(os.popen, *args)
+
+
+@linux
+def test_system_and_popen_outside_fibers() -> None:
+    assert uos.system("exit 1") == 1 << 8
+    with uos.popen("echo hi") as f:
+        assert f.read() == "hi\n"
