@@ -1,7 +1,8 @@
 """`patch`: make the stdlib's blocking APIs fiber-aware, so unmodified libraries run concurrently.
 
 Everything `patch` changes is listed in `PATCH_TABLE`, one row per stdlib attribute, grouped by
-the keyword argument that turns the group off. Three mechanisms, applied in this order:
+the keyword argument that turns the group off, and in `DRIVER_INTEGRATIONS` for third-party
+drivers. Four mechanisms, applied in this order:
 
 1. **Module attributes.** ``socket.socket``, ``time.sleep``, ``threading.Lock`` ... are replaced
    by unknot's versions, so code that looks them up at call time (``import socket;
@@ -14,6 +15,12 @@ the keyword argument that turns the group off. Three mechanisms, applied in this
    `patch`, such as an already-open socket or a lock allocated at import time, stay what they
    are: run your program with ``python -m unknot`` to patch before anything else is imported.)
 
+4. **Driver integrations** (`DRIVER_INTEGRATIONS`, keyword ``drivers``). Some drivers wait in C
+   code on a file descriptor of their own (psycopg 3's ``wait_c``), which no stdlib patch reaches;
+   where such a driver offers a Python hook, `patch` fills it with a cooperative version from
+   `unknot._drivers`. A driver already imported is fixed at once; one imported later is fixed by
+   an import hook (a `sys.meta_path` finder) right after its module has run.
+
 `threading.Thread` stays a real OS thread: the locks `patch` installs are *hybrid* (see
 `unknot._hybrid`), correct when fibers and threads share them, so libraries that start
 background threads keep working unchanged, CPU-bound threads keep running in parallel with the
@@ -25,6 +32,7 @@ that uses it).
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.util
 import queue
 import sys
@@ -93,15 +101,18 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
     "select": [
         ("select", "select", "unknot.select:select"),
         ("select", "poll", "unknot.select:poll"),
-        # Libraries that pick the best poller must not find the ones we cannot make
-        # cooperative; they fall back to poll/select, which we can.
-        ("select", "epoll", None),
+        # epoll objects wait cooperatively on their own fd (one hub registration for all).
+        ("select", "epoll", "unknot.select:epoll"),
+        # Pollers we cannot make cooperative are hidden, so libraries that pick the best
+        # poller fall back to poll/select, which we can (none of these exist on Linux).
         ("select", "kqueue", None),
         ("select", "devpoll", None),
         ("selectors", "DefaultSelector", "unknot.selectors:DefaultSelector"),
         ("selectors", "SelectSelector", "unknot.selectors:SelectSelector"),
         ("selectors", "PollSelector", "unknot.selectors:PollSelector"),
-        ("selectors", "EpollSelector", "unknot.selectors:DefaultSelector"),
+        ("selectors", "EpollSelector", "unknot.selectors:EpollSelector"),
+        ("selectors", "KqueueSelector", None),
+        ("selectors", "DevpollSelector", None),
     ],
     "time": [("time", "sleep", "unknot.time:sleep")],
     "subprocess": [
@@ -174,10 +185,12 @@ def patch(
     subprocess: bool = True,
     threading: bool = True,
     queue: bool = True,
+    drivers: bool = True,
 ) -> None:
     """Make the stdlib fiber-aware: blocking calls in fibers then suspend only that fiber.
 
-    Each keyword turns one group of `PATCH_TABLE` off (``patch(subprocess=False)``). Calling
+    Each keyword turns one group of `PATCH_TABLE` off (``patch(subprocess=False)``);
+    ``drivers=False`` leaves the hooks of `DRIVER_INTEGRATIONS` (psycopg) alone. Calling
     `patch` again is harmless; `unpatch` undoes it. Outside fibers, everything patched behaves
     as the stdlib does, so threads and code that never runs in a fiber are unaffected.
     """
@@ -208,14 +221,21 @@ def patch(
                 replacements[id(original)] = (original, value)
         _patched_groups.add(group)
     _rebind_loaded_modules(replacements)
+    if drivers and "drivers" not in _patched_groups:
+        _integrate_drivers()
+        _patched_groups.add("drivers")
 
 
-def _rebind_loaded_modules(replacements: dict[int, tuple[Any, Any]]) -> None:
-    """Point module globals that still hold an original at its replacement (import order)."""
+def _rebind_loaded_modules(replacements: dict[int, tuple[Any, Any]], skip: Any = None) -> None:
+    """Point module globals that still hold an original at its replacement (import order).
+
+    ``skip``: a module left alone (a driver whose hook was just filled keeps the other names
+    of its original, such as psycopg's ``wait_c``).
+    """
     if not replacements:
         return
     for name, module in list(sys.modules.items()):
-        if module is None or name == "unknot" or name.startswith("unknot."):
+        if module is None or module is skip or name == "unknot" or name.startswith("unknot."):
             continue  # unknot keeps the originals it builds on
         if name in sys.builtin_module_names or str(getattr(module, "__file__", "")).endswith(
             (".so", ".pyd")
@@ -231,7 +251,14 @@ def _rebind_loaded_modules(replacements: dict[int, tuple[Any, Any]]) -> None:
 
 
 def unpatch() -> None:
-    """Undo `patch` (including the rebinding of module globals)."""
+    """Undo `patch` (including the rebinding of module globals and the driver integrations)."""
+    global _import_hook
+    if _import_hook is not None:
+        try:
+            sys.meta_path.remove(_import_hook)
+        except ValueError:
+            pass
+        _import_hook = None
     while _undo:
         namespace, attr, original = _undo.pop()
         if isinstance(namespace, dict):
@@ -248,5 +275,89 @@ def unpatch() -> None:
 
 
 def is_patched(group: str | None = None) -> bool:
-    """Whether `patch` is in effect (for ``group``, one of `PATCH_TABLE`'s keys, if given)."""
+    """Whether `patch` is in effect (for ``group``, one of `PATCH_TABLE`'s keys or
+    ``"drivers"``, if given)."""
     return bool(_patched_groups) if group is None else group in _patched_groups
+
+
+# -- Driver integrations -------------------------------------------------------------------------
+#
+# Drivers that block in C code on a file descriptor of their own bypass the patched socket
+# module. Those that expose a Python hook get a cooperative one: one row per hook, as
+# (module, attribute, factory). ``factory(module, original)`` builds the replacement; it is
+# imported from `unknot._drivers` only when the driver's module is loaded. Replacements call the
+# original outside fibers, so a driver imported while patched stays correct after `unpatch`.
+
+DRIVER_INTEGRATIONS: list[tuple[str, str, str]] = [
+    # psycopg 3: Connection runs every operation through waiting.wait / waiting.wait_conn,
+    # looked up at call time; the default wait is wait_c, a C poll loop.
+    ("psycopg.waiting", "wait", "unknot._drivers:psycopg_wait"),
+    ("psycopg.waiting", "wait_conn", "unknot._drivers:psycopg_wait_conn"),
+]
+
+
+def _integrate_module(module: Any) -> None:
+    """Apply the `DRIVER_INTEGRATIONS` rows for ``module`` (just imported, or already loaded)."""
+    replacements: dict[int, tuple[Any, Any]] = {}
+    for module_name, attr, source in DRIVER_INTEGRATIONS:
+        if module_name != module.__name__:
+            continue
+        original = module.__dict__.get(attr, _MISSING)
+        if original is _MISSING or hasattr(original, "__unknot_original__"):
+            continue  # not in this version of the driver, or integrated already
+        value = _resolve(source)(module, original)
+        _set(module, attr, value)
+        replacements[id(original)] = (original, value)
+    _rebind_loaded_modules(replacements, skip=module)  # ``from psycopg.waiting import wait``
+
+
+class _IntegratingLoader(importlib.abc.Loader):
+    """Wraps a driver module's loader: runs the module, then applies its integrations."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        if _import_hook is not None:  # still patched
+            _integrate_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source, is_package...
+        return getattr(self._loader, name)
+
+
+class _DriverImportHook:
+    """A `sys.meta_path` finder that catches the import of a driver module listed in
+    `DRIVER_INTEGRATIONS` and hands it an `_IntegratingLoader`; it finds nothing itself."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if not any(row[0] == fullname for row in DRIVER_INTEGRATIONS):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is None:
+                continue
+            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _IntegratingLoader(spec.loader)
+            return spec
+        return None
+
+
+_import_hook: _DriverImportHook | None = None
+
+
+def _integrate_drivers() -> None:
+    """Integrate the drivers already imported; catch the imports of the others."""
+    global _import_hook
+    for module_name in dict.fromkeys(row[0] for row in DRIVER_INTEGRATIONS):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            _integrate_module(module)
+    if _import_hook is None:
+        _import_hook = _DriverImportHook()
+        sys.meta_path.insert(0, _import_hook)

@@ -1,0 +1,419 @@
+"""redis-py with 50 concurrent workers on a real Redis: unknot against its peers, in one run.
+
+Each peer runs the same job in its own fresh interpreter (``drivers.py --worker PEER``): 50
+workers, each with its own key, loop ``SET key n`` / ``GET key`` (two operations per round)
+against the Redis on 127.0.0.1:6379, through one shared client (its connection pool ends up
+holding 50 connections). The peers:
+
+* **unknot**: ``unknot.patch()``, then plain ``redis.Redis`` in 50 fibers (`unknot.run`).
+* **gevent**: ``gevent.monkey.patch_all()``, then plain ``redis.Redis`` in 50 greenlets.
+* **threads**: plain ``redis.Redis`` in 50 OS threads.
+* **asyncio** / **uvloop**: ``redis.asyncio.Redis`` in 50 tasks, on the stock loop and on uvloop.
+
+A worker warms up for ``--warmup`` seconds, then counts the operations completed in
+``--duration`` seconds. The parent runs every peer ``--repeat`` times, interleaved, pins each
+worker to CPU ``--cpu`` with ``taskset`` (Redis itself is whatever the machine runs: leave it
+on another core), and reports the median ops/s and each peer's ratio to unknot. Targets (from
+the issue): unknot >= 1.3x gevent and >= redis.asyncio on stock asyncio.
+
+The client is CPU-bound, so the table also gives its CPU time per operation (less disturbed by
+other load on the machine than throughput), and, as a diagnostic, how often the Redis server
+went to sleep per operation (read from ``/proc/<redis pid>/status`` when the server runs on
+this machine): a command that finds Redis asleep makes the client's ``send`` pay for waking it.
+
+``--profile`` runs the unknot worker once under cProfile instead and prints the top functions.
+
+Examples::
+
+    python benchmarks/drivers.py                         # the table (about a minute)
+    python benchmarks/drivers.py --markdown BENCHMARKS.md
+    python benchmarks/drivers.py --profile               # where unknot's time goes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SECTION_TITLE = "Drivers: redis-py, 50 workers"
+PEERS = ("unknot", "gevent", "threads", "asyncio", "uvloop")
+PEER_PACKAGES = {"gevent": "gevent", "uvloop": "uvloop"}
+WORKERS = 50
+HOST, PORT = "127.0.0.1", 6379
+TARGETS = {"gevent": 1.3, "asyncio": 1.0}  # unknot / peer, floors
+
+#: What a worker measures: (operations per second, client CPU seconds per operation, times the
+#: Redis server went to sleep per operation, or -1 if its /proc entry cannot be read).
+Result = tuple[float, float, float]
+
+
+def _redis_sleeps(pid: int) -> int:
+    """How many times process ``pid`` has blocked so far (voluntary context switches), or -1."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _per_op(before: int, after: int, ops: int) -> float:
+    return (after - before) / ops if before >= 0 and after >= 0 else -1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: one peer per interpreter
+# ---------------------------------------------------------------------------------------------
+
+
+def _sync_worker(client: Any, stop: list[bool], counts: list[int], i: int) -> None:
+    """One worker's loop, for the blocking peers (unknot, gevent, threads)."""
+    key = f"unknot:bench:{os.getpid()}:{i}"
+    set_, get = client.set, client.get
+    n = 0
+    while not stop[0]:
+        set_(key, n)
+        get(key)
+        n += 2
+        counts[i] = n
+
+
+def _measure_sync(
+    spawn_all: Callable[[Callable[[int], None]], Any],
+    sleep: Callable[[float], None],
+    join_all: Callable[[Any], object],
+    warmup: float,
+    duration: float,
+) -> Result:
+    import redis
+
+    client = redis.Redis(host=HOST, port=PORT)
+    server_pid = int(client.info("server")["process_id"])
+    stop = [False]
+    counts = [0] * WORKERS
+    handles = spawn_all(lambda i: _sync_worker(client, stop, counts, i))
+    sleep(warmup)
+    start_ops, t0, cpu0 = sum(counts), time.perf_counter(), time.process_time()
+    sleeps0 = _redis_sleeps(server_pid)
+    sleep(duration)
+    ops, elapsed = sum(counts) - start_ops, time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    sleeps = _per_op(sleeps0, _redis_sleeps(server_pid), ops)
+    stop[0] = True
+    join_all(handles)
+    client.close()
+    return ops / elapsed, cpu / ops, sleeps
+
+
+def run_unknot(warmup: float, duration: float) -> Result:
+    import unknot
+
+    unknot.patch()
+
+    def main() -> Result:
+        return _measure_sync(
+            lambda work: [unknot.spawn(work, i) for i in range(WORKERS)],
+            time.sleep,  # patched: suspends the root fiber only
+            lambda fibers: [f.join() for f in fibers],
+            warmup,
+            duration,
+        )
+
+    result: Result = unknot.run(main)
+    return result
+
+
+def run_gevent(warmup: float, duration: float) -> Result:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    return _measure_sync(
+        lambda work: [gevent.spawn(work, i) for i in range(WORKERS)],
+        gevent.sleep,
+        gevent.joinall,
+        warmup,
+        duration,
+    )
+
+
+def run_threads(warmup: float, duration: float) -> Result:
+    import threading
+
+    def spawn_all(work: Callable[[int], None]) -> list[threading.Thread]:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(WORKERS)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def join_all(threads: list[threading.Thread]) -> None:
+        for t in threads:
+            t.join()
+
+    return _measure_sync(spawn_all, time.sleep, join_all, warmup, duration)
+
+
+async def _measure_async(warmup: float, duration: float) -> Result:
+    import asyncio
+
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(host=HOST, port=PORT)
+    server_pid = int((await client.info("server"))["process_id"])
+    stop = False
+    counts = [0] * WORKERS
+
+    async def worker(i: int) -> None:
+        key = f"unknot:bench:{os.getpid()}:{i}"
+        set_, get = client.set, client.get
+        n = 0
+        while not stop:
+            await set_(key, n)
+            await get(key)
+            n += 2
+            counts[i] = n
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(WORKERS)]
+    await asyncio.sleep(warmup)
+    start_ops, t0, cpu0 = sum(counts), time.perf_counter(), time.process_time()
+    sleeps0 = _redis_sleeps(server_pid)
+    await asyncio.sleep(duration)
+    ops, elapsed = sum(counts) - start_ops, time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    sleeps = _per_op(sleeps0, _redis_sleeps(server_pid), ops)
+    stop = True
+    await asyncio.gather(*tasks)
+    await client.aclose()
+    return ops / elapsed, cpu / ops, sleeps
+
+
+def run_asyncio(warmup: float, duration: float) -> Result:
+    import asyncio
+
+    return asyncio.run(_measure_async(warmup, duration))
+
+
+def run_uvloop(warmup: float, duration: float) -> Result:
+    import uvloop
+
+    return uvloop.run(_measure_async(warmup, duration))
+
+
+RUNNERS: dict[str, Callable[[float, float], Result]] = {
+    "unknot": run_unknot,
+    "gevent": run_gevent,
+    "threads": run_threads,
+    "asyncio": run_asyncio,
+    "uvloop": run_uvloop,
+}
+
+
+def worker_main(peer: str, warmup: float, duration: float, profile: bool) -> None:
+    if not profile:
+        ops, cpu, sleeps = RUNNERS[peer](warmup, duration)
+        print(json.dumps({"peer": peer, "ops": ops, "cpu": cpu, "redis_sleeps": sleeps}))
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    ops, _cpu, _sleeps = RUNNERS[peer](warmup, duration)
+    profiler.disable()
+    print(f"{peer}: {ops:,.0f} ops/s under cProfile (slower than unprofiled)\n")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(30)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side
+# ---------------------------------------------------------------------------------------------
+
+
+def available(peer: str) -> str | None:
+    """None if ``peer`` can run here, else why not."""
+    needed = ["redis"] + ([PEER_PACKAGES[peer]] if peer in PEER_PACKAGES else [])
+    for name in needed:
+        if machine.package_version(name) == "not installed":
+            return f"{name} is not installed (pip install -e '.[bench]')"
+    return None
+
+
+def worker_argv(peer: str, args: argparse.Namespace, profile: bool = False) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", peer]
+    argv += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
+    if profile:
+        argv.append("--profile")
+    if args.cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(args.cpu), *argv]
+    return argv
+
+
+def run_worker(peer: str, args: argparse.Namespace) -> Result:
+    out = subprocess.run(
+        worker_argv(peer, args),
+        capture_output=True,
+        text=True,
+        timeout=args.warmup + args.duration + 60,
+        stdin=subprocess.DEVNULL,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{peer} worker failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(record["ops"]), float(record["cpu"]), float(record["redis_sleeps"])
+
+
+def check_redis() -> None:
+    import socket
+
+    try:
+        socket.create_connection((HOST, PORT), timeout=2).close()
+    except OSError as exc:
+        sys.exit(f"Redis is not reachable on {HOST}:{PORT}: {exc}")
+
+
+def report(results: dict[str, list[Result]], skipped: dict[str, str]) -> tuple[str, list[str]]:
+    """The table (Markdown) and the target checks.
+
+    Two views of each peer: throughput (ops/s, what the targets are about) and the client's CPU
+    time per operation (user + system, all its threads), which other load on the machine
+    disturbs much less than throughput. The last column is a diagnostic: how often the Redis
+    server went to sleep per operation (commands arriving one by one wake it each time, and
+    the client's send pays for that wake-up).
+    """
+    med = {p: statistics.median(r[0] for r in v) for p, v in results.items() if v}
+    cpu = {p: statistics.median(r[1] for r in v) for p, v in results.items() if v}
+    naps = {p: statistics.median(r[2] for r in v) for p, v in results.items() if v}
+    base, base_cpu = med.get("unknot"), cpu.get("unknot")
+    lines = [
+        "| peer | ops/s (median) | runs | unknot / peer, ops/s | client CPU µs/op | "
+        "peer / unknot, CPU | Redis sleeps / op |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for peer in PEERS:
+        if peer in skipped:
+            lines.append(f"| {peer} | unavailable: {skipped[peer]} | | | | | |")
+            continue
+        if peer not in med:
+            continue
+        runs = ", ".join(f"{r[0] / 1000:.1f}k" for r in results[peer])
+        speed = f"{base / med[peer]:.2f}x" if base else "n/a"
+        cost = f"{cpu[peer] / base_cpu:.2f}x" if base_cpu else "n/a"
+        us = cpu[peer] * 1e6
+        nap = f"{naps[peer]:.2f}" if naps[peer] >= 0 else "n/a"
+        lines.append(
+            f"| {peer} | {med[peer]:,.0f} | {runs} | {speed} | {us:.1f} | {cost} | {nap} |"
+        )
+    checks = []
+    for peer, floor in TARGETS.items():
+        if base and peer in med:
+            ratio = base / med[peer]
+            verdict = "met" if ratio >= floor else "MISSED"
+            checks.append(
+                f"unknot / {peer} = {ratio:.2f}x ops/s (target >= {floor}x): {verdict}; "
+                f"CPU per op {peer} / unknot = {cpu[peer] / cpu['unknot']:.2f}x"
+            )
+    return "\n".join(lines), checks
+
+
+def update_markdown(path: Path, section: str) -> None:
+    """Replace this benchmark's section of ``path`` (up to the next level-2 header), or add it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(
+        rf"^## {re.escape(SECTION_TITLE)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL
+    )
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per peer (interleaved)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before counting")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds counted")
+    parser.add_argument("--cpu", type=int, default=1, help="CPU to pin workers to (-1: none)")
+    parser.add_argument("--markdown", type=Path, help=f"write the '{SECTION_TITLE}' section")
+    parser.add_argument("--profile", action="store_true", help="cProfile the unknot worker")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cpu is not None and args.cpu < 0:
+        args.cpu = None
+    if args.worker:
+        worker_main(args.worker, args.warmup, args.duration, args.profile)
+        return 0
+    check_redis()
+    if args.profile:
+        return subprocess.run(worker_argv("unknot", args, profile=True)).returncode
+
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers: {sorted(unknown)}")
+    skipped = {p: why for p in peers if (why := available(p))}
+    results: dict[str, list[Result]] = {p: [] for p in peers if p not in skipped}
+    for round_ in range(args.repeat):
+        for peer in results:
+            ops, cpu, sleeps = run_worker(peer, args)
+            results[peer].append((ops, cpu, sleeps))
+            print(
+                f"round {round_ + 1}/{args.repeat}  {peer:8} {ops:>10,.0f} ops/s"
+                f"  {cpu * 1e6:6.1f} µs CPU/op  Redis sleeps/op {sleeps:.2f}",
+                flush=True,
+            )
+    table, checks = report(results, skipped)
+    print()
+    print(table)
+    print()
+    for line in checks:
+        print(line)
+    if args.markdown:
+        facts = machine.describe(["unknot", "redis", "gevent", "uvloop", "greenlet"])
+        facts["Redis"] = _redis_version()
+        section = [f"## {SECTION_TITLE}", ""]
+        section.append(
+            "`benchmarks/drivers.py`: 50 workers each looping `SET`/`GET` on their own key "
+            "through one redis-py client (redis.asyncio for the asyncio peers), every peer in "
+            f"its own interpreter pinned to CPU {args.cpu}, {args.warmup} s warm-up, "
+            f"{args.duration} s counted, median of {args.repeat} interleaved runs."
+        )
+        section += ["", table, ""]
+        section += [f"- {line}" for line in checks]
+        section += [""] + [f"- {k}: {v}" for k, v in facts.items()]
+        update_markdown(args.markdown, "\n".join(section) + "\n")
+        print(f"\nwrote the '{SECTION_TITLE}' section of {args.markdown}")
+    return 0
+
+
+def _redis_version() -> str:
+    import redis
+
+    try:
+        return str(redis.Redis(host=HOST, port=PORT).info("server")["redis_version"])
+    except Exception as exc:  # noqa: BLE001 - only for the record
+        return f"unknown ({exc})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

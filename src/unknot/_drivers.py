@@ -1,0 +1,149 @@
+"""Driver integrations: cooperative replacements for the waits of libraries that bypass sockets.
+
+Most drivers block in Python socket calls, which `unknot.patch` makes cooperative. A few wait in
+C code on a file descriptor they own, where no patch of the stdlib can reach; some of those offer
+a Python hook instead. `unknot._patch.DRIVER_INTEGRATIONS` lists the hooks `patch` fills with the
+functions here (applied whether the driver is imported before or after `patch`).
+
+psycopg 3
+    Every blocking operation of a ``psycopg.Connection`` runs a generator (non-blocking libpq
+    calls) under ``psycopg.waiting.wait`` (queries) or ``psycopg.waiting.wait_conn`` (connecting,
+    cancelling); the default ``wait`` is ``wait_c``, a C loop over ``poll``. The replacements
+    below drive the same generators but wait for the connection's fd on the hub, so only the
+    calling fiber waits. Outside fibers (threads, code before `unknot.run`) they call the
+    original. Differences from psycopg's own loops: no periodic wake-up every ``interval``
+    seconds (its purpose, noticing Ctrl-C, is the hub's job), and cancelling the fiber leaves
+    the query running on the server, as with any other interrupted wait (``conn.cancel()``).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from greenlet import getcurrent
+
+from ._fiber import Fiber
+from ._hub import TIMED_OUT, FdWait, Hub
+
+_poll = getattr(select, "poll", None)  # the original, kept if unknot.patch() replaces it
+_select = select.select
+_monotonic = time.monotonic
+
+_READ = 1  # psycopg's Wait.R / Ready.R (selectors.EVENT_READ)
+_WRITE = 2  # Wait.W / Ready.W (selectors.EVENT_WRITE)
+
+
+def _ready_now(fd: int, wanted: int) -> int:
+    """Which of ``wanted`` (a `_READ`/`_WRITE` mask) ``fd`` is ready for right now."""
+    ready = 0
+    if _poll is not None:
+        p = _poll()
+        mask = (select.POLLIN if wanted & _READ else 0) | (select.POLLOUT if wanted & _WRITE else 0)
+        p.register(fd, mask)
+        for _fd, ev in p.poll(0):
+            if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                ready |= _READ & wanted
+            if ev & (select.POLLOUT | select.POLLHUP | select.POLLERR):
+                ready |= _WRITE & wanted
+            if ev & select.POLLNVAL:
+                raise OSError(9, "Bad file descriptor")
+        return ready
+    r, w, x = _select([fd] if wanted & _READ else [], [fd] if wanted & _WRITE else [], [fd], 0)
+    return (_READ if r or x else 0) | (_WRITE if w else 0)
+
+
+def wait_fd_events(f: Fiber, fd: int, wanted: int, timeout: float | None) -> int:
+    """Suspend fiber ``f`` until ``fd`` is ready for any of ``wanted``; the ready mask (0: timeout).
+
+    For fds unknot does not own: watched (level-triggered) only while the fiber waits.
+    """
+    ready = _ready_now(fd, wanted)
+    if ready:
+        return ready
+    hub: Hub = f._hub
+    if wanted != _READ | _WRITE:
+        if hub.wait_raw_fd(f, fd, wanted == _WRITE, timeout) is TIMED_OUT:
+            return 0
+        return _ready_now(fd, wanted) or wanted  # woken by an event: trust it if poll disagrees
+    # Both directions at once: one record with this fiber as its reader and its writer (what
+    # Hub.wait_fd does for one direction).
+    rec = hub.fds.get(fd)
+    if rec is None:
+        rec = FdWait(fd, False)
+        hub.fds[fd] = rec
+    if rec.reader is not None or rec.writer is not None:
+        raise RuntimeError(f"another fiber is already waiting on fd {fd}")
+    rec.reader = rec.writer = f
+    hub.fd_waiters += 1
+    try:
+        if (not rec.armed or not hub.edge_triggered) and not hub._arm(rec):
+            return wanted
+        if hub.park(f, timeout) is TIMED_OUT:
+            return 0
+    finally:
+        hub.fd_waiters -= 1
+        rec.reader = rec.writer = None
+        if not rec.persistent or not hub.edge_triggered:
+            hub._after_wait(rec)
+    return _ready_now(fd, wanted) or wanted
+
+
+# -- psycopg 3 ---------------------------------------------------------------------------------
+
+
+def psycopg_wait(waiting: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A cooperative ``psycopg.waiting.wait`` (``original`` runs outside fibers)."""
+
+    def wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = None) -> Any:
+        f = getcurrent()
+        if type(f) is not Fiber:
+            return original(gen, fileno, interval=interval, timeout=timeout)
+        if interval is None:
+            raise ValueError("indefinite wait not supported anymore")
+        deadline = None if timeout is None else _monotonic() + timeout
+        try:
+            s = next(gen)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - _monotonic())
+                ready = wait_fd_events(f, fileno, int(s), left)
+                if not ready:
+                    waiting._check_fd_closed(fileno)
+                s = gen.send(ready)
+                if deadline is not None and _monotonic() >= deadline:
+                    raise waiting.e._WaitTimeout("wait timeout expired")
+        except StopIteration as ex:
+            return ex.value
+
+    wait.__doc__ = f"Cooperative in fibers (unknot); elsewhere {original.__name__}."
+    wait.__unknot_original__ = original  # type: ignore[attr-defined]
+    return wait
+
+
+def psycopg_wait_conn(waiting: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A cooperative ``psycopg.waiting.wait_conn`` (the fd may change while connecting)."""
+
+    def wait_conn(gen: Any, interval: float = 0.0, timeout: float | None = None) -> Any:
+        f = getcurrent()
+        if type(f) is not Fiber:
+            return original(gen, interval=interval, timeout=timeout)
+        if interval is None:
+            raise ValueError("indefinite wait not supported anymore")
+        deadline = None if timeout is None else _monotonic() + timeout
+        try:
+            fileno, s = next(gen)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - _monotonic())
+                ready = wait_fd_events(f, fileno, int(s), left)
+                fileno, s = gen.send(ready)
+                if deadline is not None and _monotonic() >= deadline:
+                    raise waiting.e._WaitTimeout("wait timeout expired")
+        except StopIteration as ex:
+            return ex.value
+
+    wait_conn.__doc__ = f"Cooperative in fibers (unknot); elsewhere {original.__name__}."
+    wait_conn.__unknot_original__ = original  # type: ignore[attr-defined]
+    return wait_conn
