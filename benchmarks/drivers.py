@@ -372,6 +372,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown peers: {sorted(unknown)}")
     skipped = {p: why for p in peers if (why := available(p))}
+    load_before = _loadavg()
     results: dict[str, list[Result]] = {p: [] for p in peers if p not in skipped}
     for round_ in range(args.repeat):
         for peer in results:
@@ -391,6 +392,7 @@ def main() -> int:
     if args.markdown:
         facts = machine.describe(["unknot", "redis", "gevent", "uvloop", "greenlet"])
         facts["Redis"] = _redis_version()
+        facts["Load average (1 min) before / after"] = f"{load_before} / {_loadavg()}"
         section = [f"## {SECTION_TITLE}", ""]
         section.append(
             "`benchmarks/drivers.py`: 50 workers each looping `SET`/`GET` on their own key "
@@ -404,6 +406,14 @@ def main() -> int:
         update_markdown(args.markdown, "\n".join(section) + "\n")
         print(f"\nwrote the '{SECTION_TITLE}' section of {args.markdown}")
     return 0
+
+
+def _loadavg() -> str:
+    """The 1-minute load average: other work on the machine disturbs every number here."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
 
 
 def _redis_version() -> str:
