@@ -70,6 +70,10 @@ from ._fiber import Fiber
 from .select import BUSY_POLL
 
 __all__ = list(_stdlib.__all__)
+# Public names missing from the stdlib's __all__ in some versions (3.13's process_cpu_count).
+globals().update(
+    {k: v for k, v in vars(_stdlib).items() if not k.startswith("_") and k not in globals()}
+)
 
 # The stdlib's own functions and constants, captured before unknot.patch() can replace them.
 _std_read = _stdlib.read

@@ -25,6 +25,20 @@ _std_sleep = _stdlib.sleep
 _NS_MAX = 2.0**63  # _PyTime_t is a signed 64-bit count of nanoseconds
 
 
+def _overflow_message(value: Any, fallback: str) -> str:
+    """The running interpreter's own message for a timeout out of range (it changes between
+    Python versions); the stdlib's sleep raises it while converting, before sleeping."""
+    try:
+        _std_sleep(value)
+    except OverflowError as e:
+        return str(e)
+    return fallback  # pragma: no cover - every CPython rejects these values
+
+
+_FLOAT_OVERFLOW = _overflow_message(1e300, "timestamp out of range for platform time_t")
+_INT_OVERFLOW = _overflow_message(2**70, "timestamp too large to convert to C _PyTime_t")
+
+
 def _time_arg(value: Any, unit_ns: int, type_error: str | None = None) -> float:
     """Convert a timeout argument as CPython's ``_PyTime_FromSecondsObject`` does.
 
@@ -38,7 +52,7 @@ def _time_arg(value: Any, unit_ns: int, type_error: str | None = None) -> float:
             raise ValueError("Invalid value NaN (not a number)")
         ns = value * unit_ns
         if not -_NS_MAX <= ns < _NS_MAX:
-            raise OverflowError("timestamp out of range for platform time_t")
+            raise OverflowError(_FLOAT_OVERFLOW)
         return ns / 1e9
     try:
         n = _index(value)
@@ -47,7 +61,7 @@ def _time_arg(value: Any, unit_ns: int, type_error: str | None = None) -> float:
             raise
         raise TypeError(type_error) from None
     if not -_NS_MAX <= n * unit_ns < _NS_MAX:
-        raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        raise OverflowError(_INT_OVERFLOW)
     return n * unit_ns / 1e9
 
 
