@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck venv bench bench-core bench-echo clean
+.PHONY: demo test services lint typecheck venv bench bench-core bench-echo bench-drivers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,7 +51,10 @@ bench-core: $(VENV)/.bench
 bench-echo: $(VENV)/.bench
 	$(BIN)/python benchmarks/echo.py --markdown benchmarks/echo-results.md
 
-bench: bench-core bench-echo
+bench-drivers: $(VENV)/.bench
+	$(BIN)/python benchmarks/drivers.py --markdown BENCHMARKS.md
+
+bench: bench-core bench-echo bench-drivers
 
 clean:
 	rm -rf .venv .venv-* build dist src/*.egg-info

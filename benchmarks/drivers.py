@@ -402,10 +402,22 @@ def main() -> int:
         )
         section += ["", table, ""]
         section += [f"- {line}" for line in checks]
+        section += ["", NOTE]
         section += [""] + [f"- {k}: {v}" for k, v in facts.items()]
         update_markdown(args.markdown, "\n".join(section) + "\n")
         print(f"\nwrote the '{SECTION_TITLE}' section of {args.markdown}")
     return 0
+
+
+NOTE = (
+    "How to read it: unknot, gevent and threads run the same blocking redis-py client; asyncio "
+    "and uvloop run redis.asyncio, a different client. The client is CPU-bound, so CPU per "
+    "operation tracks ops/s, and other load on this 2-core machine (see the load average "
+    "below) inflates both. *Redis sleeps / op* counts how often the server went idle per "
+    "command. With the blocking client (under every peer) it goes idle after nearly every "
+    "command, so nearly every `send` has to wake it, a cross-CPU wake-up the client pays for; "
+    "with redis.asyncio after about one in ten."
+)
 
 
 def _loadavg() -> str:
