@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import Ticker, later
 
 import unknot
 import unknot.select as us
@@ -27,33 +28,6 @@ pytestmark = pytest.mark.timeout(30)
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-class Ticker:
-    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.fiber = unknot.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            self.count += 1
-            unknot.sleep(0.01)
-
-    def stop(self) -> int:
-        self.fiber.cancel()
-        return self.count
-
-
-def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
-    """Run ``fn(*args)`` in a new fiber after ``delay`` seconds."""
-
-    def main() -> Any:
-        unknot.sleep(delay)
-        return fn(*args)
-
-    return unknot.spawn(main)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import Ticker, later
 
 import unknot
 import unknot.selectors as us
@@ -24,31 +25,6 @@ pytestmark = pytest.mark.timeout(30)
 CLASSES = [
     name for name in ("SelectSelector", "PollSelector", "EpollSelector") if hasattr(std, name)
 ]
-
-
-class Ticker:
-    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.fiber = unknot.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            self.count += 1
-            unknot.sleep(0.01)
-
-    def stop(self) -> int:
-        self.fiber.cancel()
-        return self.count
-
-
-def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
-    def main() -> Any:
-        unknot.sleep(delay)
-        return fn(*args)
-
-    return unknot.spawn(main)
 
 
 def summary(ready: list[tuple[std.SelectorKey, int]]) -> list[tuple[Any, int, Any, int]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fiber_helpers import Ticker
 
 import unknot
 import unknot.subprocess as us
@@ -31,23 +32,6 @@ pytestmark = [
 ]
 
 PY = sys.executable
-
-
-class Ticker:
-    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.fiber = unknot.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            self.count += 1
-            unknot.sleep(0.01)
-
-    def stop(self) -> int:
-        self.fiber.cancel()
-        return self.count
 
 
 def open_fds() -> set[str]:

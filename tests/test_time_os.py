@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fiber_helpers import Ticker, later
 
 import unknot
 import unknot.os as uos
@@ -25,31 +26,6 @@ import unknot.time as utime
 pytestmark = pytest.mark.timeout(30)
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux (/proc, pidfd)")
-
-
-class Ticker:
-    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.fiber = unknot.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            self.count += 1
-            unknot.sleep(0.01)
-
-    def stop(self) -> int:
-        self.fiber.cancel()
-        return self.count
-
-
-def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
-    def main() -> Any:
-        unknot.sleep(delay)
-        return fn(*args)
-
-    return unknot.spawn(main)
 
 
 def outcome(fn: Callable[..., Any], *args: Any) -> Any:

@@ -1,0 +1,36 @@
+"""Helpers shared by the test modules of the stdlib mirrors (select, selectors, time, os,
+subprocess): evidence that the hub kept running while a fiber blocked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import unknot
+
+
+class Ticker:
+    """A fiber counting every 10 ms: if it advanced, the hub kept running other fibers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.fiber = unknot.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self.count += 1
+            unknot.sleep(0.01)
+
+    def stop(self) -> int:
+        self.fiber.cancel()
+        return self.count
+
+
+def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
+    """Run ``fn(*args)`` in a new fiber after ``delay`` seconds."""
+
+    def main() -> Any:
+        unknot.sleep(delay)
+        return fn(*args)
+
+    return unknot.spawn(main)
