@@ -43,9 +43,10 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from benchlib.machine import cpu_model, git_revision, package_version
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MARKDOWN = REPO / "BENCHMARKS.md"
@@ -690,47 +691,6 @@ def markdown_table(rows: list[list[str]]) -> str:
     lines.append("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(rows[0]))) + " |")
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     return "\n".join(lines)
-
-
-def package_version(name: str) -> str:
-    """The installed version of distribution ``name``, or "not installed"."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or the platform's best guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_revision() -> str:
-    """The commit being measured, with ``+dirty`` if the working tree has changes."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        status = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def machine_facts(pinning: str) -> list[tuple[str, str]]:
