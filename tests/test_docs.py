@@ -221,3 +221,19 @@ def test_relative_links_resolve(path: Path) -> None:
         assert file.exists(), f"{where}: no such file"
         if anchor and file.suffix == ".md":
             assert anchor in _anchors(file), f"{where}: no such heading"
+
+
+def test_patching_chapter_lists_every_patch_table_row() -> None:
+    """The table in docs/tutorial/03-patching.md has one row per `PATCH_TABLE` (and
+    `DRIVER_INTEGRATIONS`) entry, in the right group, and no other rows."""
+    from unknot._patch import DRIVER_INTEGRATIONS, PATCH_TABLE
+
+    text = (ROOT / "docs" / "tutorial" / "03-patching.md").read_text()
+    documented = re.findall(r"^\| `(\w+)` \| `([\w.]+)` \|", text, re.M)
+    expected = [
+        (group, f"{module}.{attr}")
+        for group, rows in PATCH_TABLE.items()
+        for module, attr, _ in rows
+    ]
+    expected += [("drivers", f"{module}.{attr}") for module, attr, _ in DRIVER_INTEGRATIONS]
+    assert sorted(documented) == sorted(expected)

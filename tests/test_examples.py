@@ -106,6 +106,55 @@ def check_echo_server(lines: list[str]) -> None:
     assert lines[-1] == "bye", lines
 
 
+def drive_graceful_server(proc: subprocess.Popen[str]) -> list[str]:
+    """Open two connections, send SIGTERM, finish one during the grace period and leave the
+    other idle (it must be cancelled when the grace period ends); new connections are refused."""
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    assert first.startswith("listening on "), first
+    host, port = first.rsplit(" ", 1)[1].rsplit(":", 1)
+    address = (host, int(port))
+    busy = socket.create_connection(address, timeout=5)
+    idle = socket.create_connection(address, timeout=5)
+    try:
+        files = [busy.makefile("rwb"), idle.makefile("rwb")]
+        for f in files:
+            f.write(b"hello\n")
+            f.flush()
+            assert f.readline() == b"hello\n"
+        proc.send_signal(signal.SIGTERM)
+        stopping = proc.stdout.readline().strip()
+        assert stopping == "SIGTERM: stopping, 2 connection(s) open, 0.5 s to finish", stopping
+        closed = proc.stdout.readline().strip()
+        assert closed == "not accepting; 2 connection(s) still open", closed
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=5).close()
+        busy_file, idle_file = files
+        busy_file.write(b"still here\n")  # open connections are still served
+        busy_file.flush()
+        assert busy_file.readline() == b"still here\n"
+        busy_file.write(b"quit\n")
+        busy_file.flush()
+        assert busy_file.readline() == b""
+        start = time.monotonic()
+        assert idle_file.readline() == b""  # closed when the grace period ends
+        assert time.monotonic() - start < 3
+        for f in files:
+            f.close()
+    finally:
+        busy.close()
+        idle.close()
+    return [first, stopping, closed]
+
+
+def check_graceful_server(lines: list[str]) -> None:
+    assert lines[0].startswith("listening on 127.0.0.1:")
+    assert lines[1].startswith("SIGTERM: stopping")
+    outcomes = sorted(line.rsplit(": ", 1)[1] for line in lines if "connection from" in line)
+    assert outcomes == ["cancelled at shutdown", "quit"], lines
+    assert lines[-1] == "stopped", lines
+
+
 EXAMPLES = [
     Example("sleeper.py", check_sleeper, args=["0.2"], max_seconds=5),
     Example("demo.py", check_demo, args=["0.25"], max_seconds=8),
@@ -115,6 +164,13 @@ EXAMPLES = [
         args=["--port", "0"],
         max_seconds=10,
         drive=drive_echo_server,
+    ),
+    Example(
+        "graceful_server.py",
+        check_graceful_server,
+        args=["--port", "0", "--grace", "0.5"],
+        max_seconds=10,
+        drive=drive_graceful_server,
     ),
 ]
 
