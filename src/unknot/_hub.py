@@ -189,13 +189,13 @@ class Hub:
         if timeout is None:
             f._parked = state
             try:
-                return glet.switch()
+                return self._switch_out()
             finally:
                 f._parked = 0
         entry = self.add_timer(self.time() + timeout, self._timeout_cb, f)
         f._parked = state
         try:
-            return glet.switch()
+            return self._switch_out()
         finally:
             f._parked = 0
             if entry[2] is not None:
@@ -244,37 +244,67 @@ class Hub:
     #: bound keeps a fiber that yields in a loop from starving I/O.
     PASS_EXTRA = 256
 
+    #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
+    _budget = 0
+
     def _run_ready(self) -> None:
-        """Resume the ready fibers: those queued now, plus up to PASS_EXTRA queued meanwhile."""
+        """Resume the ready fibers: those queued now, plus up to PASS_EXTRA queued meanwhile.
+
+        A fiber that parks during the pass does not return to the hub first: `_switch_out`
+        resumes the next ready fiber straight from it (one greenlet switch instead of two), under
+        the same budget. Control comes back here when the budget or the queue runs out, when
+        the next fiber has never run (fibers start on the hub's stack), or when a fiber ends.
+        """
         ready = self.ready
-        pop = ready.popleft
-        extra = self.PASS_EXTRA
-        n = len(ready) + extra
         self._yielded = False
-        while n and ready:
-            # Past the fibers queued before the pass, stop extending it once a fiber yielded
-            # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA turns)
-            # or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
-            if n <= extra and (self._yielded or self.kbi_pending):
-                break
-            n -= 1
-            f = pop()
-            exc = f._wake_exc
-            if exc is not None:
-                f._wake_exc = None
-                f.throw(exc)
-                continue
-            v = f._wake_value
-            if v is None:
-                # A started fiber must get None back from park(); a bare switch() would hand it
-                # () instead. An unstarted one must be switched to without arguments.
-                if f:
-                    f.switch(None)
+        self._budget = len(ready) + self.PASS_EXTRA
+        try:
+            while self._budget and ready:
+                # Past the fibers queued before the pass, stop extending it once a fiber yielded
+                # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA
+                # turns) or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
+                if self._budget <= self.PASS_EXTRA and (self._yielded or self.kbi_pending):
+                    break
+                self._budget -= 1
+                f = ready.popleft()
+                if f._state:
+                    self._resume(f)
                 else:
-                    f.switch()
-            else:
-                f._wake_value = None
-                f.switch(v)
+                    f.switch()  # not started: switched to without arguments
+        finally:
+            self._budget = 0
+
+    def _resume(self, f: Fiber) -> Any:
+        """Switch to started fiber ``f``, delivering its wake value or exception.
+
+        Returns (or raises) what the caller is later resumed with.
+        """
+        exc = f._wake_exc
+        if exc is not None:
+            f._wake_exc = None
+            return f.throw(exc)
+        v = f._wake_value
+        f._wake_value = None
+        # None must be passed explicitly: a bare switch() would hand park() () instead.
+        return f.switch(v)
+
+    def _switch_out(self) -> Any:
+        """Leave the current, parking fiber; return what it is resumed with.
+
+        Within a pass whose budget allows it, the next ready fiber is resumed directly;
+        otherwise control goes back to the hub.
+        """
+        n = self._budget
+        if n:
+            ready = self.ready
+            if (
+                ready
+                and ready[0]._state
+                and (n > self.PASS_EXTRA or not (self._yielded or self.kbi_pending))
+            ):
+                self._budget = n - 1
+                return self._resume(ready.popleft())
+        return self.glet.switch()  # type: ignore[union-attr]
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -364,7 +394,20 @@ class Hub:
             rec.reader = f
         self.fd_waiters += 1
         try:
-            if (not rec.armed or not self.edge_triggered) and not self._arm(rec):
+            if rec.armed and self.edge_triggered:
+                if timeout is None:
+                    # The sockets' hot path: `park` inlined (the same checks, in the same order).
+                    if self.ncancel and effectively_cancelled(f._scope):
+                        raise Cancelled()
+                    if self.kbi_pending and f is self.root:
+                        self.kbi_pending = False
+                        raise KeyboardInterrupt()
+                    f._parked = 1
+                    try:
+                        return self._switch_out()
+                    finally:
+                        f._parked = 0
+            elif not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
             return self.park(f, timeout)
         finally:

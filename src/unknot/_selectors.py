@@ -146,20 +146,26 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
         out = []
         fds = self.fds
         fd_to_key = self._fd_to_key
-        wake = self.wake
+        ready = self.ready.append
+        hangup, read, write = self._HANGUP, self._READ, self._WRITE
         for fd, ev in events:
             rec = fds.get(fd)
             if rec is not None:
-                if ev & self._HANGUP:
+                # `Hub.wake` inlined (the fibers run in _after_poll below: no notify needed)
+                if ev & hangup:
                     rec.hints = False  # no edge will follow: always try the syscall from now on
-                if ev & self._READ:
+                if ev & read:
                     rec.readable = True
-                    if rec.reader is not None:
-                        wake(rec.reader)
-                if ev & self._WRITE:
+                    f = rec.reader
+                    if f is not None and f._parked:
+                        f._parked = 0
+                        ready(f)
+                if ev & write:
                     rec.writable = True
-                    if rec.writer is not None:
-                        wake(rec.writer)
+                    f = rec.writer
+                    if f is not None and f._parked:
+                        f._parked = 0
+                        ready(f)
                 continue
             key = fd_to_key.get(fd)
             if key is not None:

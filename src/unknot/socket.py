@@ -245,6 +245,25 @@ class socket(_StdSocket):
         """As `socket.socket.recv`, suspending only the calling fiber."""
         if flags:
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
+        hr = self._hubrec
+        if hr is not None and self._timeout is None:
+            # The hot path (a blocking socket in a fiber of its own hub): `_io` and `_wait`
+            # inlined, same rules.
+            rec = hr[1]
+            while True:
+                if rec.readable or not rec.hints or bufsize <= 0:
+                    try:
+                        data = _Csocket.recv(self, bufsize)
+                    except _BlockingIOError:
+                        pass
+                    else:
+                        if 0 < len(data) < bufsize and self._tcp and rec.hints:
+                            rec.readable = False
+                        return data
+                f = getcurrent()
+                if type(f) is not Fiber or f._hub is not hr[0] or self._hubrec is not hr:
+                    break
+                hr[0].wait_fd(f, rec, False, None)
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -259,9 +278,23 @@ class socket(_StdSocket):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``; the timeout bounds the whole call (as in the stdlib)."""
-        deadline = self._deadline()
         sent = 0
-        if type(data) is bytes:
+        if type(data) is bytes and self._timeout is None:
+            # The hot path: one try of the syscall, unless the hint says the buffer is full.
+            hr = self._hubrec
+            if hr is None or hr[1].writable or not hr[1].hints:
+                size = len(data)
+                try:
+                    sent = _Csocket.send(self, data, flags)
+                except _BlockingIOError:
+                    pass
+                else:
+                    if sent == size:
+                        return
+                    if sent and hr is not None and hr[1].hints:
+                        hr[1].writable = False  # a short write: the buffer is full
+        deadline = self._deadline()
+        if type(data) is bytes and not sent:
             size = len(data)
             sent = self._io(True, _Csocket.send, size, (data, flags), deadline)
             if sent == size:
