@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import unknot
 import unknot.socket as us
@@ -852,6 +854,30 @@ def test_settimeout_setblocking_match_stdlib() -> None:
         for value in (None, 3.0, 0.0):
             s.settimeout(value)
             assert os.get_blocking(s.fileno()) is False
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=0.0, max_value=2e9, allow_nan=False),
+        st.floats(min_value=0.0, max_value=1e-6),
+        st.integers(min_value=0, max_value=2**64),
+    )
+)
+def test_settimeout_parses_numbers_exactly_as_stdlib(value: float) -> None:
+    # unknot parses plain ints and floats itself (no C call, no syscall); the result must be
+    # bit-for-bit what the stdlib's C parser gives, errors included.
+    def outcome(sock: Any) -> Any:
+        try:
+            sock.settimeout(value)
+            t = sock.gettimeout()
+            return t.hex() if isinstance(t, float) else t
+        except Exception as e:
+            return type(e), str(e)
+
+    with std.socket() as s1, us.socket() as s2:
+        assert outcome(s1) == outcome(s2)
+        assert os.get_blocking(s2.fileno()) is False
 
 
 def test_default_timeout_applies_to_new_and_accepted_sockets(

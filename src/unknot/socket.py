@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import math
 import os
 import select as _select
 import socket as _stdlib
@@ -72,6 +73,28 @@ def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
     return bool(r or w)
 
 
+_NS = 10**9
+_INT_TIMEOUT_MAX = (2**63 - 1) // _NS  # whole seconds that fit CPython's nanosecond clock
+
+
+def _parse_timeout(value: float) -> float:
+    """What ``gettimeout()`` returns after the C ``settimeout(value)``, for plain numbers.
+
+    CPython stores the timeout as whole nanoseconds, rounding up (``_PyTime_ROUND_TIMEOUT``),
+    and converts back with ``_PyTime_AsSecondsDouble``: an exact division when the count is
+    whole seconds, else ``ns / 1e9`` in double precision. The same IEEE operations here give the
+    same bits. Callers pass a float in [0, 1e9) or a non-negative int.
+    """
+    if type(value) is int:
+        if value > _INT_TIMEOUT_MAX:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        return float(value)
+    ns = math.ceil(value * 1e9)
+    if ns % _NS == 0:
+        return float(ns // _NS)
+    return float(ns) / 1e9
+
+
 class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
@@ -97,12 +120,20 @@ class socket(_StdSocket):
 
     def settimeout(self, value: float | None) -> None:
         """As `socket.socket.settimeout`: None blocks, 0 never blocks, else seconds."""
-        if value is not None:
-            # The C method parses the value exactly as the stdlib does (its errors, rounding
-            # up to whole nanoseconds); the OS socket stays non-blocking throughout.
-            _Csocket.settimeout(self, value)
-            value = _Csocket.gettimeout(self)
-        _Csocket.settimeout(self, 0.0)  # (OSError EBADF once closed, as in the stdlib)
+        # The OS socket is always non-blocking, so only the value is stored. Drivers call this
+        # twice per command (redis-py), so plain numbers are parsed here, as the C method
+        # would (see _parse_timeout); anything else is parsed by the C method itself.
+        t = type(value)
+        if value is None or (t is float and 0.0 <= value < 1e9) or (t is int and 0 <= value):
+            if _Csocket.fileno(self) == -1:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as the C method
+            self._timeout = None if value is None else _parse_timeout(value)
+            return
+        # Exotic values (Decimal, bool, NaN, negative, huge): the C method parses them with the
+        # stdlib's errors and rounding; then the OS socket is put back in non-blocking mode.
+        _Csocket.settimeout(self, value)
+        value = _Csocket.gettimeout(self)
+        _Csocket.settimeout(self, 0.0)
         self._timeout = value
 
     def gettimeout(self) -> float | None:
@@ -111,9 +142,14 @@ class socket(_StdSocket):
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
-        # Let the C method parse ``flag`` (its rules differ between Python versions: 3.13
-        # accepts None) and raise what it raises (EBADF once closed); then read back what it
-        # decided and put the OS socket back in non-blocking mode.
+        if type(flag) is bool:
+            if _Csocket.fileno(self) == -1:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as the C method
+            self._timeout = None if flag else 0.0
+            return
+        # Other values: let the C method parse ``flag`` (its rules differ between Python
+        # versions: 3.13 accepts None) and raise what it raises (EBADF once closed); then read
+        # back what it decided and put the OS socket back in non-blocking mode.
         _Csocket.setblocking(self, flag)
         blocking = _Csocket.gettimeout(self) is None
         _Csocket.settimeout(self, 0.0)
