@@ -183,208 +183,6 @@ async def _areturn_at_once() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class UnknotPeer:
-    """unknot: fibers spawned with `unknot.spawn` from the root fiber of `unknot.run`."""
-
-    def __init__(self) -> None:
-        import unknot
-
-        self.unknot = unknot
-
-    def switch(self, rounds: int) -> float:
-        unknot = self.unknot
-        Event = unknot.Event
-
-        def relay(rounds: int, slot: list[Any]) -> None:
-            for _ in range(rounds):
-                mine = Event()
-                partner, slot[0] = slot[0], mine
-                partner.set()
-                mine.wait()
-            slot[0].set()  # release the partner's last wait
-
-        def main() -> float:
-            slot = [Event()]
-            start = time.perf_counter()
-            fibers = [unknot.spawn(relay, rounds, slot) for _ in range(2)]
-            for f in fibers:
-                f.join()
-            return time.perf_counter() - start
-
-        return unknot.run(main)
-
-    def sleep0(self, fibers: int, rounds: int) -> float:
-        unknot = self.unknot
-
-        def yielder(n: int) -> None:
-            sleep = unknot.sleep
-            for _ in range(n):
-                sleep(0)
-
-        def main() -> float:
-            start = time.perf_counter()
-            spawned = [unknot.spawn(yielder, rounds) for _ in range(fibers)]
-            for f in spawned:
-                f.join()
-            return time.perf_counter() - start
-
-        return unknot.run(main)
-
-    def spawn_join(self, n: int) -> float:
-        unknot = self.unknot
-
-        def main() -> float:
-            spawn = unknot.spawn
-            start = time.perf_counter()
-            for _ in range(n):
-                spawn(_return_at_once).join()
-            return time.perf_counter() - start
-
-        return unknot.run(main)
-
-    def spawn_batch(self, batches: int) -> float:
-        unknot = self.unknot
-
-        def main() -> float:
-            spawn = unknot.spawn
-            start = time.perf_counter()
-            for _ in range(batches):
-                fibers = [spawn(_return_at_once) for _ in range(BATCH)]
-                for f in fibers:
-                    f.join()
-            return time.perf_counter() - start
-
-        return unknot.run(main)
-
-    def memory(self, count: int) -> dict[str, float]:
-        unknot = self.unknot
-        probe = IdleMemory(count)
-
-        def descend(depth: int, event: Any, parked: list[int]) -> None:
-            if depth > 1:
-                return descend(depth - 1, event, parked)
-            parked[0] += 1
-            event.wait()
-
-        def park_all() -> Callable[[], None]:
-            event, parked = unknot.Event(), [0]
-            fibers = [unknot.spawn(descend, IDLE_DEPTH, event, parked) for _ in range(count)]
-            while parked[0] < count:
-                unknot.sleep(0)
-
-            def release() -> None:
-                event.set()
-                for f in fibers:
-                    f.join()
-
-            return release
-
-        def main() -> None:
-            probe.begin_rss()
-            release = park_all()
-            probe.end_rss()
-            release()
-            probe.begin_traced()
-            release = park_all()
-            probe.end_traced()
-            release()
-
-        unknot.run(main)
-        return probe.result
-
-
-class GeventPeer:
-    """gevent: greenlets spawned with `gevent.spawn` from the main greenlet (no monkey-patching)."""
-
-    def __init__(self) -> None:
-        import gevent
-        import gevent.event
-
-        self.gevent = gevent
-
-    def switch(self, rounds: int) -> float:
-        gevent = self.gevent
-        Event = gevent.event.Event
-
-        def relay(rounds: int, slot: list[Any]) -> None:
-            for _ in range(rounds):
-                mine = Event()
-                partner, slot[0] = slot[0], mine
-                partner.set()
-                mine.wait()
-            slot[0].set()
-
-        slot = [Event()]
-        start = time.perf_counter()
-        greenlets = [gevent.spawn(relay, rounds, slot) for _ in range(2)]
-        for g in greenlets:
-            g.join()
-        return time.perf_counter() - start
-
-    def sleep0(self, fibers: int, rounds: int) -> float:
-        gevent = self.gevent
-
-        def yielder(n: int) -> None:
-            sleep = gevent.sleep
-            for _ in range(n):
-                sleep(0)
-
-        start = time.perf_counter()
-        greenlets = [gevent.spawn(yielder, rounds) for _ in range(fibers)]
-        for g in greenlets:
-            g.join()
-        return time.perf_counter() - start
-
-    def spawn_join(self, n: int) -> float:
-        spawn = self.gevent.spawn
-        start = time.perf_counter()
-        for _ in range(n):
-            spawn(_return_at_once).join()
-        return time.perf_counter() - start
-
-    def spawn_batch(self, batches: int) -> float:
-        spawn = self.gevent.spawn
-        start = time.perf_counter()
-        for _ in range(batches):
-            greenlets = [spawn(_return_at_once) for _ in range(BATCH)]
-            for g in greenlets:
-                g.join()
-        return time.perf_counter() - start
-
-    def memory(self, count: int) -> dict[str, float]:
-        gevent = self.gevent
-        probe = IdleMemory(count)
-
-        def descend(depth: int, event: Any, parked: list[int]) -> None:
-            if depth > 1:
-                return descend(depth - 1, event, parked)
-            parked[0] += 1
-            event.wait()
-
-        def park_all() -> Callable[[], None]:
-            event, parked = gevent.event.Event(), [0]
-            greenlets = [gevent.spawn(descend, IDLE_DEPTH, event, parked) for _ in range(count)]
-            while parked[0] < count:
-                gevent.sleep(0)
-
-            def release() -> None:
-                event.set()
-                for g in greenlets:
-                    g.join()
-
-            return release
-
-        probe.begin_rss()
-        release = park_all()
-        probe.end_rss()
-        release()
-        probe.begin_traced()
-        release = park_all()
-        probe.end_traced()
-        release()
-        return probe.result
-
-
 class AsyncioPeer:
     """asyncio: tasks made with `asyncio.create_task` and awaited, on the default event loop."""
 
@@ -494,6 +292,134 @@ class AsyncioPeer:
 
         asyncio.run(main())
         return probe.result
+
+
+class GreenletPeer:
+    """The peers whose fibers are greenlets with ``spawn``, ``join``, ``sleep`` and ``Event``.
+
+    unknot and gevent share these bodies, so that they measure the same code. They run in the
+    calling greenlet; a subclass sets the three names (and may run the bodies elsewhere).
+    """
+
+    spawn: Callable[..., Any]
+    sleep: Callable[[float], None]
+    Event: Callable[[], Any]
+
+    def switch(self, rounds: int) -> float:
+        Event = self.Event
+
+        def relay(rounds: int, slot: list[Any]) -> None:
+            for _ in range(rounds):
+                mine = Event()
+                partner, slot[0] = slot[0], mine
+                partner.set()
+                mine.wait()
+            slot[0].set()  # release the partner's last wait
+
+        slot = [Event()]
+        start = time.perf_counter()
+        fibers = [self.spawn(relay, rounds, slot) for _ in range(2)]
+        for f in fibers:
+            f.join()
+        return time.perf_counter() - start
+
+    def sleep0(self, fibers: int, rounds: int) -> float:
+        def yielder(n: int) -> None:
+            sleep = self.sleep
+            for _ in range(n):
+                sleep(0)
+
+        start = time.perf_counter()
+        spawned = [self.spawn(yielder, rounds) for _ in range(fibers)]
+        for f in spawned:
+            f.join()
+        return time.perf_counter() - start
+
+    def spawn_join(self, n: int) -> float:
+        spawn = self.spawn
+        start = time.perf_counter()
+        for _ in range(n):
+            spawn(_return_at_once).join()
+        return time.perf_counter() - start
+
+    def spawn_batch(self, batches: int) -> float:
+        spawn = self.spawn
+        start = time.perf_counter()
+        for _ in range(batches):
+            fibers = [spawn(_return_at_once) for _ in range(BATCH)]
+            for f in fibers:
+                f.join()
+        return time.perf_counter() - start
+
+    def memory(self, count: int) -> dict[str, float]:
+        # (unknot keeps the line a fiber was spawned at: an int object per fiber past line 256,
+        # a cached one before it. The spawn below stands past it, as in most programs.)
+        probe = IdleMemory(count)
+
+        def descend(depth: int, event: Any, parked: list[int]) -> None:
+            if depth > 1:
+                return descend(depth - 1, event, parked)
+            parked[0] += 1
+            event.wait()
+
+        def park_all() -> Callable[[], None]:
+            event, parked = self.Event(), [0]
+            fibers = [self.spawn(descend, IDLE_DEPTH, event, parked) for _ in range(count)]
+            while parked[0] < count:
+                self.sleep(0)
+
+            def release() -> None:
+                event.set()
+                for f in fibers:
+                    f.join()
+
+            return release
+
+        probe.begin_rss()
+        release = park_all()
+        probe.end_rss()
+        release()
+        probe.begin_traced()
+        release = park_all()
+        probe.end_traced()
+        release()
+        return probe.result
+
+
+class UnknotPeer(GreenletPeer):
+    """unknot: fibers spawned with `unknot.spawn` from the root fiber of `unknot.run`."""
+
+    def __init__(self) -> None:
+        import unknot
+
+        self.unknot = unknot
+        self.spawn, self.sleep, self.Event = unknot.spawn, unknot.sleep, unknot.Event
+
+    # The shared bodies, each run in the root fiber of its own `unknot.run`.
+    def switch(self, rounds: int) -> float:
+        return self.unknot.run(super().switch, rounds)
+
+    def sleep0(self, fibers: int, rounds: int) -> float:
+        return self.unknot.run(super().sleep0, fibers, rounds)
+
+    def spawn_join(self, n: int) -> float:
+        return self.unknot.run(super().spawn_join, n)
+
+    def spawn_batch(self, batches: int) -> float:
+        return self.unknot.run(super().spawn_batch, batches)
+
+    def memory(self, count: int) -> dict[str, float]:
+        return self.unknot.run(super().memory, count)
+
+
+class GeventPeer(GreenletPeer):
+    """gevent: greenlets spawned with `gevent.spawn` from the main greenlet (no monkey-patching)."""
+
+    def __init__(self) -> None:
+        import gevent
+        import gevent.event
+
+        self.spawn, self.sleep, self.Event = gevent.spawn, gevent.sleep, gevent.event.Event
 
 
 PEER_CLASSES: dict[str, Callable[[], Any]] = {

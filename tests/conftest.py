@@ -48,6 +48,18 @@ def no_foreign_threads() -> None:
         others[0].join(0.1)
 
 
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A pipe ``(read_fd, write_fd)``, closed after the test (unless the test closed it)."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 # -- file descriptor leaks -----------------------------------------------------------------------
 
 
@@ -96,6 +108,9 @@ FD_CHECKED_MODULES = {
     "test_echo_example",
     "test_ssl",
     "test_subprocess",
+    "test_select",
+    "test_selectors",
+    "test_time_os",
 }
 
 

@@ -1,5 +1,6 @@
 """Helpers shared by the test modules of the stdlib mirrors (select, selectors, time, os,
-subprocess): evidence that the hub kept running while a fiber blocked."""
+subprocess): evidence that the hub kept running while a fiber blocked, and outcomes to compare
+with the stdlib's."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ def later(delay: float, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
         return fn(*args)
 
     return unknot.spawn(main)
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> Any:
+    """The result of ``fn(*args)``, or (exception type, message) if it raised."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        return (type(e), str(e))

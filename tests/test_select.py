@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, later
+from fiber_helpers import Ticker, later, outcome
 
 import unknot
 import unknot.select as us
@@ -28,37 +28,6 @@ pytestmark = pytest.mark.timeout(30)
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Every test closes the fds it opens (and the module's waits leave none behind)."""
-    if not os.path.isdir("/proc/self/fd"):
-        yield
-        return
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    after = set(os.listdir("/proc/self/fd"))
-    assert after <= before, after - before
-
-
-def outcome(fn: Callable[..., Any], *args: Any) -> Any:
-    """The result of ``fn(*args)``, or (exception type, message) if it raised."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        return (type(e), str(e))
 
 
 def hub() -> Any:

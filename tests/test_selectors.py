@@ -11,11 +11,10 @@ import os
 import selectors as std
 import socket
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, later
+from fiber_helpers import Ticker, later, outcome
 
 import unknot
 import unknot.selectors as us
@@ -36,18 +35,6 @@ def summary(ready: list[tuple[std.SelectorKey, int]]) -> list[tuple[Any, int, An
         ),
         key=repr,
     )
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Every test closes the fds it opens (and the module's waits leave none behind)."""
-    if not os.path.isdir("/proc/self/fd"):
-        yield
-        return
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    after = set(os.listdir("/proc/self/fd"))
-    assert after <= before, after - before
 
 
 @pytest.fixture(params=CLASSES)
@@ -131,12 +118,6 @@ def test_results_match_stdlib(backend: str, cls_name: str) -> None:
 @pytest.mark.unknot
 def test_errors_match_stdlib(backend: str, cls_name: str) -> None:
     r, w = os.pipe()
-
-    def outcome(fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as e:
-            return (type(e), str(e))
 
     try:
         for call in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -267,6 +268,145 @@ def test_serve_tcp_in_a_fiber_stops_when_cancelled() -> None:
         assert c.recv(10) == b""  # its handler was cancelled and the connection closed
     with pytest.raises(ConnectionRefusedError):
         us.create_connection(("127.0.0.1", port), timeout=2)
+
+
+# -- no handler outlives the server ------------------------------------------------------------
+
+
+class Sleeper:
+    """A handler that sleeps until cancelled; records the connections it started and unwound."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self.unwound: list[Any] = []
+
+    def __call__(self, conn: us.socket, addr: Any) -> None:
+        self.started.append(addr)
+        try:
+            unknot.sleep(60)
+        finally:
+            with unknot.CancelScope(shield=True):
+                unknot.sleep(0.02)  # unwinding takes a while: whoever owns the handler waits
+            self.unwound.append(addr)
+
+    def wait_started(self, n: int = 1) -> None:
+        while len(self.started) < n:
+            unknot.sleep(0.005)
+
+
+def assert_handlers_gone(server: unknot.TCPServer, handler: Sleeper, *clients: us.socket) -> None:
+    assert server.connections == 0
+    assert handler.unwound == handler.started  # (each one cancelled, and it finished unwinding)
+    for c in clients:
+        assert c.recv(10) == b""  # its connection was closed
+        c.close()
+    with pytest.raises(ConnectionRefusedError):  # not listening
+        us.create_connection(server.address, timeout=2)
+
+
+@pytest.mark.unknot
+def test_cancelled_serve_forever_cancels_its_handlers_and_waits_for_them() -> None:
+    handler = Sleeper()
+    server = unknot.TCPServer(handler)  # (no with-block: serve_forever itself owns them)
+    with unknot.TaskGroup() as tg:
+        tg.spawn(server.serve_forever)
+        c = connect(server)
+        handler.wait_started()
+        tg.cancel()
+    assert handler.started == [c.getsockname()]
+    assert_handlers_gone(server, handler, c)
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("serving_in", ["a task group", "the block itself"])
+def test_leaving_the_block_after_serve_forever_was_cancelled(serving_in: str) -> None:
+    handler = Sleeper()
+    with unknot.CancelScope() as outer:
+        with unknot.TCPServer(handler) as server:
+            c = connect(server)
+            if serving_in == "a task group":
+                with unknot.TaskGroup() as tg:
+                    tg.spawn(server.serve_forever)
+                    handler.wait_started()
+                    tg.cancel()
+            else:
+
+                def cancel_when_serving() -> None:
+                    handler.wait_started()
+                    outer.cancel()
+
+                unknot.spawn(cancel_when_serving)
+                server.serve_forever()
+    assert outer.cancelled_caught == (serving_in == "the block itself")
+    assert handler.started == [c.getsockname()]
+    assert_handlers_gone(server, handler, c)
+
+
+@pytest.mark.unknot
+def test_leaving_the_block_while_serving_waits_for_handlers_to_finish() -> None:
+    finished = []
+
+    def handler(conn: us.socket, addr: Any) -> None:
+        conn.sendall(b"ready")
+        conn.sendall(conn.recv(10).upper())  # within the grace period of leaving the block
+        finished.append(addr)
+
+    def client() -> bytes:
+        with connect(server) as c:
+            assert c.recv(5) == b"ready"
+            unknot.sleep(0.1)  # the block is being left by now
+            c.sendall(b"bye")
+            return c.recv(10)
+
+    with unknot.TCPServer(handler) as server:
+        serving = start(server)
+        talking = unknot.spawn(client)
+        while server.connections < 1:
+            unknot.sleep(0.005)
+    assert finished and server.connections == 0 and serving.done()
+    assert talking.join() == b"BYE"
+
+
+@pytest.mark.unknot
+def test_exception_in_the_block_while_serving_cancels_the_handlers_at_once() -> None:
+    handler = Sleeper()
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="body failed"):
+        with unknot.TCPServer(handler) as server:
+            serving = start(server)
+            c = connect(server)
+            handler.wait_started()
+            raise ValueError("body failed")
+    assert time.monotonic() - t0 < 2.0  # no grace period (stop() would give 10 s)
+    assert serving.done() and not serving.cancelled()  # it returned, stopped by __exit__
+    assert_handlers_gone(server, handler, c)
+
+
+@pytest.mark.unknot
+def test_accept_error_ending_serve_forever_cancels_the_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accept = us.socket.accept
+    calls = 0
+
+    def breaking_accept(sock: us.socket) -> tuple[us.socket, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # right after spawning the second handler, before it starts
+            raise OSError(errno.EINVAL, "the listener broke")
+        return accept(sock)
+
+    monkeypatch.setattr(us.socket, "accept", breaking_accept)
+    handler = Sleeper()
+    server = unknot.TCPServer(handler)
+    serving = start(server)
+    first = connect(server)
+    handler.wait_started()
+    second = connect(server)
+    with pytest.raises(OSError, match="the listener broke"):
+        serving.join()
+    assert handler.started == [first.getsockname()]  # the second was cancelled before starting
+    assert_handlers_gone(server, handler, first, second)
 
 
 # -- in subprocesses ----------------------------------------------------------------------------

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import unknot
 from unknot.testing import MockClock
+
+
+def most_inside_at_once(lock: Any, fibers: int, rounds: int, pause: float) -> int:
+    """Run ``fibers`` fibers that each enter ``with lock:`` ``rounds`` times, staying ``pause``
+    seconds (``sleep(pause)``, so others run meanwhile); the most fibers inside at once."""
+    inside = most = 0
+
+    def worker() -> None:
+        nonlocal inside, most
+        for _ in range(rounds):
+            with lock:
+                inside += 1
+                most = max(most, inside)
+                unknot.sleep(pause)
+                inside -= 1
+
+    with unknot.TaskGroup() as tg:
+        for _ in range(fibers):
+            tg.spawn(worker)
+    return most
 
 # -- Event ----------------------------------------------------------------------------------------
 
@@ -91,22 +113,7 @@ def test_lock_basic() -> None:
 @pytest.mark.unknot
 def test_lock_context_manager_and_mutual_exclusion() -> None:
     lock = unknot.Lock()
-    inside = 0
-    max_inside = 0
-
-    def worker() -> None:
-        nonlocal inside, max_inside
-        for _ in range(5):
-            with lock:
-                inside += 1
-                max_inside = max(max_inside, inside)
-                unknot.sleep(0)
-                inside -= 1
-
-    with unknot.TaskGroup() as tg:
-        for _ in range(10):
-            tg.spawn(worker)
-    assert max_inside == 1
+    assert most_inside_at_once(lock, fibers=10, rounds=5, pause=0) == 1
     assert not lock.locked()
 
 
@@ -316,21 +323,7 @@ def test_semaphore_counts() -> None:
 @pytest.mark.unknot
 def test_semaphore_limits_concurrency(autojump_clock: MockClock) -> None:
     sem = unknot.Semaphore(3)
-    active = 0
-    peak = 0
-
-    def worker() -> None:
-        nonlocal active, peak
-        with sem:
-            active += 1
-            peak = max(peak, active)
-            unknot.sleep(1)
-            active -= 1
-
-    with unknot.TaskGroup() as tg:
-        for _ in range(9):
-            tg.spawn(worker)
-    assert peak == 3
+    assert most_inside_at_once(sem, fibers=9, rounds=1, pause=1) == 3
     assert unknot.current_time() == pytest.approx(3)
 
 

@@ -12,12 +12,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, later
+from fiber_helpers import Ticker, later, outcome
 
 import unknot
 import unknot.os as uos
@@ -26,35 +26,6 @@ import unknot.time as utime
 pytestmark = pytest.mark.timeout(30)
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux (/proc, pidfd)")
-
-
-def outcome(fn: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except Exception as e:
-        return (type(e), str(e))
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    if not os.path.isdir("/proc/self/fd"):
-        yield
-        return
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    after = set(os.listdir("/proc/self/fd"))
-    assert after <= before, after - before
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 # -- unknot.time -----------------------------------------------------------------------------------

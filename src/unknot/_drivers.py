@@ -102,25 +102,9 @@ def psycopg_wait(waiting: ModuleType, original: Callable[..., Any]) -> Callable[
         f = getcurrent()
         if type(f) is not Fiber:
             return original(gen, fileno, interval=interval, timeout=timeout)
-        if interval is None:
-            raise ValueError("indefinite wait not supported anymore")
-        deadline = None if timeout is None else _monotonic() + timeout
-        try:
-            s = next(gen)
-            while True:
-                left = None if deadline is None else max(0.0, deadline - _monotonic())
-                ready = wait_fd_events(f, fileno, int(s), left)
-                if not ready:
-                    waiting._check_fd_closed(fileno)
-                s = gen.send(ready)
-                if deadline is not None and _monotonic() >= deadline:
-                    raise waiting.e._WaitTimeout("wait timeout expired")
-        except StopIteration as ex:
-            return ex.value
+        return _psycopg_drive(waiting, f, gen, fileno, interval, timeout)
 
-    wait.__doc__ = f"Cooperative in fibers (unknot); elsewhere {original.__name__}."
-    wait.__unknot_original__ = original  # type: ignore[attr-defined]
-    return wait
+    return _replacing(original, wait)
 
 
 def psycopg_wait_conn(waiting: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -130,20 +114,44 @@ def psycopg_wait_conn(waiting: ModuleType, original: Callable[..., Any]) -> Call
         f = getcurrent()
         if type(f) is not Fiber:
             return original(gen, interval=interval, timeout=timeout)
-        if interval is None:
-            raise ValueError("indefinite wait not supported anymore")
-        deadline = None if timeout is None else _monotonic() + timeout
-        try:
-            fileno, s = next(gen)
-            while True:
-                left = None if deadline is None else max(0.0, deadline - _monotonic())
-                ready = wait_fd_events(f, fileno, int(s), left)
-                fileno, s = gen.send(ready)
-                if deadline is not None and _monotonic() >= deadline:
-                    raise waiting.e._WaitTimeout("wait timeout expired")
-        except StopIteration as ex:
-            return ex.value
+        return _psycopg_drive(waiting, f, gen, None, interval, timeout)
 
-    wait_conn.__doc__ = f"Cooperative in fibers (unknot); elsewhere {original.__name__}."
-    wait_conn.__unknot_original__ = original  # type: ignore[attr-defined]
-    return wait_conn
+    return _replacing(original, wait_conn)
+
+
+def _psycopg_drive(
+    waiting: ModuleType,
+    f: Fiber,
+    gen: Any,
+    fileno: int | None,
+    interval: float | None,
+    timeout: float | None,
+) -> Any:
+    """Run the psycopg generator ``gen`` to its end, fiber ``f`` waiting on the hub.
+
+    With ``fileno`` None, ``gen`` yields ``(fileno, wait)`` pairs (``wait_conn``: the fd may
+    change while connecting); otherwise it yields the wait alone, for ``fileno``.
+    """
+    if interval is None:
+        raise ValueError("indefinite wait not supported anymore")
+    deadline = None if timeout is None else _monotonic() + timeout
+    try:
+        step = next(gen)
+        while True:
+            fd, s = step if fileno is None else (fileno, step)
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            ready = wait_fd_events(f, fd, int(s), left)
+            if not ready and fileno is not None:  # (psycopg's wait checks, its wait_conn not)
+                waiting._check_fd_closed(fd)
+            step = gen.send(ready)
+            if deadline is not None and _monotonic() >= deadline:
+                raise waiting.e._WaitTimeout("wait timeout expired")
+    except StopIteration as ex:
+        return ex.value
+
+
+def _replacing(original: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, documented and marked as the cooperative replacement of ``original``."""
+    fn.__doc__ = f"Cooperative in fibers (unknot); elsewhere {original.__name__}."
+    fn.__unknot_original__ = original  # type: ignore[attr-defined]
+    return fn

@@ -17,19 +17,19 @@ import _thread
 import threading
 import time
 from collections import deque
-from types import TracebackType
 from typing import Any
 
 from greenlet import getcurrent
 
 from ._fiber import Fiber
 from ._hub import TIMED_OUT, Hub
+from ._sync import _LockBase
 
 _allocate = _thread.allocate_lock
 _monotonic = time.monotonic
 
 
-class Lock:
+class Lock(_LockBase):
     """A non-reentrant lock usable from fibers (cooperative wait) and threads (blocking)."""
 
     __slots__ = ("_lock", "_parked", "_guard", "__weakref__")
@@ -125,16 +125,6 @@ class Lock:
         self._guard = _allocate()
         self._parked.clear()
 
-    __enter__ = acquire
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
         return f"<unknot hybrid Lock {state} parked={len(self._parked)}>"
@@ -145,7 +135,7 @@ def _me() -> Any:
     return getcurrent()
 
 
-class RLock:
+class RLock(_LockBase):
     """A reentrant lock owned by a fiber (or a thread), usable from both."""
 
     __slots__ = ("_block", "_owner", "_count", "__weakref__")
@@ -175,16 +165,6 @@ class RLock:
         if not self._count:
             self._owner = None
             self._block.release()
-
-    __enter__ = acquire
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     # The protocol threading.Condition uses.
     def _is_owned(self) -> bool:

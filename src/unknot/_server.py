@@ -37,6 +37,11 @@ class TCPServer:
     handshake runs in its own fiber, bounded by ``handshake_timeout``. ``max_connections``
     bounds the number of handlers running at once (accepting pauses at the limit). Accepted
     sockets get ``TCP_NODELAY`` unless ``nodelay=False``.
+
+    No handler is left running unowned: `stop` waits for the handlers (cancelling them after
+    its grace period); `serve_forever` ending any other way (its fiber cancelled, say) cancels
+    them and waits for them to unwind. Leaving a ``with`` block calls ``stop()`` (a 10 s
+    grace), or ``stop(grace=0)`` if the block raised (or was cancelled).
     """
 
     def __init__(
@@ -64,7 +69,7 @@ class TCPServer:
         )
         self._address = self._listener.getsockname()  # (still known once it is closed)
         self._slots = Semaphore(max_connections) if max_connections else None
-        self._handlers: set[Fiber] = set()
+        self._handlers: dict[Fiber, usocket.socket] = {}  # handler -> its accepted socket
         self._idle = Event()
         self._idle.set()
         self._stopping = False
@@ -85,7 +90,12 @@ class TCPServer:
     # -- accept loop ----------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
-        """Accept connections until `stop` is called (or the calling fiber is cancelled)."""
+        """Accept connections until `stop` is called (or the calling fiber is cancelled).
+
+        If it ends any other way than by `stop` (cancelled, interrupted, or an accept error it
+        cannot recover from), it cancels the running handlers and waits for them to unwind before
+        raising: no handler outlives the fiber that served it unless `stop` took them over.
+        """
         if self._serving is not None:
             raise RuntimeError("serve_forever() is already running")
         self._serving = current()
@@ -104,8 +114,14 @@ class TCPServer:
                     continue
                 self._backoff = 0.0
                 f = spawn(self._run_handler, conn, addr, name=f"conn-{addr}")
-                self._handlers.add(f)
+                self._handlers[f] = conn
                 self._idle.clear()
+                # (a callback, not the handler's finally: a handler cancelled before it starts
+                # never runs, and must still give back its slot and connection)
+                f.add_done_callback(self._handler_done)
+        except BaseException:
+            self._shutdown(grace=0)
+            raise
         finally:
             self._listener.close()
             self._serving = None
@@ -141,15 +157,14 @@ class TCPServer:
         except Exception:
             log.exception("handler for %s failed", addr)
         finally:
-            try:
-                conn.close()
-            finally:
-                me = current()
-                self._handlers.discard(me)
-                if self._slots is not None:
-                    self._slots.release()
-                if not self._handlers:
-                    self._idle.set()
+            conn.close()
+
+    def _handler_done(self, f: Fiber) -> None:
+        self._handlers.pop(f).close()  # (already closed, unless the handler never started)
+        if self._slots is not None:
+            self._slots.release()
+        if not self._handlers:
+            self._idle.set()
 
     def _tls_handshake(self, conn: usocket.socket, addr: Any) -> Any:
         # ussl.wrap: a cooperative socket even for a stdlib ssl.SSLContext, whose own
@@ -183,6 +198,13 @@ class TCPServer:
         if current() in self._handlers:
             spawn(self.stop, grace, name="server-stop")
             return
+        self._shutdown(grace)
+        if self._serving is not None:
+            with CancelScope(shield=True):
+                self._stopped.wait()
+
+    def _shutdown(self, grace: float) -> None:
+        """Stop accepting; wait up to ``grace`` s for the handlers, cancel the rest, wait again."""
         if not self._stopping:
             self._stopping = True
             self._listener.close()  # wakes the accept loop with an error
@@ -192,8 +214,6 @@ class TCPServer:
             for f in list(self._handlers):
                 f.cancel()
             self._idle.wait()
-            if self._serving is not None:
-                self._stopped.wait()
 
     def __enter__(self) -> TCPServer:
         return self
@@ -204,11 +224,7 @@ class TCPServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._serving is None and not self._stopping:
-            self._stopping = True
-            self._listener.close()
-        else:
-            self.stop()
+        self.stop(grace=10.0 if exc is None else 0)
 
 
 def serve_tcp(
@@ -224,8 +240,4 @@ def serve_tcp(
     if current() is None:
         run(serve_tcp, handler, host, port, **kwargs)
         return
-    server = TCPServer(handler, host, port, **kwargs)
-    try:
-        server.serve_forever()
-    finally:
-        server.stop(grace=0)
+    TCPServer(handler, host, port, **kwargs).serve_forever()  # cancelled: cancels the handlers

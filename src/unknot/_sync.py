@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent
 
@@ -104,16 +104,27 @@ class Event:
 
 
 class _LockBase:
-    """Context-manager support shared by the lock classes."""
+    """``with lock:`` for a class with ``acquire()`` and ``release()``.
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        raise NotImplementedError
+    Each subclass's ``__enter__`` is its own ``acquire`` (an alias, not a method calling it: no
+    extra call on the way in), unless the subclass defines ``__enter__`` itself; ``__exit__``
+    calls ``release()``. Shared by these locks and by the hybrid ones `unknot.patch` installs.
+    """
 
-    def release(self) -> None:
-        raise NotImplementedError
+    __slots__ = ()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
+    if TYPE_CHECKING:
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+
+        def release(self) -> None: ...
+
+        def __enter__(self) -> bool: ...
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__enter__" not in cls.__dict__:
+            cls.__enter__ = cls.acquire  # type: ignore[method-assign]
 
     def __exit__(
         self,
