@@ -147,11 +147,13 @@ class RLock(_LockBase):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.RLock.acquire`."""
-        me = _me()
+        me = getcurrent()  # _me(), inlined: drivers take these locks on every command
         if self._owner is me:
             self._count += 1
             return True
-        if not self._block.acquire(blocking, timeout):
+        block = self._block
+        # The uncontended case without the extra call into Lock.acquire.
+        if not block._lock.acquire(False) and not block.acquire(blocking, timeout):
             return False
         self._owner = me
         self._count = 1
@@ -159,7 +161,7 @@ class RLock(_LockBase):
 
     def release(self) -> None:
         """As `threading.RLock.release`."""
-        if self._owner is not _me():
+        if self._owner is not getcurrent():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if not self._count:
