@@ -279,6 +279,10 @@ class socket(_StdSocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
+        if self._timeout == 0.0:
+            # Non-blocking: the C method as it is (drivers poll like this on every command).
+            # The readiness hint is left as it is: still set only means "try the syscall".
+            return _Csocket.recv(self, bufsize, flags)
         if flags:
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         hr = self._hubrec
