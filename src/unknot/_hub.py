@@ -126,6 +126,11 @@ class Hub:
         self.time: Callable[[], float] = clock or time.monotonic
         self.thread = threading.current_thread()
         self._timeout_cb = self._on_timeout
+        # Read on every wait and hand-off: copied from the class, because CPython finds an
+        # instance attribute faster than a class attribute reached through the instance.
+        self.edge_triggered = type(self).edge_triggered
+        self.PASS_EXTRA = type(self).PASS_EXTRA
+        self._budget = 0
 
     # -- fibers ----------------------------------------------------------------------------------
 
@@ -245,7 +250,7 @@ class Hub:
     PASS_EXTRA = 256
 
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
-    _budget = 0
+    _budget: int
 
     def _run_ready(self) -> None:
         """Resume the ready fibers: those queued now, plus up to PASS_EXTRA queued meanwhile.
