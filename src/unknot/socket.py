@@ -308,11 +308,15 @@ class socket(_StdSocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
+        if self._timeout == 0.0:  # non-blocking: the C method as it is (see recv)
+            return _Csocket.recv_into(self, buffer, nbytes, flags)
         size = None if flags else nbytes or memoryview(buffer).nbytes
         return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `socket.socket.send`, suspending only the calling fiber."""
+        if self._timeout == 0.0:  # non-blocking: the C method as it is (see recv)
+            return _Csocket.send(self, data, flags)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         return self._io(True, _Csocket.send, size, (data, flags))
 
