@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds: every peer measured this many times, peers in rotated order each round; "
+        "the report gives medians and every run",
+    )
+    parser.add_argument(
         "--warmup",
         type=float,
         default=1.0,
@@ -100,8 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json", type=Path, metavar="FILE", help="write the raw results as JSON to FILE"
     )
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.warmup < 0:
-        parser.error("--duration must be positive and --warmup not negative")
+    if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
+        parser.error("--duration and --repeat must be positive and --warmup not negative")
     if not args.sizes or not args.conns or min(args.sizes) <= 0 or min(args.conns) <= 0:
         parser.error("--sizes and --conns need positive integers")
     return args
@@ -184,7 +191,7 @@ def run_peer(peer: str, loadgen: Path, results: Results, args: argparse.Namespac
             results.peer_status[peer] = f"failed to start: {exc}"
             print(f"  {results.peer_status[peer]}", flush=True)
             return
-        results.peer_status[peer] = "ok"
+        results.peer_status.setdefault(peer, "ok")  # a failure in an earlier round stays
         for size in args.sizes:
             for conns in args.conns:
                 if not server.alive():
@@ -219,7 +226,8 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
         "unknot from": unknot_from,
         "Compiler": f"{native.compiler_version()} ({' '.join(native.CFLAGS)})",
         "Pinning": pinning,
-        "Per cell": f"{args.warmup:g} s warm-up (replies verified), {args.duration:g} s measured",
+        "Per cell": f"{args.warmup:g} s warm-up (replies verified), {args.duration:g} s measured"
+        + (f", {args.repeat} rounds (medians reported)" if args.repeat > 1 else ""),
     }
 
 
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     loadgen = native.build("echoload")
     if NATIVE_PEER in args.peers:
         native.build("echoserver")
-    cells = len(args.peers) * len(args.sizes) * len(args.conns)
+    cells = len(args.peers) * len(args.sizes) * len(args.conns) * args.repeat
     estimate = cells * (args.warmup + args.duration + SETTLE + 0.2)
     print(
         f"{len(args.peers)} peers x {len(args.sizes)} sizes x {len(args.conns)} connection "
@@ -240,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(args.peers, args.sizes, args.conns)
     interrupted: int | None = None  # the exit status to end with, if the run was cut short
     try:
-        for peer in args.peers:
-            run_peer(peer, loadgen, results, args)
+        for rnd in range(args.repeat):
+            if args.repeat > 1:
+                print(f"== round {rnd + 1}/{args.repeat}", flush=True)
+            shift = rnd % len(args.peers)  # rotate, so no peer always runs first or last
+            for peer in args.peers[shift:] + args.peers[:shift]:
+                run_peer(peer, loadgen, results, args)
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM/SIGHUP via procs
         code = exc.code if isinstance(exc, SystemExit) else None
         interrupted = code if isinstance(code, int) and code else 130

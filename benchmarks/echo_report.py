@@ -5,11 +5,19 @@ server than against any Python peer, or the Python numbers measure the load gene
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 NATIVE_PEER = "c-epoll"
 SUBJECT = "unknot"
+
+#: The issue's targets: (message size, connections, peer, floor of unknot / peer).
+TARGETS = [
+    (1024, 100, "gevent", 1.5),
+    (1024, 100, "uvloop-streams", 1.1),
+    (1024, 1000, "gevent", 1.4),
+]
 
 
 @dataclass
@@ -59,22 +67,47 @@ def console_line(cell: Cell) -> str:
     return line
 
 
+def _good(cell: Cell) -> bool:
+    return not cell.error and cell.round_trips > 0
+
+
 class Results:
-    """All cells of a run, indexed by (peer, size, conns)."""
+    """All cells of a run, indexed by (peer, size, conns).
+
+    With ``--repeat`` every cell is measured once per round; ``cells`` holds the sample with
+    the median requests/s (its latencies are the ones shown), ``samples`` all of them in round
+    order.
+    """
 
     def __init__(self, peers: list[str], sizes: list[int], conns: list[int]) -> None:
         self.peers = peers
         self.sizes = sizes
         self.conns = conns
         self.cells: dict[tuple[str, int, int], Cell] = {}
+        self.samples: dict[tuple[str, int, int], list[Cell]] = {}
         self.peer_status: dict[str, str] = {}  # "ok", "unavailable: ...", "failed: ..."
 
     def add(self, cell: Cell) -> None:
-        self.cells[(cell.peer, cell.size, cell.conns)] = cell
+        key = (cell.peer, cell.size, cell.conns)
+        samples = self.samples.setdefault(key, [])
+        samples.append(cell)
+        good = sorted((c for c in samples if _good(c)), key=lambda c: c.rps)
+        # The median sample (the lower middle one for an even count), else the last error.
+        self.cells[key] = good[(len(good) - 1) // 2] if good else cell
 
     def rps(self, peer: str, size: int, conns: int) -> float | None:
-        cell = self.cells.get((peer, size, conns))
-        return cell.rps if cell and not cell.error and cell.round_trips else None
+        """The median requests/s over the rounds (None if no round measured the cell)."""
+        good = [c.rps for c in self.samples.get((peer, size, conns), []) if _good(c)]
+        return statistics.median(good) if good else None
+
+    def runs(self, peer: str, size: int, conns: int) -> list[float | None]:
+        """Requests/s per round, None where that round failed."""
+        return [c.rps if _good(c) else None for c in self.samples.get((peer, size, conns), [])]
+
+    def paired_ratios(self, size: int, conns: int, peer: str) -> list[float]:
+        """unknot / ``peer`` within each round (the two ran minutes apart, not hours)."""
+        ours, theirs = self.runs(SUBJECT, size, conns), self.runs(peer, size, conns)
+        return [a / b for a, b in zip(ours, theirs, strict=False) if a and b]
 
     def measured(self, peer: str) -> bool:
         """Whether ``peer`` has at least one cell with a number in it."""
@@ -109,7 +142,7 @@ class Results:
     def to_json(self) -> dict[str, Any]:
         return {
             "peers": self.peer_status,
-            "cells": [cell.as_dict() for cell in self.cells.values()],
+            "cells": [c.as_dict() for samples in self.samples.values() for c in samples],
         }
 
 
@@ -156,6 +189,53 @@ def _ratio_section(results: Results) -> list[str]:
         "",
         *_table(header, rows),
     ]
+
+
+def _targets_section(results: Results) -> list[str]:
+    rows = []
+    for size, conns, peer, floor in TARGETS:
+        if (
+            size not in results.sizes
+            or conns not in results.conns
+            or peer not in results.peers
+            or SUBJECT not in results.peers
+        ):
+            continue
+        ours, theirs = results.rps(SUBJECT, size, conns), results.rps(peer, size, conns)
+        if not ours or not theirs:
+            continue
+        ratio = ours / theirs
+        paired = results.paired_ratios(size, conns, peer)
+        rows.append(
+            [
+                f"{size_label(size)} x {conns}",
+                peer,
+                f">= {floor:g}",
+                f"{ratio:.2f}",
+                ", ".join(f"{r:.2f}" for r in paired),
+                "met" if ratio >= floor else "**missed**",
+            ]
+        )
+    if not rows:
+        return ["No target cell was part of this run."]
+    return [
+        "unknot's median requests/s over the peer's median, and the ratio within each round.",
+        "",
+        *_table(["cell", "peer", "target", "ratio of medians", "per round", "verdict"], rows),
+    ]
+
+
+def _runs_section(results: Results) -> list[str]:
+    header = ["peer", "cell", "requests/s per round"]
+    rows = []
+    for peer in results.peers:
+        for size in results.sizes:
+            for conns in results.conns:
+                runs = results.runs(peer, size, conns)
+                if runs:
+                    text = ", ".join(rps_label(r) if r else "error" for r in runs)
+                    rows.append([peer, f"{size_label(size)} x {conns}", text])
+    return _table(header, rows)
 
 
 def _headroom_section(results: Results) -> list[str]:
@@ -210,7 +290,13 @@ def markdown(results: Results, machine: dict[str, str], settings: dict[str, str]
                 if results.measured(peer)
             ]
             out += _table(header, rows)
+    rounds = max((len(v) for v in results.samples.values()), default=0)
+    if rounds > 1:
+        out += ["", f"Each cell: the median of {rounds} rounds (all runs below)."]
     out += ["", "## Ratios", "", *_ratio_section(results)]
+    out += ["", "## Targets", "", *_targets_section(results)]
+    if rounds > 1:
+        out += ["", "## All runs", "", *_runs_section(results)]
     out += ["", "## Load generator headroom", "", *_headroom_section(results)]
     errors = [c for c in results.cells.values() if c.error]
     if errors:
