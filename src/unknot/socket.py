@@ -83,11 +83,10 @@ def _parse_timeout(value: float) -> float:
     CPython stores the timeout as whole nanoseconds, rounding up (``_PyTime_ROUND_TIMEOUT``),
     and converts back with ``_PyTime_AsSecondsDouble``: an exact division when the count is
     whole seconds, else ``ns / 1e9`` in double precision. The same IEEE operations here give the
-    same bits. Callers pass a float in [0, 1e9) or a non-negative int.
+    same bits. Callers pass a float in [0, 1e9) or an int in [0, _INT_TIMEOUT_MAX]; larger
+    values overflow in C, with a message that differs between Python versions.
     """
     if type(value) is int:
-        if value > _INT_TIMEOUT_MAX:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
         return float(value)
     ns = math.ceil(value * 1e9)
     if ns % _NS == 0:
@@ -124,12 +123,16 @@ class socket(_StdSocket):
         # twice per command (redis-py), so plain numbers are parsed here, as the C method
         # would (see _parse_timeout); anything else is parsed by the C method itself.
         t = type(value)
-        if value is None or (t is float and 0.0 <= value < 1e9) or (t is int and 0 <= value):
+        if (
+            value is None
+            or (t is float and 0.0 <= value < 1e9)
+            or (t is int and 0 <= value <= _INT_TIMEOUT_MAX)
+        ):
             if _Csocket.fileno(self) == -1:
                 raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as the C method
             self._timeout = None if value is None else _parse_timeout(value)
             return
-        # Exotic values (Decimal, bool, NaN, negative, huge): the C method parses them with the
+        # Other values (Decimal, bool, NaN, negative, huge): the C method parses them with the
         # stdlib's errors and rounding; then the OS socket is put back in non-blocking mode.
         _Csocket.settimeout(self, value)
         value = _Csocket.gettimeout(self)
