@@ -3,6 +3,7 @@ one hub per OS thread."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import os
@@ -555,6 +556,28 @@ def test_no_false_deadlock_while_plain_thread_alive() -> None:
         return "woken by the thread"
 
     assert unknot.run(main) == "woken by the thread"
+
+
+def test_no_false_deadlock_while_raw_thread_alive() -> None:
+    # A thread started with _thread.start_new_thread (CPython's test_socket does, so do C
+    # extensions) is not in threading.enumerate(), but it can wake a fiber all the same.
+    def main() -> str:
+        loop = asyncio.get_running_loop()
+        ev = unknot.Event()
+        done = _thread.allocate_lock()
+        done.acquire()
+
+        def thread_body() -> None:
+            time.sleep(0.1)
+            unknot.from_thread(ev.set, loop=loop)
+            done.release()
+
+        _thread.start_new_thread(thread_body, ())
+        ev.wait()
+        done.acquire()
+        return "woken by the raw thread"
+
+    assert unknot.run(main) == "woken by the raw thread"
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ with callbacks on any other asyncio loop.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import heapq
@@ -120,6 +121,7 @@ class Hub:
         self.fibers: set[Fiber] = set()
         self.ncancel = 0
         self.kbi_pending = False
+        self._deadlock_since: float | None = None
         self.threads_in_flight = 0
         self.fd_waiters = 0
         self.fds: dict[int, FdWait] = {}
@@ -492,6 +494,24 @@ class Hub:
             return True
         return _foreign_threads_alive()
 
+    #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
+    #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
+    DEADLOCK_GRACE = 0.1
+
+    def _deadlock_grace(self) -> float | None:
+        """Called while nothing can wake a fiber: the seconds to wait before checking again, or
+        None once that has lasted `DEADLOCK_GRACE` (then it is a deadlock)."""
+        now = time.monotonic()
+        since = self._deadlock_since
+        if since is None or now - since > 2 * self.DEADLOCK_GRACE:  # new (or stale) suspicion
+            self._deadlock_since = now
+            return self.DEADLOCK_GRACE
+        left = since + self.DEADLOCK_GRACE - now
+        if left > 0:
+            return left
+        self._deadlock_since = None
+        return None
+
     def deadlock_report(self) -> str:
         """Describe every live fiber and where it is blocked."""
         lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
@@ -534,7 +554,15 @@ def _foreign_threads_alive() -> bool:
 
     known = pool_thread_idents()
     me = threading.get_ident()
-    return any(t.ident != me and t.ident not in known for t in threading.enumerate())
+    listed = threading.enumerate()
+    if any(t.ident != me and t.ident not in known for t in listed):
+        return True
+    # Threads started with _thread.start_new_thread are not in threading.enumerate();
+    # _thread._count() counts every thread the _thread module started (threading's too).
+    main = threading.main_thread()
+    return _thread._count() > sum(
+        1 for t in listed if t is not main and not isinstance(t, threading._DummyThread)
+    )
 
 
 # -- finding the hub ---------------------------------------------------------------------------

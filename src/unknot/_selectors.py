@@ -58,6 +58,9 @@ class _HubSelector(Hub):
         if timeout is None:
             root = self.root
             if root is not None and not self._others_can_wake():
+                grace = self._deadlock_grace()
+                if grace is not None:
+                    return grace
                 self._report_deadlock()
                 return 0
             return None
