@@ -120,7 +120,8 @@ class Hub:
         self.root: Fiber | None = None
         self.fibers: set[Fiber] = set()
         self.ncancel = 0
-        self.kbi_pending = False
+        self.kbi_pending = False  # an interrupt waits to be raised in the root fiber
+        self.interrupt: BaseException | None = None  # ... this one (None: KeyboardInterrupt)
         self._deadlock_since: float | None = None
         self.threads_in_flight = 0
         self.fd_waiters = 0
@@ -181,8 +182,7 @@ class Hub:
         if cancellable and self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
         if interruptible and self.kbi_pending and f is self.root:
-            self.kbi_pending = False
-            raise KeyboardInterrupt()
+            raise self.take_interrupt()
         glet = self.glet
         if glet is None or f is glet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
@@ -202,6 +202,14 @@ class Hub:
             f._parked = 0
             if entry[2] is not None:
                 self.cancel_timer(entry)
+
+    def take_interrupt(self) -> BaseException:
+        """The pending interrupt for the root fiber (Ctrl-C, or what a signal handler raised),
+        which is then no longer pending."""
+        exc = self.interrupt or KeyboardInterrupt()
+        self.kbi_pending = False
+        self.interrupt = None
+        return exc
 
     def _on_timeout(self, f: Fiber) -> None:
         self.wake(f, TIMED_OUT)
