@@ -95,7 +95,9 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
     "socket": [("socket", n, f"unknot.socket:{n}") for n in _socket_names()],
     "dns": [("socket", n, f"unknot.socket:{n}") for n in _dns_names()],
     "ssl": [
-        ("ssl", "SSLSocket", "unknot.ssl:SSLSocket"),
+        # Every context (also one created before patching) wraps sockets in unknot's
+        # SSLSocket. The name ssl.SSLSocket stays the stdlib class (which unknot's subclasses):
+        # the stdlib's own SSLSocket._create looks it up as a module global.
         ("ssl", "SSLContext.sslsocket_class", "unknot.ssl:SSLSocket"),
     ],
     "select": [
