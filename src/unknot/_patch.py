@@ -75,14 +75,11 @@ def _fiber_local_class() -> type:
 
 
 def _socket_names() -> list[str]:
-    return [
-        "socket",
-        "socketpair",
-        "fromfd",
-        "create_connection",
-        "create_server",
-        "getfqdn",
-    ]
+    # Not create_connection, create_server and getfqdn: the stdlib's own look up socket(),
+    # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
+    # replaced they are cooperative as they are (and a later mock of socket.socket still
+    # applies, as CPython's test_socket expects). unknot.socket has copies bound to its names.
+    return ["socket", "socketpair", "fromfd"]
 
 
 def _dns_names() -> list[str]:

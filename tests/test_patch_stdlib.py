@@ -1,0 +1,53 @@
+"""`unknot.patch()` keeps what the stdlib's own code and tests expect of the patched modules.
+
+Each test runs a fresh interpreter (patching is process-wide). Found by running CPython's test
+suites under the patch (``make conformance``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_patched(code: str, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def test_socket_helpers_look_up_the_socket_class_at_call_time() -> None:
+    # socket.create_connection, create_server and getfqdn are the stdlib's own functions, which
+    # find socket() and getaddrinfo() in the socket module when called: patched, those are
+    # unknot's, and a test (or a mock) replacing socket.socket later is honoured too.
+    out = run_patched("""
+        import unknot
+        unknot.patch()
+        import socket
+
+        class Mocked(socket.socket):
+            def connect(self, address):
+                raise TimeoutError("mocked connect")
+
+        def main():
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                with socket.create_connection(listener.getsockname()) as sock:
+                    kinds = [type(listener).__module__, type(sock).__module__]
+            saved, socket.socket = socket.socket, Mocked
+            try:
+                socket.create_connection(("127.0.0.1", 9))
+            except TimeoutError as e:
+                kinds.append(str(e))
+            finally:
+                socket.socket = saved
+            return kinds
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == "unknot.socket,unknot.socket,mocked connect"
