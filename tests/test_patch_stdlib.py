@@ -51,3 +51,34 @@ def test_socket_helpers_look_up_the_socket_class_at_call_time() -> None:
         print(*unknot.run(main), sep=",")
     """)
     assert out.strip() == "unknot.socket,unknot.socket,mocked connect"
+
+
+def test_subprocess_functions_look_up_popen_at_call_time() -> None:
+    # subprocess.run, call... are the stdlib's own functions, which find Popen in the
+    # subprocess module when called: patched, unknot's (cooperative in a fiber), and a mock
+    # of subprocess.Popen installed later is honoured (CPython's test_subprocess does that).
+    out = run_patched("""
+        import sys
+        import unknot
+        unknot.patch()
+        import subprocess
+
+        made = []
+
+        class Recording(subprocess.Popen):
+            def __init__(self, *args, **kwargs):
+                made.append(type(self).__mro__[1].__module__)
+                super().__init__(*args, **kwargs)
+
+        def main():
+            fast = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True)
+            saved, subprocess.Popen = subprocess.Popen, Recording
+            try:
+                rc = subprocess.call([sys.executable, "-c", "pass"])
+            finally:
+                subprocess.Popen = saved
+            return fast.stdout.decode().strip(), rc, *made
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == "1,0,unknot.subprocess"

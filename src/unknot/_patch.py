@@ -114,18 +114,10 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
         ("selectors", "DevpollSelector", None),
     ],
     "time": [("time", "sleep", "unknot.time:sleep")],
-    "subprocess": [
-        ("subprocess", n, f"unknot.subprocess:{n}")
-        for n in (
-            "Popen",
-            "call",
-            "check_call",
-            "check_output",
-            "run",
-            "getoutput",
-            "getstatusoutput",
-        )
-    ],
+    # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
+    # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
+    # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
+    "subprocess": [("subprocess", "Popen", "unknot.subprocess:Popen")],
     "threading": [
         ("threading", "Lock", "unknot._hybrid:allocate_lock"),
         ("threading", "_allocate_lock", "unknot._hybrid:allocate_lock"),
