@@ -82,3 +82,32 @@ def test_subprocess_functions_look_up_popen_at_call_time() -> None:
         print(*unknot.run(main), sep=",")
     """)
     assert out.strip() == "1,0,unknot.subprocess"
+
+
+def test_thread_join_from_a_fiber() -> None:
+    # Joining a running thread from a fiber waits cooperatively; the joins the stdlib refuses
+    # (the current thread, a thread not started) raise its RuntimeError at once, not hang.
+    out = run_patched("""
+        import threading, time
+        import unknot
+        unknot.patch()
+
+        def main():
+            log = []
+            for t in (threading.current_thread(), threading.Thread(target=print)):
+                try:
+                    t.join(timeout=5)
+                except RuntimeError as e:
+                    log.append(str(e))
+            worker = threading.Thread(target=time.sleep, args=(0.3,))
+            worker.start()
+            ticker = unknot.spawn(lambda: [unknot.sleep(0.01) for _ in range(10)])
+            worker.join()
+            log.append(f"ticker done: {ticker.done()}")
+            return log
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == (
+        "cannot join current thread,cannot join thread before it is started,ticker done: True"
+    )

@@ -49,7 +49,12 @@ _ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
 
 def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
     def join(self: threading.Thread, timeout: float | None = None) -> None:
-        if type(getcurrent()) is Fiber and self.is_alive():
+        # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
+        if (
+            type(getcurrent()) is Fiber
+            and self.is_alive()
+            and self is not threading.current_thread()
+        ):
             from ._threads import to_thread
 
             return to_thread(original, self, timeout)
