@@ -41,14 +41,14 @@ class Lock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.Lock.acquire`."""
+        if timeout != -1:
+            # The stdlib's own checks and errors (they vary between Python versions), made by
+            # a free lock of its own, which therefore never waits.
+            _allocate().acquire(blocking, timeout)
         if self._lock.acquire(False):
             return True
         if not blocking:
-            if timeout != -1:
-                raise ValueError("can't specify a timeout for a non-blocking call")
             return False
-        if timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number or -1")
         f = getcurrent()
         if type(f) is not Fiber:
             return self._lock.acquire(True, timeout)
@@ -137,7 +137,7 @@ class Lock:
 
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
-        return f"<unknot hybrid Lock {state} parked={len(self._parked)}>"
+        return f"<{state} {_qualname(self)} object parked={len(self._parked)} at {id(self):#x}>"
 
 
 def _me() -> Any:
@@ -157,6 +157,8 @@ class RLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.RLock.acquire`."""
+        if timeout != -1:
+            _allocate().acquire(blocking, timeout)  # the stdlib's checks (see Lock.acquire)
         me = _me()
         if self._owner is me:
             self._count += 1
@@ -212,7 +214,16 @@ class RLock:
         self._count = 0
 
     def __repr__(self) -> str:
-        return f"<unknot hybrid RLock owner={self._owner!r} count={self._count}>"
+        state = "locked" if self._block.locked() else "unlocked"
+        return (
+            f"<{state} {_qualname(self)} object owner={self._owner!r} count={self._count} "
+            f"at {id(self):#x}>"
+        )
+
+
+def _qualname(obj: Any) -> str:
+    """As the stdlib's locks name themselves in their repr (``_thread.lock``)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def allocate_lock() -> Lock:
