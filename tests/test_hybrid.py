@@ -44,3 +44,60 @@ def test_repr_has_the_stdlib_form(make: Any) -> None:
     )
     lock.acquire()
     assert re.fullmatch(r"<locked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock))
+
+
+# A Condition's wait() re-acquires its lock on the way out (threading.Condition calls
+# _acquire_restore); an exception raised inside that re-acquisition leaves the lock unheld and
+# the caller's `with cond:` fails with "release unlocked lock". Neither Ctrl-C nor
+# cancellation may land there: Ctrl-C is raised at the next blocking call instead (as in the
+# stdlib, where it is raised once the lock is taken), a cancellation at the next checkpoint.
+REACQUIRE = """
+import _thread, threading, time
+import unknot
+from unknot import _hybrid
+
+def holder(cond, interrupt):
+    with cond:
+        cond.notify()
+        time.sleep(0.1)  # the waiter, woken, now waits to re-acquire the lock
+        if interrupt:
+            _thread.interrupt_main()
+        time.sleep(0.2)
+
+def main():
+    log = []
+    for make in (_hybrid.Lock, _hybrid.RLock):
+        lock = make()
+        cond = threading.Condition(lock)
+        try:
+            with cond:
+                threading.Thread(target=holder, args=(cond, True)).start()
+                log.append(cond.wait(5))
+            unknot.sleep(5)
+        except KeyboardInterrupt:
+            log.append("KeyboardInterrupt")
+        log.append(lock.acquire(False))  # free again
+        lock.release()
+        cond = threading.Condition(make())
+        with unknot.move_on_after(0.1) as scope:
+            with cond:
+                threading.Thread(target=holder, args=(cond, False)).start()
+                log.append(cond.wait(5))
+            unknot.sleep(5)
+        log.append(scope.cancelled_caught)
+    return log
+
+print(*unknot.run(main), sep=",")
+"""
+
+
+def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", REACQUIRE], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    expected = ["True", "KeyboardInterrupt", "True", "True", "True"] * 2
+    assert out.stdout.strip().split(",") == expected

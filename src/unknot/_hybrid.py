@@ -54,7 +54,11 @@ class Lock:
             return self._lock.acquire(True, timeout)
         return self._acquire_in_fiber(f, None if timeout == -1 else _monotonic() + timeout)
 
-    def _acquire_in_fiber(self, f: Fiber, deadline: float | None) -> bool:
+    def _acquire_in_fiber(
+        self, f: Fiber, deadline: float | None, must_finish: bool = False
+    ) -> bool:
+        """``must_finish``: neither cancellation nor Ctrl-C may interrupt this wait (they stay
+        pending for the next blocking call)."""
         hub = f._hub
         entry = (hub, f)
         while True:
@@ -69,7 +73,7 @@ class Lock:
                 if timeout is not None and timeout <= 0:
                     r = TIMED_OUT
                 else:
-                    r = hub.park(f, timeout)
+                    r = hub.park(f, timeout, not must_finish)
             except BaseException:
                 if not self._forget(entry):
                     self._pass_on()  # we were woken: hand the wake-up to the next one
@@ -119,6 +123,18 @@ class Lock:
     def locked(self) -> bool:
         """Whether the lock is held."""
         return self._lock.locked()
+
+    # threading.Condition uses this, when the lock has it, to take its lock back at the end of
+    # wait(): an exception there would leave the lock unheld in the caller's `with cond:`.
+    def _acquire_restore(self, state: Any) -> None:
+        """Acquire the lock, and let neither cancellation nor Ctrl-C interrupt the wait."""
+        if self._lock.acquire(False):
+            return
+        f = getcurrent()
+        if type(f) is not Fiber:
+            self._lock.acquire()
+        else:
+            self._acquire_in_fiber(f, None, must_finish=True)
 
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate()
@@ -202,7 +218,7 @@ class RLock:
         return state
 
     def _acquire_restore(self, state: tuple[int, Any]) -> None:
-        self._block.acquire()
+        self._block._acquire_restore(None)
         self._count, self._owner = state
 
     def _recursion_count(self) -> int:
