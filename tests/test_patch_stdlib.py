@@ -111,3 +111,27 @@ def test_thread_join_from_a_fiber() -> None:
     assert out.strip() == (
         "cannot join current thread,cannot join thread before it is started,ticker done: True"
     )
+
+
+def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
+    # threading.Lock is a class on Python 3.13 (annotations such as `Lock | None` are
+    # evaluated at run time); threading.RLock(...) accepts arguments and, on 3.13, warns that
+    # they are deprecated. Patched, both still hold and make unknot's hybrid locks.
+    out = run_patched("""
+        import sys, threading, warnings
+        import unknot
+        unknot.patch()
+        from unknot import _hybrid
+
+        def f(lock: threading.Lock | None = None) -> None:
+            pass
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plain, with_args = threading.RLock(), threading.RLock(1, a=2)
+        print(type(threading.Lock()) is _hybrid.Lock, isinstance(threading.Lock(), threading.Lock),
+              type(plain) is type(with_args) is _hybrid.RLock,
+              [w.category.__name__ for w in caught] == (
+                  ["DeprecationWarning"] if sys.version_info >= (3, 13) else []))
+    """)
+    assert out.split() == ["True", "True", "True", "True"]

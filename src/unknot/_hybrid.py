@@ -166,7 +166,8 @@ class RLock:
 
     __slots__ = ("_block", "_owner", "_count", "__weakref__")
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # (Arguments are ignored, as by _thread.RLock: threading.RLock passes them on.)
         self._block = Lock()
         self._owner: Any = None
         self._count = 0

@@ -124,9 +124,12 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
     # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
     "subprocess": [("subprocess", "Popen", "unknot.subprocess:Popen")],
     "threading": [
-        ("threading", "Lock", "unknot._hybrid:allocate_lock"),
+        # The class (threading.Lock is one on Python 3.13: `Lock | None`, isinstance).
+        ("threading", "Lock", "unknot._hybrid:Lock"),
         ("threading", "_allocate_lock", "unknot._hybrid:allocate_lock"),
-        ("threading", "RLock", "unknot._hybrid:RLock"),
+        # threading.RLock stays the stdlib's function (its argument deprecation warning on
+        # 3.13 included), which makes a _CRLock.
+        ("threading", "_CRLock", "unknot._hybrid:RLock"),
         ("threading", "local", _fiber_local_class),
         ("threading", "Thread.join", lambda: _thread_join(_ORIGINAL_JOIN)),
         ("_thread", "allocate_lock", "unknot._hybrid:allocate_lock"),
