@@ -127,14 +127,23 @@ class Lock:
     # threading.Condition uses this, when the lock has it, to take its lock back at the end of
     # wait(): an exception there would leave the lock unheld in the caller's `with cond:`.
     def _acquire_restore(self, state: Any) -> None:
-        """Acquire the lock, and let neither cancellation nor Ctrl-C interrupt the wait."""
+        """Acquire the lock; neither cancellation nor Ctrl-C interrupts the wait.
+
+        A Ctrl-C that came meanwhile is raised once the lock is held (where the stdlib raises
+        it: right after the acquire returns); a cancellation, at the next checkpoint.
+        """
+        self._reacquire()
+        _raise_pending_interrupt()
+
+    def _reacquire(self) -> None:
+        """Acquire the lock with a wait nothing interrupts."""
         if self._lock.acquire(False):
             return
         f = getcurrent()
-        if type(f) is not Fiber:
-            self._lock.acquire()
-        else:
+        if type(f) is Fiber:
             self._acquire_in_fiber(f, None, must_finish=True)
+        else:
+            self._lock.acquire()
 
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate()
@@ -154,6 +163,15 @@ class Lock:
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
         return f"<{state} {_qualname(self)} object parked={len(self._parked)} at {id(self):#x}>"
+
+
+def _raise_pending_interrupt() -> None:
+    """In the root fiber, raise the Ctrl-C that came during a wait nothing could interrupt."""
+    f = getcurrent()
+    if type(f) is Fiber:
+        hub = f._hub
+        if hub.kbi_pending and f is hub.root:
+            raise hub.take_interrupt()
 
 
 def _me() -> Any:
@@ -219,8 +237,9 @@ class RLock:
         return state
 
     def _acquire_restore(self, state: tuple[int, Any]) -> None:
-        self._block._acquire_restore(None)
+        self._block._reacquire()
         self._count, self._owner = state
+        _raise_pending_interrupt()  # (see Lock._acquire_restore)
 
     def _recursion_count(self) -> int:
         return self._count if self._owner is _me() else 0
