@@ -100,3 +100,11 @@ def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
     assert out.returncode == 0, out.stderr
     expected = ["KeyboardInterrupt, lock held: True", "True", "True", "True"] * 2
     assert out.stdout.strip().split("|") == expected
+
+
+def test_lock_is_final_as_the_stdlibs() -> None:
+    # threading.Lock has never been subclassable (a function before 3.13, a final class since).
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+
+        class Mine(_hybrid.Lock):  # noqa: F841
+            pass

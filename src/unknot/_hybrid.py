@@ -34,6 +34,10 @@ class Lock:
 
     __slots__ = ("_lock", "_parked", "_guard", "__weakref__")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # As the stdlib's threading.Lock (a function before 3.13, a final class since).
+        raise TypeError(f"type '{Lock.__module__}.Lock' is not an acceptable base type")
+
     def __init__(self) -> None:
         self._lock = _allocate()
         self._parked: deque[tuple[Hub, Fiber]] = deque()
