@@ -3,6 +3,7 @@ one hub per OS thread."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import os
@@ -555,6 +556,68 @@ def test_no_false_deadlock_while_plain_thread_alive() -> None:
         return "woken by the thread"
 
     assert unknot.run(main) == "woken by the thread"
+
+
+def test_no_false_deadlock_while_raw_thread_alive() -> None:
+    # A thread started with _thread.start_new_thread (CPython's test_socket does, so do C
+    # extensions) is not in threading.enumerate(), but it can wake a fiber all the same.
+    def main() -> str:
+        loop = asyncio.get_running_loop()
+        ev = unknot.Event()
+        done = _thread.allocate_lock()
+        done.acquire()
+
+        def thread_body() -> None:
+            time.sleep(0.1)
+            unknot.from_thread(ev.set, loop=loop)
+            done.release()
+
+        _thread.start_new_thread(thread_body, ())
+        ev.wait()
+        done.acquire()
+        return "woken by the raw thread"
+
+    assert unknot.run(main) == "woken by the raw thread"
+
+
+# -- signal handlers -------------------------------------------------------------------------
+
+
+class _Alarm(Exception):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_signal_handler_exception_comes_out_of_the_root_fibers_blocking_call(
+    backend: str,
+) -> None:
+    # As without unknot, where the handler runs in the main thread's blocking call: the common
+    # SIGALRM-timeout pattern. The hub keeps running afterwards.
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Alarm()
+
+    def main() -> list[str]:
+        log = []
+        a, b = unknot.socket.socketpair()
+        with a, b:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                a.recv(1)
+            log.append("recv interrupted")
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                unknot.sleep(10)
+            log.append("sleep interrupted")
+            b.sendall(b"x")
+            log.append(a.recv(1).decode())
+        return log
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        assert unknot.run(main) == ["recv interrupted", "sleep interrupted", "x"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------

@@ -766,6 +766,42 @@ def test_timeout_zero_raises_blocking_io_error(where: Where) -> None:
     where.run(main)
 
 
+@pytest.mark.skipif(not hasattr(std, "MSG_DONTWAIT"), reason="no MSG_DONTWAIT")
+def test_msg_dontwait_never_waits_on_a_blocking_socket(where: Where) -> None:
+    # As in the stdlib: on a blocking socket (timeout None) a call with MSG_DONTWAIT raises
+    # BlockingIOError instead of waiting; with a timeout it waits for readiness like any call.
+    dontwait = std.MSG_DONTWAIT
+    buf = bytearray(10)
+
+    def main() -> None:
+        client, server = tcp_pair()
+        with client, server:
+            for call in (
+                lambda: server.recv(10, dontwait),
+                lambda: server.recv_into(buf, 0, dontwait),
+                lambda: server.recvfrom(10, dontwait),
+                lambda: server.recvfrom_into(buf, 0, dontwait),
+                lambda: server.recvfrom_into(buf, flags=dontwait),
+                lambda: server.recvmsg(10, 0, dontwait),
+                lambda: server.recvmsg_into([buf], 0, dontwait),
+            ):
+                with pytest.raises(BlockingIOError):
+                    call()
+            fill_send_buffer(client)
+            assert client.gettimeout() is None
+            for call in (
+                lambda: client.send(b"y" * 65536, dontwait),
+                lambda: client.sendmsg([b"y" * 65536], [], dontwait),
+            ):
+                with pytest.raises(BlockingIOError):
+                    call()
+            client.settimeout(0.05)  # (nothing to read on this end)
+            with pytest.raises(TimeoutError):
+                client.recvmsg(10, 0, dontwait)
+
+    where.run(main)
+
+
 def test_timeout_raises_timeout_error_after_t(where: Where) -> None:
     def main() -> None:
         client, server = tcp_pair()

@@ -696,3 +696,57 @@ def test_stdlib_context_wrapped_cooperatively(cert: Any, ca: Any) -> None:
             return data
 
     assert unknot.run(main) == b"coop"
+
+
+# Under unknot.patch(), in a fresh interpreter: the stdlib's own SSLContext.wrap_socket (its
+# SSLSocket._create refers to the module global ``SSLSocket``) must still work, in a fiber and
+# in a thread, and give unknot's SSLSocket.
+PATCHED_WRAP = """
+import sys, threading
+import unknot
+unknot.patch()
+import socket, ssl
+
+certfile, cafile = sys.argv[1:3]
+sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+sctx.load_cert_chain(certfile)
+cctx = ssl.create_default_context(cafile=cafile)
+listener = socket.create_server(("127.0.0.1", 0))
+seen = []
+
+def serve():
+    conn, _ = listener.accept()
+    with sctx.wrap_socket(conn, server_side=True) as tls:
+        seen.append(type(tls).__module__)
+        tls.sendall(tls.recv(4))
+
+def main():
+    with socket.create_connection(listener.getsockname()) as sock:
+        with cctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            seen.append(type(tls).__module__)
+            tls.sendall(b"ping")
+            return tls.recv(4).decode()
+
+server = threading.Thread(target=serve)
+server.start()
+print(unknot.run(main), *sorted(seen), ssl.SSLSocket.__module__)
+server.join()
+"""
+
+
+def test_patched_stdlib_wrap_socket(cert: Any, ca: Any, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    certfile, cafile = tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    out = subprocess.run(
+        [sys.executable, "-c", PATCHED_WRAP, str(certfile), str(cafile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    # both ends are unknot's sockets; ssl.SSLSocket itself stays the stdlib's class
+    assert out.stdout.split() == ["ping", "unknot.ssl", "unknot.ssl", "ssl"]

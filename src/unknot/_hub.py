@@ -19,6 +19,7 @@ with callbacks on any other asyncio loop.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import errno
 import heapq
@@ -119,7 +120,9 @@ class Hub:
         self.root: Fiber | None = None
         self.fibers: set[Fiber] = set()
         self.ncancel = 0
-        self.kbi_pending = False
+        self.kbi_pending = False  # an interrupt waits to be raised in the root fiber
+        self.interrupt: BaseException | None = None  # ... this one (None: KeyboardInterrupt)
+        self._deadlock_since: float | None = None
         self.threads_in_flight = 0
         self.fd_waiters = 0
         self.fds: dict[int, FdWait] = {}
@@ -184,8 +187,7 @@ class Hub:
         if cancellable and self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
         if interruptible and self.kbi_pending and f is self.root:
-            self.kbi_pending = False
-            raise KeyboardInterrupt()
+            raise self.take_interrupt()
         glet = self.glet
         if glet is None or f is glet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
@@ -205,6 +207,14 @@ class Hub:
             f._parked = 0
             if entry[2] is not None:
                 self.cancel_timer(entry)
+
+    def take_interrupt(self) -> BaseException:
+        """The pending interrupt for the root fiber (Ctrl-C, or what a signal handler raised),
+        which is then no longer pending."""
+        exc = self.interrupt or KeyboardInterrupt()
+        self.kbi_pending = False
+        self.interrupt = None
+        return exc
 
     def _on_timeout(self, f: Fiber) -> None:
         self.wake(f, TIMED_OUT)
@@ -405,8 +415,7 @@ class Hub:
                     if self.ncancel and effectively_cancelled(f._scope):
                         raise Cancelled()
                     if self.kbi_pending and f is self.root:
-                        self.kbi_pending = False
-                        raise KeyboardInterrupt()
+                        raise self.take_interrupt()
                     f._parked = 1
                     try:
                         return self._switch_out()
@@ -540,6 +549,24 @@ class Hub:
             return True
         return _foreign_threads_alive()
 
+    #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
+    #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
+    DEADLOCK_GRACE = 0.1
+
+    def _deadlock_grace(self) -> float | None:
+        """Called while nothing can wake a fiber: the seconds to wait before checking again, or
+        None once that has lasted `DEADLOCK_GRACE` (then it is a deadlock)."""
+        now = time.monotonic()
+        since = self._deadlock_since
+        if since is None or now - since > 2 * self.DEADLOCK_GRACE:  # new (or stale) suspicion
+            self._deadlock_since = now
+            return self.DEADLOCK_GRACE
+        left = since + self.DEADLOCK_GRACE - now
+        if left > 0:
+            return left
+        self._deadlock_since = None
+        return None
+
     def deadlock_report(self) -> str:
         """Describe every live fiber and where it is blocked."""
         lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
@@ -582,7 +609,15 @@ def _foreign_threads_alive() -> bool:
 
     known = pool_thread_idents()
     me = threading.get_ident()
-    return any(t.ident != me and t.ident not in known for t in threading.enumerate())
+    listed = threading.enumerate()
+    if any(t.ident != me and t.ident not in known for t in listed):
+        return True
+    # Threads started with _thread.start_new_thread are not in threading.enumerate();
+    # _thread._count() counts every thread the _thread module started (threading's too).
+    main = threading.main_thread()
+    return _thread._count() > sum(
+        1 for t in listed if t is not main and not isinstance(t, threading._DummyThread)
+    )
 
 
 # -- finding the hub ---------------------------------------------------------------------------

@@ -34,6 +34,10 @@ class Lock(_LockBase):
 
     __slots__ = ("_lock", "_parked", "_guard", "__weakref__")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # As the stdlib's threading.Lock (a function before 3.13, a final class since).
+        raise TypeError(f"type '{Lock.__module__}.Lock' is not an acceptable base type")
+
     def __init__(self) -> None:
         self._lock = _allocate()
         self._parked: deque[tuple[Hub, Fiber]] = deque()
@@ -41,20 +45,24 @@ class Lock(_LockBase):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.Lock.acquire`."""
+        if timeout != -1:
+            # The stdlib's own checks and errors (they vary between Python versions), made by
+            # a free lock of its own, which therefore never waits.
+            _allocate().acquire(blocking, timeout)
         if self._lock.acquire(False):
             return True
         if not blocking:
-            if timeout != -1:
-                raise ValueError("can't specify a timeout for a non-blocking call")
             return False
-        if timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number or -1")
         f = getcurrent()
         if type(f) is not Fiber:
             return self._lock.acquire(True, timeout)
         return self._acquire_in_fiber(f, None if timeout == -1 else _monotonic() + timeout)
 
-    def _acquire_in_fiber(self, f: Fiber, deadline: float | None) -> bool:
+    def _acquire_in_fiber(
+        self, f: Fiber, deadline: float | None, must_finish: bool = False
+    ) -> bool:
+        """``must_finish``: neither cancellation nor Ctrl-C may interrupt this wait (they stay
+        pending for the next blocking call)."""
         hub = f._hub
         entry = (hub, f)
         while True:
@@ -69,7 +77,7 @@ class Lock(_LockBase):
                 if timeout is not None and timeout <= 0:
                     r = TIMED_OUT
                 else:
-                    r = hub.park(f, timeout)
+                    r = hub.park(f, timeout, not must_finish)
             except BaseException:
                 if not self._forget(entry):
                     self._pass_on()  # we were woken: hand the wake-up to the next one
@@ -120,6 +128,27 @@ class Lock(_LockBase):
         """Whether the lock is held."""
         return self._lock.locked()
 
+    # threading.Condition uses this, when the lock has it, to take its lock back at the end of
+    # wait(): an exception there would leave the lock unheld in the caller's `with cond:`.
+    def _acquire_restore(self, state: Any) -> None:
+        """Acquire the lock; neither cancellation nor Ctrl-C interrupts the wait.
+
+        A Ctrl-C that came meanwhile is raised once the lock is held (where the stdlib raises
+        it: right after the acquire returns); a cancellation, at the next checkpoint.
+        """
+        self._reacquire()
+        _raise_pending_interrupt()
+
+    def _reacquire(self) -> None:
+        """Acquire the lock with a wait nothing interrupts."""
+        if self._lock.acquire(False):
+            return
+        f = getcurrent()
+        if type(f) is Fiber:
+            self._acquire_in_fiber(f, None, must_finish=True)
+        else:
+            self._lock.acquire()
+
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate()
         self._guard = _allocate()
@@ -127,7 +156,16 @@ class Lock(_LockBase):
 
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
-        return f"<unknot hybrid Lock {state} parked={len(self._parked)}>"
+        return f"<{state} {_qualname(self)} object parked={len(self._parked)} at {id(self):#x}>"
+
+
+def _raise_pending_interrupt() -> None:
+    """In the root fiber, raise the Ctrl-C that came during a wait nothing could interrupt."""
+    f = getcurrent()
+    if type(f) is Fiber:
+        hub = f._hub
+        if hub.kbi_pending and f is hub.root:
+            raise hub.take_interrupt()
 
 
 def _me() -> Any:
@@ -140,13 +178,16 @@ class RLock(_LockBase):
 
     __slots__ = ("_block", "_owner", "_count", "__weakref__")
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # (Arguments are ignored, as by _thread.RLock: threading.RLock passes them on.)
         self._block = Lock()
         self._owner: Any = None
         self._count = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.RLock.acquire`."""
+        if timeout != -1:
+            _allocate().acquire(blocking, timeout)  # the stdlib's checks (see Lock.acquire)
         me = getcurrent()  # _me(), inlined: drivers take these locks on every command
         if self._owner is me:
             self._count += 1
@@ -182,8 +223,9 @@ class RLock(_LockBase):
         return state
 
     def _acquire_restore(self, state: tuple[int, Any]) -> None:
-        self._block.acquire()
+        self._block._reacquire()
         self._count, self._owner = state
+        _raise_pending_interrupt()  # (see Lock._acquire_restore)
 
     def _recursion_count(self) -> int:
         return self._count if self._owner is _me() else 0
@@ -194,7 +236,16 @@ class RLock(_LockBase):
         self._count = 0
 
     def __repr__(self) -> str:
-        return f"<unknot hybrid RLock owner={self._owner!r} count={self._count}>"
+        state = "locked" if self._block.locked() else "unlocked"
+        return (
+            f"<{state} {_qualname(self)} object owner={self._owner!r} count={self._count} "
+            f"at {id(self):#x}>"
+        )
+
+
+def _qualname(obj: Any) -> str:
+    """As the stdlib's locks name themselves in their repr (``_thread.lock``)."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def allocate_lock() -> Lock:

@@ -49,7 +49,12 @@ _ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
 
 def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
     def join(self: threading.Thread, timeout: float | None = None) -> None:
-        if type(getcurrent()) is Fiber and self.is_alive():
+        # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
+        if (
+            type(getcurrent()) is Fiber
+            and self.is_alive()
+            and self is not threading.current_thread()
+        ):
             from ._threads import to_thread
 
             return to_thread(original, self, timeout)
@@ -75,14 +80,11 @@ def _fiber_local_class() -> type:
 
 
 def _socket_names() -> list[str]:
-    return [
-        "socket",
-        "socketpair",
-        "fromfd",
-        "create_connection",
-        "create_server",
-        "getfqdn",
-    ]
+    # Not create_connection, create_server and getfqdn: the stdlib's own look up socket(),
+    # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
+    # replaced they are cooperative as they are (and a later mock of socket.socket still
+    # applies, as CPython's test_socket expects). unknot.socket has copies bound to its names.
+    return ["socket", "socketpair", "fromfd"]
 
 
 def _dns_names() -> list[str]:
@@ -95,7 +97,9 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
     "socket": [("socket", n, f"unknot.socket:{n}") for n in _socket_names()],
     "dns": [("socket", n, f"unknot.socket:{n}") for n in _dns_names()],
     "ssl": [
-        ("ssl", "SSLSocket", "unknot.ssl:SSLSocket"),
+        # Every context (also one created before patching) wraps sockets in unknot's
+        # SSLSocket. The name ssl.SSLSocket stays the stdlib class (which unknot's subclasses):
+        # the stdlib's own SSLSocket._create looks it up as a module global.
         ("ssl", "SSLContext.sslsocket_class", "unknot.ssl:SSLSocket"),
     ],
     "select": [
@@ -115,22 +119,17 @@ PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
         ("selectors", "DevpollSelector", None),
     ],
     "time": [("time", "sleep", "unknot.time:sleep")],
-    "subprocess": [
-        ("subprocess", n, f"unknot.subprocess:{n}")
-        for n in (
-            "Popen",
-            "call",
-            "check_call",
-            "check_output",
-            "run",
-            "getoutput",
-            "getstatusoutput",
-        )
-    ],
+    # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
+    # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
+    # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
+    "subprocess": [("subprocess", "Popen", "unknot.subprocess:Popen")],
     "threading": [
-        ("threading", "Lock", "unknot._hybrid:allocate_lock"),
+        # The class (threading.Lock is one on Python 3.13: `Lock | None`, isinstance).
+        ("threading", "Lock", "unknot._hybrid:Lock"),
         ("threading", "_allocate_lock", "unknot._hybrid:allocate_lock"),
-        ("threading", "RLock", "unknot._hybrid:RLock"),
+        # threading.RLock stays the stdlib's function (its argument deprecation warning on
+        # 3.13 included), which makes a _CRLock.
+        ("threading", "_CRLock", "unknot._hybrid:RLock"),
         ("threading", "local", _fiber_local_class),
         ("threading", "Thread.join", lambda: _thread_join(_ORIGINAL_JOIN)),
         ("_thread", "allocate_lock", "unknot._hybrid:allocate_lock"),

@@ -33,6 +33,8 @@ from typing import Any
 
 from ._hub import FdWait, Hub
 
+# Where the hub's poll runs: frames of other files in its traceback are a signal handler's.
+_POLLING_FILES = (__file__, selectors.__file__)
 _EV_READ = selectors.EVENT_READ
 _EV_WRITE = selectors.EVENT_WRITE
 
@@ -58,6 +60,9 @@ class _HubSelector(Hub):
         if timeout is None:
             root = self.root
             if root is not None and not self._others_can_wake():
+                grace = self._deadlock_grace()
+                if grace is not None:
+                    return grace
                 self._report_deadlock()
                 return 0
             return None
@@ -86,12 +91,28 @@ class _HubSelector(Hub):
     def _deliver_keyboard_interrupt(self) -> None:
         root = self.root
         if root is None or root.done():
-            self.kbi_pending = False
-            raise KeyboardInterrupt()
+            raise self.take_interrupt()
         if root._parked in (1, 3):  # a wait that can take an exception
-            self.kbi_pending = False
-            self.throw(root, KeyboardInterrupt())
+            self.throw(root, self.take_interrupt())
         # otherwise the root is about to run: it raises at its next blocking call
+
+    def _signal_handler_raised(self, exc: BaseException) -> None:
+        """The poll was interrupted by a signal whose Python handler raised ``exc``.
+
+        Without unknot the handler would have run in the main thread's blocking call and the
+        exception come out of it (``signal.alarm`` timeouts rely on that): it goes to the root
+        fiber, like Ctrl-C. An exception the poll itself raised (no handler frame in its
+        traceback) is re-raised: the hub cannot go on.
+        """
+        # The only Python code that can run inside the C poll call is a signal handler.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename in _POLLING_FILES:
+            tb = tb.tb_next
+        root = self.root
+        if root is None or root.done() or (tb is None and not isinstance(exc, KeyboardInterrupt)):
+            raise exc
+        self.interrupt = exc.with_traceback(tb)
+        self.kbi_pending = True
 
     def _check_not_asyncio(self, fd: int, key_map: Any) -> None:
         if fd in key_map:
@@ -142,6 +163,9 @@ class EpollHub(_HubSelector, selectors.EpollSelector):
         try:
             events = self._selector.poll(poll_timeout, max_ev)
         except InterruptedError:
+            events = []
+        except BaseException as e:
+            self._signal_handler_raised(e)
             events = []
         out = []
         fds = self.fds
@@ -247,7 +271,11 @@ class SelectorHub(_HubSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         timeout = self._compute_timeout(timeout)
-        events = self._base.select(self, timeout)
+        try:
+            events = self._base.select(self, timeout)
+        except BaseException as e:
+            self._signal_handler_raised(e)
+            events = []
         out = []
         for key, ev in events:
             rec = key.data

@@ -287,6 +287,8 @@ class socket(_StdSocket):
             # The readiness hint is left as it is: still set only means "try the syscall".
             return _Csocket.recv(self, bufsize, flags)
         if flags:
+            if flags & _DONTWAIT and self._timeout is None:
+                return _Csocket.recv(self, bufsize, flags)  # never waits (BlockingIOError)
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         hr = self._hubrec
         if hr is not None and self._timeout is None:
@@ -311,14 +313,16 @@ class socket(_StdSocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
-        if self._timeout == 0.0:  # non-blocking: the C method as it is (see recv)
+        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
+            # Never waits: the C method as it is (see recv)
             return _Csocket.recv_into(self, buffer, nbytes, flags)
         size = None if flags else nbytes or memoryview(buffer).nbytes
         return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `socket.socket.send`, suspending only the calling fiber."""
-        if self._timeout == 0.0:  # non-blocking: the C method as it is (see recv)
+        if self._timeout == 0.0 or (flags and flags & _DONTWAIT and self._timeout is None):
+            # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         return self._io(True, _Csocket.send, size, (data, flags))
@@ -404,18 +408,33 @@ _CONNECT_PENDING = {
 }
 
 
-def _cooperative(name: str, write: bool) -> Any:
-    """A method that retries the C socket method ``name`` after waiting for readiness."""
+# MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
+# fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
+# readiness and retries, as for any call.
+_DONTWAIT = getattr(_stdlib, "MSG_DONTWAIT", 0)
+
+
+def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
+    """A method that retries the C socket method ``name`` after waiting for readiness.
+
+    ``flags_at``: the position of its ``flags`` argument (which may also be passed by name).
+    """
     c_method = getattr(_Csocket, name)
 
-    def method(self: Any, *args: Any) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline: Any = False
         while True:
             try:
-                return c_method(self, *args)
+                return c_method(self, *args, **kwargs)
             except _BlockingIOError:
                 if self._timeout == 0.0:
                     raise
+                if self._timeout is None and flags_at is not None:
+                    flags = args[flags_at] if len(args) > flags_at else kwargs.get("flags", 0)
+                    if name == "sendto" and len(args) == 2:
+                        flags = 0  # sendto(data, address)
+                    if flags & _DONTWAIT:
+                        raise
             if deadline is False:
                 deadline = self._deadline()
             self._wait(write, deadline)
@@ -425,18 +444,18 @@ def _cooperative(name: str, write: bool) -> Any:
     return method
 
 
-for _name, _write in (
-    ("_accept", False),
-    ("recvfrom", False),
-    ("recvfrom_into", False),
-    ("recvmsg", False),
-    ("recvmsg_into", False),
-    ("sendto", True),
-    ("sendmsg", True),
+for _name, _write, _flags_at in (
+    ("_accept", False, None),
+    ("recvfrom", False, 1),
+    ("recvfrom_into", False, 2),
+    ("recvmsg", False, 2),
+    ("recvmsg_into", False, 2),
+    ("sendto", True, 1),
+    ("sendmsg", True, 2),
 ):
     if hasattr(_Csocket, _name):
-        setattr(socket, _name, _cooperative(_name, _write))
-del _name, _write
+        setattr(socket, _name, _cooperative(_name, _write, _flags_at))
+del _name, _write, _flags_at
 
 SocketType: Any = socket
 

@@ -1,0 +1,110 @@
+"""The hybrid locks `unknot.patch()` installs as ``threading.Lock`` / ``threading.RLock``:
+what they share with the stdlib's ``_thread`` locks (arguments, errors, repr)."""
+
+from __future__ import annotations
+
+import _thread
+import re
+from typing import Any
+
+import pytest
+
+from unknot import _hybrid
+
+BAD_ACQUIRE_ARGS: list[tuple[Any, ...]] = [(False, 1), (True, -5), (True, "x"), (True, 1e300)]
+
+
+def _error(fn: Any, *args: Any) -> tuple[type, str] | None:
+    try:
+        fn(*args)
+    except Exception as e:
+        return type(e), str(e)
+    return None
+
+
+@pytest.mark.parametrize("make", [_hybrid.Lock, _hybrid.RLock], ids=["Lock", "RLock"])
+@pytest.mark.parametrize("args", BAD_ACQUIRE_ARGS)
+def test_acquire_rejects_what_the_stdlib_rejects(make: Any, args: tuple[Any, ...]) -> None:
+    # Checked before the lock is taken (it is free here), with the running Python's errors.
+    expected = _error(_thread.allocate_lock().acquire, *args)
+    assert expected is not None
+    lock = make()
+    assert _error(lock.acquire, *args) == expected
+    assert lock.acquire(False), "a rejected call must not leave the lock taken"
+    if make is _hybrid.RLock:  # also when the caller already owns it
+        assert _error(lock.acquire, *args) == expected
+
+
+@pytest.mark.parametrize("make", [_hybrid.Lock, _hybrid.RLock], ids=["Lock", "RLock"])
+def test_repr_has_the_stdlib_form(make: Any) -> None:
+    # As _thread's locks: "<unlocked _thread.lock object at 0x...>" (CPython's lock_tests).
+    lock = make()
+    assert re.fullmatch(
+        r"<unlocked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock)
+    )
+    lock.acquire()
+    assert re.fullmatch(r"<locked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock))
+
+
+# A Condition's wait() re-acquires its lock on the way out (threading.Condition calls
+# _acquire_restore); an exception raised inside that re-acquisition leaves the lock unheld and
+# the caller's `with cond:` fails with "release unlocked lock". Neither Ctrl-C nor
+# cancellation may land there: Ctrl-C is raised once the lock is held again (as in the
+# stdlib, where it is raised when the acquire returns), a cancellation at the next checkpoint.
+REACQUIRE = """
+import _thread, threading, time
+import unknot
+from unknot import _hybrid
+
+def holder(cond, interrupt):
+    with cond:
+        cond.notify()
+        time.sleep(0.1)  # the waiter, woken, now waits to re-acquire the lock
+        if interrupt:
+            _thread.interrupt_main()
+        time.sleep(0.2)
+
+def main():
+    log = []
+    for make in (_hybrid.Lock, _hybrid.RLock):
+        lock = make()
+        cond = threading.Condition(lock)
+        with cond:
+            threading.Thread(target=holder, args=(cond, True)).start()
+            try:
+                cond.wait(5)
+            except KeyboardInterrupt:
+                log.append(f"KeyboardInterrupt, lock held: {cond._is_owned()}")
+        log.append(lock.acquire(False))  # free again
+        lock.release()
+        cond = threading.Condition(make())
+        with unknot.move_on_after(0.1) as scope:
+            with cond:
+                threading.Thread(target=holder, args=(cond, False)).start()
+                log.append(cond.wait(5))
+            unknot.sleep(5)
+        log.append(scope.cancelled_caught)
+    return log
+
+print(*unknot.run(main), sep="|")
+"""
+
+
+def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", REACQUIRE], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    expected = ["KeyboardInterrupt, lock held: True", "True", "True", "True"] * 2
+    assert out.stdout.strip().split("|") == expected
+
+
+def test_lock_is_final_as_the_stdlibs() -> None:
+    # threading.Lock has never been subclassable (a function before 3.13, a final class since).
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+
+        class Mine(_hybrid.Lock):  # noqa: F841
+            pass

@@ -1,0 +1,137 @@
+"""`unknot.patch()` keeps what the stdlib's own code and tests expect of the patched modules.
+
+Each test runs a fresh interpreter (patching is process-wide). Found by running CPython's test
+suites under the patch (``make conformance``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_patched(code: str, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def test_socket_helpers_look_up_the_socket_class_at_call_time() -> None:
+    # socket.create_connection, create_server and getfqdn are the stdlib's own functions, which
+    # find socket() and getaddrinfo() in the socket module when called: patched, those are
+    # unknot's, and a test (or a mock) replacing socket.socket later is honoured too.
+    out = run_patched("""
+        import unknot
+        unknot.patch()
+        import socket
+
+        class Mocked(socket.socket):
+            def connect(self, address):
+                raise TimeoutError("mocked connect")
+
+        def main():
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                with socket.create_connection(listener.getsockname()) as sock:
+                    kinds = [type(listener).__module__, type(sock).__module__]
+            saved, socket.socket = socket.socket, Mocked
+            try:
+                socket.create_connection(("127.0.0.1", 9))
+            except TimeoutError as e:
+                kinds.append(str(e))
+            finally:
+                socket.socket = saved
+            return kinds
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == "unknot.socket,unknot.socket,mocked connect"
+
+
+def test_subprocess_functions_look_up_popen_at_call_time() -> None:
+    # subprocess.run, call... are the stdlib's own functions, which find Popen in the
+    # subprocess module when called: patched, unknot's (cooperative in a fiber), and a mock
+    # of subprocess.Popen installed later is honoured (CPython's test_subprocess does that).
+    out = run_patched("""
+        import sys
+        import unknot
+        unknot.patch()
+        import subprocess
+
+        made = []
+
+        class Recording(subprocess.Popen):
+            def __init__(self, *args, **kwargs):
+                made.append(type(self).__mro__[1].__module__)
+                super().__init__(*args, **kwargs)
+
+        def main():
+            fast = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True)
+            saved, subprocess.Popen = subprocess.Popen, Recording
+            try:
+                rc = subprocess.call([sys.executable, "-c", "pass"])
+            finally:
+                subprocess.Popen = saved
+            return fast.stdout.decode().strip(), rc, *made
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == "1,0,unknot.subprocess"
+
+
+def test_thread_join_from_a_fiber() -> None:
+    # Joining a running thread from a fiber waits cooperatively; the joins the stdlib refuses
+    # (the current thread, a thread not started) raise its RuntimeError at once, not hang.
+    out = run_patched("""
+        import threading, time
+        import unknot
+        unknot.patch()
+
+        def main():
+            log = []
+            for t in (threading.current_thread(), threading.Thread(target=print)):
+                try:
+                    t.join(timeout=5)
+                except RuntimeError as e:
+                    log.append(str(e))
+            worker = threading.Thread(target=time.sleep, args=(0.3,))
+            worker.start()
+            ticker = unknot.spawn(lambda: [unknot.sleep(0.01) for _ in range(10)])
+            worker.join()
+            log.append(f"ticker done: {ticker.done()}")
+            return log
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == (
+        "cannot join current thread,cannot join thread before it is started,ticker done: True"
+    )
+
+
+def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
+    # threading.Lock is a class on Python 3.13 (annotations such as `Lock | None` are
+    # evaluated at run time); threading.RLock(...) accepts arguments and, on 3.13, warns that
+    # they are deprecated. Patched, both still hold and make unknot's hybrid locks.
+    out = run_patched("""
+        import sys, threading, warnings
+        import unknot
+        unknot.patch()
+        from unknot import _hybrid
+
+        def f(lock: threading.Lock | None = None) -> None:
+            pass
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plain, with_args = threading.RLock(), threading.RLock(1, a=2)
+        print(type(threading.Lock()) is _hybrid.Lock, isinstance(threading.Lock(), threading.Lock),
+              type(plain) is type(with_args) is _hybrid.RLock,
+              [w.category.__name__ for w in caught] == (
+                  ["DeprecationWarning"] if sys.version_info >= (3, 13) else []))
+    """)
+    assert out.split() == ["True", "True", "True", "True"]
