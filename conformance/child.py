@@ -179,7 +179,6 @@ def setup_support(resources: list[str]) -> None:
     support.use_resources = resources
     support.record_original_stdout(sys.stdout)
     faulthandler.enable(all_threads=True)
-    unittest.BaseTestSuite._cleanup = True  # type: ignore[attr-defined]
 
 
 def check_patched() -> None:
