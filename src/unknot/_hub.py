@@ -280,34 +280,22 @@ class Hub:
                 # turns) or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
                 if self._budget <= self.PASS_EXTRA and (self._yielded or self.kbi_pending):
                     break
-                self._budget -= 1
-                f = ready.popleft()
-                if f._state:
-                    self._resume(f)
+                if ready[0]._state:
+                    # The same test passes in _switch_out, which resumes it (and the chain
+                    # after it) and returns once control is back on the hub.
+                    self._switch_out()
                 else:
-                    f.switch()  # not started: switched to without arguments
+                    self._budget -= 1
+                    ready.popleft().switch()  # not started: switched to without arguments
         finally:
             self._budget = 0
 
-    def _resume(self, f: Fiber) -> Any:
-        """Switch to started fiber ``f``, delivering its wake value or exception.
-
-        Returns (or raises) what the caller is later resumed with.
-        """
-        exc = f._wake_exc
-        if exc is not None:
-            f._wake_exc = None
-            return f.throw(exc)
-        v = f._wake_value
-        f._wake_value = None
-        # None must be passed explicitly: a bare switch() would hand park() () instead.
-        return f.switch(v)
-
     def _switch_out(self) -> Any:
-        """Leave the current, parking fiber; return what it is resumed with.
+        """Leave the current greenlet (a parking fiber, or the hub in `_run_ready`).
 
-        Within a pass whose budget allows it, the next ready fiber is resumed directly;
-        otherwise control goes back to the hub.
+        Within a pass whose budget allows it, the next ready fiber is resumed directly, with its
+        wake value or exception; otherwise control goes back to the hub. Returns (or raises)
+        what the caller is later resumed with.
         """
         n = self._budget
         if n:
@@ -318,7 +306,15 @@ class Hub:
                 and (n > self.PASS_EXTRA or not (self._yielded or self.kbi_pending))
             ):
                 self._budget = n - 1
-                return self._resume(ready.popleft())
+                f = ready.popleft()
+                exc = f._wake_exc
+                if exc is not None:
+                    f._wake_exc = None
+                    return f.throw(exc)
+                v = f._wake_value
+                f._wake_value = None
+                # None must be passed explicitly: a bare switch() would hand park() ().
+                return f.switch(v)
         return self.glet.switch()  # type: ignore[union-attr]
 
     # -- timers ----------------------------------------------------------------------------------
