@@ -33,6 +33,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -41,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,35 @@ def report(results: dict[str, list[Result]], skipped: dict[str, str]) -> tuple[s
     return "\n".join(lines), checks
 
 
+@contextlib.contextmanager
+def _redis_pinned(cpu: int) -> Iterator[str]:
+    """Pin the local Redis server (all its threads) to ``cpu`` while the block runs, so it never
+    competes with the client for the client's CPU; its affinity is restored afterwards. Yields
+    a description for the report (why it is not pinned, when it cannot be)."""
+    if cpu < 0:
+        yield "not pinned (--redis-cpu -1)"
+        return
+    import redis
+
+    pid = int(redis.Redis(host=HOST, port=PORT).info("server")["process_id"])
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        saved = {tid: os.sched_getaffinity(tid) for tid in tids}
+        for tid in tids:
+            os.sched_setaffinity(tid, {cpu})
+    except (OSError, ValueError) as exc:  # not local, not ours, or no such CPU
+        yield f"not pinned ({exc})"
+        return
+    try:
+        yield f"pid {pid}, pinned to CPU {cpu} for the run"
+    finally:
+        for tid, mask in saved.items():
+            try:
+                os.sched_setaffinity(tid, mask)
+            except OSError:
+                pass  # the thread has exited
+
+
 def update_markdown(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (up to the next level-2 header), or add it."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -354,6 +384,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before counting")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds counted")
     parser.add_argument("--cpu", type=int, default=1, help="CPU to pin workers to (-1: none)")
+    parser.add_argument(
+        "--redis-cpu",
+        type=int,
+        default=0,
+        help="CPU to pin the local Redis server to for the run, restored after (-1: leave it)",
+    )
     parser.add_argument("--markdown", type=Path, help=f"write the '{SECTION_TITLE}' section")
     parser.add_argument("--profile", action="store_true", help="cProfile the unknot worker")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -374,15 +410,17 @@ def main() -> int:
     skipped = {p: why for p in peers if (why := available(p))}
     load_before = _loadavg()
     results: dict[str, list[Result]] = {p: [] for p in peers if p not in skipped}
-    for round_ in range(args.repeat):
-        for peer in results:
-            ops, cpu, sleeps = run_worker(peer, args)
-            results[peer].append((ops, cpu, sleeps))
-            print(
-                f"round {round_ + 1}/{args.repeat}  {peer:8} {ops:>10,.0f} ops/s"
-                f"  {cpu * 1e6:6.1f} µs CPU/op  Redis sleeps/op {sleeps:.2f}",
-                flush=True,
-            )
+    with _redis_pinned(args.redis_cpu) as redis_pinning:
+        print(f"Redis server: {redis_pinning}", flush=True)
+        for round_ in range(args.repeat):
+            for peer in results:
+                ops, cpu, sleeps = run_worker(peer, args)
+                results[peer].append((ops, cpu, sleeps))
+                print(
+                    f"round {round_ + 1}/{args.repeat}  {peer:8} {ops:>10,.0f} ops/s"
+                    f"  {cpu * 1e6:6.1f} µs CPU/op  Redis sleeps/op {sleeps:.2f}",
+                    flush=True,
+                )
     table, checks = report(results, skipped)
     print()
     print(table)
@@ -392,6 +430,7 @@ def main() -> int:
     if args.markdown:
         facts = machine.describe(["unknot", "redis", "gevent", "uvloop", "greenlet"])
         facts["Redis"] = _redis_version()
+        facts["Redis server process"] = redis_pinning
         facts["Load average (1 min) before / after"] = f"{load_before} / {_loadavg()}"
         section = [f"## {SECTION_TITLE}", ""]
         section.append(

@@ -291,10 +291,12 @@ class socket(_StdSocket):
                 return _Csocket.recv(self, bufsize, flags)  # never waits (BlockingIOError)
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         hr = self._hubrec
-        if hr is not None and self._timeout is None:
-            # The hot path (a blocking socket in a fiber of its own hub): `_io` and `_wait`
-            # inlined, same rules.
+        if hr is not None:
+            # The hot path (a socket that waited before, in a fiber of its own hub): `_io` and
+            # `_wait` inlined, same rules. The timeout (None, or seconds) bounds the whole call.
             rec = hr[1]
+            t = self._timeout
+            deadline = None
             while True:
                 if rec.readable or not rec.hints or bufsize <= 0:
                     try:
@@ -308,7 +310,14 @@ class socket(_StdSocket):
                 f = getcurrent()
                 if type(f) is not Fiber or f._hub is not hr[0] or self._hubrec is not hr:
                     break
-                hr[0].wait_fd(f, rec, False, None)
+                if t is None:
+                    hr[0].wait_fd(f, rec, False, None)
+                    continue
+                now = _time.monotonic()
+                if deadline is None:
+                    deadline = now + t
+                if now >= deadline or hr[0].wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
+                    raise TimeoutError("timed out")
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
