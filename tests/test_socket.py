@@ -916,6 +916,23 @@ def test_settimeout_parses_numbers_exactly_as_stdlib(value: float) -> None:
         assert os.get_blocking(s2.fileno()) is False
 
 
+def test_settimeout_setblocking_fail_on_a_dead_descriptor_as_stdlib() -> None:
+    # CPython's test_setblocking_invalidfd: a socket whose fd was closed behind its back
+    # (another object owned it) raises OSError, as the stdlib's does, on every call form.
+    for mod in (std, us):
+        for method, value in [("setblocking", False), ("setblocking", True),
+                              ("settimeout", None), ("settimeout", 2.5), ("settimeout", 3)]:
+            owner = std.socket()
+            sock = mod.socket(std.AF_INET, std.SOCK_STREAM, 0, owner.fileno())
+            owner.close()
+            try:
+                with pytest.raises(OSError) as err:
+                    getattr(sock, method)(value)
+                assert err.value.errno == errno.EBADF, (mod, method, value)
+            finally:
+                sock.detach()
+
+
 def test_default_timeout_applies_to_new_and_accepted_sockets(
     where: Where, default_timeout: None
 ) -> None:

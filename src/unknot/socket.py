@@ -119,7 +119,7 @@ class socket(_StdSocket):
 
     def settimeout(self, value: float | None) -> None:
         """As `socket.socket.settimeout`: None blocks, 0 never blocks, else seconds."""
-        # The OS socket is always non-blocking, so only the value is stored. Drivers call this
+        # The OS socket is always non-blocking; the value is only stored. Drivers call this
         # twice per command (redis-py), so plain numbers are parsed here, as the C method
         # would (see _parse_timeout); anything else is parsed by the C method itself.
         t = type(value)
@@ -128,8 +128,9 @@ class socket(_StdSocket):
             or (t is float and 0.0 <= value < 1e9)
             or (t is int and 0 <= value <= _INT_TIMEOUT_MAX)
         ):
-            if _Csocket.fileno(self) == -1:
-                raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as the C method
+            # One C call, no parsing: it keeps the OS socket non-blocking and raises what the
+            # stdlib raises for a dead descriptor (closed, or closed behind the socket's back).
+            _Csocket.settimeout(self, 0.0)
             self._timeout = None if value is None else _parse_timeout(value)
             return
         # Other values (Decimal, bool, NaN, negative, huge): the C method parses them with the
@@ -146,8 +147,7 @@ class socket(_StdSocket):
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
         if type(flag) is bool:
-            if _Csocket.fileno(self) == -1:
-                raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as the C method
+            _Csocket.settimeout(self, 0.0)  # as in settimeout: errors for a dead descriptor
             self._timeout = None if flag else 0.0
             return
         # Other values: let the C method parse ``flag`` (its rules differ between Python
