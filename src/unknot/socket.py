@@ -128,9 +128,11 @@ class socket(_StdSocket):
             or (t is float and 0.0 <= value < 1e9)
             or (t is int and 0 <= value <= _INT_TIMEOUT_MAX)
         ):
-            # One C call, no parsing: it keeps the OS socket non-blocking and raises what the
-            # stdlib raises for a dead descriptor (closed, or closed behind the socket's back).
-            _Csocket.settimeout(self, 0.0)
+            # No syscall (the OS socket is already non-blocking): the one difference from the
+            # stdlib is that a descriptor closed behind the socket's back is reported by the
+            # next I/O call, not here (as in gevent). A closed socket raises EBADF here.
+            if _Csocket.fileno(self) == -1:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
             self._timeout = None if value is None else _parse_timeout(value)
             return
         # Other values (Decimal, bool, NaN, negative, huge): the C method parses them with the
