@@ -284,13 +284,11 @@ class socket(_StdSocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
-        if self._timeout == 0.0:
-            # Non-blocking: the C method as it is (drivers poll like this on every command).
+        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
+            # Never waits: the C method as it is (drivers poll like this on every command).
             # The readiness hint is left as it is: still set only means "try the syscall".
             return _Csocket.recv(self, bufsize, flags)
         if flags:
-            if flags & _DONTWAIT and self._timeout is None:
-                return _Csocket.recv(self, bufsize, flags)  # never waits (BlockingIOError)
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         hr = self._hubrec
         if hr is not None:
@@ -332,7 +330,7 @@ class socket(_StdSocket):
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `socket.socket.send`, suspending only the calling fiber."""
-        if self._timeout == 0.0 or (flags and flags & _DONTWAIT and self._timeout is None):
+        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
