@@ -105,6 +105,11 @@ class Lock(_LockBase):
         if self._parked:
             self._pass_on()
 
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._lock.release()  # `release`, inlined: one call less for every `with` block
+        if self._parked:
+            self._pass_on()
+
     def _pass_on(self) -> None:
         """Wake the first parked fiber (it will retry the lock)."""
         with self._guard:
@@ -202,12 +207,20 @@ class RLock(_LockBase):
 
     def release(self) -> None:
         """As `threading.RLock.release`."""
+        self.__exit__(None, None, None)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # The release itself, here rather than in `release`: drivers take these locks with
+        # `with` on every command, and this saves them a call (Lock.release is inlined too).
         if self._owner is not getcurrent():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if not self._count:
             self._owner = None
-            self._block.release()
+            block = self._block
+            block._lock.release()
+            if block._parked:
+                block._pass_on()
 
     # The protocol threading.Condition uses.
     def _is_owned(self) -> bool:
