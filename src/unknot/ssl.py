@@ -54,6 +54,7 @@ del _name
 # The stdlib module's socket names, as the cooperative versions.
 socket = _usocket.socket
 create_connection = _usocket.create_connection
+_cede = _usocket._cede
 
 # Messages of the TimeoutError raised when the socket timeout runs out, as the C module words
 # them: (while waiting to read, while waiting to write), per operation.
@@ -148,11 +149,18 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
         return self._ssl_io(_READ_TIMEOUT, _NOT_GIVEN, super().read, len, buffer)
 
     def write(self, data: Any) -> int:
-        """Write ``data`` to the TLS channel; return the number of bytes written."""
+        """Write ``data`` to the TLS channel; return the number of bytes written.
+
+        As a plain socket's send, a blocking write first lets the fibers already ready run.
+        """
+        if self._timeout != 0.0:
+            _cede()
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().write, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `ssl.SSLSocket.send` (plain `send` once unwrapped), suspending only the fiber."""
+        if self._sslobj is not None and self._timeout != 0.0:
+            _cede()  # (once unwrapped, the plain socket's send cedes itself)
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().send, data, flags)
 
     def do_handshake(self, block: bool = False) -> None:

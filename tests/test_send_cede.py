@@ -1,0 +1,222 @@
+"""A blocking send first lets the fibers already ready run (`Hub.cede`).
+
+What must hold: with other fibers ready, ``sendall``/``send`` on a blocking or timed socket (and
+TLS ``write``) run them before sending; with none ready they do not switch at all; a
+non-blocking call (timeout 0, MSG_DONTWAIT) never switches; ceding is not a checkpoint (no
+`Cancelled`, even in a cancelled scope); the bytes of one socket still leave in the order of
+the calls; and the requests of many fibers leave as one batch.
+"""
+
+from __future__ import annotations
+
+import socket as std
+from collections.abc import Callable
+from typing import Any
+
+import greenlet
+import pytest
+
+import unknot
+import unknot.socket as us
+from unknot._selectors import BACKENDS
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=sorted(BACKENDS), autouse=True)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("UNKNOT_SELECTOR", request.param)
+    return str(request.param)
+
+
+def _pair() -> tuple[us.socket, us.socket]:
+    a, b = us.socketpair()
+    return a, b
+
+
+def _sender_and_bystander(send: Callable[[us.socket], Any]) -> list[str]:
+    """Fiber S logs, calls ``send(sock)``, logs; fiber B (spawned right after, so ready when S
+    sends) logs once. Returns the log."""
+    log: list[str] = []
+
+    def main() -> None:
+        a, b = _pair()
+        with a, b:
+
+            def sender() -> None:
+                log.append("send-start")
+                send(a)
+                log.append("send-done")
+
+            def bystander() -> None:
+                log.append("bystander")
+
+            fibers = [unknot.spawn(sender), unknot.spawn(bystander)]
+            for f in fibers:
+                f.join()
+            b.setblocking(False)
+            try:
+                log.append(f"peer-got:{b.recv(100)!r}")
+            except BlockingIOError:
+                log.append("peer-got-nothing")
+
+    unknot.run(main)
+    return log
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda s: s.sendall(b"req"), id="sendall"),
+        pytest.param(lambda s: s.send(b"req"), id="send"),
+        pytest.param(lambda s: s.sendall(bytearray(b"req")), id="sendall-bytearray"),
+        pytest.param(lambda s: (s.settimeout(5.0), s.sendall(b"req")), id="sendall-timed"),
+        pytest.param(lambda s: (s.settimeout(5.0), s.send(b"req")), id="send-timed"),
+    ],
+)
+def test_blocking_send_lets_ready_fibers_run_first(send: Callable[[us.socket], Any]) -> None:
+    log = _sender_and_bystander(send)
+    assert log == ["send-start", "bystander", "send-done", "peer-got:b'req'"]
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda s: (s.setblocking(False), s.sendall(b"req")), id="sendall-nonblocking"),
+        pytest.param(lambda s: (s.setblocking(False), s.send(b"req")), id="send-nonblocking"),
+        pytest.param(lambda s: s.send(b"req", std.MSG_DONTWAIT), id="send-dontwait"),
+        pytest.param(lambda s: s.sendall(b"req", std.MSG_DONTWAIT), id="sendall-dontwait"),
+    ],
+)
+def test_non_blocking_send_never_switches(send: Callable[[us.socket], Any]) -> None:
+    log = _sender_and_bystander(send)
+    assert log == ["send-start", "send-done", "bystander", "peer-got:b'req'"]
+
+
+def test_no_switch_when_no_other_fiber_is_ready() -> None:
+    switches: list[Any] = []
+
+    def main() -> int:
+        a, b = _pair()
+        with a, b:
+            old = greenlet.settrace(lambda event, args: switches.append(event))
+            try:
+                a.sendall(b"x" * 100)
+                a.send(b"y")
+            finally:
+                greenlet.settrace(old)
+            return len(b.recv(1000))
+
+    assert unknot.run(main) == 101
+    assert switches == []
+
+
+def test_cede_is_not_a_checkpoint() -> None:
+    """A send that need not wait completes in a cancelled scope, though it let others run;
+    the cancellation is raised by the next blocking call."""
+    log: list[str] = []
+
+    def main() -> None:
+        a, b = _pair()
+        with a, b:
+            with unknot.CancelScope() as scope:
+                scope.cancel()
+                unknot.spawn(log.append, "bystander")
+                a.sendall(b"sent anyway")
+                log.append("sendall returned")
+                unknot.sleep(0)
+                log.append("not reached")
+            assert scope.cancelled_caught
+            log.append(b.recv(100).decode())
+
+    unknot.run(main)
+    assert log == ["bystander", "sendall returned", "sent anyway"]
+
+
+def test_bytes_of_one_socket_keep_the_order_of_the_calls() -> None:
+    """Fibers writing whole messages to one socket, each taking turns: every cede goes to the
+    back of the queue, so messages arrive in the order the sendall calls were made."""
+    n = 30
+
+    def main() -> list[bytes]:
+        a, b = _pair()
+        with a, b:
+            order: list[bytes] = []
+
+            def writer(i: int) -> None:
+                for round_ in range(3):
+                    msg = b"%02d.%d;" % (i, round_)
+                    order.append(msg)  # the order in which sendall is called
+                    a.sendall(msg)
+                    unknot.sleep(0)
+
+            fibers = [unknot.spawn(writer, i) for i in range(n)]
+            for f in fibers:
+                f.join()
+            a.shutdown(std.SHUT_WR)
+            got = b"".join(iter(lambda: b.recv(65536), b""))
+            assert got == b"".join(order)
+            return order
+
+    assert len(unknot.run(main)) == 3 * n
+
+
+def test_requests_of_ready_fibers_leave_together() -> None:
+    """Each of 20 fibers computes, then sends one request. With ceding, every fiber has done
+    its work before the first request is written: the peer finds all requests at once."""
+    n = 20
+
+    def main() -> tuple[list[str], bytes]:
+        a, b = _pair()
+        with a, b:
+            events: list[str] = []
+
+            def client(i: int) -> None:
+                events.append(f"work{i}")
+                a.sendall(b"%02d" % i)
+                events.append(f"sent{i}")
+
+            fibers = [unknot.spawn(client, i) for i in range(n)]
+            for f in fibers:
+                f.join()
+            b.setblocking(False)
+            return events, b.recv(1000)
+
+    events, data = unknot.run(main)
+    # All the work first; then the sends, in the order the fibers asked to send.
+    assert events[:n] == [f"work{i}" for i in range(n)]
+    assert sorted(events[n:]) == sorted(f"sent{i}" for i in range(n))
+    assert data == b"".join(b"%02d" % i for i in range(n))
+
+
+def test_tls_write_lets_ready_fibers_run_first(tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    import unknot.ssl as ussl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    server_ctx = ussl.SSLContext(ussl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(server_ctx)
+    client_ctx = ussl.SSLContext(ussl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    log: list[str] = []
+
+    def main() -> None:
+        a, b = _pair()
+        server = unknot.spawn(lambda: server_ctx.wrap_socket(b, server_side=True))
+        client = client_ctx.wrap_socket(a, server_hostname="localhost")
+        tls_b = server.join()
+        with client, tls_b:
+
+            def sender() -> None:
+                log.append("send-start")
+                client.sendall(b"over tls")
+                log.append("send-done")
+
+            fibers = [unknot.spawn(sender), unknot.spawn(log.append, "bystander")]
+            for f in fibers:
+                f.join()
+            log.append(tls_b.recv(100).decode())
+
+    unknot.run(main)
+    assert log == ["send-start", "bystander", "send-done", "over tls"]
