@@ -6,15 +6,20 @@ against the Redis on 127.0.0.1:6379, through one shared client (its connection p
 holding 50 connections). The peers:
 
 * **unknot**: ``unknot.patch()``, then plain ``redis.Redis`` in 50 fibers (`unknot.run`).
+* **unknot-nocede** (a diagnostic, not a peer): the same, with the rule that a blocking send
+  first lets the ready fibers run (``Hub.cede``, docs/reference.md) switched off, to show what
+  that rule is worth: without it the 50 requests reach Redis one by one.
 * **gevent**: ``gevent.monkey.patch_all()``, then plain ``redis.Redis`` in 50 greenlets.
 * **threads**: plain ``redis.Redis`` in 50 OS threads.
 * **asyncio** / **uvloop**: ``redis.asyncio.Redis`` in 50 tasks, on the stock loop and on uvloop.
 
 A worker warms up for ``--warmup`` seconds, then counts the operations completed in
-``--duration`` seconds. The parent runs every peer ``--repeat`` times, interleaved, pins each
-worker to CPU ``--cpu`` with ``taskset`` (Redis itself is whatever the machine runs: leave it
-on another core), and reports the median ops/s and each peer's ratio to unknot. Targets (from
-the issue): unknot >= 1.3x gevent and >= redis.asyncio on stock asyncio.
+``--duration`` seconds. The parent runs every peer ``--repeat`` times, interleaved (each round
+starts one peer later in the list, so that no peer always follows the same one), pins each
+worker to CPU ``--cpu`` with ``taskset`` (and a local Redis server to CPU ``--redis-cpu`` for
+the run, so that the two never compete for a core), and reports the median ops/s and each
+peer's ratio to unknot. Targets (from the issue): unknot >= 1.3x gevent and >= redis.asyncio
+on stock asyncio.
 
 The client is CPU-bound, so the table also gives its CPU time per operation (less disturbed by
 other load on the machine than throughput), and, as a diagnostic, how often the Redis server
@@ -51,7 +56,7 @@ from benchlib import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "Drivers: redis-py, 50 workers"
-PEERS = ("unknot", "gevent", "threads", "asyncio", "uvloop")
+PEERS = ("unknot", "unknot-nocede", "gevent", "threads", "asyncio", "uvloop")
 PEER_PACKAGES = {"gevent": "gevent", "uvloop": "uvloop"}
 WORKERS = 50
 HOST, PORT = "127.0.0.1", 6379
@@ -122,10 +127,15 @@ def _measure_sync(
     return ops / elapsed, cpu / ops, sleeps
 
 
-def run_unknot(warmup: float, duration: float) -> Result:
+def run_unknot(warmup: float, duration: float, cede: bool = True) -> Result:
     import unknot
 
     unknot.patch()
+    if not cede:
+        import unknot.socket
+        import unknot.ssl
+
+        unknot.socket._cede = unknot.ssl._cede = lambda: None
 
     def main() -> Result:
         return _measure_sync(
@@ -219,6 +229,7 @@ def run_uvloop(warmup: float, duration: float) -> Result:
 
 RUNNERS: dict[str, Callable[[float, float], Result]] = {
     "unknot": run_unknot,
+    "unknot-nocede": lambda warmup, duration: run_unknot(warmup, duration, cede=False),
     "gevent": run_gevent,
     "threads": run_threads,
     "asyncio": run_asyncio,
@@ -412,12 +423,14 @@ def main() -> int:
     results: dict[str, list[Result]] = {p: [] for p in peers if p not in skipped}
     with _redis_pinned(args.redis_cpu) as redis_pinning:
         print(f"Redis server: {redis_pinning}", flush=True)
+        order = list(results)
         for round_ in range(args.repeat):
-            for peer in results:
+            k = round_ % len(order)
+            for peer in order[k:] + order[:k]:
                 ops, cpu, sleeps = run_worker(peer, args)
                 results[peer].append((ops, cpu, sleeps))
                 print(
-                    f"round {round_ + 1}/{args.repeat}  {peer:8} {ops:>10,.0f} ops/s"
+                    f"round {round_ + 1}/{args.repeat}  {peer:13} {ops:>10,.0f} ops/s"
                     f"  {cpu * 1e6:6.1f} µs CPU/op  Redis sleeps/op {sleeps:.2f}",
                     flush=True,
                 )
@@ -449,13 +462,16 @@ def main() -> int:
 
 
 NOTE = (
-    "How to read it: unknot, gevent and threads run the same blocking redis-py client; asyncio "
-    "and uvloop run redis.asyncio, a different client. The client is CPU-bound, so CPU per "
-    "operation tracks ops/s, and other load on this 2-core machine (see the load average "
-    "below) inflates both. *Redis sleeps / op* counts how often the server went idle per "
-    "command. With the blocking client (under every peer) it goes idle after nearly every "
-    "command, so nearly every `send` has to wake it, a cross-CPU wake-up the client pays for; "
-    "with redis.asyncio after about one in ten."
+    "How to read it: unknot, unknot-nocede, gevent and threads run the same blocking redis-py "
+    "client; asyncio and uvloop run redis.asyncio, a different client. The client is "
+    "CPU-bound, so CPU per operation tracks ops/s, and other load on this 2-core machine (see "
+    "the load average below) inflates both. *Redis sleeps / op* counts how often the server "
+    "went idle per command; a command that finds it asleep makes the client's `send` pay for "
+    "a cross-CPU wake-up. Written one by one (gevent, threads, unknot-nocede), the blocking "
+    "client's commands find Redis asleep nearly every time. unknot's sends first let the "
+    "other ready fibers run (docs/reference.md, `unknot.socket`), so the commands of the "
+    "fibers woken together leave together, as redis.asyncio's do on an asyncio loop; "
+    "unknot-nocede is unknot with that rule switched off."
 )
 
 

@@ -254,9 +254,10 @@ class Hub:
     def cede(self, f: Fiber) -> None:
         """Let the fibers already ready run before ``f`` (the current fiber) goes on.
 
-        Sockets call this before a blocking send: when many fibers each answer a reply with a
-        new request, their requests then leave together, and the peer (a database, a cache)
-        serves the batch in one wake-up instead of being woken, and woken again, for each one.
+        Client sockets call this before a blocking send: when many fibers each answer a reply
+        with a new request, their requests then leave together, and the server (a database, a
+        cache) serves the batch in one wake-up instead of being woken, and woken again, for
+        each one.
         It is not a checkpoint: it never raises (a cancellation or a Ctrl-C that arrives
         meanwhile is raised by the next blocking call), and with no other fiber ready it returns
         at once without switching.

@@ -97,7 +97,7 @@ def _parse_timeout(value: float) -> float:
 class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
-    __slots__ = ("_timeout", "_hubrec", "_stream", "_tcp")
+    __slots__ = ("_timeout", "_hubrec", "_stream", "_tcp", "_client")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -113,6 +113,9 @@ class socket(_StdSocket):
         # early at a message carrying SCM_RIGHTS fds (or other credentials) with data queued
         # behind it, and no new edge would announce that data.
         self._tcp = self._stream and self.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
+        # Connected by this process (`connect`): its blocking sends first let the ready fibers
+        # run, so that the requests of many clients of one server leave together (`_cede`).
+        self._client = False
         _Csocket.settimeout(self, 0.0)
 
     # -- timeouts: emulated, the OS socket stays non-blocking ---------------------------------
@@ -230,6 +233,7 @@ class socket(_StdSocket):
         if self.family in _INET_FAMILIES and _in_fiber():
             address = _resolve_host(self.family, address)
         err = _Csocket.connect_ex(self, address)
+        self._client = True
         if err in _CONNECT_PENDING:
             if self._timeout == 0.0:
                 return err
@@ -331,12 +335,12 @@ class socket(_StdSocket):
     def send(self, data: Any, flags: int = 0) -> int:
         """As `socket.socket.send`, suspending only the calling fiber.
 
-        On a blocking socket the fibers already ready to run go first (see `sendall`).
+        On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
-        if not flags & _DONTWAIT:
+        if self._client and not flags & _DONTWAIT:
             _cede()
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         return self._io(True, _Csocket.send, size, (data, flags))
@@ -344,13 +348,16 @@ class socket(_StdSocket):
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``; the timeout bounds the whole call (as in the stdlib).
 
-        On a blocking socket (timeout None or seconds) the fibers already ready to run go
-        first, so that requests written by many fibers leave together (see `Hub.cede`): a
-        send is a point where the fiber may be switched out even when it need not wait.
+        On a blocking (timeout None or seconds) client socket, one this process connected, the
+        fibers already ready to run go first, so that the requests many fibers write to one
+        server leave together (see `Hub.cede`): such a send is a point where the fiber may be
+        switched out even when it need not wait. Sockets from `accept` do not do this: a
+        server's replies go to many peers, and delaying them would only add latency.
         """
         sent = 0
         if self._timeout != 0.0 and not flags & _DONTWAIT:
-            _cede()
+            if self._client:
+                _cede()
             if type(data) is bytes:
                 # The hot path: one try of the syscall, unless the hint says the buffer is
                 # full. The deadline is set only if the call has to wait (with a timeout, the

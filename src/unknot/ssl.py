@@ -151,16 +151,17 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
     def write(self, data: Any) -> int:
         """Write ``data`` to the TLS channel; return the number of bytes written.
 
-        As a plain socket's send, a blocking write first lets the fibers already ready run.
+        As a plain client socket's send, a blocking write on the client side of the connection
+        first lets the fibers already ready run.
         """
-        if self._timeout != 0.0:
+        if self._timeout != 0.0 and not self.server_side:
             _cede()
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().write, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `ssl.SSLSocket.send` (plain `send` once unwrapped), suspending only the fiber."""
-        if self._sslobj is not None and self._timeout != 0.0:
-            _cede()  # (once unwrapped, the plain socket's send cedes itself)
+        if self._sslobj is not None and self._timeout != 0.0 and not self.server_side:
+            _cede()  # (once unwrapped, the plain socket's send decides itself)
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().send, data, flags)
 
     def do_handshake(self, block: bool = False) -> None:
