@@ -12,6 +12,7 @@ leave as one batch.
 from __future__ import annotations
 
 import socket as std
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -252,3 +253,107 @@ def test_tls_write_lets_ready_fibers_run_first(tmp_path: Any) -> None:
         *("client send-start", "bystander", "client send-done", "over tls"),
         *("server send-start", "server send-done", "bystander", "over tls"),
     ]
+
+
+# -- batched sends: the hub makes the ready fibers' sends back to back ---------------------------
+
+
+def test_batched_sends_all_leave_before_any_sender_goes_on() -> None:
+    """The hub makes the batched sends one after the other: when the first sender resumes,
+    every request is already with the peer (so the server finds them all at once)."""
+    n = 10
+
+    def main() -> list[int]:
+        a, b = _pair()
+        a.setsockopt(std.IPPROTO_TCP, std.TCP_NODELAY, 1)  # each send leaves at once
+        seen: list[int] = []
+        with a, b:
+
+            def client(i: int) -> None:
+                a.sendall(b"%02d" % i)
+                seen.append(len(b.recv(1000, std.MSG_PEEK | std.MSG_DONTWAIT)))
+
+            fibers = [unknot.spawn(client, i) for i in range(n)]
+            for f in fibers:
+                f.join()
+        return seen
+
+    assert unknot.run(main) == [2 * n] * n
+
+
+def test_error_of_a_batched_send_is_raised_in_the_sender() -> None:
+    def main() -> None:
+        a, b = _pair()
+        b.setsockopt(std.SOL_SOCKET, std.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()  # with linger 0: a reset
+        unknot.sleep(0.05)
+        with a:
+            unknot.spawn(lambda: None)  # ready: the send below is batched
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                a.sendall(b"x" * 100)
+                a.sendall(b"x" * 100)  # (in case the first one was still accepted)
+
+    unknot.run(main)
+
+
+def test_batched_sendall_larger_than_the_buffer_sends_everything() -> None:
+    data = bytes(range(256)) * 32768  # 8 MiB: far more than one send takes
+
+    def main() -> bytes:
+        a, b = _pair()
+        with a, b:
+
+            def reader() -> bytes:
+                chunks = []
+                while chunk := b.recv(1 << 20):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+            r = unknot.spawn(reader)
+            unknot.spawn(lambda: None)
+            a.sendall(data)
+            a.shutdown(std.SHUT_WR)
+            return r.join()
+
+    assert unknot.run(main) == data
+
+
+def test_cede_goes_after_sends_already_batched() -> None:
+    """bytes are batched, a bytearray cedes: the bytearray, sent second, still leaves
+    second, though no fiber is ready any more when its turn comes."""
+
+    def main() -> bytes:
+        a, b = _pair()
+        with a, b:
+            first = unknot.spawn(a.sendall, b"first;")
+            second = unknot.spawn(a.sendall, bytearray(b"second;"))
+            first.join()
+            second.join()
+            b.settimeout(5)
+            got = b""
+            while len(got) < 13:
+                got += b.recv(100)
+            return got
+
+    assert unknot.run(main) == b"first;second;"
+
+
+def test_a_batched_call_is_dropped_when_its_fiber_is_woken_otherwise() -> None:
+    made: list[str] = []
+
+    def main() -> None:
+        me = unknot.current()
+        hub = me._hub  # type: ignore[union-attr]
+
+        def intruder() -> None:
+            hub.throw(me, RuntimeError("woken by someone else"))
+
+        unknot.spawn(intruder)
+        with pytest.raises(RuntimeError, match="someone else"):
+            hub.call_batched(me, made.append, "the dropped call")
+        # Batched again before the batch is made: only this call may run.
+        unknot.spawn(lambda: None)
+        hub.call_batched(me, made.append, "the second call")
+
+    unknot.run(main)
+    assert made == ["the second call"]

@@ -49,6 +49,10 @@ class _TimedOut:
 TIMED_OUT: Any = _TimedOut()
 
 
+def _nothing() -> None:
+    """A batched call that only marks a place in the batch (see `Hub.cede`)."""
+
+
 class DeadlockError(RuntimeError):
     """Raised in the root fiber when every fiber is blocked and nothing can ever wake them."""
 
@@ -134,6 +138,8 @@ class Hub:
         self.edge_triggered = type(self).edge_triggered
         self.PASS_EXTRA = type(self).PASS_EXTRA
         self._budget = 0
+        # [fiber (None once it no longer waits for the call), function, arguments]
+        self.calls: list[list[Any]] = []
 
     # -- fibers ----------------------------------------------------------------------------------
 
@@ -263,12 +269,17 @@ class Hub:
         at once without switching.
         """
         glet = self.glet
-        if not self.ready or glet is None or f is glet:
+        if glet is None or f is glet:
             return
-        # No _notify(): a fiber runs only inside a pass, and every driver looks at ``ready``
-        # again once a pass ends.
-        self.ready.append(f)
-        self._switch_out()
+        if self.calls:
+            # Batched calls (sends) wait for the ready fibers: go after those calls too, so
+            # that the bytes written to one socket keep the order of the calls.
+            self.call_batched(f, _nothing)
+        elif self.ready:
+            # No _notify(): a fiber runs only inside a pass, and every driver looks at
+            # ``ready`` again once a pass ends.
+            self.ready.append(f)
+            self._switch_out()
 
     def _notify(self) -> None:
         """Called when ``ready`` grew; drivers that need a nudge to run it override this."""
@@ -288,26 +299,66 @@ class Hub:
         resumes the next ready fiber straight from it (one greenlet switch instead of two), under
         the same budget. Control comes back here when the budget or the queue runs out, when
         the next fiber has never run (fibers start on the hub's stack), or when a fiber ends.
+        Whenever the queue runs dry, the calls batched meanwhile (`call_batched`) are made and
+        their fibers queued, to run in the same pass while the budget lasts.
         """
         ready = self.ready
         self._yielded = False
         self._budget = len(ready) + self.PASS_EXTRA
         try:
-            while self._budget and ready:
-                # Past the fibers queued before the pass, stop extending it once a fiber yielded
-                # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA
-                # turns) or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
-                if self._budget <= self.PASS_EXTRA and (self._yielded or self.kbi_pending):
-                    break
-                if ready[0]._state:
-                    # The same test passes in _switch_out, which resumes it (and the chain
-                    # after it) and returns once control is back on the hub.
-                    self._switch_out()
-                else:
-                    self._budget -= 1
-                    ready.popleft().switch()  # not started: switched to without arguments
+            self._run_pass(ready)
+            while self.calls:
+                self._run_calls()
+                self._run_pass(ready)
         finally:
             self._budget = 0
+
+    def _run_pass(self, ready: deque[Fiber]) -> None:
+        while self._budget and ready:
+            # Past the fibers queued before the pass, stop extending it once a fiber yielded
+            # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA turns)
+            # or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
+            if self._budget <= self.PASS_EXTRA and (self._yielded or self.kbi_pending):
+                break
+            if ready[0]._state:
+                # The same test passes in _switch_out, which resumes it (and the chain after
+                # it) and returns once control is back on the hub.
+                self._switch_out()
+            else:
+                self._budget -= 1
+                ready.popleft().switch()  # not started: switched to without arguments
+
+    def call_batched(self, f: Fiber, fn: Callable[..., Any], *args: Any) -> Any:
+        """Park ``f`` (the current fiber); the hub calls ``fn(*args)`` once the fibers already
+        ready have run, back to back with the other calls batched meanwhile, and resumes ``f``
+        with what it returned or raised (an `Exception`).
+
+        ``fn`` must not block or switch: it is a non-blocking syscall (sockets batch their
+        blocking sends this way, see `unknot.socket`). Calls run in the order they were
+        batched. Not a checkpoint: neither cancellation nor Ctrl-C interrupts the wait.
+        """
+        call = [f, fn, args]
+        self.calls.append(call)
+        f._parked = 2
+        try:
+            return self._switch_out()
+        finally:
+            f._parked = 0
+            call[0] = None  # resumed: by _run_calls, or woken otherwise (then: call dropped)
+
+    def _run_calls(self) -> None:
+        """Make the batched calls, in order, and queue their fibers with the outcomes."""
+        calls, self.calls = self.calls, []
+        ready = self.ready
+        for f, fn, args in calls:
+            if f is None:
+                continue  # its fiber was woken by something else meanwhile: not wanted now
+            try:
+                f._wake_value = fn(*args)
+            except Exception as exc:
+                f._wake_exc = exc
+            f._parked = 0
+            ready.append(f)
 
     def _switch_out(self) -> Any:
         """Leave the current greenlet (a parking fiber, or the hub in `_run_ready`).

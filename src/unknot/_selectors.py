@@ -51,7 +51,8 @@ class _HubSelector(Hub):
 
     def _compute_timeout(self, timeout: float | None) -> float | None:
         loop = self.loop
-        if self.ready or (loop is not None and loop._ready):  # type: ignore[attr-defined]
+        busy = self.ready or self.calls
+        if busy or (loop is not None and loop._ready):  # type: ignore[attr-defined]
             return 0
         deadline = self.next_deadline()
         if deadline is not None:
@@ -85,7 +86,7 @@ class _HubSelector(Hub):
             self._expire_timers()
         if self.kbi_pending:
             self._deliver_keyboard_interrupt()
-        if self.ready:
+        if self.ready or self.calls:
             self._run_ready()
 
     def _deliver_keyboard_interrupt(self) -> None:

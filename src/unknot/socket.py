@@ -341,9 +341,35 @@ class socket(_StdSocket):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
         if self._client and not flags & _DONTWAIT:
-            _cede()
+            n = self._after_ready(data, flags)
+            if n:
+                return n
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         return self._io(True, _Csocket.send, size, (data, flags))
+
+    def _after_ready(self, data: Any, flags: int) -> int:
+        """Start a blocking send on a client socket: go after the fibers already ready.
+
+        With other fibers ready (or sends already batched), bytes are handed to the hub, which
+        sends them once those fibers have run, back to back with the other fibers' requests
+        (`Hub.call_batched`); the bytes it sent are returned (0 if the buffer was full). Other
+        data types just cede (`Hub.cede`) and 0 is returned, as it is when nobody else is
+        ready: the caller then sends itself.
+        """
+        f = getcurrent()
+        if type(f) is not Fiber:
+            return 0
+        hub = f._hub
+        if not (hub.ready or hub.calls):
+            return 0
+        if type(data) is not bytes:
+            hub.cede(f)
+            return 0
+        try:
+            sent: int = hub.call_batched(f, _Csocket.send, self, data, flags)
+        except _BlockingIOError:
+            return 0
+        return sent
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``; the timeout bounds the whole call (as in the stdlib).
@@ -357,8 +383,10 @@ class socket(_StdSocket):
         sent = 0
         if self._timeout != 0.0 and not flags & _DONTWAIT:
             if self._client:
-                _cede()
-            if type(data) is bytes:
+                sent = self._after_ready(data, flags)
+                if sent and sent == len(data):  # (sent is nonzero only for bytes)
+                    return
+            if not sent and type(data) is bytes:
                 # The hot path: one try of the syscall, unless the hint says the buffer is
                 # full. The deadline is set only if the call has to wait (with a timeout, the
                 # call may so end later than the stdlib's by the duration of this syscall).
@@ -432,11 +460,11 @@ class socket(_StdSocket):
 
 
 def _cede() -> None:
-    """Before a blocking send in a fiber: let the fibers already ready run first."""
+    """Before a blocking TLS write on the client side: go after the fibers already ready."""
     f = getcurrent()
     if type(f) is Fiber:
         hub = f._hub
-        if hub.ready:
+        if hub.ready or hub.calls:
             hub.cede(f)
 
 
