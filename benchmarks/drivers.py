@@ -469,9 +469,10 @@ NOTE = (
     "the load average below) inflates both. *Redis sleeps / op* counts how often the server "
     "went idle per command; a command that finds it asleep makes the client's `send` pay for "
     "a cross-CPU wake-up. Written one by one (gevent, threads, unknot-nocede), the blocking "
-    "client's commands find Redis asleep nearly every time. unknot's sends first let the "
-    "other ready fibers run (docs/reference.md, `unknot.socket`), so the commands of the "
-    "fibers woken together leave together, as redis.asyncio's do on an asyncio loop; "
+    "client's commands find Redis asleep nearly every time. unknot's blocking client sends "
+    "first let the other ready fibers run, and the hub then makes the sends that waited back "
+    "to back (docs/reference.md, `unknot.socket`): the commands of the fibers woken together "
+    "reach Redis together, as redis.asyncio's do on an asyncio loop, and Redis stays awake. "
     "unknot-nocede is unknot with that rule switched off."
 )
 
