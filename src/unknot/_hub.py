@@ -263,10 +263,10 @@ class Hub:
         Client sockets call this before a blocking send: when many fibers each answer a reply
         with a new request, their requests then leave together, and the server (a database, a
         cache) serves the batch in one wake-up instead of being woken, and woken again, for
-        each one.
-        It is not a checkpoint: it never raises (a cancellation or a Ctrl-C that arrives
-        meanwhile is raised by the next blocking call), and with no other fiber ready it returns
-        at once without switching.
+        each one (bytes they send go through `call_batched` instead, which makes the sends
+        themselves back to back). It is not a checkpoint: it never raises (a cancellation or a
+        Ctrl-C that arrives meanwhile is raised by the next blocking call), and with no other
+        fiber ready it returns at once without switching.
         """
         glet = self.glet
         if glet is None or f is glet:
