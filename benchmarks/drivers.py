@@ -27,12 +27,16 @@ went to sleep per operation (read from ``/proc/<redis pid>/status`` when the ser
 this machine): a command that finds Redis asleep makes the client's ``send`` pay for waking it.
 
 ``--profile`` runs the unknot worker once under cProfile instead and prints the top functions.
+``--toggle`` runs unknot alone, switching the rule that the unknot-nocede row turns off (a
+blocking client send goes after the ready fibers) on and off every 0.1 s in one process, and
+reports both modes: the machine's drift between runs cannot bias that comparison.
 
 Examples::
 
     python benchmarks/drivers.py                         # the table (about a minute)
     python benchmarks/drivers.py --markdown BENCHMARKS.md
     python benchmarks/drivers.py --profile               # where unknot's time goes
+    python benchmarks/drivers.py --toggle --duration 10  # the send rule, on/off in one process
 """
 
 from __future__ import annotations
@@ -238,7 +242,64 @@ RUNNERS: dict[str, Callable[[float, float], Result]] = {
 }
 
 
+def run_toggle(warmup: float, duration: float, slice_: float = 0.1) -> dict[str, Result]:
+    """unknot alone, with the send rule (see unknot-nocede) switched on and off every
+    ``slice_`` seconds inside one process: both modes see the same machine, whose speed drifts
+    too much between runs for a 10% effect to show reliably in separate processes."""
+    import redis
+
+    import unknot
+
+    unknot.patch()
+    import unknot.socket
+    import unknot.ssl
+
+    modes = {
+        "cede": (unknot.socket.socket._after_ready, unknot.socket._cede),
+        "nocede": (lambda self, data, flags: 0, lambda: None),
+    }
+
+    def set_mode(name: str) -> None:
+        after_ready, cede = modes[name]
+        unknot.socket.socket._after_ready = after_ready  # type: ignore[method-assign]
+        unknot.socket._cede = unknot.ssl._cede = cede
+
+    def main() -> dict[str, Result]:
+        client = redis.Redis(host=HOST, port=PORT)
+        server_pid = int(client.info("server")["process_id"])
+        stop = [False]
+        counts = [0] * WORKERS
+        fibers = [unknot.spawn(_sync_worker, client, stop, counts, i) for i in range(WORKERS)]
+        time.sleep(warmup)
+        acc = {name: [0, 0.0, 0.0, 0] for name in modes}  # ops, seconds, CPU, Redis sleeps
+        end = time.perf_counter() + duration
+        name = "cede"
+        while time.perf_counter() < end:
+            set_mode(name)
+            time.sleep(0.01)  # let the fibers of the other mode finish their operation
+            ops0, t0, cpu0 = sum(counts), time.perf_counter(), time.process_time()
+            naps0 = _redis_sleeps(server_pid)
+            time.sleep(slice_)
+            a = acc[name]
+            a[0] += sum(counts) - ops0
+            a[1] += time.perf_counter() - t0
+            a[2] += time.process_time() - cpu0
+            a[3] += _redis_sleeps(server_pid) - naps0
+            name = "nocede" if name == "cede" else "cede"
+        stop[0] = True
+        for f in fibers:
+            f.join()
+        client.close()
+        return {n: (a[0] / a[1], a[2] / a[0], a[3] / a[0]) for n, a in acc.items()}
+
+    result: dict[str, Result] = unknot.run(main)
+    return result
+
+
 def worker_main(peer: str, warmup: float, duration: float, profile: bool) -> None:
+    if peer == "toggle":
+        print(json.dumps(run_toggle(warmup, duration)))
+        return
     if not profile:
         ops, cpu, sleeps = RUNNERS[peer](warmup, duration)
         print(json.dumps({"peer": peer, "ops": ops, "cpu": cpu, "redis_sleeps": sleeps}))
@@ -404,6 +465,11 @@ def main() -> int:
     )
     parser.add_argument("--markdown", type=Path, help=f"write the '{SECTION_TITLE}' section")
     parser.add_argument("--profile", action="store_true", help="cProfile the unknot worker")
+    parser.add_argument(
+        "--toggle",
+        action="store_true",
+        help="unknot only: the send rule on and off every 0.1 s in one process (see run_toggle)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cpu is not None and args.cpu < 0:
@@ -412,6 +478,19 @@ def main() -> int:
         worker_main(args.worker, args.warmup, args.duration, args.profile)
         return 0
     check_redis()
+    if args.toggle:
+        with _redis_pinned(args.redis_cpu):
+            argv = worker_argv("unknot", args)
+            argv[argv.index("--worker") : argv.index("--worker") + 2] = ["--worker", "toggle"]
+            out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            sys.exit(f"toggle worker failed:\n{out.stderr[-3000:]}")
+        modes = json.loads(out.stdout.strip().splitlines()[-1])
+        for name, (ops, cpu, naps) in modes.items():
+            us = cpu * 1e6
+            print(f"{name:7} {ops:>10,.0f} ops/s  {us:6.1f} µs CPU/op  Redis sleeps/op {naps:.2f}")
+        print(f"cede / nocede = {modes['cede'][0] / modes['nocede'][0]:.2f}x ops/s")
+        return 0
     if args.profile:
         return subprocess.run(worker_argv("unknot", args, profile=True)).returncode
 
