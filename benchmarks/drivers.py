@@ -131,16 +131,30 @@ def _measure_sync(
     return ops / elapsed, cpu / ops, sleeps
 
 
+_SEND_RULE_ON: dict[str, Any] = {}
+
+
+def _set_send_rule(on: bool) -> None:
+    """Switch unknot's rule that a blocking client send goes after the ready fibers (batched
+    by the hub) on or off: off, every send is made at once, as before the rule existed."""
+    import unknot.socket
+    import unknot.ssl
+
+    if not _SEND_RULE_ON:
+        _SEND_RULE_ON.update(after_ready=unknot.socket.socket._after_ready, cede=unknot.ssl._cede)
+    if on:
+        after_ready, cede = _SEND_RULE_ON["after_ready"], _SEND_RULE_ON["cede"]
+    else:
+        after_ready, cede = (lambda self, data, flags: 0), (lambda: None)
+    unknot.socket.socket._after_ready = after_ready  # type: ignore[method-assign]
+    unknot.socket._cede = unknot.ssl._cede = cede
+
+
 def run_unknot(warmup: float, duration: float, cede: bool = True) -> Result:
     import unknot
 
     unknot.patch()
-    if not cede:
-        import unknot.socket
-        import unknot.ssl
-
-        unknot.socket.socket._after_ready = lambda self, data, flags: 0  # type: ignore
-        unknot.socket._cede = unknot.ssl._cede = lambda: None
+    _set_send_rule(cede)
 
     def main() -> Result:
         return _measure_sync(
@@ -251,18 +265,7 @@ def run_toggle(warmup: float, duration: float, slice_: float = 0.1) -> dict[str,
     import unknot
 
     unknot.patch()
-    import unknot.socket
-    import unknot.ssl
-
-    modes = {
-        "cede": (unknot.socket.socket._after_ready, unknot.socket._cede),
-        "nocede": (lambda self, data, flags: 0, lambda: None),
-    }
-
-    def set_mode(name: str) -> None:
-        after_ready, cede = modes[name]
-        unknot.socket.socket._after_ready = after_ready  # type: ignore[method-assign]
-        unknot.socket._cede = unknot.ssl._cede = cede
+    modes = ("cede", "nocede")
 
     def main() -> dict[str, Result]:
         client = redis.Redis(host=HOST, port=PORT)
@@ -275,7 +278,7 @@ def run_toggle(warmup: float, duration: float, slice_: float = 0.1) -> dict[str,
         end = time.perf_counter() + duration
         name = "cede"
         while time.perf_counter() < end:
-            set_mode(name)
+            _set_send_rule(name == "cede")
             time.sleep(0.01)  # let the fibers of the other mode finish their operation
             ops0, t0, cpu0 = sum(counts), time.perf_counter(), time.process_time()
             naps0 = _redis_sleeps(server_pid)
@@ -480,8 +483,7 @@ def main() -> int:
     check_redis()
     if args.toggle:
         with _redis_pinned(args.redis_cpu):
-            argv = worker_argv("unknot", args)
-            argv[argv.index("--worker") : argv.index("--worker") + 2] = ["--worker", "toggle"]
+            argv = worker_argv("toggle", args)
             out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if out.returncode != 0:
             sys.exit(f"toggle worker failed:\n{out.stderr[-3000:]}")
