@@ -114,7 +114,8 @@ class socket(_StdSocket):
         # behind it, and no new edge would announce that data.
         self._tcp = self._stream and self.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
         # Connected by this process (`connect`): its blocking sends first let the ready fibers
-        # run, so that the requests of many clients of one server leave together (`_cede`).
+        # run, so that the requests of many clients of one server leave together
+        # (`_after_ready`).
         self._client = False
         _Csocket.settimeout(self, 0.0)
 
@@ -463,9 +464,7 @@ def _cede() -> None:
     """Before a blocking TLS write on the client side: go after the fibers already ready."""
     f = getcurrent()
     if type(f) is Fiber:
-        hub = f._hub
-        if hub.ready or hub.calls:
-            hub.cede(f)
+        f._hub.cede(f)  # (which does nothing when no fiber is ready and no call is batched)
 
 
 _CONNECT_PENDING = {
