@@ -191,7 +191,7 @@ def check_patched() -> None:
     if not (
         type(getcurrent()) is unknot.Fiber
         and socket.socket is unknot.socket.socket
-        and threading.Lock().__module__ == "unknot._hybrid"
+        and threading.Lock().__module__ == "unknot._patch._hybrid"
     ):
         raise SystemExit("child.py --patched: the tests would not run patched in a fiber")
 

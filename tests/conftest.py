@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from unknot._selectors import BACKENDS
+from unknot._core._backends import BACKENDS
 
 pytest_plugins = ["pytester"]
 
@@ -31,7 +31,7 @@ def no_foreign_threads() -> None:
     Fails fast (instead of hanging in a test that expects a DeadlockError) if a thread started
     by another test is still running.
     """
-    from unknot._threads import pool_thread_idents
+    from unknot._core._pool import pool_thread_idents
 
     deadline = time.monotonic() + 10
     while True:

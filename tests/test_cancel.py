@@ -508,4 +508,4 @@ def test_many_scopes_cancellation_count_stays_consistent(autojump_clock: MockClo
                 s.cancel()
             unknot.sleep(1)
     unknot.sleep(1)
-    assert unknot.current()._hub.ncancel == 0  # type: ignore[union-attr]
+    assert unknot.current().hub.ncancel == 0  # type: ignore[union-attr]

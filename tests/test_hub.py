@@ -21,7 +21,7 @@ from typing import NamedTuple
 import pytest
 
 import unknot
-from unknot._hub import Hub
+from unknot._core._hub import Hub
 from unknot.testing import MockClock
 
 BACKEND_CLASSES = {"epoll": "EpollHub", "poll": "PollHub", "select": "SelectHub"}
@@ -30,7 +30,7 @@ BACKEND_CLASSES = {"epoll": "EpollHub", "poll": "PollHub", "select": "SelectHub"
 def _hub() -> Hub:
     f = unknot.current()
     assert f is not None
-    return f._hub
+    return f.hub
 
 
 @pytest.fixture
@@ -929,7 +929,7 @@ def test_each_thread_runs_its_own_hub() -> None:
     def main(name: str) -> tuple[int, int]:
         loops[name] = asyncio.get_running_loop()
         unknot.to_thread(barrier.wait)  # both hubs are running now
-        assert len(unknot._loop.running_hubs()) == 2
+        assert len(unknot.lowlevel.running_hubs()) == 2
         if name == "a":  # a plain thread must say which hub it means
             errors: list[str] = []
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from unknot import _hybrid
+from unknot._patch import _hybrid
 
 BAD_ACQUIRE_ARGS: list[tuple[Any, ...]] = [(False, 1), (True, -5), (True, "x"), (True, 1e300)]
 
@@ -40,7 +40,7 @@ def test_repr_has_the_stdlib_form(make: Any) -> None:
     # As _thread's locks: "<unlocked _thread.lock object at 0x...>" (CPython's lock_tests).
     lock = make()
     assert re.fullmatch(
-        r"<unlocked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock)
+        r"<unlocked unknot\._patch\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock)
     )
     lock.acquire()
     assert re.fullmatch(r"<locked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock))
@@ -54,7 +54,7 @@ def test_repr_has_the_stdlib_form(make: Any) -> None:
 REACQUIRE = """
 import _thread, threading, time
 import unknot
-from unknot import _hybrid
+from unknot._patch import _hybrid
 
 def holder(cond, interrupt):
     with cond:

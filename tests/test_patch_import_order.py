@@ -199,6 +199,6 @@ def test_python_m_unknot_runs_an_unmodified_script(
     assert "fiber" not in plain
     assert patched["fiber"] == "root"
     assert patched["socket_patched"] and patched["imported_name_patched"]
-    assert patched["lock_type"] == "unknot._hybrid.Lock"
+    assert patched["lock_type"] == "unknot._patch._hybrid.Lock"
     assert patched["sleep_patched"] and patched["hub_thread"]
     assert patched["threads"] == 1

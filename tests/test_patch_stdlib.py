@@ -121,7 +121,7 @@ def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
         import sys, threading, warnings
         import unknot
         unknot.patch()
-        from unknot import _hybrid
+        from unknot._patch import _hybrid
 
         def f(lock: threading.Lock | None = None) -> None:
             pass

@@ -22,7 +22,7 @@ from fiber_helpers import Ticker, later, outcome
 
 import unknot
 import unknot.select as us
-from unknot._hub import TIMED_OUT
+from unknot.lowlevel import TIMED_OUT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(30)
 def hub() -> Any:
     f = unknot.current()
     assert f is not None
-    return f._hub
+    return f.hub
 
 
 # -- select.select ---------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def test_select_suspends_only_the_fiber(backend: str, cls_name: str) -> None:
             assert sel.select(0) == []
             assert sel.select(-1) == []
             fibers_fd = sel.fileno() if cls_name == "EpollSelector" else r
-            assert fibers_fd not in unknot.current()._hub.fds  # type: ignore[union-attr]
+            assert fibers_fd not in unknot.current().hub.fds  # type: ignore[union-attr]
     finally:
         os.close(r)
         os.close(w)
@@ -185,7 +185,7 @@ def test_cancelled_select_cleans_up(backend: str, cls_name: str) -> None:
             assert scope.cancelled_caught
             os.write(w, b"x")
             assert len(sel.select(1)) == 1
-            hub = unknot.current()._hub  # type: ignore[union-attr]
+            hub = unknot.current().hub  # type: ignore[union-attr]
             assert r not in hub.fds and (cls_name != "EpollSelector" or sel.fileno() not in hub.fds)
     finally:
         os.close(r)

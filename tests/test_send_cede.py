@@ -21,7 +21,7 @@ import pytest
 
 import unknot
 import unknot.socket as us
-from unknot._selectors import BACKENDS
+from unknot._core._backends import BACKENDS
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -343,7 +343,7 @@ def test_a_batched_call_is_dropped_when_its_fiber_is_woken_otherwise() -> None:
 
     def main() -> None:
         me = unknot.current()
-        hub = me._hub  # type: ignore[union-attr]
+        hub = me.hub  # type: ignore[union-attr]
 
         def intruder() -> None:
             hub.throw(me, RuntimeError("woken by someone else"))

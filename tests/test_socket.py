@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import unknot
 import unknot.socket as us
-from unknot._selectors import BACKENDS
+from unknot._core._backends import BACKENDS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ class Where:
             return fn(*args)
 
         def root() -> Any:
-            hub = unknot.current()._hub  # type: ignore[union-attr]
+            hub = unknot.current().hub  # type: ignore[union-attr]
             assert type(hub).__name__ == HUB_CLASS[self.backend or ""]
             return fn(*args)
 
@@ -1077,7 +1077,7 @@ def test_close_wakes_a_waiting_fiber_with_oserror(backend: str, waiter: Any) -> 
             f.join(timeout=2)
         assert info.value.errno == errno.EBADF
         assert elapsed_since(t0) < 0.5
-        hub = unknot.current()._hub  # type: ignore[union-attr]
+        hub = unknot.current().hub  # type: ignore[union-attr]
         assert all(rec.reader is None and rec.writer is None for rec in hub.fds.values())
     finally:
         for s in others:
@@ -1272,7 +1272,7 @@ def exchange(writer: Any, reader: Any) -> None:
 
 @pytest.mark.unknot
 def test_fd_numbers_reused_after_close(backend: str) -> None:
-    hub = unknot.current()._hub  # type: ignore[union-attr]
+    hub = unknot.current().hub  # type: ignore[union-attr]
     for _ in range(20):
         a, b = us.socketpair()
         exchange(a, b)

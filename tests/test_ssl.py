@@ -243,7 +243,7 @@ def test_tcpserver_survives_failed_handshake(
         spawned.append(unknot.spawn(*args, **kwargs))
         return spawned[-1]
 
-    monkeypatch.setattr(unknot._server, "spawn", spawn)
+    monkeypatch.setattr(unknot._tcp, "spawn", spawn)
 
     untrusting = ssl.create_default_context()  # does not trust our CA
     with unknot.TCPServer(handler, ssl=server_ctx) as server:

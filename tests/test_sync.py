@@ -586,8 +586,8 @@ def test_ctrl_c_does_not_break_condition_reacquire() -> None:
     def holder() -> None:
         with cond:
             cond.notify()
-            hub = unknot.current()._hub  # type: ignore[union-attr]
-            hub.kbi_pending = True  # what the SIGINT handler does while another fiber runs
+            hub = unknot.current().hub  # type: ignore[union-attr]
+            hub.interrupt_pending = True  # what the SIGINT handler does while another fiber runs
             unknot.sleep(0.05)  # the root is now parked re-acquiring the lock
             order.append("holder releases")
 

@@ -15,27 +15,36 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
 
 # The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
 from . import select, socket
-from ._bridge import await_
-from ._cancel import Cancelled, CancelScope, current_time, fail_after, move_on_after
 from ._channel import Channel, ChannelClosed, Operation
-from ._fiber import Fiber, FiberCancelled
-from ._fibers import (
+from ._core import (
+    Cancelled,
+    CancelScope,
+    DeadlockError,
+    Fiber,
+    FiberCancelled,
+    HubEventLoop,
+    NotInFiberError,
+    TaskGroup,
+    await_,
     checkpoint,
     checkpoint_if_cancelled,
     current,
+    current_time,
+    fail_after,
+    from_thread,
+    move_on_after,
+    new_event_loop,
+    run,
     sleep,
     spawn,
+    to_thread,
     wait_readable,
     wait_writable,
 )
-from ._hub import DeadlockError, NotInFiberError
-from ._loop import HubEventLoop, new_event_loop, run
 from ._patch import is_patched, patch, unpatch
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
-from ._server import TCPServer, serve_tcp
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
-from ._taskgroup import TaskGroup
-from ._threads import from_thread, to_thread
+from ._tcp import TCPServer, serve_tcp
 
 __version__ = "0.1.0"
 

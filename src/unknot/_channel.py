@@ -18,8 +18,7 @@ import random
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from ._fiber import Fiber
-from ._hub import TIMED_OUT, require_fiber
+from .lowlevel import TIMED_OUT, Fiber, require_fiber
 
 T = TypeVar("T")
 
@@ -113,7 +112,7 @@ class Channel(Generic[T]):
             toks = list(waiting)
             waiting.clear()
             for tok in toks:
-                tok.fiber._hub.throw(tok.fiber, ChannelClosed("channel closed"))
+                tok.fiber.hub.throw(tok.fiber, ChannelClosed("channel closed"))
 
     def __iter__(self) -> Iterator[T]:
         """Receive values until the channel is closed."""
@@ -132,7 +131,7 @@ class Channel(Generic[T]):
         while receivers:
             tok = next(iter(receivers))
             del receivers[tok]
-            if tok.fiber._hub.wake(tok.fiber, (tok.op, value)):
+            if tok.fiber.hub.wake(tok.fiber, (tok.op, value)):
                 return True
         return False
 
@@ -141,7 +140,7 @@ class Channel(Generic[T]):
         while senders:
             tok = next(iter(senders))
             value = senders.pop(tok)
-            if tok.fiber._hub.wake(tok.fiber, (tok.op, None)):
+            if tok.fiber.hub.wake(tok.fiber, (tok.op, None)):
                 return True, value
         if self._closed:
             raise ChannelClosed("channel closed")
@@ -164,7 +163,7 @@ def _perform(ops: list[Operation], timeout: float | None) -> tuple[Operation, An
     for tok in toks:
         tok.op._enqueue(tok)
     try:
-        r = f._hub.park(f, timeout)
+        r = f.hub.park(f, timeout)
     finally:
         for tok in toks:
             tok.op._dequeue(tok)

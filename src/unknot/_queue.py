@@ -16,8 +16,7 @@ from collections import deque
 from queue import Empty, Full
 from typing import Any, Generic, TypeVar
 
-from ._hub import TIMED_OUT, require_fiber
-from ._sync import _Waiters
+from .lowlevel import TIMED_OUT, ParkingLot, require_fiber
 
 T = TypeVar("T")
 
@@ -28,10 +27,10 @@ class Queue(Generic[T]):
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self._init(maxsize)
-        self._getters = _Waiters()
-        self._putters: dict[Any, Any] = {}  # waiting fiber -> the item it puts
+        self._getters = ParkingLot()
+        self._putters = ParkingLot()  # waiting putters, each with the item it puts
         self._unfinished = 0
-        self._all_done = _Waiters()
+        self._all_done = ParkingLot()
 
     # Storage hooks (as in the stdlib): overridden by LifoQueue and PriorityQueue.
     def _init(self, maxsize: int) -> None:
@@ -67,7 +66,7 @@ class Queue(Generic[T]):
             raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
-        if self._getters.wake_one(item) is not None:
+        if self._getters.unpark(item) is not None:
             return
         if not self.full():
             self._put(item)
@@ -76,13 +75,11 @@ class Queue(Generic[T]):
             self._unfinished -= 1
             raise Full
         f = require_fiber()
-        self._putters[f] = item
         taken = False
         try:
-            taken = f._hub.park(f, timeout) is True
+            taken = self._putters.park(f, timeout, payload=item) is True
         finally:
             if not taken:  # timed out or cancelled: the put did not happen
-                self._putters.pop(f, None)
                 self._unfinished -= 1
         if not taken:
             raise Full
@@ -99,20 +96,17 @@ class Queue(Generic[T]):
         if not block:
             raise Empty
         f = require_fiber()
-        r = self._getters.wait(f, timeout)
+        r = self._getters.park(f, timeout)
         if r is TIMED_OUT:
             raise Empty
         return r
 
     def _admit_putter(self) -> None:
         """Room was made: move the longest-waiting putter's item in, if it can be woken."""
-        putters = self._putters
-        while putters and not self.full():
-            f = next(iter(putters))
-            item = putters.pop(f)
-            if f._hub.wake(f, True):
-                self._put(item)
-                return
+        if self._putters and not self.full():
+            place = self._putters.unpark(True)
+            if place is not None:
+                self._put(place.payload)
 
     def put_nowait(self, item: T) -> None:
         """``put(item, block=False)``."""
@@ -128,12 +122,12 @@ class Queue(Generic[T]):
             raise ValueError("task_done() called too many times")
         self._unfinished -= 1
         if not self._unfinished:
-            self._all_done.wake_all()
+            self._all_done.unpark_all()
 
     def join(self) -> None:
         """Wait until every item put has been marked with `task_done`."""
         if self._unfinished:
-            self._all_done.wait(require_fiber(), None)
+            self._all_done.park(require_fiber())
 
     def __repr__(self) -> str:
         return (

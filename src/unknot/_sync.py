@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
-from ._hub import TIMED_OUT, require_fiber
+from .lowlevel import TIMED_OUT, Fiber, ParkingLot, current_time, require_fiber
 
 T = TypeVar("T")
 
@@ -34,50 +33,12 @@ def _timeout_arg(blocking: bool, timeout: float | None) -> float | None:
     return float(timeout)
 
 
-class _Waiters:
-    """An ordered set of parked fibers, with the first-waker-wins hand-off."""
-
-    __slots__ = ("_d",)
-
-    def __init__(self) -> None:
-        self._d: dict[Fiber, Any] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def wait(self, f: Fiber, timeout: float | None, cancellable: bool = True) -> Any:
-        self._d[f] = None
-        try:
-            return f._hub.park(f, timeout, cancellable)
-        finally:
-            self._d.pop(f, None)
-
-    def wake_one(self, value: Any = True) -> Fiber | None:
-        """Wake the longest-waiting fiber still parked; return it (None if there was none)."""
-        d = self._d
-        while d:
-            f = next(iter(d))
-            del d[f]
-            if f._hub.wake(f, value):
-                return f
-        return None
-
-    def wake_all(self, value: Any = True) -> int:
-        n = 0
-        while self.wake_one(value) is not None:
-            n += 1
-        return n
-
-
 class Event:
     """A flag fibers can wait for (`threading.Event` for fibers)."""
 
     def __init__(self) -> None:
         self._flag = False
-        self._waiters = _Waiters()
+        self._waiters = ParkingLot()
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
@@ -86,7 +47,7 @@ class Event:
     def set(self) -> None:
         """Set the flag and wake every waiting fiber."""
         self._flag = True
-        self._waiters.wake_all()
+        self._waiters.unpark_all()
 
     def clear(self) -> None:
         """Reset the flag."""
@@ -97,7 +58,7 @@ class Event:
         if self._flag:
             return True
         f = require_fiber()
-        return self._waiters.wait(f, timeout) is not TIMED_OUT
+        return self._waiters.park(f, timeout) is not TIMED_OUT
 
     def __repr__(self) -> str:
         return f"<Event {'set' if self._flag else 'unset'} waiters={len(self._waiters)}>"
@@ -144,7 +105,7 @@ class Lock(_LockBase):
 
     def __init__(self) -> None:
         self._owner: Any = None
-        self._waiters = _Waiters()
+        self._waiters = ParkingLot()
 
     def locked(self) -> bool:
         """Whether some fiber holds the lock."""
@@ -165,16 +126,16 @@ class Lock(_LockBase):
 
     def _wait(self, f: Fiber, timeout: float | None, cancellable: bool) -> bool:
         # On success release() has already made us the owner.
-        return self._waiters.wait(f, timeout, cancellable) is not TIMED_OUT
+        return self._waiters.park(f, timeout, cancellable=cancellable) is not TIMED_OUT
 
     def release(self) -> None:
         """Release the lock, handing it to the longest-waiting fiber if any."""
         if self._owner is None:
             raise RuntimeError("release unlocked lock")
         self._owner = None
-        waiter = self._waiters.wake_one()
-        if waiter is not None:
-            self._owner = waiter
+        place = self._waiters.unpark()
+        if place is not None:
+            self._owner = place.fiber
 
     def __repr__(self) -> str:
         return f"<Lock {'locked' if self._owner else 'unlocked'} waiters={len(self._waiters)}>"
@@ -229,7 +190,7 @@ class Semaphore(_LockBase):
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
         self._value = value
-        self._waiters = _Waiters()
+        self._waiters = ParkingLot()
 
     @property
     def value(self) -> int:
@@ -245,14 +206,14 @@ class Semaphore(_LockBase):
         if not blocking:
             return False
         f = require_fiber()
-        return self._waiters.wait(f, t) is not TIMED_OUT
+        return self._waiters.park(f, t) is not TIMED_OUT
 
     def release(self, n: int = 1) -> None:
         """Return ``n`` slots, handing each to a waiting fiber first."""
         if n < 1:
             raise ValueError("n must be one or more")
         for _ in range(n):
-            if self._waiters.wake_one() is None:
+            if self._waiters.unpark() is None:
                 self._value += 1
 
     def __repr__(self) -> str:
@@ -278,7 +239,7 @@ class Condition(_LockBase):
 
     def __init__(self, lock: Lock | RLock | None = None) -> None:
         self._lock: Lock | RLock = lock if lock is not None else RLock()
-        self._waiters = _Waiters()
+        self._waiters = ParkingLot()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the underlying lock."""
@@ -308,7 +269,7 @@ class Condition(_LockBase):
         else:
             lock.release()
         try:
-            return self._waiters.wait(f, timeout) is not TIMED_OUT
+            return self._waiters.park(f, timeout) is not TIMED_OUT
         finally:
             if isinstance(lock, RLock):
                 lock._acquire_restore(f, saved)
@@ -317,8 +278,6 @@ class Condition(_LockBase):
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` is true (checked with the lock held); return its value."""
-        from ._cancel import current_time
-
         deadline = None if timeout is None else current_time() + timeout
         result = predicate()
         while not result:
@@ -336,11 +295,11 @@ class Condition(_LockBase):
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         for _ in range(n):
-            if self._waiters.wake_one() is None:
+            if self._waiters.unpark() is None:
                 break
 
     def notify_all(self) -> None:
         """Wake every fiber waiting on the condition."""
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
-        self._waiters.wake_all()
+        self._waiters.unpark_all()

@@ -66,7 +66,7 @@ except ImportError:  # Windows
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
+from .lowlevel import Fiber
 from .select import BUSY_POLL
 
 __all__ = list(_stdlib.__all__)
@@ -108,7 +108,7 @@ def _wait_ready(f: Fiber, fd: int, write: bool) -> None:
     Cancellable: raises `unknot.Cancelled` in a cancelled scope when it has to wait.
     """
     while not _ready(fd, write):
-        f._hub.wait_fds(f, () if write else (fd,), (fd,) if write else (), None, BUSY_POLL)
+        f.hub.wait_fds(f, () if write else (fd,), (fd,) if write else (), None, BUSY_POLL)
 
 
 def _may_wait(fd: int, write: bool) -> bool:
@@ -186,7 +186,7 @@ def write(fd: int, data: Any, /) -> int:
 
 def _wait_child(f: Fiber, pid: int, options: int) -> tuple[int, int]:
     """``waitpid(pid, options)`` (options without WNOHANG), suspending only fiber ``f``."""
-    from ._fibers import sleep
+    from .lowlevel import sleep
 
     pidfd = None
     if _pidfd_open is not None and pid > 0 and not options & _NO_PIDFD_OPTIONS:

@@ -36,8 +36,7 @@ from typing import Any, Self
 from greenlet import getcurrent
 
 from . import _channel
-from ._fiber import Fiber
-from ._hub import TIMED_OUT
+from .lowlevel import TIMED_OUT, Fiber
 from .time import _time_arg
 
 # The stdlib's own objects, captured before unknot.patch() can replace them in the select module.
@@ -104,7 +103,7 @@ def _wait_loop(
     unwatched: bool,
 ) -> Any:
     """Wait until ``poll_now()`` returns something true, or ``seconds`` pass (then return it)."""
-    hub = f._hub
+    hub = f.hub
     deadline = None if seconds is None else hub.time() + seconds
     while True:
         if deadline is None:

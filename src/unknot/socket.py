@@ -40,8 +40,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
-from ._hub import TIMED_OUT
+from .lowlevel import TIMED_OUT, Fiber
 
 __all__ = list(_stdlib.__all__)
 
@@ -181,7 +180,7 @@ class socket(_StdSocket):
             raise TimeoutError("timed out")
         f = getcurrent()
         if type(f) is Fiber:
-            hub = f._hub
+            hub = f.hub
             hr = self._hubrec
             if hr is None or hr[0] is not hub:
                 fd = self.fileno()
@@ -254,7 +253,7 @@ class socket(_StdSocket):
     ) -> Any:
         """Run the C method ``op(self, *args)`` moving up to ``size`` bytes, cooperatively.
 
-        Uses and maintains the record's readiness hints (see `unknot._hub.FdWait`): a short
+        Uses and maintains the record's readiness hints (see `unknot.lowlevel.FdWait`): a short
         write on a stream socket (or a short read on a TCP one) clears the hint, and a cleared
         hint means wait for the next edge before trying the syscall again. ``size`` None: the
         call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
@@ -313,7 +312,7 @@ class socket(_StdSocket):
                             rec.readable = False
                         return data
                 f = getcurrent()
-                if type(f) is not Fiber or f._hub is not hr[0] or self._hubrec is not hr:
+                if type(f) is not Fiber or f.hub is not hr[0] or self._hubrec is not hr:
                     break
                 if t is None:
                     hr[0].wait_fd(f, rec, False, None)
@@ -360,7 +359,7 @@ class socket(_StdSocket):
         f = getcurrent()
         if type(f) is not Fiber:
             return 0
-        hub = f._hub
+        hub = f.hub
         if not (hub.ready or hub.calls):
             return 0
         if type(data) is not bytes:
@@ -464,7 +463,7 @@ def _cede() -> None:
     """Before a blocking TLS write on the client side: go after the fibers already ready."""
     f = getcurrent()
     if type(f) is Fiber:
-        f._hub.cede(f)  # (which does nothing when no fiber is ready and no call is batched)
+        f.hub.cede(f)  # (which does nothing when no fiber is ready and no call is batched)
 
 
 _CONNECT_PENDING = {
@@ -553,7 +552,7 @@ def _in_fiber() -> bool:
 
 def _offload(fn: Any, *args: Any) -> Any:
     if _in_fiber():
-        from ._threads import to_thread
+        from .lowlevel import to_thread
 
         return to_thread(fn, *args)
     return fn(*args)

@@ -59,8 +59,7 @@ from greenlet import getcurrent
 
 from . import os as _os
 from . import selectors as _selectors
-from ._cancel import Cancelled, CancelScope, effectively_cancelled
-from ._fiber import Fiber
+from .lowlevel import Cancelled, CancelScope, Fiber, is_cancelled
 
 __all__ = list(_stdlib.__all__)
 
@@ -157,8 +156,7 @@ _popen_globals["_PopenSelector"] = getattr(_selectors, "PollSelector", _selector
 
 
 def _in_cancelled_fiber() -> bool:
-    f = getcurrent()
-    return type(f) is Fiber and bool(f._hub.ncancel) and effectively_cancelled(f._scope)
+    return is_cancelled()
 
 
 class Popen(_StdPopen):
@@ -231,7 +229,7 @@ class Popen(_StdPopen):
         f = getcurrent()
         if type(f) is not Fiber or _mswindows:  # (Windows: not cooperative)
             return _StdPopen._wait(self, timeout)  # type: ignore[attr-defined]
-        hub = f._hub
+        hub = f.hub
         deadline = None if timeout is None else hub.time() + timeout
         lock = self._waitpid_lock  # type: ignore[attr-defined]
         pidfd: int | None = None

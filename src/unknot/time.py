@@ -16,8 +16,8 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
-from ._fibers import sleep as _fiber_sleep
+from .lowlevel import Fiber
+from .lowlevel import sleep as _fiber_sleep
 
 # The stdlib's sleep, captured before unknot.patch() can replace it in the time module.
 _std_sleep = _stdlib.sleep

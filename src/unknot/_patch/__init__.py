@@ -1,8 +1,8 @@
 """`patch`: make the stdlib's blocking APIs fiber-aware, so unmodified libraries run concurrently.
 
-Everything `patch` changes is listed in `PATCH_TABLE`, one row per stdlib attribute, grouped by
-the keyword argument that turns the group off, and in `DRIVER_INTEGRATIONS` for third-party
-drivers. Four mechanisms, applied in this order:
+Everything `patch` changes is listed in `PATCH_TABLE` (`unknot._patch._table`), one row per
+stdlib attribute, grouped by the keyword argument that turns the group off, and in
+`DRIVER_INTEGRATIONS` for third-party drivers. Four mechanisms, applied in this order:
 
 1. **Module attributes.** ``socket.socket``, ``time.sleep``, ``threading.Lock`` ... are replaced
    by unknot's versions, so code that looks them up at call time (``import socket;
@@ -18,11 +18,11 @@ drivers. Four mechanisms, applied in this order:
 4. **Driver integrations** (`DRIVER_INTEGRATIONS`, keyword ``drivers``). Some drivers wait in C
    code on a file descriptor of their own (psycopg 3's ``wait_c``), which no stdlib patch reaches;
    where such a driver offers a Python hook, `patch` fills it with a cooperative version from
-   `unknot._drivers`. A driver already imported is fixed at once; one imported later is fixed by
-   an import hook (a `sys.meta_path` finder) right after its module has run.
+   `unknot._patch._drivers`. A driver already imported is fixed at once; one imported later is
+   fixed by an import hook (a `sys.meta_path` finder) right after its module has run.
 
 `threading.Thread` stays a real OS thread: the locks `patch` installs are *hybrid* (see
-`unknot._hybrid`), correct when fibers and threads share them, so libraries that start
+`unknot._patch._hybrid`), correct when fibers and threads share them, so libraries that start
 background threads keep working unchanged, CPU-bound threads keep running in parallel with the
 hub, and `to_thread` keeps meaning a real thread. Joining a thread from a fiber waits
 cooperatively. `threading.local` becomes fiber-local (a fiber is a thread of control for the code
@@ -34,123 +34,15 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
-import queue
 import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
-from greenlet import getcurrent
-
-from ._fiber import Fiber
-
-_ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
-
-
-def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
-    def join(self: threading.Thread, timeout: float | None = None) -> None:
-        # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
-        if (
-            type(getcurrent()) is Fiber
-            and self.is_alive()
-            and self is not threading.current_thread()
-        ):
-            from ._threads import to_thread
-
-            return to_thread(original, self, timeout)
-        return original(self, timeout)
-
-    join.__doc__ = original.__doc__
-    return join
-
-
-def _fiber_local_class() -> type:
-    """`threading.local` with one namespace per fiber: the stdlib's pure-Python implementation
-    (``_threading_local``), loaded privately with "current thread" meaning "current greenlet"."""
-    spec = importlib.util.find_spec("_threading_local")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from ._hybrid import RLock
-
-    module.current_thread = getcurrent  # type: ignore[attr-defined]
-    module.RLock = RLock  # type: ignore[attr-defined]
-    local: type = module.local
-    return local
-
-
-def _socket_names() -> list[str]:
-    # Not create_connection, create_server and getfqdn: the stdlib's own look up socket(),
-    # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
-    # replaced they are cooperative as they are (and a later mock of socket.socket still
-    # applies, as CPython's test_socket expects). unknot.socket has copies bound to its names.
-    return ["socket", "socketpair", "fromfd"]
-
-
-def _dns_names() -> list[str]:
-    return ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"]
-
-
-# group -> list of (stdlib module, attribute, where the replacement comes from)
-# The source is "module:attr" for a name in an unknot module, or a callable building the value.
-PATCH_TABLE: dict[str, list[tuple[str, str, Any]]] = {
-    "socket": [("socket", n, f"unknot.socket:{n}") for n in _socket_names()],
-    "dns": [("socket", n, f"unknot.socket:{n}") for n in _dns_names()],
-    "ssl": [
-        # Every context (also one created before patching) wraps sockets in unknot's
-        # SSLSocket. The name ssl.SSLSocket stays the stdlib class (which unknot's subclasses):
-        # the stdlib's own SSLSocket._create looks it up as a module global.
-        ("ssl", "SSLContext.sslsocket_class", "unknot.ssl:SSLSocket"),
-    ],
-    "select": [
-        ("select", "select", "unknot.select:select"),
-        ("select", "poll", "unknot.select:poll"),
-        # epoll objects wait cooperatively on their own fd (one hub registration for all).
-        ("select", "epoll", "unknot.select:epoll"),
-        # Pollers we cannot make cooperative are hidden, so libraries that pick the best
-        # poller fall back to poll/select, which we can (none of these exist on Linux).
-        ("select", "kqueue", None),
-        ("select", "devpoll", None),
-        ("selectors", "DefaultSelector", "unknot.selectors:DefaultSelector"),
-        ("selectors", "SelectSelector", "unknot.selectors:SelectSelector"),
-        ("selectors", "PollSelector", "unknot.selectors:PollSelector"),
-        ("selectors", "EpollSelector", "unknot.selectors:EpollSelector"),
-        ("selectors", "KqueueSelector", None),
-        ("selectors", "DevpollSelector", None),
-    ],
-    "time": [("time", "sleep", "unknot.time:sleep")],
-    # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
-    # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
-    # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
-    "subprocess": [("subprocess", "Popen", "unknot.subprocess:Popen")],
-    "threading": [
-        # The class (threading.Lock is one on Python 3.13: `Lock | None`, isinstance).
-        ("threading", "Lock", "unknot._hybrid:Lock"),
-        ("threading", "_allocate_lock", "unknot._hybrid:allocate_lock"),
-        # threading.RLock stays the stdlib's function (its argument deprecation warning on
-        # 3.13 included), which makes a _CRLock.
-        ("threading", "_CRLock", "unknot._hybrid:RLock"),
-        ("threading", "local", _fiber_local_class),
-        ("threading", "Thread.join", lambda: _thread_join(_ORIGINAL_JOIN)),
-        ("_thread", "allocate_lock", "unknot._hybrid:allocate_lock"),
-        ("_thread", "allocate", "unknot._hybrid:allocate_lock"),
-        ("_thread", "RLock", "unknot._hybrid:RLock"),
-        ("_thread", "_local", _fiber_local_class),
-    ],
-    "queue": [("queue", "SimpleQueue", lambda: queue._PySimpleQueue)],  # type: ignore[attr-defined]
-}
+from ._table import DELETE, DRIVER_INTEGRATIONS, PATCH_TABLE, DriverHook, PatchRow, Source
 
 _MISSING = object()
 # (namespace object, attribute, original value or _MISSING) for every change, to undo them.
 _undo: list[tuple[Any, str, Any]] = []
 _patched_groups: set[str] = set()
-
-
-def _resolve(source: Any) -> Any:
-    if source is None or callable(source):
-        return source() if source is not None else _MISSING
-    module_name, _, attr = source.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
 
 
 def _target(module_name: str, attr: str) -> tuple[Any, str]:
@@ -207,16 +99,18 @@ def patch(
     for group, enabled in wanted.items():
         if not enabled or group in _patched_groups:
             continue
-        for module_name, attr, source in PATCH_TABLE[group]:
-            namespace, name = _target(module_name, attr)
+        for row in PATCH_TABLE[group]:
+            namespace, name = _target(row.module, row.attr)
             original = namespace.__dict__.get(name, _MISSING)
             if original is _MISSING:
                 continue  # not on this platform or version (e.g. no kqueue on Linux)
-            value = _resolve(source)
+            value = row.resolve()
+            if value is DELETE:
+                value = _MISSING
             if original is value:
                 continue
             _set(namespace, name, value)
-            if original is not _MISSING and value is not _MISSING and "." not in attr:
+            if value is not _MISSING and "." not in row.attr:
                 replacements[id(original)] = (original, value)
         _patched_groups.add(group)
     _rebind_loaded_modules(replacements)
@@ -279,33 +173,17 @@ def is_patched(group: str | None = None) -> bool:
     return bool(_patched_groups) if group is None else group in _patched_groups
 
 
-# -- Driver integrations -------------------------------------------------------------------------
-#
-# Drivers that block in C code on a file descriptor of their own bypass the patched socket
-# module. Those that expose a Python hook get a cooperative one: one row per hook, as
-# (module, attribute, factory). ``factory(module, original)`` builds the replacement; it is
-# imported from `unknot._drivers` only when the driver's module is loaded. Replacements call the
-# original outside fibers, so a driver imported while patched stays correct after `unpatch`.
-
-DRIVER_INTEGRATIONS: list[tuple[str, str, str]] = [
-    # psycopg 3: Connection runs every operation through waiting.wait / waiting.wait_conn,
-    # looked up at call time; the default wait is wait_c, a C poll loop.
-    ("psycopg.waiting", "wait", "unknot._drivers:psycopg_wait"),
-    ("psycopg.waiting", "wait_conn", "unknot._drivers:psycopg_wait_conn"),
-]
-
-
 def _integrate_module(module: Any) -> None:
     """Apply the `DRIVER_INTEGRATIONS` rows for ``module`` (just imported, or already loaded)."""
     replacements: dict[int, tuple[Any, Any]] = {}
-    for module_name, attr, source in DRIVER_INTEGRATIONS:
-        if module_name != module.__name__:
+    for hook in DRIVER_INTEGRATIONS:
+        if hook.module != module.__name__:
             continue
-        original = module.__dict__.get(attr, _MISSING)
+        original = module.__dict__.get(hook.attr, _MISSING)
         if original is _MISSING or hasattr(original, "__unknot_original__"):
             continue  # not in this version of the driver, or integrated already
-        value = _resolve(source)(module, original)
-        _set(module, attr, value)
+        value = hook.build(module, original)
+        _set(module, hook.attr, value)
         replacements[id(original)] = (original, value)
     _rebind_loaded_modules(replacements, skip=module)  # ``from psycopg.waiting import wait``
 
@@ -333,7 +211,7 @@ class _DriverImportHook:
     `DRIVER_INTEGRATIONS` and hands it an `_IntegratingLoader`; it finds nothing itself."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if not any(row[0] == fullname for row in DRIVER_INTEGRATIONS):
+        if not any(hook.module == fullname for hook in DRIVER_INTEGRATIONS):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -353,10 +231,22 @@ _import_hook: _DriverImportHook | None = None
 def _integrate_drivers() -> None:
     """Integrate the drivers already imported; catch the imports of the others."""
     global _import_hook
-    for module_name in dict.fromkeys(row[0] for row in DRIVER_INTEGRATIONS):
+    for module_name in dict.fromkeys(hook.module for hook in DRIVER_INTEGRATIONS):
         module = sys.modules.get(module_name)
         if module is not None:
             _integrate_module(module)
     if _import_hook is None:
         _import_hook = _DriverImportHook()
         sys.meta_path.insert(0, _import_hook)
+
+
+__all__ = [
+    "DRIVER_INTEGRATIONS",
+    "PATCH_TABLE",
+    "DriverHook",
+    "PatchRow",
+    "Source",
+    "is_patched",
+    "patch",
+    "unpatch",
+]

@@ -21,9 +21,8 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
-from ._hub import TIMED_OUT, Hub
-from ._sync import _LockBase
+from .._sync import _LockBase
+from ..lowlevel import TIMED_OUT, Fiber, Hub
 
 _allocate = _thread.allocate_lock
 _monotonic = time.monotonic
@@ -63,7 +62,7 @@ class Lock(_LockBase):
     ) -> bool:
         """``must_finish``: neither cancellation nor Ctrl-C may interrupt this wait (they stay
         pending for the next blocking call)."""
-        hub = f._hub
+        hub = f.hub
         entry = (hub, f)
         while True:
             with self._guard:
@@ -168,8 +167,8 @@ def _raise_pending_interrupt() -> None:
     """In the root fiber, raise the Ctrl-C that came during a wait nothing could interrupt."""
     f = getcurrent()
     if type(f) is Fiber:
-        hub = f._hub
-        if hub.kbi_pending and f is hub.root:
+        hub = f.hub
+        if hub.interrupt_pending and f is hub.root:
             raise hub.take_interrupt()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -10,17 +11,28 @@ from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ._cancel import Cancelled, deliver_cancel, effectively_cancelled
+from ._cancel import Cancelled, cancel_fiber, effectively_cancelled
 
 if TYPE_CHECKING:
     from ._hub import Hub
 
 log = logging.getLogger("unknot")
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# unknot's own directory: frames in it are skipped when recording where a fiber was spawned.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Fiber._state values
 PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
+
+# Fiber._parked values: how a fiber is parked (`Hub.park`), which says what may wake it early.
+#: Running, or ready to run: every wake-up finds it "not parked" and does nothing.
+NOT_PARKED = 0
+#: Parked in a checkpoint: cancellation (and, in the root fiber, Ctrl-C) throws into it.
+PARKED_CANCELLABLE = 1
+#: Parked in a wait that must finish (re-acquiring a lock, a batched send): only its own waker.
+PARKED_SHIELDED = 2
+#: Parked uncancellably, but Ctrl-C may still be thrown in (a TaskGroup waiting for children).
+PARKED_INTERRUPTIBLE = 3
 
 
 class FiberCancelled(Exception):
@@ -40,7 +52,7 @@ class Fiber(greenlet):
     """
 
     __slots__ = (
-        "_hub",
+        "hub",
         "_fn",
         "_args",
         "_kwargs",
@@ -79,7 +91,7 @@ class Fiber(greenlet):
         parent_glet: greenlet,
     ) -> None:
         greenlet.__init__(self, None, parent_glet)
-        self._hub = hub
+        self.hub = hub
         self._fn: Callable[..., Any] | None = fn
         self._args: tuple[Any, ...] | None = args
         self._kwargs: dict[str, Any] | None = kwargs
@@ -92,7 +104,7 @@ class Fiber(greenlet):
         self._parent = parent
         self._children: set[Any] | None = None
         self._cancel_called = 0
-        self._parked = 0
+        self._parked = NOT_PARKED
         self._wake_value: Any = None
         self._wake_exc: BaseException | None = None
         self._group: Any = None
@@ -105,7 +117,7 @@ class Fiber(greenlet):
     # -- the fiber body ----------------------------------------------------------------------
 
     def run(self) -> None:  # called by greenlet on the first switch
-        hub = self._hub
+        hub = self.hub
         fn, args, kwargs = self._fn, self._args, self._kwargs
         assert fn is not None and args is not None and kwargs is not None
         self._fn = self._args = self._kwargs = None
@@ -172,10 +184,7 @@ class Fiber(greenlet):
         if self._state == PENDING:
             self._cancel_called = 1  # it will never run; nothing to deliver
             return
-        self._cancel_called = 2  # counted in hub.ncancel until the fiber finishes
-        hub = self._hub
-        hub.ncancel += 1
-        deliver_cancel(hub, self)
+        cancel_fiber(self.hub, self)
 
     def result(self) -> Any:
         """The return value; re-raises the fiber's exception; `FiberCancelled` if cancelled.
@@ -211,11 +220,11 @@ class Fiber(greenlet):
             me = getcurrent()
             if me is self:
                 raise RuntimeError("a fiber cannot join itself")
-            hub = getattr(me, "_hub", None)
-            if hub is None:
+            if type(me) is not Fiber:
                 raise RuntimeError(
                     "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
                 )
+            hub = me.hub
             self._add_waiter(me)
             try:
                 if hub.park(me, timeout) is hub.TIMED_OUT and self._state < DONE:
@@ -236,9 +245,7 @@ class Fiber(greenlet):
         self._remove_waiter(fn)
 
     def __await__(self) -> Generator[Any, None, Any]:
-        from ._bridge import await_fiber
-
-        return (yield from await_fiber(self))
+        return (yield from _await_fiber(self))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -272,3 +279,48 @@ class Fiber(greenlet):
                 func,
                 exc_info=(type(err), err, err.__traceback__) if err is not None else None,
             )
+
+
+# -- ``await fiber`` from asyncio code ------------------------------------------------------
+
+
+def _done_future(
+    loop: asyncio.AbstractEventLoop, fiber: Fiber
+) -> tuple[asyncio.Future[None], Callable[[Fiber], None]]:
+    """A future resolved when ``fiber`` finishes, and the callback to remove afterwards."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def finished(_f: Fiber) -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    fiber.add_done_callback(finished)
+    return fut, finished
+
+
+def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
+    """The body of ``Fiber.__await__`` (the asyncio side of the bridge; see `_bridge`)."""
+    if not fiber.done():
+        loop = asyncio.get_running_loop()
+        if loop is not fiber.hub.loop:
+            raise RuntimeError(f"{fiber!r} belongs to another event loop")
+        fut, finished = _done_future(loop, fiber)
+        try:
+            yield from fut
+        except asyncio.CancelledError:
+            fiber.cancel()
+            while not fiber.done():  # let the fiber unwind, then report the cancellation
+                inner, inner_finished = _done_future(loop, fiber)
+                try:
+                    yield from inner
+                except asyncio.CancelledError:
+                    pass
+                finally:
+                    fiber.remove_done_callback(inner_finished)
+            raise
+        finally:
+            fiber.remove_done_callback(finished)
+    if fiber.cancelled():
+        fiber._retrieved = True
+        raise asyncio.CancelledError(f"{fiber.name} was cancelled")
+    return fiber.result()

@@ -1,18 +1,23 @@
-"""Starting fibers and suspending them: `spawn`, `current`, `sleep`, `checkpoint`, fd waits."""
+"""The module-level calls: `spawn`, `current`, `sleep`, `checkpoint`, fd waits, timeouts.
+
+Each is a thin face on `Hub` methods for the current fiber's hub."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from time import sleep as _thread_sleep  # the original, even after unknot.patch()
 from typing import Any
 
 from greenlet import getcurrent
 
-from ._cancel import Cancelled, effectively_cancelled
+from ._cancel import Cancelled, CancelScope, TimeoutScope, effectively_cancelled
+from ._exceptions import NotInFiberError
 from ._fiber import Fiber
-from ._hub import TIMED_OUT, NotInFiberError, get_hub, require_fiber
+from ._hub import TIMED_OUT
+from ._lookup import get_hub, require_fiber
 
 
 def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any) -> Fiber:
@@ -54,7 +59,7 @@ def sleep(seconds: float = 0) -> None:
             require_fiber()  # raises: sleeping here would block the whole loop
         _thread_sleep(seconds)
         return
-    hub = f._hub
+    hub = f.hub
     if seconds == 0:
         hub.yield_now(f)
         return
@@ -68,13 +73,13 @@ def sleep(seconds: float = 0) -> None:
 def checkpoint() -> None:
     """Raise `Cancelled` if the current fiber is cancelled; otherwise let others run once."""
     f = require_fiber()
-    f._hub.yield_now(f)
+    f.hub.yield_now(f)
 
 
 def checkpoint_if_cancelled() -> None:
     """Raise `Cancelled` if the current fiber is cancelled; never switches."""
     f = getcurrent()
-    if type(f) is Fiber and f._hub.ncancel and effectively_cancelled(f._scope):
+    if type(f) is Fiber and f.hub.ncancel and effectively_cancelled(f._scope):
         raise Cancelled()
 
 
@@ -96,7 +101,7 @@ def _wait(fd: Any, write: bool, timeout: float | None) -> None:
         raise ValueError(f"invalid file descriptor {fileno}")
     if timeout is not None and timeout != timeout:
         raise ValueError("timeout must not be NaN")
-    hub = f._hub
+    hub = f.hub
     if hub.wait_raw_fd(f, fileno, write, timeout) is TIMED_OUT:
         what = "writable" if write else "readable"
         raise TimeoutError(f"fd {fileno} did not become {what} within {timeout} s")
@@ -114,3 +119,31 @@ def wait_readable(fd: Any, timeout: float | None = None) -> None:
 def wait_writable(fd: Any, timeout: float | None = None) -> None:
     """Like `wait_readable`, for writability."""
     _wait(fd, True, timeout)
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def current_time() -> float:
+    """The current time on the running hub's clock (``loop.time()``; virtual under `MockClock`)."""
+    hub = get_hub()
+    if hub is None:
+        return _monotonic()
+    return hub.time()
+
+
+def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """A `CancelScope` that cancels its block after ``seconds``; execution continues after it.
+
+    Check ``scope.cancelled_caught`` to learn whether the time ran out.
+    """
+    if math.isnan(seconds):
+        raise ValueError("timeout must not be NaN")
+    return CancelScope(deadline=current_time() + seconds, shield=shield)
+
+
+def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """Like `move_on_after`, but raises `TimeoutError` if the block runs out of time."""
+    if math.isnan(seconds):
+        raise ValueError("timeout must not be NaN")
+    return TimeoutScope(deadline=current_time() + seconds, shield=shield)

@@ -11,11 +11,8 @@ from typing import Any
 
 from . import socket as usocket
 from . import ssl as ussl
-from ._cancel import CancelScope, move_on_after
-from ._fiber import Fiber
-from ._fibers import current, sleep, spawn
-from ._loop import run
 from ._sync import Event, Semaphore
+from .lowlevel import CancelScope, Fiber, current, move_on_after, run, sleep, spawn
 
 log = logging.getLogger("unknot.server")
 

@@ -38,7 +38,7 @@ class ForeignHub(Hub):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._hub_init(loop.time)
         self.loop = loop
-        self.glet = getcurrent()
+        self.hub_greenlet = getcurrent()
         self._scheduled = False
 
     def _notify(self) -> None:

@@ -12,21 +12,17 @@ hub greenlet. Whoever wakes it first (`wake`, `throw`, a timer, an fd event) win
 find it no longer parked and do nothing. That single rule is what keeps cancellation from losing
 or duplicating a value handed to a waiting fiber.
 
-How the hub is *driven* is left to subclasses: `unknot._selectors` runs fibers straight from the
-selector's ``select()`` inside our own asyncio loop (the fast path); `unknot._foreign` drives them
-with callbacks on any other asyncio loop.
+How the hub is *driven* is left to subclasses: `unknot._core._selector_hub` runs fibers straight
+from the selector's ``select()`` inside our own asyncio loop (the fast path);
+`unknot._core._foreign` drives them with callbacks on any other asyncio loop.
 """
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import errno
-import heapq
-import itertools
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
@@ -34,8 +30,17 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from ._cancel import Cancelled, effectively_cancelled
-from ._fiber import CANCELLED, FAILED, RUNNING, Fiber
+from ._cancel import Cancelled, effectively_cancelled, fiber_finished
+from ._deadlock import DeadlockDetection
+from ._exceptions import NotInFiberError
+from ._fiber import (
+    NOT_PARKED,
+    PARKED_CANCELLABLE,
+    PARKED_INTERRUPTIBLE,
+    PARKED_SHIELDED,
+    Fiber,
+)
+from ._timers import TimerQueue
 
 
 class _TimedOut:
@@ -51,14 +56,6 @@ TIMED_OUT: Any = _TimedOut()
 
 def _nothing() -> None:
     """A batched call that only marks a place in the batch (see `Hub.cede`)."""
-
-
-class DeadlockError(RuntimeError):
-    """Raised in the root fiber when every fiber is blocked and nothing can ever wake them."""
-
-
-class NotInFiberError(RuntimeError):
-    """A blocking unknot call was made where it cannot suspend (not in a fiber)."""
 
 
 class FdWait:
@@ -86,10 +83,13 @@ class FdWait:
         "hints",
         "readable",
         "writable",
+        "hub",
     )
 
-    def __init__(self, fd: int, persistent: bool, hints: bool = False) -> None:
+    def __init__(self, fd: int, persistent: bool, hints: bool = False, hub: Any = None) -> None:
         self.fd = fd
+        #: The hub whose table holds this record (a socket's record is only valid on that hub).
+        self.hub: Hub | None = hub
         self.reader: Fiber | None = None
         self.writer: Fiber | None = None
         self.persistent = persistent
@@ -103,10 +103,7 @@ class FdWait:
         return f"<FdWait fd={self.fd} reader={self.reader} writer={self.writer}>"
 
 
-_local = threading.local()
-
-
-class Hub:
+class Hub(TimerQueue, DeadlockDetection):
     """Scheduler state and operations common to every driver. See the module docstring."""
 
     TIMED_OUT = TIMED_OUT
@@ -116,16 +113,21 @@ class Hub:
     def _hub_init(self, clock: Callable[[], float] | None = None) -> None:
         self.ready: deque[Fiber] = deque()
         self._yielded = False
-        self.timers: list[list[Any]] = []
-        self._seq = itertools.count()
-        self._cancelled_timers = 0
-        self.glet: greenlet | None = None
+        self._timers_init()
+        #: The greenlet that runs the event loop; fibers switch to it when they park.
+        self.hub_greenlet: greenlet | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.root: Fiber | None = None
         self.fibers: set[Fiber] = set()
+        #: How many cancellations are in force on this hub: cancelled scopes still entered, plus
+        #: cancelled fibers still running. While it is 0 no fiber can be cancelled, so every
+        #: checkpoint costs one attribute test. Counted only by `unknot._core._cancel`.
         self.ncancel = 0
-        self.kbi_pending = False  # an interrupt waits to be raised in the root fiber
-        self.interrupt: BaseException | None = None  # ... this one (None: KeyboardInterrupt)
+        #: An interrupt waits to be raised in the root fiber: Ctrl-C, or the exception a Python
+        #: signal handler raised while the hub was polling (see `unknot._core._interrupt`).
+        self.interrupt_pending = False
+        #: ...that exception (None: a plain `KeyboardInterrupt`).
+        self.interrupt: BaseException | None = None
         self._deadlock_since: float | None = None
         self.threads_in_flight = 0
         self.fd_waiters = 0
@@ -154,7 +156,7 @@ class Hub:
         """Create a fiber running ``fn(*args, **kwargs)`` and queue it to start."""
         if not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {fn!r}")
-        f = Fiber(self, fn, args, kwargs or {}, name, parent, self.glet or getcurrent())
+        f = Fiber(self, fn, args, kwargs or {}, name, parent, self.hub_greenlet or getcurrent())
         f.gr_context = copy_context()
         self.fibers.add(f)
         self.ready.append(f)
@@ -163,8 +165,7 @@ class Hub:
 
     def _fiber_finished(self, f: Fiber) -> None:
         self.fibers.discard(f)
-        if f._cancel_called == 2:
-            self.ncancel -= 1
+        fiber_finished(self, f)
         parent = f._parent
         if parent is not None and parent._children is not None:
             parent._children.discard(f)
@@ -192,25 +193,30 @@ class Hub:
             interruptible = cancellable
         if cancellable and self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
-        if interruptible and self.kbi_pending and f is self.root:
+        if interruptible and self.interrupt_pending and f is self.root:
             raise self.take_interrupt()
-        glet = self.glet
-        if glet is None or f is glet:
+        hub_greenlet = self.hub_greenlet
+        if hub_greenlet is None or f is hub_greenlet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
-        # 1: cancellable (and interruptible); 2: neither; 3: interruptible only
-        state = 1 if cancellable else 3 if interruptible else 2
+        state = (
+            PARKED_CANCELLABLE
+            if cancellable
+            else PARKED_INTERRUPTIBLE
+            if interruptible
+            else PARKED_SHIELDED
+        )
         if timeout is None:
             f._parked = state
             try:
                 return self._switch_out()
             finally:
-                f._parked = 0
+                f._parked = NOT_PARKED
         entry = self.add_timer(self.time() + timeout, self._timeout_cb, f)
         f._parked = state
         try:
             return self._switch_out()
         finally:
-            f._parked = 0
+            f._parked = NOT_PARKED
             if entry[2] is not None:
                 self.cancel_timer(entry)
 
@@ -218,7 +224,7 @@ class Hub:
         """The pending interrupt for the root fiber (Ctrl-C, or what a signal handler raised),
         which is then no longer pending."""
         exc = self.interrupt or KeyboardInterrupt()
-        self.kbi_pending = False
+        self.interrupt_pending = False
         self.interrupt = None
         return exc
 
@@ -228,7 +234,7 @@ class Hub:
     def wake(self, f: Fiber, value: Any = None) -> bool:
         """Resume parked fiber ``f`` with ``value``. False (and nothing done) if not parked."""
         if f._parked:
-            f._parked = 0
+            f._parked = NOT_PARKED
             f._wake_value = value
             self.ready.append(f)
             self._notify()
@@ -238,7 +244,7 @@ class Hub:
     def throw(self, f: Fiber, exc: BaseException) -> bool:
         """Resume parked fiber ``f`` by raising ``exc`` in it. False if not parked."""
         if f._parked:
-            f._parked = 0
+            f._parked = NOT_PARKED
             f._wake_exc = exc
             self.ready.append(f)
             self._notify()
@@ -249,13 +255,13 @@ class Hub:
         """Let every other ready fiber run once, then continue (``sleep(0)``). A checkpoint."""
         if self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
-        glet = self.glet
-        if glet is None or f is glet:
+        hub_greenlet = self.hub_greenlet
+        if hub_greenlet is None or f is hub_greenlet:
             raise NotInFiberError("a blocking call was made outside a running fiber")
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
-        glet.switch()
+        hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
         """Let the fibers already ready run before ``f`` (the current fiber) goes on.
@@ -268,8 +274,8 @@ class Hub:
         Ctrl-C that arrives meanwhile is raised by the next blocking call), and with no other
         fiber ready it returns at once without switching.
         """
-        glet = self.glet
-        if glet is None or f is glet:
+        hub_greenlet = self.hub_greenlet
+        if hub_greenlet is None or f is hub_greenlet:
             return
         if self.calls:
             # Batched calls (sends) wait for the ready fibers: go after those calls too, so
@@ -318,7 +324,7 @@ class Hub:
             # Past the fibers queued before the pass, stop extending it once a fiber yielded
             # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA turns)
             # or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
-            if self._budget <= self.PASS_EXTRA and (self._yielded or self.kbi_pending):
+            if self._budget <= self.PASS_EXTRA and (self._yielded or self.interrupt_pending):
                 break
             if ready[0]._state:
                 # The same test passes in _switch_out, which resumes it (and the chain after
@@ -339,11 +345,11 @@ class Hub:
         """
         call = [f, fn, args]
         self.calls.append(call)
-        f._parked = 2
+        f._parked = PARKED_SHIELDED
         try:
             return self._switch_out()
         finally:
-            f._parked = 0
+            f._parked = NOT_PARKED
             call[0] = None  # resumed: by _run_calls, or woken otherwise (then: call dropped)
 
     def _run_calls(self) -> None:
@@ -357,7 +363,7 @@ class Hub:
                 f._wake_value = fn(*args)
             except Exception as exc:
                 f._wake_exc = exc
-            f._parked = 0
+            f._parked = NOT_PARKED
             ready.append(f)
 
     def _switch_out(self) -> Any:
@@ -373,7 +379,7 @@ class Hub:
             if (
                 ready
                 and ready[0]._state
-                and (n > self.PASS_EXTRA or not (self._yielded or self.kbi_pending))
+                and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
                 f = ready.popleft()
@@ -385,51 +391,7 @@ class Hub:
                 f._wake_value = None
                 # None must be passed explicitly: a bare switch() would hand park() ().
                 return f.switch(v)
-        return self.glet.switch()  # type: ignore[union-attr]
-
-    # -- timers ----------------------------------------------------------------------------------
-
-    def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
-        """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle."""
-        entry = [deadline, next(self._seq), fn, arg]
-        heapq.heappush(self.timers, entry)
-        return entry
-
-    def cancel_timer(self, entry: list[Any]) -> None:
-        """Cancel a timer returned by `add_timer` (no effect if it already fired)."""
-        if entry[2] is not None:
-            entry[2] = entry[3] = None
-            self._cancelled_timers += 1
-
-    def _expire_timers(self) -> None:
-        timers = self.timers
-        if not timers:
-            return
-        now = self.time()
-        pop = heapq.heappop
-        while timers and timers[0][0] <= now:
-            entry = pop(timers)
-            fn = entry[2]
-            if fn is None:
-                self._cancelled_timers -= 1
-            else:
-                arg = entry[3]
-                entry[2] = entry[3] = None
-                fn(arg)
-
-    def next_deadline(self) -> float | None:
-        """The earliest live timer's deadline, or None."""
-        timers = self.timers
-        if self._cancelled_timers > 256 and self._cancelled_timers * 2 > len(timers):
-            # Mostly cancelled timeouts (the common case: I/O finished first): compact. Done
-            # here, between loop iterations, never while _expire_timers walks the heap.
-            timers = self.timers = [e for e in timers if e[2] is not None]
-            heapq.heapify(timers)
-            self._cancelled_timers = 0
-        while timers and timers[0][2] is None:
-            heapq.heappop(timers)
-            self._cancelled_timers -= 1
-        return timers[0][0] if timers else None
+        return self.hub_greenlet.switch()  # type: ignore[union-attr]
 
     # -- file descriptors ------------------------------------------------------------------------
 
@@ -445,7 +407,7 @@ class Hub:
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
-        rec = FdWait(fd, True, self.edge_triggered)
+        rec = FdWait(fd, True, self.edge_triggered, self)
         self.fds[fd] = rec
         return rec
 
@@ -480,13 +442,13 @@ class Hub:
                     # The sockets' hot path: `park` inlined (the same checks, in the same order).
                     if self.ncancel and effectively_cancelled(f._scope):
                         raise Cancelled()
-                    if self.kbi_pending and f is self.root:
+                    if self.interrupt_pending and f is self.root:
                         raise self.take_interrupt()
-                    f._parked = 1
+                    f._parked = PARKED_CANCELLABLE
                     try:
                         return self._switch_out()
                     finally:
-                        f._parked = 0
+                        f._parked = NOT_PARKED
             elif not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
             return self.park(f, timeout)
@@ -601,139 +563,3 @@ class Hub:
     def _disarm(self, rec: FdWait) -> None:
         """Stop watching ``rec`` at all."""
         raise NotImplementedError
-
-    # -- deadlock detection ----------------------------------------------------------------------
-
-    def _others_can_wake(self) -> bool:
-        """Whether anything outside the fibers (I/O, timers, threads, signals) may wake one."""
-        if self.ready or self.fd_waiters or self.threads_in_flight:
-            return True
-        if self.next_deadline() is not None:
-            return True
-        loop = self.loop
-        if loop is not None and _loop_has_work(loop):
-            return True
-        return _foreign_threads_alive()
-
-    #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
-    #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
-    DEADLOCK_GRACE = 0.1
-
-    def _deadlock_grace(self) -> float | None:
-        """Called while nothing can wake a fiber: the seconds to wait before checking again, or
-        None once that has lasted `DEADLOCK_GRACE` (then it is a deadlock)."""
-        now = time.monotonic()
-        since = self._deadlock_since
-        if since is None or now - since > 2 * self.DEADLOCK_GRACE:  # new (or stale) suspicion
-            self._deadlock_since = now
-            return self.DEADLOCK_GRACE
-        left = since + self.DEADLOCK_GRACE - now
-        if left > 0:
-            return left
-        self._deadlock_since = None
-        return None
-
-    def deadlock_report(self) -> str:
-        """Describe every live fiber and where it is blocked."""
-        lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
-        fibers = sorted(self.fibers, key=lambda f: f is not self.root)
-        for f in fibers[:20]:
-            lines.append(f"  {f.name}{' (root)' if f is self.root else ''}:")
-            frame = f.gr_frame
-            if frame is not None:
-                for entry in traceback.format_stack(frame)[-6:]:
-                    lines.extend("    " + ln for ln in entry.rstrip().splitlines())
-        if len(fibers) > 20:
-            lines.append(f"  ... and {len(fibers) - 20} more")
-        return "\n".join(lines)
-
-    def _report_deadlock(self) -> None:
-        root = self.root
-        err = DeadlockError(self.deadlock_report())
-        if root is not None and root._state == RUNNING and self.throw(root, err):
-            return
-        raise err
-
-
-def _loop_has_work(loop: Any) -> bool:
-    # asyncio internals we can read because the hub lives inside the loop: pending callbacks,
-    # timers, fd registrations besides the self-pipe, signal handlers, executor jobs.
-    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
-        return True
-    selector_map = getattr(loop, "_selector", None)
-    nfds = len(selector_map.get_map()) if selector_map is not None else 0
-    if nfds > 1:
-        return True
-    if getattr(loop, "_signal_handlers", None):
-        return True
-    return bool(getattr(loop, "_executor_jobs", 0))
-
-
-def _foreign_threads_alive() -> bool:
-    """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
-    from ._threads import pool_thread_idents
-
-    known = pool_thread_idents()
-    me = threading.get_ident()
-    listed = threading.enumerate()
-    if any(t.ident != me and t.ident not in known for t in listed):
-        return True
-    # Threads started with _thread.start_new_thread are not in threading.enumerate();
-    # _thread._count() counts every thread the _thread module started (threading's too).
-    main = threading.main_thread()
-    return _thread._count() > sum(
-        1 for t in listed if t is not main and not isinstance(t, threading._DummyThread)
-    )
-
-
-# -- finding the hub ---------------------------------------------------------------------------
-
-
-def get_hub() -> Hub | None:
-    """The hub for the current context: the fiber's own, or the running loop's, or None."""
-    cur = getcurrent()
-    hub = getattr(cur, "_hub", None)
-    if hub is not None:
-        return hub
-    loop = asyncio._get_running_loop()
-    if loop is None:
-        return None
-    hub = getattr(loop, "_unknot_hub", None)
-    if hub is None:
-        from ._foreign import ForeignHub
-
-        hub = ForeignHub.attach(loop)
-    return hub
-
-
-def current_fiber() -> Fiber | None:
-    """The running `Fiber`, or None outside fibers."""
-    cur = getcurrent()
-    return cur if type(cur) is Fiber else None
-
-
-def require_fiber() -> Fiber:
-    """The running fiber, or a clear `NotInFiberError`."""
-    cur = getcurrent()
-    if type(cur) is Fiber:
-        return cur
-    if asyncio._get_running_loop() is not None:
-        raise NotInFiberError(
-            "this blocking call was made from asyncio code running on an event loop; "
-            "await an async equivalent instead, or run the code in a fiber (unknot.spawn)"
-        )
-    raise NotInFiberError("this call must be made inside a fiber: start one with unknot.run(fn)")
-
-
-__all__ = [
-    "CANCELLED",
-    "FAILED",
-    "DeadlockError",
-    "FdWait",
-    "Hub",
-    "NotInFiberError",
-    "TIMED_OUT",
-    "current_fiber",
-    "get_hub",
-    "require_fiber",
-]

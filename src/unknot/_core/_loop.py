@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from greenlet import getcurrent
 
+from ._backends import make_hub_selector
+from ._exceptions import DeadlockError
 from ._fiber import Fiber
-from ._hub import DeadlockError, Hub
-from ._selectors import _HubSelector, make_hub_selector
+from ._hub import Hub
+from ._interrupt import install_sigint
+from ._lookup import _running
+from ._selector_hub import HubSelector
 
 T = TypeVar("T")
 log = logging.getLogger("unknot")
-
-_running: dict[Hub, None] = {}  # hubs whose loop is running, in any thread
-
-
-def running_hubs() -> list[Hub]:
-    """The hubs whose event loop is running right now (any thread)."""
-    return list(_running)
-
 
 class HubEventLoop(asyncio.SelectorEventLoop):
     """An `asyncio.SelectorEventLoop` that also runs fibers.
@@ -35,7 +29,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
     woken straight from the selector. Create one with `new_event_loop`.
     """
 
-    def __init__(self, selector: _HubSelector | None = None, *, clock: Any = None) -> None:
+    def __init__(self, selector: HubSelector | None = None, *, clock: Any = None) -> None:
         try:
             hub = selector if selector is not None else make_hub_selector(_clock_fn(clock))
         except BaseException:
@@ -57,15 +51,15 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         return self._unknot_hub.time()
 
     def run_forever(self) -> None:
-        glet = getcurrent()
-        if type(glet) is Fiber:
+        runner = getcurrent()
+        if type(runner) is Fiber:
             raise RuntimeError("an event loop cannot be run from inside a fiber")
         hub = self._unknot_hub
-        if hub.glet is not glet:
-            hub.glet = glet
+        if hub.hub_greenlet is not runner:
+            hub.hub_greenlet = runner
             for f in hub.ready:  # fibers spawned before the loop started
                 if not f and not f.dead:
-                    f.parent = glet
+                    f.parent = runner
         _running[hub] = None
         try:
             super().run_forever()
@@ -159,7 +153,7 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
     root = hub.spawn(fn, args, kwargs, name="root")
     hub.root = root
     root.add_done_callback(lambda _f: loop.stop())
-    restore_sigint = _install_sigint(hub, loop)
+    restore_sigint = install_sigint(hub, loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
@@ -195,26 +189,3 @@ def _shutdown(loop: HubEventLoop, hub: Hub) -> None:
                 )
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.run_until_complete(loop.shutdown_default_executor())
-
-
-def _install_sigint(hub: Hub, loop: HubEventLoop) -> Callable[[], None]:
-    """Route Ctrl-C to the root fiber as `KeyboardInterrupt` (main thread, default handler only)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        return lambda: None
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if getcurrent() is hub.root:
-            raise KeyboardInterrupt()
-        hub.kbi_pending = True
-        loop._write_to_self()  # type: ignore[attr-defined]
-
-    signal.signal(signal.SIGINT, on_sigint)
-
-    def restore() -> None:
-        if signal.getsignal(signal.SIGINT) is on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    return restore

@@ -64,9 +64,25 @@ def deliver_cancel(hub: Hub, node: Any) -> None:
             stack.extend(c for c in children if not c._shield and not c._cancel_called)
 
 
+# -- the hub's count of cancellations in force (`Hub.ncancel`): changed only here ---------------
+
+
+def cancel_fiber(hub: Hub, fiber: Fiber) -> None:
+    """Cancel a running ``fiber``: counted until it finishes (`fiber_finished`), then delivered."""
+    fiber._cancel_called = 2
+    hub.ncancel += 1
+    deliver_cancel(hub, fiber)
+
+
+def fiber_finished(hub: Hub, fiber: Fiber) -> None:
+    """``fiber`` ended: a cancellation it carried is no longer in force."""
+    if fiber._cancel_called == 2:
+        hub.ncancel -= 1
+
+
 def checkpoint_cancel(fiber: Fiber) -> None:
     """Raise `Cancelled` if ``fiber`` is effectively cancelled."""
-    if fiber._hub.ncancel and effectively_cancelled(fiber._scope):
+    if fiber.hub.ncancel and effectively_cancelled(fiber._scope):
         raise Cancelled()
 
 
@@ -161,9 +177,11 @@ class CancelScope:
 
     def __enter__(self) -> CancelScope:
         fiber = getcurrent()
-        hub = getattr(fiber, "_hub", None)
-        if hub is None:
-            raise RuntimeError("CancelScope must be entered inside a fiber")
+        hub = getattr(fiber, "hub", None)
+        if hub is None or not hasattr(fiber, "_scope"):
+            raise RuntimeError(
+                "CancelScope must be entered inside a fiber: start one with unknot.run(main)"
+            )
         if self._entered:
             raise RuntimeError("a CancelScope can only be entered once")
         self._entered = True
@@ -245,7 +263,7 @@ def _deadline_reached(scope: CancelScope) -> None:
     scope.cancel()
 
 
-class _TimeoutScope(CancelScope):
+class TimeoutScope(CancelScope):
     """The scope returned by `fail_after`: raises `TimeoutError` if its deadline cancelled it."""
 
     __slots__ = ()
@@ -261,32 +279,3 @@ class _TimeoutScope(CancelScope):
         if self.cancelled_caught and hub is not None and hub.time() >= self._deadline:
             raise TimeoutError("operation did not finish before its deadline") from None
         return handled
-
-
-def current_time() -> float:
-    """The current time on the running hub's clock (``loop.time()``; virtual under `MockClock`)."""
-    from ._hub import get_hub
-
-    hub = get_hub()
-    if hub is None:
-        import time
-
-        return time.monotonic()
-    return hub.time()
-
-
-def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
-    """A `CancelScope` that cancels its block after ``seconds``; execution continues after it.
-
-    Check ``scope.cancelled_caught`` to learn whether the time ran out.
-    """
-    if math.isnan(seconds):
-        raise ValueError("timeout must not be NaN")
-    return CancelScope(deadline=current_time() + seconds, shield=shield)
-
-
-def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
-    """Like `move_on_after`, but raises `TimeoutError` if the block runs out of time."""
-    if math.isnan(seconds):
-        raise ValueError("timeout must not be NaN")
-    return _TimeoutScope(deadline=current_time() + seconds, shield=shield)

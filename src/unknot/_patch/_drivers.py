@@ -26,8 +26,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
-from ._hub import TIMED_OUT, FdWait, Hub
+from ..lowlevel import TIMED_OUT, Fiber, Hub
 
 _poll = getattr(select, "poll", None)  # the original, kept if unknot.patch() replaces it
 _select = select.select
@@ -64,31 +63,13 @@ def wait_fd_events(f: Fiber, fd: int, wanted: int, timeout: float | None) -> int
     ready = _ready_now(fd, wanted)
     if ready:
         return ready
-    hub: Hub = f._hub
+    hub: Hub = f.hub
     if wanted != _READ | _WRITE:
         if hub.wait_raw_fd(f, fd, wanted == _WRITE, timeout) is TIMED_OUT:
             return 0
         return _ready_now(fd, wanted) or wanted  # woken by an event: trust it if poll disagrees
-    # Both directions at once: one record with this fiber as its reader and its writer (what
-    # Hub.wait_fd does for one direction).
-    rec = hub.fds.get(fd)
-    if rec is None:
-        rec = FdWait(fd, False)
-        hub.fds[fd] = rec
-    if rec.reader is not None or rec.writer is not None:
-        raise RuntimeError(f"another fiber is already waiting on fd {fd}")
-    rec.reader = rec.writer = f
-    hub.fd_waiters += 1
-    try:
-        if (not rec.armed or not hub.edge_triggered) and not hub._arm(rec):
-            return wanted
-        if hub.park(f, timeout) is TIMED_OUT:
-            return 0
-    finally:
-        hub.fd_waiters -= 1
-        rec.reader = rec.writer = None
-        if not rec.persistent or not hub.edge_triggered:
-            hub._after_wait(rec)
+    if hub.wait_fds(f, (fd,), (fd,), timeout) is TIMED_OUT:  # both directions at once
+        return 0
     return _ready_now(fd, wanted) or wanted
 
 

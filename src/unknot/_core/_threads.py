@@ -1,67 +1,28 @@
 """Bridges to OS threads: `to_thread` (blocking work off the hub) and `from_thread` (back in).
 
-`to_thread` uses one process-wide, bounded `concurrent.futures.ThreadPoolExecutor` (size from
-``$UNKNOT_MAX_THREADS``, default ``min(32, cpus + 4)`` like asyncio's), the approach gevent's
-default resolver takes and the fastest of its resolvers in our measurements.
+`to_thread` uses one process-wide, bounded thread pool (`unknot._core._pool`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 from collections.abc import Callable
 from contextvars import copy_context
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cancel import checkpoint_cancel
 from ._fiber import Fiber, FiberCancelled
-from ._hub import Hub, require_fiber
+from ._lookup import require_fiber, running_hubs
+from ._pool import get_pool
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 
 T = TypeVar("T")
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 _worker = threading.local()  # .hub: the hub whose to_thread() call this worker is running
-
-
-def _max_threads() -> int:
-    value = os.environ.get("UNKNOT_MAX_THREADS", "")
-    if value:
-        n = int(value)
-        if n < 1:
-            raise ValueError("UNKNOT_MAX_THREADS must be at least 1")
-        return n
-    return min(32, (os.cpu_count() or 1) + 4)
-
-
-def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = concurrent.futures.ThreadPoolExecutor(
-                    _max_threads(), thread_name_prefix="unknot-worker"
-                )
-    return _pool
-
-
-def _reset_after_fork() -> None:
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def pool_thread_idents() -> set[int | None]:
-    """Idents of the worker threads of unknot's pool (used by deadlock detection)."""
-    pool = _pool
-    if pool is None:
-        return set()
-    return {t.ident for t in list(pool._threads)}
 
 
 def _in_worker(hub: Hub, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
@@ -81,7 +42,7 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     running finishes in the background and its result is discarded.
     """
     f = require_fiber()
-    hub = f._hub
+    hub = f.hub
     checkpoint_cancel(f)
     loop = hub.loop
     assert loop is not None
@@ -100,7 +61,7 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
-    fut = _get_pool().submit(ctx.run, _in_worker, hub, fn, args, kwargs)
+    fut = get_pool().submit(ctx.run, _in_worker, hub, fn, args, kwargs)
     hub.threads_in_flight += 1
     fut.add_done_callback(on_done)
     try:
@@ -121,8 +82,6 @@ def _hub_for(loop: asyncio.AbstractEventLoop | None) -> Hub:
     hub = getattr(_worker, "hub", None)
     if hub is not None:
         return hub
-    from ._loop import running_hubs
-
     hubs = running_hubs()
     if len(hubs) == 1:
         return hubs[0]

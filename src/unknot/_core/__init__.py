@@ -1,0 +1,121 @@
+"""unknot's core: the hub, fibers, cancellation. The only code that touches their internals.
+
+A map for a newcomer (read the modules in this order):
+
+``_fiber``        `Fiber`, a greenlet with an outcome; its states, and how it may be parked.
+``_cancel``       `CancelScope`: the tree of scopes, "effectively cancelled", delivery. The hub's
+                  count of cancellations in force (``Hub.ncancel``) changes only here.
+``_hub``          `Hub`: the ready queue, `park`/`wake`/`throw`, hand-offs, fd waits, batched calls.
+``_timers``       the hub's timer heap (a mixin of `Hub`).
+``_deadlock``     "nothing can wake any fiber" (a mixin of `Hub`).
+``_parking``      `ParkingLot`, the fair wait queue the primitives are built on.
+``_selector_hub`` the hub as an asyncio selector; ``_io_epoll`` (edge-triggered, Linux) and
+                  ``_io_poll`` (level-triggered poll/select) poll the OS; ``_backends`` picks one.
+``_foreign``      the hub driven by callbacks on a loop that is not ours (stock asyncio, uvloop).
+``_loop``         `HubEventLoop` (an `asyncio.SelectorEventLoop` whose selector is the hub), `run`.
+``_interrupt``    how Ctrl-C and signal handlers' exceptions reach the root fiber.
+``_lookup``       finding the current hub and fiber; the registry of running hubs.
+``_calls``        the module-level calls: `spawn`, `sleep`, `checkpoint`, fd waits, timeouts.
+``_taskgroup``    `TaskGroup` (a trio nursery); ``_bridge`` asyncio <-> fibers; ``_threads``
+                  `to_thread`/`from_thread` over the pool in ``_pool``.
+
+Where the loop runs and the order of one pass. asyncio's ``run_forever`` calls
+``selector.select(timeout)`` once per iteration; our selector (`HubSelector`) is the hub:
+
+1. it computes the poll timeout: 0 if fibers are ready or asyncio has callbacks, else until the
+   next fiber timer; with nothing able to wake anyone, the deadlock check runs;
+2. it polls the OS; fds owned by fibers wake their fiber straight from the event list (epoll:
+   edge-triggered, registered once per fd), asyncio's own events are returned to asyncio;
+3. due timers fire, a pending interrupt is delivered to the root fiber;
+4. `Hub._run_ready` resumes the ready fibers (a pass): a parking fiber switches straight to the
+   next ready one (`Hub._switch_out`) under a budget (``PASS_EXTRA``), batched calls are made
+   when the queue runs dry (`Hub.call_batched`), then control returns to asyncio.
+
+The park/wake rule. Every blocking call ends in `Hub.park`: the fiber records how it is parked
+(``Fiber._parked``: `PARKED_CANCELLABLE`, `PARKED_INTERRUPTIBLE`, `PARKED_SHIELDED`) and switches
+to the hub. Whoever wakes it first (`Hub.wake`, `Hub.throw`, a timer, an fd event) wins and
+clears ``_parked``; later wake-ups see it not parked and return False. That one rule is what
+keeps a value handed to a waiter from being lost or duplicated when a timeout or a cancellation
+races it.
+
+Where cancellation is delivered. `CancelScope.cancel` (or a deadline) marks the scope and throws
+`Cancelled` into every fiber parked cancellably inside it (`deliver_cancel`); a fiber that is
+running meets it at its next checkpoint (`Hub.park` checks ``ncancel`` first, then the scope
+chain). Scopes swallow their own `Cancelled` on exit.
+
+How Ctrl-C travels: see `unknot._core._interrupt`.
+
+Everything outside this package uses the core through `unknot.lowlevel` or the public API; the
+import-linter contracts in ``pyproject.toml`` keep it so.
+"""
+
+from ._bridge import await_
+from ._calls import (
+    checkpoint,
+    checkpoint_if_cancelled,
+    current,
+    current_time,
+    fail_after,
+    move_on_after,
+    sleep,
+    spawn,
+    wait_readable,
+    wait_writable,
+)
+from ._cancel import Cancelled, CancelScope, checkpoint_cancel, effectively_cancelled
+from ._exceptions import DeadlockError, NotInFiberError
+from ._fiber import (
+    NOT_PARKED,
+    PARKED_CANCELLABLE,
+    PARKED_INTERRUPTIBLE,
+    PARKED_SHIELDED,
+    Fiber,
+    FiberCancelled,
+)
+from ._hub import TIMED_OUT, FdWait, Hub
+from ._lookup import current_fiber, get_hub, require_fiber, running_hubs
+from ._loop import HubEventLoop, new_event_loop, run
+from ._parking import ParkedFiber, ParkingLot
+from ._taskgroup import TaskGroup
+from ._threads import from_thread, to_thread
+
+__all__ = [
+    "NOT_PARKED",
+    "PARKED_CANCELLABLE",
+    "PARKED_INTERRUPTIBLE",
+    "PARKED_SHIELDED",
+    "TIMED_OUT",
+    "CancelScope",
+    "Cancelled",
+    "DeadlockError",
+    "FdWait",
+    "Fiber",
+    "FiberCancelled",
+    "Hub",
+    "HubEventLoop",
+    "NotInFiberError",
+    "ParkedFiber",
+    "ParkingLot",
+    "TaskGroup",
+    "await_",
+    "checkpoint",
+    "checkpoint_cancel",
+    "checkpoint_if_cancelled",
+    "current",
+    "current_fiber",
+    "current_time",
+    "effectively_cancelled",
+    "fail_after",
+    "from_thread",
+    "get_hub",
+    "move_on_after",
+    "new_event_loop",
+    "require_fiber",
+    "run",
+    "running_hubs",
+    "sleep",
+    "spawn",
+    "to_thread",
+    "wait_readable",
+    "wait_writable",
+]

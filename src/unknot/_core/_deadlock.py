@@ -1,0 +1,120 @@
+"""Deadlock detection: every fiber is blocked and nothing outside them can wake one.
+
+The selector hub asks `DeadlockDetection._others_can_wake` whenever it is about to sleep with no
+timeout while a root fiber exists. Nothing can wake a fiber when no fiber is ready, none waits on
+an fd, no timer is pending, no `to_thread` call is in flight, the asyncio loop has no work (no
+callbacks, timers, other fds, signal handlers, executor jobs) and no foreign thread runs. After
+`DEADLOCK_GRACE` seconds of that, the root fiber gets a `DeadlockError` listing every fiber.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+import traceback
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import DeadlockError
+from ._fiber import RUNNING
+from ._pool import pool_thread_idents
+
+if TYPE_CHECKING:
+    from ._fiber import Fiber
+
+
+class DeadlockDetection:
+    """The deadlock half of `Hub` (a mixin)."""
+
+    ready: deque[Fiber]
+    fd_waiters: int
+    threads_in_flight: int
+    loop: Any
+    fibers: set[Fiber]
+    root: Fiber | None
+    _deadlock_since: float | None
+
+    if TYPE_CHECKING:  # provided by Hub and TimerQueue
+
+        def next_deadline(self) -> float | None: ...
+        def throw(self, f: Fiber, exc: BaseException) -> bool: ...
+
+    def _others_can_wake(self) -> bool:
+        """Whether anything outside the fibers (I/O, timers, threads, signals) may wake one."""
+        if self.ready or self.fd_waiters or self.threads_in_flight:
+            return True
+        if self.next_deadline() is not None:
+            return True
+        loop = self.loop
+        if loop is not None and _loop_has_work(loop):
+            return True
+        return _foreign_threads_alive()
+
+    #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
+    #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
+    DEADLOCK_GRACE = 0.1
+
+    def _deadlock_grace(self) -> float | None:
+        """Called while nothing can wake a fiber: the seconds to wait before checking again, or
+        None once that has lasted `DEADLOCK_GRACE` (then it is a deadlock)."""
+        now = time.monotonic()
+        since = self._deadlock_since
+        if since is None or now - since > 2 * self.DEADLOCK_GRACE:  # new (or stale) suspicion
+            self._deadlock_since = now
+            return self.DEADLOCK_GRACE
+        left = since + self.DEADLOCK_GRACE - now
+        if left > 0:
+            return left
+        self._deadlock_since = None
+        return None
+
+    def deadlock_report(self) -> str:
+        """Describe every live fiber and where it is blocked."""
+        lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
+        fibers = sorted(self.fibers, key=lambda f: f is not self.root)
+        for f in fibers[:20]:
+            lines.append(f"  {f.name}{' (root)' if f is self.root else ''}:")
+            frame = f.gr_frame
+            if frame is not None:
+                for entry in traceback.format_stack(frame)[-6:]:
+                    lines.extend("    " + ln for ln in entry.rstrip().splitlines())
+        if len(fibers) > 20:
+            lines.append(f"  ... and {len(fibers) - 20} more")
+        return "\n".join(lines)
+
+    def _report_deadlock(self) -> None:
+        root = self.root
+        err = DeadlockError(self.deadlock_report())
+        if root is not None and root._state == RUNNING and self.throw(root, err):
+            return
+        raise err
+
+
+def _loop_has_work(loop: Any) -> bool:
+    # asyncio internals we can read because the hub lives inside the loop: pending callbacks,
+    # timers, fd registrations besides the self-pipe, signal handlers, executor jobs.
+    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
+        return True
+    selector_map = getattr(loop, "_selector", None)
+    nfds = len(selector_map.get_map()) if selector_map is not None else 0
+    if nfds > 1:
+        return True
+    if getattr(loop, "_signal_handlers", None):
+        return True
+    return bool(getattr(loop, "_executor_jobs", 0))
+
+
+def _foreign_threads_alive() -> bool:
+    """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
+    known = pool_thread_idents()
+    me = threading.get_ident()
+    listed = threading.enumerate()
+    if any(t.ident != me and t.ident not in known for t in listed):
+        return True
+    # Threads started with _thread.start_new_thread are not in threading.enumerate();
+    # _thread._count() counts every thread the _thread module started (threading's too).
+    main = threading.main_thread()
+    return _thread._count() > sum(
+        1 for t in listed if t is not main and not isinstance(t, threading._DummyThread)
+    )

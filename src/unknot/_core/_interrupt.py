@@ -1,0 +1,83 @@
+"""How Ctrl-C (and an exception raised by a Python signal handler) reaches the root fiber.
+
+The journey of one Ctrl-C:
+
+1. `install_sigint` (called by `unknot.run` in the main thread) replaces the default SIGINT
+   handler. If the root fiber itself is running, the handler raises `KeyboardInterrupt` at once,
+   as without unknot. Otherwise it sets ``hub.interrupt_pending`` and wakes the loop.
+2. A signal that arrives while the hub sleeps in the OS poll runs its Python handler inside the
+   poll call; an exception it raises comes out of the poll. `signal_handler_raised` turns it into
+   a pending interrupt for the root fiber (``hub.interrupt`` holds the exception).
+3. After the poll, `deliver_interrupt` throws the pending interrupt into the root fiber if it is
+   parked in a wait that can take an exception (`PARKED_CANCELLABLE` or `PARKED_INTERRUPTIBLE`);
+   otherwise the root raises it at its next blocking call (`Hub.park` checks
+   ``interrupt_pending``). A pass of ready fibers also stops extending itself once an interrupt
+   is pending, so the root gets it promptly.
+4. With no root fiber left to take it, the hub raises it out of the loop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+from greenlet import getcurrent
+
+from ._fiber import PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+
+
+def deliver_interrupt(hub: Hub) -> None:
+    """After a poll: hand the pending interrupt to the root fiber (or raise it: no root)."""
+    root = hub.root
+    if root is None or root.done():
+        raise hub.take_interrupt()
+    if root._parked in (PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE):
+        hub.throw(root, hub.take_interrupt())
+    # otherwise the root is about to run: it raises at its next blocking call
+
+
+def signal_handler_raised(hub: Hub, exc: BaseException, polling_files: Collection[str]) -> None:
+    """The poll was interrupted by a signal whose Python handler raised ``exc``.
+
+    Without unknot the handler would have run in the main thread's blocking call and the
+    exception come out of it (``signal.alarm`` timeouts rely on that): it goes to the root
+    fiber, like Ctrl-C. An exception the poll itself raised (no handler frame in its
+    traceback) is re-raised: the hub cannot go on.
+    """
+    # The only Python code that can run inside the C poll call is a signal handler.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in polling_files:
+        tb = tb.tb_next
+    root = hub.root
+    if root is None or root.done() or (tb is None and not isinstance(exc, KeyboardInterrupt)):
+        raise exc
+    hub.interrupt = exc.with_traceback(tb)
+    hub.interrupt_pending = True
+
+
+def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
+    """Route Ctrl-C to the root fiber as `KeyboardInterrupt` (main thread, default handler only)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        return lambda: None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if getcurrent() is hub.root:
+            raise KeyboardInterrupt()
+        hub.interrupt_pending = True
+        loop._write_to_self()
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return restore

@@ -1,0 +1,134 @@
+"""`ParkingLot`: the one fair wait queue every blocking primitive is built on (after trio's).
+
+A fiber that must wait for something another fiber will provide parks in the lot; whoever
+provides it unparks the longest-waiting fiber (FIFO, so waiting is fair), optionally handing it a
+value, and may take the payload the fiber parked with (a queue putter parks with its item; a
+getter that finds the queue empty takes the item straight from the putter it unparks).
+
+Cancellation safety comes from the hub's rule that the first wake-up wins (`Hub.wake` returns
+False for a fiber no longer parked): `unpark` skips a fiber that a timeout, a cancellation or
+another waker already woke, so nothing handed over is lost or given twice. A fiber that leaves the
+lot early (timeout, `Cancelled`, Ctrl-C) marks its place dead; dead places are skipped and
+compacted away once they are the majority, so a lot where every wait times out stays small.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from ._fiber import Fiber
+
+
+class ParkedFiber:
+    """A place in a `ParkingLot`: the fiber, its payload, and whether it is still queued."""
+
+    __slots__ = ("fiber", "payload", "queued")
+
+    def __init__(self, fiber: Fiber, payload: Any) -> None:
+        self.fiber = fiber
+        self.payload = payload
+        self.queued = True
+
+    def __repr__(self) -> str:
+        return f"<ParkedFiber {self.fiber!r} payload={self.payload!r}>"
+
+
+class ParkingLot:
+    """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
+
+    __slots__ = ("_queue", "_dead")
+
+    #: Dead places tolerated before the queue is compacted (when they are also the majority).
+    COMPACT_AFTER = 32
+
+    def __init__(self) -> None:
+        self._queue: deque[ParkedFiber] = deque()
+        self._dead = 0
+
+    def __len__(self) -> int:
+        """How many fibers are parked here."""
+        return len(self._queue) - self._dead
+
+    def __bool__(self) -> bool:
+        return len(self._queue) > self._dead
+
+    def park(
+        self,
+        fiber: Fiber,
+        timeout: float | None = None,
+        *,
+        payload: Any = None,
+        cancellable: bool = True,
+        interruptible: bool | None = None,
+    ) -> Any:
+        """Park ``fiber`` (the current fiber) at the back of the lot until it is unparked.
+
+        Returns the value given to `unpark`, or `TIMED_OUT` once ``timeout`` seconds passed.
+        ``payload`` is kept with the fiber for the unparker to take. A cancellable park is a
+        checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope. However the
+        wait ends, the fiber is no longer in the lot afterwards.
+        """
+        place = ParkedFiber(fiber, payload)
+        self._queue.append(place)
+        try:
+            return fiber.hub.park(fiber, timeout, cancellable, interruptible)
+        finally:
+            if place.queued:  # left early: its place is dead
+                place.queued = False
+                self._dead += 1
+                if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self._queue):
+                    self._queue = deque(p for p in self._queue if p.queued)
+                    self._dead = 0
+
+    def unpark(self, value: Any = True) -> ParkedFiber | None:
+        """Wake the longest-parked fiber still waiting, with ``value``; return its place.
+
+        None if no fiber could be woken. The place's ``payload`` is the unparker's to take.
+        """
+        queue = self._queue
+        while queue:
+            place = queue.popleft()
+            if not place.queued:
+                self._dead -= 1
+                continue
+            place.queued = False
+            f = place.fiber
+            if f.hub.wake(f, value):
+                return place
+            # woken by something else first (a timeout, a cancellation): try the next one
+        return None
+
+    def unpark_all(self, value: Any = True) -> int:
+        """Wake every parked fiber with ``value``; return how many were woken."""
+        n = 0
+        while self.unpark(value) is not None:
+            n += 1
+        return n
+
+    def throw_all(self, exc: BaseException) -> int:
+        """Wake every parked fiber by raising ``exc`` in it; return how many were woken."""
+        queue, self._queue, self._dead = self._queue, deque(), 0
+        n = 0
+        for place in queue:
+            if place.queued:
+                place.queued = False
+                f = place.fiber
+                if f.hub.throw(f, exc):
+                    n += 1
+        return n
+
+    def first(self) -> ParkedFiber | None:
+        """The place of the longest-parked fiber (not woken), or None."""
+        for place in self._queue:
+            if place.queued:
+                return place
+        return None
+
+    def __iter__(self) -> Iterator[ParkedFiber]:
+        """The places of the parked fibers, longest-parked first."""
+        return (p for p in list(self._queue) if p.queued)
+
+    def __repr__(self) -> str:
+        return f"<ParkingLot parked={len(self)}>"

@@ -1,0 +1,104 @@
+"""The hub as the selector of an asyncio event loop: what every backend shares.
+
+asyncio calls ``selector.select(timeout)`` once per loop iteration. A hub selector's select
+
+1. shortens the timeout if fibers are ready or a fiber timer is due (and, under a `MockClock`,
+   jumps virtual time instead of sleeping);
+2. polls the OS (the backend's job: `unknot._core._io_epoll`, `unknot._core._io_poll`);
+3. wakes the fibers waiting on the fds that fired, straight from the event list: no asyncio
+   Handle, no callback;
+4. fires due fiber timers and runs the ready fibers (`HubSelector._after_poll`);
+5. returns asyncio's own events, so transports, servers and ``add_reader`` keep working.
+
+asyncio's own registrations stay level-triggered in the same kernel object.
+"""
+
+from __future__ import annotations
+
+import math
+import selectors
+from collections.abc import Callable
+from typing import Any
+
+from ._hub import Hub
+from ._interrupt import deliver_interrupt, signal_handler_raised
+
+#: Files in which the hub's poll runs; frames from other files in a traceback raised by the
+#: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
+POLLING_FILES = {__file__, selectors.__file__}
+
+
+class HubSelector(Hub):
+    """What both backends add to a stdlib selector: the timeout rules and the post-poll work."""
+
+    _jump_to: float | None = None
+    mock_clock: Any = None
+    # provided by the stdlib selector class each backend also derives from
+    _fd_to_key: dict[int, selectors.SelectorKey]
+    _selector: Any
+    _fileobj_lookup: Callable[[Any], int]
+
+    def _compute_timeout(self, timeout: float | None) -> float | None:
+        loop = self.loop
+        busy = self.ready or self.calls
+        if busy or (loop is not None and loop._ready):  # type: ignore[attr-defined]
+            return 0
+        deadline = self.next_deadline()
+        if deadline is not None:
+            wait = max(0.0, deadline - self.time())
+            timeout = wait if timeout is None else min(timeout, wait)
+        if timeout is None:
+            root = self.root
+            if root is not None and not self._others_can_wake():
+                grace = self._deadlock_grace()
+                if grace is not None:
+                    return grace
+                self._report_deadlock()
+                return 0
+            return None
+        mock = self.mock_clock
+        if mock is not None and timeout > 0:
+            real = mock.real_timeout(timeout)
+            if mock.autojump_threshold < real:
+                self._jump_to = self.time() + timeout
+                real = mock.autojump_threshold
+            return None if real == math.inf else real
+        return timeout
+
+    def _after_poll(self, had_events: bool) -> None:
+        jump_to = self._jump_to
+        if jump_to is not None:
+            self._jump_to = None
+            if not had_events and jump_to > self.time():
+                self.mock_clock.jump(jump_to - self.time())
+        if self.timers:
+            self._expire_timers()
+        if self.interrupt_pending:
+            deliver_interrupt(self)
+        if self.ready or self.calls:
+            self._run_ready()
+
+    def _signal_handler_raised(self, exc: BaseException) -> None:
+        """The poll raised ``exc``: see `unknot._core._interrupt.signal_handler_raised`."""
+        signal_handler_raised(self, exc, POLLING_FILES)
+
+    def _check_not_asyncio(self, fd: int, key_map: Any) -> None:
+        if fd in key_map:
+            raise RuntimeError(
+                f"fd {fd} is watched by the asyncio loop (add_reader/add_writer or a transport); "
+                "a fiber cannot wait on it at the same time"
+            )
+
+    def _refuse_fiber_fd(self, fd: int) -> None:
+        """asyncio wants to watch ``fd``: allowed only if no fiber is waiting on it."""
+        rec = self.fds.get(fd)
+        if rec is None:
+            return
+        if rec.reader is not None or rec.writer is not None:
+            raise RuntimeError(
+                f"fd {fd} is being waited on by a fiber; asyncio cannot watch it at the same time"
+            )
+        del self.fds[fd]
+        if rec.armed:
+            self._disarm(rec)
+

@@ -1,0 +1,66 @@
+"""The hub's timer heap: sleeps, timeouts and scope deadlines, fired between polls.
+
+An entry is a list ``[deadline, seq, fn, arg]``; cancelling it clears ``fn`` and ``arg`` in place
+(a heap cannot remove from the middle cheaply), and cancelled entries are skipped when they reach
+the top, or compacted away in bulk when they are the majority (`next_deadline`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+
+class TimerQueue:
+    """The timer half of `Hub` (a mixin: the hub calls `_timers_init` from its own init)."""
+
+    time: Callable[[], float]
+
+    def _timers_init(self) -> None:
+        self.timers: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._cancelled_timers = 0
+
+    def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
+        """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle."""
+        entry = [deadline, next(self._seq), fn, arg]
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def cancel_timer(self, entry: list[Any]) -> None:
+        """Cancel a timer returned by `add_timer` (no effect if it already fired)."""
+        if entry[2] is not None:
+            entry[2] = entry[3] = None
+            self._cancelled_timers += 1
+
+    def _expire_timers(self) -> None:
+        timers = self.timers
+        if not timers:
+            return
+        now = self.time()
+        pop = heapq.heappop
+        while timers and timers[0][0] <= now:
+            entry = pop(timers)
+            fn = entry[2]
+            if fn is None:
+                self._cancelled_timers -= 1
+            else:
+                arg = entry[3]
+                entry[2] = entry[3] = None
+                fn(arg)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live timer's deadline, or None."""
+        timers = self.timers
+        if self._cancelled_timers > 256 and self._cancelled_timers * 2 > len(timers):
+            # Mostly cancelled timeouts (the common case: I/O finished first): compact. Done
+            # here, between loop iterations, never while _expire_timers walks the heap.
+            timers = self.timers = [e for e in timers if e[2] is not None]
+            heapq.heapify(timers)
+            self._cancelled_timers = 0
+        while timers and timers[0][2] is None:
+            heapq.heappop(timers)
+            self._cancelled_timers -= 1
+        return timers[0][0] if timers else None

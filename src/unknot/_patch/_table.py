@@ -1,0 +1,190 @@
+"""What `unknot.patch` changes: `PATCH_TABLE` (stdlib attributes) and `DRIVER_INTEGRATIONS`.
+
+One `PatchRow` per stdlib attribute, grouped by the keyword of `patch` that turns the group off.
+A row says where its replacement comes from (`Source`):
+
+* `NAME`: ``"module:attr"``, a name in an unknot module, imported when the group is patched;
+* `FACTORY`: a callable that builds the value when the group is patched;
+* `DELETE`: the attribute is removed while patched (pollers unknot cannot make cooperative are
+  hidden, so that libraries picking the best poller fall back to one it can).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from greenlet import getcurrent
+
+from ..lowlevel import Fiber
+
+
+class Source(enum.Enum):
+    """Where a `PatchRow`'s replacement comes from."""
+
+    NAME = "name"
+    FACTORY = "factory"
+    DELETE = "delete"
+
+
+NAME = Source.NAME
+FACTORY = Source.FACTORY
+DELETE = Source.DELETE
+
+
+class PatchRow(NamedTuple):
+    """One stdlib attribute `patch` replaces (or deletes)."""
+
+    #: The stdlib module, e.g. ``"socket"``.
+    module: str
+    #: The attribute; dotted for a class attribute (``"SSLContext.sslsocket_class"``).
+    attr: str
+    #: How the replacement is found.
+    kind: Source
+    #: ``"unknot.module:attr"`` for `NAME`, a zero-argument callable for `FACTORY`, None for
+    #: `DELETE`.
+    source: Any = None
+
+    def resolve(self) -> Any:
+        """The replacement value (`DELETE` for a row that deletes the attribute)."""
+        if self.kind is DELETE:
+            return DELETE
+        if self.kind is FACTORY:
+            return self.source()
+        module_name, _, attr = self.source.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+class DriverHook(NamedTuple):
+    """A third-party driver's Python hook that `patch` fills with a cooperative version."""
+
+    #: The driver's module, e.g. ``"psycopg.waiting"``.
+    module: str
+    #: The hook's name in that module.
+    attr: str
+    #: ``"unknot.module:factory"``; ``factory(module, original)`` builds the replacement.
+    factory: str
+
+    def build(self, module: Any, original: Any) -> Any:
+        """The cooperative replacement of ``original`` in the driver's ``module``."""
+        module_name, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module_name), attr)(module, original)
+
+
+_ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
+
+
+def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
+        if (
+            type(getcurrent()) is Fiber
+            and self.is_alive()
+            and self is not threading.current_thread()
+        ):
+            from ..lowlevel import to_thread
+
+            return to_thread(original, self, timeout)
+        return original(self, timeout)
+
+    join.__doc__ = original.__doc__
+    return join
+
+
+def _fiber_local_class() -> type:
+    """`threading.local` with one namespace per fiber: the stdlib's pure-Python implementation
+    (``_threading_local``), loaded privately with "current thread" meaning "current greenlet"."""
+    spec = importlib.util.find_spec("_threading_local")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from ._hybrid import RLock
+
+    module.current_thread = getcurrent  # type: ignore[attr-defined]
+    module.RLock = RLock  # type: ignore[attr-defined]
+    local: type = module.local
+    return local
+
+
+def _socket_names() -> list[str]:
+    # Not create_connection, create_server and getfqdn: the stdlib's own look up socket(),
+    # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
+    # replaced they are cooperative as they are (and a later mock of socket.socket still
+    # applies, as CPython's test_socket expects). unknot.socket has copies bound to its names.
+    return ["socket", "socketpair", "fromfd"]
+
+
+def _dns_names() -> list[str]:
+    return ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"]
+
+
+PATCH_TABLE: dict[str, list[PatchRow]] = {
+    "socket": [PatchRow("socket", n, NAME, f"unknot.socket:{n}") for n in _socket_names()],
+    "dns": [PatchRow("socket", n, NAME, f"unknot.socket:{n}") for n in _dns_names()],
+    "ssl": [
+        # Every context (also one created before patching) wraps sockets in unknot's
+        # SSLSocket. The name ssl.SSLSocket stays the stdlib class (which unknot's subclasses):
+        # the stdlib's own SSLSocket._create looks it up as a module global.
+        PatchRow("ssl", "SSLContext.sslsocket_class", NAME, "unknot.ssl:SSLSocket"),
+    ],
+    "select": [
+        PatchRow("select", "select", NAME, "unknot.select:select"),
+        PatchRow("select", "poll", NAME, "unknot.select:poll"),
+        # epoll objects wait cooperatively on their own fd (one hub registration for all).
+        PatchRow("select", "epoll", NAME, "unknot.select:epoll"),
+        # Pollers we cannot make cooperative are hidden, so libraries that pick the best
+        # poller fall back to poll/select, which we can (none of these exist on Linux).
+        PatchRow("select", "kqueue", DELETE),
+        PatchRow("select", "devpoll", DELETE),
+        PatchRow("selectors", "DefaultSelector", NAME, "unknot.selectors:DefaultSelector"),
+        PatchRow("selectors", "SelectSelector", NAME, "unknot.selectors:SelectSelector"),
+        PatchRow("selectors", "PollSelector", NAME, "unknot.selectors:PollSelector"),
+        PatchRow("selectors", "EpollSelector", NAME, "unknot.selectors:EpollSelector"),
+        PatchRow("selectors", "KqueueSelector", DELETE),
+        PatchRow("selectors", "DevpollSelector", DELETE),
+    ],
+    "time": [PatchRow("time", "sleep", NAME, "unknot.time:sleep")],
+    # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
+    # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
+    # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
+    "subprocess": [PatchRow("subprocess", "Popen", NAME, "unknot.subprocess:Popen")],
+    "threading": [
+        # The class (threading.Lock is one on Python 3.13: `Lock | None`, isinstance).
+        PatchRow("threading", "Lock", NAME, "unknot._patch._hybrid:Lock"),
+        PatchRow("threading", "_allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
+        # threading.RLock stays the stdlib's function (its argument deprecation warning on
+        # 3.13 included), which makes a _CRLock.
+        PatchRow("threading", "_CRLock", NAME, "unknot._patch._hybrid:RLock"),
+        PatchRow("threading", "local", FACTORY, _fiber_local_class),
+        PatchRow("threading", "Thread.join", FACTORY, lambda: _thread_join(_ORIGINAL_JOIN)),
+        PatchRow("_thread", "allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
+        PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
+        PatchRow("_thread", "RLock", NAME, "unknot._patch._hybrid:RLock"),
+        PatchRow("_thread", "_local", FACTORY, _fiber_local_class),
+    ],
+    "queue": [
+        # (pure Python: its blocking get waits on a patched lock)
+        PatchRow("queue", "SimpleQueue", FACTORY, lambda: queue._PySimpleQueue),  # type: ignore[attr-defined]
+    ],
+}
+
+
+# -- Driver integrations -------------------------------------------------------------------------
+#
+# Drivers that block in C code on a file descriptor of their own bypass the patched socket
+# module. Those that expose a Python hook get a cooperative one: one `DriverHook` per hook.
+# ``factory(module, original)`` builds the replacement; it is imported from
+# `unknot._patch._drivers` only when the driver's module is loaded. Replacements call the
+# original outside fibers, so a driver imported while patched stays correct after `unpatch`.
+
+DRIVER_INTEGRATIONS: list[DriverHook] = [
+    # psycopg 3: Connection runs every operation through waiting.wait / waiting.wait_conn,
+    # looked up at call time; the default wait is wait_c, a C poll loop.
+    DriverHook("psycopg.waiting", "wait", "unknot._patch._drivers:psycopg_wait"),
+    DriverHook("psycopg.waiting", "wait_conn", "unknot._patch._drivers:psycopg_wait_conn"),
+]
