@@ -43,7 +43,9 @@ def test_repr_has_the_stdlib_form(make: Any) -> None:
         r"<unlocked unknot\._patch\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock)
     )
     lock.acquire()
-    assert re.fullmatch(r"<locked unknot\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock))
+    assert re.fullmatch(
+        r"<locked unknot\._patch\._hybrid\.R?Lock object (.*)?at 0x[0-9a-f]+>", repr(lock)
+    )
 
 
 # A Condition's wait() re-acquires its lock on the way out (threading.Condition calls
