@@ -14,7 +14,7 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
 """
 
 # The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
-from . import select, socket
+from . import lowlevel, select, socket
 from ._channel import Channel, ChannelClosed, Operation
 from ._core import (
     Cancelled,
@@ -78,8 +78,8 @@ __all__ = [
     "current",
     "current_time",
     "fail_after",
-    "is_patched",
     "from_thread",
+    "is_patched",
     "move_on_after",
     "new_event_loop",
     "patch",

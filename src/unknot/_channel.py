@@ -9,7 +9,7 @@ operations can complete and completes exactly that one::
         ...
 
 No value is lost or delivered twice under cancellation or timeouts: a value passes between two
-fibers only when the waiting side can still be woken (see `Hub.wake`).
+fibers only when the waiting side can still be woken (see `unknot.lowlevel.ParkingLot`).
 """
 
 from __future__ import annotations
@@ -18,23 +18,13 @@ import random
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from .lowlevel import TIMED_OUT, Fiber, require_fiber
+from .lowlevel import TIMED_OUT, Fiber, ParkedFiber, ParkingLot, require_fiber
 
 T = TypeVar("T")
 
 
 class ChannelClosed(Exception):
     """The channel was closed: no more values can be sent, and none is left to receive."""
-
-
-class _Token:
-    """One operation of one waiting fiber, queued on a channel."""
-
-    __slots__ = ("fiber", "op")
-
-    def __init__(self, fiber: Fiber, op: Operation) -> None:
-        self.fiber = fiber
-        self.op = op
 
 
 class Operation:
@@ -56,16 +46,14 @@ class Operation:
             return ch._try_send(self.value), None
         return ch._try_recv()
 
-    def _enqueue(self, tok: _Token) -> None:
+    def _enqueue(self, f: Fiber) -> ParkedFiber:
+        """Queue fiber ``f`` for this operation on its channel (the payload is the operation)."""
         ch = self.channel
-        if self.kind == "send":
-            ch._senders[tok] = self.value
-        else:
-            ch._receivers[tok] = None
+        return (ch._senders if self.kind == "send" else ch._receivers).add(f, self)
 
-    def _dequeue(self, tok: _Token) -> None:
+    def _dequeue(self, place: ParkedFiber) -> None:
         ch = self.channel
-        (ch._senders if self.kind == "send" else ch._receivers).pop(tok, None)
+        (ch._senders if self.kind == "send" else ch._receivers).discard(place)
 
     def __repr__(self) -> str:
         return f"<Operation {self.kind} on {self.channel!r}>"
@@ -75,8 +63,10 @@ class Channel(Generic[T]):
     """An unbuffered channel: ``send`` waits for a receiver, ``recv`` waits for a sender."""
 
     def __init__(self) -> None:
-        self._senders: dict[_Token, Any] = {}
-        self._receivers: dict[_Token, None] = {}
+        # Fibers waiting to send and to receive; each place's payload is its `Operation` (a
+        # send operation carries the value).
+        self._senders = ParkingLot()
+        self._receivers = ParkingLot()
         self._closed = False
 
     @property
@@ -109,10 +99,7 @@ class Channel(Generic[T]):
             return
         self._closed = True
         for waiting in (self._senders, self._receivers):
-            toks = list(waiting)
-            waiting.clear()
-            for tok in toks:
-                tok.fiber.hub.throw(tok.fiber, ChannelClosed("channel closed"))
+            waiting.throw_all(ChannelClosed("channel closed"))
 
     def __iter__(self) -> Iterator[T]:
         """Receive values until the channel is closed."""
@@ -127,21 +114,13 @@ class Channel(Generic[T]):
     def _try_send(self, value: Any) -> bool:
         if self._closed:
             raise ChannelClosed("send on a closed channel")
-        receivers = self._receivers
-        while receivers:
-            tok = next(iter(receivers))
-            del receivers[tok]
-            if tok.fiber.hub.wake(tok.fiber, (tok.op, value)):
-                return True
-        return False
+        # the receiver wakes with (its operation, value)
+        return self._receivers.unpark(value, with_payload=True) is not None
 
     def _try_recv(self) -> tuple[bool, Any]:
-        senders = self._senders
-        while senders:
-            tok = next(iter(senders))
-            value = senders.pop(tok)
-            if tok.fiber.hub.wake(tok.fiber, (tok.op, None)):
-                return True, value
+        place = self._senders.unpark(None, with_payload=True)  # wakes with (its operation, None)
+        if place is not None:
+            return True, place.payload.value
         if self._closed:
             raise ChannelClosed("channel closed")
         return False, None
@@ -159,14 +138,12 @@ def _perform(ops: list[Operation], timeout: float | None) -> tuple[Operation, An
             return op, value
     if timeout is not None and timeout <= 0:
         raise TimeoutError("no operation was ready")
-    toks = [_Token(f, op) for op in ops]
-    for tok in toks:
-        tok.op._enqueue(tok)
+    places = [(op, op._enqueue(f)) for op in ops]
     try:
         r = f.hub.park(f, timeout)
     finally:
-        for tok in toks:
-            tok.op._dequeue(tok)
+        for op, place in places:
+            op._dequeue(place)
     if r is TIMED_OUT:
         raise TimeoutError(f"no operation completed within {timeout} s")
     return r

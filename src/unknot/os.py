@@ -66,6 +66,7 @@ except ImportError:  # Windows
 
 from greenlet import getcurrent
 
+from ._mirror import poll_fd
 from .lowlevel import Fiber
 from .select import BUSY_POLL
 
@@ -83,23 +84,14 @@ _std_system = _stdlib.system
 _get_blocking = _stdlib.get_blocking
 _posix_spawn = getattr(_stdlib, "posix_spawn", None)
 _pidfd_open = getattr(_stdlib, "pidfd_open", None)
-_poll = getattr(_select, "poll", None)
-_select_select = _select.select
 _PIPE_BUF: int = getattr(_select, "PIPE_BUF", 512)
-_POLLIN = getattr(_select, "POLLIN", 1)
-_POLLOUT = getattr(_select, "POLLOUT", 4)
 _WNOHANG: int = getattr(_stdlib, "WNOHANG", 1)
 _NO_PIDFD_OPTIONS: int = getattr(_stdlib, "WUNTRACED", 0) | getattr(_stdlib, "WCONTINUED", 0)
 
 
 def _ready(fd: int, write: bool) -> bool:
     """Whether a read (or write) on ``fd`` would not block now (errors count as ready)."""
-    if _poll is not None:
-        p = _poll()
-        p.register(fd, _POLLOUT if write else _POLLIN)
-        return bool(p.poll(0))
-    r, w, _ = _select_select([] if write else [fd], [fd] if write else [], [], 0)
-    return bool(r or w)
+    return bool(poll_fd(fd, not write, write))
 
 
 def _wait_ready(f: Fiber, fd: int, write: bool) -> None:

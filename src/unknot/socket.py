@@ -20,10 +20,8 @@ import _socket
 import errno
 import math
 import os
-import select as _select
 import socket as _stdlib
 import time as _time
-import types
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
@@ -40,6 +38,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from ._mirror import poll_fd, rebind
 from .lowlevel import TIMED_OUT, Fiber
 
 __all__ = list(_stdlib.__all__)
@@ -57,19 +56,9 @@ _std_getnameinfo = _stdlib.getnameinfo
 _BlockingIOError = BlockingIOError
 
 
-# The originals, kept even after unknot.patch() replaces them in the select module.
-_poll = getattr(_select, "poll", None)
-_select_select = _select.select
-
-
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
     """Block the thread until ``fd`` is ready (outside fibers). False on timeout."""
-    if _poll is not None:
-        p = _poll()
-        p.register(fd, _select.POLLOUT if write else _select.POLLIN)
-        return bool(p.poll(None if timeout is None else max(0.0, timeout) * 1000))
-    r, w, _ = _select_select([] if write else [fd], [fd] if write else [], [], timeout)
-    return bool(r or w)
+    return bool(poll_fd(fd, not write, write, timeout))
 
 
 _NS = 10**9
@@ -615,11 +604,7 @@ def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
 
 def _rebind(fn: Any) -> Any:
     """The stdlib function ``fn`` with this module's globals: same code, cooperative names."""
-    new = types.FunctionType(fn.__code__, globals(), fn.__name__, fn.__defaults__, fn.__closure__)
-    new.__kwdefaults__ = fn.__kwdefaults__
-    new.__doc__ = fn.__doc__
-    new.__module__ = __name__
-    return new
+    return rebind(fn, globals(), __name__)
 
 
 # create_connection and create_server (and getfqdn) are the stdlib's own code, looking up

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import ssl as _stdlib
 import time as _time
-import types as _types
 from ssl import *  # noqa: F403 - this module mirrors the whole stdlib module
 from ssl import SSLWantReadError as _WantRead
 from ssl import SSLWantWriteError as _WantWrite
 from typing import TYPE_CHECKING, Any
 
 from . import socket as _usocket
+from ._mirror import rebind
 
 # The stdlib module's private names too (`_create_default_https_context`, `_ASN1Object`...): other
 # modules use some, and the stdlib functions rebound below look them up here.
@@ -213,12 +213,7 @@ def wrap(sock: Any, context: Any, **kwargs: Any) -> SSLSocket:
 
 def _rebind(fn: Any) -> Any:
     """The stdlib function ``fn`` with this module's globals: same code, cooperative names."""
-    new = _types.FunctionType(fn.__code__, globals(), fn.__name__, fn.__defaults__, fn.__closure__)
-    new.__kwdefaults__ = fn.__kwdefaults__
-    new.__doc__ = fn.__doc__
-    new.__qualname__ = fn.__qualname__
-    new.__module__ = __name__
-    return new
+    return rebind(fn, globals(), __name__)
 
 
 # The stdlib's own helpers, creating our SSLContext and connecting with our sockets.

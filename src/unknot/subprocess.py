@@ -59,6 +59,7 @@ from greenlet import getcurrent
 
 from . import os as _os
 from . import selectors as _selectors
+from ._mirror import rebind
 from .lowlevel import Cancelled, CancelScope, Fiber, is_cancelled
 
 __all__ = list(_stdlib.__all__)
@@ -139,12 +140,7 @@ def _open_pipe(fd: int, mode: str, buffering: int = -1) -> Any:
 
 def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
     """The stdlib function ``fn`` running with globals ``namespace``: same code, our names."""
-    new = _types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
-    new.__kwdefaults__ = fn.__kwdefaults__
-    new.__doc__ = fn.__doc__
-    new.__qualname__ = fn.__qualname__
-    new.__module__ = __name__
-    return new
+    return rebind(fn, namespace, __name__)
 
 
 # The globals of the rebound Popen methods: the stdlib module's, with io.open making PipeIO

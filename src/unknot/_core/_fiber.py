@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ._cancel import Cancelled, cancel_fiber, effectively_cancelled
+from ._parking import TIMED_OUT, ParkingLot
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -60,7 +61,8 @@ class Fiber(greenlet):
         "_state",
         "_result",
         "_error",
-        "_waiters",
+        "_joiners",
+        "_callbacks",
         "_scope",
         "_parent",
         "_children",
@@ -99,7 +101,8 @@ class Fiber(greenlet):
         self._state = PENDING
         self._result: Any = None
         self._error: BaseException | None = None
-        self._waiters: list[Any] | None = None
+        self._joiners: ParkingLot | None = None  # fibers in join(), made on first use
+        self._callbacks: list[Callable[[Fiber], Any]] | None = None  # add_done_callback
         self._scope: Any = self
         self._parent = parent
         self._children: set[Any] | None = None
@@ -139,14 +142,15 @@ class Fiber(greenlet):
         finally:
             del fn, args, kwargs
             hub._fiber_finished(self)
-        waiters = self._waiters
-        if waiters:
-            self._waiters = None
-            for w in waiters:
-                if type(w) is Fiber:
-                    hub.wake(w)
-                else:
-                    self._call_done_callback(w)
+        joiners = self._joiners
+        if joiners is not None:
+            self._joiners = None
+            joiners.unpark_all(None)
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = None
+            for fn in callbacks:
+                self._call_done_callback(fn)
 
     def _call_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
         try:
@@ -224,13 +228,11 @@ class Fiber(greenlet):
                 raise RuntimeError(
                     "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
                 )
-            hub = me.hub
-            self._add_waiter(me)
-            try:
-                if hub.park(me, timeout) is hub.TIMED_OUT and self._state < DONE:
-                    raise TimeoutError(f"{self.name} did not finish within {timeout} s")
-            finally:
-                self._remove_waiter(me)
+            joiners = self._joiners
+            if joiners is None:
+                joiners = self._joiners = ParkingLot()
+            if joiners.park(me, timeout) is TIMED_OUT and self._state < DONE:
+                raise TimeoutError(f"{self.name} did not finish within {timeout} s")
         return self.result()
 
     def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
@@ -238,30 +240,24 @@ class Fiber(greenlet):
         if self._state >= DONE:
             fn(self)
         else:
-            self._add_waiter(fn)
+            if self._callbacks is None:
+                self._callbacks = [fn]
+            else:
+                self._callbacks.append(fn)
 
     def remove_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
         """Forget a callback added by `add_done_callback`."""
-        self._remove_waiter(fn)
+        callbacks = self._callbacks
+        if callbacks:
+            try:
+                callbacks.remove(fn)
+            except ValueError:
+                pass
 
     def __await__(self) -> Generator[Any, None, Any]:
         return (yield from _await_fiber(self))
 
-    # -- helpers -------------------------------------------------------------------------------
 
-    def _add_waiter(self, w: Any) -> None:
-        if self._waiters is None:
-            self._waiters = [w]
-        else:
-            self._waiters.append(w)
-
-    def _remove_waiter(self, w: Any) -> None:
-        ws = self._waiters
-        if ws:
-            try:
-                ws.remove(w)
-            except ValueError:
-                pass
 
     def __repr__(self) -> str:
         state = ("pending", "running", "done", "failed", "cancelled")[self._state]

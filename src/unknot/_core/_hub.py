@@ -40,18 +40,8 @@ from ._fiber import (
     PARKED_SHIELDED,
     Fiber,
 )
+from ._parking import TIMED_OUT
 from ._timers import TimerQueue
-
-
-class _TimedOut:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "TIMED_OUT"
-
-
-#: Returned by `Hub.park` when its timeout expired first.
-TIMED_OUT: Any = _TimedOut()
 
 
 def _nothing() -> None:

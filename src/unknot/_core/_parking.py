@@ -16,9 +16,21 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._fiber import Fiber
+if TYPE_CHECKING:
+    from ._fiber import Fiber
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+#: Returned by `Hub.park` (and `ParkingLot.park`) when the timeout expired first.
+TIMED_OUT: Any = _TimedOut()
 
 
 class ParkedFiber:
@@ -75,17 +87,32 @@ class ParkingLot:
         try:
             return fiber.hub.park(fiber, timeout, cancellable, interruptible)
         finally:
-            if place.queued:  # left early: its place is dead
-                place.queued = False
-                self._dead += 1
-                if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self._queue):
-                    self._queue = deque(p for p in self._queue if p.queued)
-                    self._dead = 0
+            if place.queued:
+                self.discard(place)
 
-    def unpark(self, value: Any = True) -> ParkedFiber | None:
+    def add(self, fiber: Fiber, payload: Any = None) -> ParkedFiber:
+        """Queue ``fiber`` without parking it: for a fiber that waits in several lots at once
+        (a `select` over channels) and parks itself with `Hub.park`. `discard` the place once
+        the wait is over, however it ended."""
+        place = ParkedFiber(fiber, payload)
+        self._queue.append(place)
+        return place
+
+    def discard(self, place: ParkedFiber) -> None:
+        """Take ``place`` out of the lot if it is still queued (its fiber left early)."""
+        if place.queued:
+            place.queued = False
+            self._dead += 1
+            if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self._queue):
+                self._queue = deque(p for p in self._queue if p.queued)
+                self._dead = 0
+
+    def unpark(self, value: Any = True, *, with_payload: bool = False) -> ParkedFiber | None:
         """Wake the longest-parked fiber still waiting, with ``value``; return its place.
 
         None if no fiber could be woken. The place's ``payload`` is the unparker's to take.
+        ``with_payload=True`` wakes it with ``(payload, value)`` instead, so that a fiber parked
+        in several lots learns which of its places was taken.
         """
         queue = self._queue
         while queue:
@@ -95,7 +122,7 @@ class ParkingLot:
                 continue
             place.queued = False
             f = place.fiber
-            if f.hub.wake(f, value):
+            if f.hub.wake(f, (place.payload, value) if with_payload else value):
                 return place
             # woken by something else first (a timeout, a cancellation): try the next one
         return None

@@ -10,6 +10,7 @@ from greenlet import getcurrent
 
 from ._cancel import Cancelled, CancelScope
 from ._fiber import FAILED, Fiber
+from ._parking import ParkingLot
 
 
 class TaskGroup:
@@ -33,7 +34,7 @@ class TaskGroup:
         self._owner: Fiber | None = None
         self._open = False
         self._closed = False
-        self._waiting = False
+        self._idle = ParkingLot()  # the owner, waiting in __exit__ for the children
 
     @property
     def cancel_scope(self) -> CancelScope:
@@ -78,8 +79,8 @@ class TaskGroup:
             assert f._error is not None
             self._errors.append(f._error)
             self._scope.cancel()
-        if not self._children and self._waiting and self._owner is not None:
-            self._scope._hub.wake(self._owner)  # type: ignore[union-attr]
+        if not self._children:
+            self._idle.unpark_all()
 
     def __exit__(
         self,
@@ -110,15 +111,11 @@ class TaskGroup:
         """
         interrupt = None
         owner = self._owner
-        hub = self._scope._hub
-        assert owner is not None and hub is not None
+        assert owner is not None
         while self._children:
-            self._waiting = True
             try:
-                hub.park(owner, cancellable=False, interruptible=True)
+                self._idle.park(owner, cancellable=False, interruptible=True)
             except BaseException as e:  # noqa: B036 - re-raised after the children finish
                 interrupt = interrupt or e
                 self._scope.cancel()
-            finally:
-                self._waiting = False
         return interrupt

@@ -18,7 +18,6 @@ psycopg 3
 
 from __future__ import annotations
 
-import select
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -26,10 +25,9 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from .._mirror import POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, poll_fd
 from ..lowlevel import TIMED_OUT, Fiber, Hub
 
-_poll = getattr(select, "poll", None)  # the original, kept if unknot.patch() replaces it
-_select = select.select
 _monotonic = time.monotonic
 
 _READ = 1  # psycopg's Wait.R / Ready.R (selectors.EVENT_READ)
@@ -38,21 +36,15 @@ _WRITE = 2  # Wait.W / Ready.W (selectors.EVENT_WRITE)
 
 def _ready_now(fd: int, wanted: int) -> int:
     """Which of ``wanted`` (a `_READ`/`_WRITE` mask) ``fd`` is ready for right now."""
+    ev = poll_fd(fd, bool(wanted & _READ), bool(wanted & _WRITE))
+    if ev & POLLNVAL:
+        raise OSError(9, "Bad file descriptor")
     ready = 0
-    if _poll is not None:
-        p = _poll()
-        mask = (select.POLLIN if wanted & _READ else 0) | (select.POLLOUT if wanted & _WRITE else 0)
-        p.register(fd, mask)
-        for _fd, ev in p.poll(0):
-            if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                ready |= _READ & wanted
-            if ev & (select.POLLOUT | select.POLLHUP | select.POLLERR):
-                ready |= _WRITE & wanted
-            if ev & select.POLLNVAL:
-                raise OSError(9, "Bad file descriptor")
-        return ready
-    r, w, x = _select([fd] if wanted & _READ else [], [fd] if wanted & _WRITE else [], [fd], 0)
-    return (_READ if r or x else 0) | (_WRITE if w else 0)
+    if ev & (POLLIN | POLLHUP | POLLERR):
+        ready |= _READ & wanted
+    if ev & (POLLOUT | POLLHUP | POLLERR):
+        ready |= _WRITE & wanted
+    return ready
 
 
 def wait_fd_events(f: Fiber, fd: int, wanted: int, timeout: float | None) -> int:
