@@ -14,7 +14,8 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
 """
 
 # The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
-from . import lowlevel, select, socket
+from . import lowlevel as lowlevel  # the low-level face for extenders (not in __all__)
+from . import select, socket
 from ._channel import Channel, ChannelClosed, Operation
 from ._core import (
     Cancelled,
