@@ -365,7 +365,7 @@ def rows(comparisons: Sequence[Comparison], head: Tree, base: Tree) -> list[list
     out = [header]
     for c in comparisons:
         ratio = "n/a" if c.median_ratio is None else f"{c.median_ratio:.3f}"
-        span = f"{min(c.ratios):.2f}-{max(c.ratios):.2f}" if c.ratios else "n/a"
+        span = f"{min(c.ratios):.3f}-{max(c.ratios):.3f}" if c.ratios else "n/a"
         out.append(
             [
                 c.cell.name,
