@@ -14,10 +14,10 @@ What is measured, for each peer (the library's own idiom for each job):
 
 Every measurement runs in a fresh interpreter (``core.py --worker PEER BENCH``), pinned to one
 CPU with ``taskset`` when it is available, so peers cannot disturb each other. The parent runs
-every peer, repeats each measurement (interleaving the peers) and reports the median, with the
-ratios unknot/gevent and unknot/asyncio. Inside a worker each timed loop first calibrates its
-iteration count (which also warms it up), then runs three times for ``--min-time`` seconds in
-all, and the fastest of the three counts.
+every peer, repeats each measurement (interleaving the peers, their order rotated each round)
+and reports the median, with the ratios unknot/gevent and unknot/asyncio. Inside a worker each
+timed loop first calibrates its iteration count (which also warms it up), then runs three times
+for ``--min-time`` seconds in all, and the fastest of the three counts.
 
 Examples::
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from benchlib import ab, mdsection
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cell(head: list[float | None], base: list[float | None], higher: bool = True) -> ab.Cell:
+def _cell(
+    head: Sequence[float | None], base: Sequence[float | None], higher: bool = True
+) -> ab.Cell:
     return ab.Cell("cell", "ops/s", higher, head, base)
 
 
