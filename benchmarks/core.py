@@ -14,26 +14,33 @@ What is measured, for each peer (the library's own idiom for each job):
 
 Every measurement runs in a fresh interpreter (``core.py --worker PEER BENCH``), pinned to one
 CPU with ``taskset`` when it is available, so peers cannot disturb each other. The parent runs
-every peer, repeats each measurement (interleaving the peers) and reports the median, with the
-ratios unknot/gevent and unknot/asyncio. Inside a worker each timed loop first calibrates its
-iteration count (which also warms it up), then runs three times for ``--min-time`` seconds in
-all, and the fastest of the three counts.
+every peer, repeats each measurement (interleaving the peers, their order rotated each round)
+and reports the median, with the ratios unknot/gevent and unknot/asyncio. Inside a worker each
+timed loop first calibrates its iteration count (which also warms it up), then runs three times
+for ``--min-time`` seconds in all, and the fastest of the three counts.
 
 Examples::
 
     python benchmarks/core.py                      # the table (about two minutes)
     python benchmarks/core.py --markdown           # ...and the "Core" section of BENCHMARKS.md
     python benchmarks/core.py --benches spawn-join,memory --repeat 3
+    python benchmarks/core.py --ab HEAD~1 --peers unknot --repeat 9 --markdown  # an A/B
+
+``--ab REF`` adds the peer ``unknot@REF``, the unknot worker run with commit REF's ``src/``,
+alternating with this checkout's in every round, and reports the A/B table (with
+``--markdown``: the "A/B: Core" section instead of "Core"; see ``benchlib/ab.py``). The
+``unknot`` peer always imports from this checkout's ``src/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import gc
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -42,10 +49,11 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import ab, mdsection
 from benchlib.machine import cpu_model, git_revision, package_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +62,7 @@ SECTION_TITLE = "Core"
 
 PEERS = ("unknot", "gevent", "asyncio")
 PEER_MODULES = {"unknot": "unknot", "gevent": "gevent", "asyncio": "asyncio"}
+UNKNOT_FAMILY = ("unknot",)  # the peers that can also run from the --ab commit
 
 BATCH = 10_000  # fibers per batch in spawn-batch
 IDLE_FIBERS = 10_000  # fibers kept blocked in the memory benchmark
@@ -392,6 +401,7 @@ class UnknotPeer(GreenletPeer):
     def __init__(self) -> None:
         import unknot
 
+        ab.assert_unknot_source(unknot)
         self.unknot = unknot
         self.spawn, self.sleep, self.Event = unknot.spawn, unknot.sleep, unknot.Event
 
@@ -429,6 +439,10 @@ PEER_CLASSES: dict[str, Callable[[], Any]] = {
 }
 
 
+def _sleep0(peer: Any, fibers: int, rounds: int) -> float:
+    return float(peer.sleep0(fibers, rounds))
+
+
 def run_worker(peer_name: str, bench: str, min_time: float) -> dict[str, float]:
     """Run one benchmark for one peer in this process; return its metrics."""
     peer = PEER_CLASSES[peer_name]()
@@ -436,9 +450,7 @@ def run_worker(peer_name: str, bench: str, min_time: float) -> dict[str, float]:
         return {"switch": rate(peer.switch, min_time, 2)}  # each round: 2 hand-offs
     if bench == "sleep0":
         return {
-            f"sleep0-{fibers}": rate(
-                lambda rounds, fibers=fibers: peer.sleep0(fibers, rounds), min_time, fibers
-            )
+            f"sleep0-{fibers}": rate(functools.partial(_sleep0, peer, fibers), min_time, fibers)
             for fibers in SLEEPERS
         }
     if bench == "spawn-join":
@@ -461,6 +473,17 @@ class Samples:
 
     values: dict[tuple[str, str], list[float]]
     failures: list[str]
+    #: The same values by round (the A/B pairs the two variants within each round).
+    by_round: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+
+    def add(self, peer: str, metric: str, round_: int, value: float) -> None:
+        self.values.setdefault((peer, metric), []).append(value)
+        self.by_round.setdefault((peer, metric), {})[round_] = value
+
+    def per_round(self, peer: str, metric: str, rounds: int) -> list[float | None]:
+        """The value of each round, None where the worker failed."""
+        got = self.by_round.get((peer, metric), {})
+        return [got.get(i) for i in range(rounds)]
 
     def median(self, peer: str, metric: str) -> float | None:
         vals = self.values.get((peer, metric))
@@ -486,29 +509,46 @@ def pin_prefix(cpu: int | None) -> tuple[list[str], str]:
     return ["taskset", "-c", str(cpu)], f"each worker pinned to CPU {cpu} with `taskset -c {cpu}`"
 
 
-def available_peers(peers: list[str]) -> tuple[list[str], list[str]]:
+def peer_envs(peers: list[str], head: ab.Tree, base: ab.Tree | None) -> dict[str, dict[str, str]]:
+    """Each peer's environment: the unknot family imports from its tree (this checkout's
+    ``src/``, or the --ab commit's), the others get this process's. Same hash seed for all."""
+    envs = {}
+    for peer in peers:
+        name, _ = ab.split(peer)
+        env = ab.tree_of(peer, head, base).env() if name in UNKNOT_FAMILY else dict(os.environ)
+        envs[peer] = dict(env, PYTHONHASHSEED="0")  # same set/dict layouts in every run
+    return envs
+
+
+def available_peers(
+    peers: list[str], envs: dict[str, dict[str, str]]
+) -> tuple[list[str], list[str]]:
     """Split ``peers`` into those whose library imports here and notes about the others."""
     ok, notes = [], []
     for peer in peers:
+        module = PEER_MODULES[ab.split(peer)[0]]
         probe = subprocess.run(
-            [sys.executable, "-c", f"import {PEER_MODULES[peer]}"],
+            [sys.executable, "-P", "-c", f"import {module}"],
             capture_output=True,
             text=True,
+            env=envs[peer],
         )
         if probe.returncode == 0:
             ok.append(peer)
         else:
-            notes.append(f"{peer} skipped: cannot import {PEER_MODULES[peer]}")
+            notes.append(f"{peer} skipped: cannot import {module}")
     return ok, notes
 
 
 def launch_worker(
-    prefix: list[str], peer: str, bench: str, min_time: float
+    prefix: list[str], peer: str, bench: str, min_time: float, env: dict[str, str]
 ) -> tuple[dict[str, float] | None, str]:
-    """Run one worker subprocess; return its metrics (None on failure) and an error text."""
-    cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--worker", peer, bench]
+    """Run one worker subprocess; return its metrics (None on failure) and an error text.
+    ``peer`` may be a variant (``unknot@REF``): the worker runs its plain peer, and ``env``
+    says which tree that imports from."""
+    kind = ab.split(peer)[0]
+    cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--worker", kind, bench]
     cmd += ["--min-time", str(min_time)]
-    env = dict(os.environ, PYTHONHASHSEED="0")  # same set/dict layouts in every run
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
@@ -521,22 +561,30 @@ def launch_worker(
 
 
 def collect(
-    peers: list[str], benches: list[str], repeat: int, min_time: float, prefix: list[str]
+    peers: list[str],
+    benches: list[str],
+    repeat: int,
+    min_time: float,
+    prefix: list[str],
+    envs: dict[str, dict[str, str]],
 ) -> Samples:
-    """Run every (benchmark, peer) ``repeat`` times, peers interleaved within each repeat."""
+    """Run every (benchmark, peer) ``repeat`` times, peers interleaved within each repeat and
+    their order rotated by one each repeat (no peer always runs first, or after the same one)."""
     samples = Samples({}, [])
+    width = max(len(p) for p in peers)
     for bench in benches:
         for i in range(repeat):
-            for peer in peers:
-                result, error = launch_worker(prefix, peer, bench, min_time)
+            shift = i % len(peers)
+            for peer in peers[shift:] + peers[:shift]:
+                result, error = launch_worker(prefix, peer, bench, min_time, envs[peer])
                 if result is None:
                     samples.failures.append(error)
                     print(f"  FAILED {error}", file=sys.stderr)
                     continue
                 for metric, value in result.items():
-                    samples.values.setdefault((peer, metric), []).append(value)
+                    samples.add(peer, metric, i, value)
                 shown = ", ".join(f"{m} {fmt_value(v, METRICS[m])}" for m, v in result.items())
-                print(f"  [{i + 1}/{repeat}] {bench:<11} {peer:<8} {shown}", file=sys.stderr)
+                print(f"  [{i + 1}/{repeat}] {bench:<11} {peer:<{width}} {shown}", file=sys.stderr)
     return samples
 
 
@@ -715,17 +763,6 @@ def worst_spread(samples: Samples, peers: list[str], metrics: list[str]) -> str:
     return "" if worst is None else f"{worst[0]:.0%} ({worst[1]})"
 
 
-def update_markdown(path: Path, section: str) -> None:
-    """Replace the "Core" section of ``path`` (up to the next level-2 header), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^## {SECTION_TITLE}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def csv_list(choices: tuple[str, ...] | list[str]) -> Callable[[str], list[str]]:
     """An argparse type for a comma-separated subset of ``choices``."""
 
@@ -751,7 +788,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--min-time", type=float, default=0.3, help="measured seconds per metric in a worker"
     )
-    parser.add_argument("--peers", type=csv_list(PEERS), default=list(PEERS))
+    parser.add_argument(
+        "--peers",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        default=list(PEERS),
+        help=f"comma-separated, from {', '.join(PEERS)} (and unknot@REF with --ab REF)",
+    )
     parser.add_argument("--benches", type=csv_list(list(BENCHES)), default=list(BENCHES))
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin workers to")
     parser.add_argument("--no-pin", action="store_true", help="do not pin workers")
@@ -761,10 +803,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         const=DEFAULT_MARKDOWN,
         metavar="PATH",
-        help=f"write the results to the '{SECTION_TITLE}' section of PATH",
+        help=f"write the results to the '{SECTION_TITLE}' section of PATH "
+        "(with --ab: the 'A/B: TITLE' section)",
     )
+    ab.add_arguments(parser, SECTION_TITLE)
     parser.add_argument("--worker", nargs=2, metavar=("PEER", "BENCH"), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.worker:
+        try:
+            args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, PEERS)
+        except ab.ABError as exc:
+            parser.error(str(exc))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def ab_comparisons(
+    samples: Samples, peers: list[str], metrics: list[str], args: argparse.Namespace
+) -> list[ab.Comparison]:
+    """One A/B cell per (unknot-family pair, metric): the head's and the base's value per round."""
+    out = []
+    for head_peer, base_peer in ab.pairs(peers, args.ab):
+        for name in metrics:
+            m = METRICS[name]
+            prefix = "" if head_peer == "unknot" else f"{head_peer}: "
+            cell = ab.Cell(
+                name=prefix + m.label,
+                unit=m.unit,
+                higher_is_better=m.higher_is_better,
+                head=samples.per_round(head_peer, name, args.repeat),
+                base=samples.per_round(base_peer, name, args.repeat),
+                fmt=functools.partial(fmt_value, metric=m),
+            )
+            out.append(ab.compare(cell))
+    return out
+
+
+def ab_section(
+    comparisons: list[ab.Comparison],
+    head: ab.Tree,
+    base: ab.Tree,
+    samples: Samples,
+    peers: list[str],
+    metrics: list[str],
+    args: argparse.Namespace,
+    facts: list[tuple[str, str]],
+    notes: list[str],
+) -> str:
+    """The "A/B: <title>" section: the A/B table, then every peer's medians from the same run."""
+    intro = (
+        f"`benchmarks/core.py --ab {args.ab}`: the core micro-benchmarks with this checkout's "
+        f"unknot (head) and commit {base.revision}'s (base), {args.repeat} rounds, each round "
+        "every peer once in a fresh interpreter (order rotated per round) keeping the fastest "
+        "of three timed loops."
+    )
+    kept = [(k, v) for k, v in facts if k not in ("Checkout",)]
+    medians = markdown_table(table_rows(samples, peers, metrics))
+    extra = ["### A/B: every peer, medians", "", medians, ""]
+    failures = notes + samples.failures
+    return ab.section(args.ab_title, intro, head, base, comparisons, dict(kept), failures, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -776,19 +874,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     prefix, pinning = pin_prefix(None if args.no_pin else args.cpu)
-    peers, notes = available_peers(args.peers)
-    if not peers:
-        print("no peer can be imported", file=sys.stderr)
-        return 1
     metrics = [m for b in args.benches for m in BENCHES[b]]
-    print(
-        f"core benchmarks: peers {', '.join(peers)}; {pinning}; median of {args.repeat}",
-        file=sys.stderr,
-    )
-    for note in notes:
-        print(f"  {note}", file=sys.stderr)
-    started = time.monotonic()
-    samples = collect(peers, args.benches, args.repeat, args.min_time, prefix)
+    head = ab.this_checkout()
+    with contextlib.ExitStack() as stack:
+        try:
+            base = stack.enter_context(ab.base_checkout(args.ab)) if args.ab else None
+            for peer in args.peers:
+                if ab.split(peer)[0] in UNKNOT_FAMILY:
+                    where = ab.verify_import(ab.tree_of(peer, head, base))
+                    print(f"{peer}: imports {where}", file=sys.stderr)
+        except ab.ABError as exc:
+            print(f"A/B: {exc}", file=sys.stderr)
+            return 2
+        envs = peer_envs(args.peers, head, base)
+        peers, notes = available_peers(args.peers, envs)
+        if not peers:
+            print("no peer can be imported", file=sys.stderr)
+            return 1
+        print(
+            f"core benchmarks: peers {', '.join(peers)}; {pinning}; median of {args.repeat}",
+            file=sys.stderr,
+        )
+        for note in notes:
+            print(f"  {note}", file=sys.stderr)
+        started = time.monotonic()
+        samples = collect(peers, args.benches, args.repeat, args.min_time, prefix, envs)
 
     facts = machine_facts(pinning)
     print()
@@ -803,14 +913,30 @@ def main(argv: list[str] | None = None) -> int:
     spread = worst_spread(samples, peers, metrics)
     if spread:
         print(f"largest deviation of one run from its median: {spread}")
+    comparisons = ab_comparisons(samples, peers, metrics, args)
+    if base is not None:
+        print(f"\nA/B: head = this checkout ({head.revision}), base = {args.ab} ({base.revision})")
+        print(ab.console_table(ab.rows(comparisons, head, base)))
+        print(ab.summary(comparisons))
     print(f"(took {time.monotonic() - started:.0f} s)")
 
     if args.markdown is not None:
-        section = markdown_section(samples, peers, metrics, args, facts, notes)
-        update_markdown(args.markdown, section)
-        print(f"wrote the '{SECTION_TITLE}' section of {args.markdown}")
+        if base is not None:
+            section = ab_section(
+                comparisons, head, base, samples, peers, metrics, args, facts, notes
+            )
+            mdsection.replace_section(args.markdown, f"A/B: {args.ab_title}", section)
+            print(f"wrote the 'A/B: {args.ab_title}' section of {args.markdown}")
+        else:
+            section = markdown_section(samples, peers, metrics, args, facts, notes)
+            mdsection.replace_section(args.markdown, SECTION_TITLE, section)
+            print(f"wrote the '{SECTION_TITLE}' section of {args.markdown}")
     return 1 if samples.failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

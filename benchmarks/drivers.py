@@ -26,6 +26,13 @@ other load on the machine than throughput), and, as a diagnostic, how often the 
 went to sleep per operation (read from ``/proc/<redis pid>/status`` when the server runs on
 this machine): a command that finds Redis asleep makes the client's ``send`` pay for waking it.
 
+``--ab REF`` adds the peer ``unknot@REF``: the unknot worker run with commit REF's ``src/`` in
+its normal configuration, alternating with this checkout's in every round, and reports the A/B
+table (``--markdown`` then writes the "A/B: ..." section; see ``benchlib/ab.py``). ``--peers``
+may also name ``unknot-nocede@REF``; a variant that lacks the internal names the diagnostic
+switches (``SEND_RULE_NAMES``) skips that diagnostic instead of failing. The unknot peers always
+import this checkout's ``src/`` (or REF's), never an installed copy.
+
 ``--profile`` runs the unknot worker once under cProfile instead and prints the top functions.
 ``--toggle`` runs unknot alone, switching the rule that the unknot-nocede row turns off (a
 blocking client send goes after the ready fibers) on and off every 0.1 s in one process, and
@@ -37,6 +44,7 @@ Examples::
     python benchmarks/drivers.py --markdown BENCHMARKS.md
     python benchmarks/drivers.py --profile               # where unknot's time goes
     python benchmarks/drivers.py --toggle --duration 10  # the send rule, on/off in one process
+    python benchmarks/drivers.py --ab HEAD~1 --peers unknot --repeat 9  # an A/B
 """
 
 from __future__ import annotations
@@ -45,7 +53,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -56,12 +63,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine  # noqa: E402
+from benchlib import ab, machine, mdsection  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "Drivers: redis-py, 50 workers"
 PEERS = ("unknot", "unknot-nocede", "gevent", "threads", "asyncio", "uvloop")
 PEER_PACKAGES = {"gevent": "gevent", "uvloop": "uvloop"}
+UNKNOT_FAMILY = ("unknot", "unknot-nocede")  # the peers that can also run from the --ab commit
+#: The internal names the send-rule diagnostic (unknot-nocede, --toggle) switches, as
+#: (module, attribute path); a tree without one of them cannot run that diagnostic.
+SEND_RULE_NAMES = (
+    ("unknot.socket", "socket._after_ready"),
+    ("unknot.socket", "_cede"),
+    ("unknot.ssl", "_cede"),
+)
 WORKERS = 50
 HOST, PORT = "127.0.0.1", 6379
 TARGETS = {"gevent": 1.3, "asyncio": 1.0}  # unknot / peer, floors
@@ -131,30 +146,52 @@ def _measure_sync(
     return ops / elapsed, cpu / ops, sleeps
 
 
-_SEND_RULE_ON: dict[str, Any] = {}
+_SEND_RULE_ON: dict[tuple[str, str], Any] = {}
+
+
+def _send_rule_owner(module: str, path: str) -> tuple[Any, str] | None:
+    """The object holding the attribute ``module``.``path`` and its last name, or None if the
+    unknot imported here has no such name."""
+    import importlib
+
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    *parents, name = path.split(".")
+    for parent in parents:
+        obj = getattr(obj, parent, None)
+    return (obj, name) if obj is not None and hasattr(obj, name) else None
+
+
+def missing_send_rule_names() -> list[str]:
+    """The `SEND_RULE_NAMES` the unknot imported here lacks (empty: the diagnostic can run)."""
+    return [f"{m}.{p}" for m, p in SEND_RULE_NAMES if _send_rule_owner(m, p) is None]
 
 
 def _set_send_rule(on: bool) -> None:
     """Switch unknot's rule that a blocking client send goes after the ready fibers (batched
     by the hub) on or off: off, every send is made at once, as before the rule existed."""
-    import unknot.socket
-    import unknot.ssl
-
-    if not _SEND_RULE_ON:
-        _SEND_RULE_ON.update(after_ready=unknot.socket.socket._after_ready, cede=unknot.ssl._cede)
-    if on:
-        after_ready, cede = _SEND_RULE_ON["after_ready"], _SEND_RULE_ON["cede"]
-    else:
-        after_ready, cede = (lambda self, data, flags: 0), (lambda: None)
-    unknot.socket.socket._after_ready = after_ready  # type: ignore[method-assign]
-    unknot.socket._cede = unknot.ssl._cede = cede
+    missing = missing_send_rule_names()
+    if missing:
+        raise SystemExit(f"this unknot has no {', '.join(missing)}: the send rule cannot switch")
+    off = {"socket._after_ready": lambda self, data, flags: 0, "_cede": lambda: None}
+    for module, path in SEND_RULE_NAMES:
+        owner = _send_rule_owner(module, path)
+        assert owner is not None
+        obj, name = owner
+        _SEND_RULE_ON.setdefault((module, path), getattr(obj, name))
+        setattr(obj, name, _SEND_RULE_ON[(module, path)] if on else off[path])
 
 
 def run_unknot(warmup: float, duration: float, cede: bool = True) -> Result:
+    """unknot in its normal configuration; ``cede=False`` switches the send rule off."""
     import unknot
 
+    ab.assert_unknot_source(unknot)
     unknot.patch()
-    _set_send_rule(cede)
+    if not cede:
+        _set_send_rule(False)
 
     def main() -> Result:
         return _measure_sync(
@@ -264,6 +301,8 @@ def run_toggle(warmup: float, duration: float, slice_: float = 0.1) -> dict[str,
 
     import unknot
 
+    ab.assert_unknot_source(unknot)
+    _set_send_rule(True)  # fails early, with the names, if this unknot lacks them
     unknot.patch()
     modes = ("cede", "nocede")
 
@@ -300,6 +339,10 @@ def run_toggle(warmup: float, duration: float, slice_: float = 0.1) -> dict[str,
 
 
 def worker_main(peer: str, warmup: float, duration: float, profile: bool) -> None:
+    """In a worker: run ``peer`` (or a mode: toggle, probe-send-rule) and print JSON."""
+    if peer == "probe-send-rule":
+        print(json.dumps(missing_send_rule_names()))
+        return
     if peer == "toggle":
         print(json.dumps(run_toggle(warmup, duration)))
         return
@@ -327,7 +370,8 @@ def worker_main(peer: str, warmup: float, duration: float, profile: bool) -> Non
 
 def available(peer: str) -> str | None:
     """None if ``peer`` can run here, else why not."""
-    needed = ["redis"] + ([PEER_PACKAGES[peer]] if peer in PEER_PACKAGES else [])
+    kind = ab.split(peer)[0]
+    needed = ["redis"] + ([PEER_PACKAGES[kind]] if kind in PEER_PACKAGES else [])
     for name in needed:
         if machine.package_version(name) == "not installed":
             return f"{name} is not installed (pip install -e '.[bench]')"
@@ -335,7 +379,9 @@ def available(peer: str) -> str | None:
 
 
 def worker_argv(peer: str, args: argparse.Namespace, profile: bool = False) -> list[str]:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", peer]
+    """The command line of a worker for ``peer`` (a variant runs its plain peer: the
+    environment, `peer_env`, says which tree it imports)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", ab.split(peer)[0]]
     argv += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
     if profile:
         argv.append("--profile")
@@ -344,13 +390,39 @@ def worker_argv(peer: str, args: argparse.Namespace, profile: bool = False) -> l
     return argv
 
 
-def run_worker(peer: str, args: argparse.Namespace) -> Result:
+def peer_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]:
+    """The environment of ``peer``'s worker: the unknot family imports from its tree."""
+    if ab.split(peer)[0] in UNKNOT_FAMILY:
+        return ab.tree_of(peer, head, base).env()
+    return dict(os.environ)
+
+
+def lacks_send_rule(peer: str, args: argparse.Namespace, env: dict[str, str]) -> str | None:
+    """For a peer that switches the send rule off: why its tree cannot (None if it can)."""
+    if ab.split(peer)[0] != "unknot-nocede":
+        return None
+    out = subprocess.run(
+        worker_argv("probe-send-rule", args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    if out.returncode != 0:
+        return f"probe failed: {out.stderr.strip()[-300:]}"
+    missing = json.loads(out.stdout.strip().splitlines()[-1])
+    return f"this unknot lacks {', '.join(missing)} (a diagnostic)" if missing else None
+
+
+def run_worker(peer: str, args: argparse.Namespace, env: dict[str, str]) -> Result:
     out = subprocess.run(
         worker_argv(peer, args),
         capture_output=True,
         text=True,
         timeout=args.warmup + args.duration + 60,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{peer} worker failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -367,7 +439,9 @@ def check_redis() -> None:
         sys.exit(f"Redis is not reachable on {HOST}:{PORT}: {exc}")
 
 
-def report(results: dict[str, list[Result]], skipped: dict[str, str]) -> tuple[str, list[str]]:
+def report(
+    results: dict[str, list[Result]], skipped: dict[str, str], peers: list[str]
+) -> tuple[str, list[str]]:
     """The table (Markdown) and the target checks.
 
     Two views of each peer: throughput (ops/s, what the targets are about) and the client's CPU
@@ -385,7 +459,7 @@ def report(results: dict[str, list[Result]], skipped: dict[str, str]) -> tuple[s
         "peer / unknot, CPU | Redis sleeps / op |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for peer in PEERS:
+    for peer in peers:
         if peer in skipped:
             lines.append(f"| {peer} | unavailable: {skipped[peer]} | | | | | |")
             continue
@@ -440,22 +514,14 @@ def _redis_pinned(cpu: int) -> Iterator[str]:
                 pass  # the thread has exited
 
 
-def update_markdown(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (up to the next level-2 header), or add it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"^## {re.escape(SECTION_TITLE)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL
-    )
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The command line; ``--worker PEER`` is internal (the parent starts workers so)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help="comma-separated subset (and unknot@REF, unknot-nocede@REF with --ab REF)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per peer (interleaved)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before counting")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds counted")
@@ -466,80 +532,183 @@ def main() -> int:
         default=0,
         help="CPU to pin the local Redis server to for the run, restored after (-1: leave it)",
     )
-    parser.add_argument("--markdown", type=Path, help=f"write the '{SECTION_TITLE}' section")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help=f"write the '{SECTION_TITLE}' section (with --ab: the 'A/B: TITLE' section)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the unknot worker")
     parser.add_argument(
         "--toggle",
         action="store_true",
         help="unknot only: the send rule on and off every 0.1 s in one process (see run_toggle)",
     )
+    ab.add_arguments(parser, SECTION_TITLE)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cpu is not None and args.cpu < 0:
         args.cpu = None
     if args.worker:
-        worker_main(args.worker, args.warmup, args.duration, args.profile)
-        return 0
-    check_redis()
-    if args.toggle:
-        with _redis_pinned(args.redis_cpu):
-            argv = worker_argv("toggle", args)
-            out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            sys.exit(f"toggle worker failed:\n{out.stderr[-3000:]}")
-        modes = json.loads(out.stdout.strip().splitlines()[-1])
-        for name, (ops, cpu, naps) in modes.items():
-            us = cpu * 1e6
-            print(f"{name:7} {ops:>10,.0f} ops/s  {us:6.1f} µs CPU/op  Redis sleeps/op {naps:.2f}")
-        print(f"cede / nocede = {modes['cede'][0] / modes['nocede'][0]:.2f}x ops/s")
-        return 0
-    if args.profile:
-        return subprocess.run(worker_argv("unknot", args, profile=True)).returncode
-
+        return args
+    if args.ab and (args.toggle or args.profile):
+        parser.error("--ab does not combine with --toggle or --profile")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    unknown = set(peers) - set(PEERS)
-    if unknown:
-        parser.error(f"unknown peers: {sorted(unknown)}")
-    skipped = {p: why for p in peers if (why := available(p))}
-    load_before = _loadavg()
-    results: dict[str, list[Result]] = {p: [] for p in peers if p not in skipped}
+    try:
+        args.peers = ab.expand_peers(peers, args.ab, UNKNOT_FAMILY, PEERS)
+    except ab.ABError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def run_toggle_parent(args: argparse.Namespace, head: ab.Tree) -> int:
+    """``--toggle``: one unknot worker switching the send rule; print both modes."""
+    with _redis_pinned(args.redis_cpu):
+        argv = worker_argv("toggle", args)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=head.env()
+        )
+    if out.returncode != 0:
+        sys.exit(f"toggle worker failed:\n{out.stderr[-3000:]}")
+    modes = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, (ops, cpu, naps) in modes.items():
+        us = cpu * 1e6
+        print(f"{name:7} {ops:>10,.0f} ops/s  {us:6.1f} µs CPU/op  Redis sleeps/op {naps:.2f}")
+    print(f"cede / nocede = {modes['cede'][0] / modes['nocede'][0]:.2f}x ops/s")
+    return 0
+
+
+def _ops_label(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _micros_label(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f}"
+
+
+def ab_comparisons(
+    results: dict[str, list[Result]], args: argparse.Namespace
+) -> list[ab.Comparison]:
+    """Per (head, base) pair that ran: ops/s and client CPU per operation, round by round (a
+    worker failure ends the run, so every measured peer has one result per round)."""
+    out = []
+    for head_peer, base_peer in ab.pairs(list(results), args.ab):
+        label = "" if head_peer == ab.SUBJECT else f"{head_peer}: "
+        for index, name, unit, higher, fmt in (
+            (0, "ops/s", "ops/s", True, _ops_label),
+            (1, "client CPU per op", "µs", False, _micros_label),
+        ):
+            cell = ab.Cell(
+                name=label + name,
+                unit=unit,
+                higher_is_better=higher,
+                head=[r[index] for r in results[head_peer]],
+                base=[r[index] for r in results[base_peer]],
+                fmt=fmt,
+            )
+            out.append(ab.compare(cell))
+    return out
+
+
+def measure(
+    args: argparse.Namespace, head: ab.Tree, base: ab.Tree | None
+) -> tuple[dict[str, list[Result]], dict[str, str], str]:
+    """Every peer, ``--repeat`` rounds, order rotated per round: (results, skipped, how the
+    Redis server was pinned)."""
+    skipped = {p: why for p in args.peers if (why := available(p))}
+    envs = {p: peer_env(p, head, base) for p in args.peers}
+    for peer in args.peers:
+        if ab.split(peer)[0] in UNKNOT_FAMILY and peer not in skipped:
+            print(f"{peer}: imports {ab.verify_import(ab.tree_of(peer, head, base))}")
+            if why := lacks_send_rule(peer, args, envs[peer]):
+                skipped[peer] = why
+                print(f"{peer}: skipped, {why}")
+    results: dict[str, list[Result]] = {p: [] for p in args.peers if p not in skipped}
+    width = max(len(p) for p in args.peers)
     with _redis_pinned(args.redis_cpu) as redis_pinning:
         print(f"Redis server: {redis_pinning}", flush=True)
         order = list(results)
         for round_ in range(args.repeat):
             k = round_ % len(order)
             for peer in order[k:] + order[:k]:
-                ops, cpu, sleeps = run_worker(peer, args)
+                ops, cpu, sleeps = run_worker(peer, args, envs[peer])
                 results[peer].append((ops, cpu, sleeps))
                 print(
-                    f"round {round_ + 1}/{args.repeat}  {peer:13} {ops:>10,.0f} ops/s"
+                    f"round {round_ + 1}/{args.repeat}  {peer:{width}} {ops:>10,.0f} ops/s"
                     f"  {cpu * 1e6:6.1f} µs CPU/op  Redis sleeps/op {sleeps:.2f}",
                     flush=True,
                 )
-    table, checks = report(results, skipped)
+    return results, skipped, redis_pinning
+
+
+def main() -> int:
+    args = parse_args()
+    if args.worker:
+        worker_main(args.worker, args.warmup, args.duration, args.profile)
+        return 0
+    check_redis()
+    head = ab.this_checkout()
+    if args.toggle:
+        return run_toggle_parent(args, head)
+    if args.profile:
+        argv = worker_argv("unknot", args, profile=True)
+        return subprocess.run(argv, env=head.env()).returncode
+
+    load_before = _loadavg()
+    base = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.ab:
+                base = stack.enter_context(ab.base_checkout(args.ab))
+            results, skipped, redis_pinning = measure(args, head, base)
+    except ab.ABError as exc:
+        print(f"A/B: {exc}", file=sys.stderr)
+        return 2
+    table, checks = report(results, skipped, args.peers)
     print()
     print(table)
     print()
     for line in checks:
         print(line)
+    comparisons = ab_comparisons(results, args)
+    if base is not None:
+        print(f"\nA/B: head = this checkout ({head.revision}), base = {args.ab} ({base.revision})")
+        print(ab.console_table(ab.rows(comparisons, head, base)))
+        print(ab.summary(comparisons))
     if args.markdown:
         facts = machine.describe(["unknot", "redis", "gevent", "uvloop", "greenlet"])
         facts["Redis"] = _redis_version()
         facts["Redis server process"] = redis_pinning
         facts["Load average (1 min) before / after"] = f"{load_before} / {_loadavg()}"
-        section = [f"## {SECTION_TITLE}", ""]
-        section.append(
-            "`benchmarks/drivers.py`: 50 workers each looping `SET`/`GET` on their own key "
-            "through one redis-py client (redis.asyncio for the asyncio peers), every peer in "
-            f"its own interpreter pinned to CPU {args.cpu}, {args.warmup} s warm-up, "
-            f"{args.duration} s counted, median of {args.repeat} interleaved runs."
+        setup = (
+            "50 workers each looping `SET`/`GET` on their own key through one redis-py client "
+            "(redis.asyncio for the asyncio peers), every peer in its own interpreter pinned to "
+            f"CPU {args.cpu}, {args.warmup} s warm-up, {args.duration} s counted"
         )
-        section += ["", table, ""]
-        section += [f"- {line}" for line in checks]
-        section += ["", NOTE]
-        section += [""] + [f"- {k}: {v}" for k, v in facts.items()]
-        update_markdown(args.markdown, "\n".join(section) + "\n")
-        print(f"\nwrote the '{SECTION_TITLE}' section of {args.markdown}")
+        if base is not None:
+            facts.pop("Checkout", None)
+            intro = (
+                f"`benchmarks/drivers.py --ab {args.ab}`: {setup}; this checkout's unknot "
+                f"(head) and commit {base.revision}'s (base), {args.repeat} rounds, each round "
+                "every peer once (order rotated per round)."
+            )
+            notes = [f"{peer} skipped: {why}" for peer, why in skipped.items()]
+            extra = ["### A/B: every peer, same run", "", table, ""]
+            text = ab.section(args.ab_title, intro, head, base, comparisons, facts, notes, extra)
+            title = f"A/B: {args.ab_title}"
+        else:
+            section = [f"## {SECTION_TITLE}", ""]
+            section.append(
+                f"`benchmarks/drivers.py`: {setup}, median of {args.repeat} interleaved runs."
+            )
+            section += ["", table, ""]
+            section += [f"- {line}" for line in checks]
+            section += ["", NOTE]
+            section += [""] + [f"- {k}: {v}" for k, v in facts.items()]
+            text, title = "\n".join(section) + "\n", SECTION_TITLE
+        mdsection.replace_section(args.markdown, title, text)
+        print(f"\nwrote the '{title}' section of {args.markdown}")
     return 0
 
 
@@ -576,4 +745,8 @@ def _redis_version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

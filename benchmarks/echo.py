@@ -11,6 +11,12 @@ Example (the full matrix takes about 9 peers x 9 cells x 7 s, roughly ten minute
     python benchmarks/echo.py --markdown BENCHMARKS-echo.md
     python benchmarks/echo.py --peers c-epoll,unknot,gevent --sizes 1024 --conns 10,100 \\
         --duration 2
+    python benchmarks/echo.py --ab HEAD~1 --peers unknot --repeat 5 --markdown BENCHMARKS.md
+
+``--ab REF`` adds the peer ``unknot@REF``: the same unknot server run with commit REF's
+``src/``, alternating with this checkout's in every round, and reports the A/B table; with it,
+``--markdown FILE`` writes (or replaces) the "A/B: Echo" section of FILE instead of writing the
+whole report (see ``benchlib/ab.py``; ``--json`` still has every cell).
 
 Everything listens on loopback only. Servers run in their own process groups and are killed
 after each peer, on Ctrl-C, on SIGTERM, and (through PR_SET_PDEATHSIG) if the harness dies.
@@ -19,6 +25,7 @@ after each peer, on Ctrl-C, on SIGTERM, and (through PR_SET_PDEATHSIG) if the ha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -26,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import machine, native, procs
-from echo_report import NATIVE_PEER, Cell, Results, console_line, markdown, size_label
+from benchlib import ab, machine, mdsection, native, procs
+from echo_report import NATIVE_PEER, Cell, Results, console_line, markdown, rps_label, size_label
 from echo_servers import SERVERS, UNAVAILABLE
 
 HOST = "127.0.0.1"
@@ -37,6 +44,8 @@ CONNECT_TIMEOUT = 10.0
 SETTLE = 0.3  # seconds between cells, so the server can reap the last cell's connections
 STDERR_LINES = 6  # of a server's stderr, shown on the console after its cells
 PACKAGES = ["greenlet", "gevent", "uvloop", "trio"]
+UNKNOT_FAMILY = ("unknot",)  # the servers that can also run from the --ab commit
+AB_TITLE = "Echo"
 
 
 def int_list(text: str) -> list[int]:
@@ -44,13 +53,8 @@ def int_list(text: str) -> list[int]:
 
 
 def peer_list(text: str) -> list[str]:
-    peers = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [p for p in peers if p not in SERVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}"
-        )
-    return peers
+    """Comma-separated peer names (checked against SERVERS once --ab is known)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--peers",
         type=peer_list,
         default=",".join(SERVERS),
-        help="comma-separated servers to measure",
+        help=f"comma-separated servers to measure, from {', '.join(SERVERS)} "
+        "(and unknot@REF with --ab REF)",
     )
     parser.add_argument(
         "--sizes",
@@ -101,12 +106,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--markdown",
         type=Path,
         metavar="FILE",
-        help="write the Markdown report (tables, ratios, machine) to FILE",
+        help="write the Markdown report (tables, ratios, machine) to FILE; with --ab, write "
+        "the 'A/B: TITLE' section of FILE instead",
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the raw results as JSON to FILE"
     )
+    ab.add_arguments(parser, AB_TITLE)
     args = parser.parse_args(argv)
+    try:
+        args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, list(SERVERS))
+    except ab.ABError as exc:
+        parser.error(str(exc))
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
         parser.error("--duration and --repeat must be positive and --warmup not negative")
     if not args.sizes or not args.conns or min(args.sizes) <= 0 or min(args.conns) <= 0:
@@ -120,9 +131,12 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def server_env() -> dict[str, str]:
-    """The servers' environment: this checkout's ``src/`` first on the path, so the unknot
-    peer measures the working tree rather than whatever copy is installed."""
+def server_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]:
+    """A server's environment: its tree's ``src/`` first on the path (this checkout's, or the
+    --ab commit's for ``unknot@REF``), so the unknot peer measures that tree rather than
+    whatever copy is installed."""
+    if ab.split(peer)[0] in UNKNOT_FAMILY:
+        return ab.tree_of(peer, head, base).env()
     env = dict(os.environ)
     if (SRC_DIR / "unknot").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
@@ -130,10 +144,16 @@ def server_env() -> dict[str, str]:
 
 
 def run_cell(
-    loadgen: Path, peer: str, port: int, size: int, conns: int, args: argparse.Namespace
+    loadgen: Path,
+    peer: str,
+    port: int,
+    size: int,
+    conns: int,
+    args: argparse.Namespace,
+    round_: int = 0,
 ) -> Cell:
     """One load generator run against the server listening on ``port``."""
-    cell = Cell(peer=peer, size=size, conns=conns)
+    cell = Cell(peer=peer, size=size, conns=conns, round=round_)
     argv = [
         str(loadgen),
         "-h",
@@ -168,13 +188,22 @@ def run_cell(
     return cell
 
 
-def run_peer(peer: str, loadgen: Path, results: Results, args: argparse.Namespace) -> None:
-    """Start one server, measure every cell against it, stop it. Records the peer's status."""
+def run_peer(
+    peer: str,
+    loadgen: Path,
+    results: Results,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    round_: int = 0,
+) -> None:
+    """Start one server (``unknot@REF``: the unknot server, with ``env`` naming REF's tree),
+    measure every cell against it, stop it. Records the peer's status."""
     port = procs.free_port(HOST)
-    argv = [sys.executable, str(BENCH_DIR / "echo_servers.py"), peer, str(port), "--host", HOST]
+    kind = ab.split(peer)[0]
+    argv = [sys.executable, str(BENCH_DIR / "echo_servers.py"), kind, str(port), "--host", HOST]
     print(f"{peer}:", flush=True)
     with procs.Child(
-        procs.pinned(argv, None if args.no_pin else args.server_cpu), env=server_env()
+        procs.pinned(argv, None if args.no_pin else args.server_cpu), env=env
     ) as server:
         try:
             procs.wait_for_port(HOST, port, server)
@@ -196,8 +225,9 @@ def run_peer(peer: str, loadgen: Path, results: Results, args: argparse.Namespac
             for conns in args.conns:
                 if not server.alive():
                     cell = Cell(peer, size, conns, error="server is no longer running")
+                    cell.round = round_
                 else:
-                    cell = run_cell(loadgen, peer, port, size, conns, args)
+                    cell = run_cell(loadgen, peer, port, size, conns, args, round_)
                 results.add(cell)
                 print(console_line(cell), flush=True)
                 time.sleep(SETTLE)
@@ -211,7 +241,7 @@ def run_peer(peer: str, loadgen: Path, results: Results, args: argparse.Namespac
             print(f"  server stderr (last lines):\n    {tail}", flush=True)
 
 
-def settings(args: argparse.Namespace) -> dict[str, str]:
+def settings(args: argparse.Namespace, base: ab.Tree | None = None) -> dict[str, str]:
     pinning = (
         "unpinned"
         if args.no_pin
@@ -222,6 +252,8 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
         if (SRC_DIR / "unknot").is_dir()
         else "the installed package"
     )
+    if base is not None:
+        unknot_from += f"; unknot@{base.label}: {base.revision}, from {base.src}"
     return {
         "unknot from": unknot_from,
         "Compiler": f"{native.compiler_version()} ({' '.join(native.CFLAGS)})",
@@ -229,6 +261,69 @@ def settings(args: argparse.Namespace) -> dict[str, str]:
         "Per cell": f"{args.warmup:g} s warm-up (replies verified), {args.duration:g} s measured"
         + (f", {args.repeat} rounds (medians reported)" if args.repeat > 1 else ""),
     }
+
+
+def ab_comparisons(results: Results, args: argparse.Namespace) -> list[ab.Comparison]:
+    """One A/B cell per (unknot-family pair, size, connection count): requests/s per round."""
+    out = []
+    for head_peer, base_peer in ab.pairs(args.peers, args.ab):
+        prefix = "" if head_peer == ab.SUBJECT else f"{head_peer}: "
+        for size in args.sizes:
+            for conns in args.conns:
+                cell = ab.Cell(
+                    name=f"{prefix}{size_label(size)} x {conns}",
+                    unit="requests/s",
+                    higher_is_better=True,
+                    head=results.per_round(head_peer, size, conns, args.repeat),
+                    base=results.per_round(base_peer, size, conns, args.repeat),
+                    fmt=rps_label,
+                )
+                out.append(ab.compare(cell))
+    return out
+
+
+def ab_section(
+    comparisons: list[ab.Comparison],
+    head: ab.Tree,
+    base: ab.Tree,
+    results: Results,
+    args: argparse.Namespace,
+    interrupted: bool,
+) -> str:
+    """The "A/B: <title>" section: the A/B table, every round, every peer's status."""
+    info = machine.describe(PACKAGES)
+    info.pop("Checkout", None)
+    facts = {**info, **settings(args, base)}
+    if interrupted:
+        facts["Note"] = "the run was interrupted; some cells are missing"
+    intro = (
+        f"`benchmarks/echo.py --ab {args.ab}`: the closed-loop echo benchmark with this "
+        f"checkout's unknot server (head) and commit {base.revision}'s (base), {args.repeat} "
+        "rounds, each round every peer's server started afresh (order rotated per round) and "
+        "measured on every cell by the native load generator."
+    )
+    notes = [
+        f"`{peer}`: {status}" for peer, status in results.peer_status.items() if status != "ok"
+    ]
+    notes += [
+        f"{c.peer}, {size_label(c.size)} x {c.conns}, round {c.round + 1}: {c.error}"
+        for v in results.samples.values()
+        for c in v
+        if c.error
+    ]
+    others = [p for p in args.peers if ab.split(p)[0] not in UNKNOT_FAMILY]
+    extra = []
+    if others:
+        rows = [["peer", "cell", "requests/s (median)"]]
+        rows += [
+            [peer, f"{size_label(s)} x {c}", rps_label(rps)]
+            for peer in others
+            for s in args.sizes
+            for c in args.conns
+            if (rps := results.rps(peer, s, c)) is not None
+        ]
+        extra = ["### A/B: the other peers, same run", "", ab.markdown_table(rows, right=(2,)), ""]
+    return ab.section(args.ab_title, intro, head, base, comparisons, facts, notes, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,14 +341,25 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     results = Results(args.peers, args.sizes, args.conns)
+    head, base = ab.this_checkout(), None
     interrupted: int | None = None  # the exit status to end with, if the run was cut short
     try:
-        for rnd in range(args.repeat):
-            if args.repeat > 1:
-                print(f"== round {rnd + 1}/{args.repeat}", flush=True)
-            shift = rnd % len(args.peers)  # rotate, so no peer always runs first or last
-            for peer in args.peers[shift:] + args.peers[:shift]:
-                run_peer(peer, loadgen, results, args)
+        with contextlib.ExitStack() as stack:
+            if args.ab:
+                base = stack.enter_context(ab.base_checkout(args.ab))
+            for peer in args.peers:
+                if ab.split(peer)[0] in UNKNOT_FAMILY:
+                    print(f"{peer}: imports {ab.verify_import(ab.tree_of(peer, head, base))}")
+            envs = {peer: server_env(peer, head, base) for peer in args.peers}
+            for rnd in range(args.repeat):
+                if args.repeat > 1:
+                    print(f"== round {rnd + 1}/{args.repeat}", flush=True)
+                shift = rnd % len(args.peers)  # rotate, so no peer always runs first or last
+                for peer in args.peers[shift:] + args.peers[:shift]:
+                    run_peer(peer, loadgen, results, args, envs[peer], rnd)
+    except ab.ABError as exc:
+        print(f"A/B: {exc}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM/SIGHUP via procs
         code = exc.code if isinstance(exc, SystemExit) else None
         interrupted = code if isinstance(code, int) and code else 130
@@ -279,7 +385,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-    if args.markdown:
+    comparisons = ab_comparisons(results, args)
+    if base is not None:
+        print(f"\nA/B: head = this checkout ({head.revision}), base = {args.ab} ({base.revision})")
+        print(ab.console_table(ab.rows(comparisons, head, base)))
+        print(ab.summary(comparisons))
+    if args.markdown and base is not None:
+        section = ab_section(comparisons, head, base, results, args, interrupted is not None)
+        mdsection.replace_section(args.markdown, f"A/B: {args.ab_title}", section)
+        print(f"wrote the 'A/B: {args.ab_title}' section of {args.markdown}")
+    elif args.markdown:
         info = machine.describe(PACKAGES)
         extra = settings(args)
         if interrupted is not None:
@@ -289,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         data = {
             "machine": machine.describe(PACKAGES),
-            "settings": settings(args),
+            "settings": settings(args, base),
             **results.to_json(),
         }
         args.json.write_text(json.dumps(data, indent=2) + "\n")

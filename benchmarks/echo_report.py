@@ -34,6 +34,7 @@ class Cell:
     round_trips: int = 0
     starved_conns: int = 0
     error: str = ""
+    round: int = 0  # which round of --repeat measured it, from 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,10 +105,24 @@ class Results:
         """Requests/s per round, None where that round failed."""
         return [c.rps if _good(c) else None for c in self.samples.get((peer, size, conns), [])]
 
+    def per_round(self, peer: str, size: int, conns: int, rounds: int) -> list[float | None]:
+        """Requests/s in each of ``rounds`` rounds, None where that round has no number (the
+        cell failed, or the server did not start that round)."""
+        out: list[float | None] = [None] * rounds
+        for cell in self.samples.get((peer, size, conns), []):
+            if _good(cell) and cell.round < rounds:
+                out[cell.round] = cell.rps
+        return out
+
+    def rounds(self) -> int:
+        """How many rounds have at least one cell."""
+        return 1 + max((c.round for v in self.samples.values() for c in v), default=-1)
+
     def paired_ratios(self, size: int, conns: int, peer: str) -> list[float]:
         """unknot / ``peer`` within each round (the two ran minutes apart, not hours)."""
-        ours, theirs = self.runs(SUBJECT, size, conns), self.runs(peer, size, conns)
-        return [a / b for a, b in zip(ours, theirs, strict=False) if a and b]
+        n = self.rounds()
+        ours, theirs = self.per_round(SUBJECT, size, conns, n), self.per_round(peer, size, conns, n)
+        return [a / b for a, b in zip(ours, theirs, strict=True) if a and b]
 
     def measured(self, peer: str) -> bool:
         """Whether ``peer`` has at least one cell with a number in it."""

@@ -96,6 +96,9 @@ def serve_unknot(host: str, port: int) -> None:
         unknot = importlib.import_module("unknot")
     except ImportError as exc:
         raise Unavailable(f"unknot is not importable: {exc}") from exc
+    from benchlib import ab
+
+    ab.assert_unknot_source(unknot)  # the tree echo.py meant (this checkout, or --ab REF's)
 
     def handler(conn: Any, addr: Any) -> None:
         _echo_blocking(conn)
