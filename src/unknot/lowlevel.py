@@ -32,7 +32,8 @@ its thread): ``park(f, timeout=None, cancellable=True, interruptible=None)``, ``
 ``fd_record(fd)``, ``forget_fd(rec)``, ``wait_fd(f, rec, write, timeout)``,
 ``wait_raw_fd(f, fd, write, timeout)``, ``wait_fds(f, reads, writes, timeout, busy_poll=None)``,
 ``cede(f)``, ``call_batched(f, fn, *args)``, ``yield_now(f)``; read-only: ``ready`` and ``calls``
-(true when fibers are ready or calls are batched), ``loop``, ``root``, ``fibers``.
+(true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
+runs it), ``root``, ``fibers``.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ from ._core import (
     current,
     current_fiber,
     current_time,
-    effectively_cancelled,
     fail_after,
     get_hub,
+    is_cancelled,
     move_on_after,
+    raise_pending_interrupt,
     require_fiber,
     run,
     running_hubs,
@@ -78,15 +80,6 @@ def current_hub() -> Hub | None:
     """The hub of the current context: the fiber's, the running unknot loop's, or a hub attached
     to a foreign running asyncio loop; None outside all of them."""
     return get_hub()
-
-
-def is_cancelled(fiber: Fiber | None = None) -> bool:
-    """Whether ``fiber`` (default: the current fiber) is effectively cancelled: its next
-    checkpoint would raise `unknot.Cancelled`. Never switches. False outside fibers."""
-    f = fiber if fiber is not None else current_fiber()
-    if f is None:
-        return False
-    return bool(f.hub.ncancel) and effectively_cancelled(f._scope)
 
 
 def park(
@@ -149,6 +142,7 @@ __all__ = [
     "current_hub",
     "is_cancelled",
     "park",
+    "raise_pending_interrupt",
     "require_fiber",
     "running_hubs",
     "throw",

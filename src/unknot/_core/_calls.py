@@ -83,6 +83,23 @@ def checkpoint_if_cancelled() -> None:
         raise Cancelled()
 
 
+def is_cancelled(fiber: Fiber | None = None) -> bool:
+    """Whether ``fiber`` (default: the current fiber) is effectively cancelled: its next
+    checkpoint would raise `Cancelled`. Never switches. False outside fibers."""
+    f = fiber if fiber is not None else getcurrent()
+    return type(f) is Fiber and bool(f.hub.ncancel) and effectively_cancelled(f._scope)
+
+
+def raise_pending_interrupt() -> None:
+    """In the root fiber, raise now a Ctrl-C (or a signal handler's exception) that arrived
+    during a wait nothing could interrupt; elsewhere, or with none pending, do nothing."""
+    f = getcurrent()
+    if type(f) is Fiber:
+        hub = f.hub
+        if hub.interrupt_pending and f is hub.root:
+            raise hub.take_interrupt()
+
+
 def _fileno(fd: Any) -> int:
     if isinstance(fd, int):
         return fd

@@ -22,7 +22,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from .._sync import _LockBase
-from ..lowlevel import TIMED_OUT, Fiber, Hub
+from ..lowlevel import TIMED_OUT, Fiber, Hub, raise_pending_interrupt
 
 _allocate = _thread.allocate_lock
 _monotonic = time.monotonic
@@ -141,7 +141,7 @@ class Lock(_LockBase):
         it: right after the acquire returns); a cancellation, at the next checkpoint.
         """
         self._reacquire()
-        _raise_pending_interrupt()
+        raise_pending_interrupt()
 
     def _reacquire(self) -> None:
         """Acquire the lock with a wait nothing interrupts."""
@@ -161,15 +161,6 @@ class Lock(_LockBase):
     def __repr__(self) -> str:
         state = "locked" if self._lock.locked() else "unlocked"
         return f"<{state} {_qualname(self)} object parked={len(self._parked)} at {id(self):#x}>"
-
-
-def _raise_pending_interrupt() -> None:
-    """In the root fiber, raise the Ctrl-C that came during a wait nothing could interrupt."""
-    f = getcurrent()
-    if type(f) is Fiber:
-        hub = f.hub
-        if hub.interrupt_pending and f is hub.root:
-            raise hub.take_interrupt()
 
 
 def _me() -> Any:
@@ -237,7 +228,7 @@ class RLock(_LockBase):
     def _acquire_restore(self, state: tuple[int, Any]) -> None:
         self._block._reacquire()
         self._count, self._owner = state
-        _raise_pending_interrupt()  # (see Lock._acquire_restore)
+        raise_pending_interrupt()  # (see Lock._acquire_restore)
 
     def _recursion_count(self) -> int:
         return self._count if self._owner is _me() else 0
