@@ -31,7 +31,7 @@ def no_foreign_threads() -> None:
     Fails fast (instead of hanging in a test that expects a DeadlockError) if a thread started
     by another test is still running.
     """
-    from unknot._core._pool import pool_thread_idents
+    from unknot._core._thread_pool import pool_thread_idents
 
     deadline = time.monotonic() + 10
     while True:

@@ -17,7 +17,7 @@ A map for a newcomer (read the modules in this order):
 ``_lookup``       finding the current hub and fiber; the registry of running hubs.
 ``_calls``        the module-level calls: `spawn`, `sleep`, `checkpoint`, fd waits, timeouts.
 ``_taskgroup``    `TaskGroup` (a trio nursery); ``_bridge`` asyncio <-> fibers; ``_threads``
-                  `to_thread`/`from_thread` over the pool in ``_pool``.
+                  `to_thread`/`from_thread` over the pool in ``_thread_pool``.
 
 Where the loop runs and the order of one pass. asyncio's ``run_forever`` calls
 ``selector.select(timeout)`` once per iteration; our selector (`HubSelector`) is the hub:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DeadlockError
 from ._fiber import RUNNING
-from ._pool import pool_thread_idents
+from ._thread_pool import pool_thread_idents
 
 if TYPE_CHECKING:
     from ._fiber import Fiber

@@ -1,6 +1,6 @@
 """Bridges to OS threads: `to_thread` (blocking work off the hub) and `from_thread` (back in).
 
-`to_thread` uses one process-wide, bounded thread pool (`unknot._core._pool`).
+`to_thread` uses one process-wide, bounded thread pool (`unknot._core._thread_pool`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._cancel import checkpoint_cancel
 from ._fiber import Fiber, FiberCancelled
 from ._lookup import require_fiber, running_hubs
-from ._pool import get_pool
+from ._thread_pool import get_pool
 
 if TYPE_CHECKING:
     from ._hub import Hub
