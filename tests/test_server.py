@@ -565,3 +565,26 @@ def test_emfile_on_accept_backs_off_and_recovers(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
         errfile.close()
+
+
+@pytest.mark.unknot
+def test_a_timeout_around_stop_is_not_lost() -> None:
+    # stop() waits, shielded, for its handlers (grace, then cancel); a deadline that passes
+    # meanwhile must still come out of the stop for its scope to catch.
+    def slow(conn: us.socket, addr: Any) -> None:
+        unknot.sleep(100)
+
+    server = unknot.TCPServer(slow)
+    start(server)
+    client = connect(server)
+    unknot.sleep(0.05)  # the handler runs
+    reached = []
+    t0 = time.monotonic()
+    with unknot.move_on_after(0.05) as scope:
+        server.stop(grace=0.3)
+        reached.append("after stop")
+    assert scope.cancelled_caught
+    assert reached == []
+    assert time.monotonic() - t0 >= 0.3  # the stop itself still finished (the grace was kept)
+    assert server.connections == 0
+    client.close()

@@ -380,8 +380,8 @@ def test_cancelling_the_fiber_that_owns_a_group(autojump_clock: MockClock) -> No
         with unknot.TaskGroup() as tg:
             tg.spawn(child, 1)
             tg.spawn(child, 2)
-        log.append("after the group")  # leaving the group is not a checkpoint
-        unknot.sleep(0)  # this is: the fiber is cancelled
+        # Leaving the group is a checkpoint (as in trio): the owner was cancelled while it waited
+        # for its children, so the Cancelled comes out of the with-block here.
         log.append("unreachable")
 
     f = unknot.spawn(owner)
@@ -390,4 +390,65 @@ def test_cancelling_the_fiber_that_owns_a_group(autojump_clock: MockClock) -> No
     with pytest.raises(unknot.FiberCancelled):
         f.join()
     assert sorted(log[:2]) == ["child 1 at 3", "child 2 at 3"]
-    assert log[2:] == ["after the group"]
+    assert log[2:] == []
+
+
+# -- a timeout around a group waiting for its children (issue: timeouts that never go missing) --
+
+
+def _job(i: int) -> int:
+    unknot.sleep(0.01 * i)
+    return i
+
+
+@pytest.mark.unknot
+def test_fail_after_around_a_group_waiting_for_its_children(autojump_clock: MockClock) -> None:
+    # The body is done at once; the deadline passes while __exit__ waits for the children.
+    with pytest.raises(TimeoutError):
+        with unknot.fail_after(0.025) as scope:
+            with unknot.TaskGroup() as tg:
+                fibers = [tg.spawn(_job, i) for i in range(5)]
+    assert scope.cancelled_caught
+    assert [f.result() for f in fibers[:3]] == [0, 1, 2]
+    assert all(f.cancelled() for f in fibers[3:])
+
+
+@pytest.mark.unknot
+def test_move_on_after_around_a_group_waiting_for_its_children(autojump_clock: MockClock) -> None:
+    reached = []
+    with unknot.move_on_after(0.025) as scope:
+        with unknot.TaskGroup() as tg:
+            for i in range(5):
+                tg.spawn(_job, i)
+        reached.append("after the group")  # not reached: the scope was cancelled
+    assert scope.cancelled_caught
+    assert reached == []
+    unknot.sleep(0)  # the scope is gone: nothing is cancelled any more
+
+
+@pytest.mark.unknot
+def test_group_cancelled_by_itself_while_waiting_exits_quietly(autojump_clock: MockClock) -> None:
+    def canceller(tg: unknot.TaskGroup) -> None:
+        unknot.sleep(1)
+        tg.cancel()
+
+    with unknot.TaskGroup() as tg:
+        tg.spawn(unknot.sleep, 100)
+        tg.spawn(canceller, tg)
+    assert tg.cancel_scope.cancelled_caught  # its own cancellation, caught by itself
+    unknot.sleep(0)
+
+
+@pytest.mark.unknot
+def test_a_child_error_passes_through_an_enclosing_timeout(autojump_clock: MockClock) -> None:
+    def fails() -> None:
+        unknot.sleep(0.01)
+        raise ValueError("boom")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        with unknot.move_on_after(0.05) as scope:
+            with unknot.TaskGroup() as tg:
+                tg.spawn(unknot.sleep, 100)
+                tg.spawn(fails)
+    assert [type(e) for e in info.value.exceptions] == [ValueError]
+    assert not scope.cancelled_caught

@@ -12,7 +12,16 @@ from typing import Any
 from . import socket as usocket
 from . import ssl as ussl
 from ._sync import Event, Semaphore
-from .lowlevel import CancelScope, Fiber, current, move_on_after, run, sleep, spawn
+from .lowlevel import (
+    CancelScope,
+    Fiber,
+    checkpoint_if_cancelled,
+    current,
+    move_on_after,
+    run,
+    sleep,
+    spawn,
+)
 
 log = logging.getLogger("unknot.server")
 
@@ -199,6 +208,9 @@ class TCPServer:
         if self._serving is not None:
             with CancelScope(shield=True):
                 self._stopped.wait()
+        # The waits above are shielded (a stop must finish): a cancellation that came meanwhile
+        # (a timeout around the stop) is raised now, for its scope to catch.
+        checkpoint_if_cancelled()
 
     def _shutdown(self, grace: float) -> None:
         """Stop accepting; wait up to ``grace`` s for the handlers, cancel the rest, wait again."""

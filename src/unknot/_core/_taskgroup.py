@@ -8,7 +8,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._cancel import Cancelled, CancelScope
+from ._cancel import Cancelled, CancelScope, effectively_cancelled
 from ._fiber import FAILED, Fiber
 from ._parking import ParkingLot
 
@@ -96,11 +96,19 @@ class TaskGroup:
         if exc is not None and not isinstance(exc, Cancelled):
             errors.insert(0, exc)
         body_cancel = exc if isinstance(exc, Cancelled) else None
+        raised_here = False
+        if exc is None and effectively_cancelled(self._scope):
+            # The body finished, but the group was cancelled while it waited for the children
+            # (a timeout around the group, say): leaving the group is a checkpoint, so the
+            # cancellation comes out here, for the scope that owns it to catch.
+            body_cancel, raised_here = Cancelled(), True
         swallowed = self._scope._exit(body_cancel)
         if interrupt is not None:
             raise interrupt
         if errors:
             raise BaseExceptionGroup("errors in TaskGroup children", errors)
+        if raised_here and not swallowed:
+            raise body_cancel  # type: ignore[misc]  # (set just above)
         return swallowed
 
     def _wait_for_children(self) -> BaseException | None:
