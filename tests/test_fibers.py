@@ -649,3 +649,61 @@ def test_fiber_yielding_in_a_loop_does_not_starve_timers_or_io() -> None:
     # A handful of 10 ms slices each; a pass that re-ran the yielding fiber 256 times took 2.5 s.
     assert timer_latency < 1.0
     assert io_latency < 1.0
+
+
+def test_an_error_nobody_waits_for_is_logged_when_the_fiber_dies(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Logged at once, while the fiber object is still referenced (no garbage collection needed).
+    seen_while_alive: list[bool] = []
+
+    def main() -> None:
+        def doomed() -> None:
+            raise KeyError("nobody waits")
+
+        f = unknot.spawn(doomed, name="lonely-fiber")
+        unknot.sleep(0.01)  # it has died; we still hold it
+        seen_while_alive.append(any("lonely-fiber" in r.getMessage() for r in caplog.records))
+        with pytest.raises(KeyError):
+            f.result()  # still there for whoever asks later
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        unknot.run(main)
+        gc.collect()
+    assert seen_while_alive == [True]
+    assert len([r for r in caplog.records if "lonely-fiber" in r.getMessage()]) == 1
+
+
+def test_an_error_a_done_callback_or_coroutine_waits_for_is_not_logged_at_death(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    got: list[str] = []
+
+    def main() -> None:
+        def fails() -> None:
+            raise KeyError("handled")
+
+        f = unknot.spawn(fails, name="watched-fiber")
+        f.add_done_callback(lambda fib: got.append(repr(fib.exception())))
+        unknot.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        unknot.run(main)
+        gc.collect()
+    assert got == ["KeyError('handled')"]
+    assert not [r for r in caplog.records if "watched-fiber" in r.getMessage()]
+
+
+def test_an_error_in_a_task_group_child_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def main() -> None:
+        def fails() -> None:
+            raise KeyError("grouped")
+
+        with pytest.raises(BaseExceptionGroup):
+            with unknot.TaskGroup() as tg:
+                tg.spawn(fails, name="grouped-fiber")
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        unknot.run(main)
+        gc.collect()
+    assert not [r for r in caplog.records if "grouped-fiber" in r.getMessage()]

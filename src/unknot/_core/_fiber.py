@@ -143,14 +143,33 @@ class Fiber(greenlet):
             del fn, args, kwargs
             hub._fiber_finished(self)
         joiners = self._joiners
+        waited_for = False
         if joiners is not None:
             self._joiners = None
-            joiners.unpark_all(None)
+            waited_for = joiners.unpark_all(None) > 0
         callbacks = self._callbacks
         if callbacks:
             self._callbacks = None
+            waited_for = True
             for fn in callbacks:
                 self._call_done_callback(fn)
+        if self._state == FAILED and not (waited_for or self._retrieved):
+            # Nobody is waiting for this fiber (no join, group, done callback or awaiting
+            # coroutine): show the error now, not at garbage collection, which may be never.
+            self._retrieved = True
+            self._log_unhandled()
+
+    def _log_unhandled(self) -> None:
+        err = self._error
+        filename, lineno, func = self._spawned_at
+        log.error(
+            "Unhandled exception in fiber %s (spawned at %s:%d in %s)",
+            self.name,
+            filename,
+            lineno,
+            func,
+            exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+        )
 
     def _call_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
         try:
@@ -264,17 +283,10 @@ class Fiber(greenlet):
         return f"<Fiber {self.name} {state}>"
 
     def __del__(self) -> None:
+        # A fiber something waited for when it died (a done callback that ignored the outcome,
+        # say) and whose error nobody retrieved since: the last chance to show it.
         if self._state == FAILED and not self._retrieved:
-            err = self._error
-            filename, lineno, func = self._spawned_at
-            log.error(
-                "Unhandled exception in fiber %s (spawned at %s:%d in %s)",
-                self.name,
-                filename,
-                lineno,
-                func,
-                exc_info=(type(err), err, err.__traceback__) if err is not None else None,
-            )
+            self._log_unhandled()
 
 
 # -- ``await fiber`` from asyncio code ------------------------------------------------------
