@@ -18,7 +18,14 @@ import random
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from .lowlevel import TIMED_OUT, Fiber, ParkedFiber, ParkingLot, require_fiber
+from .lowlevel import (
+    TIMED_OUT,
+    Fiber,
+    ParkedFiber,
+    ParkingLot,
+    checkpoint_if_cancelled,
+    require_fiber,
+)
 
 T = TypeVar("T")
 
@@ -132,6 +139,8 @@ class Channel(Generic[T]):
 
 def _perform(ops: list[Operation], timeout: float | None) -> tuple[Operation, Any]:
     f = require_fiber()
+    if timeout is None or timeout > 0:
+        checkpoint_if_cancelled()  # a call that can block is a cancellation point
     for op in ops:
         done, value = op._try()
         if done:

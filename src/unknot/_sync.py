@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent
 
-from .lowlevel import TIMED_OUT, Fiber, ParkingLot, current_time, require_fiber
+from .lowlevel import (
+    TIMED_OUT,
+    Fiber,
+    ParkingLot,
+    checkpoint_if_cancelled,
+    current_time,
+    require_fiber,
+)
 
 T = TypeVar("T")
 
@@ -54,7 +61,11 @@ class Event:
         self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the flag is set; False if ``timeout`` seconds passed first."""
+        """Wait until the flag is set; False if ``timeout`` seconds passed first.
+
+        A cancellation point even when the flag is already set.
+        """
+        checkpoint_if_cancelled()
         if self._flag:
             return True
         f = require_fiber()
@@ -114,6 +125,8 @@ class Lock(_LockBase):
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock; with ``blocking=False`` or a ``timeout``, return False on failure."""
         t = _timeout_arg(blocking, timeout)
+        if blocking:
+            checkpoint_if_cancelled()  # a call that can block is a cancellation point
         if self._owner is None and not self._waiters:
             self._owner = getcurrent()
             return True
@@ -200,6 +213,8 @@ class Semaphore(_LockBase):
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a slot, waiting for one if needed; False on ``blocking=False``/timeout."""
         t = _timeout_arg(blocking, -1 if timeout is None else timeout)
+        if blocking:
+            checkpoint_if_cancelled()
         if self._value > 0 and not self._waiters:
             self._value -= 1
             return True

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from ._cancel import Cancelled, effectively_cancelled
 from ._lookup import require_fiber
 
 T = TypeVar("T")
@@ -30,6 +31,10 @@ def await_(awaitable: Awaitable[T]) -> T:
             awaitable.close()  # it will never run: no "never awaited" warning on top
         raise
     hub = f.hub
+    if hub.ncancel and effectively_cancelled(f._scope):
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # it will never run
+        raise Cancelled()  # a call that can block is a cancellation point
     fut = asyncio.ensure_future(awaitable, loop=hub.loop)
     if not fut.done():
 

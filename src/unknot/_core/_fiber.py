@@ -239,8 +239,10 @@ class Fiber(greenlet):
         `FiberCancelled` if the fiber was cancelled. Called from a fiber this suspends only the
         caller; it is itself a blocking call, so the caller's cancellation interrupts it.
         """
+        me = getcurrent()
+        if type(me) is Fiber and me.hub.ncancel and effectively_cancelled(me._scope):
+            raise Cancelled()  # a call that can block is a cancellation point
         if self._state < DONE:
-            me = getcurrent()
             if me is self:
                 raise RuntimeError("a fiber cannot join itself")
             if type(me) is not Fiber:
