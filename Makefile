@@ -29,10 +29,12 @@ services:
 	      >/dev/null 2>&1 || echo "could not install beanstalkd"; \
 	  else echo "beanstalkd is not installed: its driver tests will skip"; fi; }
 
-## The default test suite (fast), plus lint and type checks.
+## The default test suite (fast), plus lint, type checks and the import layering
+## (lint-imports: the contracts in pyproject.toml, drawn in docs/internals.md).
 test: $(STAMP) services
 	$(BIN)/python -m ruff check src tests examples benchmarks conformance
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 ## CPython's own test modules (socket, ssl, threading...), unpatched and under unknot.patch();
@@ -43,6 +45,7 @@ conformance: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests examples benchmarks conformance
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
