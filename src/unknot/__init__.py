@@ -14,8 +14,7 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
 """
 
 # The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
-from . import lowlevel as lowlevel  # the low-level face for extenders (not in __all__)
-from . import select, socket
+from . import lowlevel, select, socket
 from ._channel import Channel, ChannelClosed, Operation
 from ._core import (
     Cancelled,
@@ -81,6 +80,7 @@ __all__ = [
     "fail_after",
     "from_thread",
     "is_patched",
+    "lowlevel",
     "move_on_after",
     "new_event_loop",
     "patch",
