@@ -245,8 +245,9 @@ def test_request_query_is_parsed_lazily_and_multi_valued() -> None:
     assert len(q) == 6
     assert list(q) == ["a", "b", "a", "empty", "flag", "c"]
     assert q.items()[2] == ("a", "2")
-    assert q == QueryParams([("a", "1"), ("b", "x y"), ("a", "2"), ("empty", ""), ("flag", ""),
-                             ("c", "&")])
+    assert q == QueryParams(
+        [("a", "1"), ("b", "x y"), ("a", "2"), ("empty", ""), ("flag", ""), ("c", "&")]
+    )
     with pytest.raises(KeyError):
         q["missing"]
     assert len(request(b"/").query) == 0
@@ -290,9 +291,7 @@ def test_json_and_text() -> None:
     doc = {"name": "caf\u00e9", "n": [1, 2.5, None]}
     assert request(body=json.dumps(doc).encode()).json() == doc
     assert request(body="caf\u00e9".encode()).text() == "caf\u00e9"
-    latin = request(
-        headers=[(b"content-type", b'text/plain; charset="latin-1"')], body=b"caf\xe9"
-    )
+    latin = request(headers=[(b"content-type", b'text/plain; charset="latin-1"')], body=b"caf\xe9")
     assert latin.text() == "caf\u00e9"
 
 
@@ -384,7 +383,7 @@ def test_response_json() -> None:
 
 
 def test_response_json_matches_the_stdlib_and_refuses_what_it_refuses() -> None:
-    doc = {"s": "\u2603\"\\\n", "f": 0.1, "big": 10**30, "nested": {"l": [[], {}]}, "t": (1,)}
+    doc = {"s": '\u2603"\\\n', "f": 0.1, "big": 10**30, "nested": {"l": [[], {}]}, "t": (1,)}
     expected = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
     assert Response.json(doc).body == expected
     assert Response.json("top").body == b'"top"'
@@ -434,13 +433,13 @@ def test_response_file_from_a_file_object_with_download_name(tmp_path: Path) -> 
     path.write_bytes(b"0123456789")
     f = open(path, "rb")
     f.seek(4)
-    r = Response.file(f, filename="r\u00e9sum\u00e9 \"1\".pdf", content_type="application/pdf")
+    r = Response.file(f, filename='r\u00e9sum\u00e9 "1".pdf', content_type="application/pdf")
     status, headers, body = normalize_result(r)
     assert isinstance(body, FileBody)
     with body:
         assert dict(headers) == {
             b"content-type": b"application/pdf",
-            b"content-disposition": b"attachment; filename=\"r?sum? 1.pdf\"; "
+            b"content-disposition": b'attachment; filename="r?sum? 1.pdf"; '
             b"filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.pdf",
         }
         assert b"".join(body.chunks()) == b"456789"  # from the current position

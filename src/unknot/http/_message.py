@@ -483,9 +483,13 @@ class Response:
         content_type: str = "text/plain; charset=utf-8",
     ) -> Response:
         """``text`` encoded as UTF-8, with ``content_type`` unless ``headers`` give one."""
-        pair = _TEXT_CT if content_type == "text/plain; charset=utf-8" else (
-            b"content-type",
-            content_type.encode("latin-1"),
+        pair = (
+            _TEXT_CT
+            if content_type == "text/plain; charset=utf-8"
+            else (
+                b"content-type",
+                content_type.encode("latin-1"),
+            )
         )
         raw = [pair] if headers is None else _with_default(normalize_headers(headers), pair)
         return cls._build(status, raw, text.encode())

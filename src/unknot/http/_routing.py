@@ -171,9 +171,7 @@ class App:
 
     # -- building ----------------------------------------------------------------------------
 
-    def add_route(
-        self, path: str, endpoint: Endpoint, methods: Iterable[str] = ("GET",)
-    ) -> None:
+    def add_route(self, path: str, endpoint: Endpoint, methods: Iterable[str] = ("GET",)) -> None:
         """Call ``endpoint`` for requests with one of ``methods`` whose path matches ``path``."""
         if isinstance(methods, str):
             raise TypeError("methods is a list of method names, e.g. ['GET', 'POST']")
@@ -203,9 +201,7 @@ class App:
                 bucket = self._by_first_segment[first] = list(self._any_first_segment)
             bucket.append(route)
 
-    def route(
-        self, path: str, methods: Iterable[str] = ("GET",)
-    ) -> Callable[[Endpoint], Endpoint]:
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
         """Decorator: the function is the endpoint of ``path`` for ``methods``."""
 
         def decorator(endpoint: Endpoint) -> Endpoint:
@@ -258,9 +254,7 @@ class App:
         self.mount(prefix, files)
         return files
 
-    def errorhandler(
-        self, key: int | type[Exception]
-    ) -> Callable[[ErrorHandler], ErrorHandler]:
+    def errorhandler(self, key: int | type[Exception]) -> Callable[[ErrorHandler], ErrorHandler]:
         """Decorator: ``handler(request, exc)`` answers an error instead of the default.
 
         ``key`` is a status (for `HTTPError`\\ s with that status, including the app's own

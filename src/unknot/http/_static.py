@@ -35,6 +35,7 @@ also after a HEAD (whose body it drops).
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import mimetypes
 import os
@@ -50,7 +51,7 @@ __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
 
 #: Percent-encoded ".", "/", "\", NUL and "%"; raw "\" and NUL.
 _SUSPICIOUS = re.compile(rb"%(?:2[eEfF5]|5[cC]|00)|[\\\x00]")
-_RANGE = re.compile(r"\s*bytes=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
 _ETAG = re.compile(r'\*|(?:W/)?"[^"]*"')
 _UTF8_TYPES = {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
 _ENCODED_TYPES = {"gzip": "application/gzip"}  # x.tar.gz is a gzip file to the browser
@@ -78,12 +79,12 @@ def http_date(timestamp: float) -> str:
 def parse_http_date(value: str) -> int | None:
     """An HTTP date (any of the three formats RFC 9110 accepts) as a timestamp, else None."""
     try:
-        parsed = email.utils.parsedate_tz(value)
-        if parsed is None:
-            return None
-        return int(email.utils.mktime_tz(parsed))
+        moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:  # asctime format: GMT by definition
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp())
 
 
 def guess_content_type(name: str) -> str:
@@ -160,9 +161,11 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
             return _UNSATISFIABLE
         return max(0, size - length), size - 1
     start = _to_int(first)
-    end = _to_int(last) if last else size - 1
-    if end < start:
-        return None  # invalid: ignored
+    end = size - 1
+    if last:
+        end = _to_int(last)
+        if end < start:
+            return None  # invalid: ignored
     if start >= size:
         return _UNSATISFIABLE
     return start, min(end, size - 1)
@@ -225,24 +228,22 @@ class StaticFiles:
             raise HTTPError(404)
         path = request.path
         real = self._inside(os.path.join(self.directory, self._relative(path)))
-        file, st = _open(real)
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                file.close()
-                if self.index is None:
-                    raise HTTPError(404)
-                if not path.endswith("/"):
-                    return _redirect_to_directory(request)
-                real = self._inside(os.path.join(real, self.index))
-                file, st = _open(real)
-            elif path.endswith("/"):
-                raise HTTPError(404)  # a file asked for as a directory
-            if not stat.S_ISREG(st.st_mode):
+        fd, st = _open(real)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            if self.index is None:
                 raise HTTPError(404)
-        except BaseException:
-            file.close()
-            raise
-        return self._respond(request, real, file, st)
+            if not path.endswith("/"):
+                return _redirect_to_directory(request)
+            real = self._inside(os.path.join(real, self.index))
+            fd, st = _open(real)
+        elif path.endswith("/"):  # a file asked for as a directory
+            os.close(fd)
+            raise HTTPError(404)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device, a socket, an index directory
+            os.close(fd)
+            raise HTTPError(404)
+        return self._respond(request, real, _file(fd), st)
 
     def _relative(self, path: str) -> str:
         """The request path as a relative file path, or 404 for anything that could escape."""
@@ -318,12 +319,12 @@ class StaticFiles:
             sibling = self._inside(real + ".gz")  # a symlink out of the directory: none
             if not accepts_gzip(accept_encoding):
                 return _fresh_regular(os.stat(sibling), st), None
-            file, sibling_st = _open(sibling)
+            fd, sibling_st = _open(sibling)
         except (HTTPError, OSError, ValueError):
             return False, None
         if _fresh_regular(sibling_st, st):
-            return True, (file, sibling_st)
-        file.close()
+            return True, (_file(fd), sibling_st)
+        os.close(fd)
         return False, None
 
 
@@ -332,19 +333,26 @@ def _fresh_regular(sibling: os.stat_result, original: os.stat_result) -> bool:
     return stat.S_ISREG(sibling.st_mode) and sibling.st_mtime_ns >= original.st_mtime_ns
 
 
-def _open(real: str) -> tuple[Any, os.stat_result]:
-    """``real`` opened read-only (not following a final symlink) and its fstat; else 404."""
+def _open(real: str) -> tuple[int, os.stat_result]:
+    """``real`` opened read-only (not following a final symlink), and its fstat; else 404."""
     try:
         fd = os.open(real, _OPEN_FLAGS)
     except (OSError, ValueError):
         raise HTTPError(404) from None
     try:
-        st = os.fstat(fd)
-        file = open(fd, "rb", buffering=0)
+        return fd, os.fstat(fd)
     except BaseException:
         os.close(fd)
         raise
-    return file, st
+
+
+def _file(fd: int) -> Any:
+    """A binary file object owning ``fd`` (closed if that fails)."""
+    try:
+        return open(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _not_modified(headers: Any, etag: str, mtime: int) -> bool:
