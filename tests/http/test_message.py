@@ -296,7 +296,35 @@ def test_json_and_text() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"{", b"{'a': 1}", b"\xff\xfe\xfd", b"[" * 100_000, b"NaNa", b"1 2"]
+    "body",
+    [
+        b'{"a":1}',
+        b' {"a": [1, 2.5e3, "\\u00e9", null]}\n',  # whitespace around: the slow path
+        b"[]",
+        b'"caf\xc3\xa9"',
+        b"NaN",  # accepted by Python's json, so here too
+        '{"a":"\u00e9"}'.encode("utf-16"),  # not UTF-8: json.loads detects the encoding
+        '{"a":1}'.encode("utf-32-le"),
+        b"12345678901234567890",
+    ],
+)
+def test_json_parses_as_the_stdlib_does(body: bytes) -> None:
+    assert repr(request(body=body).json()) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b"{'a': 1}",
+        b"\xff\xfe\xfd",
+        b"[" * 100_000,
+        b"NaNa",
+        b"1 2",
+        b"{} x",
+        b"1\xc2\xa0",
+    ],
 )
 def test_invalid_json_is_a_400(body: bytes) -> None:
     with pytest.raises(HTTPError) as info:

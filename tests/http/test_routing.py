@@ -255,6 +255,32 @@ def test_an_unhandled_exception_propagates_and_handle_lets_http_errors_through()
     assert info.value.status == 404
 
 
+def test_an_error_handler_may_raise_an_http_error() -> None:
+    app = App()
+    app.add_route("/forbidden", lambda request: _raise(PermissionError()))
+    app.errorhandler(PermissionError)(lambda request, exc: _raise(HTTPError(403, "no")))
+    assert call(app, "GET", "/forbidden") == (
+        403,
+        {b"content-type": b"text/plain; charset=utf-8"},
+        b"no\n",
+    )
+    with pytest.raises(HTTPError):
+        app.handle(Request("GET", b"/forbidden", []))
+
+
+def test_endpoints_run_once_per_request() -> None:
+    calls: list[str] = []
+    app = App()
+    app.add_route("/ok", lambda request: calls.append("ok") or (200, None, b""))
+    app.add_route("/fail", lambda request: calls.append("fail") or _raise(HTTPError(409)))
+    app.add_route("/boom", lambda request: calls.append("boom") or 1 / 0)
+    call(app, "GET", "/ok")
+    call(app, "GET", "/fail")
+    with pytest.raises(ZeroDivisionError):
+        call(app, "GET", "/boom")
+    assert calls == ["ok", "fail", "boom"]
+
+
 def test_a_failing_error_handler_propagates() -> None:
     app = App()
     app.errorhandler(404)(lambda request, exc: 1 / 0)

@@ -139,11 +139,6 @@ def _literal(template: str, text: str) -> str:
     return re.escape(text)
 
 
-def _first_segment(path: str) -> str:
-    end = path.find("/", 1)
-    return path[1:end] if end > 0 else path[1:]
-
-
 def _allow(methods: Iterable[str]) -> dict[str, str]:
     return {"allow": ", ".join(methods)}
 
@@ -282,9 +277,17 @@ class App:
     def __call__(self, request: Request) -> Any:
         """Answer ``request``: what the endpoint or an error handler returned."""
         try:
-            return self.handle(request)
-        except HTTPError as exc:
-            return exc.response()
+            return self._dispatch(request)
+        except Exception as exc:  # as `handle`, inlined (one call less per request)
+            handler = self._error_handler(exc)
+            if handler is None:
+                if isinstance(exc, HTTPError):
+                    return exc.response()
+                raise
+            try:
+                return handler(request, exc)
+            except HTTPError as again:
+                return again.response()
 
     def handle(self, request: Request) -> Any:
         """As calling the app, but an `HTTPError` no error handler takes propagates."""
@@ -318,7 +321,9 @@ class App:
             if endpoint is not None:
                 return endpoint(request)
             allowed = route.methods
-        routes = self._by_first_segment.get(_first_segment(path), self._any_first_segment)
+        end = path.find("/", 1)
+        first_segment = path[1:end] if end > 0 else path[1:]
+        routes = self._by_first_segment.get(first_segment, self._any_first_segment)
         for route in routes:
             match = route.regex.fullmatch(path)  # type: ignore[union-attr]
             if match is None:
