@@ -467,10 +467,28 @@ def test_response_file_from_a_file_object_with_download_name(tmp_path: Path) -> 
     with body:
         assert dict(headers) == {
             b"content-type": b"application/pdf",
-            b"content-disposition": b'attachment; filename="r?sum? 1.pdf"; '
+            b"content-disposition": b'attachment; filename="r_sum_ _1_.pdf"; '
             b"filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.pdf",
         }
         assert b"".join(body.chunks()) == b"456789"  # from the current position
+
+
+def test_response_file_names_and_types_cannot_inject_headers(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"a")
+    r = Response.file(path, filename="x\r\nSet-Cookie: y.txt")
+    disposition = r.headers["content-disposition"]
+    assert "\r" not in disposition and "\n" not in disposition
+    assert 'filename="x__Set-Cookie: y.txt"' in disposition
+    assert "filename*=UTF-8''x%0D%0ASet-Cookie%3A%20y.txt" in disposition
+    r.body.close()
+    plain = Response.file(path, filename="plain.txt")
+    plain.body.close()
+    assert plain.headers["content-disposition"] == 'attachment; filename="plain.txt"'
+    with pytest.raises(ValueError):
+        Response.file(path, content_type="text/plain\r\nX: y")
+    with pytest.raises(ValueError):
+        Response.text("x", content_type="text/plain\nX: y")
 
 
 def test_response_file_closes_the_file_on_a_bad_header(tmp_path: Path) -> None:

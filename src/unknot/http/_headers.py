@@ -18,7 +18,14 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Union
 
-__all__ = ["Headers", "MutableHeaders", "RawHeaders", "HeadersLike", "normalize_headers"]
+__all__ = [
+    "Headers",
+    "HeadersLike",
+    "MutableHeaders",
+    "RawHeaders",
+    "header_pair",
+    "normalize_headers",
+]
 
 #: The wire form: names lowercased, values as bytes, order and repeats kept.
 RawHeaders = list[tuple[bytes, bytes]]
@@ -143,7 +150,7 @@ class MutableHeaders(Headers):
         return view
 
     def __setitem__(self, name: str, value: str | bytes | int) -> None:
-        pair = _pair(name, value)
+        pair = header_pair(name, value)
         raw = self._raw
         for i, (k, _) in enumerate(raw):
             if k == pair[0]:
@@ -161,14 +168,14 @@ class MutableHeaders(Headers):
 
     def add(self, name: str, value: str | bytes | int) -> None:
         """Append a line ``name: value``, keeping any other line of the same name."""
-        self._raw.append(_pair(name, value))
+        self._raw.append(header_pair(name, value))
 
     def setdefault(self, name: str, value: str | bytes | int) -> str:
         """The first value of ``name``, after setting it to ``value`` if it had none."""
         found = self.get(name)
         if found is not None:
             return str(found)
-        pair = _pair(name, value)
+        pair = header_pair(name, value)
         self._raw.append(pair)
         return pair[1].decode("latin-1")
 
@@ -187,8 +194,11 @@ class MutableHeaders(Headers):
         return found
 
 
-def _pair(name: str | bytes, value: Any) -> tuple[bytes, bytes]:
-    """One checked wire pair from a name and a value (str, bytes or int)."""
+def header_pair(name: str | bytes, value: Any) -> tuple[bytes, bytes]:
+    """One checked wire pair ``(name, value)`` from a name and a value (str, bytes or int).
+
+    Raises `ValueError` for a name that is not a token or a value with control characters.
+    """
     key = _key(name)
     if not _TOKEN.match(key):
         raise ValueError(f"invalid header name {name!r}")
@@ -226,14 +236,14 @@ def normalize_headers(headers: HeadersLike) -> RawHeaders:
     if isinstance(headers, Headers):
         return list(headers._raw)
     if isinstance(headers, Mapping):
-        return [_pair(k, v) for k, v in headers.items()]
+        return [header_pair(k, v) for k, v in headers.items()]
     if isinstance(headers, (str, bytes)) or not isinstance(headers, Iterable):
         raise TypeError(f"{_HEADERS_WANTED}; got {type(headers).__name__}")
     raw = []
     for item in headers:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError(f"{_HEADERS_WANTED}; got the item {item!r:.80}")
-        raw.append(_pair(item[0], item[1]))
+        raw.append(header_pair(item[0], item[1]))
     return raw
 
 

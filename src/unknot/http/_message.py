@@ -21,7 +21,14 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
-from ._headers import Headers, HeadersLike, MutableHeaders, RawHeaders, normalize_headers
+from ._headers import (
+    Headers,
+    HeadersLike,
+    MutableHeaders,
+    RawHeaders,
+    header_pair,
+    normalize_headers,
+)
 
 __all__ = [
     "Body",
@@ -82,26 +89,6 @@ class HTTPError(Exception):
         return f"{self.status} {self.detail}"
 
 
-_scan_json_value = _json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _json_loads(data: bytes) -> Any:
-    """``json.loads(data)``, without its Python overhead when ``data`` is plain UTF-8 JSON.
-
-    The C scanner parses one value; a document it does not take whole (leading or trailing
-    whitespace, not UTF-8, UTF-16/32 that happens to decode as UTF-8, invalid) goes through
-    ``json.loads``, for the same result or error as ``json.loads`` alone.
-    """
-    try:
-        text = data.decode()
-        value, end = _scan_json_value(text, 0)
-    except (ValueError, StopIteration):  # UnicodeDecodeError, JSONDecodeError
-        return _json.loads(data)
-    if end != len(text):
-        return _json.loads(data)
-    return value
-
-
 # -- request ---------------------------------------------------------------------------------
 
 
@@ -153,6 +140,26 @@ class QueryParams(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"QueryParams({self._pairs!r})"
+
+
+_scan_json_value = _json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_loads(data: bytes) -> Any:
+    """``json.loads(data)``, without its Python overhead when ``data`` is plain UTF-8 JSON.
+
+    The C scanner parses one value; a document it does not take whole (leading or trailing
+    whitespace, not UTF-8, UTF-16/32 that happens to decode as UTF-8, invalid) goes through
+    ``json.loads``, for the same result or error as ``json.loads`` alone.
+    """
+    try:
+        text = data.decode()
+        value, end = _scan_json_value(text, 0)
+    except (ValueError, StopIteration):  # UnicodeDecodeError, JSONDecodeError
+        return _json.loads(data)
+    if end != len(text):
+        return _json.loads(data)
+    return value
 
 
 class Request:
@@ -253,8 +260,8 @@ class Request:
         query_string = self._query_string
         if query_string is None:
             self._split_target()
-            query_string = self._query_string
-        return query_string  # type: ignore[return-value]
+            query_string = self._query_string or ""
+        return query_string
 
     @property
     def path(self) -> str:
@@ -421,7 +428,8 @@ class FileBody:
 #: What `normalize_result` gives as body: bytes, a file to send, or chunks to stream.
 Body = bytes | FileBody | Iterable[bytes]
 
-_TEXT_CT = (b"content-type", b"text/plain; charset=utf-8")
+_TEXT_CT_STR = "text/plain; charset=utf-8"
+_TEXT_CT = (b"content-type", _TEXT_CT_STR.encode())
 _HTML_CT = (b"content-type", b"text/html; charset=utf-8")
 _JSON_CT = (b"content-type", b"application/json")
 
@@ -503,16 +511,11 @@ class Response:
         text: str,
         status: int = 200,
         headers: HeadersLike = None,
-        content_type: str = "text/plain; charset=utf-8",
+        content_type: str = _TEXT_CT_STR,
     ) -> Response:
         """``text`` encoded as UTF-8, with ``content_type`` unless ``headers`` give one."""
         pair = (
-            _TEXT_CT
-            if content_type == "text/plain; charset=utf-8"
-            else (
-                b"content-type",
-                content_type.encode("latin-1"),
-            )
+            _TEXT_CT if content_type == _TEXT_CT_STR else header_pair("content-type", content_type)
         )
         raw = [pair] if headers is None else _with_default(normalize_headers(headers), pair)
         return cls._build(status, raw, text.encode())
@@ -558,9 +561,9 @@ class Response:
         try:
             raw = normalize_headers(headers)
             ctype = content_type or guess_content_type(name)
-            raw = _with_default(raw, (b"content-type", ctype.encode("latin-1")))
+            raw = _with_default(raw, header_pair("content-type", ctype))
             if filename is not None:
-                raw.append((b"content-disposition", _attachment(filename)))
+                raw.append(header_pair("content-disposition", _attachment(filename)))
             body = FileBody(file, file.tell())
         except BaseException:
             file.close()
@@ -571,13 +574,13 @@ class Response:
         return f"<Response {self.status} {self.headers.items()!r} {type(self.body).__name__}>"
 
 
-def _attachment(filename: str) -> bytes:
+def _attachment(filename: str) -> str:
     """A Content-Disposition value naming ``filename`` (RFC 6266, RFC 8187 when not ASCII)."""
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
-    value = f'attachment; filename="{ascii_name}"'
-    if not filename.isascii():
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return value.encode("latin-1")
+    return value
 
 
 # -- normalisation ---------------------------------------------------------------------------
