@@ -394,6 +394,11 @@ def test_bad_registrations_are_refused() -> None:
     app.add_route("/p/{x}", echo)
     with pytest.raises(ValueError, match="already"):
         app.add_route("/p/{x}", echo, ["get"])
+    with pytest.raises(ValueError, match="already"):
+        app.add_route("/p/{x}", echo, ["POST", "GET"])  # refused whole: POST stays free
+    app.add_route("/p/{x}", echo, ["POST"])
+    with pytest.raises(ValueError, match="already"):
+        app.add_route("/q", echo, ["GET", "get"])
     with pytest.raises(TypeError):
         app.add_route("/s", echo, "GET")
     with pytest.raises(ValueError):

@@ -493,6 +493,7 @@ class Response:
 
     @classmethod
     def _build(cls, status: int, raw: RawHeaders, body: Any) -> Response:
+        # For this package's code: ``raw`` is an already normalised, trusted list (not copied).
         response = cls.__new__(cls)
         response.status = status
         response._raw = raw

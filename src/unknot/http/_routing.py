@@ -78,8 +78,6 @@ class _Route:
         self.methods: list[str] = []  # what Allow lists
 
     def add(self, method: str, endpoint: Endpoint) -> None:
-        if method in self.explicit:
-            raise ValueError(f"{method} {self.template} has an endpoint already")
         self.explicit.append(method)
         self.endpoints[method] = endpoint
         if method == "GET" and "HEAD" not in self.explicit:
@@ -174,6 +172,9 @@ class App:
         if not methods:
             raise ValueError("a route needs at least one method")
         route = self._static_routes.get(path) or self._dynamic_routes.get(path)
+        taken = [m for m in methods if route is not None and m in route.explicit]
+        if taken or len(set(methods)) != len(methods):
+            raise ValueError(f"{', '.join(taken or methods)} {path} has an endpoint already")
         if route is None:
             route = _compile(path)
             if route.regex is None:

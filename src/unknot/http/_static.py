@@ -44,7 +44,7 @@ import stat
 import time
 from typing import Any
 
-from ._headers import RawHeaders
+from ._headers import RawHeaders, header_pair
 from ._message import FileBody, HTTPError, Request, Response
 
 __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
@@ -208,7 +208,9 @@ class StaticFiles:
         self.index = index
         self.precompressed = precompressed
         self.hidden = hidden
-        self.cache_control = cache_control
+        self.cache_control = (
+            None if cache_control is None else header_pair("cache-control", cache_control)
+        )
 
     def __call__(self, request: Request) -> Response:
         """Answer ``request``; errors become their responses."""
@@ -286,12 +288,12 @@ class StaticFiles:
             etag = f'"{st.st_mtime_ns:x}-{size:x}{etag_suffix}"'
             last_modified = http_date(st.st_mtime)
             validators = [(b"etag", etag.encode()), (b"last-modified", last_modified.encode())]
-            if self.cache_control is not None:
-                validators.append((b"cache-control", self.cache_control.encode("latin-1")))
+            if self.cache_control is not None:  # checked by __init__
+                validators.append(self.cache_control)
             if _not_modified(headers, etag, int(st.st_mtime)):
                 file.close()
                 vary = [pair for pair in raw if pair[0] == b"vary"]
-                return Response(304, [*validators, *vary])
+                return Response._build(304, [*validators, *vary], b"")
             raw += validators
             raw.append((b"accept-ranges", b"bytes"))
             range_header = headers.get("range")
@@ -305,8 +307,8 @@ class StaticFiles:
                     if byte_range is not None:
                         first, last = byte_range
                         raw.append((b"content-range", f"bytes {first}-{last}/{size}".encode()))
-                        return Response(206, raw, FileBody(file, first, last - first + 1))
-            return Response(200, raw, FileBody(file, 0, size))
+                        return Response._build(206, raw, FileBody(file, first, last - first + 1))
+            return Response._build(200, raw, FileBody(file, 0, size))
         except BaseException:
             file.close()
             raise
