@@ -458,6 +458,8 @@ def test_the_root_is_a_directory_and_the_index_a_name(root: Path) -> None:
         StaticFiles(root / "missing")
     with pytest.raises(NotADirectoryError):
         StaticFiles(root / "hello.txt")
+    with pytest.raises(ValueError):
+        StaticFiles(root, cache_control="max-age=1\r\nX-Injected: 1")
     for index in ("../x.html", "a/b.html", ".index"):
         with pytest.raises(ValueError):
             StaticFiles(root, index=index)

@@ -208,7 +208,8 @@ class StaticFiles:
         self.index = index
         self.precompressed = precompressed
         self.hidden = hidden
-        self.cache_control = (
+        self.cache_control = cache_control
+        self._cache_control = (
             None if cache_control is None else header_pair("cache-control", cache_control)
         )
 
@@ -288,8 +289,8 @@ class StaticFiles:
             etag = f'"{st.st_mtime_ns:x}-{size:x}{etag_suffix}"'
             last_modified = http_date(st.st_mtime)
             validators = [(b"etag", etag.encode()), (b"last-modified", last_modified.encode())]
-            if self.cache_control is not None:  # checked by __init__
-                validators.append(self.cache_control)
+            if self._cache_control is not None:  # checked by __init__
+                validators.append(self._cache_control)
             if _not_modified(headers, etag, int(st.st_mtime)):
                 file.close()
                 vary = [pair for pair in raw if pair[0] == b"vary"]
