@@ -150,7 +150,7 @@ def tool_version(path: str, flag: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     text = (done.stdout + done.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
+    return text[0].split(" Copyright")[0] if text else "unknown"
 
 
 # ---- wrk -----------------------------------------------------------------------------------
@@ -286,12 +286,12 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def child_env() -> dict[str, str]:
-    """This checkout's ``src/`` first on the children's path: unknot runs from the tree."""
-    env = dict(os.environ)
+def put_src_first() -> None:
+    """Put this checkout's ``src/`` first on the path of every child (they inherit the
+    environment): the unknot peers run the working tree, not an installed copy."""
     if (SRC_DIR / "unknot").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
-    return env
+        paths = [str(SRC_DIR), os.environ.get("PYTHONPATH", "")]
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
 
 
 def load_average() -> str:
@@ -333,7 +333,7 @@ def start_server(
     """Start ``peer`` pinned to ``cpu`` and wait for its port: (child, port, "") when it
     listens, else (None, 0, why not)."""
     port = procs.free_port(HOST)
-    child = procs.Child(procs.pinned(server_argv(peer, port, setup, workdir), cpu), child_env())
+    child = procs.Child(procs.pinned(server_argv(peer, port, setup, workdir), cpu))
     try:
         procs.wait_for_port(HOST, port, child)
     except procs.ChildExited as exc:
@@ -424,14 +424,7 @@ def run_client(setup: Setup, client: str, port: int, nginx_pid: int, rnd: int) -
     argv += ["--watch-pgid", str(nginx_pid)]
     limit = (args.warmup or 0.5) + args.duration + 60
     try:
-        done = subprocess.run(
-            procs.pinned(argv, setup.cpu(args.server_cpu)),
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-        )
+        done = procs.run(procs.pinned(argv, setup.cpu(args.server_cpu)), timeout=limit)
     except subprocess.TimeoutExpired:
         sample.error = f"still running after {limit:g} s, killed"
         return sample
@@ -622,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     procs.install_exit_signals()
     raise_fd_limit()
+    put_src_first()
     cells = plan(args)
     server_cells = [c for c in cells if c[0] != CLIENT_CASE]
     wants_nginx = "nginx" in args.peers or CLIENT_CASE in args.cases

@@ -354,6 +354,12 @@ def _clients(results: Results) -> list[str]:
         if rows:
             lines += [f"{cell_label(cell)}, keep-alive GETs of `/` (hello) from nginx:", ""]
             lines += [*_table(header, rows), ""]
+    if lines and "httpx" in results.clients:
+        lines += [
+            "httpx's `AsyncClient` slows down sharply as the number of concurrent requests on "
+            "one client grows (encode/httpx#3215, open): compare `--client-workers 10`.",
+            "",
+        ]
     return lines
 
 

@@ -161,8 +161,6 @@ def serve_unknot(host: str, port: int, root: Path) -> None:
     """unknot's server with its router and static files: what a user of ``App`` writes."""
     http = _unknot_http("serve", "App")
     app = http.App()
-    if not hasattr(app, "static"):
-        raise Unavailable("unknot.http.App has no static() yet")
     text, binary, json_ = {"content-type": TEXT}, {"content-type": BINARY}, {"content-type": JSON}
 
     @app.get(PATHS["hello"])
@@ -177,7 +175,10 @@ def serve_unknot(host: str, port: int, root: Path) -> None:
     def item(request: Any, id: int) -> tuple[int, dict[str, str], bytes]:
         return 200, json_, item_json(id)
 
-    app.static("/static", str(root / "static"))
+    if hasattr(app, "static"):
+        app.static("/static", str(root / "static"))
+    else:  # the other cases can still be measured; the static ones fail their answer check
+        print("unknot.http.App has no static() yet: /static is not served", file=sys.stderr)
     _unknot_serve(http, app, host, port)
 
 
