@@ -83,6 +83,7 @@ SRC_DIR = BENCH_DIR.parent / "src"
 PEERS = ["nginx", *SERVERS]
 CASES = [*PATHS, CLIENT_CASE]
 SETTLE = 0.3  # seconds between cells, for the last cell's connections to go
+STDERR_LINES = 6  # of a server's stderr, shown after its cells
 WRK_TIMEOUT = 5  # seconds: a response slower than this counts as a wrk timeout error
 PACKAGES = [
     "greenlet",
@@ -145,6 +146,7 @@ def install_tools() -> str:
 
 
 def tool_version(path: str, flag: str) -> str:
+    """The first line a tool prints for ``flag`` (its version), for the report."""
     try:
         done = subprocess.run([path, flag], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -228,6 +230,7 @@ def run_wrk(
 
 
 def expected_body(case: str) -> bytes:
+    """The exact body every server must answer ``case`` with."""
     if case == "hello":
         return HELLO
     if case == "bytes64k":
@@ -282,6 +285,7 @@ def verify(port: int, case: str) -> str | None:
 
 
 def last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (a child's error, usually)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -314,10 +318,12 @@ class Setup:
     load_before: str = field(default_factory=load_average)
 
     def cpu(self, which: int) -> int | None:
+        """``which``, or None (no pinning) with ``--no-pin``."""
         return None if self.args.no_pin else which
 
 
 def server_argv(peer: str, port: int, setup: Setup, workdir: Path) -> list[str]:
+    """The command that starts ``peer`` on ``port`` (for nginx, after writing its config)."""
     if peer == "nginx":
         assert setup.nginx is not None
         config = workdir / "nginx.conf"
@@ -406,9 +412,14 @@ def run_server_peer(
             results.add(sample)
             print(console_line(sample), flush=True)
             time.sleep(SETTLE)
+        note = server.stderr_text()
         if not server.alive():
-            note = last_line(server.stderr_text())
-            results.status[peer] = f"failed: exited with {server.proc.returncode}: {note}"
+            results.status[peer] = (
+                f"failed: exited with {server.proc.returncode}: {last_line(note)}"
+            )
+        if note:
+            tail = "\n    ".join(note.splitlines()[-STDERR_LINES:])
+            print(f"  server stderr (last lines):\n    {tail}", flush=True)
 
 
 # ---- clients -------------------------------------------------------------------------------
@@ -497,6 +508,7 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with the ``--quick`` or full-run defaults filled in."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -545,6 +557,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def plan(args: argparse.Namespace) -> list[Cell]:
+    """The cells to measure, in order: hello at each ``--conns``, the other cases once."""
     cells: list[Cell] = []
     for case in CASES:
         if case not in args.cases:
@@ -559,6 +572,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
 
 
 def settings(setup: Setup) -> dict[str, str]:
+    """The run's settings and tools, for the report."""
     args = setup.args
     pinning = (
         "unpinned"
@@ -586,6 +600,7 @@ def settings(setup: Setup) -> dict[str, str]:
 
 
 def markdown_section(results: Results, setup: Setup, interrupted: bool) -> str:
+    """The whole ``## HTTP`` section of BENCHMARKS.md."""
     lines = [f"## {SECTION_TITLE}", ""]
     lines.append(
         "`benchmarks/http.py`: every server peer answers the same requests with the same bytes "
@@ -612,6 +627,7 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 if every cell was measured and both wrk checks passed."""
     args = parse_args(argv)
     procs.install_exit_signals()
     raise_fd_limit()

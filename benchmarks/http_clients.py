@@ -98,6 +98,7 @@ class Tally:
             self.failed(f"unexpected response: status {status}, body {body[:40]!r}")
 
     def failed(self, what: object) -> None:
+        """Count one failed request (an exception or a wrong response)."""
         self.errors += 1
         if not self.first_error:
             self.first_error = str(what) or type(what).__name__
@@ -114,10 +115,12 @@ class Window:
         return group_cpu_seconds(self.pgid) if self.pgid else -1.0
 
     def start(self) -> None:
+        """Open the window: note the counts and clocks."""
         self.good0, self.errors0 = sum(self.tally.good), self.tally.errors
         self.t0, self.cpu0, self.server0 = time.perf_counter(), time.process_time(), self._server()
 
     def end(self) -> None:
+        """Close the window: what happened since ``start``."""
         self.seconds = time.perf_counter() - self.t0
         self.cpu = time.process_time() - self.cpu0
         server1 = self._server()
@@ -128,6 +131,7 @@ class Window:
         self.errors = self.tally.errors - self.errors0
 
     def report(self, kind: str) -> dict[str, Any]:
+        """The JSON record ``http.py`` reads."""
         return {
             "kind": kind,
             "requests": self.requests,
@@ -163,6 +167,7 @@ def _content(response: Any) -> bytes:
 
 
 def run_unknot(url: str, workers: int, warmup: float, duration: float, pgid: int | None) -> Window:
+    """``workers`` fibers sharing one ``unknot.http.Client``."""
     unknot = _require("unknot")
     try:
         http = importlib.import_module("unknot.http")
@@ -201,6 +206,7 @@ def run_unknot(url: str, workers: int, warmup: float, duration: float, pgid: int
 def run_requests_gevent(
     url: str, workers: int, warmup: float, duration: float, pgid: int | None
 ) -> Window:
+    """``workers`` greenlets after ``gevent.monkey.patch_all()``, one ``requests.Session`` each."""
     monkey = _require("gevent.monkey")
     monkey.patch_all()
     gevent = _require("gevent")
@@ -242,6 +248,7 @@ async def _measure_async(
 
 
 def run_aiohttp(url: str, workers: int, warmup: float, duration: float, pgid: int | None) -> Window:
+    """``workers`` tasks sharing one ``aiohttp.ClientSession`` on stock asyncio."""
     import asyncio
 
     aiohttp = _require("aiohttp")
@@ -268,6 +275,7 @@ def run_aiohttp(url: str, workers: int, warmup: float, duration: float, pgid: in
 
 
 def run_httpx(url: str, workers: int, warmup: float, duration: float, pgid: int | None) -> Window:
+    """``workers`` tasks sharing one ``httpx.AsyncClient`` on stock asyncio."""
     import asyncio
 
     httpx = _require("httpx")
@@ -301,6 +309,7 @@ CLIENTS: dict[str, Callable[[str, int, float, float, int | None], Window]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one client and print its JSON line; exit status 3 if it is unavailable here."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(CLIENTS))
     parser.add_argument("url")

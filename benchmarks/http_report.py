@@ -63,27 +63,33 @@ class Sample:
 
     @property
     def ok(self) -> bool:
+        """Whether this run measured something and nothing was wrong."""
         return not self.error and self.requests > 0
 
     @property
     def cell(self) -> Cell:
+        """(case, connections or workers)."""
         return (self.case, self.conns)
 
     def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
         return asdict(self)
 
 
 def cell_label(cell: Cell) -> str:
+    """``hello x 100 conns``, ``client x 100 workers``..."""
     case, conns = cell
     unit = "workers" if case == CLIENT_CASE else "conns"
     return f"{CASE_LABELS.get(case, case)} x {conns} {unit}"
 
 
 def rps_label(rps: float) -> str:
+    """Requests/s, short: ``62.1k`` or ``940``."""
     return f"{rps / 1000:.1f}k" if rps >= 1000 else f"{rps:.0f}"
 
 
 def share_label(share: float) -> str:
+    """A CPU share as a percentage; ``?`` when unknown (negative)."""
     return f"{share * 100:.0f}%" if share >= 0 else "?"
 
 
@@ -118,15 +124,19 @@ class Results:
         self.skipped: dict[tuple[str, str], str] = {}  # (peer, case) -> why it is not measured
 
     def add(self, sample: Sample) -> None:
+        """Record one run."""
         self.samples.setdefault((sample.peer, sample.cell), []).append(sample)
 
     def runs(self, peer: str, cell: Cell) -> list[Sample]:
+        """Every run of ``peer`` on ``cell``, in round order."""
         return self.samples.get((peer, cell), [])
 
     def values(self, peer: str, cell: Cell, field: str = "rps") -> list[float]:
+        """``field`` of the good runs of ``peer`` on ``cell``."""
         return [float(getattr(s, field)) for s in self.runs(peer, cell) if s.ok]
 
     def median(self, peer: str, cell: Cell, field: str = "rps") -> float | None:
+        """The median of ``field`` over the good runs (unknown values left out), or None."""
         values = [v for v in self.values(peer, cell, field) if v >= 0]
         return statistics.median(values) if values else None
 
@@ -137,12 +147,15 @@ class Results:
         return [ours[r] / theirs[r] for r in sorted(ours) if r in theirs and theirs[r]]
 
     def server_cells(self) -> list[Cell]:
+        """The cells measured with wrk."""
         return [c for c in self.cells if c[0] != CLIENT_CASE]
 
     def client_cells(self) -> list[Cell]:
+        """The client case's cells."""
         return [c for c in self.cells if c[0] == CLIENT_CASE]
 
     def measured(self, peer: str, cells: list[Cell]) -> bool:
+        """Whether ``peer`` has a good run in any of ``cells``."""
         return any(self.values(peer, cell) for cell in cells)
 
     def ceiling_failures(self) -> list[str]:
@@ -172,6 +185,7 @@ class Results:
         return busy
 
     def to_json(self) -> dict[str, Any]:
+        """Statuses, skipped cells and every run, JSON-ready."""
         return {
             "status": self.status,
             "client_status": self.client_status,

@@ -448,6 +448,7 @@ http {{
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve one peer until killed; exit status 3 if it is unavailable here."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(SERVERS))
     parser.add_argument("port", type=int)
