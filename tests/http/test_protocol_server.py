@@ -83,7 +83,9 @@ def head_of(response: bytes) -> dict[bytes, bytes]:
 def test_simple_request_gives_head_and_end_in_one_batch() -> None:
     conn = ServerConnection()
     assert conn.next_events() is NEED_DATA
-    conn.receive_data(b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\nAccept:  */* \r\n\r\n")
+    conn.receive_data(
+        b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\nAccept:  */* \r\n\r\n"
+    )
     events = conn.next_events()
     assert events == [
         RequestHead(
@@ -250,7 +252,8 @@ def test_no_body_limit_when_none() -> None:
 
 def test_trailer_block_over_the_limit_is_431() -> None:
     trailers = b"".join(b"T-%d: %s\r\n" % (i, b"v" * 50) for i in range(20))
-    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n" + trailers + b"\r\n"
+    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+    data += trailers + b"\r\n"
     assert refused(data, Limits(max_header_size=500)).status_hint == 431
 
 
@@ -559,7 +562,8 @@ def test_304_may_carry_the_content_length_of_the_resource() -> None:
     conn = ServerConnection()
     conn.receive_data(GET)
     drain(conn)
-    assert head_of(conn.send_response(304, [(b"content-length", b"99")]))[b"content-length"] == b"99"
+    response = conn.send_response(304, [(b"content-length", b"99")])
+    assert head_of(response)[b"content-length"] == b"99"
 
 
 def test_204_refuses_a_content_length() -> None:
@@ -659,7 +663,9 @@ def test_send_event_form() -> None:
     from unknot.http import InformationalResponse, ResponseHead
 
     conn = ServerConnection()
-    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    conn.receive_data(
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+    )
     drain(conn)
     out = conn.send(InformationalResponse(100, []))
     assert out == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -789,7 +795,8 @@ def test_connect_is_reported_and_a_tunnel_refused() -> None:
 
 
 def test_upgrade_request_with_a_body_is_refused() -> None:
-    data = b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\nab"
+    data = b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n"
+    data += b"Content-Length: 2\r\n\r\nab"
     assert refused(data).status_hint == 400
 
 
