@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
+    END_OF_MESSAGE,
     NEED_DATA,
     PAUSED,
     ConnectionClosed,
@@ -19,6 +20,7 @@ from ._events import (
     NeedData,
     Paused,
     RequestHead,
+    ResponseHead,
 )
 from ._reader import Reader
 from ._state import CLOSED, DONE, ERROR, ConnectionState, State
@@ -96,6 +98,23 @@ class Connection:
             reader.current = []
         else:
             return self._nothing_ready(their_state)
+        if len(events) == 2 and events[1] is END_OF_MESSAGE:
+            head = events[0]
+            head_type = type(head)
+            # A whole message without body or trailers: one step (the hot path).
+            if head_type is RequestHead:
+                try:
+                    state.whole_request(head)  # type: ignore[arg-type]
+                except LocalProtocolError as exc:
+                    self._refused(exc)
+                self._request = head  # type: ignore[assignment]
+                return events
+            if head_type is ResponseHead:
+                try:
+                    state.process_message(self._their_role, head)  # type: ignore[arg-type]
+                except LocalProtocolError as exc:
+                    self._refused(exc)
+                return events
         self._apply(events)
         return events
 
@@ -142,11 +161,15 @@ class Connection:
                         self._request = event  # type: ignore[assignment]
                 elif state.client_waiting_for_continue:
                     state.process_event(role, event)
-        except LocalProtocolError as exc:  # the parser let through what the machine refuses
-            error = RemoteProtocolError(str(exc))
-            self._reader.error = error
-            state.process_error(role)
-            raise error from None
+        except LocalProtocolError as exc:
+            self._refused(exc)
+
+    def _refused(self, exc: LocalProtocolError) -> None:
+        """The parser let through what the state machine refuses: the peer's error."""
+        error = RemoteProtocolError(str(exc))
+        self._reader.error = error
+        self._state.process_error(self._their_role)
+        raise error from None
 
     def _fail_locally(self, error: ProtocolError) -> None:
         """A message this side was sending is broken: this side is in ERROR."""

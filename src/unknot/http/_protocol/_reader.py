@@ -215,16 +215,21 @@ class Reader:
         elif name == b"connection":
             self._connection += b"," + value.lower()
 
+    def _head_may_be_too_large(self, headers: HeaderList) -> bool:
+        """The cheap test at the end of each head: could it be over the limits?"""
+        return (
+            len(headers) > self._max_count
+            # The bytes fed since the head began bound its size: over the limit, measure it.
+            or self._head_bound + self._feed_size > self._max_header
+        )
+
     def _check_head(self, headers: HeaderList) -> None:
-        """At the end of a head: the header count and size limits."""
+        """The header count and size limits, measured."""
         if len(headers) > self._max_count:
             self._raise(RemoteProtocolError("too many header fields", 431))
-        if self._head_bound + self._feed_size > self._max_header:
-            # The head may be over the limit (these bytes include the head): measure it.
-            size = sum(len(n) + len(v) for n, v in headers) + 4 * len(headers)
-            if size > self._max_header:
-                self._raise(RemoteProtocolError("header block too large", 431))
-        self._head_exact = self._head_bound = 0
+        size = sum(len(n) + len(v) for n, v in headers) + 4 * len(headers)
+        if size > self._max_header:
+            self._raise(RemoteProtocolError("header block too large", 431))
 
     def _check_content_length(self) -> None:
         """A body is coming: a Content-Length over the limit is refused before reading it."""
@@ -317,12 +322,27 @@ class RequestReader(Reader):
         headers = self._headers
         self._headers = []  # trailers, if any, go to a fresh list
         self._in_body = True
-        self._check_head(headers)
+        # _head_may_be_too_large, inlined: this runs for every request.
+        if len(headers) > self._max_count or self._head_bound + self._feed_size > self._max_header:
+            self._check_head(headers)
         keep_alive = parser.should_keep_alive()
         method = parser.get_method()
+        if keep_alive and not self._noted and method != b"CONNECT":
+            # The common request: no framing header, so no body; HTTP/1.1 (llhttp keeps only
+            # HTTP/1.1 alive without a Connection header).
+            self._keep_alive = True
+            self.current.append(RequestHead(method, self._target, headers))
+            self._target = b""
+            return
+        self._special_head(method, headers, keep_alive)
+
+    def _special_head(self, method: bytes, headers: HeaderList, keep_alive: bool) -> None:
+        """The rest of ``on_headers_complete``: a body, a version to check, an expectation or
+        an upgrade."""
+        parser = self.parser
         expect_continue = upgrade = False
         if keep_alive and not self._connection:
-            version = b"1.1"  # llhttp keeps only HTTP/1.1 alive without a Connection header
+            version = b"1.1"
         else:
             version = self._version()
         if self._noted:
@@ -364,7 +384,17 @@ class RequestReader(Reader):
 
     def on_message_complete(self) -> None:
         """The request is complete."""
-        self._end_message()
+        if self._headers or self._noted or not self._keep_alive:
+            self._end_message()
+            return
+        # _end_message for the common request, inlined: this runs for every request.
+        current = self.current
+        current.append(END_OF_MESSAGE)
+        self.ready.append(current)
+        self.current = []
+        self._in_message = self._in_body = False
+        self._progress += 1
+        self._head_exact = self._head_bound = 0
 
 
 class ResponseReader(Reader):
@@ -446,10 +476,11 @@ class ResponseReader(Reader):
         headers = self._headers
         self._headers = []
         self._in_body = True
-        self._check_head(headers)
         status = parser.get_status_code()
         version = _VERSIONS.get(parser.get_http_version())
         reason, self._reason = self._reason, b""
+        if self._head_may_be_too_large(headers):
+            self._check_head(headers)
         if version is None:
             self._raise(RemoteProtocolError("HTTP version not supported", 505))
         assert version is not None

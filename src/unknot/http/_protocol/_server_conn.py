@@ -32,14 +32,18 @@ from ._limits import DEFAULT_LIMITS, Limits
 from ._reader import RequestReader
 from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
 from ._writer import (
+    CHECKED_LINES,
     CHUNKED,
+    DATE_LINE,
     LENGTH,
     NO_BODY,
+    STATUS_LINES,
     STRIPPED,
     UNTIL_CLOSE,
     BodyFramer,
     HeaderFacts,
     date_line,
+    now,
     render_headers,
     status_line,
 )
@@ -99,40 +103,56 @@ class ServerConnection(Connection):
         drops the body. 204 and 304 take no body. The state machine moves on: the next request
         (maybe already received) can be read right after.
         """
+        # The hot path of a server: one call per request, no helper calls in the common case.
         state = self._state
         our_state = state.states[SERVER]
-        if our_state is not SEND_RESPONSE and our_state is not IDLE:
+        if our_state is SEND_RESPONSE:
+            request = self._request
+        elif our_state is IDLE:
+            request = None
+        else:
             raise LocalProtocolError(f"cannot send a response in state {our_state}")
-        lines = [status_line(status, reason) if status >= 200 else _refuse_status(status)]
-        facts = render_headers(headers, lines)
-        request = self._request if our_state is SEND_RESPONSE else None
+        line = STATUS_LINES.get(status) if reason is None and status >= 200 else None
+        if line is None:
+            line = status_line(status, reason) if status >= 200 else _refuse_status(status)
+        lines = [line]
+        # render_headers, inlined for the common case: every pair seen before, none framing.
+        get = CHECKED_LINES.get
+        append = lines.append
+        facts = None
+        try:
+            for pair in headers:
+                entry = get(pair)
+                if entry is None or entry[1]:
+                    raise LookupError
+                append(entry[0])
+        except (LookupError, TypeError):
+            del lines[1:]
+            facts = render_headers(headers, lines)
         if request is not None and request.upgrade:
             _refuse_upgrade_answer(request.method, status)
-        if status == 204 or status == 304:
-            if body:
-                raise LocalProtocolError(f"a {status} response cannot have a body")
-            if status == 204 and facts is not None and facts.content_length is not None:
-                raise LocalProtocolError("a 204 response cannot have a Content-Length")
-        elif facts is None:
+        if facts is None and status != 204 and status != 304:
             size = len(body)
             lines.append(
                 _CONTENT_LENGTH_LINES[size] if size < 1024 else b"content-length: %d\r\n" % size
             )
+            if now() >= DATE_LINE.expires:  # (date_line, inlined)
+                DATE_LINE.refresh()
+            lines.append(DATE_LINE.line)
+            keep_alive = (
+                request is not None and state.keep_alive and not state.client_waiting_for_continue
+            )  # (ConnectionState.response_may_keep_alive, inlined)
+            if not keep_alive:
+                lines.append(_CONNECTION_CLOSE)
+            elif request.http_version != b"1.1":  # type: ignore[union-attr]
+                lines.append(_CONNECTION_KEEP_ALIVE)  # HTTP/1.0 keeps alive only if told
         else:
-            if facts.chunked:
-                raise LocalProtocolError("send_response frames with Content-Length; "
-                                         "stream with start_response to send chunked")
-            if facts.content_length is None:
-                lines.append(b"content-length: %d\r\n" % len(body))
-            elif len(body) != facts.content_length and (body or request is None
-                                                         or request.method != b"HEAD"):
-                raise LocalProtocolError("Content-Length does not match the body")
-        keep_alive = self._connection_headers(lines, facts, request)
+            _frame_whole_body(lines, status, facts, body, request)
+            keep_alive = self._connection_headers(lines, facts, request)
         lines.append(b"\r\n")
-        if body and not (request is not None and request.method == b"HEAD"):
+        if body and (request is None or request.method != b"HEAD"):
             lines.append(body)
-        state.process_event(SERVER, _KEPT_ALIVE if keep_alive else _CLOSING)
-        state.process_event(SERVER, END_OF_MESSAGE)
+        state.whole_response(_KEPT_ALIVE if keep_alive else _CLOSING)
         self._request = None
         return b"".join(lines)
 
@@ -140,15 +160,13 @@ class ServerConnection(Connection):
         self, lines: list[bytes], facts: HeaderFacts | None, request: RequestHead | None
     ) -> bool:
         """Append ``date`` and ``connection`` lines as needed; whether keep-alive goes on."""
-        if facts is None:
+        if facts is None or not facts.has_date:
             lines.append(date_line())
-            keep_alive = request is not None and self._state.response_may_keep_alive()
-        else:
-            if not facts.has_date:
-                lines.append(date_line())
-            keep_alive = (
-                request is not None and self._state.response_may_keep_alive() and not facts.close
-            )
+        keep_alive = (
+            request is not None
+            and self._state.response_may_keep_alive()
+            and (facts is None or not facts.close)
+        )
         if not keep_alive:
             if facts is None or not facts.close:
                 lines.append(_CONNECTION_CLOSE)
@@ -276,6 +294,33 @@ class ServerConnection(Connection):
             self._state.process_event(SERVER, event)
             return b""
         raise LocalProtocolError(f"a server does not send {event_type.__name__}")
+
+
+def _frame_whole_body(
+    lines: list[bytes],
+    status: int,
+    facts: HeaderFacts | None,
+    body: bytes,
+    request: RequestHead | None,
+) -> None:
+    """``send_response``'s framing for a 204/304, or when the caller gave framing headers."""
+    if status == 204 or status == 304:
+        if body:
+            raise LocalProtocolError(f"a {status} response cannot have a body")
+        if status == 204 and facts is not None and facts.content_length is not None:
+            raise LocalProtocolError("a 204 response cannot have a Content-Length")
+        return
+    assert facts is not None
+    if facts.chunked:
+        raise LocalProtocolError(
+            "send_response frames with Content-Length; stream with start_response for chunked"
+        )
+    if facts.content_length is None:
+        lines.append(b"content-length: %d\r\n" % len(body))
+    elif len(body) != facts.content_length:
+        is_head = request is not None and request.method == b"HEAD"
+        if body or not is_head:  # a HEAD's answer may announce the length of a GET's body
+            raise LocalProtocolError("Content-Length does not match the body")
 
 
 def _refuse_status(status: int) -> bytes:

@@ -24,7 +24,8 @@ _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")  # no space, no control characte
 
 # -- status lines --------------------------------------------------------------------------------
 
-_STATUS_LINES: Final = {
+#: The status line of each standard status code.
+STATUS_LINES: Final = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
     for status in HTTPStatus
 }
@@ -33,7 +34,7 @@ _STATUS_LINES: Final = {
 def status_line(status: int, reason: bytes | None = None) -> bytes:
     """``HTTP/1.1 <status> <reason>\\r\\n``; the standard reason phrase unless one is given."""
     if reason is None:
-        line = _STATUS_LINES.get(status)
+        line = STATUS_LINES.get(status)
         if line is not None:
             return line
         reason = b""
@@ -55,18 +56,34 @@ def request_line(method: bytes, target: bytes) -> bytes:
 
 # -- the Date header -----------------------------------------------------------------------------
 
-_date_second = -1
-_date_line = b""
+class DateLine:
+    """The ``date: <IMF-fixdate>\\r\\n`` line, formatted at most once per second.
+
+    Hot path, inlined by the server: ``if now() >= DATE_LINE.expires: DATE_LINE.refresh()``,
+    then ``DATE_LINE.line``; :func:`date_line` does the same."""
+
+    __slots__ = ("line", "expires")
+
+    def __init__(self) -> None:
+        self.line = b""
+        self.expires = 0.0
+
+    def refresh(self) -> None:
+        """Format the line for the current second."""
+        second = int(now())
+        self.line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        self.expires = second + 1.0
+
+
+DATE_LINE: Final = DateLine()
+now = time.time
 
 
 def date_line() -> bytes:
-    """The ``date: <IMF-fixdate>\\r\\n`` line for now, formatted at most once per second."""
-    global _date_second, _date_line
-    now = int(time.time())
-    if now != _date_second:
-        _date_line = b"date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
-        _date_second = now
-    return _date_line
+    """The ``date`` header line for now."""
+    if now() >= DATE_LINE.expires:
+        DATE_LINE.refresh()
+    return DATE_LINE.line
 
 
 # -- header blocks -------------------------------------------------------------------------------
@@ -80,7 +97,7 @@ DATE: Final = 4
 HOST: Final = 5
 UPGRADE: Final = 6
 EXPECT: Final = 7
-_KINDS: Final = {
+_KINDS: Final[dict[bytes, int]] = {
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"connection": CONNECTION,
@@ -90,9 +107,9 @@ _KINDS: Final = {
     b"expect": EXPECT,
 }
 
-#: Checked header pairs: ``(name, value) -> (b"name: value\r\n", kind)``.
-_LINES: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
-_LINES_MAX = 4096
+#: Checked header pairs: ``(name, value) -> (b"name: value\r\n", kind)`` (bounded).
+CHECKED_LINES: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
+_CHECKED_LINES_MAX = 4096
 _CACHED_VALUE_MAX = 256
 
 
@@ -109,8 +126,12 @@ def _check_pair(pair: tuple[bytes, bytes]) -> tuple[bytes, int]:
         raise LocalProtocolError(f"invalid header value {value!r} for {name!r}")
     kind = _KINDS.get(name.lower(), PLAIN)
     entry = (b"%s: %s\r\n" % (name, value), kind)
-    if kind != CONTENT_LENGTH and len(value) <= _CACHED_VALUE_MAX and len(_LINES) < _LINES_MAX:
-        _LINES[(name, value)] = entry
+    if (
+        kind != CONTENT_LENGTH
+        and len(value) <= _CACHED_VALUE_MAX
+        and len(CHECKED_LINES) < _CHECKED_LINES_MAX
+    ):
+        CHECKED_LINES[(name, value)] = entry
     return entry
 
 
@@ -141,7 +162,7 @@ def render_headers(
     own); only ``chunked`` is accepted. Content-Length must be digits, and repeats must agree.
     """
     facts = None
-    get = _LINES.get
+    get = CHECKED_LINES.get
     append = lines.append
     for pair in headers:
         try:
