@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unknot.http._message import FileBody, HTTPError, Request, normalize_result
+from unknot.http._message import HTTPError, Request
+from unknot.http._response import FileBody, normalize_result
 from unknot.http._routing import App
 from unknot.http._static import StaticFiles, accepts_gzip, http_date, parse_http_date
 
