@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from unknot.http import _message
 from unknot.http._headers import Headers, MutableHeaders, normalize_headers
-from unknot.http._message import (
-    FileBody,
-    HTTPError,
-    QueryParams,
-    Request,
-    Response,
-    normalize_result,
-)
+from unknot.http._message import HTTPError, QueryParams, Request
+from unknot.http._response import FileBody, Response, normalize_result
 
 
 class ChunkedSource:
@@ -614,3 +609,11 @@ def test_normalize_file_objects(tmp_path: Path) -> None:
 def test_normalize_refuses_anything_else(result: object, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         normalize_result(result)
+
+
+def test_the_response_names_are_also_in_message() -> None:
+    assert (_message.Response, _message.FileBody, _message.normalize_result) == (
+        Response,
+        FileBody,
+        normalize_result,
+    )

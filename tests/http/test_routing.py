@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from unknot.http._message import FileBody, HTTPError, Request, Response, normalize_result
+from unknot.http._message import HTTPError, Request
+from unknot.http._response import FileBody, Response, normalize_result
 from unknot.http._routing import App
 
 

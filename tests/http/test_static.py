@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from unknot.http._message import FileBody, HTTPError, Request, normalize_result
+from unknot.http._message import HTTPError, Request
+from unknot.http._response import FileBody, normalize_result
 from unknot.http._routing import App
 from unknot.http._static import StaticFiles, accepts_gzip, http_date, parse_http_date
 
@@ -41,6 +44,11 @@ def get(
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
+    return build_tree(tmp_path)
+
+
+def build_tree(tmp_path: Path) -> Path:
+    """The served directory ``tmp_path/root``, with secrets around it and links out of it."""
     root = tmp_path / "root"
     root.mkdir()
     (root / "data.bin").write_bytes(DATA)
@@ -485,3 +493,72 @@ def test_served_files_are_opened_without_leaks(files: StaticFiles, root: Path) -
     assert re.match(r"FileIO|BufferedReader", type(body.file).__name__)
     assert (body.offset, body.count) == (0, 6)  # the server sends exactly this
     body.close()
+
+
+# -- no escape, whatever the path ----------------------------------------------------------------
+
+PIECES = [
+    "/",
+    "//",
+    "..",
+    ".",
+    "%2e",
+    "%2E",
+    "%2f",
+    "%2F",
+    "%5c",
+    "%00",
+    "%25",
+    "%",
+    "2e",
+    "\\",
+    "\x00",
+    "secret.txt",
+    "x.txt",
+    "link-out",
+    "rel-link-out",
+    "dir-out",
+    "leak.txt",
+    "sub",
+    "hello.txt",
+    "index.html",
+    ".gz",
+    "root",
+    "outside",
+    "?",
+    "#",
+    ";",
+    "%252e",
+    "%c0%ae",
+]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tree(tmp_path_factory.mktemp("tree"))
+
+
+@settings(
+    max_examples=int(os.environ.get("UNKNOT_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    pieces=st.lists(st.sampled_from(PIECES), min_size=1, max_size=10),
+    gzip_ok=st.booleans(),
+    hidden=st.booleans(),
+)
+def test_no_path_reaches_outside_the_directory(
+    tree: Path, pieces: list[str], gzip_ok: bool, hidden: bool
+) -> None:
+    inside = {p.read_bytes() for p in tree.rglob("*") if p.is_file() and not p.is_symlink()}
+    files = StaticFiles(tree, hidden=hidden)
+    target = ("/" + "".join(pieces)).encode("latin-1")
+    headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
+    status, answer_headers, body = get(files, target, headers)
+    assert status in (200, 301, 404), (target, status)
+    if status == 200:
+        assert body in inside, target  # a file of the tree, byte for byte
+        if answer_headers.get(b"content-encoding") == b"gzip":
+            body = gzip.decompress(body)
+    assert SECRET not in body, target

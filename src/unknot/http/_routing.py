@@ -35,7 +35,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._message import HTTPError, Request, Response
+from ._message import HTTPError, Request
+from ._response import Response
 from ._static import StaticFiles
 
 __all__ = ["App", "Endpoint", "Handler"]

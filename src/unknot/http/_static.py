@@ -45,7 +45,8 @@ import time
 from typing import Any
 
 from ._headers import RawHeaders, header_pair
-from ._message import FileBody, HTTPError, Request, Response
+from ._message import HTTPError, Request
+from ._response import FileBody, Response
 
 __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
 
