@@ -53,8 +53,8 @@ class RequestBody:
     def _take(self, events: list[Event]) -> None:
         buffer = self._buffer
         for event in events:
-            if type(event) is Data:
-                data = event.data  # type: ignore[attr-defined]
+            if isinstance(event, Data):
+                data = event.data
                 buffer += data
                 self.received += len(data)
             elif isinstance(event, EndOfMessage):

@@ -40,7 +40,8 @@ from typing import Any
 
 from ._access_log import AccessLog
 from ._body import RequestBody
-from ._message import FileBody, HTTPError, Request, normalize_result
+from ._headers import RawHeaders
+from ._message import Body, FileBody, HTTPError, Request, normalize_result
 from ._protocol import (
     NEED_DATA,
     Event,
@@ -148,10 +149,17 @@ class HTTPConnection:
         proto = self.proto
         next_events = proto.next_events
         receive = proto.receive_data
-        recv = self.sock.recv
+        send_response = proto.send_response
+        sock = self.sock
+        recv = sock.recv
+        sendall = sock.sendall
         monotonic = time.monotonic
+        handler = settings.handler
+        client = self.client
+        write_timeout = settings.write_timeout
         head_timeout = settings.head_timeout
         wait_timeout = head_timeout  # for the first byte of the next request
+        inline = settings.access_log is None and not settings.tls
         first = True
         head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
         while True:
@@ -161,8 +169,14 @@ class HTTPConnection:
                 self.refuse(exc)
                 return
             if events is NEED_DATA:
-                if self.pending:
-                    self.flush()
+                pending = self.pending
+                if pending:  # (flush, inlined)
+                    self.pending = b""
+                    self.deadline = monotonic() + write_timeout
+                    try:
+                        sendall(pending)
+                    except OSError as exc:
+                        raise ClientGone(f"cannot write to the client: {exc}") from exc
                 try:
                     if head_deadline:
                         if head_deadline < 0.0:  # the head began with the previous recv
@@ -199,7 +213,40 @@ class HTTPConnection:
             if first:
                 first = False
                 wait_timeout = settings.keep_alive_timeout
-            if not self.answer(head, events):  # type: ignore[arg-type]
+            if (
+                inline
+                and len(events) == 2  # type: ignore[arg-type]
+                and events[1] is END_OF_MESSAGE  # type: ignore[index]
+                and head.http_version == b"1.1"
+            ):
+                # The common request, HTTP/1.1 without a body, answered inline (`answer` and
+                # `respond` do the same in general).
+                method = head.method
+                try:
+                    request = Request(
+                        _METHODS.get(method) or method.decode("latin-1"),
+                        head.target,
+                        head.headers,
+                        client=client,
+                    )
+                    status, headers, content = normalize_result(handler(request))
+                    if type(content) is bytes and not settings.closing:
+                        pending = self.pending + send_response(status, headers, content)
+                        if len(pending) > BATCH_LIMIT:
+                            self.pending = b""
+                            write(self, pending)
+                        else:
+                            self.pending = pending
+                        ok = True
+                    else:
+                        ok = self.respond(head, None, status, headers, content)
+                except ClientGone:
+                    raise
+                except Exception as exc:
+                    ok = self.handler_failed(head, None, exc)
+            else:
+                ok = self.answer(head, events)  # type: ignore[arg-type]
+            if not ok:
                 self.linger()
                 return
             if not proto.keep_alive:
@@ -226,31 +273,39 @@ class HTTPConnection:
             body=body,
         )
         try:
-            try:
-                status, headers, content = normalize_result(settings.handler(request))
-            except HTTPError as exc:  # a plain handler's (an App answers its own)
-                status, headers, content = normalize_result(exc.response())
-            if settings.closing:
-                headers = [*headers, _CLOSE]
-            if type(content) is bytes:
-                data = self.proto.send_response(status, headers, content)
-                sent = 0 if method == b"HEAD" else len(content)
-                pending = self.pending
-                if pending:
-                    data = pending + data
-                if len(data) > BATCH_LIMIT:
-                    self.pending = b""
-                    write(self, data)
-                else:
-                    self.pending = data
-            elif isinstance(content, FileBody):
-                sent = send_file(self, status, headers, content, method == b"HEAD")
-            else:
-                sent = send_stream(self, status, headers, content, method == b"HEAD")
+            status, headers, content = normalize_result(settings.handler(request))
+            return self.respond(head, body, status, headers, content)
         except ClientGone:
             raise
         except Exception as exc:
             return self.handler_failed(head, body, exc)
+
+    def respond(
+        self,
+        head: RequestHead,
+        body: RequestBody | None,
+        status: int,
+        headers: RawHeaders,
+        content: Body,
+    ) -> bool:
+        """Send the handler's answer to ``head``; False if the connection must close now.
+        Exceptions from a bad answer propagate (nothing is sent then)."""
+        settings = self.settings
+        if settings.closing:
+            headers = [*headers, _CLOSE]
+        is_head = head.method == b"HEAD"
+        if type(content) is bytes:
+            data = self.pending + self.proto.send_response(status, headers, content)
+            sent = 0 if is_head else len(content)
+            if len(data) > BATCH_LIMIT:
+                self.pending = b""
+                write(self, data)
+            else:
+                self.pending = data
+        elif isinstance(content, FileBody):
+            sent = send_file(self, status, headers, content, is_head)
+        else:
+            sent = send_stream(self, status, headers, content, is_head)
         if settings.access_log is not None:
             settings.access_log.log(self.client, head, status, sent)
         if body is not None and not body.done:
@@ -261,8 +316,16 @@ class HTTPConnection:
         self, head: RequestHead, body: RequestBody | None, exc: Exception
     ) -> bool:
         """The handler (or its response) failed with ``exc``; False if the connection must
-        close. A body that could not be read is answered as such; anything else is logged and
-        answered 500, unless the response had begun (then the connection is dropped)."""
+        close. An `HTTPError` is answered with its response; a body that could not be read is
+        answered as such; anything else is logged and answered 500, unless the response had
+        begun (then the connection is dropped)."""
+        if isinstance(exc, HTTPError):  # a plain handler's (an App answers its own)
+            try:
+                return self.respond(head, body, *normalize_result(exc.response()))
+            except ClientGone:
+                raise
+            except Exception as again:
+                exc = again
         if body is not None and exc is body.failure:
             if isinstance(exc, ClientGone):
                 raise exc
@@ -329,7 +392,9 @@ class HTTPConnection:
             self.pending = b""
             write(self, data)
 
-    def answer_error(self, status: int, head: RequestHead | None = None, close: bool = True) -> None:
+    def answer_error(
+        self, status: int, head: RequestHead | None = None, close: bool = True
+    ) -> None:
         """Answer with ``status`` and its phrase as plain text (closing the connection unless
         ``close`` is false), if a response can still be sent; the pending ones go first."""
         body = b"%d %s\n" % (status, HTTPStatus(status).phrase.encode())

@@ -155,6 +155,7 @@ class HTTPServer:
     def _serve_connection(self, sock: Any, client: Any) -> None:
         connection = HTTPConnection(self._settings, sock, client)
         fiber = unknot.current()
+        assert fiber is not None
         self._connections[fiber] = connection
         try:
             connection.run()
