@@ -342,6 +342,7 @@ class HTTPConnection:
             exc_info=exc.__cause__ if started else exc,
         )
         if started:
+            self.eof = True  # (no lingering: the response is broken, the connection dropped)
             return False
         self.answer_error(500, head, close=False)
         if body is not None and not body.done:

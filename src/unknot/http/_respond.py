@@ -89,6 +89,7 @@ def send_file(
             sent = _send_file_bytes(conn, body, length)
             if sent < length:
                 raise OSError(f"the file ended {length - sent} bytes short of its length")
+            proto.data_sent(sent)
             proto.end_response()
         except ClientGone:
             raise
