@@ -44,6 +44,7 @@ from ._core import (
 )
 from ._patch import is_patched, patch, unpatch
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
+from ._queue import ShutDown as ShutDown
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
 
@@ -71,6 +72,7 @@ __all__ = [
     "Queue",
     "RLock",
     "Semaphore",
+    "ShutDown",
     "TCPServer",
     "TaskGroup",
     "await_",
