@@ -47,6 +47,7 @@ from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
 from ._queue import ShutDown as ShutDown
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
+from ._udp import UDPServer, serve_udp
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,7 @@ __all__ = [
     "ShutDown",
     "TCPServer",
     "TaskGroup",
+    "UDPServer",
     "await_",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -89,6 +91,7 @@ __all__ = [
     "run",
     "select",
     "serve_tcp",
+    "serve_udp",
     "sleep",
     "socket",
     "spawn",
