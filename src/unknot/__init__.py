@@ -42,9 +42,9 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
+from ._fileio import open
 from ._patch import is_patched, patch, unpatch
-from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
-from ._queue import ShutDown as ShutDown
+from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
 from ._udp import UDPServer, serve_udp
@@ -87,6 +87,7 @@ __all__ = [
     "is_patched",
     "move_on_after",
     "new_event_loop",
+    "open",
     "patch",
     "run",
     "select",
