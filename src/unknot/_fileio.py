@@ -136,6 +136,8 @@ class CooperativeFile:
 
     def __getattr__(self, name: str) -> Any:
         # (only for names not defined above: fileno, name, mode, closed, encoding...)
+        if name == "_file":  # (not set yet: an object being copied or unpickled)
+            raise AttributeError(name)
         return getattr(self._file, name)
 
     def __repr__(self) -> str:
