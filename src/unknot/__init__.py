@@ -41,10 +41,12 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
+from ._fileio import open
 from ._patch import is_patched, patch, unpatch
-from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
+from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
+from ._udp import UDPServer, serve_udp
 
 __version__ = "0.1.0"
 
@@ -70,8 +72,10 @@ __all__ = [
     "Queue",
     "RLock",
     "Semaphore",
+    "ShutDown",
     "TCPServer",
     "TaskGroup",
+    "UDPServer",
     "await_",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -83,10 +87,12 @@ __all__ = [
     "lowlevel",
     "move_on_after",
     "new_event_loop",
+    "open",
     "patch",
     "run",
     "select",
     "serve_tcp",
+    "serve_udp",
     "sleep",
     "socket",
     "spawn",
