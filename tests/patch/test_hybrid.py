@@ -93,10 +93,9 @@ print(*unknot.run(main), sep="|")
 
 
 def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
+    import signal
     import subprocess
     import sys
-
-    import signal
 
     def default_sigint() -> None:  # Ctrl-C as usual, even when pytest was started with it ignored
         signal.signal(signal.SIGINT, signal.default_int_handler)
