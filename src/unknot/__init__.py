@@ -50,6 +50,15 @@ from ._udp import UDPServer, serve_udp
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # unknot.http is imported on first use: programs that serve no HTTP don't load its parser.
+    if name == "http":
+        import importlib
+
+        return importlib.import_module(".http", __name__)
+    raise AttributeError(f"module 'unknot' has no attribute {name!r}")
+
 __all__ = [
     "BoundedSemaphore",
     "CancelScope",
