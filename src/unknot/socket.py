@@ -164,6 +164,7 @@ class socket(_StdSocket):
 
     def _wait(self, write: bool, deadline: float | None) -> None:
         """Wait until the socket is ready; raise `TimeoutError` once ``deadline`` passed."""
+        # INLINED-ORIGINAL(socket-recv): copied, with _io, into socket.recv; change them together.
         timeout = None if deadline is None else deadline - _time.monotonic()
         if timeout is not None and timeout <= 0:
             raise TimeoutError("timed out")
@@ -248,6 +249,8 @@ class socket(_StdSocket):
         call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
         call moving no bytes at all never waits first: it returns at once, as in the stdlib.
         """
+        # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into socket.recv (with _wait)
+        # and into socket.sendall (its first try); change them together.
         hr = self._hubrec
         if hr is not None and self._timeout != 0.0 and (size is None or size > 0):
             rec = hr[1]
@@ -277,6 +280,8 @@ class socket(_StdSocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
+        # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
+        # socket.send; change them together.
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (drivers poll like this on every command).
             # The readiness hint is left as it is: still set only means "try the syscall".
@@ -285,8 +290,10 @@ class socket(_StdSocket):
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         hr = self._hubrec
         if hr is not None:
-            # The hot path (a socket that waited before, in a fiber of its own hub): `_io` and
-            # `_wait` inlined, same rules. The timeout (None, or seconds) bounds the whole call.
+            # The hot path (a socket that waited before, in a fiber of its own hub).
+            # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
+            # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
+            # seconds) bounds the whole call. Anything else falls back to _io below.
             rec = hr[1]
             t = self._timeout
             deadline = None
@@ -311,13 +318,16 @@ class socket(_StdSocket):
                     deadline = now + t
                 if now >= deadline or hr[0].wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
                     raise TimeoutError("timed out")
+            # INLINED-COPY-END(socket-recv)
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
+        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.recv_into(self, buffer, nbytes, flags)
+        # INLINED-COPY-END(never-waits)
         size = None if flags else nbytes or memoryview(buffer).nbytes
         return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
 
@@ -326,9 +336,11 @@ class socket(_StdSocket):
 
         On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
+        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
+        # INLINED-COPY-END(never-waits)
         if self._client and not flags & _DONTWAIT:
             n = self._after_ready(data, flags)
             if n:
@@ -379,6 +391,8 @@ class socket(_StdSocket):
                 # The hot path: one try of the syscall, unless the hint says the buffer is
                 # full. The deadline is set only if the call has to wait (with a timeout, the
                 # call may so end later than the stdlib's by the duration of this syscall).
+                # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
+                # hint test, and the same rule for clearing it (a short write on a stream).
                 hr = self._hubrec
                 if hr is None or hr[1].writable or not hr[1].hints:
                     size = len(data)
@@ -389,8 +403,9 @@ class socket(_StdSocket):
                     else:
                         if sent == size:
                             return
-                        if sent and hr is not None and hr[1].hints:
+                        if sent and self._stream and hr is not None and hr[1].hints:
                             hr[1].writable = False  # a short write: the buffer is full
+                # INLINED-COPY-END(socket-sendall)
         deadline = self._deadline()
         if type(data) is bytes and not sent:
             size = len(data)
