@@ -845,15 +845,15 @@ def wait_once(sock: Any, other: Any) -> None:
     assert not f.done()
     other.send(b"!")
     assert f.join() == b"!"
-    assert sock._hubrec is not None
+    assert sock._fdwait is not None
 
 
 def hint(sock: Any, write: bool) -> bool | None:
     """The socket's readiness hint (None where the backend keeps none)."""
-    hr = sock._hubrec
-    if hr is None or not hr[1].hints:
+    rec = sock._fdwait
+    if rec is None or not rec.hints:
         return None
-    return bool(hr[1].writable if write else hr[1].readable)
+    return bool(rec.writable if write else rec.readable)
 
 
 def reset(sock: Any) -> None:
@@ -894,9 +894,9 @@ def cancel_peers() -> None:
 
 
 def recv_inlined(sock: Any, n: int) -> bytes:
-    hr = sock._hubrec
+    rec = sock._fdwait
     if sock.gettimeout() != 0.0:  # (non-blocking: recv never waits, and takes another branch)
-        assert hr is not None and hr[0] is hub_of_me(), "the inlined path needs the record"
+        assert rec is not None and rec.hub is hub_of_me(), "the inlined path needs the record"
     return bytes(sock.recv(n))
 
 
@@ -1132,7 +1132,7 @@ def send_pair(kind: str) -> tuple[us.socket, us.socket]:
 
 def sendall_inlined(sock: Any, data: bytes) -> None:
     if sock.gettimeout() != 0.0:
-        assert sock._hubrec is not None and not sock._client, "the inlined path needs these"
+        assert sock._fdwait is not None and not sock._client, "the inlined path needs these"
     sock.sendall(data)
 
 

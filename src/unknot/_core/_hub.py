@@ -129,6 +129,8 @@ class Hub(TimerQueue, DeadlockDetection):
         # instance attribute faster than a class attribute reached through the instance.
         self.edge_triggered = type(self).edge_triggered
         self.PASS_EXTRA = type(self).PASS_EXTRA
+        #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
+        self.io_streak = 0
         self._budget = 0
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
@@ -256,6 +258,7 @@ class Hub(TimerQueue, DeadlockDetection):
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
+        self.io_streak = 0
         hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
@@ -289,6 +292,12 @@ class Hub(TimerQueue, DeadlockDetection):
     #: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
     #: bound keeps a fiber that yields in a loop from starving I/O.
     PASS_EXTRA = 256
+
+    #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
+    #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
+    #: one. The count (``io_streak``) is kept by the I/O modules at the entry of each blocking
+    #: call and reset whenever a fiber switches out.
+    IO_STREAK_MAX = 64
 
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
     _budget: int
@@ -376,6 +385,7 @@ class Hub(TimerQueue, DeadlockDetection):
         wake value or exception; otherwise control goes back to the hub. Returns (or raises)
         what the caller is later resumed with.
         """
+        self.io_streak = 0
         n = self._budget
         if n:
             ready = self.ready
