@@ -1,4 +1,17 @@
-"""Shared fixtures for the core runtime tests."""
+"""Fixtures shared by every test folder, and the session's fd-leak checks.
+
+The folders mirror the package: ``core/`` (hub, fibers, cancellation, task groups, bridges,
+threads), ``primitives/`` (Event, locks, Queue, Channel), ``mirrors/`` (the stdlib mirrors:
+socket, ssl, select, selectors, time, os, subprocess), ``patch/`` (``unknot.patch()`` and the
+hybrid locks), ``tcp/`` (TCPServer), ``drivers/`` (third-party drivers against real servers),
+``docs/`` (README, docs and examples run as written).
+
+No folder is a package (no ``__init__.py``), so a test module's basename must be unique across
+``tests/``. Helper modules (``fiber_helpers``, ``drivers/drivers_support``) are imported by bare
+name: the ``pythonpath`` option in pyproject.toml puts their folders on ``sys.path``, ahead of
+the stdlib, which is one more reason for no ``__init__.py``: a package ``tests/http/`` would
+shadow the stdlib's ``http``.
+"""
 
 from __future__ import annotations
 
@@ -104,7 +117,7 @@ def no_fd_leaks() -> Iterator[None]:
 #: Modules checked for fd leaks on their own too, so that a leak is pinned to its module.
 FD_CHECKED_MODULES = {
     "test_socket",
-    "test_server",
+    "test_tcp_server",
     "test_echo_example",
     "test_ssl",
     "test_subprocess",

@@ -41,12 +41,23 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
+from ._fileio import open
 from ._patch import is_patched, patch, unpatch
-from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
+from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
+from ._udp import UDPServer, serve_udp
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # unknot.http is imported on first use: programs that serve no HTTP don't load its parser.
+    if name == "http":
+        import importlib
+
+        return importlib.import_module(".http", __name__)
+    raise AttributeError(f"module 'unknot' has no attribute {name!r}")
 
 __all__ = [
     "BoundedSemaphore",
@@ -70,8 +81,10 @@ __all__ = [
     "Queue",
     "RLock",
     "Semaphore",
+    "ShutDown",
     "TCPServer",
     "TaskGroup",
+    "UDPServer",
     "await_",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -83,10 +96,12 @@ __all__ = [
     "lowlevel",
     "move_on_after",
     "new_event_loop",
+    "open",
     "patch",
     "run",
     "select",
     "serve_tcp",
+    "serve_udp",
     "sleep",
     "socket",
     "spawn",

@@ -1,8 +1,13 @@
 """Queues between fibers: `Queue` (FIFO), `LifoQueue`, `PriorityQueue`.
 
 Same interface as the stdlib `queue` module (``put``/``get`` with ``block`` and ``timeout``,
-``*_nowait``, ``task_done``/``join``, and its `queue.Empty`/`queue.Full` exceptions), but waiting
-suspends only the current fiber.
+``*_nowait``, ``task_done``/``join``, and its `queue.Empty`/`queue.Full` exceptions), with
+Python 3.13's ``shutdown()`` and `ShutDown` on every version, but waiting suspends only the
+current fiber. ``for item in q`` gets items until the queue is shut down and empty.
+
+Every call that can block (``put``, ``get``, ``join``; not ``*_nowait`` nor ``block=False``) is
+a cancellation point, as in trio: in a cancelled scope it raises `unknot.Cancelled` even when it
+would not have had to wait (and then it has put or taken nothing).
 
 No item is lost or duplicated under cancellation: an item is handed to a waiting getter (or taken
 from a waiting putter) only if that fiber can still be woken; a fiber woken with an item returns
@@ -12,25 +17,37 @@ it even if it is cancelled before it runs (the cancellation is raised at its nex
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import deque
+from collections.abc import Iterator
 from queue import Empty, Full
 from typing import Any, Generic, TypeVar
 
-from .lowlevel import TIMED_OUT, ParkingLot, require_fiber
+from .lowlevel import TIMED_OUT, ParkingLot, checkpoint_if_cancelled, require_fiber, throw
+
+if sys.version_info >= (3, 13):
+    from queue import ShutDown
+else:
+
+    class ShutDown(Exception):
+        """Raised by `put` and `get` on a queue that was shut down (`queue.ShutDown` on 3.13+)."""
+
 
 T = TypeVar("T")
 
 
 class Queue(Generic[T]):
-    """A FIFO queue for fibers. ``maxsize <= 0`` means unbounded."""
+    """A FIFO queue for fibers. ``maxsize`` None or ``<= 0`` means unbounded."""
 
-    def __init__(self, maxsize: int = 0) -> None:
-        self.maxsize = maxsize
-        self._init(maxsize)
+    def __init__(self, maxsize: int | None = 0) -> None:
+        self.maxsize = 0 if maxsize is None else maxsize
+        self._init(self.maxsize)
         self._getters = ParkingLot()
         self._putters = ParkingLot()  # waiting putters, each with the item it puts
         self._unfinished = 0
         self._all_done = ParkingLot()
+        #: True once `shutdown` was called (as `queue.Queue.is_shutdown` on 3.13).
+        self.is_shutdown = False
 
     # Storage hooks (as in the stdlib): overridden by LifoQueue and PriorityQueue.
     def _init(self, maxsize: int) -> None:
@@ -61,9 +78,14 @@ class Queue(Generic[T]):
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item``; if the queue is full, wait (or raise `queue.Full` if not ``block`` or
-        after ``timeout`` seconds)."""
-        if block and timeout is not None and timeout < 0 and self.maxsize > 0:
-            raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
+        after ``timeout`` seconds). `ShutDown` once the queue is shut down, also for a putter
+        that was waiting then (its item is not put)."""
+        if block:
+            checkpoint_if_cancelled()
+            if timeout is not None and timeout < 0 and self.maxsize > 0:
+                raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
+        if self.is_shutdown:
+            raise ShutDown
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
         if self._getters.unpark(item) is not None:
@@ -86,13 +108,18 @@ class Queue(Generic[T]):
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return an item; if empty, wait (or raise `queue.Empty` if not ``block`` or
-        after ``timeout`` seconds)."""
-        if block and timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
+        after ``timeout`` seconds). `ShutDown` once the queue is shut down and empty, also for
+        a getter that was waiting then."""
+        if block:
+            checkpoint_if_cancelled()
+            if timeout is not None and timeout < 0:
+                raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         if self._qsize():
             item = self._get()
             self._admit_putter()
             return item
+        if self.is_shutdown:
+            raise ShutDown
         if not block:
             raise Empty
         f = require_fiber()
@@ -126,8 +153,40 @@ class Queue(Generic[T]):
 
     def join(self) -> None:
         """Wait until every item put has been marked with `task_done`."""
+        checkpoint_if_cancelled()
         if self._unfinished:
             self._all_done.park(require_fiber())
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut the queue down, as Python 3.13's `queue.Queue.shutdown`.
+
+        From now on `put` raises `ShutDown`, and so does `get` once the queue is empty; waiting
+        putters are woken with `ShutDown` (their items are not put), and so are waiting getters
+        (a getter waits only on an empty queue). ``immediate=True`` also removes the queued
+        items at once, counting each as done for `join` (which returns once nothing is left
+        unfinished), so that every `get` raises from now on. Calling it again does no harm.
+        """
+        self.is_shutdown = True
+        if immediate:
+            while self._qsize():
+                self._get()
+                if self._unfinished > 0:
+                    self._unfinished -= 1
+            if not self._unfinished:
+                self._all_done.unpark_all()
+        for lot in (self._getters, self._putters):
+            for place in lot:
+                lot.discard(place)
+                throw(place.fiber, ShutDown())  # (a fresh exception for each fiber)
+
+    def __iter__(self) -> Iterator[T]:
+        """Get items (waiting for each) until the queue is shut down and empty."""
+        while True:
+            try:
+                item = self.get()
+            except ShutDown:
+                return
+            yield item
 
     def __repr__(self) -> str:
         return (
@@ -159,4 +218,4 @@ class PriorityQueue(Queue[T]):
         return heapq.heappop(self._items)
 
 
-__all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue"]
+__all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue", "ShutDown"]

@@ -1,7 +1,12 @@
-"""`serve_tcp` and `TCPServer`: a fiber per connection, running a plain blocking handler."""
+"""`serve_tcp` and `TCPServer`: a fiber per connection, running a plain blocking handler.
+
+Also what the TCP and UDP servers share: taking over a socket the caller made (`adopt_socket`)
+and logging the end of a server running in the background (`log_background_end`).
+"""
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import math
@@ -33,6 +38,54 @@ _CONNECTION_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR
 Handler = Callable[[usocket.socket, Any], Any]
 
 
+def adopt_socket(
+    sock: Any, sock_type: int, server: str, check: Callable[[Any], str | None]
+) -> usocket.socket:
+    """``sock`` as an unknot socket the server owns, after checking it is of ``sock_type`` and
+    passes ``check`` (which returns what is wrong with it, or None).
+
+    An unknot socket is used as it is; a stdlib one is detached into an unknot socket (the
+    caller's object is closed, its descriptor now belongs to the server). Either way the server
+    closes it when it stops. `TypeError` for what is not a socket; `ValueError` for a socket of
+    another type, a closed one, or one ``check`` refuses (all left untouched).
+    """
+    if not isinstance(sock, _socket.socket):  # (the base of the stdlib's and unknot's)
+        raise TypeError(f"{server}(sock=...) needs a socket.socket, got {sock!r}")
+    if sock.fileno() < 0:
+        raise ValueError(f"{server}(sock=...) was given a closed socket")
+    if sock.type != sock_type:
+        kind = "SOCK_STREAM" if sock_type == usocket.SOCK_STREAM else "SOCK_DGRAM"
+        raise ValueError(f"{server}(sock=...) needs a {kind} socket, got {sock!r}")
+    problem = check(sock)
+    if problem is not None:
+        raise ValueError(f"{server}(sock=...) {problem}")
+    if isinstance(sock, usocket.socket):
+        sock.setblocking(True)  # (blocking in the fiber's sense: waits suspend the fiber)
+        return sock
+    return usocket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+
+def _not_listening(sock: Any) -> str | None:
+    option = getattr(usocket, "SO_ACCEPTCONN", None)
+    if option is None or sock.getsockopt(usocket.SOL_SOCKET, option):
+        return None  # (without SO_ACCEPTCONN there is no way to tell: accept() will say)
+    return "needs a listening socket: call sock.listen() first"
+
+
+def port_of(address: Any) -> int:
+    """The port in a socket address; `AttributeError` for an address without one (AF_UNIX)."""
+    if isinstance(address, tuple) and len(address) >= 2 and isinstance(address[1], int):
+        return address[1]
+    raise AttributeError(f"the server's address {address!r} has no port")
+
+
+def log_background_end(f: Fiber, server: Any) -> None:
+    """Done-callback of a server's background fiber (`start`): an error that ended it is
+    logged, since no caller is waiting in `serve_forever` to receive it."""
+    if not f.cancelled() and f.exception() is not None:
+        log.error("%r stopped serving after an error", server, exc_info=f.exception())
+
+
 class TCPServer:
     """A TCP server that runs ``handler(conn, addr)`` in a new fiber for each connection.
 
@@ -43,6 +96,12 @@ class TCPServer:
     handshake runs in its own fiber, bounded by ``handshake_timeout``. ``max_connections``
     bounds the number of handlers running at once (accepting pauses at the limit). Accepted
     sockets get ``TCP_NODELAY`` unless ``nodelay=False``.
+
+    ``sock``: serve on an existing listening socket instead of binding ``host:port`` (a stdlib
+    or an unknot socket; the server takes it over and closes it when it stops).
+
+    `serve_forever` runs the accept loop in the calling fiber; `start` runs it in a background
+    fiber of the server's own and returns at once.
 
     No handler is left running unowned: `stop` waits for the handlers (cancelling them after
     its grace period); `serve_forever` ending any other way (its fiber cancelled, say) cancels
@@ -56,6 +115,7 @@ class TCPServer:
         host: str | None = "127.0.0.1",
         port: int = 0,
         *,
+        sock: Any = None,
         ssl: Any = None,
         backlog: int = 1024,
         reuse_port: bool = False,
@@ -69,10 +129,15 @@ class TCPServer:
         self.ssl = ssl
         self.nodelay = nodelay
         self.handshake_timeout = handshake_timeout
-        family = usocket.AF_INET6 if host and ":" in host else usocket.AF_INET
-        self._listener = usocket.create_server(
-            (host or "", port), family=family, backlog=backlog, reuse_port=reuse_port
-        )
+        if sock is not None:
+            if port:
+                raise ValueError("TCPServer: pass sock or port, not both")
+            self._listener = adopt_socket(sock, usocket.SOCK_STREAM, "TCPServer", _not_listening)
+        else:
+            family = usocket.AF_INET6 if host and ":" in host else usocket.AF_INET
+            self._listener = usocket.create_server(
+                (host or "", port), family=family, backlog=backlog, reuse_port=reuse_port
+            )
         self._address = self._listener.getsockname()  # (still known once it is closed)
         self._slots = Semaphore(max_connections) if max_connections else None
         self._handlers: dict[Fiber, usocket.socket] = {}  # handler -> its accepted socket
@@ -89,11 +154,39 @@ class TCPServer:
         return self._address
 
     @property
+    def port(self) -> int:
+        """The port the server listens on (the one picked for port 0)."""
+        return port_of(self._address)
+
+    @property
     def connections(self) -> int:
         """How many handlers are running."""
         return len(self._handlers)
 
     # -- accept loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start serving in a background fiber of the server's own and return at once.
+
+        The fiber belongs to the server, not to the caller's scopes: `stop` (or leaving the
+        server's ``with`` block) ends it. One still running when its hub's `unknot.run` ends is
+        cancelled with the other leftover fibers: its handlers are cancelled, the socket closed.
+        An error that ends the accept loop is logged (logger ``unknot.server``).
+        """
+        if self._serving is not None:
+            raise RuntimeError("the server is already serving")
+        if self._stopping:
+            raise RuntimeError("the server was stopped")
+        f = spawn(self._serve, name=f"TCPServer-{self._address}")
+        self._serving = f
+        f.add_done_callback(self._background_done)
+
+    def _background_done(self, f: Fiber) -> None:
+        # (it may have been cancelled before it ran, its own ``finally`` never running)
+        self._listener.close()
+        self._serving = None
+        self._stopped.set()
+        log_background_end(f, self)
 
     def serve_forever(self) -> None:
         """Accept connections until `stop` is called (or the calling fiber is cancelled).
@@ -105,6 +198,9 @@ class TCPServer:
         if self._serving is not None:
             raise RuntimeError("serve_forever() is already running")
         self._serving = current()
+        self._serve()
+
+    def _serve(self) -> None:
         try:
             while not self._stopping:
                 if self._slots is not None:
@@ -227,6 +323,9 @@ class TCPServer:
     def __enter__(self) -> TCPServer:
         return self
 
+    def __repr__(self) -> str:
+        return f"<TCPServer {self._address} connections={len(self._handlers)}>"
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -243,8 +342,9 @@ def serve_tcp(
 
     Blocks, like a blocking server would; from a fiber it serves in that fiber (cancel the fiber
     to stop it); called outside any hub it starts one with `run`. Keyword arguments are those of
-    `TCPServer` (``ssl``, ``backlog``, ``reuse_port``, ``max_connections``, ``nodelay``,
-    ``handshake_timeout``). Use `TCPServer` directly to learn the bound port or stop gracefully.
+    `TCPServer` (``sock``, ``ssl``, ``backlog``, ``reuse_port``, ``max_connections``,
+    ``nodelay``, ``handshake_timeout``). Use `TCPServer` directly to learn the bound port, to
+    serve in the background (`TCPServer.start`) or to stop gracefully.
     """
     if current() is None:
         run(serve_tcp, handler, host, port, **kwargs)

@@ -39,7 +39,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from ._mirror import poll_fd, rebind
-from .lowlevel import TIMED_OUT, Fiber
+from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 
 __all__ = list(_stdlib.__all__)
 
@@ -54,6 +54,38 @@ _std_gethostbyname_ex = _stdlib.gethostbyname_ex
 _std_gethostbyaddr = _stdlib.gethostbyaddr
 _std_getnameinfo = _stdlib.getnameinfo
 _BlockingIOError = BlockingIOError
+
+
+_IO_STREAK_MAX = Hub.IO_STREAK_MAX
+
+
+def _entry(hub: Any) -> None:
+    """A blocking call begins on ``hub``: a cancellation point even when it will not wait, and
+    a step of the fairness rule (`Hub.IO_STREAK_MAX`). Nearly free: two attribute tests."""
+    n = hub.io_streak
+    if n >= _IO_STREAK_MAX or hub.ncancel:
+        _entry_slow(hub)
+    else:
+        hub.io_streak = n + 1
+
+
+def _entry_slow(hub: Any) -> None:
+    f = getcurrent()
+    if type(f) is not Fiber or f.hub is not hub:
+        return  # another thread's call on a socket this hub once waited on
+    if hub.ncancel and is_cancelled(f):
+        raise Cancelled()
+    if hub.io_streak >= _IO_STREAK_MAX:
+        hub.yield_now(f)  # the others run; the streak starts again
+    else:
+        hub.io_streak += 1
+
+
+def _entry_here() -> None:
+    """`_entry` for the current fiber's hub (nothing outside fibers)."""
+    f = getcurrent()
+    if type(f) is Fiber:
+        _entry(f.hub)
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
@@ -85,7 +117,7 @@ def _parse_timeout(value: float) -> float:
 class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
-    __slots__ = ("_timeout", "_hubrec", "_stream", "_tcp", "_client")
+    __slots__ = ("_timeout", "_fdwait", "_stream", "_tcp", "_client")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -95,7 +127,8 @@ class socket(_StdSocket):
         self._timeout: float | None = (
             0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
         )
-        self._hubrec: Any = None
+        # The hub's record of this fd (`FdWait`, which knows its hub), made at the first wait.
+        self._fdwait: FdWait | None = None
         self._stream = self.type == _stdlib.SOCK_STREAM
         # Only TCP promises that a short read drained the buffer: an AF_UNIX stream read stops
         # early at a message carrying SCM_RIGHTS fds (or other credentials) with data queued
@@ -164,28 +197,29 @@ class socket(_StdSocket):
 
     def _wait(self, write: bool, deadline: float | None) -> None:
         """Wait until the socket is ready; raise `TimeoutError` once ``deadline`` passed."""
+        # INLINED-ORIGINAL(socket-recv): copied, with _io, into socket.recv; change them together.
         timeout = None if deadline is None else deadline - _time.monotonic()
         if timeout is not None and timeout <= 0:
             raise TimeoutError("timed out")
         f = getcurrent()
         if type(f) is Fiber:
             hub = f.hub
-            hr = self._hubrec
-            if hr is None or hr[0] is not hub:
+            rec = self._fdwait
+            if rec is None or rec.hub is not hub:
                 fd = self.fileno()
                 if fd < 0:
                     raise OSError(9, "Bad file descriptor")
-                hr = self._hubrec = (hub, hub.fd_record(fd))
-            if hub.wait_fd(f, hr[1], write, timeout) is TIMED_OUT:
+                rec = self._fdwait = hub.fd_record(fd)
+            if hub.wait_fd(f, rec, write, timeout) is TIMED_OUT:
                 raise TimeoutError("timed out")
         elif not _blocking_wait(self.fileno(), write, timeout):
             raise TimeoutError("timed out")
 
     def _forget(self) -> None:
-        hr = self._hubrec
-        if hr is not None:
-            self._hubrec = None
-            hr[0].forget_fd(hr[1])
+        rec = self._fdwait
+        if rec is not None:
+            self._fdwait = None
+            rec.hub.forget_fd(rec)  # type: ignore[union-attr]
 
     def _real_close(self, _ss: Any = _Csocket) -> None:
         self._forget()
@@ -218,6 +252,8 @@ class socket(_StdSocket):
         return self._connect(address, True)
 
     def _connect(self, address: Any, ex: bool) -> int:
+        if self._timeout != 0.0:
+            _entry_here()
         deadline = self._deadline()
         if self.family in _INET_FAMILIES and _in_fiber():
             address = _resolve_host(self.family, address)
@@ -238,7 +274,13 @@ class socket(_StdSocket):
     # -- data transfer ------------------------------------------------------------------------
 
     def _io(
-        self, write: bool, op: Any, size: int | None, args: tuple[Any, ...], deadline: Any = False
+        self,
+        write: bool,
+        op: Any,
+        size: int | None,
+        args: tuple[Any, ...],
+        deadline: Any = False,
+        entered: bool = False,
     ) -> Any:
         """Run the C method ``op(self, *args)`` moving up to ``size`` bytes, cooperatively.
 
@@ -247,10 +289,18 @@ class socket(_StdSocket):
         hint means wait for the next edge before trying the syscall again. ``size`` None: the
         call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
         call moving no bytes at all never waits first: it returns at once, as in the stdlib.
+        A call that may block begins at `_entry` (a cancellation point) unless the caller
+        already did that (``entered``, or a ``deadline`` given: a continuation).
         """
-        hr = self._hubrec
-        if hr is not None and self._timeout != 0.0 and (size is None or size > 0):
-            rec = hr[1]
+        # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into socket.recv (with _wait)
+        # and into socket.sendall (its first try); change them together.
+        rec = self._fdwait
+        if deadline is False and not entered and self._timeout != 0.0:
+            if rec is not None:
+                _entry(rec.hub)
+            else:
+                _entry_here()
+        if rec is not None and self._timeout != 0.0 and (size is None or size > 0):
             if rec.hints and not (rec.writable if write else rec.readable):
                 if deadline is False:
                     deadline = self._deadline()
@@ -267,27 +317,32 @@ class socket(_StdSocket):
                 continue
             n = result if type(result) is int else len(result)
             if size is not None and 0 < n < size and (self._stream if write else self._tcp):
-                hr = self._hubrec
-                if hr is not None and hr[1].hints:
+                rec = self._fdwait
+                if rec is not None and rec.hints:
                     if write:
-                        hr[1].writable = False
+                        rec.writable = False
                     else:
-                        hr[1].readable = False
+                        rec.readable = False
             return result
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
+        # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
+        # socket.send; change them together.
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (drivers poll like this on every command).
             # The readiness hint is left as it is: still set only means "try the syscall".
             return _Csocket.recv(self, bufsize, flags)
         if flags:
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
-        hr = self._hubrec
-        if hr is not None:
-            # The hot path (a socket that waited before, in a fiber of its own hub): `_io` and
-            # `_wait` inlined, same rules. The timeout (None, or seconds) bounds the whole call.
-            rec = hr[1]
+        rec = self._fdwait
+        if rec is not None:
+            # The hot path (a socket that waited before, in a fiber of its own hub).
+            # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
+            # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
+            # seconds) bounds the whole call. Anything else falls back to _io below.
+            hub = rec.hub
+            _entry(hub)
             t = self._timeout
             deadline = None
             while True:
@@ -301,23 +356,27 @@ class socket(_StdSocket):
                             rec.readable = False
                         return data
                 f = getcurrent()
-                if type(f) is not Fiber or f.hub is not hr[0] or self._hubrec is not hr:
+                if type(f) is not Fiber or f.hub is not hub or self._fdwait is not rec:
                     break
                 if t is None:
-                    hr[0].wait_fd(f, rec, False, None)
+                    hub.wait_fd(f, rec, False, None)
                     continue
                 now = _time.monotonic()
                 if deadline is None:
                     deadline = now + t
-                if now >= deadline or hr[0].wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
+                if now >= deadline or hub.wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
                     raise TimeoutError("timed out")
+            # INLINED-COPY-END(socket-recv)
+            return self._io(False, _Csocket.recv, bufsize, (bufsize,), entered=True)
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
+        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.recv_into(self, buffer, nbytes, flags)
+        # INLINED-COPY-END(never-waits)
         size = None if flags else nbytes or memoryview(buffer).nbytes
         return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
 
@@ -326,13 +385,18 @@ class socket(_StdSocket):
 
         On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
+        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
+        # INLINED-COPY-END(never-waits)
         if self._client and not flags & _DONTWAIT:
+            _entry_here()
             n = self._after_ready(data, flags)
             if n:
                 return n
+            size = len(data) if type(data) is bytes else memoryview(data).nbytes
+            return self._io(True, _Csocket.send, size, (data, flags), entered=True)
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
         return self._io(True, _Csocket.send, size, (data, flags))
 
@@ -371,6 +435,11 @@ class socket(_StdSocket):
         """
         sent = 0
         if self._timeout != 0.0 and not flags & _DONTWAIT:
+            rec = self._fdwait
+            if rec is not None:
+                _entry(rec.hub)
+            else:
+                _entry_here()
             if self._client:
                 sent = self._after_ready(data, flags)
                 if sent and sent == len(data):  # (sent is nonzero only for bytes)
@@ -379,8 +448,10 @@ class socket(_StdSocket):
                 # The hot path: one try of the syscall, unless the hint says the buffer is
                 # full. The deadline is set only if the call has to wait (with a timeout, the
                 # call may so end later than the stdlib's by the duration of this syscall).
-                hr = self._hubrec
-                if hr is None or hr[1].writable or not hr[1].hints:
+                # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
+                # hint test, and the same rule for clearing it (a short write on a stream).
+                rec = self._fdwait
+                if rec is None or rec.writable or not rec.hints:
                     size = len(data)
                     try:
                         sent = _Csocket.send(self, data, flags)
@@ -389,8 +460,9 @@ class socket(_StdSocket):
                     else:
                         if sent == size:
                             return
-                        if sent and hr is not None and hr[1].hints:
-                            hr[1].writable = False  # a short write: the buffer is full
+                        if sent and self._stream and rec is not None and rec.hints:
+                            rec.writable = False  # a short write: the buffer is full
+                # INLINED-COPY-END(socket-sendall)
         deadline = self._deadline()
         if type(data) is bytes and not sent:
             size = len(data)
@@ -421,6 +493,7 @@ class socket(_StdSocket):
             raise giveup(err) from None
         if self._timeout == 0.0:
             raise ValueError("non-blocking sockets are not supported")
+        _entry_here()
         if not fsize:
             return 0
         blocksize = min(count or fsize, 2**30)
@@ -465,7 +538,8 @@ _CONNECT_PENDING = {
 # MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
 # fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
 # readiness and retries, as for any call.
-_DONTWAIT = getattr(_stdlib, "MSG_DONTWAIT", 0)
+# A plain int: `flags & _DONTWAIT` runs on every call, and with the MsgFlag enum it costs ~0.5 us.
+_DONTWAIT = int(getattr(_stdlib, "MSG_DONTWAIT", 0))
 
 
 def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
@@ -477,6 +551,12 @@ def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline: Any = False
+        if self._timeout != 0.0:
+            rec = self._fdwait
+            if rec is not None:
+                _entry(rec.hub)
+            else:
+                _entry_here()
         while True:
             try:
                 return c_method(self, *args, **kwargs)

@@ -125,6 +125,8 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
         """
         if timeout is _NOT_GIVEN:
             timeout = self._timeout
+        if timeout != 0.0:
+            _usocket._entry_here()  # a cancellation point, and the fairness rule
         deadline: Any = _NOT_GIVEN
         while True:
             try:

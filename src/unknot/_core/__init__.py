@@ -45,6 +45,22 @@ chain). Scopes swallow their own `Cancelled` on exit.
 
 How Ctrl-C travels: see `unknot._core._interrupt`.
 
+Inlined copies. A few hot paths (here and in `unknot.socket`, `unknot._patch._hybrid`) carry a
+copy of another function's code instead of calling it: in CPython the call can cost as much as
+the work. Every such copy is marked at both ends, so that whoever changes one side finds the
+other (``grep -rn INLINED- src/`` lists them all)::
+
+    # INLINED-COPY-BEGIN(name): what is copied, naming the original function(s)
+    ...the copy...
+    # INLINED-COPY-END(name)
+
+    # INLINED-ORIGINAL(name[, name...]): copied into <the functions holding the copies>
+
+One name per copied rule (one original may feed several copies, one copy several originals).
+``tests/core/test_inlined_copies.py`` checks that the markers pair up and that each side names
+the function holding the other, and runs the same scenarios through each copy and through its
+original, which must agree; a new name needs its scenarios there.
+
 Everything outside this package uses the core through `unknot.lowlevel` or the public API; the
 import-linter contracts in ``pyproject.toml`` keep it so.
 """

@@ -129,6 +129,8 @@ class Hub(TimerQueue, DeadlockDetection):
         # instance attribute faster than a class attribute reached through the instance.
         self.edge_triggered = type(self).edge_triggered
         self.PASS_EXTRA = type(self).PASS_EXTRA
+        #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
+        self.io_streak = 0
         self._budget = 0
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
@@ -181,6 +183,8 @@ class Hub(TimerQueue, DeadlockDetection):
         """
         if interruptible is None:
             interruptible = cancellable
+        # INLINED-ORIGINAL(park-checks): these checks and the untimed park below are copied
+        # into Hub.wait_fd (its edge-triggered, untimed case); change them together.
         if cancellable and self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
         if interruptible and self.interrupt_pending and f is self.root:
@@ -223,6 +227,8 @@ class Hub(TimerQueue, DeadlockDetection):
 
     def wake(self, f: Fiber, value: Any = None) -> bool:
         """Resume parked fiber ``f`` with ``value``. False (and nothing done) if not parked."""
+        # INLINED-ORIGINAL(fd-wake, batched-wake): copied into EpollHub.select (the fd's
+        # waiters) and Hub._run_calls (a batched call's fiber); change them together.
         if f._parked:
             f._parked = NOT_PARKED
             f._wake_value = value
@@ -233,6 +239,7 @@ class Hub(TimerQueue, DeadlockDetection):
 
     def throw(self, f: Fiber, exc: BaseException) -> bool:
         """Resume parked fiber ``f`` by raising ``exc`` in it. False if not parked."""
+        # INLINED-ORIGINAL(batched-wake): copied into Hub._run_calls; change them together.
         if f._parked:
             f._parked = NOT_PARKED
             f._wake_exc = exc
@@ -251,6 +258,7 @@ class Hub(TimerQueue, DeadlockDetection):
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
+        self.io_streak = 0
         hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
@@ -285,6 +293,12 @@ class Hub(TimerQueue, DeadlockDetection):
     #: bound keeps a fiber that yields in a loop from starving I/O.
     PASS_EXTRA = 256
 
+    #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
+    #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
+    #: one. The count (``io_streak``) is kept by the I/O modules at the entry of each blocking
+    #: call and reset whenever a fiber switches out.
+    IO_STREAK_MAX = 64
+
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
     _budget: int
 
@@ -314,6 +328,9 @@ class Hub(TimerQueue, DeadlockDetection):
             # Past the fibers queued before the pass, stop extending it once a fiber yielded
             # (sleep(0) in a loop would otherwise starve I/O and timers for PASS_EXTRA turns)
             # or Ctrl-C arrived in a fiber (the hub must deliver it to the root now).
+            # INLINED-COPY-BEGIN(pass-rule): Hub._switch_out's test for resuming the next ready
+            # fiber (the loop ends where it fails). They must agree: were _switch_out to refuse
+            # a fiber this loop gives it, it would switch the hub to itself, and the loop spin.
             if self._budget <= self.PASS_EXTRA and (self._yielded or self.interrupt_pending):
                 break
             if ready[0]._state:
@@ -323,6 +340,7 @@ class Hub(TimerQueue, DeadlockDetection):
             else:
                 self._budget -= 1
                 ready.popleft().switch()  # not started: switched to without arguments
+            # INLINED-COPY-END(pass-rule)
 
     def call_batched(self, f: Fiber, fn: Callable[..., Any], *args: Any) -> Any:
         """Park ``f`` (the current fiber); the hub calls ``fn(*args)`` once the fibers already
@@ -349,12 +367,16 @@ class Hub(TimerQueue, DeadlockDetection):
         for f, fn, args in calls:
             if f is None:
                 continue  # its fiber was woken by something else meanwhile: not wanted now
+            # INLINED-COPY-BEGIN(batched-wake): Hub.wake (a value) or Hub.throw (an exception),
+            # without their test (the fiber is parked: its call is still wanted) and without
+            # _notify (this runs inside a pass, which then runs the fiber).
             try:
                 f._wake_value = fn(*args)
             except Exception as exc:
                 f._wake_exc = exc
             f._parked = NOT_PARKED
             ready.append(f)
+            # INLINED-COPY-END(batched-wake)
 
     def _switch_out(self) -> Any:
         """Leave the current greenlet (a parking fiber, or the hub in `_run_ready`).
@@ -363,9 +385,12 @@ class Hub(TimerQueue, DeadlockDetection):
         wake value or exception; otherwise control goes back to the hub. Returns (or raises)
         what the caller is later resumed with.
         """
+        self.io_streak = 0
         n = self._budget
         if n:
             ready = self.ready
+            # INLINED-ORIGINAL(pass-rule): this test is copied into Hub._run_pass (which hands
+            # over to this method exactly when it passes); change them together.
             if (
                 ready
                 and ready[0]._state
@@ -429,7 +454,10 @@ class Hub(TimerQueue, DeadlockDetection):
         try:
             if rec.armed and self.edge_triggered:
                 if timeout is None:
-                    # The sockets' hot path: `park` inlined (the same checks, in the same order).
+                    # The sockets' hot path, with `park` inlined.
+                    # INLINED-COPY-BEGIN(park-checks): Hub.park(f) (cancellable, untimed): the
+                    # same checks, in the same order, but for its NotInFiberError test (`f` is
+                    # a running fiber of this hub here).
                     if self.ncancel and effectively_cancelled(f._scope):
                         raise Cancelled()
                     if self.interrupt_pending and f is self.root:
@@ -439,6 +467,7 @@ class Hub(TimerQueue, DeadlockDetection):
                         return self._switch_out()
                     finally:
                         f._parked = NOT_PARKED
+                    # INLINED-COPY-END(park-checks)
             elif not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
             return self.park(f, timeout)
@@ -535,6 +564,8 @@ class Hub(TimerQueue, DeadlockDetection):
             self._after_wait(rec)
 
     def _fd_event(self, rec: FdWait, readable: bool, writable: bool) -> None:
+        # INLINED-ORIGINAL(fd-wake): copied, with Hub.wake, into EpollHub.select (which also
+        # keeps the readiness hints); change them together.
         if readable and rec.reader is not None:
             self.wake(rec.reader)
         if writable and rec.writer is not None:

@@ -60,7 +60,10 @@ class EpollHub(HubSelector, selectors.EpollSelector):
         for fd, ev in events:
             rec = fds.get(fd)
             if rec is not None:
-                # `Hub.wake` inlined (the fibers run in _after_poll below: no notify needed)
+                # INLINED-COPY-BEGIN(fd-wake): Hub._fd_event with Hub.wake inlined (reader
+                # first, then writer), plus the readiness hints. No _notify: the fibers run in
+                # _after_poll below. ``_wake_value`` is not set: it is None whenever a fiber
+                # parks (whoever resumes a fiber clears it).
                 if ev & hangup:
                     rec.hints = False  # no edge will follow: always try the syscall from now on
                 if ev & read:
@@ -75,6 +78,7 @@ class EpollHub(HubSelector, selectors.EpollSelector):
                     if f is not None and f._parked:
                         f._parked = 0
                         ready(f)
+                # INLINED-COPY-END(fd-wake)
                 continue
             key = fd_to_key.get(fd)
             if key is not None:

@@ -16,6 +16,7 @@ from ._fiber import Fiber
 from ._hub import Hub
 from ._interrupt import install_sigint
 from ._lookup import _running
+from ._parking import ParkingLot
 from ._selector_hub import HubSelector
 
 T = TypeVar("T")
@@ -141,9 +142,19 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
     root fiber at its current blocking call. If every fiber blocks with nothing left that could
     wake one, the root fiber gets a `DeadlockError` listing them.
 
-    Each OS thread may run its own hub; ``run`` cannot be nested inside a running loop.
+    Each OS thread may run its own hub; ``run`` cannot be nested inside a running loop, with
+    one exception: a script run by ``python -m unknot`` already runs as a root fiber, and a
+    ``run`` it calls from that fiber runs ``fn`` right there (see `_run_hosted`).
     """
-    if asyncio._get_running_loop() is not None or type(getcurrent()) is Fiber:
+    me = getcurrent()
+    if type(me) is Fiber and _hosts.get(me) is False:
+        if clock is not None:
+            raise RuntimeError(
+                "unknot.run(clock=...) cannot be used under 'python -m unknot': "
+                "the script already runs on a hub with its own clock"
+            )
+        return _run_hosted(me, fn, args, kwargs)
+    if asyncio._get_running_loop() is not None or type(me) is Fiber:
         raise RuntimeError(
             "unknot.run() cannot be called while an event loop is running in this thread; "
             "use unknot.spawn() instead"
@@ -152,6 +163,8 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
     hub = loop.hub
     root = hub.spawn(fn, args, kwargs, name="root")
     hub.root = root
+    if getattr(fn, HOSTS_RUN, False):
+        _hosts[root] = False
     root.add_done_callback(lambda _f: loop.stop())
     restore_sigint = install_sigint(hub, loop)
     asyncio.set_event_loop(loop)
@@ -164,7 +177,46 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
             restore_sigint()
             asyncio.set_event_loop(None)
             loop.close()
+            _hosts.pop(root, None)
     return root.result()
+
+
+#: The attribute that marks a function whose root fiber hosts `run` calls: ``python -m unknot``
+#: (`unknot.__main__`) runs the script through such a function.
+HOSTS_RUN = "__unknot_hosts_run__"
+#: Root fibers started by `run` for a function marked with `HOSTS_RUN`, each mapped to whether a
+#: hosted call (`_run_hosted`) is in progress in it (a `run` nested in that one is refused).
+_hosts: dict[Fiber, bool] = {}
+
+
+def _run_hosted(root: Fiber, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    """`run` called by a script that ``python -m unknot`` runs in ``root``: do what `run` would.
+
+    ``fn(*args, **kwargs)`` runs in ``root`` itself; when it is done (returned or raised), the
+    fibers spawned meanwhile that are still running are cancelled and waited for, as `run` would
+    on its way out. The hub, its loop and its Ctrl-C handling stay those of the outer `run`.
+    """
+    hub = root.hub
+    before = set(hub.fibers)
+    _hosts[root] = True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _hosts[root] = False
+        leftovers = [f for f in hub.fibers if f not in before]
+        remaining = set(leftovers)
+        all_done = ParkingLot()
+
+        def finished(f: Fiber) -> None:
+            remaining.discard(f)
+            if not remaining:
+                all_done.unpark_all()
+
+        for f in leftovers:
+            f.cancel()
+            f.add_done_callback(finished)
+        while remaining:  # (not cancellable: this cleanup must finish; Ctrl-C still gets in)
+            all_done.park(root, cancellable=False, interruptible=True)
 
 
 def _shutdown(loop: HubEventLoop, hub: Hub) -> None:

@@ -77,6 +77,7 @@ def patch(
     threading: bool = True,
     queue: bool = True,
     drivers: bool = True,
+    **other: Any,
 ) -> None:
     """Make the stdlib fiber-aware: blocking calls in fibers then suspend only that fiber.
 
@@ -84,7 +85,12 @@ def patch(
     ``drivers=False`` leaves the hooks of `DRIVER_INTEGRATIONS` (psycopg) alone. Calling
     `patch` again is harmless; `unpatch` undoes it. Outside fibers, everything patched behaves
     as the stdlib does, so threads and code that never runs in a fiber are unaffected.
+
+    Any other keyword is a `TypeError`; one of gevent's ``patch_all`` keywords (``thread``,
+    ``os``, ``signal``, ``aggressive``...) gets a message naming unknot's equivalent.
     """
+    if other:
+        raise TypeError(_unknown_keyword_message(next(iter(other))))
     wanted = {
         "socket": socket,
         "dns": dns,
@@ -117,6 +123,35 @@ def patch(
     if drivers and "drivers" not in _patched_groups:
         _integrate_drivers()
         _patched_groups.add("drivers")
+
+
+#: gevent's ``monkey.patch_all`` keywords that `patch` does not have, and what to use instead.
+GEVENT_KEYWORDS = {
+    "thread": "unknot's is threading=...: threads stay OS threads, and patch() makes their "
+    "locks hybrid (fiber- and thread-safe) and threading.local fiber-local",
+    "os": "unknot patches no os functions (gevent's os=True replaces fork and waitpid): call "
+    "unknot.os.waitpid/wait (or use unknot.subprocess) to wait for a child cooperatively",
+    "signal": "signals stay with the event loop: install handlers with "
+    "asyncio.get_running_loop().add_signal_handler(...) (the hub is an asyncio loop)",
+    "aggressive": "unknot has no equivalent: select=True already makes select, poll and epoll "
+    "cooperative and removes only the pollers it cannot (kqueue, devpoll)",
+    "Event": "unknot's is threading=...: threading.Event is built on the patched hybrid locks",
+    "sys": "unknot has no equivalent: stdin/stdout/stderr are left alone (gevent patches them "
+    "only on request); read a pipe or tty cooperatively with unknot.os.read",
+    "builtins": "unknot has no equivalent (gevent's only patches Python 2's __import__ lock); "
+    "for files, unknot.open runs file I/O on the thread pool",
+    "contextvars": "unknot has no equivalent, nor needs one: every fiber starts with a copy of "
+    "its spawner's contextvars, and ContextVar works unchanged",
+}
+GEVENT_KEYWORDS["contextvar"] = GEVENT_KEYWORDS["contextvars"]
+
+
+def _unknown_keyword_message(name: str) -> str:
+    """The `TypeError` message for ``patch(name=...)``, pointing gevent users to unknot's way."""
+    hint = GEVENT_KEYWORDS.get(name)
+    if hint is None:
+        return f"patch() got an unexpected keyword argument {name!r}"
+    return f"patch() has no {name!r} keyword (that is gevent's): {hint}"
 
 
 def _rebind_loaded_modules(replacements: dict[int, tuple[Any, Any]], skip: Any = None) -> None:

@@ -44,6 +44,8 @@ class Lock(_LockBase):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.Lock.acquire`."""
+        # INLINED-ORIGINAL(hybrid-acquire): the argument check and the first try are copied
+        # into RLock.acquire; change them together.
         if timeout != -1:
             # The stdlib's own checks and errors (they vary between Python versions), made by
             # a free lock of its own, which therefore never waits.
@@ -100,14 +102,18 @@ class Lock(_LockBase):
 
     def release(self) -> None:
         """As `threading.Lock.release`; wakes one waiting fiber."""
+        # INLINED-ORIGINAL(hybrid-release): copied into Lock.__exit__ and RLock.__exit__;
+        # change them together.
         self._lock.release()
         if self._parked:
             self._pass_on()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._lock.release()  # `release`, inlined: one call less for every `with` block
+        # INLINED-COPY-BEGIN(hybrid-release): Lock.release, one call less for every `with`
+        self._lock.release()
         if self._parked:
             self._pass_on()
+        # INLINED-COPY-END(hybrid-release)
 
     def _pass_on(self) -> None:
         """Wake the first parked fiber (it will retry the lock)."""
@@ -165,6 +171,8 @@ class Lock(_LockBase):
 
 def _me() -> Any:
     """The owner identity for reentrant locks: the fiber, or the thread's main greenlet."""
+    # INLINED-ORIGINAL(rlock-owner): copied into RLock.acquire and RLock.__exit__; change
+    # them together.
     return getcurrent()
 
 
@@ -181,16 +189,23 @@ class RLock(_LockBase):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """As `threading.RLock.acquire`."""
+        # INLINED-COPY-BEGIN(hybrid-acquire): Lock.acquire's argument check
         if timeout != -1:
             _allocate().acquire(blocking, timeout)  # the stdlib's checks (see Lock.acquire)
-        me = getcurrent()  # _me(), inlined: drivers take these locks on every command
+        # INLINED-COPY-END(hybrid-acquire)
+        # INLINED-COPY-BEGIN(rlock-owner): _me(): drivers take these locks on every command
+        me = getcurrent()
+        # INLINED-COPY-END(rlock-owner)
         if self._owner is me:
             self._count += 1
             return True
         block = self._block
         # The uncontended case without the extra call into Lock.acquire.
+        # INLINED-COPY-BEGIN(hybrid-acquire): Lock.acquire's first try (Lock.acquire tries
+        # again, harmlessly, when it fails)
         if not block._lock.acquire(False) and not block.acquire(blocking, timeout):
             return False
+        # INLINED-COPY-END(hybrid-acquire)
         self._owner = me
         self._count = 1
         return True
@@ -202,15 +217,19 @@ class RLock(_LockBase):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # The release itself, here rather than in `release`: drivers take these locks with
         # `with` on every command, and this saves them a call (Lock.release is inlined too).
+        # INLINED-COPY-BEGIN(rlock-owner): _me()
         if self._owner is not getcurrent():
             raise RuntimeError("cannot release un-acquired lock")
+        # INLINED-COPY-END(rlock-owner)
         self._count -= 1
         if not self._count:
             self._owner = None
             block = self._block
+            # INLINED-COPY-BEGIN(hybrid-release): Lock.release
             block._lock.release()
             if block._parked:
                 block._pass_on()
+            # INLINED-COPY-END(hybrid-release)
 
     # The protocol threading.Condition uses.
     def _is_owned(self) -> bool:

@@ -15,12 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import drivers_support as support
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "drivers"))
-import drivers_support as support  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

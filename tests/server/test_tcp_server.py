@@ -21,7 +21,7 @@ import unknot.socket as us
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def echo_lines(conn: us.socket, addr: Any) -> None:

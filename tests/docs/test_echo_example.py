@@ -25,7 +25,7 @@ import unknot.socket as us
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 1000
 LINES = 5
 

@@ -171,7 +171,7 @@ def wait_once(reader: Any, writer: Any) -> None:
     assert not f.done()
     writer.send(b"!")
     assert f.join() == b"!"
-    assert reader._hubrec is not None
+    assert reader._fdwait is not None
 
 
 def elapsed_since(t0: float) -> float:

@@ -93,11 +93,19 @@ print(*unknot.run(main), sep="|")
 
 
 def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
+    import signal
     import subprocess
     import sys
 
+    def default_sigint() -> None:  # Ctrl-C as usual, even when pytest was started with it ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     out = subprocess.run(
-        [sys.executable, "-c", REACQUIRE], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", REACQUIRE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=default_sigint,
     )
     assert out.returncode == 0, out.stderr
     expected = ["KeyboardInterrupt, lock held: True", "True", "True", "True"] * 2

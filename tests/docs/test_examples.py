@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = ROOT / "examples"
 
 
@@ -212,7 +212,7 @@ def test_example(example: Example) -> None:
 
 
 # Examples that run until stopped, tested by a module of their own.
-TESTED_ELSEWHERE = {"echo_server.py": "tests/test_echo_example.py"}
+TESTED_ELSEWHERE = {"echo_server.py": "tests/docs/test_echo_example.py"}
 
 
 def test_every_example_is_tested() -> None:

@@ -34,7 +34,7 @@ import pytest
 
 import unknot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK_TIMEOUT = 20.0
 PARALLEL = max(4, 2 * (os.cpu_count() or 1))

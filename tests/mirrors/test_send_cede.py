@@ -139,16 +139,20 @@ def test_no_switch_when_no_other_fiber_is_ready() -> None:
 
 
 def test_cede_is_not_a_checkpoint() -> None:
-    """A send that need not wait completes in a cancelled scope, though it let others run;
-    the cancellation is raised by the next blocking call."""
+    """A cancellation that arrives while a send lets the others run does not interrupt it: the
+    send completes, and the cancellation is raised by the next blocking call."""
     log: list[str] = []
 
     def main() -> None:
         a, b = _pair()
         with a, b:
             with unknot.CancelScope() as scope:
-                scope.cancel()
-                unknot.spawn(log.append, "bystander")
+
+                def bystander() -> None:
+                    log.append("bystander")
+                    scope.cancel()  # while the sender is stepping aside
+
+                unknot.spawn(bystander)
                 a.sendall(b"sent anyway")
                 log.append("sendall returned")
                 unknot.sleep(0)
@@ -158,6 +162,29 @@ def test_cede_is_not_a_checkpoint() -> None:
 
     unknot.run(main)
     assert log == ["bystander", "sendall returned", "sent anyway"]
+
+
+def test_a_send_in_a_cancelled_scope_raises_at_once_and_sends_nothing() -> None:
+    """Every call that can block is a cancellation point, even when it would not wait."""
+    log: list[str] = []
+
+    def main() -> None:
+        a, b = _pair()
+        with a, b:
+            with unknot.CancelScope() as scope:
+                scope.cancel()
+                unknot.spawn(log.append, "bystander")
+                try:
+                    a.sendall(b"never sent")
+                except unknot.Cancelled:
+                    log.append("Cancelled")
+                    raise
+            assert scope.cancelled_caught
+            a.sendall(b"after")
+            log.append(b.recv(100).decode())
+
+    unknot.run(main)
+    assert log == ["Cancelled", "bystander", "after"]
 
 
 def test_bytes_of_one_socket_keep_the_order_of_the_calls() -> None:

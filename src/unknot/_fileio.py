@@ -1,0 +1,188 @@
+"""`unknot.open`: regular-file I/O on the thread pool, so a fiber reading a file lets others run.
+
+Regular files are always "ready" to the OS (``epoll`` refuses them), so a file read or write
+blocks the thread however it is waited for. `open` (gevent's ``FileObjectThread``, aiofiles'
+idea) returns a file object whose blocking methods run in a worker thread of unknot's pool
+(`unknot.to_thread`) when called in a fiber, and directly outside fibers.
+
+One operation at a time per file: calls from several fibers take turns on a fiber lock (they do
+not occupy several worker threads), and a call left running in the pool by a cancellation is
+waited for by the next one.
+
+Cancellation: a call cancelled while it waits for its turn never runs. One cancelled while it
+runs in the pool raises `Cancelled` at once but finishes in the background: the data a read
+returns is lost to the caller while the file position has moved past it; a write is done all
+the same; ``readinto`` fills the buffer later. After a cancelled read, `seek` to a known
+position before reading on. An `open` cancelled while the pool opens the file closes the file.
+"""
+
+from __future__ import annotations
+
+import _thread
+import builtins
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._sync import Lock
+from .lowlevel import current, to_thread
+
+# The OS lock itself, captured before unknot.patch() could make `threading.Lock` a hybrid one:
+# these locks are only ever held by worker threads and code outside fibers.
+_os_lock = _thread.allocate_lock
+
+
+class CooperativeFile:
+    """A file object (as `open` returns) whose blocking methods run on unknot's thread pool.
+
+    Offloaded: ``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``, ``readlines``,
+    ``peek``, iteration (a ``readline`` per line), ``write``, ``writelines``, ``seek``,
+    ``tell``, ``flush``, ``truncate``, ``close`` (also at the end of a ``with`` block). Other
+    attributes (``fileno``, ``name``, ``mode``, ``closed``, ``encoding``, ``readable``...) are
+    the underlying file's, used directly.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._turn = Lock()  # fibers take turns here, before the pool
+        self._busy = _os_lock()  # held by the thread running an operation
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        if current() is None:
+            with self._busy:
+                return method(*args)
+        with self._turn:
+            return to_thread(self._run, method, args)
+
+    def _run(self, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        with self._busy:  # (a call cancelled earlier may still be running: wait for it)
+            return method(*args)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read(self, size: int | None = -1) -> Any:
+        """Read up to ``size`` characters or bytes (all that is left by default)."""
+        return self._call(self._file.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        """Binary files: read up to ``size`` bytes with at most one call to the OS."""
+        return self._call(self._file.read1, size)
+
+    def readinto(self, buffer: Any) -> int:
+        """Binary files: read into ``buffer``; return the number of bytes read."""
+        return self._call(self._file.readinto, buffer)
+
+    def readinto1(self, buffer: Any) -> int:
+        """Binary files: `readinto` with at most one call to the OS."""
+        return self._call(self._file.readinto1, buffer)
+
+    def peek(self, size: int = 0) -> bytes:
+        """Buffered binary files: bytes ahead, without moving the position."""
+        return self._call(self._file.peek, size)
+
+    def readline(self, size: int | None = -1) -> Any:
+        """Read one line (up to ``size`` characters or bytes); empty at the end of the file."""
+        return self._call(self._file.readline, size)
+
+    def readlines(self, hint: int = -1) -> list[Any]:
+        """Read the remaining lines (stopping once ``hint`` characters or bytes were read)."""
+        return self._call(self._file.readlines, hint)
+
+    def __iter__(self) -> CooperativeFile:
+        return self
+
+    def __next__(self) -> Any:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    # -- writing and moving ------------------------------------------------------------------
+
+    def write(self, data: Any) -> int:
+        """Write ``data`` (str or bytes, by the mode); return how much was written."""
+        return self._call(self._file.write, data)
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        """Write each of ``lines`` (collected first, in the calling fiber)."""
+        self._call(self._file.writelines, list(lines))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move to ``offset`` (from the start, the current position or the end: ``whence``)."""
+        return self._call(self._file.seek, offset, whence)
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._call(self._file.tell)
+
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file to ``size`` (default: the current position); return the new size."""
+        return self._call(self._file.truncate, size)
+
+    def flush(self) -> None:
+        """Write out what is buffered."""
+        self._call(self._file.flush)
+
+    def close(self) -> None:
+        """Flush and close the file (once it is closed, this does nothing)."""
+        self._call(self._file.close)
+
+    # -- the rest ------------------------------------------------------------------------------
+
+    def __enter__(self) -> CooperativeFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # (only for names not defined above: fileno, name, mode, closed, encoding...)
+        if name == "_file":  # (not set yet: an object being copied or unpickled)
+            raise AttributeError(name)
+        return getattr(self._file, name)
+
+    def __repr__(self) -> str:
+        return f"<unknot file {self._file!r}>"
+
+
+def open(  # noqa: A001 - the builtin's name, on purpose (unknot.open)
+    file: Any,
+    mode: str = "r",
+    buffering: int = -1,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+    closefd: bool = True,
+    opener: Callable[[str, int], int] | None = None,
+) -> CooperativeFile:
+    """The builtin `open`, returning a `CooperativeFile` whose blocking methods run on the
+    thread pool in fibers; opening the file runs there too."""
+    args = (file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if current() is None:
+        return CooperativeFile(builtins.open(*args))
+    return CooperativeFile(_open_in_pool(args))
+
+
+def _open_in_pool(args: tuple[Any, ...]) -> Any:
+    """``builtins.open(*args)`` in a worker; a file opened for a caller cancelled meanwhile is
+    closed (by the worker, or here if the worker finished first)."""
+    hand_off = _os_lock()
+    state: dict[str, Any] = {"abandoned": False, "file": None}
+
+    def work() -> Any:
+        f = builtins.open(*args)
+        with hand_off:
+            if not state["abandoned"]:
+                state["file"] = f
+                return f
+        f.close()
+        return None
+
+    try:
+        return to_thread(work)
+    except BaseException:  # Cancelled, or Ctrl-C in the root fiber
+        with hand_off:
+            state["abandoned"] = True
+            opened = state["file"]
+        if opened is not None:
+            opened.close()
+        raise
