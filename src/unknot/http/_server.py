@@ -22,8 +22,8 @@ client may send are a `Limits`, the timeouts a `Timeouts`.
 Timeouts are enforced by one watchdog fiber per server instead of a timer per wait: each
 connection notes when its current wait must end, and the watchdog, waking every quarter of
 the shortest timeout (at most every second), raises `TimeoutError` in those past it. A timeout
-so fires up to that tick late. The watchdog runs while `serve_forever` does: during the grace
-period of `stop`, connections are bounded by the grace period instead.
+so fires up to that tick late. The watchdog runs from `start` (or `serve_forever`) until `stop`
+has seen the last connection end.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ class HTTPServer:
     """An HTTP server answering each connection in a fiber of its own with ``handler``.
 
     Built on `unknot.TCPServer`, so the listening socket is bound at once (`address`, `port`;
-    port 0 picks a free one) and ``ssl`` (an `ssl.SSLContext`) makes it HTTPS, the TLS
-    handshake running in the connection's fiber. ``limits`` bounds what clients send (see
+    port 0 picks a free one; ``sock`` serves on a listening socket of yours instead) and ``ssl``
+    (an `ssl.SSLContext`) makes it HTTPS, the TLS handshake running in the connection's fiber. ``limits`` bounds what clients send (see
     `Limits`: 414, 431, 413), ``timeouts`` how long they may take (see `Timeouts`: 408).
     ``access_log``: ``True`` (or ``"combined"``) or ``"common"`` logs a line per response to
     the ``unknot.http.access`` logger; errors go to ``unknot.http``. ``max_connections``,
@@ -105,6 +105,7 @@ class HTTPServer:
         host: str | None = "127.0.0.1",
         port: int = 8000,
         *,
+        sock: Any = None,
         ssl: Any = None,
         limits: Limits = DEFAULT_LIMITS,
         timeouts: Timeouts = Timeouts(),  # noqa: B008 (frozen: one shared default is fine)
@@ -128,14 +129,15 @@ class HTTPServer:
         self._tcp = unknot.TCPServer(
             self._serve_connection,
             host,
-            port,
+            0 if sock is not None else port,
+            sock=sock,
             ssl=ssl,
             backlog=backlog,
             reuse_port=reuse_port,
             max_connections=max_connections,
             handshake_timeout=handshake_timeout,
         )
-        self._serving: unknot.Fiber | None = None
+        self._watchdog: unknot.Fiber | None = None
 
     @property
     def address(self) -> Any:
@@ -144,8 +146,8 @@ class HTTPServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on."""
-        return int(self._tcp.address[1])
+        """The port the server listens on (the one picked for port 0)."""
+        return self._tcp.port
 
     @property
     def connections(self) -> int:
@@ -165,10 +167,44 @@ class HTTPServer:
     def serve_forever(self) -> None:
         """Serve until `stop` (or until the calling fiber is cancelled, which cancels the
         connections)."""
-        watchdog = unknot.spawn(self._watch, name=f"http-watchdog-{self.port}")
+        self._start_watchdog()
         try:
             self._tcp.serve_forever()
         finally:
+            if not self._settings.closing:  # (cancelled: the connections are gone already)
+                self._stop_watchdog()
+
+    def start(self) -> None:
+        """Serve in a background fiber of the server's own and return at once (`stop` ends
+        it, as `unknot.TCPServer.start`)."""
+        self._tcp.start()
+        self._start_watchdog()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, close idle connections, give the requests under way up to ``grace``
+        seconds, then cancel them. Called from a handler, it returns at once and the server
+        stops in a fiber of its own."""
+        if unknot.current() in self._connections:
+            unknot.spawn(self.stop, grace, name="http-server-stop")
+            return
+        self._settings.closing = True
+        for fiber, connection in list(self._connections.items()):
+            if connection.idle:
+                fiber.cancel()
+        try:
+            self._tcp.stop(grace)
+        finally:
+            self._stop_watchdog()
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = unknot.spawn(self._watch, name=f"http-watchdog-{self.port}")
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
             watchdog.cancel()
 
     def _watch(self) -> None:
@@ -191,28 +227,6 @@ class HTTPServer:
                 deadline = connection.deadline
                 if deadline and deadline <= now:
                     throw(fiber, TimeoutError("timed out"))
-
-    def start(self) -> None:
-        """Serve in a new fiber and return at once (`stop` ends it)."""
-        if self._serving is not None:
-            raise RuntimeError("the server is already started")
-        self._serving = unknot.spawn(self.serve_forever, name=f"http-server-{self.port}")
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, close idle connections, give the requests under way up to ``grace``
-        seconds, then cancel them. Called from a handler, it returns at once and the server
-        stops in a fiber of its own."""
-        if unknot.current() in self._connections:
-            unknot.spawn(self.stop, grace, name="http-server-stop")
-            return
-        self._settings.closing = True
-        for fiber, connection in list(self._connections.items()):
-            if connection.idle:
-                fiber.cancel()
-        self._tcp.stop(grace)
-        serving, self._serving = self._serving, None
-        if serving is not None:
-            serving.join()
 
     def __enter__(self) -> HTTPServer:
         return self
