@@ -76,6 +76,15 @@ class State:
     def __repr__(self) -> str:
         return self.name
 
+    def __reduce__(self) -> str:
+        return self.name  # a singleton: copies and pickles are the same object
+
+    def __copy__(self) -> State:
+        return self
+
+    def __deepcopy__(self, memo: object) -> State:
+        return self
+
 
 IDLE: Final = State("IDLE")
 SEND_RESPONSE: Final = State("SEND_RESPONSE")
@@ -97,6 +106,7 @@ _CLOSING: dict[type[Event], State] = {ConnectionClosed: CLOSED}
 EVENT_TRANSITIONS: Final[tuple[dict[State, dict[type[Event], State]], ...]] = (
     {  # CLIENT
         IDLE: {RequestHead: SEND_BODY, ConnectionClosed: CLOSED},
+        SEND_RESPONSE: {},  # (a server's state only)
         SEND_BODY: {Data: SEND_BODY, EndOfMessage: DONE},
         DONE: _CLOSING,
         MUST_CLOSE: _CLOSING,
@@ -221,6 +231,7 @@ class ConnectionState:
         ):
             states[CLIENT] = DONE
             states[SERVER] = SEND_RESPONSE
+            self.client_waiting_for_continue = False
         else:
             self.process_message(CLIENT, head)
 
