@@ -40,6 +40,8 @@ from ._limits import Limits
 _NOTED = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
 )
+#: ... and, in requests, Host (exactly one in HTTP/1.1, at most one in HTTP/1.0).
+_REQUEST_NOTED = _NOTED | {b"host"}
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _NO_LENIENCY = dict.fromkeys(
     (
@@ -284,13 +286,14 @@ class Reader:
 class RequestReader(Reader):
     """The server side: parses requests."""
 
-    __slots__ = ("_target", "_expect_continue", "_upgrade_offered")
+    __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered")
 
     parser: httptools.HttpRequestParser
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._target = b""
+        self._hosts = 0
         self._expect_continue = False
         self._upgrade_offered = False
         self.parser = parser = httptools.HttpRequestParser(self)
@@ -307,6 +310,16 @@ class RequestReader(Reader):
             self._upgrade_offered = self._noted = True
         else:
             Reader._note(self, name, value)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """A header (or trailer) field: lowercase the name, keep the value as received."""
+        name = name.lower()
+        self._headers.append((name, value))
+        if name in _REQUEST_NOTED and not self._in_body:
+            if name == b"host":
+                self._hosts += 1
+            else:
+                self._note(name, value)
 
     def on_url(self, url: bytes) -> None:
         """The request target, maybe in pieces (llhttp reports what each feed holds)."""
@@ -327,9 +340,9 @@ class RequestReader(Reader):
             self._check_head(headers)
         keep_alive = parser.should_keep_alive()
         method = parser.get_method()
-        if keep_alive and not self._noted and method != b"CONNECT":
+        if keep_alive and not self._noted and self._hosts == 1 and method != b"CONNECT":
             # The common request: no framing header, so no body; HTTP/1.1 (llhttp keeps only
-            # HTTP/1.1 alive without a Connection header).
+            # HTTP/1.1 alive without a Connection header); one Host.
             self._keep_alive = True
             self.current.append(RequestHead(method, self._target, headers))
             self._target = b""
@@ -345,6 +358,9 @@ class RequestReader(Reader):
             version = b"1.1"
         else:
             version = self._version()
+        if self._hosts != 1 and (self._hosts or version == b"1.1"):
+            # RFC 9112, 3.2: exactly one Host in HTTP/1.1; two could be read two ways.
+            self._raise(RemoteProtocolError("a request needs exactly one Host header"))
         if self._noted:
             expect_continue = self._expect_continue and version == b"1.1"
             self._expect_continue = False
@@ -384,6 +400,7 @@ class RequestReader(Reader):
 
     def on_message_complete(self) -> None:
         """The request is complete."""
+        self._hosts = 0
         if self._headers or self._noted or not self._keep_alive:
             self._end_message()
             return
