@@ -60,6 +60,7 @@ class ClientConnection(Connection):
     def __init__(self, limits: Limits = DEFAULT_CLIENT_LIMITS) -> None:
         super().__init__(CLIENT)
         self._reader = ResponseReader(limits)
+        self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
     def send_request(

@@ -9,6 +9,8 @@ this side has finished its own message: until then ``next_events`` returns ``PAU
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     END_OF_MESSAGE,
@@ -28,11 +30,17 @@ from ._state import CLOSED, DONE, ERROR, ConnectionState, State
 
 class Connection:
     """One end of an HTTP/1.1 connection, without I/O: ``ServerConnection`` or
-    ``ClientConnection``. Feed it the bytes received, send the bytes it returns."""
+    ``ClientConnection``. Feed it the bytes received, send the bytes it returns.
 
-    __slots__ = ("_reader", "_state", "_our_role", "_their_role", "_request")
+    ``receive_data(data)`` parses bytes received from the peer; ``receive_data(b"")`` says the
+    peer closed its side (EOF); data after that is a ``LocalProtocolError``. (It is the
+    reader's own method, stored on the connection: one call per ``recv``.)
+    """
+
+    __slots__ = ("_reader", "_state", "_our_role", "_their_role", "_request", "receive_data")
 
     _reader: Reader
+    receive_data: Callable[[bytes | bytearray | memoryview], None]
 
     def __init__(self, our_role: int) -> None:
         self._state = ConnectionState()
@@ -68,16 +76,6 @@ class Connection:
         self._state.process_error(self._our_role)
 
     # -- receiving -------------------------------------------------------------------------------
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse bytes received from the peer; ``b""`` means the peer closed its side (EOF)."""
-        reader = self._reader
-        if data:
-            if reader.eof:
-                raise LocalProtocolError("data received after the end of the input")
-            reader.feed(data)
-        else:
-            reader.feed_eof()
 
     def next_events(self) -> list[Event] | NeedData | Paused:
         """The events of the peer's current message parsed so far, as one list.

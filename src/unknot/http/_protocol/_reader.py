@@ -22,7 +22,7 @@ from collections import deque
 
 import httptools
 
-from ._errors import ProtocolError, RemoteProtocolError
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -106,7 +106,7 @@ class Reader:
         self.error: ProtocolError | None = None
         #: Nothing more is parsed (error, end of a last message, upgrade); input is ignored.
         self.stopped = False
-        #: The peer closed its side (``feed_eof``).
+        #: The peer closed its side (``receive_data(b"")``).
         self.eof = False
         #: Bytes received after an Upgrade or CONNECT request, not parsed.
         self.trailing_data = b""
@@ -130,9 +130,17 @@ class Reader:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse ``data``; the events go to :attr:`current` and :attr:`ready`."""
-        if self.stopped:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse bytes received from the peer; ``b""`` means the peer closed its side (EOF).
+
+        The events go to :attr:`current` and :attr:`ready`. (A connection's ``receive_data``
+        *is* this method: one call per ``recv`` on a server's hot path.)"""
+        if self.stopped or not data:
+            if data:
+                if self.eof:
+                    raise LocalProtocolError("data received after the end of the input")
+            else:
+                self.feed_eof()
             return
         progress = self._progress
         self._feed_size = size = len(data)
@@ -445,11 +453,12 @@ class ResponseReader(Reader):
         """The next final response answers a HEAD request: its head only, whatever it says."""
         self._head_only = True
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse ``data``. For a HEAD response, llhttp cannot be told to skip the body, so the
-        heads are cut at their blank line (strict mode guarantees CRLF CRLF) and fed alone."""
-        if not self._head_only or self.stopped:
-            Reader.feed(self, data)
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse ``data`` (``b""``: EOF). For a HEAD response, llhttp cannot be told to skip
+        the body, so the heads are cut at their blank line (strict mode guarantees CRLF CRLF)
+        and fed alone."""
+        if not self._head_only or self.stopped or not data:
+            Reader.receive_data(self, data)
             return
         buffer = self._buffer + bytes(data)
         while self._head_only and not self.stopped:
@@ -459,7 +468,7 @@ class ResponseReader(Reader):
                     self._fail(RemoteProtocolError("response head too large", 431))
                 self._buffer = buffer
                 return
-            Reader.feed(self, buffer[: end + 4])
+            Reader.receive_data(self, buffer[: end + 4])
             buffer = buffer[end + 4 :]
             if self._head_done:  # the final head: end the message here, parse on afresh
                 self._head_only = self._head_done = False
@@ -467,7 +476,7 @@ class ResponseReader(Reader):
                 self.parser = self._new_parser()
         self._buffer = b""
         if buffer:
-            self.feed(buffer)
+            self.receive_data(buffer)
 
     def feed_eof(self) -> None:
         """The server closed: this ends a body delimited by the connection's end."""
@@ -535,7 +544,7 @@ class ResponseReader(Reader):
 
     def on_message_complete(self) -> None:
         """A response is complete (an informational one produces no ``EndOfMessage``; a HEAD
-        response is ended by :meth:`feed`)."""
+        response is ended by :meth:`receive_data`)."""
         self._until_close = False
         if self._informational:
             self._informational = False

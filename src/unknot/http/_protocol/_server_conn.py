@@ -81,6 +81,7 @@ class ServerConnection(Connection):
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(SERVER)
         self._reader = RequestReader(limits)
+        self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
     @property
