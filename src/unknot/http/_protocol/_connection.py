@@ -10,6 +10,7 @@ this side has finished its own message: until then ``next_events`` returns ``PAU
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
@@ -95,7 +96,8 @@ class Connection:
             events = reader.current
             reader.current = []
         else:
-            return self._nothing_ready(their_state)
+            nothing = self._nothing_ready(their_state)
+            return nothing if nothing is NEED_DATA else [nothing]  # type: ignore[list-item]
         if len(events) == 2 and events[1] is END_OF_MESSAGE:
             head = events[0]
             head_type = type(head)
@@ -131,19 +133,19 @@ class Connection:
         elif reader.current:
             event = reader.current.pop(0)
         else:
-            result = self._nothing_ready(their_state)
-            return result if not isinstance(result, list) else result[0]
+            return self._nothing_ready(their_state)
         self._apply([event])
         return event
 
-    def _nothing_ready(self, their_state: State) -> list[Event] | NeedData:
+    def _nothing_ready(self, their_state: State) -> ConnectionClosed | NeedData:
+        """No event parsed: raise the error that stopped parsing, repeat the end, or wait."""
         reader = self._reader
         if reader.error is not None:
             if their_state is not ERROR:
                 self._state.process_error(self._their_role)
             raise reader.error
         if their_state is CLOSED:
-            return [ConnectionClosed()]
+            return ConnectionClosed()
         return NEED_DATA
 
     def _apply(self, events: list[Event]) -> None:
@@ -162,14 +164,14 @@ class Connection:
         except LocalProtocolError as exc:
             self._refused(exc)
 
-    def _refused(self, exc: LocalProtocolError) -> None:
+    def _refused(self, exc: LocalProtocolError) -> NoReturn:
         """The parser let through what the state machine refuses: the peer's error."""
         error = RemoteProtocolError(str(exc))
         self._reader.error = error
         self._state.process_error(self._their_role)
         raise error from None
 
-    def _fail_locally(self, error: ProtocolError) -> None:
+    def _fail_locally(self, error: ProtocolError) -> NoReturn:
         """A message this side was sending is broken: this side is in ERROR."""
         self._state.process_error(self._our_role)
         raise error

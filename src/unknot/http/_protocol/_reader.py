@@ -1,4 +1,4 @@
-"""Bytes in, events out: the parser callbacks (httptools, i.e. llhttp) that build the events.
+"""Bytes in, events out: what the request and response readers share.
 
 A reader owns one llhttp parser in strict mode (every leniency off: no bare LF, no obs-fold, no
 data after ``Connection: close``, no CTL in header values, no chunk-size slack) and turns its
@@ -13,7 +13,8 @@ and :attr:`Reader.error` is raised only when they have been handed out.
 
 The callbacks are the hot path of a server: they store into preallocated slots, look at a
 header's name only to spot the few that decide the framing, and create no event for a message
-without trailers (:data:`END_OF_MESSAGE` is shared).
+without trailers (:data:`END_OF_MESSAGE` is shared). The request side is in
+``_request_reader``, the response side in ``_response_reader``.
 """
 
 from __future__ import annotations
@@ -30,19 +31,14 @@ from ._events import (
     EndOfMessage,
     Event,
     HeaderList,
-    InformationalResponse,
-    RequestHead,
-    ResponseHead,
 )
 from ._limits import Limits
 
 #: Header names that decide how a message is framed or handled; only these get a closer look.
-_NOTED = frozenset(
+NOTED = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
 )
-#: ... and, in requests, Host (exactly one in HTTP/1.1, at most one in HTTP/1.0).
-_REQUEST_NOTED = _NOTED | {b"host"}
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _NO_LENIENCY = dict.fromkeys(
     (
         "lenient_headers",
@@ -210,7 +206,7 @@ class Reader:
         """A header (or trailer) field: lowercase the name, keep the value as received."""
         name = name.lower()
         self._headers.append((name, value))
-        if name in _NOTED and not self._in_body:
+        if name in NOTED and not self._in_body:
             self._note(name, value)
 
     def _note(self, name: bytes, value: bytes) -> None:
@@ -289,265 +285,3 @@ class Reader:
 
     def _connection_tokens(self) -> set[bytes]:
         return {token.strip() for token in self._connection.split(b",")}
-
-
-class RequestReader(Reader):
-    """The server side: parses requests."""
-
-    __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered")
-
-    parser: httptools.HttpRequestParser
-
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
-        self._target = b""
-        self._hosts = 0
-        self._expect_continue = False
-        self._upgrade_offered = False
-        self.parser = parser = httptools.HttpRequestParser(self)
-        strict_parser(parser)
-
-    def _kind(self) -> str:
-        return "request"
-
-    def _note(self, name: bytes, value: bytes) -> None:
-        if name == b"expect":
-            self._expect_continue = value.strip().lower() == b"100-continue"
-            self._noted = True
-        elif name == b"upgrade":
-            self._upgrade_offered = self._noted = True
-        else:
-            Reader._note(self, name, value)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """A header (or trailer) field: lowercase the name, keep the value as received."""
-        name = name.lower()
-        self._headers.append((name, value))
-        if name in _REQUEST_NOTED and not self._in_body:
-            if name == b"host":
-                self._hosts += 1
-            else:
-                self._note(name, value)
-
-    def on_url(self, url: bytes) -> None:
-        """The request target, maybe in pieces (llhttp reports what each feed holds)."""
-        self._in_message = True
-        target = self._target + url
-        if len(target) > self._max_target:
-            self._raise(RemoteProtocolError("request target too long", 414))
-        self._target = target
-
-    def on_headers_complete(self) -> None:
-        """The head is complete: check it, then queue its ``RequestHead``."""
-        parser = self.parser
-        headers = self._headers
-        self._headers = []  # trailers, if any, go to a fresh list
-        self._in_body = True
-        # _head_may_be_too_large, inlined: this runs for every request.
-        if len(headers) > self._max_count or self._head_bound + self._feed_size > self._max_header:
-            self._check_head(headers)
-        keep_alive = parser.should_keep_alive()
-        method = parser.get_method()
-        if keep_alive and not self._noted and self._hosts == 1 and method != b"CONNECT":
-            # The common request: no framing header, so no body; HTTP/1.1 (llhttp keeps only
-            # HTTP/1.1 alive without a Connection header); one Host.
-            self._keep_alive = True
-            self.current.append(RequestHead(method, self._target, headers))
-            self._target = b""
-            return
-        self._special_head(method, headers, keep_alive)
-
-    def _special_head(self, method: bytes, headers: HeaderList, keep_alive: bool) -> None:
-        """The rest of ``on_headers_complete``: a body, a version to check, an expectation or
-        an upgrade."""
-        parser = self.parser
-        expect_continue = upgrade = False
-        if keep_alive and not self._connection:
-            version = b"1.1"
-        else:
-            version = self._version()
-        if self._hosts != 1 and (self._hosts or version == b"1.1"):
-            # RFC 9112, 3.2: exactly one Host in HTTP/1.1; two could be read two ways.
-            self._raise(RemoteProtocolError("a request needs exactly one Host header"))
-        if self._noted:
-            expect_continue = self._expect_continue and version == b"1.1"
-            self._expect_continue = False
-            self._frame_body()
-            self._check_content_length()
-            if self._upgrade_offered or method == b"CONNECT":
-                self._upgrade_offered = False
-                upgrade = parser.should_upgrade()
-                if upgrade:
-                    if self._codings or self._content_length:
-                        self._raise(RemoteProtocolError("an upgrade request with a body"))
-                    keep_alive = False
-        elif method == b"CONNECT":
-            upgrade, keep_alive = True, False
-        self._keep_alive = keep_alive
-        self.current.append(
-            RequestHead(method, self._target, headers, version, keep_alive, expect_continue,
-                        upgrade)
-        )
-        self._target = b""
-
-    def _version(self) -> bytes:
-        version = _VERSIONS.get(self.parser.get_http_version())
-        if version is None:
-            self._raise(RemoteProtocolError("HTTP version not supported", 505))
-        assert version is not None
-        return version
-
-    def _frame_body(self) -> None:
-        codings = self._codings
-        if codings:
-            # llhttp refuses chunked not last and Content-Length with Transfer-Encoding (400);
-            # a coding other than chunked is not implemented (RFC 9112, 6.1).
-            if codings != [b"chunked"]:
-                self._raise(RemoteProtocolError("unsupported transfer coding", 501))
-            self._body_budget = self._max_body
-
-    def on_message_complete(self) -> None:
-        """The request is complete."""
-        self._hosts = 0
-        if self._headers or self._noted or not self._keep_alive:
-            self._end_message()
-            return
-        # _end_message for the common request, inlined: this runs for every request.
-        current = self.current
-        current.append(END_OF_MESSAGE)
-        self.ready.append(current)
-        self.current = []
-        self._in_message = self._in_body = False
-        self._progress += 1
-        self._head_exact = self._head_bound = 0
-
-
-class ResponseReader(Reader):
-    """The client side: parses responses. Tell it about a HEAD request with
-    :meth:`expect_head_response` before the response arrives."""
-
-    __slots__ = ("_reason", "_informational", "_head_only", "_head_done", "_until_close",
-                 "_buffer")
-
-    parser: httptools.HttpResponseParser
-
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
-        self._reason = b""
-        self._informational = False
-        self._head_only = False  # the response answers a HEAD: it has no body
-        self._head_done = False
-        self._until_close = False
-        self._buffer = b""
-        self.parser = self._new_parser()
-
-    def _new_parser(self) -> httptools.HttpResponseParser:
-        parser = httptools.HttpResponseParser(self)
-        strict_parser(parser)
-        return parser
-
-    def _kind(self) -> str:
-        return "response"
-
-    def expect_head_response(self) -> None:
-        """The next final response answers a HEAD request: its head only, whatever it says."""
-        self._head_only = True
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse ``data`` (``b""``: EOF). For a HEAD response, llhttp cannot be told to skip
-        the body, so the heads are cut at their blank line (strict mode guarantees CRLF CRLF)
-        and fed alone."""
-        if not self._head_only or self.stopped or not data:
-            Reader.receive_data(self, data)
-            return
-        buffer = self._buffer + bytes(data)
-        while self._head_only and not self.stopped:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > self._max_target + self._max_header:
-                    self._fail(RemoteProtocolError("response head too large", 431))
-                self._buffer = buffer
-                return
-            Reader.receive_data(self, buffer[: end + 4])
-            buffer = buffer[end + 4 :]
-            if self._head_done:  # the final head: end the message here, parse on afresh
-                self._head_only = self._head_done = False
-                self._end_message()
-                self.parser = self._new_parser()
-        self._buffer = b""
-        if buffer:
-            self.receive_data(buffer)
-
-    def feed_eof(self) -> None:
-        """The server closed: this ends a body delimited by the connection's end."""
-        if self._until_close and not self.stopped:
-            self._until_close = False
-            self._end_message()
-        Reader.feed_eof(self)
-
-    def on_message_begin(self) -> None:
-        """A response begins (unlike a server, a client can afford this callback)."""
-        self._in_message = True
-
-    def on_status(self, reason: bytes) -> None:
-        """The reason phrase, maybe in pieces."""
-        reason = self._reason + reason
-        if len(reason) > self._max_target:
-            self._raise(RemoteProtocolError("reason phrase too long", 431))
-        self._reason = reason
-
-    def on_headers_complete(self) -> None:
-        """The head is complete: queue an ``InformationalResponse`` or a ``ResponseHead``."""
-        parser = self.parser
-        headers = self._headers
-        self._headers = []
-        self._in_body = True
-        status = parser.get_status_code()
-        version = _VERSIONS.get(parser.get_http_version())
-        reason, self._reason = self._reason, b""
-        if self._head_may_be_too_large(headers):
-            self._check_head(headers)
-        if version is None:
-            self._raise(RemoteProtocolError("HTTP version not supported", 505))
-        assert version is not None
-        if status < 100:
-            self._raise(RemoteProtocolError(f"invalid status {status}"))
-        if status < 200:
-            if status == 101:
-                self._raise(RemoteProtocolError("switching protocols is not supported"))
-            self._informational = True  # llhttp completes it with no body
-            self.current.append(InformationalResponse(status, headers, reason, version))
-            return
-        chunked = bool(self._codings) and self._codings[-1] == b"chunked"
-        if self._head_only:
-            # llhttp expects a body it will never see; keep-alive is decided here instead.
-            self._head_done = True
-            tokens = self._connection_tokens()
-            if version == b"1.1":
-                keep_alive = b"close" not in tokens
-            else:
-                keep_alive = b"keep-alive" in tokens
-        else:
-            keep_alive = parser.should_keep_alive()
-            if status != 204 and status != 304:
-                if chunked:
-                    self._body_budget = self._max_body
-                elif self._content_length is None:
-                    # No length: the body runs until the server closes (RFC 9112, 6.3).
-                    self._until_close = True
-                    self._body_budget = self._max_body
-                    keep_alive = False
-                else:
-                    self._check_content_length()
-        self._keep_alive = keep_alive
-        self.current.append(ResponseHead(status, headers, reason, version, keep_alive))
-
-    def on_message_complete(self) -> None:
-        """A response is complete (an informational one produces no ``EndOfMessage``; a HEAD
-        response is ended by :meth:`receive_data`)."""
-        self._until_close = False
-        if self._informational:
-            self._informational = False
-            self._reset_message()
-        elif not self._head_done:
-            self._end_message()

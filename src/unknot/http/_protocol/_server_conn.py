@@ -29,7 +29,7 @@ from ._events import (
     ResponseHead,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._reader import RequestReader
+from ._request_reader import RequestReader
 from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
 from ._writer import (
     CHECKED_LINES,
@@ -241,7 +241,6 @@ class ServerConnection(Connection):
             return self._framer.data(data)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
 
     def end_response(self, trailers: Headers | None = None) -> bytes:
         """The bytes that end the body (trailers only with chunked framing)."""
@@ -252,7 +251,6 @@ class ServerConnection(Connection):
             tail = self._framer.end(trailers)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
         state.process_event(SERVER, END_OF_MESSAGE)
         self._request = None
         return tail
