@@ -640,6 +640,16 @@ def test_unhashable_header_pair_that_is_valid_still_works() -> None:
     assert head_of(conn.send_response(200, [[b"x-list", b"ok"]], b""))[b"x-list"] == b"ok"  # type: ignore[list-item]
 
 
+def test_headers_may_be_any_iterable_of_pairs() -> None:
+    conn = ServerConnection()
+    conn.receive_data(GET + GET)
+    drain(conn)
+    pairs = ((b"x-gen-%d" % i, b"v") for i in range(2))
+    assert b"x-gen-0: v\r\nx-gen-1: v\r\n" in conn.send_response(200, pairs, b"")
+    drain(conn)
+    assert b"x-t: 1\r\n" in conn.send_response(200, ((b"x-t", b"1"),), b"")
+
+
 def test_custom_reason_and_unknown_status() -> None:
     conn = ServerConnection()
     conn.receive_data(GET + GET)

@@ -117,18 +117,21 @@ class ServerConnection(Connection):
         if line is None:
             line = status_line(status, reason) if status >= 200 else _refuse_status(status)
         lines = [line]
-        # render_headers, inlined for the common case: every pair seen before, none framing.
-        get = CHECKED_LINES.get
-        append = lines.append
         facts = None
-        try:
-            for pair in headers:
-                entry = get(pair)
-                if entry is None or entry[1]:
-                    raise LookupError
-                append(entry[0])
-        except (LookupError, TypeError):
-            del lines[1:]
+        if type(headers) is list:
+            # render_headers, inlined for the common case: every pair seen before, none framing.
+            get = CHECKED_LINES.get
+            append = lines.append
+            try:
+                for pair in headers:
+                    entry = get(pair)
+                    if entry is None or entry[1]:
+                        raise LookupError
+                    append(entry[0])
+            except (LookupError, TypeError):
+                del lines[1:]
+                facts = render_headers(headers, lines)
+        elif headers:
             facts = render_headers(headers, lines)
         if request is not None and request.upgrade:
             _refuse_upgrade_answer(request.method, status)
