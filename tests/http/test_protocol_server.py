@@ -799,6 +799,10 @@ def test_upgrade_request_is_reported_not_performed() -> None:
     assert isinstance(head, RequestHead) and head.upgrade and not head.keep_alive
     assert events[1] == EndOfMessage()
     assert conn.trailing_data == b"\x81\x05hello"
+    conn.receive_data(b"\x81\x01!")
+    assert conn.trailing_data == b"\x81\x05hello\x81\x01!"
+    assert conn.their_state is MUST_CLOSE  # no HTTP message can follow on this connection
+    assert conn.next_events() is NEED_DATA
     with pytest.raises(LocalProtocolError):
         conn.send_informational(101)
     response = conn.send_response(426, [(b"upgrade", b"websocket")])

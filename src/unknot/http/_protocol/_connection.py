@@ -69,7 +69,8 @@ class Connection:
 
     @property
     def trailing_data(self) -> bytes:
-        """Bytes that followed an Upgrade or CONNECT request, left unparsed."""
+        """All bytes received after an Upgrade or CONNECT request, left unparsed (this layer
+        does not switch protocols: it is for whoever takes the connection over)."""
         return self._reader.trailing_data
 
     def send_failed(self) -> None:

@@ -72,6 +72,7 @@ class Reader:
         "stopped",
         "eof",
         "trailing_data",
+        "upgraded",
         "_headers",
         "_noted",
         "_content_length",
@@ -104,8 +105,10 @@ class Reader:
         self.stopped = False
         #: The peer closed its side (``receive_data(b"")``).
         self.eof = False
-        #: Bytes received after an Upgrade or CONNECT request, not parsed.
+        #: Bytes received after an Upgrade or CONNECT request (all of them), not parsed.
         self.trailing_data = b""
+        #: Parsing stopped after an Upgrade or CONNECT request.
+        self.upgraded = False
         self._headers: HeaderList = []
         self._noted = False
         self._content_length: int | None = None
@@ -135,6 +138,8 @@ class Reader:
             if data:
                 if self.eof:
                     raise LocalProtocolError("data received after the end of the input")
+                if self.upgraded:
+                    self.trailing_data += bytes(data)
             else:
                 self.feed_eof()
             return
@@ -143,7 +148,7 @@ class Reader:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self.stopped = True
+            self.stopped = self.upgraded = True
             self.trailing_data = bytes(data[exc.args[0] :])
             return
         except httptools.HttpParserError as exc:
