@@ -886,3 +886,23 @@ def test_errors_are_all_protocol_errors() -> None:
     assert issubclass(RemoteProtocolError, ProtocolError)
     assert issubclass(LocalProtocolError, ProtocolError)
     assert ProtocolError("x").status_hint == 400
+
+
+def test_strict_parser_turns_off_every_leniency_the_parser_knows() -> None:
+    from unknot.http._protocol._reader import _NO_LENIENCY, strict_parser
+
+    class OlderParser:
+        known = {"lenient_headers", "lenient_chunked_length"}
+
+        def __init__(self) -> None:
+            self.set: dict[str, bool] = {}
+
+        def set_dangerous_leniencies(self, **flags: bool) -> None:
+            if set(flags) - self.known:
+                raise TypeError("unexpected keyword argument")
+            self.set.update(flags)
+
+    older = OlderParser()
+    strict_parser(older)  # type: ignore[arg-type]
+    assert older.set == {"lenient_headers": False, "lenient_chunked_length": False}
+    assert len(_NO_LENIENCY) == 10 and not any(_NO_LENIENCY.values())

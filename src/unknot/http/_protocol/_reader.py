@@ -57,8 +57,17 @@ _NO_LENIENCY = dict.fromkeys(
 
 
 def strict_parser(parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
-    """Turn every llhttp leniency off (they are off by default; this makes it certain)."""
-    parser.set_dangerous_leniencies(**_NO_LENIENCY)
+    """Turn every llhttp leniency off (they are off by default; this makes it certain).
+
+    An httptools without some of these flags has no such leniency to turn off."""
+    try:
+        parser.set_dangerous_leniencies(**_NO_LENIENCY)
+    except TypeError:
+        for name, off in _NO_LENIENCY.items():
+            try:
+                parser.set_dangerous_leniencies(**{name: off})
+            except TypeError:
+                pass
 
 
 class Reader:
