@@ -906,3 +906,22 @@ def test_strict_parser_turns_off_every_leniency_the_parser_knows() -> None:
     strict_parser(older)  # type: ignore[arg-type]
     assert older.set == {"lenient_headers": False, "lenient_chunked_length": False}
     assert len(_NO_LENIENCY) == 10 and not any(_NO_LENIENCY.values())
+
+
+def test_a_reused_receive_buffer_is_copied_out() -> None:
+    # recv_into a preallocated buffer: the events must not share its memory.
+    buffer = bytearray(64)
+    view = memoryview(buffer)
+    conn = ServerConnection()
+    wire = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabcdef"
+    events: list[Event] = []
+    for start in range(0, len(wire), 20):
+        piece = wire[start : start + 20]
+        buffer[: len(piece)] = piece
+        conn.receive_data(view[: len(piece)])
+        buffer[:] = b"\xff" * len(buffer)  # the next recv_into overwrites it
+        events += drain(conn)
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.target == b"/up"
+    assert head.headers == [(b"host", b"x"), (b"content-length", b"6")]
+    assert body_of(events) == b"abcdef"
