@@ -23,7 +23,9 @@ import httptools  # noqa: E402
 from unknot.http import NEED_DATA, ServerConnection  # noqa: E402
 
 # What wrk sends, and a hello-world answer.
-REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+REQUEST = (
+    b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+)
 HEADERS = [(b"content-type", b"text/plain")]
 BODY = b"Hello, world!"
 

@@ -22,7 +22,7 @@ from ._events import (
     RequestHead,
 )
 from ._limits import DEFAULT_CLIENT_LIMITS, Limits
-from ._reader import ResponseReader
+from ._response_reader import ResponseReader
 from ._state import CLIENT, IDLE, SEND_BODY
 from ._writer import (
     CHUNKED,
@@ -60,6 +60,7 @@ class ClientConnection(Connection):
     def __init__(self, limits: Limits = DEFAULT_CLIENT_LIMITS) -> None:
         super().__init__(CLIENT)
         self._reader = ResponseReader(limits)
+        self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
     def send_request(
@@ -145,7 +146,6 @@ class ClientConnection(Connection):
             return self._framer.data(data)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
 
     def end_request(self, trailers: Headers | None = None) -> bytes:
         """The bytes that end the request body (trailers only with chunked framing)."""
@@ -156,7 +156,6 @@ class ClientConnection(Connection):
             tail = self._framer.end(trailers)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
         state.process_event(CLIENT, END_OF_MESSAGE)
         return tail
 

@@ -9,6 +9,9 @@ this side has finished its own message: until then ``next_events`` returns ``PAU
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     END_OF_MESSAGE,
@@ -28,11 +31,17 @@ from ._state import CLOSED, DONE, ERROR, ConnectionState, State
 
 class Connection:
     """One end of an HTTP/1.1 connection, without I/O: ``ServerConnection`` or
-    ``ClientConnection``. Feed it the bytes received, send the bytes it returns."""
+    ``ClientConnection``. Feed it the bytes received, send the bytes it returns.
 
-    __slots__ = ("_reader", "_state", "_our_role", "_their_role", "_request")
+    ``receive_data(data)`` parses bytes received from the peer; ``receive_data(b"")`` says the
+    peer closed its side (EOF); data after that is a ``LocalProtocolError``. (It is the
+    reader's own method, stored on the connection: one call per ``recv``.)
+    """
+
+    __slots__ = ("_reader", "_state", "_our_role", "_their_role", "_request", "receive_data")
 
     _reader: Reader
+    receive_data: Callable[[bytes | bytearray | memoryview], None]
 
     def __init__(self, our_role: int) -> None:
         self._state = ConnectionState()
@@ -60,7 +69,8 @@ class Connection:
 
     @property
     def trailing_data(self) -> bytes:
-        """Bytes that followed an Upgrade or CONNECT request, left unparsed."""
+        """All bytes received after an Upgrade or CONNECT request, left unparsed (this layer
+        does not switch protocols: it is for whoever takes the connection over)."""
         return self._reader.trailing_data
 
     def send_failed(self) -> None:
@@ -68,16 +78,6 @@ class Connection:
         self._state.process_error(self._our_role)
 
     # -- receiving -------------------------------------------------------------------------------
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse bytes received from the peer; ``b""`` means the peer closed its side (EOF)."""
-        reader = self._reader
-        if data:
-            if reader.eof:
-                raise LocalProtocolError("data received after the end of the input")
-            reader.feed(data)
-        else:
-            reader.feed_eof()
 
     def next_events(self) -> list[Event] | NeedData | Paused:
         """The events of the peer's current message parsed so far, as one list.
@@ -97,7 +97,8 @@ class Connection:
             events = reader.current
             reader.current = []
         else:
-            return self._nothing_ready(their_state)
+            nothing = self._nothing_ready(their_state)
+            return nothing if nothing is NEED_DATA else [nothing]  # type: ignore[list-item]
         if len(events) == 2 and events[1] is END_OF_MESSAGE:
             head = events[0]
             head_type = type(head)
@@ -133,19 +134,19 @@ class Connection:
         elif reader.current:
             event = reader.current.pop(0)
         else:
-            result = self._nothing_ready(their_state)
-            return result if not isinstance(result, list) else result[0]
+            return self._nothing_ready(their_state)
         self._apply([event])
         return event
 
-    def _nothing_ready(self, their_state: State) -> list[Event] | NeedData:
+    def _nothing_ready(self, their_state: State) -> ConnectionClosed | NeedData:
+        """No event parsed: raise the error that stopped parsing, repeat the end, or wait."""
         reader = self._reader
         if reader.error is not None:
             if their_state is not ERROR:
                 self._state.process_error(self._their_role)
             raise reader.error
         if their_state is CLOSED:
-            return [ConnectionClosed()]
+            return ConnectionClosed()
         return NEED_DATA
 
     def _apply(self, events: list[Event]) -> None:
@@ -164,14 +165,14 @@ class Connection:
         except LocalProtocolError as exc:
             self._refused(exc)
 
-    def _refused(self, exc: LocalProtocolError) -> None:
+    def _refused(self, exc: LocalProtocolError) -> NoReturn:
         """The parser let through what the state machine refuses: the peer's error."""
         error = RemoteProtocolError(str(exc))
         self._reader.error = error
         self._state.process_error(self._their_role)
         raise error from None
 
-    def _fail_locally(self, error: ProtocolError) -> None:
+    def _fail_locally(self, error: ProtocolError) -> NoReturn:
         """A message this side was sending is broken: this side is in ERROR."""
         self._state.process_error(self._our_role)
         raise error

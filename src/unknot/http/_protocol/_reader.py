@@ -1,4 +1,4 @@
-"""Bytes in, events out: the parser callbacks (httptools, i.e. llhttp) that build the events.
+"""Bytes in, events out: what the request and response readers share.
 
 A reader owns one llhttp parser in strict mode (every leniency off: no bare LF, no obs-fold, no
 data after ``Connection: close``, no CTL in header values, no chunk-size slack) and turns its
@@ -13,7 +13,8 @@ and :attr:`Reader.error` is raised only when they have been handed out.
 
 The callbacks are the hot path of a server: they store into preallocated slots, look at a
 header's name only to spot the few that decide the framing, and create no event for a message
-without trailers (:data:`END_OF_MESSAGE` is shared).
+without trailers (:data:`END_OF_MESSAGE` is shared). The request side is in
+``_request_reader``, the response side in ``_response_reader``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import deque
 
 import httptools
 
-from ._errors import ProtocolError, RemoteProtocolError
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     END_OF_MESSAGE,
     ConnectionClosed,
@@ -30,17 +31,14 @@ from ._events import (
     EndOfMessage,
     Event,
     HeaderList,
-    InformationalResponse,
-    RequestHead,
-    ResponseHead,
 )
 from ._limits import Limits
 
 #: Header names that decide how a message is framed or handled; only these get a closer look.
-_NOTED = frozenset(
+NOTED = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
 )
-_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _NO_LENIENCY = dict.fromkeys(
     (
         "lenient_headers",
@@ -59,8 +57,17 @@ _NO_LENIENCY = dict.fromkeys(
 
 
 def strict_parser(parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
-    """Turn every llhttp leniency off (they are off by default; this makes it certain)."""
-    parser.set_dangerous_leniencies(**_NO_LENIENCY)
+    """Turn every llhttp leniency off (they are off by default; this makes it certain).
+
+    An httptools without some of these flags has no such leniency to turn off."""
+    try:
+        parser.set_dangerous_leniencies(**_NO_LENIENCY)
+    except TypeError:
+        for name, off in _NO_LENIENCY.items():
+            try:
+                parser.set_dangerous_leniencies(**{name: off})
+            except TypeError:
+                pass
 
 
 class Reader:
@@ -74,6 +81,7 @@ class Reader:
         "stopped",
         "eof",
         "trailing_data",
+        "upgraded",
         "_headers",
         "_noted",
         "_content_length",
@@ -104,10 +112,12 @@ class Reader:
         self.error: ProtocolError | None = None
         #: Nothing more is parsed (error, end of a last message, upgrade); input is ignored.
         self.stopped = False
-        #: The peer closed its side (``feed_eof``).
+        #: The peer closed its side (``receive_data(b"")``).
         self.eof = False
-        #: Bytes received after an Upgrade or CONNECT request, not parsed.
+        #: Bytes received after an Upgrade or CONNECT request (all of them), not parsed.
         self.trailing_data = b""
+        #: Parsing stopped after an Upgrade or CONNECT request.
+        self.upgraded = False
         self._headers: HeaderList = []
         self._noted = False
         self._content_length: int | None = None
@@ -128,16 +138,26 @@ class Reader:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse ``data``; the events go to :attr:`current` and :attr:`ready`."""
-        if self.stopped:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse bytes received from the peer; ``b""`` means the peer closed its side (EOF).
+
+        The events go to :attr:`current` and :attr:`ready`. (A connection's ``receive_data``
+        *is* this method: one call per ``recv`` on a server's hot path.)"""
+        if self.stopped or not data:
+            if data:
+                if self.eof:
+                    raise LocalProtocolError("data received after the end of the input")
+                if self.upgraded:
+                    self.trailing_data += bytes(data)
+            else:
+                self.feed_eof()
             return
         progress = self._progress
         self._feed_size = size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self.stopped = True
+            self.stopped = self.upgraded = True
             self.trailing_data = bytes(data[exc.args[0] :])
             return
         except httptools.HttpParserError as exc:
@@ -200,7 +220,7 @@ class Reader:
         """A header (or trailer) field: lowercase the name, keep the value as received."""
         name = name.lower()
         self._headers.append((name, value))
-        if name in _NOTED and not self._in_body:
+        if name in NOTED and not self._in_body:
             self._note(name, value)
 
     def _note(self, name: bytes, value: bytes) -> None:
@@ -279,249 +299,3 @@ class Reader:
 
     def _connection_tokens(self) -> set[bytes]:
         return {token.strip() for token in self._connection.split(b",")}
-
-
-class RequestReader(Reader):
-    """The server side: parses requests."""
-
-    __slots__ = ("_target", "_expect_continue", "_upgrade_offered")
-
-    parser: httptools.HttpRequestParser
-
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
-        self._target = b""
-        self._expect_continue = False
-        self._upgrade_offered = False
-        self.parser = parser = httptools.HttpRequestParser(self)
-        strict_parser(parser)
-
-    def _kind(self) -> str:
-        return "request"
-
-    def _note(self, name: bytes, value: bytes) -> None:
-        if name == b"expect":
-            self._expect_continue = value.strip().lower() == b"100-continue"
-            self._noted = True
-        elif name == b"upgrade":
-            self._upgrade_offered = self._noted = True
-        else:
-            Reader._note(self, name, value)
-
-    def on_url(self, url: bytes) -> None:
-        """The request target, maybe in pieces (llhttp reports what each feed holds)."""
-        self._in_message = True
-        target = self._target + url
-        if len(target) > self._max_target:
-            self._raise(RemoteProtocolError("request target too long", 414))
-        self._target = target
-
-    def on_headers_complete(self) -> None:
-        """The head is complete: check it, then queue its ``RequestHead``."""
-        parser = self.parser
-        headers = self._headers
-        self._headers = []  # trailers, if any, go to a fresh list
-        self._in_body = True
-        # _head_may_be_too_large, inlined: this runs for every request.
-        if len(headers) > self._max_count or self._head_bound + self._feed_size > self._max_header:
-            self._check_head(headers)
-        keep_alive = parser.should_keep_alive()
-        method = parser.get_method()
-        if keep_alive and not self._noted and method != b"CONNECT":
-            # The common request: no framing header, so no body; HTTP/1.1 (llhttp keeps only
-            # HTTP/1.1 alive without a Connection header).
-            self._keep_alive = True
-            self.current.append(RequestHead(method, self._target, headers))
-            self._target = b""
-            return
-        self._special_head(method, headers, keep_alive)
-
-    def _special_head(self, method: bytes, headers: HeaderList, keep_alive: bool) -> None:
-        """The rest of ``on_headers_complete``: a body, a version to check, an expectation or
-        an upgrade."""
-        parser = self.parser
-        expect_continue = upgrade = False
-        if keep_alive and not self._connection:
-            version = b"1.1"
-        else:
-            version = self._version()
-        if self._noted:
-            expect_continue = self._expect_continue and version == b"1.1"
-            self._expect_continue = False
-            self._frame_body()
-            self._check_content_length()
-            if self._upgrade_offered or method == b"CONNECT":
-                self._upgrade_offered = False
-                upgrade = parser.should_upgrade()
-                if upgrade:
-                    if self._codings or self._content_length:
-                        self._raise(RemoteProtocolError("an upgrade request with a body"))
-                    keep_alive = False
-        elif method == b"CONNECT":
-            upgrade, keep_alive = True, False
-        self._keep_alive = keep_alive
-        self.current.append(
-            RequestHead(method, self._target, headers, version, keep_alive, expect_continue,
-                        upgrade)
-        )
-        self._target = b""
-
-    def _version(self) -> bytes:
-        version = _VERSIONS.get(self.parser.get_http_version())
-        if version is None:
-            self._raise(RemoteProtocolError("HTTP version not supported", 505))
-        assert version is not None
-        return version
-
-    def _frame_body(self) -> None:
-        codings = self._codings
-        if codings:
-            # llhttp refuses chunked not last and Content-Length with Transfer-Encoding (400);
-            # a coding other than chunked is not implemented (RFC 9112, 6.1).
-            if codings != [b"chunked"]:
-                self._raise(RemoteProtocolError("unsupported transfer coding", 501))
-            self._body_budget = self._max_body
-
-    def on_message_complete(self) -> None:
-        """The request is complete."""
-        if self._headers or self._noted or not self._keep_alive:
-            self._end_message()
-            return
-        # _end_message for the common request, inlined: this runs for every request.
-        current = self.current
-        current.append(END_OF_MESSAGE)
-        self.ready.append(current)
-        self.current = []
-        self._in_message = self._in_body = False
-        self._progress += 1
-        self._head_exact = self._head_bound = 0
-
-
-class ResponseReader(Reader):
-    """The client side: parses responses. Tell it about a HEAD request with
-    :meth:`expect_head_response` before the response arrives."""
-
-    __slots__ = ("_reason", "_informational", "_head_only", "_head_done", "_until_close",
-                 "_buffer")
-
-    parser: httptools.HttpResponseParser
-
-    def __init__(self, limits: Limits) -> None:
-        super().__init__(limits)
-        self._reason = b""
-        self._informational = False
-        self._head_only = False  # the response answers a HEAD: it has no body
-        self._head_done = False
-        self._until_close = False
-        self._buffer = b""
-        self.parser = self._new_parser()
-
-    def _new_parser(self) -> httptools.HttpResponseParser:
-        parser = httptools.HttpResponseParser(self)
-        strict_parser(parser)
-        return parser
-
-    def _kind(self) -> str:
-        return "response"
-
-    def expect_head_response(self) -> None:
-        """The next final response answers a HEAD request: its head only, whatever it says."""
-        self._head_only = True
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Parse ``data``. For a HEAD response, llhttp cannot be told to skip the body, so the
-        heads are cut at their blank line (strict mode guarantees CRLF CRLF) and fed alone."""
-        if not self._head_only or self.stopped:
-            Reader.feed(self, data)
-            return
-        buffer = self._buffer + bytes(data)
-        while self._head_only and not self.stopped:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > self._max_target + self._max_header:
-                    self._fail(RemoteProtocolError("response head too large", 431))
-                self._buffer = buffer
-                return
-            Reader.feed(self, buffer[: end + 4])
-            buffer = buffer[end + 4 :]
-            if self._head_done:  # the final head: end the message here, parse on afresh
-                self._head_only = self._head_done = False
-                self._end_message()
-                self.parser = self._new_parser()
-        self._buffer = b""
-        if buffer:
-            self.feed(buffer)
-
-    def feed_eof(self) -> None:
-        """The server closed: this ends a body delimited by the connection's end."""
-        if self._until_close and not self.stopped:
-            self._until_close = False
-            self._end_message()
-        Reader.feed_eof(self)
-
-    def on_message_begin(self) -> None:
-        """A response begins (unlike a server, a client can afford this callback)."""
-        self._in_message = True
-
-    def on_status(self, reason: bytes) -> None:
-        """The reason phrase, maybe in pieces."""
-        reason = self._reason + reason
-        if len(reason) > self._max_target:
-            self._raise(RemoteProtocolError("reason phrase too long", 431))
-        self._reason = reason
-
-    def on_headers_complete(self) -> None:
-        """The head is complete: queue an ``InformationalResponse`` or a ``ResponseHead``."""
-        parser = self.parser
-        headers = self._headers
-        self._headers = []
-        self._in_body = True
-        status = parser.get_status_code()
-        version = _VERSIONS.get(parser.get_http_version())
-        reason, self._reason = self._reason, b""
-        if self._head_may_be_too_large(headers):
-            self._check_head(headers)
-        if version is None:
-            self._raise(RemoteProtocolError("HTTP version not supported", 505))
-        assert version is not None
-        if status < 100:
-            self._raise(RemoteProtocolError(f"invalid status {status}"))
-        if status < 200:
-            if status == 101:
-                self._raise(RemoteProtocolError("switching protocols is not supported"))
-            self._informational = True  # llhttp completes it with no body
-            self.current.append(InformationalResponse(status, headers, reason, version))
-            return
-        chunked = bool(self._codings) and self._codings[-1] == b"chunked"
-        if self._head_only:
-            # llhttp expects a body it will never see; keep-alive is decided here instead.
-            self._head_done = True
-            tokens = self._connection_tokens()
-            if version == b"1.1":
-                keep_alive = b"close" not in tokens
-            else:
-                keep_alive = b"keep-alive" in tokens
-        else:
-            keep_alive = parser.should_keep_alive()
-            if status != 204 and status != 304:
-                if chunked:
-                    self._body_budget = self._max_body
-                elif self._content_length is None:
-                    # No length: the body runs until the server closes (RFC 9112, 6.3).
-                    self._until_close = True
-                    self._body_budget = self._max_body
-                    keep_alive = False
-                else:
-                    self._check_content_length()
-        self._keep_alive = keep_alive
-        self.current.append(ResponseHead(status, headers, reason, version, keep_alive))
-
-    def on_message_complete(self) -> None:
-        """A response is complete (an informational one produces no ``EndOfMessage``; a HEAD
-        response is ended by :meth:`feed`)."""
-        self._until_close = False
-        if self._informational:
-            self._informational = False
-            self._reset_message()
-        elif not self._head_done:
-            self._end_message()

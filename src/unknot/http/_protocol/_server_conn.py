@@ -29,7 +29,7 @@ from ._events import (
     ResponseHead,
 )
 from ._limits import DEFAULT_LIMITS, Limits
-from ._reader import RequestReader
+from ._request_reader import RequestReader
 from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
 from ._writer import (
     CHECKED_LINES,
@@ -81,6 +81,7 @@ class ServerConnection(Connection):
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(SERVER)
         self._reader = RequestReader(limits)
+        self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
     @property
@@ -116,18 +117,21 @@ class ServerConnection(Connection):
         if line is None:
             line = status_line(status, reason) if status >= 200 else _refuse_status(status)
         lines = [line]
-        # render_headers, inlined for the common case: every pair seen before, none framing.
-        get = CHECKED_LINES.get
-        append = lines.append
         facts = None
-        try:
-            for pair in headers:
-                entry = get(pair)
-                if entry is None or entry[1]:
-                    raise LookupError
-                append(entry[0])
-        except (LookupError, TypeError):
-            del lines[1:]
+        if type(headers) is list:
+            # render_headers, inlined for the common case: every pair seen before, none framing.
+            get = CHECKED_LINES.get
+            append = lines.append
+            try:
+                for pair in headers:
+                    entry = get(pair)
+                    if entry is None or entry[1]:
+                        raise LookupError
+                    append(entry[0])
+            except (LookupError, TypeError):
+                del lines[1:]
+                facts = render_headers(headers, lines)
+        elif headers:
             facts = render_headers(headers, lines)
         if request is not None and request.upgrade:
             _refuse_upgrade_answer(request.method, status)
@@ -240,7 +244,6 @@ class ServerConnection(Connection):
             return self._framer.data(data)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
 
     def data_sent(self, count: int) -> None:
         """Count ``count`` body bytes that the caller sent itself, as they are (a file sent with
@@ -268,7 +271,6 @@ class ServerConnection(Connection):
             tail = self._framer.end(trailers)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
-            raise
         state.process_event(SERVER, END_OF_MESSAGE)
         self._request = None
         return tail

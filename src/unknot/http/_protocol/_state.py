@@ -76,6 +76,15 @@ class State:
     def __repr__(self) -> str:
         return self.name
 
+    def __reduce__(self) -> str:
+        return self.name  # a singleton: copies and pickles are the same object
+
+    def __copy__(self) -> State:
+        return self
+
+    def __deepcopy__(self, memo: object) -> State:
+        return self
+
 
 IDLE: Final = State("IDLE")
 SEND_RESPONSE: Final = State("SEND_RESPONSE")
@@ -97,6 +106,7 @@ _CLOSING: dict[type[Event], State] = {ConnectionClosed: CLOSED}
 EVENT_TRANSITIONS: Final[tuple[dict[State, dict[type[Event], State]], ...]] = (
     {  # CLIENT
         IDLE: {RequestHead: SEND_BODY, ConnectionClosed: CLOSED},
+        SEND_RESPONSE: {},  # (a server's state only)
         SEND_BODY: {Data: SEND_BODY, EndOfMessage: DONE},
         DONE: _CLOSING,
         MUST_CLOSE: _CLOSING,
@@ -115,8 +125,8 @@ EVENT_TRANSITIONS: Final[tuple[dict[State, dict[type[Event], State]], ...]] = (
     },
 )
 
-# The one cross-role transition: a request head makes an idle server owe a response.
-# (Applied in ConnectionState.process_event.)
+# The one cross-role transition: a request head makes an idle server owe a response
+# (IDLE -> SEND_RESPONSE; applied in ConnectionState.process_message).
 
 #: State-triggered transitions, applied after every event (see ``_settle``), per role:
 #: ``PAIR_TRANSITIONS[role][(other side's state, own state)] -> own new state``. When the peer
@@ -137,7 +147,9 @@ def _refused(role: int, event_type: type, state: State) -> LocalProtocolError:
 class ConnectionState:
     """Both sides' states of one connection, plus keep-alive and the 100-continue flag.
 
-    Only :meth:`process_event`, :meth:`process_error` and :meth:`disable_keep_alive` change it.
+    Only :meth:`process_event`, :meth:`process_message` (and its two shortcuts for the server's
+    hot path, :meth:`whole_request` and :meth:`whole_response`), :meth:`process_error` and
+    :meth:`disable_keep_alive` change it.
     """
 
     __slots__ = ("states", "keep_alive", "client_waiting_for_continue")
@@ -221,6 +233,7 @@ class ConnectionState:
         ):
             states[CLIENT] = DONE
             states[SERVER] = SEND_RESPONSE
+            self.client_waiting_for_continue = False
         else:
             self.process_message(CLIENT, head)
 
