@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -427,3 +428,59 @@ def test_a_few_hundred_concurrent_connections() -> None:
         wait_until(lambda: srv.connections == 0)
     assert peak == clients
     assert sorted(results) == sorted([b"/first", b"/second", b"/third"] * clients)
+
+
+# -- addresses and sockets -------------------------------------------------------------------
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+    def main() -> None:
+        with HTTPServer(echo_info, "::1", 0) as server:
+            server.start()
+            with unknot.socket.create_connection(("::1", server.port), timeout=5) as sock:
+                sock.sendall(get("/six", extra="Connection: close\r\n"))
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+                peer = sock.getsockname()
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        fields = data.partition(b"\r\n\r\n")[2].decode().split("|")
+        assert fields[2] == "/six"
+        assert fields[5] == repr(peer)
+
+    unknot.run(main)
+
+
+def test_serving_on_a_socket_of_ones_own() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def main() -> None:
+        with HTTPServer(hello, sock=listener) as server:
+            assert server.port == port
+            server.start()
+            with unknot.socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(get("/", extra="Connection: close\r\n"))
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+    unknot.run(main)
+    assert listener.fileno() == -1  # the server took it over and closed it
+
+
+def test_an_upgrade_request_is_answered_and_the_connection_closed() -> None:
+    def plain(request: Request) -> Any:
+        return 426, {"upgrade": "websocket"}, b"not here"
+
+    with ServerThread(plain) as srv:
+        request = get("/ws", extra="Connection: Upgrade\r\nUpgrade: websocket\r\n")
+        (response,), closed = raw_exchange(srv.port, request + b"\x81\x05hello")
+    assert (response.status, response.body) == (426, b"not here")
+    assert closed

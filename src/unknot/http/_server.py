@@ -87,8 +87,9 @@ class HTTPServer:
 
     Built on `unknot.TCPServer`, so the listening socket is bound at once (`address`, `port`;
     port 0 picks a free one; ``sock`` serves on a listening socket of yours instead) and ``ssl``
-    (an `ssl.SSLContext`) makes it HTTPS, the TLS handshake running in the connection's fiber. ``limits`` bounds what clients send (see
-    `Limits`: 414, 431, 413), ``timeouts`` how long they may take (see `Timeouts`: 408).
+    (an `ssl.SSLContext`) makes it HTTPS, the TLS handshake running in the connection's fiber.
+    ``limits`` bounds what clients send (see `Limits`: 414, 431, 413), ``timeouts`` how long
+    they may take (see `Timeouts`: 408).
     ``access_log``: ``True`` (or ``"combined"``) or ``"common"`` logs a line per response to
     the ``unknot.http.access`` logger; errors go to ``unknot.http``. ``max_connections``,
     ``backlog``, ``reuse_port`` and ``handshake_timeout`` are the `TCPServer`'s.
@@ -244,18 +245,25 @@ class HTTPServer:
 
 
 def serve(
-    handler: Handler, host: str | None = "127.0.0.1", port: int = 8000, **kwargs: Any
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 8000,
+    *,
+    backlog: int = 1024,
+    **kwargs: Any,
 ) -> None:
     """Serve HTTP on ``host:port`` with ``handler``; blocks, like `unknot.serve_tcp`.
 
     From a fiber it serves in that fiber (cancel the fiber to stop); called outside any hub it
     starts one with `unknot.run`. Keyword arguments are `HTTPServer`'s (``ssl``, ``limits``,
-    ``timeouts``, ``access_log``, ``max_connections``, ``backlog``...).
+    ``timeouts``, ``access_log``, ``max_connections``, ``backlog``, ``sock``...).
     """
     if unknot.current() is None:
-        unknot.run(serve, handler, host, port, **kwargs)
+        unknot.run(serve, handler, host, port, backlog=backlog, **kwargs)
         return
-    server = HTTPServer(handler, host, port, **kwargs)
+    server = HTTPServer(handler, host, port, backlog=backlog, **kwargs)
     scheme = "https" if kwargs.get("ssl") is not None else "http"
-    log.info("serving on %s://%s:%d", scheme, server.address[0], server.port)
+    address = server.address
+    shown = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+    log.info("serving on %s://%s:%d", scheme, shown, server.port)
     server.serve_forever()
