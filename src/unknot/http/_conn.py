@@ -4,8 +4,9 @@
 with one ``recv`` of up to 64 KiB, answers each complete request in order, and sends a response
 whose body is ``bytes`` as one ``send`` (head and body framed together by
 ``ServerConnection.send_response``). Responses to pipelined requests already received are
-written together, when the next ``recv`` is due (or 64 KiB are waiting). Bodies that are not
-bytes go out from `_respond`: a file with ``sendfile``, an iterable chunk by chunk.
+written together, when the next ``recv`` is due (or 64 KiB are waiting): a handler that blocks
+holds back the answers before its own, which a pipelining client reads in order anyway. Bodies
+that are not bytes go out from `_respond`: a file with ``sendfile``, an iterable chunk by chunk.
 
 Timeouts cost no timer per request: before a call that may wait, the connection stores the
 time it must end by in `HTTPConnection.deadline` (0.0 while it runs the handler), and the
@@ -33,8 +34,10 @@ touched.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -54,7 +57,7 @@ from ._protocol import (
 from ._protocol._events import END_OF_MESSAGE
 from ._respond import ClientGone, ResponseAborted, send_file, send_stream, write
 
-__all__ = ["ConnectionSettings", "HTTPConnection"]
+__all__ = ["ConnectionSettings", "HTTPConnection", "Timeouts"]
 
 log = logging.getLogger("unknot.http")
 
@@ -78,6 +81,38 @@ _CLOSE = (b"connection", b"close")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the server waits for a client, in seconds (finite and positive).
+
+    ``head`` (10)
+        From the first byte of a request head to its end, all ``recv``\\ s together: a
+        client trickling its head is cut off (408, then close). Also how long a new
+        connection may stay silent before its first request (408 too).
+    ``keep_alive`` (5)
+        How long an open connection may wait for the first byte of its next request; then
+        it is closed without a word (a client may be sending a request at that moment: a 408
+        would look like its answer).
+    ``body`` (30)
+        Each wait for more request body bytes while the handler reads the body:
+        `TimeoutError` in the handler, 408 if the handler lets it through.
+    ``write`` (60)
+        Each write to the client (a whole small response, a chunk of a stream, 1 MiB of a
+        larger body or file): a client that stops reading is dropped.
+    """
+
+    head: float = 10.0
+    keep_alive: float = 5.0
+    body: float = 30.0
+    write: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("head", "keep_alive", "body", "write"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"timeout {name} must be a positive number, not {value!r}")
+
+
 class ConnectionSettings:
     """What every connection of one server shares: the handler, limits, timeouts, logging."""
 
@@ -98,7 +133,7 @@ class ConnectionSettings:
         self,
         handler: Callable[[Request], Any],
         limits: Limits,
-        timeouts: Any,
+        timeouts: Timeouts,
         access_log: AccessLog | None,
         tls: bool,
     ) -> None:

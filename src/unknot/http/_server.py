@@ -29,17 +29,15 @@ has seen the last connection end.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import unknot
 
 from ._access_log import AccessLog
-from ._conn import ConnectionSettings, HTTPConnection
+from ._conn import ConnectionSettings, HTTPConnection, Timeouts
 from ._message import Request
 from ._protocol import DEFAULT_LIMITS, Limits
 
@@ -48,38 +46,6 @@ __all__ = ["HTTPServer", "Timeouts", "serve"]
 log = logging.getLogger("unknot.http")
 
 Handler = Callable[[Request], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """How long the server waits for a client, in seconds (finite and positive).
-
-    ``head`` (10)
-        From the first byte of a request head to its end, all ``recv``\\ s together: a
-        client trickling its head is cut off (408, then close). Also how long a new
-        connection may stay silent before its first request (408 too).
-    ``keep_alive`` (5)
-        How long an open connection may wait for the first byte of its next request; then
-        it is closed without a word (a client may be sending a request at that moment: a 408
-        would look like its answer).
-    ``body`` (30)
-        Each wait for more request body bytes while the handler reads the body:
-        `TimeoutError` in the handler, 408 if the handler lets it through.
-    ``write`` (60)
-        Each write to the client (a whole small response, a chunk of a stream, 1 MiB of a
-        larger body or file): a client that stops reading is dropped.
-    """
-
-    head: float = 10.0
-    keep_alive: float = 5.0
-    body: float = 30.0
-    write: float = 60.0
-
-    def __post_init__(self) -> None:
-        for name in ("head", "keep_alive", "body", "write"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"timeout {name} must be a positive number, not {value!r}")
 
 
 class HTTPServer:
