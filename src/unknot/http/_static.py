@@ -231,7 +231,7 @@ class StaticFiles:
         if _SUSPICIOUS.search(request.raw_path):
             raise HTTPError(404)
         path = request.path
-        real = self._inside(os.path.join(self.directory, self._relative(path)))
+        real = self._resolve(self._relative(path))
         fd, st = _open(real)
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
@@ -263,6 +263,23 @@ class StaticFiles:
                 raise HTTPError(404)
             parts.append(segment)
         return "/".join(parts)
+
+    def _resolve(self, relative: str) -> str:
+        """The real path of ``relative`` (as `_relative` gives it) in the directory; 404 if it
+        leads out. The directory is resolved already, so while no component is a symbolic link,
+        joining is resolving: one ``lstat`` per component, where ``realpath`` would also walk
+        the directory's own path. A link (or a missing component) takes `_inside`'s way."""
+        real = self.directory
+        if relative:
+            for part in relative.split("/"):
+                real = os.path.join(real, part)
+                try:
+                    if not stat.S_ISLNK(os.lstat(real).st_mode):
+                        continue
+                except (OSError, ValueError):
+                    pass
+                return self._inside(os.path.join(self.directory, relative))
+        return real
 
     def _inside(self, path: str) -> str:
         """``path`` resolved, if it is the directory or inside it; else 404."""
@@ -319,6 +336,10 @@ class StaticFiles:
         self, real: str, st: os.stat_result, accept_encoding: str | None
     ) -> tuple[bool, tuple[Any, os.stat_result] | None]:
         """Whether a usable ``real.gz`` exists, and it opened if the client accepts gzip."""
+        try:
+            os.lstat(real + ".gz")  # (one syscall settles the common case: there is none)
+        except (OSError, ValueError):
+            return False, None
         try:
             sibling = self._inside(real + ".gz")  # a symlink out of the directory: none
             if not accepts_gzip(accept_encoding):
