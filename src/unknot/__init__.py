@@ -42,14 +42,36 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
+from ._future import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    as_completed,
+    spawn_later,
+    wait,
+)
+from ._local import local
 from ._patch import is_patched, patch, unpatch
+from ._pool import Pool
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
+from ._signals import open_signal_receiver
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "Future",
+    "Pool",
+    "as_completed",
+    "local",
+    "open_signal_receiver",
+    "spawn_later",
+    "wait",
     "BoundedSemaphore",
     "CancelScope",
     "Cancelled",
