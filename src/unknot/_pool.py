@@ -3,16 +3,19 @@
 How it works. The pool is a count of free *slots* and a fair queue (a `ParkingLot`) of fibers
 waiting for one; a call runs only while it holds a slot. `Pool.spawn` takes a slot and starts a
 fiber that gives it back when it ends. `map` and the `imap` variants do not start a fiber per
-item: a `_Run` starts *workers*, each of which loops "take a slot, take the next item, call,
-give the slot back, store the result". A worker starts a helper only when none is waiting to
-start, so a function that never blocks is served by one worker with no switch per item, while
-one that blocks brings up to ``size`` workers. Each call runs in its own copy of the caller's
-contextvars (as if spawned).
+item (starting a fiber costs far more than a call): a `_Run` starts *workers*, each of which
+loops "take a slot, take the next item, call, give the slot back, store the result". Before
+each call a worker makes sure a helper is on its way (an idle worker woken, or a new one while
+fewer than ``size`` exist), unless one already is: a function that never blocks is served by
+one worker with no switch per item, while one that blocks brings up to ``size`` workers. Each
+call runs in its own copy of the caller's contextvars (as if spawned).
 
 Memory. `map` keeps the results (it returns them all). `imap` and `imap_unordered` take an item
 from the input only while fewer than ``size`` items are taken and not yet handed to the
-consumer; a worker that finds that window full ends, and the consumer starts a new one when it
-takes a result. So an iterator nobody consumes holds no fibers, only at most ``size`` results.
+consumer. A worker that finds this window full parks, idle (no call in flight), until the
+consumer takes a result; the consumer then wakes one, unless one it woke has not run yet. Idle
+workers end when the input is exhausted, when the iterator is closed or dropped, and when the
+pool's with-block exits (a consumer that comes back later starts new ones).
 
 Failure. The first call that raises (or the input iterator raising) stops the run: the calls
 in flight are cancelled (`Cancelled` at their next blocking call), the run waits for them to
@@ -22,6 +25,7 @@ being cancelled are listed in a note on it. Results not yet handed over are drop
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import copy_context
@@ -83,10 +87,15 @@ class Pool:
         self._size = size
         self._free = size
         self._slot_waiters = ParkingLot()
+        self._nwaiting = 0  # fibers in _slot_waiters (or just woken from it)
         self._group: unknot.TaskGroup | None = None
         #: Fibers running calls of this pool (spawned ones and workers), for `apply`.
         self._members: set[Fiber] = set()
         self._fiber_done_cb = self._fiber_done
+        #: The imap runs, whose idle workers the with-block's exit sends away.
+        self._runs: weakref.WeakSet[_Run] = weakref.WeakSet()
+        #: The with-block is exiting: workers end instead of waiting for room.
+        self._closing = False
 
     @property
     def size(self) -> int:
@@ -103,16 +112,26 @@ class Pool:
 
     # -- slots -------------------------------------------------------------------------------
 
+    # A slot is free only when no fiber waits for one (a released slot goes to a waiter first),
+    # so a free slot can be taken without looking at the queue.
+
     def _acquire(self, f: Fiber) -> None:
         """Take a slot for ``f`` (the current fiber), waiting in line if none is free."""
-        if self._free and not self._slot_waiters:
+        if self._free:
             self._free -= 1
         else:
+            self._wait_for_slot(f)
+
+    def _wait_for_slot(self, f: Fiber) -> None:
+        self._nwaiting += 1
+        try:
             self._slot_waiters.park(f)  # woken by _release, which hands its slot over
+        finally:
+            self._nwaiting -= 1
 
     def _release(self) -> None:
         """Give a slot back: straight to the longest-waiting fiber, if any."""
-        if self._slot_waiters.unpark() is None:
+        if not self._nwaiting or self._slot_waiters.unpark() is None:
             self._free += 1
 
     # -- the with-block ----------------------------------------------------------------------
@@ -133,10 +152,15 @@ class Pool:
     ) -> bool:
         group = self._group
         assert group is not None
+        # Workers waiting for an imap consumer that may never come would keep the block open.
+        self._closing = True
+        for run in list(self._runs):
+            run.wake_idle(every=True)
         try:
             return group.__exit__(exc_type, exc, tb)
         finally:
             self._group = None
+            self._closing = False
 
     def cancel(self) -> None:
         """Cancel the with-block: its body and every fiber the pool runs in it."""
@@ -212,8 +236,8 @@ class Pool:
 
         The input is read lazily: at most ``size`` items are taken ahead of the consumer. Work
         starts at once. A failing call cancels the calls in flight and the iterator raises its
-        exception. Use it in a ``with`` statement (or call ``close()``) to stop the calls when
-        you stop iterating early.
+        exception. Use it in a ``with`` statement (or call ``close()``) to end its fibers when
+        you stop iterating early; dropping it cancels them too.
         """
         checkpoint_if_cancelled()
         return PoolIterator(_Run(self, fn, iterable, iterables, _ORDERED))
@@ -294,8 +318,13 @@ class _Run:
         "workers",
         "results",
         "waiters",
+        "nwaiting",
         "group",
         "hub",
+        "idle",
+        "waking",
+        "idle_workers",
+        "__weakref__",
         "_worker_done_cb",
     )
 
@@ -331,10 +360,16 @@ class _Run:
         self.live = 0  # workers started and not finished
         self.pending = 0  # workers started that have not run yet
         self.workers: dict[Fiber, bool] = {}  # live workers -> whether they have started
+        self.idle_workers = ParkingLot()  # workers waiting for room in the window
+        self.idle = 0  # workers parked there (not counting those woken)
+        self.waking = 0  # workers woken from there that have not run yet
         self.results: Any = [] if mode == _MAP else {} if mode == _ORDERED else deque()
         self.waiters = ParkingLot()  # the consumer (or map's caller)
+        self.nwaiting = 0  # fibers parked in (or just woken from) waiters
         self.group = pool._group
         self._worker_done_cb = self._worker_done
+        if mode != _MAP:
+            pool._runs.add(self)
         self.add_worker()
 
     def add_worker(self) -> None:
@@ -360,7 +395,7 @@ class _Run:
             self.pending -= 1
         self.pool._members.discard(worker)
         self.live -= 1
-        if not self.live and self.waiters:
+        if not self.live and self.nwaiting:
             self.waiters.unpark_all()
 
     def fail(self, exc: BaseException) -> None:
@@ -385,7 +420,7 @@ class _Run:
         f = require_fiber()
         while self.live:
             try:
-                self.waiters.park(f, cancellable=False, interruptible=True)
+                self.park(f, cancellable=False)
             except BaseException as e:  # noqa: B036 - returned, raised once the workers ended
                 interrupt = interrupt or e
                 self.stop()
@@ -423,7 +458,7 @@ class _Run:
         f = require_fiber()
         try:
             while self.live:
-                self.waiters.park(f)
+                self.park(f)
         except BaseException as e:  # noqa: B036 - re-raised once the calls are stopped
             self.stopped_by_caller(e)
         if self.error is not None:
@@ -451,11 +486,17 @@ class _Run:
             if ordered:
                 value = results.pop(self.taken, _MISSING)
                 if value is not _MISSING:
-                    self.took()
+                    self.taken += 1
+                    if self.nwaiting and self.taken in results:
+                        self.waiters.unpark()  # another consumer of the same iterator
+                    self.refill()
                     return value
             elif results:
                 value = results.popleft()
-                self.took()
+                self.taken += 1
+                if self.nwaiting and results:
+                    self.waiters.unpark()
+                self.refill()
                 return value
             if not self.live:
                 if self.stopping or self.exhausted:
@@ -465,23 +506,40 @@ class _Run:
                     raise StopIteration
                 self.add_worker()
             try:
-                self.waiters.park(require_fiber())
+                self.park(require_fiber())
             except BaseException as e:  # noqa: B036 - re-raised once the calls are stopped
                 self.stopped_by_caller(e)
 
-    def took(self) -> None:
-        """A result was handed to the consumer: pass the word on to another consumer of the
-        same iterator if more are ready, and start a worker if none is about to start."""
-        self.taken += 1
-        if self.waiters and (self.taken in self.results if self.mode == _ORDERED else self.results):
-            self.waiters.unpark()
-        if (
-            not self.pending
-            and not self.stopping
-            and not self.exhausted
-            and self.live < self.pool._size
-        ):
-            self.add_worker()
+    def park(self, f: Fiber, cancellable: bool = True) -> None:
+        """Wait (the consumer, or map's caller) for a result or the workers' end."""
+        self.nwaiting += 1
+        try:
+            self.waiters.park(f, cancellable=cancellable, interruptible=True)
+        finally:
+            self.nwaiting -= 1
+
+    def refill(self) -> None:
+        """A result was handed over, so the window has room: wake an idle worker, unless one
+        woken earlier has not run yet (it will take the room, and wake the next if its call
+        blocks)."""
+        if self.idle and not self.waking:
+            self.wake_idle()
+
+    def park_idle(self, f: Fiber) -> None:
+        """In worker ``f``: wait for room in the window (no call in flight meanwhile)."""
+        self.idle += 1
+        try:
+            self.idle_workers.park(f)
+        except BaseException:
+            self.idle -= 1  # left without being woken: nobody counted it
+            raise
+        self.waking -= 1  # counted by wake_idle
+
+    def wake_idle(self, every: bool = False) -> None:
+        """Wake one idle worker (or ``every`` one)."""
+        n = self.idle_workers.unpark_all() if every else int(self.idle_workers.unpark() is not None)
+        self.idle -= n
+        self.waking += n
 
     def close(self) -> None:
         """Stop the run and wait for its workers."""
@@ -503,34 +561,41 @@ class _Run:
 
 
 def _work(run: _Run) -> None:
-    """A worker: take a slot, take an item, call, hand the result over; until the input ends,
-    the window is full or the run stops."""
+    """A worker: take a slot, take an item, call, hand the result over; park while the window
+    is full; end when the input ends or the run stops."""
     me = current_fiber()
     assert me is not None
     pool = run.pool
-    slot_waiters = pool._slot_waiters
     fn, star, ctx, source = run.fn, run.star, run.ctx, run.source
     mode, window, results, waiters = run.mode, run.window, run.results, run.waiters
     run.pending -= 1
     run.workers[me] = True
     pool._members.add(me)
     try:
-        while not run.stopping and run.pulled - run.taken < window:
-            if pool._free and not slot_waiters:
+        while not run.stopping:
+            if run.pulled - run.taken >= window:
+                if run.exhausted or pool._closing:
+                    break
+                run.park_idle(me)
+                continue
+            if pool._free:
                 pool._free -= 1
             else:
-                slot_waiters.park(me)
+                pool._wait_for_slot(me)
             try:
                 while run.pulling:  # the input blocked in another worker: wait for it
                     run.pull_waiters.park(me)
                 i = run.pulled
-                if run.stopping or run.exhausted or i - run.taken >= window:
+                if run.stopping or run.exhausted:
                     break
+                if i - run.taken >= window:
+                    continue  # another worker filled it meanwhile: park (the slot goes back)
                 run.pulling = True
                 try:
                     item = next(source)
                 except StopIteration:
                     run.exhausted = True
+                    run.wake_idle(every=True)  # they end too
                     break
                 finally:
                     run.pulling = False
@@ -539,21 +604,25 @@ def _work(run: _Run) -> None:
                 run.pulled = i + 1
                 if mode == _MAP:
                     results.append(None)
-                if not run.pending and run.live < pool._size and pool._free:
-                    run.add_worker()  # a helper, in case this call blocks
+                if not run.pending and not run.waking:
+                    # A helper, in case this call blocks: an idle worker, else a new one.
+                    if run.idle:
+                        run.wake_idle()
+                    elif run.live < pool._size and pool._free:
+                        run.add_worker()
                 value = ctx.copy().run(fn, *item) if star else ctx.copy().run(fn, item)
             finally:
-                if slot_waiters.unpark() is None:
+                if not pool._nwaiting or pool._slot_waiters.unpark() is None:
                     pool._free += 1
             if mode == _MAP:
                 results[i] = value
             elif mode == _ORDERED:
                 results[i] = value
-                if i == run.taken and waiters:
+                if i == run.taken and run.nwaiting:
                     waiters.unpark()
             else:
                 results.append(value)
-                if waiters:
+                if run.nwaiting:
                     waiters.unpark()
     except (Cancelled, GreenletExit):
         if not run.stopping:

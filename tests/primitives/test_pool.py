@@ -438,16 +438,42 @@ def test_imap_reads_a_large_input_lazily(how: str, mapped: Callable[[int], int])
 
 
 @pytest.mark.unknot
-def test_an_unconsumed_imap_holds_no_fibers() -> None:
+def test_an_unconsumed_imap_takes_nothing_more_and_runs_nothing() -> None:
     source = Counted(100_000)
     gauge = Gauge()
     it = unknot.Pool(4).imap(lambda x: gauge.call(0, x), source)
     unknot.sleep(0.01)
-    assert source.pulled == 4 and gauge.now == 0  # the window is full, the workers ended
+    assert source.pulled == 4 and gauge.now == 0  # the window is full, the workers idle
     assert next(it) == 0
     unknot.sleep(0.01)
     assert source.pulled == 5
     it.close()
+
+
+@pytest.mark.unknot
+def test_a_slow_consumer_keeps_the_calls_pipelined(autojump_clock: MockClock) -> None:
+    gauge = Gauge()
+    got = []
+    for r in unknot.Pool(4).imap(lambda x: gauge.call(1, x), range(12)):
+        got.append(r)
+        unknot.sleep(0.5)  # the consumer is slower than 4 calls in parallel
+    assert got == list(range(12)) and gauge.peak <= 4
+    # each taken result lets the next call start at once: 12 * 0.5 s of consuming, plus the
+    # first call; stop-and-go (waiting for the window to empty) would take far longer
+    assert unknot.current_time() == pytest.approx(7)
+
+
+@pytest.mark.unknot
+def test_the_with_block_exits_while_an_imap_waits_for_its_consumer(
+    autojump_clock: MockClock,
+) -> None:
+    source = Counted(100)
+    with unknot.Pool(3) as pool:
+        it = pool.imap(double, source)
+        assert next(it) == 0
+        unknot.sleep(1)  # the workers filled the window and wait for room
+    assert source.pulled == 4
+    assert list(it) == [2 * x for x in range(1, 100)]  # a consumer coming back starts anew
 
 
 # -- apply and contextvars ---------------------------------------------------------------------
