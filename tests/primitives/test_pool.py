@@ -528,3 +528,11 @@ def test_pool_repr() -> None:
     assert "size=3" in repr(pool)
     with pool:
         assert "with-block" in repr(pool)
+
+
+def test_map_outside_a_fiber_raises_not_in_fiber_error() -> None:
+    pool = unknot.Pool(2)
+    with pytest.raises(unknot.NotInFiberError):
+        pool.map(double, range(3))
+    with pytest.raises(unknot.NotInFiberError):
+        pool.imap(double, range(3))
