@@ -313,6 +313,7 @@ class _Run:
         "other_errors",
         "pulling",
         "pull_waiters",
+        "npull_waiting",
         "live",
         "pending",
         "workers",
@@ -357,6 +358,7 @@ class _Run:
         self.other_errors: list[BaseException] = []
         self.pulling = False  # a worker is inside next(source)
         self.pull_waiters = ParkingLot()
+        self.npull_waiting = 0
         self.live = 0  # workers started and not finished
         self.pending = 0  # workers started that have not run yet
         self.workers: dict[Fiber, bool] = {}  # live workers -> whether they have started
@@ -439,6 +441,9 @@ class _Run:
             )
             self.other_errors = []
         self.error = None
+        if isinstance(err, StopIteration) and self.mode != _MAP:
+            # Out of __next__ it would end the iteration silently (as PEP 479 says of generators)
+            raise RuntimeError("a call of Pool.imap raised StopIteration") from err
         raise err
 
     def stopped_by_caller(self, exc: BaseException) -> None:
@@ -518,6 +523,15 @@ class _Run:
         finally:
             self.nwaiting -= 1
 
+    def wait_for_input(self, f: Fiber) -> None:
+        """In worker ``f``: wait while another worker is inside ``next()`` of the input (a
+        generator that blocked: calling it again meanwhile would raise ValueError)."""
+        self.npull_waiting += 1
+        try:
+            self.pull_waiters.park(f)
+        finally:
+            self.npull_waiting -= 1
+
     def refill(self) -> None:
         """A result was handed over, so the window has room: wake an idle worker, unless one
         woken earlier has not run yet (it will take the room, and wake the next if its call
@@ -584,7 +598,7 @@ def _work(run: _Run) -> None:
                 pool._wait_for_slot(me)
             try:
                 while run.pulling:  # the input blocked in another worker: wait for it
-                    run.pull_waiters.park(me)
+                    run.wait_for_input(me)
                 i = run.pulled
                 if run.stopping or run.exhausted:
                     break
@@ -599,7 +613,7 @@ def _work(run: _Run) -> None:
                     break
                 finally:
                     run.pulling = False
-                    if run.pull_waiters:  # each looks again (one pulls, the rest may be done)
+                    if run.npull_waiting:  # each looks again (one pulls, the rest may be done)
                         run.pull_waiters.unpark_all()
                 run.pulled = i + 1
                 if mode == _MAP:

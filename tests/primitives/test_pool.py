@@ -289,9 +289,11 @@ def test_imap_with_a_failing_call_cancels_the_rest_and_raises_its_exception() ->
 
 
 @pytest.mark.unknot
-def test_imap_unordered_failure_comes_after_the_results_already_yielded() -> None:
+def test_imap_unordered_failure_comes_after_the_results_already_yielded(
+    autojump_clock: MockClock,
+) -> None:
     def call(x: int) -> int:
-        unknot.sleep(0.001 * x)
+        unknot.sleep(x)
         if x == 3:
             raise KeyError(x)
         return x
@@ -319,6 +321,19 @@ def test_other_failures_during_cancellation_are_noted() -> None:
     notes = getattr(info.value, "__notes__", [])
     assert len(notes) == 1 and "2 other call(s) failed" in notes[0]
     assert "cleanup of 1 failed" in notes[0] and "cleanup of 2 failed" in notes[0]
+
+
+@pytest.mark.unknot
+def test_a_call_raising_stop_iteration_does_not_end_imap_silently() -> None:
+    def call(x: int) -> int:
+        if x == 2:
+            raise StopIteration
+        return x
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        list(unknot.Pool(2).imap(call, range(5)))
+    with pytest.raises(StopIteration):
+        unknot.Pool(2).map(call, range(5))
 
 
 @pytest.mark.unknot
