@@ -65,10 +65,16 @@ class Event:
 
         A cancellation point even when the flag is already set.
         """
-        checkpoint_if_cancelled()
-        if self._flag:
-            return True
-        f = require_fiber()
+        f = getcurrent()
+        if type(f) is Fiber:
+            if f.hub.ncancel:
+                checkpoint_if_cancelled()
+            if self._flag:
+                return True
+        else:
+            if self._flag:
+                return True
+            f = require_fiber()  # raises
         return self._waiters.park(f, timeout) is not TIMED_OUT
 
     def __repr__(self) -> str:

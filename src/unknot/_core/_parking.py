@@ -47,6 +47,9 @@ class ParkedFiber:
         return f"<ParkedFiber {self.fiber!r} payload={self.payload!r}>"
 
 
+_new = object.__new__
+
+
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
@@ -82,7 +85,10 @@ class ParkingLot:
         checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope. However the
         wait ends, the fiber is no longer in the lot afterwards.
         """
-        place = ParkedFiber(fiber, payload)
+        place = _new(ParkedFiber)  # (the fields set inline: no __init__ call on this path)
+        place.fiber = fiber
+        place.payload = payload
+        place.queued = True
         self._queue.append(place)
         try:
             return fiber.hub.park(fiber, timeout, cancellable, interruptible)
@@ -129,9 +135,18 @@ class ParkingLot:
 
     def unpark_all(self, value: Any = True) -> int:
         """Wake every parked fiber with ``value``; return how many were woken."""
+        queue = self._queue
+        if not queue:
+            return 0
         n = 0
-        while self.unpark(value) is not None:
-            n += 1
+        for place in queue:  # (waking only queues fibers to run: nothing parks meanwhile)
+            if place.queued:
+                place.queued = False
+                f = place.fiber
+                if f.hub.wake(f, value):
+                    n += 1
+        queue.clear()
+        self._dead = 0
         return n
 
     def throw_all(self, exc: BaseException) -> int:
