@@ -1,0 +1,352 @@
+"""What a handler is given: `Request` (with `QueryParams`), and `HTTPError` to refuse it.
+
+The server builds one `Request` per request, so building one does almost nothing: the path,
+query, headers view and body are computed on first use. Raising `HTTPError` from a handler
+answers with its status. (`Response`, `FileBody` and `normalize_result` live in `_response`
+and are re-exported here.)
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from ._headers import Headers, HeadersLike, RawHeaders, normalize_headers
+from ._response import Body, FileBody, Response, normalize_result
+
+__all__ = [
+    "Body",
+    "BodySource",
+    "FileBody",
+    "HTTPError",
+    "QueryParams",
+    "Request",
+    "Response",
+    "normalize_result",
+]
+
+
+class BodySource(Protocol):
+    """Where a request body comes from: ``read(n)`` gives up to ``n`` bytes, ``b""`` at the end.
+
+    ``read()`` (``n`` = -1) gives everything left. The server's reader raises its own errors
+    (a body over the size limit, a client gone) from ``read``; they propagate to the handler.
+    """
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes of the body (all that is left if ``n`` < 0), ``b""`` at its end."""
+        ...
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class HTTPError(Exception):
+    """Raise it from a handler to answer with ``status``: ``raise HTTPError(404)``.
+
+    ``detail`` (default: the status phrase) becomes a plain-text body; ``headers`` are added
+    to the answer (405 needs ``Allow``, 416 ``Content-Range``). An `App`'s error handlers see
+    it first; otherwise `response` is what is sent.
+    """
+
+    def __init__(self, status: int, detail: str | None = None, headers: HeadersLike = None):
+        self.status = int(status)
+        self.detail = _phrase(self.status) if detail is None else detail
+        self.headers = normalize_headers(headers)
+        super().__init__(self.status, self.detail)
+
+    def response(self) -> Response:
+        """The default answer: the status, the headers, and the detail as plain text."""
+        return Response.text(self.detail + "\n", self.status, self.headers)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}"
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+class QueryParams(Mapping[str, str]):
+    """A parsed query string: a read-only multi-mapping of ``str`` names to ``str`` values.
+
+    ``q["a"]`` is the first value of ``a``, ``get_all("a")`` all of them; ``+`` means space,
+    blank values are kept (``?a=&b`` gives ``a`` and ``b`` the value ``""``). As with
+    `Headers`, ``len`` and iteration count each pair, repeats included.
+    """
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, query: str | Iterable[tuple[str, str]] = "") -> None:
+        if isinstance(query, str):
+            self._pairs = parse_qsl(query, keep_blank_values=True)
+        else:
+            self._pairs = list(query)
+
+    def __getitem__(self, name: str) -> str:
+        for k, v in self._pairs:
+            if k == name:
+                return v
+        raise KeyError(name)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (an empty list if there is none)."""
+        return [v for k, v in self._pairs if k == name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(k == name for k, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._pairs)
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every ``(name, value)`` pair in order, repeats included."""
+        return list(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, QueryParams):
+            return self._pairs == other._pairs
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self._pairs!r})"
+
+
+_scan_json_value = _json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json_loads(data: bytes) -> Any:
+    """``json.loads(data)``, without its Python overhead when ``data`` is plain UTF-8 JSON.
+
+    The C scanner parses one value; a document it does not take whole (leading or trailing
+    whitespace, not UTF-8, UTF-16/32 that happens to decode as UTF-8, invalid) goes through
+    ``json.loads``, for the same result or error as ``json.loads`` alone.
+    """
+    try:
+        text = data.decode()
+        value, end = _scan_json_value(text, 0)
+    except (ValueError, StopIteration):  # UnicodeDecodeError, JSONDecodeError
+        return _json.loads(data)
+    if end != len(text):
+        return _json.loads(data)
+    return value
+
+
+class Request:
+    """One HTTP request, as a handler sees it. The server builds it; handlers read it.
+
+    Attributes: `method` (``"GET"``), `target` (the raw request target, bytes), `raw_path`
+    (its path part, bytes, still percent-encoded), `path` (percent-decoded ``str``, UTF-8),
+    `query_string` (``str``), `query` (`QueryParams`), `headers` (`Headers`), `client`
+    (``(host, port)`` or ``None``), `http_version` (``"1.1"``), `scheme` (``"http"`` or
+    ``"https"``), `path_params` (filled by the router). Under a mounted app, `path` is the part
+    below the mount point and `root_path` the mount prefix (``root_path + path`` is the
+    whole decoded path), as WSGI's PATH_INFO and SCRIPT_NAME.
+
+    The body is read on demand: `body` (all of it, cached), `text`, `json`, or incrementally
+    `read` and `stream`. Once `read`/`stream` took bytes from the connection, `body` refuses
+    (the start is gone); after `body`, `read` and `stream` replay the cached body.
+    Building one stores its arguments and nothing else: path, query and headers view are
+    computed on first use.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "http_version",
+        "client",
+        "scheme",
+        "path_params",
+        "root_path",
+        "_raw_headers",
+        "_source",
+        "_body",
+        "_streamed",
+        "_pos",
+        "_raw_path",
+        "_query_string",
+        "_path",
+        "_query",
+        "_headers",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        *,
+        http_version: str = "1.1",
+        client: tuple[Any, ...] | None = None,
+        scheme: str = "http",
+        body: BodySource | None = None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self._raw_headers = headers
+        self.http_version = http_version
+        self.client = client
+        self.scheme = scheme
+        self._source = body
+        #: The router's converted path parameters.
+        self.path_params: dict[str, Any] = {}
+        #: The prefixes of the mounts the request went through (see `App.mount`).
+        self.root_path = ""
+        self._body: bytes | None = None
+        self._streamed = False
+        self._pos = 0
+        self._raw_path: bytes | None = None
+        self._query_string: str | None = None
+        self._path: str | None = None
+        self._query: QueryParams | None = None
+        self._headers: Headers | None = None
+
+    def _split_target(self) -> bytes:
+        """Fill ``_raw_path`` and ``_query_string`` from the request target; the raw path."""
+        # (bytes.find, not "in": ``b"#" in x`` first tries the int protocol and costs 3x more)
+        path, _, query = self.target.partition(b"?")
+        if path.find(b"#") >= 0:
+            path = path.partition(b"#")[0]
+        if path[:1] != b"/" and path != b"*":
+            # absolute-form (``http://host/path``, sent to proxies): keep the path part only
+            scheme_end = path.find(b"://")
+            slash = path.find(b"/", scheme_end + 3) if scheme_end >= 0 else -1
+            path = path[slash:] if slash >= 0 else b"/"
+        self._raw_path = path
+        self._query_string = query.partition(b"#")[0].decode("latin-1") if query else ""
+        return path
+
+    @property
+    def raw_path(self) -> bytes:
+        """The path part of the target as received (still percent-encoded), the whole of it."""
+        raw_path = self._raw_path
+        if raw_path is None:
+            raw_path = self._split_target()
+        return raw_path
+
+    @property
+    def query_string(self) -> str:
+        """The query part of the target (after ``?``), ``""`` if there is none."""
+        query_string = self._query_string
+        if query_string is None:
+            self._split_target()
+            query_string = self._query_string or ""
+        return query_string
+
+    @property
+    def path(self) -> str:
+        """The percent-decoded path (UTF-8; relative to the mount point under a mount)."""
+        path = self._path
+        if path is None:
+            raw = self._raw_path
+            if raw is None:
+                raw = self._split_target()
+            if raw.find(b"%") >= 0:
+                raw = unquote_to_bytes(raw)
+            path = self._path = raw.decode("utf-8", "replace")
+        return path
+
+    @path.setter
+    def path(self, value: str) -> None:
+        self._path = value
+
+    @property
+    def query(self) -> QueryParams:
+        """The parsed query string."""
+        query = self._query
+        if query is None:
+            query = self._query = QueryParams(self.query_string)
+        return query
+
+    @property
+    def headers(self) -> Headers:
+        """The request headers (case-insensitive, repeats kept)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self._raw_headers)
+        return headers
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as an int, or ``None`` (absent, chunked body)."""
+        value = self.headers.get("content-length")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    def body(self) -> bytes:
+        """The whole body (``b""`` if there is none), read once and cached."""
+        body = self._body
+        if body is None:
+            source = self._source
+            if source is None:
+                body = b""
+            elif self._streamed:
+                raise RuntimeError("the body was already partly consumed by read() or stream()")
+            else:
+                body = source.read()
+            self._body = body
+        return body
+
+    def text(self) -> str:
+        """The body decoded with the Content-Type's charset (UTF-8 by default).
+
+        Raises ``HTTPError(400)`` if it does not decode.
+        """
+        charset = "utf-8"
+        content_type = self.headers.get("content-type")
+        if content_type is not None:
+            for param in content_type.split(";")[1:]:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "charset" and value.strip():
+                    charset = value.strip().strip('"')
+        try:
+            return self.body().decode(charset)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise HTTPError(400, f"request body is not valid {charset} text") from exc
+
+    def json(self) -> Any:
+        """The body parsed as JSON. Raises ``HTTPError(400)`` if it is not valid JSON."""
+        try:
+            return _json_loads(self.body())
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+            raise HTTPError(400, f"invalid JSON body: {exc}") from exc
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` more bytes of the body (all the rest if ``n`` < 0); ``b""`` at the end."""
+        body = self._body
+        if body is not None:
+            start = self._pos
+            end = len(body) if n < 0 else min(len(body), start + n)
+            self._pos = end
+            return body[start:end]
+        source = self._source
+        if source is None:
+            return b""
+        self._streamed = True
+        return source.read(n)
+
+    def stream(self, chunk_size: int = 65536) -> Iterator[bytes]:
+        """The rest of the body, in chunks of at most ``chunk_size`` bytes."""
+        while True:
+            chunk = self.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target.decode('latin-1')!r}>"

@@ -1,0 +1,388 @@
+"""`StaticFiles`: serve the regular files under one directory, and nothing outside it.
+
+What a request gets:
+
+- GET and HEAD only (OPTIONS gets 204 with ``Allow``, other methods 405).
+- ``Content-Type`` from `mimetypes` (``; charset=utf-8`` added for text), a strong ``ETag``
+  made of the file's modification time in nanoseconds and its size (no inode number, so
+  servers sharing a copy of the files agree), ``Last-Modified``, ``Accept-Ranges: bytes``,
+  and ``Cache-Control`` if one is configured.
+- 304 when ``If-None-Match`` matches (a list of tags or ``*``; weak comparison) or, without
+  ``If-None-Match``, when the file is not newer than ``If-Modified-Since``.
+- One range (``bytes=a-b``, ``a-``, ``-n``) on GET: 206 with ``Content-Range``; a range
+  starting past the end (or an empty file, or ``-0``): 416 with ``Content-Range: bytes */size``.
+  Several ranges get the whole file (200): allowed by RFC 9110, and simpler than multipart.
+  A malformed or non-bytes ``Range`` is ignored. ``If-Range`` (a strong tag or the exact
+  ``Last-Modified`` date) that does not match also gets the whole file.
+- ``x.gz`` instead of ``x`` when the client accepts gzip (``q=0`` honoured) and ``x.gz`` is a
+  regular file not older than ``x``: ``Content-Encoding: gzip``, the type of ``x``, its own
+  tag; ``Vary: Accept-Encoding`` whenever such a sibling exists, whoever asks.
+- A directory: its index file (``index.html``) if ``index`` is set, after redirecting
+  ``/dir`` to ``/dir/`` (301); no listings.
+
+Refused with 404, before any file system access: ``..`` and ``.`` segments, names starting
+with a dot unless ``hidden=True``, percent-encoded dots, slashes, backslashes, NULs and percent
+signs (``%2e %2f %5c %00 %25``: the last stops double encoding), raw backslashes and NULs.
+Then the path is resolved (``realpath``) and must still be inside the directory, so symlinks
+pointing out are refused while symlinks within are followed; the resolved file is opened with
+``O_NOFOLLOW | O_NONBLOCK`` (no FIFO can block the open) and only a regular file is served,
+checked with ``fstat`` on the opened descriptor. ``open`` and ``stat`` run inline in the
+fiber: on a local disk they take microseconds (a network file system could stall the hub).
+
+The body is a `FileBody` for the server to send with ``sendfile``; the server closes it,
+also after a HEAD (whose body it drops).
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import mimetypes
+import os
+import re
+import stat
+import time
+from typing import Any
+
+from ._headers import RawHeaders, header_pair
+from ._message import HTTPError, Request
+from ._response import FileBody, Response
+
+__all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
+
+#: Percent-encoded ".", "/", "\", NUL and "%"; raw "\" and NUL.
+_SUSPICIOUS = re.compile(rb"%(?:2[eEfF5]|5[cC]|00)|[\\\x00]")
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
+_ETAG = re.compile(r'\*|(?:W/)?"[^"]*"')
+_UTF8_TYPES = {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
+_ENCODED_TYPES = {"gzip": "application/gzip"}  # x.tar.gz is a gzip file to the browser
+_ALLOW = {"allow": "GET, HEAD, OPTIONS"}
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(timestamp: float) -> str:
+    """``timestamp`` as an HTTP date (``Sun, 06 Nov 1994 08:49:37 GMT``), locale-free."""
+    t = time.gmtime(timestamp)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+def parse_http_date(value: str) -> int | None:
+    """An HTTP date (any of the three formats RFC 9110 accepts) as a timestamp, else None."""
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # asctime format: GMT by definition
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp())
+
+
+def guess_content_type(name: str) -> str:
+    """The Content-Type for a file name: `mimetypes`' guess, UTF-8 for text, else binary."""
+    guess_file_type = getattr(mimetypes, "guess_file_type", None)  # Python 3.13+
+    if guess_file_type is not None:
+        content_type, encoding = guess_file_type(name, strict=False)
+    else:
+        content_type, encoding = mimetypes.guess_type(name, strict=False)
+    if encoding is not None:
+        return _ENCODED_TYPES.get(encoding, "application/octet-stream")
+    if content_type is None:
+        return "application/octet-stream"
+    if content_type.startswith("text/") or content_type in _UTF8_TYPES:
+        return content_type + "; charset=utf-8"
+    return content_type
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding value admits gzip (by name or ``*``, with q above 0)."""
+    if not accept_encoding:
+        return False
+    gzip_q: float | None = None
+    star_q: float | None = None
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            gzip_q = _qvalue(params)
+        elif coding == "*":
+            star_q = _qvalue(params)
+    if gzip_q is not None:
+        return gzip_q > 0
+    return star_q is not None and star_q > 0
+
+
+def _qvalue(params: str) -> float:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """Weak comparison of ``etag`` with an If-None-Match list (``*`` matches anything)."""
+    bare = etag[2:] if etag.startswith("W/") else etag
+    for match in _ETAG.finditer(header):
+        tag = match.group()
+        if tag == "*" or (tag[2:] if tag.startswith("W/") else tag) == bare:
+            return True
+    return False
+
+
+_UNSATISFIABLE = (-1, -1)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` of one byte range; `_UNSATISFIABLE`; or None to send the whole file."""
+    if "," in header:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        if not last:
+            return None
+        length = _to_int(last)
+        if length == 0 or size == 0:
+            return _UNSATISFIABLE
+        return max(0, size - length), size - 1
+    start = _to_int(first)
+    end = size - 1
+    if last:
+        end = _to_int(last)
+        if end < start:
+            return None  # invalid: ignored
+    if start >= size:
+        return _UNSATISFIABLE
+    return start, min(end, size - 1)
+
+
+def _to_int(digits: str) -> int:
+    # int() refuses over 4300 digits; anything over 18 is past any file's end anyway.
+    return int(digits) if len(digits) <= 18 else 10**18
+
+
+class StaticFiles:
+    """A handler serving the files under ``directory`` (see the module docstring for rules).
+
+    ``index``: the file served for a directory (``None``: directories are 404).
+    ``precompressed``: serve ``x.gz`` for ``x`` to clients that accept gzip.
+    ``hidden``: serve names starting with a dot (``.well-known``); refused by default.
+    ``cache_control``: a Cache-Control value for every file (e.g. ``"max-age=3600"``).
+
+    The request path is taken relative to the directory (under `App.mount` or `App.static`,
+    relative to the mount point). Errors are `HTTPError`\\ s: calling the handler turns them
+    into responses, `handle` lets them reach a parent app's error handlers.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        index: str | None = "index.html",
+        precompressed: bool = True,
+        hidden: bool = False,
+        cache_control: str | None = None,
+    ) -> None:
+        root = os.path.realpath(os.fspath(directory))
+        if not os.path.isdir(root):
+            raise NotADirectoryError(f"StaticFiles: {directory!r} is not a directory")
+        if index is not None and ("/" in index or "\\" in index or index.startswith(".")):
+            raise ValueError(f"index must be a plain file name, not {index!r}")
+        self.directory = root
+        self._root_slash = root if root.endswith(os.sep) else root + os.sep
+        self.index = index
+        self.precompressed = precompressed
+        self.hidden = hidden
+        self.cache_control = cache_control
+        self._cache_control = (
+            None if cache_control is None else header_pair("cache-control", cache_control)
+        )
+
+    def __call__(self, request: Request) -> Response:
+        """Answer ``request``; errors become their responses."""
+        try:
+            return self.handle(request)
+        except HTTPError as exc:
+            return exc.response()
+
+    def handle(self, request: Request) -> Response:
+        """Answer ``request``; 404, 405 and 416 are raised as `HTTPError`."""
+        method = request.method
+        if method != "GET" and method != "HEAD":
+            if method == "OPTIONS":
+                return Response(204, _ALLOW)
+            raise HTTPError(405, headers=_ALLOW)
+        if _SUSPICIOUS.search(request.raw_path):
+            raise HTTPError(404)
+        path = request.path
+        real = self._inside(os.path.join(self.directory, self._relative(path)))
+        fd, st = _open(real)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            if self.index is None:
+                raise HTTPError(404)
+            if not path.endswith("/"):
+                return _redirect_to_directory(request)
+            real = self._inside(os.path.join(real, self.index))
+            fd, st = _open(real)
+        elif path.endswith("/"):  # a file asked for as a directory
+            os.close(fd)
+            raise HTTPError(404)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device, a socket, an index directory
+            os.close(fd)
+            raise HTTPError(404)
+        return self._respond(request, real, _file(fd), st)
+
+    def _relative(self, path: str) -> str:
+        """The request path as a relative file path, or 404 for anything that could escape."""
+        if path and not path.startswith("/"):
+            raise HTTPError(404)
+        if "\x00" in path or "\\" in path:
+            raise HTTPError(404)
+        parts = []
+        for segment in path.split("/"):
+            if not segment:
+                continue
+            if segment == "." or segment == ".." or (segment[0] == "." and not self.hidden):
+                raise HTTPError(404)
+            parts.append(segment)
+        return "/".join(parts)
+
+    def _inside(self, path: str) -> str:
+        """``path`` resolved, if it is the directory or inside it; else 404."""
+        real = os.path.realpath(path)
+        if real != self.directory and not real.startswith(self._root_slash):
+            raise HTTPError(404)
+        return real
+
+    def _respond(self, request: Request, real: str, file: Any, st: os.stat_result) -> Response:
+        """The answer for the regular file ``real``, open as ``file`` (handed over or closed)."""
+        try:
+            headers = request.headers
+            raw: RawHeaders = [(b"content-type", guess_content_type(real).encode("latin-1"))]
+            etag_suffix = ""
+            if self.precompressed and not real.endswith(".gz"):
+                exists, sibling = self._gzip_sibling(real, st, headers.get("accept-encoding"))
+                if exists:
+                    raw.append((b"vary", b"Accept-Encoding"))
+                if sibling is not None:
+                    file.close()
+                    file, st = sibling
+                    raw.append((b"content-encoding", b"gzip"))
+                    etag_suffix = "-gz"
+            size = st.st_size
+            etag = f'"{st.st_mtime_ns:x}-{size:x}{etag_suffix}"'
+            last_modified = http_date(st.st_mtime)
+            validators = [(b"etag", etag.encode()), (b"last-modified", last_modified.encode())]
+            if self._cache_control is not None:  # checked by __init__
+                validators.append(self._cache_control)
+            if _not_modified(headers, etag, int(st.st_mtime)):
+                file.close()
+                vary = [pair for pair in raw if pair[0] == b"vary"]
+                return Response._build(304, [*validators, *vary], b"")
+            raw += validators
+            raw.append((b"accept-ranges", b"bytes"))
+            range_header = headers.get("range")
+            if range_header is not None and request.method == "GET":
+                if_range = headers.get("if-range")
+                if if_range is None or _if_range_matches(if_range, etag, last_modified):
+                    byte_range = _byte_range(range_header, size)
+                    if byte_range is _UNSATISFIABLE:
+                        file.close()
+                        raise HTTPError(416, headers={"content-range": f"bytes */{size}"})
+                    if byte_range is not None:
+                        first, last = byte_range
+                        raw.append((b"content-range", f"bytes {first}-{last}/{size}".encode()))
+                        return Response._build(206, raw, FileBody(file, first, last - first + 1))
+            return Response._build(200, raw, FileBody(file, 0, size))
+        except BaseException:
+            file.close()
+            raise
+
+    def _gzip_sibling(
+        self, real: str, st: os.stat_result, accept_encoding: str | None
+    ) -> tuple[bool, tuple[Any, os.stat_result] | None]:
+        """Whether a usable ``real.gz`` exists, and it opened if the client accepts gzip."""
+        try:
+            sibling = self._inside(real + ".gz")  # a symlink out of the directory: none
+            if not accepts_gzip(accept_encoding):
+                return _fresh_regular(os.stat(sibling), st), None
+            fd, sibling_st = _open(sibling)
+        except (HTTPError, OSError, ValueError):
+            return False, None
+        if _fresh_regular(sibling_st, st):
+            return True, (_file(fd), sibling_st)
+        os.close(fd)
+        return False, None
+
+
+def _fresh_regular(sibling: os.stat_result, original: os.stat_result) -> bool:
+    """Whether a compressed sibling is a regular file not older than the original."""
+    return stat.S_ISREG(sibling.st_mode) and sibling.st_mtime_ns >= original.st_mtime_ns
+
+
+def _open(real: str) -> tuple[int, os.stat_result]:
+    """``real`` opened read-only (not following a final symlink), and its fstat; else 404."""
+    try:
+        fd = os.open(real, _OPEN_FLAGS)
+    except (OSError, ValueError):
+        raise HTTPError(404) from None
+    try:
+        return fd, os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file(fd: int) -> Any:
+    """A binary file object owning ``fd`` (closed if that fails)."""
+    try:
+        return open(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_modified(headers: Any, etag: str, mtime: int) -> bool:
+    """Whether the conditional headers ask for a 304 (If-None-Match over If-Modified-Since)."""
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        return _etag_matches(if_none_match, etag)
+    if_modified_since = headers.get("if-modified-since")
+    if if_modified_since is not None:
+        since = parse_http_date(if_modified_since)
+        return since is not None and mtime <= since
+    return False
+
+
+def _if_range_matches(if_range: str, etag: str, last_modified: str) -> bool:
+    """If-Range: a strong tag equal to ``etag``, or exactly the Last-Modified date."""
+    if_range = if_range.strip()
+    if if_range.startswith('"') or if_range.startswith("W/"):
+        return if_range == etag  # a weak tag never matches (strong comparison)
+    since = parse_http_date(if_range)
+    return since is not None and since == parse_http_date(last_modified)
+
+
+def _redirect_to_directory(request: Request) -> Response:
+    """301 to the same path with a slash added (the raw path, so the encoding is kept)."""
+    location = request.raw_path + b"/"
+    if request.query_string:
+        location += b"?" + request.query_string.encode("latin-1")
+    return Response(301, [(b"location", location)])
