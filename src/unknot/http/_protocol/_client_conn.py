@@ -1,0 +1,174 @@
+"""The client end of a connection: requests out, responses in.
+
+One request at a time (no pipelining): a new request can start once the previous response
+is complete and the connection is kept alive. The response to a HEAD request has no body
+whatever its headers say; a response without Content-Length or chunked framing runs until the
+server closes (``receive_data(b"")`` ends it). Protocol upgrades (CONNECT, ``Upgrade``) are not
+supported on this side and are refused when sending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._connection import Connection
+from ._errors import LocalProtocolError
+from ._events import (
+    END_OF_MESSAGE,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    RequestHead,
+)
+from ._limits import DEFAULT_CLIENT_LIMITS, Limits
+from ._reader import ResponseReader
+from ._state import CLIENT, IDLE, SEND_BODY
+from ._writer import (
+    CHUNKED,
+    LENGTH,
+    BodyFramer,
+    HeaderFacts,
+    render_headers,
+    request_line,
+)
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+#: Methods whose requests announce their (maybe empty) body with Content-Length.
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+
+
+class ClientConnection(Connection):
+    """A client's side of one HTTP/1.1 connection.
+
+    ::
+
+        conn = ClientConnection()
+        sock.sendall(conn.send_request(b"GET", b"/", [(b"host", b"example.com")]))
+        while (events := conn.next_events()) is NEED_DATA:
+            conn.receive_data(sock.recv(65536))       # b"" at EOF
+        ...                                           # ResponseHead, Data..., EndOfMessage
+
+    ``limits`` bounds what the server may send (heads; bodies are unbounded by default).
+    """
+
+    __slots__ = ("_framer",)
+
+    _reader: ResponseReader
+
+    def __init__(self, limits: Limits = DEFAULT_CLIENT_LIMITS) -> None:
+        super().__init__(CLIENT)
+        self._reader = ResponseReader(limits)
+        self._framer = BodyFramer(LENGTH)
+
+    def send_request(
+        self, method: bytes, target: bytes, headers: Headers, body: bytes = b""
+    ) -> bytes:
+        """The bytes of a whole request with ``body``, framed by Content-Length.
+
+        ``headers`` must include ``host``. Content-Length is added when there is a body (or
+        the method is POST, PUT or PATCH), unless given (it must then match)."""
+        lines, facts = self._head(method, target, headers)
+        if facts.chunked:
+            raise LocalProtocolError("send_request frames with Content-Length; "
+                                     "stream with start_request to send chunked")
+        if facts.content_length is None:
+            if body or method in _BODY_METHODS:
+                lines.append(b"content-length: %d\r\n" % len(body))
+        elif facts.content_length != len(body):
+            raise LocalProtocolError("Content-Length does not match the body")
+        lines.append(b"\r\n")
+        if body:
+            lines.append(body)
+        self._start(method, facts)
+        self._state.process_event(CLIENT, END_OF_MESSAGE)
+        return b"".join(lines)
+
+    def start_request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        content_length: int | None = None,
+    ) -> bytes:
+        """The head of a request whose body follows with ``send_data``/``end_request``:
+        Content-Length framing if ``content_length`` is given (or a header), else chunked."""
+        lines, facts = self._head(method, target, headers)
+        if content_length is not None:
+            if facts.content_length not in (None, content_length):
+                raise LocalProtocolError("content_length does not match the Content-Length header")
+            if facts.content_length is None:
+                lines.append(b"content-length: %d\r\n" % content_length)
+        else:
+            content_length = facts.content_length
+        if content_length is None:
+            lines.append(b"transfer-encoding: chunked\r\n")
+            framer = BodyFramer(CHUNKED)
+        else:
+            framer = BodyFramer(LENGTH, content_length)
+        lines.append(b"\r\n")
+        self._start(method, facts)
+        self._framer = framer
+        return b"".join(lines)
+
+    def _head(
+        self, method: bytes, target: bytes, headers: Headers
+    ) -> tuple[list[bytes], HeaderFacts]:
+        our_state = self._state.states[CLIENT]
+        if our_state is not IDLE:
+            raise LocalProtocolError(f"cannot start a request in state {our_state}")
+        if method == b"CONNECT":
+            raise LocalProtocolError("CONNECT is not supported")
+        lines = [request_line(method, target)]
+        facts = render_headers(headers, lines)
+        if facts is None or not facts.has_host:
+            raise LocalProtocolError("an HTTP/1.1 request needs a host header")
+        if facts.upgrade:
+            raise LocalProtocolError("protocol upgrades are not supported")
+        return lines, facts
+
+    def _start(self, method: bytes, facts: HeaderFacts) -> None:
+        head = RequestHead(method, b"", [], b"1.1", not facts.close, facts.expect_continue)
+        self._state.process_event(CLIENT, head)
+        if method == b"HEAD":
+            self._reader.expect_head_response()
+
+    def send_data(self, data: bytes) -> bytes:
+        """The bytes that carry ``data`` in the body started by ``start_request``."""
+        state = self._state
+        if state.states[CLIENT] is not SEND_BODY:
+            raise LocalProtocolError("no request body is being sent")
+        if state.client_waiting_for_continue and data:
+            state.process_event(CLIENT, Data(data))
+        try:
+            return self._framer.data(data)
+        except LocalProtocolError as exc:
+            self._fail_locally(exc)
+            raise
+
+    def end_request(self, trailers: Headers | None = None) -> bytes:
+        """The bytes that end the request body (trailers only with chunked framing)."""
+        state = self._state
+        if state.states[CLIENT] is not SEND_BODY:
+            raise LocalProtocolError("no request body is being sent")
+        try:
+            tail = self._framer.end(trailers)
+        except LocalProtocolError as exc:
+            self._fail_locally(exc)
+            raise
+        state.process_event(CLIENT, END_OF_MESSAGE)
+        return tail
+
+    def send(self, event: Event) -> bytes:
+        """The h11-like form: the bytes of one event sent by this side."""
+        if isinstance(event, RequestHead):
+            return self.start_request(event.method, event.target, event.headers)
+        if isinstance(event, Data):
+            return self.send_data(event.data)
+        if isinstance(event, EndOfMessage):
+            return self.end_request(event.trailers)
+        if isinstance(event, ConnectionClosed):
+            self._state.process_event(CLIENT, event)
+            return b""
+        raise LocalProtocolError(f"a client does not send {type(event).__name__}")

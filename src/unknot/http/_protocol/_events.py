@@ -1,0 +1,173 @@
+"""The events of HTTP/1.1 messages, and the sentinels ``NEED_DATA`` and ``PAUSED``.
+
+A message is a head event (:class:`RequestHead`, :class:`ResponseHead`), zero or more
+:class:`Data` events, then :class:`EndOfMessage`; a server may send :class:`InformationalResponse`
+events (1xx) before its :class:`ResponseHead`. :class:`ConnectionClosed` means the peer's side of
+the connection ended cleanly.
+
+Headers travel as ``list[tuple[bytes, bytes]]``: names lowercased, values as received, repeats
+and order kept. The classes are slotted and compare by value; they are the same on the receiving
+side (built by the parser) and the sending side (``Connection.send``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+#: A header (or trailer) block: ``(name, value)`` pairs, names lowercased on receipt.
+HeaderList = list[tuple[bytes, bytes]]
+
+
+class Event:
+    """Base of the protocol events: value equality and a readable repr over ``__slots__``."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash((type(self), *(_freeze(getattr(self, n)) for n in self.__slots__)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class RequestHead(Event):
+    """A request line and its headers.
+
+    ``method`` and ``target`` are the raw bytes of the request line; ``http_version`` is
+    ``b"1.1"`` or ``b"1.0"``. On received requests the parser also fills in:
+    ``keep_alive`` (the connection may carry another request after this one: HTTP/1.1 without
+    ``Connection: close``, or HTTP/1.0 with ``Connection: keep-alive``), ``expect_continue``
+    (an HTTP/1.1 ``Expect: 100-continue``: the client may wait for a 100 before sending the body)
+    and ``upgrade`` (a CONNECT, or an ``Upgrade`` offered with ``Connection: upgrade``; this layer
+    never switches protocols, see ``ServerConnection``).
+    """
+
+    __slots__ = ("method", "target", "headers", "http_version", "keep_alive", "expect_continue",
+                 "upgrade")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: HeaderList,
+        http_version: bytes = b"1.1",
+        keep_alive: bool = True,
+        expect_continue: bool = False,
+        upgrade: bool = False,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.upgrade = upgrade
+
+
+class InformationalResponse(Event):
+    """A 1xx interim response (100 Continue, 103 Early Hints...); the final one follows."""
+
+    __slots__ = ("status", "headers", "reason", "http_version")
+
+    def __init__(
+        self, status: int, headers: HeaderList, reason: bytes = b"", http_version: bytes = b"1.1"
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.http_version = http_version
+
+
+class ResponseHead(Event):
+    """A final response's status line and headers (status 200-599).
+
+    On received responses ``keep_alive`` says whether the server keeps the connection open
+    after this response (no ``Connection: close``, and a body that does not end at EOF).
+    """
+
+    __slots__ = ("status", "headers", "reason", "http_version", "keep_alive")
+
+    def __init__(
+        self,
+        status: int,
+        headers: HeaderList,
+        reason: bytes = b"",
+        http_version: bytes = b"1.1",
+        keep_alive: bool = True,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+
+
+class Data(Event):
+    """A piece of a message body, with the transfer framing (chunk sizes) removed."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class EndOfMessage(Event):
+    """The end of a message body; ``trailers`` holds the trailer fields of a chunked body."""
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.trailers = trailers
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not EndOfMessage:
+            return NotImplemented
+        return list(self.trailers) == list(other.trailers)
+
+    def __hash__(self) -> int:
+        return hash((EndOfMessage, tuple(self.trailers)))
+
+
+class ConnectionClosed(Event):
+    """The peer closed its sending side cleanly, between messages (or after a message whose
+    body runs until the connection closes)."""
+
+    __slots__ = ()
+
+
+#: The event every message without trailers ends with (shared: events are not to be mutated).
+END_OF_MESSAGE: Final = EndOfMessage()
+
+
+class NeedData:
+    """Type of :data:`NEED_DATA`: nothing to hand out until more bytes are received."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+class Paused:
+    """Type of :data:`PAUSED`: the peer's message is complete; the next one (even if its bytes
+    are already here) is handed out only after this side finished its own message."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+NEED_DATA: Final = NeedData()
+PAUSED: Final = Paused()

@@ -1,0 +1,287 @@
+"""The server end of a connection: requests in, responses out.
+
+The fast path is :meth:`ServerConnection.send_response`: one call frames a whole response
+(status line, headers, Content-Length, Date, Connection, body) into one ``bytes`` that leaves
+in one ``send``, and moves the state machine on to the next request. Streaming responses use
+:meth:`~ServerConnection.start_response`, :meth:`~ServerConnection.send_data` and
+:meth:`~ServerConnection.end_response`.
+
+Protocol upgrades are reported, never performed: a request with ``upgrade`` true (a CONNECT, or
+``Upgrade`` with ``Connection: upgrade``) is handed out like any other, parsing stops after it
+(the bytes that followed are in ``trailing_data``), the server answers it with an ordinary
+response (101 and a 2xx to CONNECT are refused) and the connection then closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._connection import Connection
+from ._errors import LocalProtocolError
+from ._events import (
+    END_OF_MESSAGE,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    RequestHead,
+    ResponseHead,
+)
+from ._limits import DEFAULT_LIMITS, Limits
+from ._reader import RequestReader
+from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
+from ._writer import (
+    CHUNKED,
+    LENGTH,
+    NO_BODY,
+    STRIPPED,
+    UNTIL_CLOSE,
+    BodyFramer,
+    HeaderFacts,
+    date_line,
+    render_headers,
+    status_line,
+)
+
+# What the state machine is shown for a final response (it reads only the type and keep_alive).
+_KEPT_ALIVE = ResponseHead(200, [], keep_alive=True)
+_CLOSING = ResponseHead(200, [], keep_alive=False)
+_INTERIM = InformationalResponse(100, [])
+_CONNECTION_CLOSE = b"connection: close\r\n"
+_CONNECTION_KEEP_ALIVE = b"connection: keep-alive\r\n"
+_CONTENT_LENGTH_LINES = [b"content-length: %d\r\n" % n for n in range(1024)]
+
+Headers = Iterable[tuple[bytes, bytes]]
+
+
+class ServerConnection(Connection):
+    """A server's side of one HTTP/1.1 connection.
+
+    Typical loop (blocking style, one fiber per connection)::
+
+        conn = ServerConnection()
+        while True:
+            events = conn.next_events()
+            if events is NEED_DATA:
+                conn.receive_data(sock.recv(65536))   # b"" at EOF
+                continue
+            ...                                       # RequestHead, Data..., EndOfMessage
+            sock.sendall(conn.send_response(200, [(b"content-type", b"text/plain")], b"hi"))
+
+    ``limits`` bounds what the client may send (see :class:`Limits`).
+    """
+
+    __slots__ = ("_framer",)
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(SERVER)
+        self._reader = RequestReader(limits)
+        self._framer = BodyFramer(LENGTH)
+
+    @property
+    def client_is_waiting_for_100_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and may wait for a 100 before its body.
+
+        Send ``send_informational(100)`` before reading the body, or a final response to refuse
+        it (then the connection closes after the response)."""
+        return self._state.client_waiting_for_continue
+
+    # -- whole responses -------------------------------------------------------------------------
+
+    def send_response(
+        self, status: int, headers: Headers = (), body: bytes = b"", reason: bytes | None = None
+    ) -> bytes:
+        """The bytes of a whole final response (200-599) with ``body``, framed by Content-Length.
+
+        Adds ``content-length`` (unless given; it must then match the body), ``date`` (unless
+        given) and ``connection`` as needed. The answer to a HEAD request keeps its headers and
+        drops the body. 204 and 304 take no body. The state machine moves on: the next request
+        (maybe already received) can be read right after.
+        """
+        state = self._state
+        our_state = state.states[SERVER]
+        if our_state is not SEND_RESPONSE and our_state is not IDLE:
+            raise LocalProtocolError(f"cannot send a response in state {our_state}")
+        lines = [status_line(status, reason) if status >= 200 else _refuse_status(status)]
+        facts = render_headers(headers, lines)
+        request = self._request if our_state is SEND_RESPONSE else None
+        if request is not None and request.upgrade:
+            _refuse_upgrade_answer(request.method, status)
+        if status == 204 or status == 304:
+            if body:
+                raise LocalProtocolError(f"a {status} response cannot have a body")
+            if status == 204 and facts is not None and facts.content_length is not None:
+                raise LocalProtocolError("a 204 response cannot have a Content-Length")
+        elif facts is None:
+            size = len(body)
+            lines.append(
+                _CONTENT_LENGTH_LINES[size] if size < 1024 else b"content-length: %d\r\n" % size
+            )
+        else:
+            if facts.chunked:
+                raise LocalProtocolError("send_response frames with Content-Length; "
+                                         "stream with start_response to send chunked")
+            if facts.content_length is None:
+                lines.append(b"content-length: %d\r\n" % len(body))
+            elif len(body) != facts.content_length and (body or request is None
+                                                         or request.method != b"HEAD"):
+                raise LocalProtocolError("Content-Length does not match the body")
+        keep_alive = self._connection_headers(lines, facts, request)
+        lines.append(b"\r\n")
+        if body and not (request is not None and request.method == b"HEAD"):
+            lines.append(body)
+        state.process_event(SERVER, _KEPT_ALIVE if keep_alive else _CLOSING)
+        state.process_event(SERVER, END_OF_MESSAGE)
+        self._request = None
+        return b"".join(lines)
+
+    def _connection_headers(
+        self, lines: list[bytes], facts: HeaderFacts | None, request: RequestHead | None
+    ) -> bool:
+        """Append ``date`` and ``connection`` lines as needed; whether keep-alive goes on."""
+        if facts is None:
+            lines.append(date_line())
+            keep_alive = request is not None and self._state.response_may_keep_alive()
+        else:
+            if not facts.has_date:
+                lines.append(date_line())
+            keep_alive = (
+                request is not None and self._state.response_may_keep_alive() and not facts.close
+            )
+        if not keep_alive:
+            if facts is None or not facts.close:
+                lines.append(_CONNECTION_CLOSE)
+        elif request is not None and request.http_version == b"1.0":
+            if facts is None or not facts.keep_alive:
+                lines.append(_CONNECTION_KEEP_ALIVE)  # HTTP/1.0 keeps alive only if told
+        return keep_alive
+
+    # -- streamed responses ----------------------------------------------------------------------
+
+    def start_response(
+        self,
+        status: int,
+        headers: Headers = (),
+        content_length: int | None = None,
+        reason: bytes | None = None,
+    ) -> bytes:
+        """The head of a final response whose body follows with ``send_data``/``end_response``.
+
+        Framing: Content-Length if ``content_length`` is given (or a ``content-length``
+        header); otherwise chunked for an HTTP/1.1 client, or until the connection closes for an
+        HTTP/1.0 one. A HEAD's answer drops the data sent; 204 and 304 refuse any.
+        """
+        state = self._state
+        our_state = state.states[SERVER]
+        if our_state is not SEND_RESPONSE and our_state is not IDLE:
+            raise LocalProtocolError(f"cannot send a response in state {our_state}")
+        lines = [status_line(status, reason) if status >= 200 else _refuse_status(status)]
+        facts = render_headers(headers, lines)
+        request = self._request if our_state is SEND_RESPONSE else None
+        if request is not None and request.upgrade:
+            _refuse_upgrade_answer(request.method, status)
+        if content_length is not None:
+            if facts is not None and facts.content_length not in (None, content_length):
+                raise LocalProtocolError("content_length does not match the Content-Length header")
+            if facts is None or facts.content_length is None:
+                lines.append(b"content-length: %d\r\n" % content_length)
+        elif facts is not None:
+            content_length = facts.content_length
+        is_head = request is not None and request.method == b"HEAD"
+        force_close = False
+        if status == 204 or status == 304:
+            if status == 204 and content_length is not None:
+                raise LocalProtocolError("a 204 response cannot have a Content-Length")
+            framer = BodyFramer(NO_BODY)
+        elif is_head:
+            framer = BodyFramer(STRIPPED)
+        elif content_length is not None:
+            framer = BodyFramer(LENGTH, content_length)
+        elif request is not None and request.http_version == b"1.1":
+            lines.append(b"transfer-encoding: chunked\r\n")
+            framer = BodyFramer(CHUNKED)
+        else:
+            framer = BodyFramer(UNTIL_CLOSE)  # an HTTP/1.0 client (or none): close to end it
+            force_close = True
+        if force_close and facts is not None and facts.keep_alive:
+            raise LocalProtocolError("a body without length cannot be kept alive for HTTP/1.0")
+        if force_close:
+            state.disable_keep_alive()
+        keep_alive = self._connection_headers(lines, facts, request)
+        lines.append(b"\r\n")
+        state.process_event(SERVER, _KEPT_ALIVE if keep_alive else _CLOSING)
+        self._framer = framer
+        return b"".join(lines)
+
+    def send_data(self, data: bytes) -> bytes:
+        """The bytes that carry ``data`` in the body started by ``start_response``."""
+        if self._state.states[SERVER] is not SEND_BODY:
+            raise LocalProtocolError("no response body is being sent")
+        try:
+            return self._framer.data(data)
+        except LocalProtocolError as exc:
+            self._fail_locally(exc)
+            raise
+
+    def end_response(self, trailers: Headers | None = None) -> bytes:
+        """The bytes that end the body (trailers only with chunked framing)."""
+        state = self._state
+        if state.states[SERVER] is not SEND_BODY:
+            raise LocalProtocolError("no response body is being sent")
+        try:
+            tail = self._framer.end(trailers)
+        except LocalProtocolError as exc:
+            self._fail_locally(exc)
+            raise
+        state.process_event(SERVER, END_OF_MESSAGE)
+        self._request = None
+        return tail
+
+    # -- the rest --------------------------------------------------------------------------------
+
+    def send_informational(self, status: int, headers: Headers = ()) -> bytes:
+        """The bytes of a 1xx interim response: 100 (Continue), 103 (Early Hints)...
+
+        Not for HTTP/1.0 clients; 101 (Switching Protocols) is refused: this layer does not
+        switch protocols."""
+        if not 100 <= status < 200 or status == 101:
+            raise LocalProtocolError(f"{status} is not an informational status this layer sends")
+        state = self._state
+        if state.states[SERVER] is not SEND_RESPONSE:
+            raise LocalProtocolError("an informational response needs a request being answered")
+        request = self._request
+        if request is None or request.http_version != b"1.1":
+            raise LocalProtocolError("no informational responses to an HTTP/1.0 client")
+        lines = [status_line(status)]
+        facts = render_headers(headers, lines)
+        if facts is not None and (facts.content_length is not None or facts.chunked):
+            raise LocalProtocolError("an informational response has no body")
+        lines.append(b"\r\n")
+        state.process_event(SERVER, _INTERIM)
+        return b"".join(lines)
+
+    def send(self, event: Event) -> bytes:
+        """The h11-like form: the bytes of one event sent by this side."""
+        event_type = type(event)
+        if isinstance(event, ResponseHead):
+            return self.start_response(event.status, event.headers, reason=event.reason or None)
+        if isinstance(event, Data):
+            return self.send_data(event.data)
+        if isinstance(event, EndOfMessage):
+            return self.end_response(event.trailers)
+        if isinstance(event, InformationalResponse):
+            return self.send_informational(event.status, event.headers)
+        if isinstance(event, ConnectionClosed):
+            self._state.process_event(SERVER, event)
+            return b""
+        raise LocalProtocolError(f"a server does not send {event_type.__name__}")
+
+
+def _refuse_status(status: int) -> bytes:
+    raise LocalProtocolError(f"status {status} is not a final status (1xx: send_informational)")
+
+
+def _refuse_upgrade_answer(method: bytes, status: int) -> None:
+    if method == b"CONNECT" and 200 <= status < 300:
+        raise LocalProtocolError("CONNECT tunnels are not supported: answer with an error")
