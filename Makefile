@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers clean
+.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -63,7 +63,11 @@ bench-echo: $(VENV)/.bench
 bench-drivers: $(VENV)/.bench
 	$(BIN)/python benchmarks/drivers.py --markdown BENCHMARKS.md
 
-bench: bench-core bench-echo bench-drivers
+## wrk and nginx (Debian: wrk, nginx-light) are found, or installed with apt-get when root.
+bench-http: $(VENV)/.bench
+	$(BIN)/python benchmarks/http.py --markdown BENCHMARKS.md
+
+bench: bench-core bench-echo bench-drivers bench-http
 
 clean:
 	rm -rf .venv .venv-* build dist src/*.egg-info
