@@ -47,16 +47,14 @@ from urllib.parse import urlencode
 
 from unknot import ssl as ussl
 
-from ._client_connection import PoolKey, open_connection
+from ._client_connection import PoolKey
 from ._client_decoders import ACCEPT_ENCODING
 from ._client_errors import (
-    ClientError,
     InvalidURL,
     ReadError,
     RemoteProtocolError,
     RequestError,
     TooManyRedirects,
-    TotalTimeout,
     WriteError,
 )
 from ._client_headers import HeaderTypes, RawHeaders, header_pairs, merge_headers
@@ -292,26 +290,24 @@ class Client:
         request, body = self._build_request(
             method, url, params, headers, content, data, json, self.auth if auth is _UNSET else auth
         )
-        follow = self.follow_redirects if follow_redirects is None else follow_redirects
-        if not follow:
-            return self._send(request, body, t, deadline, stream)
+        response = self._send(request, body, t, deadline, stream)
+        if response.status_code not in _REDIRECTS:
+            return response
+        if not (self.follow_redirects if follow_redirects is None else follow_redirects):
+            return response
         limit = self.max_redirects if max_redirects is None else max_redirects
         history: list[ClientResponse] = []
-        while True:
-            response = self._send(request, body, t, deadline, stream)
-            if response.status_code not in _REDIRECTS:
-                break
-            following = self._redirect(request, body, response)
-            if following is None:
-                break
+        while (following := self._redirect(request, body, response)) is not None:
             response.close()
             if len(history) >= limit:
                 raise TooManyRedirects(f"more than {limit} redirects", request=request,
                                        response=response)
             history.append(response)
             request, body = following
-        if history:
-            response.history = history
+            response = self._send(request, body, t, deadline, stream)
+            response.history = list(history)
+            if response.status_code not in _REDIRECTS:
+                break
         return response
 
     def stream(self, method: str, url: str | URL, **kwargs: Any) -> ClientResponse:
@@ -431,14 +427,6 @@ class Client:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def _key(self, url: URL) -> PoolKey:
-        if url.scheme == "https":
-            context = self._ssl_context
-            if context is None:
-                context = self._ssl_context = ssl_context(self._verify)
-            return ("https", url.host, url.port, context)
-        return ("http", url.host, url.port, None)
-
     def _send(
         self,
         request: ClientRequest,
@@ -452,21 +440,25 @@ class Client:
         method = self._methods.get(request.method)
         if method is None:
             method = self._methods[request.method] = request.method.encode("ascii")
-        key = self._key(request.url)
+        url = request.url
+        if url.scheme == "https":
+            context = self._ssl_context
+            if context is None:
+                context = self._ssl_context = ssl_context(self._verify)
+            key: PoolKey = ("https", url.host, url.port, context)
+        else:
+            key = ("http", url.host, url.port, None)
         pool = self._pool
         try:
-            conn = pool.acquire(key, lambda: open_connection(key, timeout.connect, deadline),
-                                self._pool_timeout(timeout, deadline), fresh)
-        except ClientError as exc:
-            if isinstance(exc, RequestError):
-                exc.request = request
+            conn = pool.acquire(key, timeout.connect, timeout.pool, deadline, fresh)
+        except RequestError as exc:
+            exc.request = request
             raise
         reused = conn.requests > 0
         conn.deadline = deadline
         started = _monotonic()
         try:
-            conn.send_request(method, request.url.target, request._raw_headers, body,
-                              timeout.write)
+            conn.send_request(method, url.target, request._raw_headers, body, timeout.write)
             head, parts, done = conn.receive_head(timeout.read)
         except (ReadError, WriteError, RemoteProtocolError) as exc:
             pool.discard(conn)
@@ -475,15 +467,13 @@ class Client:
                 return self._send(request, body, timeout, deadline, stream, fresh=True)
             exc.request = request
             raise
-        except RequestError as exc:
+        except BaseException as exc:
             pool.discard(conn)
-            exc.request = request
-            raise
-        except BaseException:
-            pool.discard(conn)
+            if isinstance(exc, RequestError):
+                exc.request = request
             raise
         response = ClientResponse(head.status, head.reason, head.http_version, head.headers,
-                                  request, started, _monotonic() - started)
+                                  request, _monotonic() - started)
         if stream:
             response._set_stream(conn, pool.release, parts, done, timeout.read)
             return response
@@ -491,29 +481,14 @@ class Client:
             while not done:
                 more, done = conn.receive_body(timeout.read)
                 parts.extend(more)
+            pool.release(conn)
+            response._set_body(parts)
         except BaseException as exc:
             pool.discard(conn)
             if isinstance(exc, RequestError):
                 exc.request = request
             raise
-        pool.release(conn)
-        try:
-            response._set_body(parts)
-        except RequestError as exc:
-            exc.request = request
-            raise
         return response
-
-    @staticmethod
-    def _pool_timeout(timeout: Timeout, deadline: float | None) -> float | None:
-        wait = timeout.pool
-        if deadline is not None:
-            left = deadline - _monotonic()
-            if left <= 0:
-                raise TotalTimeout("the request took longer than its total timeout")
-            if wait is None or left < wait:
-                wait = left
-        return wait
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._pool.connections} connections"

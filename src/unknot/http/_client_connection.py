@@ -147,7 +147,7 @@ class HTTPConnection:
     """
 
     __slots__ = ("sock", "key", "counted", "proto", "requests", "received", "idle_since",
-                 "deadline", "_timeout", "_closed")
+                 "deadline", "_timeout", "_closed", "_poller")
 
     def __init__(self, sock: Any, timeout: float | None, key: PoolKey) -> None:
         self.sock = sock
@@ -161,6 +161,7 @@ class HTTPConnection:
         self.deadline: float | None = None
         self._timeout = timeout  # the socket's current timeout
         self._closed = False
+        self._poller: Any = None
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -175,9 +176,11 @@ class HTTPConnection:
 
     def is_dropped(self) -> bool:
         """For an idle connection: readable means the server closed it (or sent garbage)."""
-        poller = _poll()
         try:
-            poller.register(self.sock, _POLLIN)
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = _poll()
+                poller.register(self.sock, _POLLIN)
             return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
@@ -236,8 +239,10 @@ class HTTPConnection:
             raise
 
     def _send(self, data: bytes | bytearray | memoryview, write_timeout: float | None) -> None:
-        deadline = self.deadline
-        total_first = self._set_timeout(write_timeout, deadline)
+        if self.deadline is not None or write_timeout != self._timeout:
+            total_first = self._set_timeout(write_timeout, self.deadline)
+        else:
+            total_first = False
         try:
             self.sock.sendall(data)
         except builtins.TimeoutError:

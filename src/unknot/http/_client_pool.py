@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 
 from unknot import lowlevel
 
-from ._client_connection import HTTPConnection, PoolKey
-from ._client_errors import PoolTimeout
+from ._client_connection import HTTPConnection, PoolKey, open_connection
+from ._client_errors import PoolTimeout, TotalTimeout
 
 _monotonic = time.monotonic
 
@@ -91,12 +90,14 @@ class ConnectionPool:
     def acquire(
         self,
         key: PoolKey,
-        connect: Callable[[], HTTPConnection],
+        connect_timeout: float | None,
         pool_timeout: float | None,
+        deadline: float | None = None,
         fresh: bool = False,
     ) -> HTTPConnection:
-        """A connection for ``key``: an idle one (unless ``fresh``), or a new one from
-        ``connect()`` when the limits allow, or the first one freed within ``pool_timeout``."""
+        """A connection for ``key``: an idle one (unless ``fresh``), or a new one (within
+        ``connect_timeout``) when the limits allow, or the first one freed within
+        ``pool_timeout``; ``deadline`` (monotonic) bounds it all."""
         if self._closed:
             raise RuntimeError("the client is closed")
         now = _monotonic()
@@ -109,14 +110,14 @@ class ConnectionPool:
         if not self._has_room(key):
             self._make_room(key)
         if self._has_room(key):
-            return self._connect(key, connect)
-        got = self._wait(key, pool_timeout)
+            return self._connect(key, connect_timeout, deadline)
+        got = self._wait(key, pool_timeout, deadline)
         if got is _SLOT:
-            return self._connect(key, connect, counted=True)
+            return self._connect(key, connect_timeout, deadline, counted=True)
         assert isinstance(got, HTTPConnection)
         if fresh or got.is_dropped():
             self._discard(got)
-            return self.acquire(key, connect, pool_timeout, fresh)
+            return self.acquire(key, connect_timeout, pool_timeout, deadline, fresh)
         return got
 
     def _take_idle(self, key: PoolKey, now: float) -> HTTPConnection | None:
@@ -150,13 +151,13 @@ class ConnectionPool:
             self._discard(oldest, wake=False)  # (the caller takes the room)
 
     def _connect(
-        self, key: PoolKey, connect: Callable[[], HTTPConnection], counted: bool = False
+        self, key: PoolKey, timeout: float | None, deadline: float | None, counted: bool = False
     ) -> HTTPConnection:
         if not counted:
             self._total += 1
             self._open[key] = self._open.get(key, 0) + 1
         try:
-            conn = connect()
+            conn = open_connection(key, timeout, deadline)
         except BaseException:
             self._forget(key)
             raise
@@ -166,7 +167,14 @@ class ConnectionPool:
             raise RuntimeError("the client was closed while connecting")
         return conn
 
-    def _wait(self, key: PoolKey, pool_timeout: float | None) -> object:
+    def _wait(self, key: PoolKey, pool_timeout: float | None, deadline: float | None) -> object:
+        total_first = False
+        if deadline is not None:
+            left = deadline - _monotonic()
+            if left <= 0:
+                raise TotalTimeout("the request took longer than its total timeout")
+            if pool_timeout is None or left < pool_timeout:
+                pool_timeout, total_first = left, True
         fiber = lowlevel.current_fiber()
         if fiber is None:
             raise PoolTimeout("the connection pool is full (and this is not a fiber: it cannot "
@@ -181,6 +189,8 @@ class ConnectionPool:
             raise
         if got is lowlevel.TIMED_OUT:
             waiter.done = True
+            if total_first:
+                raise TotalTimeout("the request took longer than its total timeout")
             raise PoolTimeout(f"no connection became free within {pool_timeout} s")
         return got
 

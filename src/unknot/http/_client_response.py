@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._client_decoders import ContentDecoder, charset, content_decoder
-from ._client_errors import ClientError, HTTPStatusError, RequestError
+from ._client_errors import HTTPStatusError, RequestError
 from ._client_headers import Headers, RawHeaders
 from ._url import URL
 
@@ -60,6 +60,60 @@ class ClientRequest:
         return f"<ClientRequest [{self.method} {self.url}]>"
 
 
+class _BodyStream:
+    """The unread part of a streamed body: the connection it comes from and what to do with
+    the connection once the body is complete (give it back to the pool)."""
+
+    __slots__ = ("conn", "release", "parts", "done", "consumed", "read_timeout", "received")
+
+    def __init__(
+        self,
+        conn: HTTPConnection,
+        release: Callable[[HTTPConnection], None],
+        parts: list[bytes],
+        done: bool,
+        read_timeout: float | None,
+    ) -> None:
+        self.conn: HTTPConnection | None = conn
+        self.release = release
+        self.parts = parts  # received, not handed out yet
+        self.done = done  # the last part was received
+        self.consumed = False  # iteration has started
+        self.read_timeout = read_timeout
+        self.received = 0  # raw bytes handed out
+
+    def give_back(self) -> None:
+        """The body is complete (or the connection closed): the pool takes the connection."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.release(conn)
+
+    def drop(self) -> None:
+        """Close the connection: its body is not read to its end."""
+        conn = self.conn
+        if conn is not None:
+            conn.close()
+            self.give_back()  # (the pool counts it out)
+
+    def remaining(self, headers: RawHeaders) -> int:
+        """Body bytes still to come if the Content-Length says (else more than DRAIN_MAX)."""
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                return int(value) - self.received - sum(len(p) for p in self.parts)
+        return DRAIN_MAX + 1
+
+    def drain(self) -> None:
+        """Read the rest and give the connection back; close it on any error."""
+        conn = self.conn
+        try:
+            while not self.done and conn is not None:
+                self.parts, self.done = conn.receive_body(self.read_timeout)
+        except Exception:
+            self.drop()
+        else:
+            self.give_back()
+
+
 class ClientResponse:
     """An HTTP response received by the client (see the module docstring).
 
@@ -68,10 +122,8 @@ class ClientResponse:
     (`ClientRequest`), ``history`` (the redirect responses that led here, oldest first).
     """
 
-    __slots__ = ("status_code", "reason", "http_version", "_raw_headers", "url", "request",
-                 "history", "_content", "_conn", "_release", "_parts", "_done", "_consumed",
-                 "_closed", "_started", "_elapsed", "_encoding", "_read_timeout", "_received",
-                 "on_close")
+    __slots__ = ("status_code", "_reason", "_version", "_raw_headers", "request", "history",
+                 "_content", "_stream", "_elapsed", "_encoding", "on_close")
 
     def __init__(
         self,
@@ -80,28 +132,18 @@ class ClientResponse:
         http_version: bytes,
         headers: RawHeaders,
         request: ClientRequest,
-        started: float,
         elapsed: float,
     ) -> None:
         self.status_code = status_code
-        self.reason = reason.decode("latin-1") if reason else _phrase(status_code)
-        self.http_version = "HTTP/1.1" if http_version == b"1.1" else "HTTP/1.0"
+        self._reason = reason
+        self._version = http_version
         self._raw_headers = headers
         self.request = request
-        self.url = request.url
         self.history: list[ClientResponse] = []
         self._content: bytes | None = None
-        self._conn: HTTPConnection | None = None
-        self._release: Callable[[HTTPConnection], None] | None = None
-        self._parts: list[bytes] = []
-        self._done = True
-        self._consumed = False
-        self._closed = False
-        self._started = started
+        self._stream: _BodyStream | None = None
         self._elapsed = elapsed
         self._encoding: str | None = None
-        self._read_timeout: float | None = None
-        self._received = 0
         #: Called once when the response is closed (the module-level functions close their
         #: one-off client with it).
         self.on_close: Callable[[], None] | None = None
@@ -111,9 +153,11 @@ class ClientResponse:
     def _set_body(self, parts: list[bytes]) -> None:
         """The whole raw body, received: decode it now."""
         raw = parts[0] if len(parts) == 1 else b"".join(parts)
-        decoder = content_decoder(self._raw_headers) if raw else None
-        self._content = raw if decoder is None else decoder.decode(raw) + decoder.flush()
-        self._closed = True
+        if raw:
+            decoder = content_decoder(self._raw_headers)
+            if decoder is not None:
+                raw = decoder.decode(raw) + decoder.flush()
+        self._content = raw
 
     def _set_stream(
         self,
@@ -124,26 +168,34 @@ class ClientResponse:
         read_timeout: float | None,
     ) -> None:
         """The body is to be read from ``conn`` (``parts`` came with the head)."""
-        self._parts = parts
-        self._done = done
-        self._read_timeout = read_timeout
-        self._conn = conn
-        self._release = release
+        self._stream = _BodyStream(conn, release, parts, done, read_timeout)
         if done:
-            self._give_back()
+            self._stream.give_back()
 
-    def _give_back(self) -> None:
-        conn, release = self._conn, self._release
-        self._conn = self._release = None
-        if conn is not None and release is not None:
-            release(conn)
+    # -- the head --------------------------------------------------------------------------------
 
-    # -- the body --------------------------------------------------------------------------------
+    @property
+    def reason(self) -> str:
+        """The reason phrase (the standard one if the server sent none)."""
+        reason = self._reason
+        return reason.decode("latin-1") if reason else _phrase(self.status_code)
+
+    @property
+    def http_version(self) -> str:
+        """``"HTTP/1.1"`` or ``"HTTP/1.0"``."""
+        return "HTTP/1.1" if self._version == b"1.1" else "HTTP/1.0"
 
     @property
     def headers(self) -> Headers:
         """The header fields (case-insensitive; ``get_all`` for repeated ones)."""
         return Headers(self._raw_headers)
+
+    @property
+    def url(self) -> URL:
+        """The URL that gave this response (the last one, after redirects)."""
+        return self.request.url
+
+    # -- the body --------------------------------------------------------------------------------
 
     @property
     def content(self) -> bytes:
@@ -156,7 +208,8 @@ class ClientResponse:
     def read(self) -> bytes:
         """Read the rest of the body and return all of it (``content``)."""
         if self._content is None:
-            if self._consumed:
+            stream = self._stream
+            if stream is not None and stream.consumed:
                 raise RequestError("the body was already read with iter_*(): it is not kept",
                                    request=self.request)
             self._content = b"".join(self.iter_bytes())
@@ -165,37 +218,36 @@ class ClientResponse:
     def iter_raw(self, chunk_size: int | None = None) -> Iterator[bytes]:
         """The body as it arrives, not decoded (gzip stays gzip), in pieces of ``chunk_size``
         bytes (the last may be shorter) or as received."""
-        if self._content is not None:
+        stream = self._stream
+        if self._content is not None or stream is None:
             raise RequestError("iter_raw() needs a streamed response whose body is unread",
                                request=self.request)
         if chunk_size is not None:
             yield from _rechunk(self.iter_raw(), chunk_size)
             return
-        if self._consumed:
+        if stream.consumed:
             raise RequestError("the body was already read", request=self.request)
-        self._consumed = True
+        stream.consumed = True
         try:
             while True:
-                parts, self._parts = self._parts, []
+                parts, stream.parts = stream.parts, []
                 for part in parts:
-                    self._received += len(part)
+                    stream.received += len(part)
                     yield part
-                if self._done:
+                if stream.done:
                     break
-                conn = self._conn
+                conn = stream.conn
                 if conn is None:
                     raise RequestError("the response was closed before its body was read",
                                        request=self.request)
-                self._parts, self._done = conn.receive_body(self._read_timeout)
-        except ClientError as exc:
+                stream.parts, stream.done = conn.receive_body(stream.read_timeout)
+        except BaseException as exc:
             if isinstance(exc, RequestError) and exc._request is None:
                 exc.request = self.request
-            self._drop()
+            stream.drop()
+            self._finish()
             raise
-        except BaseException:
-            self._drop()
-            raise
-        self._give_back()
+        stream.give_back()
         self._finish()
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
@@ -312,49 +364,22 @@ class ClientResponse:
 
     @property
     def is_closed(self) -> bool:
-        """The body was read to the end, or the response closed."""
-        return self._closed
+        """The body was read to the end, or the response closed: the connection is released."""
+        stream = self._stream
+        return stream is None or stream.conn is None
 
     def close(self) -> None:
         """Release the connection: back to the pool if the body was read (or what remains of
         it is small and can be drained), else closed."""
-        if self._closed:
-            return
-        conn = self._conn
-        if conn is not None and not self._done:
-            if self._remaining() <= DRAIN_MAX:
-                self._drain(conn)
+        stream = self._stream
+        if stream is not None and stream.conn is not None:
+            if stream.done or stream.remaining(self._raw_headers) <= DRAIN_MAX:
+                stream.drain()
             else:
-                self._drop()
-        self._give_back()
-        self._finish()
-
-    def _remaining(self) -> int:
-        """Body bytes still to come, if the Content-Length says (else more than DRAIN_MAX)."""
-        length = self.headers.get("content-length")
-        if length is None or not length.isdigit():
-            return DRAIN_MAX + 1
-        return int(length) - self._received - sum(len(p) for p in self._parts)
-
-    def _drain(self, conn: HTTPConnection) -> None:
-        try:
-            while not self._done:
-                self._parts, self._done = conn.receive_body(self._read_timeout)
-        except Exception:
-            self._drop()
-
-    def _drop(self) -> None:
-        """Close the connection (the body is not read to its end)."""
-        conn, release = self._conn, self._release
-        self._conn = self._release = None
-        if conn is not None:
-            conn.close()
-            if release is not None:
-                release(conn)  # (the pool counts it out)
+                stream.drop()
         self._finish()
 
     def _finish(self) -> None:
-        self._closed = True
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()
