@@ -222,7 +222,7 @@ class HTTPConnection:
                 if body is not None and len(body) > _JOIN_BODY_MAX:
                     self._send(proto.start_request(method, target, headers, len(body)),
                                write_timeout)
-                    self._send(body, write_timeout)
+                    self._send(proto.send_data(body), write_timeout)
                     self._send(proto.end_request(), write_timeout)
                 else:
                     self._send(proto.send_request(method, target, headers, body or b""),
