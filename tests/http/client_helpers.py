@@ -36,6 +36,7 @@ class Handler(BaseHTTPRequestHandler):
     """The test paths (see the module docstring); ``server`` is a `_HTTPServer`."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the head and the body leave in separate writes
     server: _HTTPServer
 
     def setup(self) -> None:
@@ -206,7 +207,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+    daemon_threads = False
+    block_on_close = True  # server_close() joins the connection threads
+    request_queue_size = 256  # 100 clients connecting at once are not dropped
 
     def __init__(self, address: tuple[str, int], family: int, tls: ssl.SSLContext | None):
         self.address_family = family

@@ -279,6 +279,9 @@ class HTTPConnection:
                     raise ReadError(f"receiving the response failed: {exc}") from exc
                 if data:
                     self.received = True
+                elif not self.received:
+                    raise RemoteProtocolError(
+                        "the server closed the connection without sending a response")
                 proto.receive_data(data)
         except ProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from exc
