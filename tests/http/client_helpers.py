@@ -26,10 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 PLAIN = b"unknot fibers " * 200
 
 
+#: One period of `pattern`.
+BLOCK = bytes(range(256)) * 256
+
+
 def pattern(size: int) -> bytes:
-    """``size`` bytes of a known, position-dependent pattern."""
-    block = bytes(range(256)) * 256
-    return (block * (size // len(block) + 1))[:size]
+    """``size`` bytes of a known pattern (`BLOCK` repeated)."""
+    return (BLOCK * (size // len(BLOCK) + 1))[:size]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -150,10 +153,9 @@ class Handler(BaseHTTPRequestHandler):
         self.served += 1
         if self.command == "HEAD":
             return
-        data = pattern(size)
         try:
-            for i in range(0, size, 65536):
-                piece = data[i : i + 65536]
+            for i in range(0, size, len(BLOCK)):  # no copy of the whole body in memory
+                piece = BLOCK[: size - i]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")

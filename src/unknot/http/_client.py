@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import json as _json
 import os
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -85,7 +86,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 
 #: What ``verify=`` accepts.
-VerifyTypes = bool | str | os.PathLike[str] | ussl.SSLContext
+VerifyTypes = bool | str | os.PathLike[str] | ssl.SSLContext
 #: What ``auth=`` accepts: ``(username, password)`` for HTTP basic authentication.
 AuthTypes = tuple[str | bytes, str | bytes]
 #: A request body: bytes, str, an iterable of bytes, or a binary file.
@@ -94,13 +95,13 @@ ContentTypes = bytes | str | Iterable[bytes] | Any
 
 # -- TLS contexts --------------------------------------------------------------------------------
 
-_contexts: dict[Any, ussl.SSLContext] = {}
+_contexts: dict[Any, ssl.SSLContext] = {}
 
 
-def ssl_context(verify: VerifyTypes) -> ussl.SSLContext:
+def ssl_context(verify: VerifyTypes) -> ssl.SSLContext:
     """The TLS context for ``verify`` (see the module docstring). Contexts the client makes
     are cached per setting (per CA file version) and shared: making one reads the CA store."""
-    if isinstance(verify, ussl.SSLContext):
+    if isinstance(verify, ssl.SSLContext):  # the stdlib's or unknot.ssl's: both work
         return verify
     if verify is True or verify is False:
         key: Any = verify
@@ -211,7 +212,7 @@ class Client:
         self.auth = auth
         self.timeout = as_timeout(timeout)
         self._verify = verify
-        self._ssl_context: ussl.SSLContext | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self.follow_redirects = follow_redirects
         if max_redirects < 0:
             raise ValueError("max_redirects cannot be negative")
