@@ -241,6 +241,8 @@ class ClientResponse:
                     raise RequestError("the response was closed before its body was read",
                                        request=self.request)
                 stream.parts, stream.done = conn.receive_body(stream.read_timeout)
+        except GeneratorExit:
+            raise  # the caller stopped early: close() drains or drops what is left
         except BaseException as exc:
             if isinstance(exc, RequestError) and exc._request is None:
                 exc.request = self.request
