@@ -343,3 +343,60 @@ def test_a_closed_client_refuses_requests(server: Server) -> None:
     assert client.is_closed
     with pytest.raises(RuntimeError):
         client.get(server.url("/echo"))
+
+
+def raw_server(answers: list[bytes]) -> unknot.TCPServer:
+    """A TCP server answering each request it reads (one recv) with the next of ``answers``."""
+    accepted = []
+
+    def handler(conn: Any, addr: Any) -> None:
+        accepted.append(addr)
+        while answers and conn.recv(65536):
+            conn.sendall(answers.pop(0))
+
+    tcp = unknot.TCPServer(handler, "127.0.0.1", 0)
+    tcp.accepted = accepted  # type: ignore[attr-defined]
+    unknot.spawn(tcp.serve_forever)
+    return tcp
+
+
+@pytest.mark.unknot
+def test_informational_responses_are_skipped() -> None:
+    answer = (b"HTTP/1.1 100 Continue\r\n\r\n"
+              b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+              b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-final: yes\r\n\r\nfinal")
+    with raw_server([answer]) as tcp, Client() as client:
+        r = client.get(f"http://127.0.0.1:{tcp.address[1]}/")
+        assert (r.status_code, r.content, r.headers["x-final"]) == (200, b"final", "yes")
+        assert "link" not in r.headers
+
+
+@pytest.mark.unknot
+def test_connection_close_from_the_server_is_honoured() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"] * 2
+    with raw_server(answers) as tcp, Client() as client:
+        url = f"http://127.0.0.1:{tcp.address[1]}/"
+        assert client.get(url).content == b"ok"
+        assert client.pool.connections == 0
+        assert client.get(url).content == b"ok"
+        assert len(tcp.accepted) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.unknot
+def test_connection_close_from_the_caller_is_honoured(server: Server) -> None:
+    accepts = server.accepts
+    with Client() as client:
+        assert echo(client.get(server.url("/echo"), headers={"connection": "close"}))[
+            "headers"]["connection"] == "close"
+        assert client.pool.connections == 0
+        client.get(server.url("/echo"))
+    assert server.accepts == accepts + 2
+
+
+@pytest.mark.unknot
+def test_http_1_0_responses() -> None:
+    answer = b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nold"
+    with raw_server([answer]) as tcp, Client() as client:
+        r = client.get(f"http://127.0.0.1:{tcp.address[1]}/")
+        assert (r.http_version, r.content) == ("HTTP/1.0", b"old")
+        assert client.pool.connections == 0  # 1.0 without keep-alive: closed
