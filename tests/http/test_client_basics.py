@@ -262,6 +262,10 @@ def test_basic_auth_from_a_tuple_and_from_the_url(server: Server) -> None:
     seen = echo(get(f"http://user:pass%20word@127.0.0.1:{server.port}/echo"))
     assert seen["headers"]["authorization"] == "Basic dXNlcjpwYXNzIHdvcmQ="
     assert seen["headers"]["host"] == f"127.0.0.1:{server.port}"
+    r = get(f"http://user:pass@127.0.0.1:{server.port}/echo", auth=("other", "x"))
+    assert [v for k, v in r.json()["headers"] if k == "authorization"] == ["Basic b3RoZXI6eA=="]
+    r = get(server.url("/echo"), auth=("u", "p"), headers={"authorization": "Bearer t"})
+    assert [v for k, v in r.json()["headers"] if k == "authorization"] == ["Bearer t"]
 
 
 @pytest.mark.unknot

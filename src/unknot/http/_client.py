@@ -380,11 +380,11 @@ class Client:
             extra: list[tuple[bytes, bytes | None]] = []
             if content_type is not None:
                 extra.append((b"content-type", content_type))
-            if target.username is not None:
+            if auth:  # auth= wins over credentials in the URL
+                extra.append((b"authorization", _basic_auth(*auth)))
+            elif target.username is not None:
                 extra.append((b"authorization", _basic_auth(target.username,
                                                             target.password or "")))
-            if auth:
-                extra.append((b"authorization", _basic_auth(*auth)))
             if headers:
                 given = header_pairs(headers)
                 names = {name for name, _ in given}
