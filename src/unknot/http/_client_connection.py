@@ -68,7 +68,7 @@ def open_connection(
 ) -> HTTPConnection:
     """Connect to ``key``'s host and port (and do the TLS handshake with its context) within
     ``connect_timeout`` and the overall ``deadline``; ``ConnectError``/``ConnectTimeout``."""
-    _scheme, host, port, context = key
+    _scheme, host, port, _context = key
     timeout = connect_timeout
     total_first = False
     if deadline is not None:
