@@ -61,9 +61,11 @@ def test_read_timeout_when_the_server_never_answers() -> None:
 
 
 def test_read_timeout_bounds_each_wait_not_the_whole_body(server: Server) -> None:
-    # 5 bytes 0.1 s apart: 0.5 s in all, each wait well under the 0.4 s read timeout
-    r = get(server.url("/trickle?n=5&delay=0.1"), timeout=Timeout(read=0.4))
-    assert r.content == b"xxxxx"
+    # 10 bytes 0.05 s apart: 0.5 s in all, each wait well under the 0.3 s read timeout
+    started = time.monotonic()
+    r = get(server.url("/trickle?n=10&delay=0.05"), timeout=Timeout(read=0.3))
+    assert r.content == b"x" * 10
+    assert time.monotonic() - started > 0.3
     with pytest.raises(ReadTimeout):
         get(server.url("/sleep?s=0.5"), timeout=0.2)
 
@@ -100,12 +102,12 @@ def test_write_timeout_when_the_server_does_not_read() -> None:
 
 def test_pool_timeout_when_every_connection_is_busy(server: Server) -> None:
     with Client(max_connections=1, timeout=Timeout(pool=0.2, read=5)) as client:
-        slow = unknot.spawn(client.get, server.url("/sleep?s=0.6"))
+        slow = unknot.spawn(client.get, server.url("/sleep?s=1"))
         unknot.sleep(0.05)
         started = time.monotonic()
         with pytest.raises(PoolTimeout):
             client.get(server.url("/echo"))
-        assert 0.15 < time.monotonic() - started < 0.55
+        assert 0.15 < time.monotonic() - started < 0.9  # before the busy one is released
         assert slow.join().content == b"late"
 
 
