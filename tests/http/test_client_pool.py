@@ -151,3 +151,24 @@ def test_close_closes_idle_and_later_released_connections(server: Server) -> Non
     assert client.pool.connections == 1  # the streamed one is still busy
     assert len(r.read()) == 300_000  # it can still be read to its end...
     assert client.pool.connections == 0  # ...and is then closed, not pooled
+
+
+def test_waiters_that_gave_up_do_not_take_a_released_connection(server: Server) -> None:
+    from unknot.http._client_errors import PoolTimeout
+    from unknot.http._client_timeout import Timeout
+
+    with Client(max_connections=1) as client:
+        busy = unknot.spawn(client.get, server.url("/sleep?s=0.4"))
+        unknot.sleep(0.05)
+        impatient = unknot.spawn(client.get, server.url("/text?body=b"),
+                                 timeout=Timeout(pool=0.1))
+        cancelled = unknot.spawn(client.get, server.url("/text?body=c"))
+        patient = unknot.spawn(client.get, server.url("/text?body=d"))
+        unknot.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(PoolTimeout):
+            impatient.join()
+        assert busy.join().content == b"late"
+        assert patient.join().text == "d"
+        assert client.pool.connections == 1
+    assert server.accepts == 1

@@ -184,11 +184,12 @@ class ConnectionPool:
         try:
             got = lowlevel.park(pool_timeout)
         except BaseException:
-            if not waiter.done:
-                waiter.done = True
+            waiter.done = True
+            self._prune_waiters()
             raise
         if got is lowlevel.TIMED_OUT:
             waiter.done = True
+            self._prune_waiters()
             if total_first:
                 raise TotalTimeout("the request took longer than its total timeout")
             raise PoolTimeout(f"no connection became free within {pool_timeout} s")
@@ -268,6 +269,7 @@ class ConnectionPool:
                 return
 
     def _prune_waiters(self) -> None:
+        """Drop the waiters that are served or gone from the front of the queue."""
         waiters = self._waiters
         while waiters and waiters[0].done:
             waiters.popleft()
