@@ -54,7 +54,7 @@ def main() -> None:
         heard = [c.get() for c in clients]
     server.stop()
 
-    for name, lines in zip(NAMES, heard):
+    for name, lines in zip(NAMES, heard, strict=True):
         print(f"{name} heard: {', '.join(lines)}")
     print(f"members left after stop: {len(members)}")
 

@@ -52,7 +52,7 @@ def main() -> None:
             everyone_in.set()
         heard = [c.result() for c in clients]
 
-    for name, lines in zip(NAMES, heard):
+    for name, lines in zip(NAMES, heard, strict=True):
         print(f"{name} heard: {', '.join(lines)}")
     print(f"members left after stop: {len(members)}")
 
