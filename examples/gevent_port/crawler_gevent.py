@@ -19,7 +19,7 @@ from gevent.pool import Pool  # noqa: E402
 
 PAGES = 60
 POOL_SIZE = 20
-DELAY = 0.1
+DELAY = 0.25  # long enough for all 20 connections to be open at once, even on a loaded machine
 
 
 class PageServer(http.server.ThreadingHTTPServer):

@@ -17,7 +17,7 @@ import urllib.request  # noqa: E402
 
 PAGES = 60
 POOL_SIZE = 20
-DELAY = 0.1
+DELAY = 0.25  # long enough for all 20 connections to be open at once, even on a loaded machine
 
 
 class PageServer(http.server.ThreadingHTTPServer):
