@@ -53,7 +53,7 @@ _new = object.__new__
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
-    __slots__ = ("_queue", "_dead")
+    __slots__ = ("_queue", "_dead", "places")
 
     #: Dead places tolerated before the queue is compacted (when they are also the majority).
     COMPACT_AFTER = 32
@@ -61,6 +61,10 @@ class ParkingLot:
     def __init__(self) -> None:
         self._queue: deque[ParkedFiber] = deque()
         self._dead = 0
+        #: The queue of places (read-only): empty when nobody is parked, so ``if lot.places``
+        #: is the cheapest test for "maybe someone waits" (places left early are dropped lazily,
+        #: so it may be true with nobody to wake; `unpark` then returns None).
+        self.places = self._queue
 
     def __len__(self) -> int:
         """How many fibers are parked here."""
@@ -110,7 +114,7 @@ class ParkingLot:
             place.queued = False
             self._dead += 1
             if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self._queue):
-                self._queue = deque(p for p in self._queue if p.queued)
+                self._queue = self.places = deque(p for p in self._queue if p.queued)
                 self._dead = 0
 
     def unpark(self, value: Any = True, *, with_payload: bool = False) -> ParkedFiber | None:
@@ -151,7 +155,9 @@ class ParkingLot:
 
     def throw_all(self, exc: BaseException) -> int:
         """Wake every parked fiber by raising ``exc`` in it; return how many were woken."""
-        queue, self._queue, self._dead = self._queue, deque(), 0
+        queue = self._queue
+        self._queue = self.places = deque()
+        self._dead = 0
         n = 0
         for place in queue:
             if place.queued:
