@@ -8,8 +8,6 @@ cost of one operation, free of start-up and import costs. Cases:
 
 * ``echo``: two fibers ping-pong 1 KiB over a TCP loopback connection (client ``sendall`` +
   ``recv``, server ``recv`` + ``sendall``): the echo server's hot path, plus the client's.
-* ``echo-server``: the server side alone (the client is another process, not counted): what
-  ``benchmarks/echo.py``'s unknot server executes per 1 KiB message.
 * ``event``: two fibers hand control back and forth through a fresh `unknot.Event` each time
   (core.py's *switch* cell).
 * ``queue``: a producer and a consumer fiber through an `unknot.Queue(1)`.
@@ -67,36 +65,6 @@ def main():
     srv.close()
 unknot.run(main)
 """,
-    "echo-server": r"""
-import subprocess, sys, unknot
-from unknot import socket
-N = int(sys.argv[1])
-CLIENT = '''
-import socket, sys
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-msg = b"x" * 1024
-for _ in range(int(sys.argv[2])):
-    c.sendall(msg)
-    got = 0
-    while got < 1024:
-        got += len(c.recv(65536))
-c.close()
-'''
-def main():
-    srv = socket.create_server(("127.0.0.1", 0))
-    # the client is another process (plain stdlib sockets): only the server is counted
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(srv.getsockname()[1]), str(N)])
-    conn, _ = srv.accept()
-    with conn:
-        for _ in range(N):
-            data = b""
-            while len(data) < 1024:
-                data += conn.recv(65536)
-            conn.sendall(data)
-    srv.close()
-    unknot.to_thread(client.wait)
-unknot.run(main)
-""",
     "event": r"""
 import sys, unknot
 N = int(sys.argv[1])
@@ -130,12 +98,7 @@ def main():
 unknot.run(main)
 """,
 }
-UNITS = {
-    "echo": "round trip",
-    "echo-server": "message echoed",
-    "event": "hand-off pair",
-    "queue": "item",
-}
+UNITS = {"echo": "round trip", "event": "hand-off pair", "queue": "item"}
 
 
 def count(src: Path, case: str, n: int) -> int:
