@@ -48,6 +48,7 @@ def test_date_line_is_formatted_once_per_second(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(_server_conn, "now", lambda: clock[0])
     monkeypatch.setattr(_writer, "formatdate", fake_formatdate)
     monkeypatch.setattr(_writer.DATE_LINE, "expires", 0.0)
+    monkeypatch.setattr(_writer.DATE_LINE, "line", _writer.DATE_LINE.line)  # (restored after)
     first = date_line()
     assert first == b"date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
     clock[0] += 0.7

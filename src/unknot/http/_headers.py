@@ -223,6 +223,27 @@ def header_pair(name: str | bytes, value: Any) -> tuple[bytes, bytes]:
     return key, data
 
 
+#: Pairs already checked: ``(name, value)`` as given (``str`` or ``bytes`` both) -> wire pair.
+#: Handlers return the same few headers over and over; checking one costs two regex scans.
+_CHECKED: dict[tuple[Any, Any], tuple[bytes, bytes]] = {}
+_CHECKED_MAX = 4096
+_CACHED_VALUE_MAX = 256
+
+
+def _checked_pair(name: Any, value: Any) -> tuple[bytes, bytes]:
+    """`header_pair`, remembered for ``str``/``bytes`` names and values (not ints: a
+    ``True`` would find the entry of a ``1``, and bools are refused)."""
+    pair = header_pair(name, value)
+    if (
+        (type(value) is str or type(value) is bytes)
+        and (type(name) is str or type(name) is bytes)
+        and len(value) <= _CACHED_VALUE_MAX
+        and len(_CHECKED) < _CHECKED_MAX
+    ):
+        _CHECKED[(name, value)] = pair
+    return pair
+
+
 def normalize_headers(headers: HeadersLike) -> RawHeaders:
     """A fresh, checked wire list from ``None``, a mapping, pairs, or `Headers`.
 
@@ -233,17 +254,33 @@ def normalize_headers(headers: HeadersLike) -> RawHeaders:
     """
     if headers is None:
         return []
+    get = _CHECKED.get
+    kind = type(headers)
+    if kind is dict or kind is list:  # the common cases first: one lookup per pair seen before
+        raw = []
+        items: Iterable[Any] = headers.items() if kind is dict else headers  # type: ignore[union-attr]
+        for item in items:
+            try:
+                pair = get(item)
+            except TypeError:  # not a pair, or an unhashable value: checked below
+                pair = None
+            if pair is None:
+                if type(item) is not tuple and not isinstance(item, list) or len(item) != 2:
+                    raise TypeError(f"{_HEADERS_WANTED}; got the item {item!r:.80}")
+                pair = _checked_pair(item[0], item[1])
+            raw.append(pair)
+        return raw
     if isinstance(headers, Headers):
         return list(headers._raw)
     if isinstance(headers, Mapping):
-        return [header_pair(k, v) for k, v in headers.items()]
+        return [_checked_pair(k, v) for k, v in headers.items()]
     if isinstance(headers, (str, bytes)) or not isinstance(headers, Iterable):
         raise TypeError(f"{_HEADERS_WANTED}; got {type(headers).__name__}")
     raw = []
     for item in headers:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError(f"{_HEADERS_WANTED}; got the item {item!r:.80}")
-        raw.append(header_pair(item[0], item[1]))
+        raw.append(_checked_pair(item[0], item[1]))
     return raw
 
 

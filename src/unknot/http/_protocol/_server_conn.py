@@ -245,6 +245,23 @@ class ServerConnection(Connection):
         except LocalProtocolError as exc:
             self._fail_locally(exc)
 
+    def data_sent(self, count: int) -> None:
+        """Count ``count`` body bytes that the caller sent itself, as they are (a file sent with
+        ``sendfile``): only a body framed by Content-Length (or by the end of the connection)
+        can go out unframed. Too many bytes for the Content-Length is an error, as in
+        ``send_data``."""
+        if self._state.states[SERVER] is not SEND_BODY:
+            raise LocalProtocolError("no response body is being sent")
+        framer = self._framer
+        if framer.framing == LENGTH:
+            framer.remaining -= count
+            if framer.remaining < 0:
+                self._fail_locally(
+                    LocalProtocolError("more body data than the declared Content-Length")
+                )
+        elif framer.framing != UNTIL_CLOSE and framer.framing != STRIPPED:
+            raise LocalProtocolError("only a body framed by its length can be sent unframed")
+
     def end_response(self, trailers: Headers | None = None) -> bytes:
         """The bytes that end the body (trailers only with chunked framing)."""
         state = self._state

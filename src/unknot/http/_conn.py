@@ -1,0 +1,477 @@
+"""One HTTP connection, served in its own fiber: read requests, call the handler, write answers.
+
+`HTTPConnection.run` is the server's hot loop. It reads into the sans-I/O `ServerConnection`
+with one ``recv`` of up to 64 KiB, answers each complete request in order, and sends a response
+whose body is ``bytes`` as one ``send`` (head and body framed together by
+``ServerConnection.send_response``). Responses to pipelined requests already received are
+written together, when the next ``recv`` is due (or 64 KiB are waiting): a handler that blocks
+holds back the answers before its own, which a pipelining client reads in order anyway. Bodies
+that are not bytes go out from `_respond`: a file with ``sendfile``, an iterable chunk by chunk.
+
+Timeouts cost no timer per request: before a call that may wait, the connection stores the
+time it must end by in `HTTPConnection.deadline` (0.0 while it runs the handler), and the
+server's watchdog fiber, waking a few times a second, raises `TimeoutError` in every
+connection parked past its deadline (see ``HTTPServer``). The timeouts:
+
+- before a request: ``keep_alive`` seconds for its first byte, then the connection closes
+  silently (the client may be sending a request at that very moment: a 408 would be taken as
+  its answer). The first request of a connection has ``head`` seconds instead, and gets 408:
+  a client that connects and says nothing is told why it is dropped.
+- the head: ``head`` seconds from its first byte to its end, for all its ``recv``\\ s together
+  (a client trickling bytes is cut at the deadline), then 408 and close.
+- the body: ``body`` seconds for each wait for more body bytes (`TimeoutError` in the
+  handler; 408 if the handler lets it through).
+- each write: ``write`` seconds (a whole small response, a chunk, or 1 MiB of a larger body or
+  file), then the connection is dropped.
+
+Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 501, 505)
+and ``Connection: close``; an exception from the handler is logged (``unknot.http``) and
+answered 500, or, if the response had begun, the connection is dropped. A client that goes
+away ends its connection quietly; the handler's own fibers and other connections are not
+touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from ._access_log import AccessLog
+from ._body import RequestBody
+from ._headers import RawHeaders
+from ._message import Body, FileBody, HTTPError, Request, normalize_result
+from ._protocol import (
+    NEED_DATA,
+    Event,
+    Limits,
+    LocalProtocolError,
+    ProtocolError,
+    RequestHead,
+    ServerConnection,
+)
+from ._protocol._events import END_OF_MESSAGE
+from ._respond import ClientGone, ResponseAborted, send_file, send_stream, write
+
+__all__ = ["ConnectionSettings", "HTTPConnection", "Timeouts"]
+
+log = logging.getLogger("unknot.http")
+
+RECV_SIZE = 65536
+#: Responses to pipelined requests wait to be sent together up to this many bytes.
+BATCH_LIMIT = 65536
+#: After a response, at most this much of an unread request body is read and dropped so that
+#: the connection can go on; a longer rest closes it instead.
+DRAIN_LIMIT = 65536
+#: Closing with input possibly unread: after shutting down our side, read and drop for at most
+#: this long (and this much), so that the kernel does not reset the connection under the
+#: client's feet before it read our answer.
+LINGER_TIME = 2.0
+LINGER_LIMIT = 1 << 20
+
+_METHODS = {
+    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
+}
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+_CLOSE = (b"connection", b"close")
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the server waits for a client, in seconds (finite and positive).
+
+    ``head`` (10)
+        From the first byte of a request head to its end, all ``recv``\\ s together: a
+        client trickling its head is cut off (408, then close). Also how long a new
+        connection may stay silent before its first request (408 too).
+    ``keep_alive`` (5)
+        How long an open connection may wait for the first byte of its next request; then
+        it is closed without a word (a client may be sending a request at that moment: a 408
+        would look like its answer).
+    ``body`` (30)
+        Each wait for more request body bytes while the handler reads the body:
+        `TimeoutError` in the handler, 408 if the handler lets it through.
+    ``write`` (60)
+        Each write to the client (a whole small response, a chunk of a stream, 1 MiB of a
+        larger body or file): a client that stops reading is dropped.
+    """
+
+    head: float = 10.0
+    keep_alive: float = 5.0
+    body: float = 30.0
+    write: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("head", "keep_alive", "body", "write"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"timeout {name} must be a positive number, not {value!r}")
+
+
+class ConnectionSettings:
+    """What every connection of one server shares: the handler, limits, timeouts, logging."""
+
+    __slots__ = (
+        "handler",
+        "limits",
+        "head_timeout",
+        "keep_alive_timeout",
+        "body_timeout",
+        "write_timeout",
+        "access_log",
+        "tls",
+        "scheme",
+        "closing",
+    )
+
+    def __init__(
+        self,
+        handler: Callable[[Request], Any],
+        limits: Limits,
+        timeouts: Timeouts,
+        access_log: AccessLog | None,
+        tls: bool,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.head_timeout: float = timeouts.head
+        self.keep_alive_timeout: float = timeouts.keep_alive
+        self.body_timeout: float = timeouts.body
+        self.write_timeout: float = timeouts.write
+        self.access_log = access_log
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        #: The server is stopping: answer what is in progress with ``Connection: close``.
+        self.closing = False
+
+
+class HTTPConnection:
+    """One client connection: its socket, its protocol state and the responses not sent yet."""
+
+    __slots__ = ("settings", "sock", "client", "proto", "pending", "idle", "eof", "deadline")
+
+    def __init__(self, settings: ConnectionSettings, sock: Any, client: Any) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.client = client
+        self.proto = ServerConnection(settings.limits)
+        #: Response bytes waiting to go out with the next write.
+        self.pending = b""
+        #: Waiting for the first byte of a request: the connection can be closed at no loss.
+        self.idle = True
+        #: The client closed its side.
+        self.eof = False
+        #: When the I/O call under way times out (``time.monotonic()``); 0.0: none is.
+        self.deadline = 0.0
+        sock.settimeout(None)  # the watchdog times the waits out
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve requests until the connection ends (the socket is the caller's to close)."""
+        try:
+            self._run()
+        except ClientGone as exc:
+            log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
+
+    def _run(self) -> None:
+        settings = self.settings
+        proto = self.proto
+        next_events = proto.next_events
+        receive = proto.receive_data
+        send_response = proto.send_response
+        sock = self.sock
+        recv = sock.recv
+        sendall = sock.sendall
+        monotonic = time.monotonic
+        handler = settings.handler
+        client = self.client
+        write_timeout = settings.write_timeout
+        head_timeout = settings.head_timeout
+        wait_timeout = head_timeout  # for the first byte of the next request
+        inline = settings.access_log is None and not settings.tls
+        first = True
+        head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
+        while True:
+            try:
+                events = next_events()
+            except ProtocolError as exc:
+                self.refuse(exc)
+                return
+            if events is NEED_DATA:
+                pending = self.pending
+                if pending:  # (flush, inlined)
+                    self.pending = b""
+                    self.deadline = monotonic() + write_timeout
+                    try:
+                        sendall(pending)
+                    except OSError as exc:
+                        raise ClientGone(f"cannot write to the client: {exc}") from exc
+                try:
+                    if head_deadline:
+                        if head_deadline < 0.0:  # the head began with the previous recv
+                            head_deadline = monotonic() + head_timeout
+                        self.deadline = head_deadline
+                        data = recv(RECV_SIZE)
+                    else:
+                        if settings.closing:
+                            return
+                        self.idle = True
+                        self.deadline = monotonic() + wait_timeout
+                        data = recv(RECV_SIZE)
+                        self.idle = False
+                        head_deadline = -1.0  # timed from the next recv, if one is needed
+                except TimeoutError:
+                    if head_deadline or first:
+                        self.answer_error(408)
+                        self.linger()
+                    return
+                except OSError as exc:
+                    log.debug("reading from %s failed: %s", self.client, exc)
+                    return
+                finally:
+                    self.deadline = 0.0
+                if not data:
+                    self.eof = True
+                receive(data)
+                continue
+            head = events[0]  # type: ignore[index]
+            if type(head) is not RequestHead:
+                self.flush()
+                return  # ConnectionClosed: the client closed between requests
+            head_deadline = 0.0
+            if first:
+                first = False
+                wait_timeout = settings.keep_alive_timeout
+            if (
+                inline
+                and len(events) == 2  # type: ignore[arg-type]
+                and events[1] is END_OF_MESSAGE  # type: ignore[index]
+                and head.http_version == b"1.1"
+            ):
+                # The common request, HTTP/1.1 without a body, answered inline (`answer` and
+                # `respond` do the same in general).
+                method = head.method
+                try:
+                    request = Request(
+                        _METHODS.get(method) or method.decode("latin-1"),
+                        head.target,
+                        head.headers,
+                        client=client,
+                    )
+                    status, headers, content = normalize_result(handler(request))
+                    if type(content) is bytes and not settings.closing:
+                        pending = self.pending + send_response(status, headers, content)
+                        if len(pending) > BATCH_LIMIT:
+                            self.pending = b""
+                            write(self, pending)
+                        else:
+                            self.pending = pending
+                        ok = True
+                    else:
+                        ok = self.respond(head, None, status, headers, content)
+                except ClientGone:
+                    raise
+                except Exception as exc:
+                    ok = self.handler_failed(head, None, exc)
+            else:
+                ok = self.answer(head, events)  # type: ignore[arg-type]
+            if not ok:
+                self.linger()
+                return
+            if not proto.keep_alive:
+                self.flush()
+                return
+
+    # -- one exchange --------------------------------------------------------------------------
+
+    def answer(self, head: RequestHead, events: list[Event]) -> bool:
+        """Answer one request; False if the connection must close now (after a linger)."""
+        settings = self.settings
+        method = head.method
+        if len(events) == 2 and events[1] is END_OF_MESSAGE:
+            body = None
+        else:
+            body = RequestBody(self, events)
+        request = Request(
+            _METHODS.get(method) or method.decode("latin-1"),
+            head.target,
+            head.headers,
+            http_version=_VERSIONS[head.http_version],
+            client=self.client,
+            scheme=settings.scheme,
+            body=body,
+        )
+        try:
+            status, headers, content = normalize_result(settings.handler(request))
+            return self.respond(head, body, status, headers, content)
+        except ClientGone:
+            raise
+        except Exception as exc:
+            return self.handler_failed(head, body, exc)
+
+    def respond(
+        self,
+        head: RequestHead,
+        body: RequestBody | None,
+        status: int,
+        headers: RawHeaders,
+        content: Body,
+    ) -> bool:
+        """Send the handler's answer to ``head``; False if the connection must close now.
+        Exceptions from a bad answer propagate (nothing is sent then)."""
+        settings = self.settings
+        if settings.closing:
+            headers = [*headers, _CLOSE]
+        is_head = head.method == b"HEAD"
+        if type(content) is bytes:
+            data = self.pending + self.proto.send_response(status, headers, content)
+            sent = 0 if is_head else len(content)
+            if len(data) > BATCH_LIMIT:
+                self.pending = b""
+                write(self, data)
+            else:
+                self.pending = data
+        elif isinstance(content, FileBody):
+            sent = send_file(self, status, headers, content, is_head)
+        else:
+            sent = send_stream(self, status, headers, content, is_head)
+        if settings.access_log is not None:
+            settings.access_log.log(self.client, head, status, sent)
+        if body is not None and not body.done:
+            return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
+        return True
+
+    def handler_failed(
+        self, head: RequestHead, body: RequestBody | None, exc: Exception
+    ) -> bool:
+        """The handler (or its response) failed with ``exc``; False if the connection must
+        close. An `HTTPError` is answered with its response; a body that could not be read is
+        answered as such; anything else is logged and answered 500, unless the response had
+        begun (then the connection is dropped)."""
+        if isinstance(exc, HTTPError):  # a plain handler's (an App answers its own)
+            try:
+                return self.respond(head, body, *normalize_result(exc.response()))
+            except ClientGone:
+                raise
+            except Exception as again:
+                exc = again
+        if body is not None and exc is body.failure:
+            if isinstance(exc, ClientGone):
+                raise exc
+            status = 408 if isinstance(exc, TimeoutError) else getattr(exc, "status_hint", 400)
+            self.answer_error(status, head)
+            return False
+        started = isinstance(exc, ResponseAborted)
+        log.error(
+            "handler failed for %s %s from %s%s",
+            head.method.decode("latin-1"),
+            head.target.decode("latin-1"),
+            self.client,
+            " after the response began: connection dropped" if started else "",
+            exc_info=exc.__cause__ if started else exc,
+        )
+        if started:
+            self.eof = True  # (no lingering: the response is broken, the connection dropped)
+            return False
+        self.answer_error(500, head, close=False)
+        if body is not None and not body.done:
+            return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
+        return self.proto.keep_alive
+
+    # -- body events for RequestBody -----------------------------------------------------------
+
+    def next_body_events(self) -> list[Event]:
+        """The next events of the body being read, received as needed (see `RequestBody`)."""
+        proto = self.proto
+        while True:
+            try:
+                events = proto.next_events()
+            except ProtocolError:
+                if self.eof:
+                    raise ClientGone("the client closed the connection in the body") from None
+                raise
+            if type(events) is list:
+                return events
+            if events is not NEED_DATA:
+                raise RuntimeError(f"no body to read: {events!r}")
+            if proto.client_is_waiting_for_100_continue:
+                self.pending += proto.send_informational(100)
+            if self.pending:
+                self.flush()
+            try:
+                self.deadline = time.monotonic() + self.settings.body_timeout
+                data = self.sock.recv(RECV_SIZE)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no request body bytes for {self.settings.body_timeout} s"
+                ) from None
+            except OSError as exc:
+                raise ClientGone(str(exc)) from exc
+            finally:
+                self.deadline = 0.0
+            if not data:
+                self.eof = True
+            proto.receive_data(data)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Send the responses waiting in `pending`."""
+        data = self.pending
+        if data:
+            self.pending = b""
+            write(self, data)
+
+    def answer_error(
+        self, status: int, head: RequestHead | None = None, close: bool = True
+    ) -> None:
+        """Answer with ``status`` and its phrase as plain text (closing the connection unless
+        ``close`` is false), if a response can still be sent; the pending ones go first."""
+        body = b"%d %s\n" % (status, HTTPStatus(status).phrase.encode())
+        headers = [_TEXT, _CLOSE] if close else [_TEXT]
+        try:
+            data = self.proto.send_response(status, headers, body)
+        except LocalProtocolError:
+            return  # a response is under way (or the connection failed): nothing to add
+        settings = self.settings
+        if settings.access_log is not None:
+            sent = 0 if head is not None and head.method == b"HEAD" else len(body)
+            settings.access_log.log(self.client, head, status, sent)
+        self.pending += data
+        try:
+            self.flush()
+        except ClientGone:
+            pass
+
+    def refuse(self, exc: ProtocolError) -> None:
+        """The client broke the protocol: answer with the status hint, then close."""
+        log.debug("refusing a request from %s: %s", self.client, exc)
+        self.answer_error(exc.status_hint)
+        self.linger()
+
+    def linger(self) -> None:
+        """Before closing with input maybe unread: send what is pending, shut our side down,
+        then read and drop what the client still sends, for a short while."""
+        sock = self.sock
+        try:
+            self.flush()
+            if self.eof:
+                return
+            sock.shutdown(1)  # SHUT_WR
+            self.deadline = time.monotonic() + LINGER_TIME
+            dropped = 0
+            while dropped < LINGER_LIMIT:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    return
+                dropped += len(data)
+        except (OSError, ClientGone):
+            pass
+        finally:
+            self.deadline = 0.0
