@@ -110,6 +110,7 @@ __all__ = [
     "current_time",
     "fail_after",
     "from_thread",
+    "http",
     "is_patched",
     "local",
     "lowlevel",

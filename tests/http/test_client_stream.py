@@ -88,9 +88,11 @@ def test_closing_with_a_small_remainder_drains_it_and_keeps_the_connection(
 ) -> None:
     accepts = server.accepts
     with Client() as client:
-        with client.stream("GET", server.url("/big?size=100000")) as r:
+        # 50,000 bytes: whatever the first read got, under 64 KiB are left (a 100,000-byte body
+        # left more when a loaded machine split the first read early)
+        with client.stream("GET", server.url("/big?size=50000")) as r:
             for _chunk in r.iter_bytes():
-                break  # at most 64 KiB came with the head: under 64 KiB are left
+                break
             assert not r.is_closed
         assert client.pool.idle_connections == 1
         assert client.get(server.url("/text?body=again")).text == "again"
