@@ -10,6 +10,10 @@ False for a fiber no longer parked): `unpark` skips a fiber that a timeout, a ca
 another waker already woke, so nothing handed over is lost or given twice. A fiber that leaves the
 lot early (timeout, `Cancelled`, Ctrl-C) marks its place dead; dead places are skipped and
 compacted away once they are the majority, so a lot where every wait times out stays small.
+
+A lot is used from its fibers' hub thread only. That is why the hybrid locks `unknot.patch`
+installs keep their own guarded queue: their waiters can be fibers of several hubs, in several
+OS threads, and OS threads themselves.
 """
 
 from __future__ import annotations
