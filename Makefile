@@ -17,6 +17,7 @@ venv: $(STAMP)
 ## The main demo: the seeds' examples, running concurrently on one thread.
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/http_server.py --seconds 1
 
 ## Servers the driver tests start themselves but need installed (PostgreSQL, MariaDB, Redis,
 ## RabbitMQ, Mosquitto are expected running on the machine). Installs beanstalkd with apt-get

@@ -5,10 +5,11 @@
 
 1. The sleeper ("Missing coroutines in Common Lisp"): ``my_app`` blocks in ``sleeper()`` while a
    worker fiber keeps working.
-2. ``run_server`` with a handler that calls ``http_get`` ("untangle" for Chez Scheme): a
-   blocking-style HTTP server, one fiber per connection, whose handler itself fetches from an
-   upstream server; clients fetch from it concurrently in a `TaskGroup`, each under a
-   ``move_on_after`` timeout.
+2. The seed's ``run-server`` with a handler that calls ``http-get`` ("untangle" for Chez
+   Scheme): `unknot.http`'s server, one fiber per connection, whose handler returns (status,
+   headers, body) and itself fetches from an upstream with `unknot.http.get`; clients fetch from
+   it concurrently in a `TaskGroup`, each under a ``move_on_after`` timeout.
+   (``examples/http_server.py`` is the seed's server over HTTPS, with a load run.)
 3. A `Channel`/`select` producer-consumer pipeline.
 4. asyncio and fibers on one loop: a coroutine called with ``unknot.await_``, which in turn
    awaits a fiber; cancellation crossing the bridge.
@@ -24,7 +25,6 @@ import resource
 import sys
 import threading
 import time
-from urllib.parse import urlsplit
 
 import unknot
 from unknot import socket  # the stdlib socket API; blocking calls suspend only the fiber
@@ -63,57 +63,10 @@ def demo_sleeper(scale: float) -> None:
 # 2. run_server, a handler that calls http_get, and concurrent fetches with timeouts
 # -----------------------------------------------------------------------------------------------
 
-REASONS = {200: "OK", 404: "Not Found", 502: "Bad Gateway"}
-
-
 def http_get(url: str) -> tuple[int, bytes]:
-    """GET ``url`` (plain http) and return (status, body). Reads like synchronous code."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    with socket.create_connection((host, port)) as sock, sock.makefile("rb") as response:
-        request = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        sock.sendall(request.encode())
-        status = int(response.readline().split()[1])
-        length = 0
-        while (header := response.readline()) not in (b"\r\n", b""):
-            name, _, value = header.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, response.read(length)
-
-
-def run_once(handler, client: socket.socket) -> None:
-    """Serve one request: read it, ask the handler, write the response."""
-    with client, client.makefile("rb") as request:
-        method, path, _version = request.readline().decode().split(" ", 2)
-        while request.readline() not in (b"\r\n", b""):
-            pass  # skip the headers
-        status, headers, body = handler(method, path)
-        head = [f"HTTP/1.1 {status} {REASONS.get(status, '')}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        head.append("Connection: close")
-        client.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-
-
-def listen(ip: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # re-use address
-    sock.bind((ip, port))
-    sock.listen(1024)
-    return sock
-
-
-def run_server(sock: socket.socket, handler) -> None:
-    """The seed's run-server: accept in a loop, one fiber per connection. No callbacks.
-
-    (unknot.serve_tcp / unknot.TCPServer do this with more care: limits, graceful stop.)
-    """
-    ip, port = sock.getsockname()
-    print(f"  HTTP server running at {ip}:{port}")
-    with unknot.TaskGroup() as tg:
-        while True:
-            client, _addr = sock.accept()  # suspends this fiber until a client connects
-            tg.spawn(run_once, handler, client)
+    """GET ``url`` and return (status, body): reads like synchronous code."""
+    response = unknot.http.get(url)
+    return response.status_code, response.content
 
 
 async def httpbin_ip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -131,17 +84,18 @@ def demo_http(scale: float) -> None:
     upstream = unknot.await_(asyncio.start_server(httpbin_ip, "127.0.0.1", 0))
     upstream_url = f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}/ip"
 
-    def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-        if path == "/ip":  # the seed's handler: its answer comes from another HTTP server
+    def handler(request: unknot.http.Request) -> tuple[int, dict[str, str] | None, bytes]:
+        if request.path == "/ip":  # the seed's handler: its answer comes from another server
             status, body = http_get(upstream_url)
             return (200 if status == 200 else 502), {"Content-Type": "application/json"}, body
-        if path == "/slow":
+        if request.path == "/slow":
             unknot.sleep(10 * scale)  # a slow backend: only this connection's fiber waits
-            return 200, {}, b"finally"
-        return 404, {}, b"no such page"
+            return 200, None, b"finally"
+        return 404, None, b"no such page"
 
-    listener = listen("127.0.0.1", 0)
-    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server = unknot.http.HTTPServer(handler, "127.0.0.1", 0)  # the seed's run-server
+    base = f"http://127.0.0.1:{server.port}"
+    print(f"  HTTP server running at {base}")
 
     def fetch(path: str, timeout: float) -> None:
         start = unknot.current_time()
@@ -153,14 +107,13 @@ def demo_http(scale: float) -> None:
         else:
             print(f"  GET {path:<8} -> {status} {body.decode()}  ({took * 1000:.0f} ms)")
 
-    with listener, unknot.TaskGroup() as server_group:
-        server_group.spawn(run_server, listener, handler, name="server")
-        start = time.monotonic()
-        with unknot.TaskGroup() as clients:  # the block ends when every fetch has finished
-            for path in ["/ip", "/ip", "/missing", "/slow", "/ip"]:
-                clients.spawn(fetch, path, 0.5 * scale)
-        print(f"  5 requests, concurrently, in {time.monotonic() - start:.2f}s")
-        server_group.cancel()  # stops the accept loop and the still-sleeping /slow handler
+    server.start()
+    start = time.monotonic()
+    with unknot.TaskGroup() as clients:  # the block ends when every fetch has finished
+        for path in ["/ip", "/ip", "/missing", "/slow", "/ip"]:
+            clients.spawn(fetch, path, 0.5 * scale)
+    print(f"  5 requests, concurrently, in {time.monotonic() - start:.2f}s")
+    server.stop(grace=0)  # stops accepting and cancels the still-sleeping /slow handler
     upstream.close()
     unknot.await_(upstream.wait_closed())
 

@@ -42,8 +42,20 @@ from ._core import (
     wait_writable,
 )
 from ._fileio import open
+from ._future import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    as_completed,
+    spawn_later,
+    wait,
+)
+from ._local import local
 from ._patch import is_patched, patch, unpatch
+from ._pool import Pool
 from ._queue import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown
+from ._signals import open_signal_receiver
 from ._sync import BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 from ._tcp import TCPServer, serve_tcp
 from ._udp import UDPServer, serve_udp
@@ -60,6 +72,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'unknot' has no attribute {name!r}")
 
 __all__ = [
+    "ALL_COMPLETED",
     "BoundedSemaphore",
     "CancelScope",
     "Cancelled",
@@ -69,14 +82,18 @@ __all__ = [
     "DeadlockError",
     "Empty",
     "Event",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Fiber",
     "FiberCancelled",
     "Full",
+    "Future",
     "HubEventLoop",
     "LifoQueue",
     "Lock",
     "NotInFiberError",
     "Operation",
+    "Pool",
     "PriorityQueue",
     "Queue",
     "RLock",
@@ -85,6 +102,7 @@ __all__ = [
     "TCPServer",
     "TaskGroup",
     "UDPServer",
+    "as_completed",
     "await_",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -92,11 +110,14 @@ __all__ = [
     "current_time",
     "fail_after",
     "from_thread",
+    "http",
     "is_patched",
+    "local",
     "lowlevel",
     "move_on_after",
     "new_event_loop",
     "open",
+    "open_signal_receiver",
     "patch",
     "run",
     "select",
@@ -105,8 +126,10 @@ __all__ = [
     "sleep",
     "socket",
     "spawn",
+    "spawn_later",
     "to_thread",
     "unpatch",
+    "wait",
     "wait_readable",
     "wait_writable",
 ]

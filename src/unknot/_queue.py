@@ -23,7 +23,16 @@ from collections.abc import Iterator
 from queue import Empty, Full
 from typing import Any, Generic, TypeVar
 
-from .lowlevel import TIMED_OUT, ParkingLot, checkpoint_if_cancelled, require_fiber, throw
+from greenlet import getcurrent
+
+from .lowlevel import (
+    TIMED_OUT,
+    Fiber,
+    ParkingLot,
+    checkpoint_if_cancelled,
+    require_fiber,
+    throw,
+)
 
 if sys.version_info >= (3, 13):
     from queue import ShutDown
@@ -81,14 +90,16 @@ class Queue(Generic[T]):
         after ``timeout`` seconds). `ShutDown` once the queue is shut down, also for a putter
         that was waiting then (its item is not put)."""
         if block:
-            checkpoint_if_cancelled()
+            f = getcurrent()
+            if type(f) is Fiber and f.hub.ncancel:
+                checkpoint_if_cancelled()
             if timeout is not None and timeout < 0 and self.maxsize > 0:
                 raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         if self.is_shutdown:
             raise ShutDown
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
-        if self._getters.unpark(item) is not None:
+        if self._getters.places and self._getters.unpark(item) is not None:
             return
         if not self.full():
             self._put(item)
@@ -111,7 +122,9 @@ class Queue(Generic[T]):
         after ``timeout`` seconds). `ShutDown` once the queue is shut down and empty, also for
         a getter that was waiting then."""
         if block:
-            checkpoint_if_cancelled()
+            f = getcurrent()
+            if type(f) is Fiber and f.hub.ncancel:
+                checkpoint_if_cancelled()
             if timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")  # as the stdlib
         if self._qsize():
@@ -130,7 +143,7 @@ class Queue(Generic[T]):
 
     def _admit_putter(self) -> None:
         """Room was made: move the longest-waiting putter's item in, if it can be woken."""
-        if self._putters and not self.full():
+        if self._putters.places and not self.full():
             place = self._putters.unpark(True)
             if place is not None:
                 self._put(place.payload)

@@ -65,10 +65,16 @@ class Event:
 
         A cancellation point even when the flag is already set.
         """
-        checkpoint_if_cancelled()
-        if self._flag:
-            return True
-        f = require_fiber()
+        f = getcurrent()
+        if type(f) is Fiber:
+            if f.hub.ncancel:
+                checkpoint_if_cancelled()
+            if self._flag:
+                return True
+        else:
+            if self._flag:
+                return True
+            f = require_fiber()  # raises
         return self._waiters.park(f, timeout) is not TIMED_OUT
 
     def __repr__(self) -> str:
@@ -125,9 +131,11 @@ class Lock(_LockBase):
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire the lock; with ``blocking=False`` or a ``timeout``, return False on failure."""
         t = _timeout_arg(blocking, timeout)
-        if blocking:
-            checkpoint_if_cancelled()  # a call that can block is a cancellation point
-        if self._owner is None and not self._waiters:
+        if blocking:  # a call that can block is a cancellation point
+            f = getcurrent()
+            if type(f) is Fiber and f.hub.ncancel:
+                checkpoint_if_cancelled()
+        if self._owner is None and (not self._waiters.places or not self._waiters):
             self._owner = getcurrent()
             return True
         if not blocking:
@@ -214,8 +222,10 @@ class Semaphore(_LockBase):
         """Take a slot, waiting for one if needed; False on ``blocking=False``/timeout."""
         t = _timeout_arg(blocking, -1 if timeout is None else timeout)
         if blocking:
-            checkpoint_if_cancelled()
-        if self._value > 0 and not self._waiters:
+            f = getcurrent()
+            if type(f) is Fiber and f.hub.ncancel:
+                checkpoint_if_cancelled()
+        if self._value > 0 and (not self._waiters.places or not self._waiters):
             self._value -= 1
             return True
         if not blocking:

@@ -45,8 +45,9 @@ from collections.abc import Iterable
 from typing import Any
 
 # Besides the low-level names, the public calls (also in `unknot`: Cancelled, CancelScope,
-# current, current_time, fail_after, move_on_after, run, sleep, spawn, to_thread), for unknot's
-# own modules built on the core, which cannot import the `unknot` package while it is imported.
+# FiberCancelled, TaskGroup, current, current_time, fail_after, move_on_after, run, sleep,
+# spawn, to_thread), for unknot's own modules built on the core, which cannot import the
+# `unknot` package while it is imported.
 from ._core import (
     NOT_PARKED,
     PARKED_CANCELLABLE,
@@ -57,9 +58,11 @@ from ._core import (
     CancelScope,
     FdWait,
     Fiber,
+    FiberCancelled,
     Hub,
     ParkedFiber,
     ParkingLot,
+    TaskGroup,
     checkpoint,
     checkpoint_if_cancelled,
     current,
@@ -121,6 +124,8 @@ def wait_fds(reads: Iterable[int], writes: Iterable[int], timeout: float | None 
 __all__ = [
     "CancelScope",
     "Cancelled",
+    "FiberCancelled",
+    "TaskGroup",
     "current",
     "current_time",
     "fail_after",

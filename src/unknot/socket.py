@@ -62,6 +62,7 @@ _IO_STREAK_MAX = Hub.IO_STREAK_MAX
 def _entry(hub: Any) -> None:
     """A blocking call begins on ``hub``: a cancellation point even when it will not wait, and
     a step of the fairness rule (`Hub.IO_STREAK_MAX`). Nearly free: two attribute tests."""
+    # INLINED-ORIGINAL(io-entry): copied into socket.recv and socket.sendall; change them together.
     n = hub.io_streak
     if n >= _IO_STREAK_MAX or hub.ncancel:
         _entry_slow(hub)
@@ -219,7 +220,7 @@ class socket(_StdSocket):
         rec = self._fdwait
         if rec is not None:
             self._fdwait = None
-            rec.hub.forget_fd(rec)  # type: ignore[union-attr]
+            rec.hub.forget_fd(rec)
 
     def _real_close(self, _ss: Any = _Csocket) -> None:
         self._forget()
@@ -342,7 +343,13 @@ class socket(_StdSocket):
             # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
             # seconds) bounds the whole call. Anything else falls back to _io below.
             hub = rec.hub
-            _entry(hub)
+            # INLINED-COPY-BEGIN(io-entry): _entry (the cancellation point, the streak)
+            n = hub.io_streak
+            if n >= _IO_STREAK_MAX or hub.ncancel:
+                _entry_slow(hub)
+            else:
+                hub.io_streak = n + 1
+            # INLINED-COPY-END(io-entry)
             t = self._timeout
             deadline = None
             while True:
@@ -437,7 +444,14 @@ class socket(_StdSocket):
         if self._timeout != 0.0 and not flags & _DONTWAIT:
             rec = self._fdwait
             if rec is not None:
-                _entry(rec.hub)
+                hub = rec.hub
+                # INLINED-COPY-BEGIN(io-entry): _entry (the cancellation point, the streak)
+                n = hub.io_streak
+                if n >= _IO_STREAK_MAX or hub.ncancel:
+                    _entry_slow(hub)
+                else:
+                    hub.io_streak = n + 1
+                # INLINED-COPY-END(io-entry)
             else:
                 _entry_here()
             if self._client:

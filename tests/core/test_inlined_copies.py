@@ -63,6 +63,7 @@ AGREEMENT = {
     "hybrid-release": ["test_hybrid_lock_exit_agrees_with_release"],
     "hybrid-acquire": ["test_hybrid_rlock_acquire_agrees_with_lock_acquire"],
     "rlock-owner": ["test_hybrid_rlock_owner_agrees_with_me"],
+    "io-entry": ["test_io_entry_agrees_with_entry"],
 }
 
 
@@ -1560,3 +1561,61 @@ def test_hybrid_rlock_acquire_agrees_with_lock_acquire() -> None:
     assert got["RLock"] == got["Lock"]
     assert got["Lock"][len(BAD_ACQUIRE_ARGS) :] == [False, False, False, True]
     assert all(o[0] == "raised" for o in got["Lock"][: len(BAD_ACQUIRE_ARGS)])
+
+
+# -- io-entry: socket.recv and socket.sendall copy socket._entry ---------------------------------
+
+
+def _entry_outcome(call: Callable[[], Any], streak: int, cancelled: bool) -> tuple[Any, ...]:
+    """Run ``call`` with the hub's streak at ``streak`` (in a cancelled scope if ``cancelled``):
+    what it raised, whether a ready fiber ran meanwhile, and the streak afterwards."""
+    hub = hub_of_me()
+    ran: list[bool] = []
+    unknot.spawn(ran.append, True)
+    raised = None
+    with unknot.CancelScope() as scope:
+        if cancelled:
+            scope.cancel()
+        hub.io_streak = streak
+        try:
+            call()
+        except unknot.Cancelled:
+            raised = "Cancelled"
+        after = hub.io_streak
+    unknot.sleep(0)  # (the bystander runs now if it did not)
+    return raised, ran[:1] == [True] and after == 0, after
+
+
+def test_io_entry_agrees_with_entry() -> None:
+    def main() -> None:
+        a, b = us.socketpair()
+        with a, b:
+            wait_once(a, b)
+            wait_once(b, a)
+            for streak, cancelled in ((5, False), (5, True), (us._IO_STREAK_MAX, False)):
+                outcomes = []
+                for call in (
+                    lambda: us._entry(hub_of_me()),  # the original
+                    lambda: (b.sendall(b"d"), a.recv(1)),  # recv's copy (sendall's first)
+                    lambda: a.sendall(b"e"),  # sendall's copy
+                ):
+                    outcomes.append(_entry_outcome(call, streak, cancelled))
+                    while True:  # drain what a call sent (nothing waits: data is there or not)
+                        try:
+                            b.recv(100, std.MSG_DONTWAIT)
+                            a.recv(100, std.MSG_DONTWAIT)
+                        except BlockingIOError:
+                            break
+                expected = {
+                    (5, False): (None, False, 6),
+                    (5, True): ("Cancelled", False, 5),
+                }.get((streak, cancelled), (None, True, 0))
+                # (recv's scenario makes two calls: sendall's entry first, then recv's)
+                assert outcomes[0] == expected, (streak, cancelled, outcomes)
+                assert outcomes[2] == expected, (streak, cancelled, outcomes)
+                if not cancelled and streak < us._IO_STREAK_MAX:
+                    assert outcomes[1] == (None, False, 7)
+                else:
+                    assert outcomes[1][0] == expected[0]
+
+    unknot.run(main)

@@ -212,7 +212,10 @@ def test_example(example: Example) -> None:
 
 
 # Examples that run until stopped, tested by a module of their own.
-TESTED_ELSEWHERE = {"echo_server.py": "tests/docs/test_echo_example.py"}
+TESTED_ELSEWHERE = {
+    "echo_server.py": "tests/docs/test_echo_example.py",
+    "http_server.py": "tests/http/test_http_server_example.py",
+}
 
 
 def test_every_example_is_tested() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from unknot.http import (
+from unknot.http._protocol import (
     CLOSED,
     DONE,
     ERROR,

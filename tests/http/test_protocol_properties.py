@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unknot.http import (
+from unknot.http._protocol import (
     NEED_DATA,
     PAUSED,
     ClientConnection,

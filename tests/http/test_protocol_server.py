@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from unknot.http import (
+from unknot.http._protocol import (
     CLOSED,
     DEFAULT_LIMITS,
     DONE,
@@ -693,7 +693,7 @@ def test_send_data_without_a_started_body_is_refused() -> None:
 
 
 def test_send_event_form() -> None:
-    from unknot.http import InformationalResponse, ResponseHead
+    from unknot.http._protocol import InformationalResponse, ResponseHead
 
     conn = ServerConnection()
     conn.receive_data(

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from unknot.http import (
+from unknot.http._protocol import (
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -16,8 +16,8 @@ from unknot.http import (
     LocalProtocolError,
     RequestHead,
     ResponseHead,
+    _state,
 )
-from unknot.http._protocol import _state
 from unknot.http._protocol._state import (
     CLIENT,
     CLOSED,

@@ -7,8 +7,7 @@ import email.utils
 
 import pytest
 
-from unknot.http import LocalProtocolError, ServerConnection
-from unknot.http._protocol import _server_conn, _writer
+from unknot.http._protocol import LocalProtocolError, ServerConnection, _server_conn, _writer
 from unknot.http._protocol._writer import (
     CHUNKED,
     LENGTH,

@@ -4,7 +4,6 @@ and a fiber whose I/O never has to wait still lets the others run (`Hub.IO_STREA
 from __future__ import annotations
 
 import socket as std
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -104,67 +103,79 @@ def test_tls_read_with_data_ready() -> None:
     c.close()
 
 
-def _lateness_while_streaming(streak_max: int | None, monkeypatch: pytest.MonkeyPatch) -> float:
-    """The ticker's worst lateness (s) while another fiber reads a peer that always has data."""
+def _ticks_during_reads(streak_max: int | None, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How often another ready fiber ran while one fiber made 1,000 reads that never waited."""
     if streak_max is not None:
         monkeypatch.setattr(us, "_IO_STREAK_MAX", streak_max)
-    a, b = std.socketpair()
-    stop = threading.Event()
 
-    def flood() -> None:  # keeps the reader's buffer full
-        chunk = b"x" * 65536
-        b.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                b.sendall(chunk)
-            except (TimeoutError, OSError):
-                pass
+    def main() -> int:
+        a, b = us.socketpair()
+        ticks = [0]
 
-    t = threading.Thread(target=flood)
-    t.start()
+        def ticker() -> None:
+            while True:
+                ticks[0] += 1
+                unknot.sleep(0)
+
+        with a, b:
+            waiter = unknot.spawn(a.recv, 1)  # a waits once: its hot path is set up
+            unknot.sleep(0)
+            b.sendall(b"!")
+            waiter.join()
+            b.sendall(b"x" * 1000)  # all there before the first read: no read waits
+            with unknot.TaskGroup() as tg:
+                tg.spawn(ticker)
+                unknot.sleep(0)
+                before = ticks[0]
+                for _ in range(1000):
+                    assert a.recv(1) == b"x"
+                during = ticks[0] - before
+                tg.cancel()
+        return during
+
+    return unknot.run(main)
+
+
+def _lateness_while_peeking(streak_max: int | None, monkeypatch: pytest.MonkeyPatch) -> float:
+    """The worst lateness (s) of a 1 ms ticker while another fiber peeks at a socket that always
+    has data ready for 0.2 s (MSG_PEEK: the data stays, so no read ever waits)."""
+    if streak_max is not None:
+        monkeypatch.setattr(us, "_IO_STREAK_MAX", streak_max)
 
     def main() -> float:
-        reader = us.socket(fileno=a.detach())
+        a, b = us.socketpair()
         lateness = [0.0]
-        ticks = [0]
 
         def ticker() -> None:
             while True:
                 t0 = time.monotonic()
                 unknot.sleep(0.001)
                 lateness[0] = max(lateness[0], time.monotonic() - t0 - 0.001)
-                ticks[0] += 1
 
-        with unknot.TaskGroup() as tg:
-            tg.spawn(ticker)
-            unknot.sleep(0.01)  # the buffer fills
-            t0 = time.monotonic()
-            n = 0
-            while time.monotonic() - t0 < 0.3 and n < 2_000_000:  # bounded
-                reader.recv(256)
-                n += 1
-            tg.cancel()
-        reader.close()
-        assert ticks[0] > 0
+        with a, b:
+            b.sendall(b"data")
+            with unknot.TaskGroup() as tg:
+                tg.spawn(ticker)
+                unknot.sleep(0.005)
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 0.2:  # bounded
+                    assert a.recv(4, std.MSG_PEEK) == b"data"
+                tg.cancel()
         return lateness[0]
 
-    try:
-        return unknot.run(main)
-    finally:
-        stop.set()
-        t.join()
-        b.close()
+    return unknot.run(main)
 
 
 def test_a_fiber_whose_reads_never_wait_lets_the_others_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The bound: the reader yields after IO_STREAK_MAX calls that did not wait (64 recv calls
-    # here, well under a millisecond); the ticker is late by about one pass.
-    assert _lateness_while_streaming(None, monkeypatch) < 0.1
+    # The bound: the reader yields before its 65th call in a row that did not wait.
+    assert _ticks_during_reads(None, monkeypatch) >= 1000 // 65
+    assert _lateness_while_peeking(None, monkeypatch) < 0.05
 
 
-def test_without_the_fairness_rule_the_ticker_starves(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The same program with the rule switched off: the reader never waits, so nothing else runs
-    # until it stops after 0.3 s (shows the test above really depends on the rule).
-    assert _lateness_while_streaming(10**12, monkeypatch) > 0.2
+def test_without_the_fairness_rule_the_others_starve(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same programs with the rule switched off: nothing else runs while the reader reads
+    # (shows that the test above depends on the rule).
+    assert _ticks_during_reads(10**12, monkeypatch) == 0
+    assert _lateness_while_peeking(10**12, monkeypatch) > 0.15

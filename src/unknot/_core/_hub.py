@@ -79,7 +79,7 @@ class FdWait:
     def __init__(self, fd: int, persistent: bool, hints: bool = False, hub: Any = None) -> None:
         self.fd = fd
         #: The hub whose table holds this record (a socket's record is only valid on that hub).
-        self.hub: Hub | None = hub
+        self.hub: Hub = hub  # (None for a record of an fd unknot does not own)
         self.reader: Fiber | None = None
         self.writer: Fiber | None = None
         self.persistent = persistent

@@ -10,6 +10,10 @@ False for a fiber no longer parked): `unpark` skips a fiber that a timeout, a ca
 another waker already woke, so nothing handed over is lost or given twice. A fiber that leaves the
 lot early (timeout, `Cancelled`, Ctrl-C) marks its place dead; dead places are skipped and
 compacted away once they are the majority, so a lot where every wait times out stays small.
+
+A lot is used from its fibers' hub thread only. That is why the hybrid locks `unknot.patch`
+installs keep their own guarded queue: their waiters can be fibers of several hubs, in several
+OS threads, and OS threads themselves.
 """
 
 from __future__ import annotations
@@ -47,10 +51,13 @@ class ParkedFiber:
         return f"<ParkedFiber {self.fiber!r} payload={self.payload!r}>"
 
 
+_new = object.__new__
+
+
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
-    __slots__ = ("_queue", "_dead")
+    __slots__ = ("_queue", "_dead", "places")
 
     #: Dead places tolerated before the queue is compacted (when they are also the majority).
     COMPACT_AFTER = 32
@@ -58,6 +65,10 @@ class ParkingLot:
     def __init__(self) -> None:
         self._queue: deque[ParkedFiber] = deque()
         self._dead = 0
+        #: The queue of places (read-only): empty when nobody is parked, so ``if lot.places``
+        #: is the cheapest test for "maybe someone waits" (places left early are dropped lazily,
+        #: so it may be true with nobody to wake; `unpark` then returns None).
+        self.places = self._queue
 
     def __len__(self) -> int:
         """How many fibers are parked here."""
@@ -82,7 +93,10 @@ class ParkingLot:
         checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope. However the
         wait ends, the fiber is no longer in the lot afterwards.
         """
-        place = ParkedFiber(fiber, payload)
+        place = _new(ParkedFiber)  # (the fields set inline: no __init__ call on this path)
+        place.fiber = fiber
+        place.payload = payload
+        place.queued = True
         self._queue.append(place)
         try:
             return fiber.hub.park(fiber, timeout, cancellable, interruptible)
@@ -104,7 +118,7 @@ class ParkingLot:
             place.queued = False
             self._dead += 1
             if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self._queue):
-                self._queue = deque(p for p in self._queue if p.queued)
+                self._queue = self.places = deque(p for p in self._queue if p.queued)
                 self._dead = 0
 
     def unpark(self, value: Any = True, *, with_payload: bool = False) -> ParkedFiber | None:
@@ -129,14 +143,25 @@ class ParkingLot:
 
     def unpark_all(self, value: Any = True) -> int:
         """Wake every parked fiber with ``value``; return how many were woken."""
+        queue = self._queue
+        if not queue:
+            return 0
         n = 0
-        while self.unpark(value) is not None:
-            n += 1
+        for place in queue:  # (waking only queues fibers to run: nothing parks meanwhile)
+            if place.queued:
+                place.queued = False
+                f = place.fiber
+                if f.hub.wake(f, value):
+                    n += 1
+        queue.clear()
+        self._dead = 0
         return n
 
     def throw_all(self, exc: BaseException) -> int:
         """Wake every parked fiber by raising ``exc`` in it; return how many were woken."""
-        queue, self._queue, self._dead = self._queue, deque(), 0
+        queue = self._queue
+        self._queue = self.places = deque()
+        self._dead = 0
         n = 0
         for place in queue:
             if place.queued:

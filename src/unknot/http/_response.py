@@ -208,7 +208,7 @@ class Response:
         file object then belongs to the response (the server closes it). For conditional
         requests and ranges, serve a directory with `StaticFiles` instead.
         """
-        from ._static import guess_content_type
+        from ._mime import guess_content_type
 
         if isinstance(file, (str, os.PathLike)):
             name = os.fspath(file)

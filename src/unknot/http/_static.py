@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import mimetypes
 import os
 import re
 import stat
@@ -46,6 +45,7 @@ from typing import Any
 
 from ._headers import RawHeaders, header_pair
 from ._message import HTTPError, Request
+from ._mime import guess_content_type
 from ._response import FileBody, Response
 
 __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
@@ -54,8 +54,6 @@ __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
 _SUSPICIOUS = re.compile(rb"%(?:2[eEfF5]|5[cC]|00)|[\\\x00]")
 _RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
 _ETAG = re.compile(r'\*|(?:W/)?"[^"]*"')
-_UTF8_TYPES = {"application/javascript", "application/json", "application/xml", "image/svg+xml"}
-_ENCODED_TYPES = {"gzip": "application/gzip"}  # x.tar.gz is a gzip file to the browser
 _ALLOW = {"allow": "GET, HEAD, OPTIONS"}
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -86,22 +84,6 @@ def parse_http_date(value: str) -> int | None:
     if moment.tzinfo is None:  # asctime format: GMT by definition
         moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp())
-
-
-def guess_content_type(name: str) -> str:
-    """The Content-Type for a file name: `mimetypes`' guess, UTF-8 for text, else binary."""
-    guess_file_type = getattr(mimetypes, "guess_file_type", None)  # Python 3.13+
-    if guess_file_type is not None:
-        content_type, encoding = guess_file_type(name, strict=False)
-    else:
-        content_type, encoding = mimetypes.guess_type(name, strict=False)
-    if encoding is not None:
-        return _ENCODED_TYPES.get(encoding, "application/octet-stream")
-    if content_type is None:
-        return "application/octet-stream"
-    if content_type.startswith("text/") or content_type in _UTF8_TYPES:
-        return content_type + "; charset=utf-8"
-    return content_type
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

@@ -1,0 +1,208 @@
+"""Instructions per operation, counted by callgrind: an A/B of two checkouts that load cannot blur.
+
+Wall-clock A/Bs on this shared 2-CPU machine move by tens of percent between rounds (see the A/B
+sections of BENCHMARKS.md); instruction counts do not: valgrind's callgrind counts every
+instruction the process executes, the same for the same code and input whatever else runs. Each
+case runs in a fresh interpreter with N and 3N operations; the difference divided by 2N is the
+cost of one operation, free of start-up and import costs. Cases:
+
+* ``echo``: two fibers ping-pong 1 KiB over a TCP loopback connection (client ``sendall`` +
+  ``recv``, server ``recv`` + ``sendall``): the echo server's hot path, plus the client's.
+* ``event``: two fibers hand control back and forth through a fresh `unknot.Event` each time
+  (core.py's *switch* cell).
+* ``queue``: a producer and a consumer fiber through an `unknot.Queue(1)`.
+
+Usage::
+
+    python benchmarks/instructions.py --ab 96d1087                 # this checkout vs 96d1087
+    python benchmarks/instructions.py --refs 96d1087,dd25249,HEAD --markdown BENCHMARKS.md
+
+Needs valgrind. Instruction counts are not time (a cache miss costs more than an add), but for
+the same Python program on the same interpreter they track its cost closely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from benchlib import mdsection  # noqa: E402
+
+CASES: dict[str, str] = {
+    "echo": r"""
+import sys, unknot
+from unknot import socket
+N = int(sys.argv[1])
+MSG = b"x" * 1024
+def main():
+    srv = socket.create_server(("127.0.0.1", 0))
+    def server():
+        conn, _ = srv.accept()
+        with conn:
+            for _ in range(N):
+                data = b""
+                while len(data) < 1024:
+                    data += conn.recv(65536)
+                conn.sendall(data)
+    f = unknot.spawn(server)
+    c = socket.create_connection(srv.getsockname())
+    with c:
+        for _ in range(N):
+            c.sendall(MSG)
+            got = 0
+            while got < 1024:
+                got += len(c.recv(65536))
+    f.join()
+    srv.close()
+unknot.run(main)
+""",
+    "event": r"""
+import sys, unknot
+N = int(sys.argv[1])
+def main():
+    state = {"e": unknot.Event()}
+    def side():
+        for _ in range(N):
+            state["e"].wait()
+            state["e"] = unknot.Event()
+            state["f"].set()
+    f = unknot.spawn(side)
+    for _ in range(N):
+        state["f"] = unknot.Event()
+        state["e"].set()
+        state["f"].wait()
+    f.join()
+unknot.run(main)
+""",
+    "queue": r"""
+import sys, unknot
+N = int(sys.argv[1])
+def main():
+    q = unknot.Queue(1)
+    def consumer():
+        for _ in range(N):
+            q.get()
+    f = unknot.spawn(consumer)
+    for i in range(N):
+        q.put(i)
+    f.join()
+unknot.run(main)
+""",
+}
+UNITS = {"echo": "round trip", "event": "hand-off pair", "queue": "item"}
+
+
+def count(src: Path, case: str, n: int) -> int:
+    """Instructions callgrind counted for ``case`` with ``n`` operations, unknot from ``src``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(CASES[case])
+        script = f.name
+    try:
+        env = dict(os.environ, PYTHONPATH=str(src))
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                script,
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{case} with {src} failed:\n{out.stderr[-2000:]}")
+        m = re.search(r"Collected : (\d+)", out.stderr)
+        assert m is not None, out.stderr[-500:]
+        return int(m.group(1))
+    finally:
+        os.unlink(script)
+
+
+def tree(ref: str, workdir: Path) -> Path:
+    """``src/`` of git ``ref`` ("." for this checkout as it is)."""
+    if ref == ".":
+        return ROOT / "src"
+    dest = workdir / ref.replace("/", "_")
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest / "src")], check=True)
+    return dest / "src"
+
+
+def label(ref: str) -> str:
+    if ref == ".":
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "src"], capture_output=True, text=True
+        ).stdout.strip()
+        return f"this checkout ({head}{' + changes' if dirty else ''})"
+    return ref
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ab", help="compare this checkout with git REF")
+    parser.add_argument("--refs", help="comma-separated git refs ('.' = this checkout)")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("-n", type=int, default=2000, help="N (3N is run too)")
+    parser.add_argument("--markdown", type=Path, help="write the '## Instructions' section")
+    args = parser.parse_args(argv)
+    refs = args.refs.split(",") if args.refs else [args.ab, "."] if args.ab else ["."]
+    cases = args.cases.split(",")
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="unknot-instr-") as tmp:
+        trees = {ref: tree(ref, Path(tmp)) for ref in refs}
+        for case in cases:
+            rows[case] = {}
+            for ref in refs:
+                lo, hi = count(trees[ref], case, args.n), count(trees[ref], case, 3 * args.n)
+                rows[case][ref] = (hi - lo) / (2 * args.n)
+                print(
+                    f"{case:6} {label(ref):40} {rows[case][ref]:>10,.0f} instructions per "
+                    f"{UNITS[case]}",
+                    flush=True,
+                )
+    base = refs[0]
+    header = "| case | " + " | ".join(label(r) for r in refs)
+    if len(refs) > 1:
+        header += " | " + " | ".join(f"{label(r)} / {label(base)}" for r in refs[1:])
+    lines = [header + " |", "|" + " --- |" * (header.count("|") - 1)]
+    for case in cases:
+        cells = [f"{rows[case][r]:,.0f}" for r in refs]
+        cells += [f"{rows[case][r] / rows[case][base]:.3f}" for r in refs[1:]]
+        lines.append(f"| {case} (per {UNITS[case]}) | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    if args.markdown:
+        cmd = "python benchmarks/instructions.py " + " ".join(argv or sys.argv[1:])
+        body = "## Instructions\n\n" + (
+            "Instructions per operation counted by callgrind (N and 3N operations in fresh "
+            "interpreters, the difference over 2N): unaffected by the machine's load, unlike "
+            f"the wall-clock A/Bs. Python {sys.version.split()[0]}. Command: `{cmd}`.\n\n"
+            + table
+            + "\n"
+        )
+        mdsection.replace_section(args.markdown, "Instructions", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""`Future` (a result set once, from a fiber, an OS thread or asyncio, and waited on by fibers),
+`as_completed` and `wait` over fibers and futures, and `spawn_later`.
+
+The threading rules, in one place:
+
+* A `Future` may be completed (`Future.set_result`, `Future.set_exception`) from any thread. The
+  state changes at once, under a lock, so a second completion raises `InvalidStateError` however
+  the two race.
+* Fibers waiting on it are woken on their own hub: directly when the completing code runs in
+  that hub's thread, otherwise through ``hub.loop.call_soon_threadsafe``.
+* A future *belongs* to a hub once a fiber of that hub creates it, waits on it, or adds a done
+  callback to it. Done callbacks run in that hub's thread (handed over the same way); a future
+  that belongs to no hub runs them in the thread that completes it.
+* ``await future`` works in coroutines on any event loop; OS threads that are not running an
+  event loop may block in `Future.result` too (the thread blocks, as with
+  `concurrent.futures`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import threading
+from _thread import allocate_lock
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import InvalidStateError
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from .lowlevel import (
+    TIMED_OUT,
+    Fiber,
+    Hub,
+    ParkingLot,
+    current_fiber,
+    current_time,
+    require_fiber,
+    sleep,
+    spawn,
+)
+
+T = TypeVar("T")
+
+log = logging.getLogger("unknot")
+
+_PENDING, _RESULT, _EXCEPTION = 0, 1, 2
+
+
+def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Schedule ``fn(*args)`` on ``loop`` from any thread; nothing if the loop is closed (no one
+    can be waiting on a closed loop)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass
+
+
+def in_thread_of(hub: Hub) -> bool:
+    """Whether the calling code runs in the OS thread of ``hub``."""
+    return hub.thread.ident == threading.get_ident()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Future(Generic[T]):
+    """A value or an exception that becomes available once (gevent's ``AsyncResult``).
+
+    Set it once with `set_result` or `set_exception`, from a fiber, an OS thread or asyncio code;
+    any number of fibers wait for it with `result`, `exception` or `wait` (each with an optional
+    timeout), and coroutines with ``await future``. See the module documentation for how the
+    hand-over between threads works.
+    """
+
+    __slots__ = (
+        "_state",
+        "_value",
+        "_hub",
+        "_lock",
+        "_lots",
+        "_loop_waiters",
+        "_thread_waiters",
+        "_callbacks",
+    )
+
+    def __init__(self) -> None:
+        self._state = _PENDING
+        self._value: Any = None
+        f = current_fiber()
+        #: The hub the future belongs to (where done callbacks run); see the module docs.
+        self._hub: Hub | None = f.hub if f is not None else None
+        self._lock = allocate_lock()
+        self._lots: dict[Hub, ParkingLot] | None = None  # fibers waiting, per hub
+        self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._thread_waiters: list[Any] = []  # locks held for threads blocked in result()
+        self._callbacks: list[Callable[[Future[T]], Any]] = []
+
+    # -- completing --------------------------------------------------------------------------
+
+    def set_result(self, value: T) -> None:
+        """Complete the future with ``value`` and wake its waiters.
+
+        Raises `InvalidStateError` (``concurrent.futures.InvalidStateError``) if it is already
+        complete.
+        """
+        self._complete(_RESULT, value)
+
+    def set_exception(self, exc: BaseException | type[BaseException]) -> None:
+        """Complete the future with the exception ``exc`` (an instance, or a class to
+        instantiate): `result` raises it. `InvalidStateError` if already complete."""
+        if isinstance(exc, type) and issubclass(exc, BaseException):
+            exc = exc()
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"set_exception() needs an exception, got {exc!r}")
+        self._complete(_EXCEPTION, exc)
+
+    def _complete(self, state: int, value: Any) -> None:
+        with self._lock:
+            if self._state:
+                raise InvalidStateError(f"{self!r} is already complete")
+            self._state = state
+            self._value = value
+            lots, self._lots = self._lots, None
+            loop_waiters, self._loop_waiters = self._loop_waiters, []
+            thread_waiters, self._thread_waiters = self._thread_waiters, []
+            callbacks, self._callbacks = self._callbacks, []
+            hub = self._hub
+        if lots:
+            for lot_hub, lot in lots.items():
+                if in_thread_of(lot_hub):
+                    lot.unpark_all()
+                else:
+                    call_in_loop(lot_hub.loop, lot.unpark_all)  # type: ignore[arg-type]
+        for lock in thread_waiters:
+            lock.release()
+        if loop_waiters:
+            running = asyncio._get_running_loop()
+            for loop, waiter in loop_waiters:
+                if loop is running:
+                    _resolve(waiter)
+                else:
+                    call_in_loop(loop, _resolve, waiter)
+        if callbacks:
+            if hub is None or in_thread_of(hub):
+                self._run_callbacks(callbacks)
+            else:
+                call_in_loop(hub.loop, self._run_callbacks, callbacks)  # type: ignore[arg-type]
+
+    def _run_callbacks(self, callbacks: list[Callable[[Future[T]], Any]]) -> None:
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception as e:  # a failing callback must not stop the others
+                log.error("error in a done-callback of %r", self, exc_info=e)
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Whether a result or an exception has been set."""
+        return self._state != _PENDING
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the future is complete; False if ``timeout`` seconds passed first.
+
+        In a fiber this is a blocking call (a cancellation point); in an OS thread that runs no
+        event loop it blocks the thread. From asyncio code use ``await future``.
+        """
+        if self._state:
+            return True
+        if timeout is not None and (math.isnan(timeout) or timeout < 0):
+            raise ValueError(f"timeout must be a non-negative number, got {timeout!r}")
+        f = current_fiber()
+        if f is None:
+            if asyncio._get_running_loop() is not None:
+                require_fiber()  # raises NotInFiberError: blocking here would stop the loop
+            return self._wait_in_thread(timeout)
+        hub = f.hub
+        with self._lock:
+            if self._state:
+                return True
+            if self._hub is None:
+                self._hub = hub
+            lots = self._lots
+            if lots is None:
+                lots = self._lots = {}
+            lot = lots.get(hub)
+            if lot is None:
+                lot = lots[hub] = ParkingLot()
+        # A completion in another thread is handed to this thread's loop, which cannot run
+        # before this fiber has parked: nothing is missed between the lock and the park.
+        if lot.park(f, timeout) is TIMED_OUT:
+            return self._state != _PENDING
+        return True
+
+    def _wait_in_thread(self, timeout: float | None) -> bool:
+        lock = allocate_lock()
+        lock.acquire()
+        with self._lock:
+            if self._state:
+                return True
+            self._thread_waiters.append(lock)
+        if lock.acquire(timeout=-1 if timeout is None else timeout):
+            return True
+        with self._lock:
+            if lock in self._thread_waiters:
+                self._thread_waiters.remove(lock)
+        return self._state != _PENDING
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the future (see `wait`) and return its value, or raise its exception.
+
+        Raises `TimeoutError` if ``timeout`` seconds pass first.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"{self!r} was not completed within {timeout} s")
+        if self._state == _EXCEPTION:
+            raise self._value
+        value: T = self._value
+        return value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the future (see `wait`) and return its exception, or None if it has a
+        result. Raises `TimeoutError` if ``timeout`` seconds pass first."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"{self!r} was not completed within {timeout} s")
+        return self._value if self._state == _EXCEPTION else None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await future`` in a coroutine: wait without blocking the event loop."""
+        if not self._state:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            entry = (loop, waiter)
+            with self._lock:
+                registered = not self._state
+                if registered:
+                    self._loop_waiters.append(entry)
+            if registered:
+                try:
+                    yield from waiter
+                finally:
+                    with self._lock:
+                        if entry in self._loop_waiters:
+                            self._loop_waiters.remove(entry)
+        return self.result()
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
+        """Call ``fn(future)`` once the future is complete: at once (in the calling thread) if it
+        already is, otherwise in the thread of the hub the future belongs to. Called from a
+        fiber, this makes the future belong to the fiber's hub if it belonged to none."""
+        with self._lock:
+            if not self._state:
+                if self._hub is None:
+                    f = current_fiber()
+                    if f is not None:
+                        self._hub = f.hub
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def remove_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
+        """Forget a callback added by `add_done_callback` (every registration of it)."""
+        with self._lock:
+            self._callbacks = [cb for cb in self._callbacks if cb != fn]
+
+    def __repr__(self) -> str:
+        if self._state == _RESULT:
+            return f"<Future result={self._value!r}>"
+        if self._state == _EXCEPTION:
+            return f"<Future exception={self._value!r}>"
+        return "<Future pending>"
+
+
+def spawn_later(
+    seconds: float, fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any
+) -> Fiber:
+    """Start a fiber that calls ``fn(*args, **kwargs)`` after ``seconds`` (gevent's
+    ``spawn_later``) and return it at once.
+
+    The fiber sleeps first: cancelling it during the delay means ``fn`` is never called, and
+    ``join`` returns ``fn``'s result. Like `spawn`, it copies the caller's contextvars and needs
+    a running hub.
+    """
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"delay must be a non-negative number, got {seconds!r}")
+    return spawn(_call_later, seconds, fn, args, kwargs, name=name)
+
+
+def _call_later(
+    seconds: float, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    sleep(seconds)
+    return fn(*args, **kwargs)
+
+
+# -- as_completed and wait ---------------------------------------------------------------------
+
+#: `wait` returns as soon as one fiber or future is done.
+FIRST_COMPLETED = concurrent.futures.FIRST_COMPLETED
+#: `wait` returns as soon as one ends by raising (or when all are done, if none raised).
+FIRST_EXCEPTION = concurrent.futures.FIRST_EXCEPTION
+#: `wait` returns when every one is done (the default).
+ALL_COMPLETED = concurrent.futures.ALL_COMPLETED
+
+#: What `as_completed` and `wait` accept: fibers and futures (anything with ``done()``,
+#: ``add_done_callback(fn)`` and ``remove_done_callback(fn)`` works).
+Waitable = Any
+
+
+class DoneAndNotDone(NamedTuple):
+    """What `wait` returns: the fibers and futures that are done, and those that are not."""
+
+    done: set[Waitable]
+    not_done: set[Waitable]
+
+
+class _Completions:
+    """Collects fibers and futures as they complete, for the one fiber that waits for them.
+
+    Completion callbacks may run in another thread (a future set there, or a fiber of another
+    hub): the wake-up is then handed to this hub's loop.
+    """
+
+    __slots__ = ("ready", "_lot", "_hub", "_watched", "_callback")
+
+    def __init__(self, watched: list[Waitable]) -> None:
+        self.ready: deque[Waitable] = deque()
+        self._lot = ParkingLot()
+        self._hub = require_fiber().hub
+        self._watched = watched
+        self._callback = self._on_done
+        for w in watched:
+            w.add_done_callback(self._callback)
+
+    def _on_done(self, w: Waitable) -> None:
+        self.ready.append(w)
+        if in_thread_of(self._hub):
+            self._lot.unpark()
+        else:
+            call_in_loop(self._hub.loop, self._lot.unpark)  # type: ignore[arg-type]
+
+    def wait(self, deadline: float | None) -> bool:
+        """Wait until one more completed; False once ``deadline`` (hub clock) has passed."""
+        while not self.ready:
+            f = require_fiber()
+            if deadline is None:
+                self._lot.park(f)
+                continue
+            left = deadline - current_time()
+            if left <= 0:
+                return False
+            self._lot.park(f, left)
+        return True
+
+    def close(self) -> None:
+        """Stop watching (remove the callbacks)."""
+        for w in self._watched:
+            w.remove_done_callback(self._callback)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if math.isnan(timeout):
+        raise ValueError("timeout must not be NaN")
+    return current_time() + timeout
+
+
+def as_completed(fs: Iterable[Waitable], timeout: float | None = None) -> Iterator[Waitable]:
+    """Yield the fibers and futures of ``fs`` as they complete (`concurrent.futures`'
+    ``as_completed``, gevent's ``iwait``).
+
+    Those already done come first, in the order given; duplicates are yielded once. Waiting
+    for the next one is a blocking call. Raises `TimeoutError` if ``timeout`` seconds (counted
+    from this call) pass before the next one completes. It does not retrieve results: call
+    ``join()``/``result()`` on what it yields.
+    """
+    items = list(dict.fromkeys(fs))
+    return _as_completed(items, _deadline(timeout), timeout)
+
+
+def _as_completed(
+    items: list[Waitable], deadline: float | None, timeout: float | None
+) -> Iterator[Waitable]:
+    finished = [w for w in items if w.done()]
+    pending = [w for w in items if not w.done()]
+    yield from finished
+    if not pending:
+        return
+    completions = _Completions(pending)
+    try:
+        for left in range(len(pending), 0, -1):
+            if not completions.wait(deadline):
+                raise TimeoutError(
+                    f"{left} of {len(items)} fibers and futures still unfinished after {timeout} s"
+                )
+            yield completions.ready.popleft()
+    finally:
+        completions.close()
+
+
+def _failed(w: Waitable) -> bool:
+    return w.exception() is not None
+
+
+def _satisfied(done: set[Waitable], not_done: set[Waitable], return_when: str) -> bool:
+    if not not_done:
+        return True
+    if return_when == FIRST_COMPLETED:
+        return bool(done)
+    if return_when == FIRST_EXCEPTION:
+        return any(_failed(w) for w in done)
+    return False
+
+
+def wait(
+    fs: Iterable[Waitable], timeout: float | None = None, return_when: str = ALL_COMPLETED
+) -> DoneAndNotDone:
+    """Wait for the fibers and futures of ``fs`` (`concurrent.futures`' ``wait``, gevent's
+    ``wait``); return ``(done, not_done)``, two sets.
+
+    ``return_when`` is `ALL_COMPLETED` (the default), `FIRST_COMPLETED` or `FIRST_EXCEPTION`
+    (a fiber that was cancelled did not raise). After ``timeout`` seconds it returns what is
+    done so far; it never raises `TimeoutError`. A blocking call, unless the condition already
+    holds. `FIRST_EXCEPTION` looks at the exceptions of the done ones, which counts as
+    retrieving them (a failed fiber is then not logged as unretrieved).
+    """
+    if return_when not in (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED):
+        raise ValueError(f"invalid return_when: {return_when!r}")
+    items = set(fs)
+    done = {w for w in items if w.done()}
+    not_done = items - done
+    if _satisfied(done, not_done, return_when):
+        return DoneAndNotDone(done, not_done)
+    deadline = _deadline(timeout)
+    completions = _Completions(list(not_done))
+    try:
+        while completions.wait(deadline):
+            while completions.ready:
+                w = completions.ready.popleft()
+                done.add(w)
+                not_done.discard(w)
+            if _satisfied(done, not_done, return_when):
+                break
+    finally:
+        completions.close()
+    late = {w for w in not_done if w.done()}
+    return DoneAndNotDone(done | late, not_done - late)

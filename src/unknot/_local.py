@@ -1,0 +1,147 @@
+"""`local`: attributes with one value per fiber (`threading.local` for fibers, without `patch`).
+
+Each fiber (each greenlet, in fact: outside fibers, each thread's main greenlet has its own)
+sees its own namespace. The namespaces live in a dict keyed by the greenlet's id and are removed
+by a weak-reference callback when the greenlet is freed, so an entry never outlives its fiber
+and a new fiber that reuses the id starts empty. Attribute lookup follows Python's rules (data
+descriptors on the class, then the fiber's namespace, then the class), so properties, methods
+and ``__getattr__`` of a subclass work as on any object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from weakref import ref
+
+from greenlet import getcurrent
+
+_MISSING = object()
+
+
+class _Namespaces:
+    """The per-greenlet dicts of one `local` object, and the arguments for ``__init__``."""
+
+    __slots__ = ("dicts", "args", "kwargs", "__weakref__")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        #: id(greenlet) -> (weak reference to the greenlet, its namespace)
+        self.dicts: dict[int, tuple[ref[Any], dict[str, Any]]] = {}
+        self.args = args
+        self.kwargs = kwargs
+
+    def create(self, glet: Any) -> dict[str, Any]:
+        """A new, empty namespace for ``glet``, dropped when ``glet`` is freed."""
+        key = id(glet)
+        me = ref(self)
+
+        def greenlet_freed(_: ref[Any], key: int = key) -> None:
+            namespaces = me()
+            if namespaces is not None:
+                namespaces.dicts.pop(key, None)
+
+        namespace: dict[str, Any] = {}
+        self.dicts[key] = (ref(glet, greenlet_freed), namespace)
+        return namespace
+
+
+def _find_on_type(tp: type, name: str) -> Any:
+    for klass in tp.__mro__:
+        attr = klass.__dict__.get(name, _MISSING)
+        if attr is not _MISSING:
+            return attr
+    return _MISSING
+
+
+def _is_data_descriptor(attr: Any) -> bool:
+    tp = type(attr)
+    return hasattr(tp, "__set__") or hasattr(tp, "__delete__")
+
+
+class local:  # noqa: N801 - named after threading.local
+    """An object whose attributes have one value per fiber (`threading.local` for fibers).
+
+    Works without `unknot.patch` (which makes `threading.local` itself fiber-local). A fiber
+    sees only what it set; a new fiber starts with an empty namespace, and the namespace is
+    dropped when its fiber is freed. Subclass it to give every fiber initial values:
+    ``__init__`` runs again, with the constructor's arguments, the first time each fiber
+    touches the object. Outside fibers, each thread has its own namespace too.
+
+    Pool calls run in worker fibers that serve several calls in turn (`Pool.map`): calls served
+    by the same worker share its namespace.
+    """
+
+    __slots__ = ("_local__namespaces", "__weakref__")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> local:
+        if (args or kwargs) and cls.__init__ is object.__init__:
+            raise TypeError("Initialization arguments are not supported")
+        self = object.__new__(cls)
+        namespaces = _Namespaces(args, kwargs)
+        object.__setattr__(self, "_local__namespaces", namespaces)
+        namespaces.create(getcurrent())  # the creator's namespace; type() calls __init__ on it
+        return self
+
+    def __getattribute__(self, name: str) -> Any:
+        namespace = _namespace(self)
+        if name == "__dict__":
+            return namespace
+        tp = type(self)
+        attr = _find_on_type(tp, name)
+        if attr is not _MISSING and _is_data_descriptor(attr):
+            return type(attr).__get__(attr, self, tp)
+        value = namespace.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        if attr is not _MISSING:
+            get = getattr(type(attr), "__get__", None)
+            return attr if get is None else get(attr, self, tp)
+        raise AttributeError(f"{tp.__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "__dict__":
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute '__dict__' is read-only"
+            )
+        namespace = _namespace(self)
+        attr = _find_on_type(type(self), name)
+        if attr is not _MISSING and hasattr(type(attr), "__set__"):
+            type(attr).__set__(attr, self, value)
+            return
+        namespace[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        if name == "__dict__":
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute '__dict__' is read-only"
+            )
+        namespace = _namespace(self)
+        attr = _find_on_type(type(self), name)
+        if attr is not _MISSING and hasattr(type(attr), "__delete__"):
+            type(attr).__delete__(attr, self)
+            return
+        try:
+            del namespace[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_get_namespaces: Callable[[local], _Namespaces] = local.__dict__["_local__namespaces"].__get__
+
+
+def _namespace(obj: local) -> dict[str, Any]:
+    """The current greenlet's namespace of ``obj``, made (and ``__init__`` run) on first use."""
+    namespaces = _get_namespaces(obj)
+    glet = getcurrent()
+    entry = namespaces.dicts.get(id(glet))
+    if entry is not None:
+        return entry[1]
+    namespace = namespaces.create(glet)
+    init = type(obj).__init__
+    if init is not object.__init__:
+        try:
+            init(obj, *namespaces.args, **namespaces.kwargs)
+        except BaseException:
+            namespaces.dicts.pop(id(glet), None)
+            raise
+    return namespace

@@ -1,0 +1,398 @@
+"""unknot.Future (set once, from fibers, threads and asyncio; waited on by fibers, threads and
+coroutines), as_completed, wait and spawn_later."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import InvalidStateError
+from typing import Any
+
+import pytest
+
+import unknot
+from unknot.testing import MockClock
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def set_from_thread(fut: unknot.Future[Any], value: Any, delay: float = 0.02) -> threading.Thread:
+    def body() -> None:
+        time.sleep(delay)
+        fut.set_result(value)
+
+    t = threading.Thread(target=body)
+    t.start()
+    return t
+
+
+# -- Future: completing and waiting in fibers -----------------------------------------------
+
+
+@pytest.mark.unknot
+def test_every_waiting_fiber_gets_the_result() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    assert not fut.done()
+    with unknot.TaskGroup() as tg:
+        waiters = [tg.spawn(fut.result) for _ in range(5)]
+        unknot.sleep(0.01)
+        assert not any(w.done() for w in waiters)
+        fut.set_result("hello")
+    assert [w.result() for w in waiters] == ["hello"] * 5
+    assert fut.done() and fut.result() == "hello" and fut.exception() is None
+    assert fut.wait() is True
+    assert "hello" in repr(fut)
+
+
+@pytest.mark.unknot
+def test_an_exception_is_raised_by_result_and_returned_by_exception() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    waiter = unknot.spawn(fut.result)
+    unknot.sleep(0)
+    fut.set_exception(KeyError("k"))
+    with pytest.raises(KeyError):
+        waiter.join()
+    with pytest.raises(KeyError):
+        fut.result()
+    assert isinstance(fut.exception(), KeyError)
+    other: unknot.Future[int] = unknot.Future()
+    other.set_exception(ValueError)  # a class is instantiated
+    assert type(other.exception()) is ValueError
+    with pytest.raises(TypeError):
+        unknot.Future().set_exception("not an exception")  # type: ignore[arg-type]
+
+
+@pytest.mark.unknot
+def test_completing_twice_raises_invalid_state_error() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    fut.set_result(1)
+    with pytest.raises(InvalidStateError):
+        fut.set_result(2)
+    with pytest.raises(InvalidStateError):
+        fut.set_exception(ValueError())
+    assert fut.result() == 1
+    failed: unknot.Future[int] = unknot.Future()
+    failed.set_exception(ValueError())
+    with pytest.raises(InvalidStateError):
+        failed.set_result(3)
+
+
+@pytest.mark.unknot
+def test_timeouts(autojump_clock: MockClock) -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    assert fut.wait(5) is False
+    assert unknot.current_time() == pytest.approx(5)
+    with pytest.raises(TimeoutError):
+        fut.result(timeout=1)
+    with pytest.raises(TimeoutError):
+        fut.exception(timeout=1)
+    assert unknot.current_time() == pytest.approx(7)
+    with pytest.raises(ValueError):
+        fut.wait(-1)
+
+
+@pytest.mark.unknot
+def test_fail_after_around_a_wait_raises_timeout_error(autojump_clock: MockClock) -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    with pytest.raises(TimeoutError):
+        with unknot.fail_after(3):
+            fut.result()
+    assert unknot.current_time() == pytest.approx(3)
+    fut.set_result(1)  # the cancelled waiter left nothing behind that breaks completion
+    assert fut.result() == 1
+
+
+# -- Future: across threads and hubs --------------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_set_from_another_os_thread_wakes_the_idle_hub() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    start = time.monotonic()
+    t = set_from_thread(fut, "from a thread")
+    with unknot.fail_after(5):  # the hub sleeps in its poll: the setter must wake it
+        assert fut.result() == "from a thread"
+    assert time.monotonic() - start < 2
+    t.join()
+
+
+@pytest.mark.unknot
+def test_set_from_another_os_thread_while_the_hub_is_busy() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    t = set_from_thread(fut, "from a thread")
+    others = [unknot.spawn(unknot.sleep, 0.001 * i) for i in range(3)]
+    assert fut.result(timeout=5) == "from a thread"
+    t.join()
+    for f in others:
+        f.join()
+
+
+@pytest.mark.unknot
+def test_set_from_a_to_thread_worker_and_a_race_of_two_setters() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    errors: list[BaseException] = []
+
+    def setter(value: int) -> None:
+        try:
+            fut.set_result(value)
+        except InvalidStateError as e:
+            errors.append(e)
+
+    with unknot.TaskGroup() as tg:
+        tg.spawn(unknot.to_thread, setter, 1)
+        tg.spawn(unknot.to_thread, setter, 2)
+        got = fut.result(timeout=5)
+    assert got in (1, 2) and len(errors) == 1  # exactly one completion won
+
+
+@pytest.mark.unknot
+def test_an_os_thread_blocks_in_result_until_a_fiber_sets_it() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    waiter = unknot.spawn(unknot.to_thread, fut.result, 5)
+    unknot.sleep(0.02)
+    assert not waiter.done()
+    fut.set_result("to the thread")
+    assert waiter.join() == "to the thread"
+    slow: unknot.Future[str] = unknot.Future()
+    assert unknot.to_thread(slow.wait, 0.01) is False
+
+
+def test_outside_any_hub_result_blocks_the_thread() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    t = set_from_thread(fut, 42)
+    assert fut.result(timeout=5) == 42
+    t.join()
+    with pytest.raises(TimeoutError):
+        unknot.Future().result(timeout=0.01)
+
+
+@pytest.mark.unknot
+def test_a_fiber_of_another_hub_sets_it() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+
+    def other_hub() -> None:
+        unknot.sleep(0.02)
+        fut.set_result("from the other hub")
+
+    t = threading.Thread(target=unknot.run, args=(other_hub,))
+    t.start()
+    assert fut.result(timeout=5) == "from the other hub"
+    t.join()
+
+
+@pytest.mark.unknot
+def test_done_callbacks_run_on_the_futures_hub_even_when_set_from_a_thread() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    calls: list[tuple[int, bool]] = []
+    here = threading.get_ident()
+
+    def callback(f: unknot.Future[int]) -> None:
+        calls.append((f.result(), threading.get_ident() == here))
+
+    fut.add_done_callback(callback)
+    fut.add_done_callback(lambda f: 1 / 0)  # logged, and the others still run
+    removed = lambda f: calls.append((-1, False))  # noqa: E731
+    fut.add_done_callback(removed)
+    fut.remove_done_callback(removed)
+    set_from_thread(fut, 7).join()
+    unknot.sleep(0.01)
+    assert calls == [(7, True)]
+    fut.add_done_callback(callback)  # already done: at once
+    assert calls == [(7, True), (7, True)]
+
+
+@pytest.mark.unknot
+def test_await_future_from_a_coroutine_on_the_hub_loop() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+
+    async def waiter() -> str:
+        return await fut
+
+    task = asyncio.get_running_loop().create_task(waiter())
+    unknot.sleep(0.01)
+    assert not task.done()
+    fut.set_result("awaited")
+    assert unknot.await_(task) == "awaited"
+    failed: unknot.Future[str] = unknot.Future()
+    failed.set_exception(OSError("x"))
+    with pytest.raises(OSError):
+        unknot.await_(waiter_of(failed))
+
+
+async def waiter_of(fut: unknot.Future[Any]) -> Any:
+    return await fut
+
+
+def test_await_on_a_stock_asyncio_loop_set_from_a_thread() -> None:
+    async def main() -> str:
+        fut: unknot.Future[str] = unknot.Future()
+        t = set_from_thread(fut, "stock loop")
+        try:
+            return await asyncio.wait_for(waiter_of(fut), 5)
+        finally:
+            t.join()
+
+    assert asyncio.run(main()) == "stock loop"
+
+
+@pytest.mark.unknot
+def test_set_from_an_asyncio_callback() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    asyncio.get_running_loop().call_later(0.01, fut.set_result, "from asyncio")
+    assert fut.result(timeout=5) == "from asyncio"
+
+
+@pytest.mark.unknot
+def test_cancelled_coroutine_leaves_the_future_usable() -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    task = asyncio.get_running_loop().create_task(waiter_of(fut))
+    unknot.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        unknot.await_(task)
+    assert fut._loop_waiters == []
+    fut.set_result("still fine")
+    assert fut.result() == "still fine"
+
+
+# -- as_completed -------------------------------------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_as_completed_yields_fibers_and_futures_in_completion_order(
+    autojump_clock: MockClock,
+) -> None:
+    fut: unknot.Future[str] = unknot.Future()
+    unknot.spawn_later(2.5, fut.set_result, "future")
+    fibers = [unknot.spawn(lambda d=d: unknot.sleep(d) or d) for d in (3, 1, 2)]
+    done_already = unknot.spawn(lambda: "early")
+    unknot.sleep(0)
+    order = []
+    for w in unknot.as_completed([*fibers, fut, done_already, fibers[0]]):
+        order.append(w.result())
+    assert order == ["early", 1, 2, "future", 3]  # the duplicate once
+    assert fut._callbacks == []  # as_completed removed its callbacks
+
+
+@pytest.mark.unknot
+def test_as_completed_timeout_raises_timeout_error(autojump_clock: MockClock) -> None:
+    fibers = [unknot.spawn(unknot.sleep, d) for d in (1, 10)]
+    got = []
+    with pytest.raises(TimeoutError, match="1 of 2"):
+        for f in unknot.as_completed(fibers, timeout=5):
+            got.append(f)
+    assert got == [fibers[0]]
+    assert unknot.current_time() == pytest.approx(5)  # counted from the call
+    fibers[1].cancel()
+
+
+@pytest.mark.unknot
+def test_fail_after_around_as_completed_raises_timeout_error(autojump_clock: MockClock) -> None:
+    futures: list[unknot.Future[int]] = [unknot.Future() for _ in range(3)]
+    futures[1].set_result(1)
+    got = []
+    with pytest.raises(TimeoutError):
+        with unknot.fail_after(2):
+            for f in unknot.as_completed(futures):
+                got.append(f.result())
+    assert got == [1]
+    assert all(f._callbacks == [] for f in futures)
+
+
+@pytest.mark.unknot
+def test_as_completed_with_futures_set_from_threads() -> None:
+    futures: list[unknot.Future[int]] = [unknot.Future() for _ in range(4)]
+    threads = [set_from_thread(f, i, 0.005 * (4 - i)) for i, f in enumerate(futures)]
+    got = [f.result() for f in unknot.as_completed(futures, timeout=5)]
+    assert sorted(got) == [0, 1, 2, 3]
+    for t in threads:
+        t.join()
+
+
+# -- wait ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_wait_all_completed(autojump_clock: MockClock) -> None:
+    fibers = [unknot.spawn(unknot.sleep, d) for d in (1, 3)]
+    done, not_done = unknot.wait(fibers)
+    assert done == set(fibers) and not_done == set()
+    assert unknot.current_time() == pytest.approx(3)
+
+
+@pytest.mark.unknot
+def test_wait_first_completed(autojump_clock: MockClock) -> None:
+    slow = unknot.spawn(unknot.sleep, 10)
+    fut: unknot.Future[None] = unknot.Future()
+    unknot.spawn_later(2, fut.set_result, None)
+    done, not_done = unknot.wait([slow, fut], return_when=unknot.FIRST_COMPLETED)
+    assert done == {fut} and not_done == {slow}
+    assert unknot.current_time() == pytest.approx(2)
+    slow.cancel()
+
+
+@pytest.mark.unknot
+def test_wait_first_exception(autojump_clock: MockClock) -> None:
+    def fails_after(d: float) -> None:
+        unknot.sleep(d)
+        raise ValueError(d)
+
+    ok = unknot.spawn(unknot.sleep, 1)
+    bad = unknot.spawn(fails_after, 2)
+    slow = unknot.spawn(unknot.sleep, 10)
+    done, not_done = unknot.wait([ok, bad, slow], return_when=unknot.FIRST_EXCEPTION)
+    assert done == {ok, bad} and not_done == {slow}
+    assert unknot.current_time() == pytest.approx(2)
+    # with no exception it waits for all
+    cancelled = unknot.spawn(unknot.sleep, 10)
+    cancelled.cancel()
+    done, not_done = unknot.wait([slow, cancelled], return_when=unknot.FIRST_EXCEPTION)
+    assert not_done == set() and unknot.current_time() == pytest.approx(10)
+
+
+@pytest.mark.unknot
+def test_wait_timeout_returns_what_is_done(autojump_clock: MockClock) -> None:
+    quick = unknot.spawn(unknot.sleep, 1)
+    slow = unknot.spawn(unknot.sleep, 10)
+    done, not_done = unknot.wait([quick, slow], timeout=4)
+    assert done == {quick} and not_done == {slow}
+    assert unknot.current_time() == pytest.approx(4)
+    done, not_done = unknot.wait([slow], timeout=0)  # a poll
+    assert not_done == {slow} and unknot.current_time() == pytest.approx(4)
+    with pytest.raises(ValueError):
+        unknot.wait([slow], return_when="SOMETIME")
+    slow.cancel()
+
+
+# -- spawn_later --------------------------------------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_spawn_later_calls_after_the_delay(autojump_clock: MockClock) -> None:
+    calls: list[tuple[float, Any]] = []
+
+    def record(a: int, *, b: int) -> int:
+        calls.append((unknot.current_time(), (a, b)))
+        return a + b
+
+    f = unknot.spawn_later(5, record, 1, b=2, name="later")
+    assert isinstance(f, unknot.Fiber) and f.name == "later"
+    unknot.sleep(4)
+    assert calls == []
+    assert f.join() == 3
+    assert calls == [(pytest.approx(5), (1, 2))]
+
+
+@pytest.mark.unknot
+def test_spawn_later_cancelled_during_the_delay_never_calls(autojump_clock: MockClock) -> None:
+    called: list[int] = []
+    f = unknot.spawn_later(5, called.append, 1)
+    unknot.sleep(1)
+    f.cancel()
+    with pytest.raises(unknot.FiberCancelled):
+        f.join()
+    unknot.sleep(10)
+    assert called == []
+    with pytest.raises(ValueError):
+        unknot.spawn_later(-1, called.append, 1)
