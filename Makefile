@@ -19,16 +19,21 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/http_server.py --seconds 1
 
-## Servers the driver tests start themselves but need installed (PostgreSQL, MariaDB, Redis,
-## RabbitMQ, Mosquitto are expected running on the machine). Installs beanstalkd with apt-get
-## when missing and possible; without it its tests skip (and fail under CI=true).
+## Servers and tools the tests start themselves but need installed (PostgreSQL, MariaDB, Redis,
+## RabbitMQ, Mosquitto are expected running on the machine): beanstalkd, and for the HTTP
+## tests wrk, curl and nginx. Installed with apt-get when missing and possible; without them
+## their tests skip (and fail under CI=true).
 services:
-	@command -v beanstalkd >/dev/null 2>&1 || /usr/sbin/beanstalkd -v >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing beanstalkd"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beanstalkd) \
-	      >/dev/null 2>&1 || echo "could not install beanstalkd"; \
-	  else echo "beanstalkd is not installed: its driver tests will skip"; fi; }
+	@for tool in beanstalkd:beanstalkd wrk:wrk curl:curl nginx:nginx-light; do \
+	  cmd=$${tool%%:*}; pkg=$${tool##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing $$pkg"; \
+	      { [ -n "$$updated" ] || apt-get update -qq; } >/dev/null 2>&1; updated=1; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null 2>&1 \
+	        || echo "could not install $$pkg"; \
+	    else echo "$$cmd is not installed: its tests will skip"; fi; }; \
+	done
 
 ## The default test suite (fast), plus lint, type checks and the import layering
 ## (lint-imports: the contracts in pyproject.toml, drawn in docs/internals.md).

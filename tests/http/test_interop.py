@@ -307,3 +307,14 @@ def test_wrk_gets_only_2xx_and_no_socket_errors(server: ServerThread) -> None:
     assert requests_done > 100, out
     assert "Non-2xx" not in out, out
     assert "Socket errors" not in out, out
+
+
+def test_curl_and_wrk_are_there_under_ci() -> None:
+    """The curl and wrk tests skip on a machine without them, but CI must run them
+    (``make services`` installs both)."""
+    import os
+
+    if os.environ.get("CI") != "true":
+        pytest.skip("only checked under CI=true")
+    assert CURL is not None, "curl is not installed (make services installs it)"
+    assert WRK is not None, "wrk is not installed (make services installs it)"
