@@ -1,10 +1,5 @@
-"""Header fields on the client side: `Headers` for a response, `header_pairs` for a request.
-
-`Headers` is a read-only, case-insensitive multi-mapping over the ``(name, value)`` byte pairs the
-protocol layer produces (names lowercased, values as received, order and repeats kept); lookups
-take ``str`` names in any case and give ``str`` values (latin-1, the decoding HTTP defines). It
-has the interface of the server side's ``Headers`` (``unknot.http._headers``), so that the two
-can become one.
+"""Header fields on the client side: `header_pairs` and `merge_headers` for a request (a
+response's headers are the server side's read-only `Headers`, from ``_headers``).
 
 Request headers are sent with lowercased names (HTTP field names are case-insensitive; h11 and
 HTTP/2 do the same), which also makes a caller's header replace a default of any case.
@@ -13,8 +8,10 @@ HTTP/2 do the same), which also makes a caller's header replace a default of any
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ._headers import Headers
 
 #: The wire form: names lowercased, values as bytes, order and repeats kept.
 RawHeaders = list[tuple[bytes, bytes]]
@@ -32,74 +29,6 @@ def _key(name: str | bytes) -> bytes:
     if isinstance(name, bytes):
         return name.lower()
     raise TypeError(f"header names are str or bytes, not {type(name).__name__}")
-
-
-class Headers(Mapping[str, str]):
-    """Read-only, case-insensitive header fields over a list of lowercased byte pairs.
-
-    ``h["Content-Type"]`` is the first value (``KeyError`` if absent), ``h.get_all(name)`` every
-    value; ``len`` and iteration count header lines, repeats included; ``raw`` is the list.
-    """
-
-    __slots__ = ("_raw",)
-
-    def __init__(self, raw: RawHeaders | None = None) -> None:
-        self._raw: RawHeaders = [] if raw is None else raw
-
-    @property
-    def raw(self) -> RawHeaders:
-        """The ``(name, value)`` byte pairs, in order (not a copy)."""
-        return self._raw
-
-    def __getitem__(self, name: str) -> str:
-        key = _key(name)
-        for k, v in self._raw:
-            if k == key:
-                return v.decode("latin-1")
-        raise KeyError(name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """The first value of ``name``, or ``default``."""
-        key = _key(name)
-        for k, v in self._raw:
-            if k == key:
-                return v.decode("latin-1")
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of ``name``, in order (empty if there is none)."""
-        key = _key(name)
-        return [v.decode("latin-1") for k, v in self._raw if k == key]
-
-    get_list = get_all  # httpx's name
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str | bytes):
-            return False
-        key = _key(name)
-        return any(k == key for k, _ in self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode("latin-1") for k, _ in self._raw)
-
-    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
-        """``(name, value)`` per header line, names lowercased, repeats included."""
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Headers):
-            return self._raw == other._raw
-        if isinstance(other, Mapping):
-            return dict(self.items()) == {_key(k).decode("latin-1"): v for k, v in other.items()}
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Headers({self.items()!r})"
 
 
 def _value(name: bytes, value: Any) -> bytes:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._client_decoders import ContentDecoder, charset, content_decoder
 from ._client_errors import HTTPStatusError, RequestError
-from ._client_headers import Headers, RawHeaders
+from ._client_headers import RawHeaders
+from ._headers import Headers
 from ._url import URL
 
 if TYPE_CHECKING:

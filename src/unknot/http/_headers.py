@@ -117,9 +117,12 @@ class Headers(Mapping[str, str]):
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
 
     def __eq__(self, other: object) -> bool:
-        """Equal to another `Headers` with the same lines in the same order."""
+        """Equal to another `Headers` with the same lines in the same order, or to a mapping
+        with the same names (any case) and values (repeated names: the last value)."""
         if isinstance(other, Headers):
             return self._raw == other._raw
+        if isinstance(other, Mapping):
+            return dict(self.items()) == {_key(k).decode("latin-1"): v for k, v in other.items()}
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
