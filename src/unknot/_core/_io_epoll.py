@@ -23,7 +23,6 @@ _EV_WRITE = selectors.EVENT_WRITE
 class EpollHub(HubSelector, selectors.EpollSelector):
     """The fast path: edge-triggered epoll, fiber fds registered once. Linux only."""
 
-    edge_triggered = True
     _ET_MASK = (
         select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
     )
@@ -35,7 +34,7 @@ class EpollHub(HubSelector, selectors.EpollSelector):
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         selectors.EpollSelector.__init__(self)
-        self._hub_init(clock)
+        self._hub_init(clock, edge_triggered=True)
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         self._refuse_fiber_fd(self._fileobj_lookup(fileobj))

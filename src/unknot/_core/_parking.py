@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ._fiber import Fiber
@@ -51,16 +51,13 @@ class ParkedFiber:
         return f"<ParkedFiber {self.fiber!r} payload={self.payload!r}>"
 
 
-_new = object.__new__
-
-
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
     __slots__ = ("_queue", "_dead", "places")
 
     #: Dead places tolerated before the queue is compacted (when they are also the majority).
-    COMPACT_AFTER = 32
+    COMPACT_AFTER: ClassVar[int] = 32
 
     def __init__(self) -> None:
         self._queue: deque[ParkedFiber] = deque()
@@ -93,10 +90,9 @@ class ParkingLot:
         checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope. However the
         wait ends, the fiber is no longer in the lot afterwards.
         """
-        place = _new(ParkedFiber)  # (the fields set inline: no __init__ call on this path)
-        place.fiber = fiber
-        place.payload = payload
-        place.queued = True
+        # (Not object.__new__ with the fields set inline, which saved the __init__ call when
+        # interpreted: a compiled class refuses it, and constructs without a Python call.)
+        place = ParkedFiber(fiber, payload)
         self._queue.append(place)
         try:
             return fiber.hub.park(fiber, timeout, cancellable, interruptible)
