@@ -32,6 +32,8 @@ MODULES = (
     "unknot._core._deadlock",
     "unknot._core._parking",
     "unknot._core._hub",
+    "unknot._core._selector_hub",
+    "unknot._core._io_epoll",
 )
 
 #: A compiled module counts as older than its source only past this many seconds (installing
