@@ -154,9 +154,7 @@ class Lock(_LockBase):
         if self._owner is None:
             raise RuntimeError("release unlocked lock")
         self._owner = None
-        place = self._waiters.unpark()
-        if place is not None:
-            self._owner = place.fiber
+        self._owner = self._waiters.unpark()
 
     def __repr__(self) -> str:
         return f"<Lock {'locked' if self._owner else 'unlocked'} waiters={len(self._waiters)}>"
