@@ -43,6 +43,8 @@ def _timeout_arg(blocking: bool, timeout: float | None) -> float | None:
 class Event:
     """A flag fibers can wait for (`threading.Event` for fibers)."""
 
+    __slots__ = ("_flag", "_waiters")
+
     def __init__(self) -> None:
         self._flag = False
         self._waiters = ParkingLot()
