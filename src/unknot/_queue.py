@@ -98,7 +98,7 @@ class Queue(Generic[T]):
             raise ShutDown
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
-        if self._getters.places and self._getters.unpark(item) is not None:
+        if self._getters.head is not None and self._getters.unpark(item) is not None:
             return
         if not self.full():
             self._put(item)
@@ -142,7 +142,7 @@ class Queue(Generic[T]):
 
     def _admit_putter(self) -> None:
         """Room was made: move the longest-waiting putter's item in, if it can be woken."""
-        if self._putters.places and not self.full():
+        if self._putters.head is not None and not self.full():
             place = self._putters.take(True)
             if place is not None:
                 self._put(place.payload)

@@ -137,7 +137,7 @@ class Lock(_LockBase):
             f = getcurrent()
             if type(f) is Fiber and f.hub.ncancel:
                 checkpoint_if_cancelled()
-        if self._owner is None and (not self._waiters.places or not self._waiters):
+        if self._owner is None and self._waiters.head is None:
             self._owner = getcurrent()
             return True
         if not blocking:
@@ -225,7 +225,7 @@ class Semaphore(_LockBase):
             f = getcurrent()
             if type(f) is Fiber and f.hub.ncancel:
                 checkpoint_if_cancelled()
-        if self._value > 0 and (not self._waiters.places or not self._waiters):
+        if self._value > 0 and self._waiters.head is None:
             self._value -= 1
             return True
         if not blocking:

@@ -113,7 +113,7 @@ def test_dead_places_are_compacted(autojump_clock: MockClock) -> None:
     for _ in range(200):
         assert lot.park(f, timeout=0.01) is TIMED_OUT
     assert len(lot) == 0
-    assert len(lot.places) <= ParkingLot.COMPACT_AFTER + 1  # bounded, not 200
+    assert lot.head is None and not lot.rest  # every wait left the lot
 
 
 def _park_named(lot: ParkingLot, out: list[Any], tag: Any) -> None:
@@ -137,12 +137,12 @@ def test_waiters_leaving_from_the_middle_are_skipped_then_compacted() -> None:
                 fibers[i].cancel()
         unknot.sleep(0)
         assert len(lot) == len(stays) == 51
-        assert len(lot.places) < 100  # dead entries were compacted away once the majority
+        assert lot.rest is not None and len(lot.rest) < 100  # dead entries were compacted
         assert [p.fiber for p in lot] == [fibers[i] for i in stays]
         woken = [lot.unpark(n) for n in range(51)]
-        assert lot.unpark() is None and len(lot) == 0 and not lot.places
+        assert lot.unpark() is None and len(lot) == 0 and not lot.rest and lot.head is None
     assert woken == [fibers[i] for i in stays]
-    assert [(tag, v) for tag, v in out if v != "left"] == list(zip(stays, range(51)))  # FIFO
+    assert [(tag, v) for tag, v in out if v != "left"] == list(zip(stays, range(51), strict=True))
     assert sorted(tag for tag, v in out if v == "left") == sorted(set(range(200)) - set(stays))
 
 

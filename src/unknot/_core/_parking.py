@@ -9,8 +9,11 @@ Cancellation safety comes from the hub's rule that the first wake-up wins (`Hub.
 False for a fiber no longer parked): `unpark` skips a fiber that a timeout, a cancellation or
 another waker already woke, so nothing handed over is lost or given twice.
 
-How the queue is kept (it is on every hand-off's path, so it allocates nothing per wait in the
-common case). Its entries are of two kinds:
+How the queue is kept (it is on every hand-off's path, so the common cases allocate nothing:
+one waiter, or a fiber parked without payload). ``head`` is the longest-parked fiber's entry, or
+None when nobody is parked: it is never a dead entry, so ``lot.head is None`` is an exact and the
+cheapest test for "nobody waits". The younger entries wait in ``rest``, a deque made when a
+second fiber parks. An entry is of one of two kinds:
 
 - the `Fiber` itself, for a fiber parked with `park` and no payload (an `Event`, a `Lock`, a
   queue getter, a join). ``fiber._lot`` is this lot while the entry waits to be unparked, and
@@ -18,12 +21,12 @@ common case). Its entries are of two kinds:
 - a `ParkedFiber` place, for a fiber parked with a payload, or queued with `add` in several
   lots at once (a `select`); ``place.queued`` says whether it still waits.
 
-A fiber that leaves early (timeout, `Cancelled`, Ctrl-C) takes its entry out when it is at either
-end of the queue, which is the usual case (one waiter; waiters timing out in the order they came).
-Otherwise the entry stays behind, dead: a place is marked, and a fiber is counted in ``_stale``
-(a fiber's stale entries always come before its live one, since it parks again only after it
-left). Dead entries are skipped when met and compacted away once they are the majority, so a lot
-where every wait times out stays small.
+A fiber that leaves early (timeout, `Cancelled`, Ctrl-C) takes its entry out when it is the head
+or the last one, the usual cases (one waiter; waiters timing out in the order they came).
+Otherwise its entry stays behind in ``rest``, dead: a place is marked, and a fiber is counted in
+``_stale`` (a fiber's stale entries always come before its live one, since it parks again only
+after it left). Dead entries are skipped when met and compacted away once they are the
+majority, so a lot where every wait times out stays small.
 
 A lot is used from its fibers' hub thread only. That is why the hybrid locks `unknot.patch`
 installs keep their own guarded queue: their waiters can be fibers of several hubs, in several
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, final
 
 if TYPE_CHECKING:
     from ._fiber import Fiber
@@ -51,6 +54,7 @@ class _TimedOut:
 TIMED_OUT: Any = _TimedOut()
 
 
+@final
 class ParkedFiber:
     """A place in a `ParkingLot`: the fiber, its payload, and whether it is still queued."""
 
@@ -71,25 +75,28 @@ _Entry = Union["Fiber", ParkedFiber]
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
-    __slots__ = ("places", "_dead", "_stale")
+    __slots__ = ("head", "rest", "_dead", "_stale")
 
     #: Dead entries tolerated before the queue is compacted (when they are also the majority).
     COMPACT_AFTER = 32
 
     def __init__(self) -> None:
-        #: The queue's entries (read-only): empty when nobody is parked, so ``if lot.places``
-        #: is the cheapest test for "maybe someone waits" (entries left early may linger, so it
-        #: may be true with nobody to wake; `unpark` then returns None).
-        self.places: deque[_Entry] = deque()
-        self._dead = 0  # dead entries in `places`
-        self._stale: dict[Fiber, int] | None = None  # fiber -> its dead entries in `places`
+        #: The longest-parked fiber's entry, None when nobody is parked (read-only; test it
+        #: against None: the cheapest test for "nobody waits").
+        self.head: _Entry | None = None
+        self.rest: deque[_Entry] | None = None  # the younger entries, made for a second waiter
+        self._dead = 0  # dead entries in `rest`
+        self._stale: dict[Fiber, int] | None = None  # fiber -> its dead entries in `rest`
 
     def __len__(self) -> int:
         """How many fibers are parked here."""
-        return len(self.places) - self._dead
+        if self.head is None:
+            return 0
+        rest = self.rest
+        return 1 + (len(rest) - self._dead if rest else 0)
 
     def __bool__(self) -> bool:
-        return len(self.places) > self._dead
+        return self.head is not None
 
     # -- waiting ---------------------------------------------------------------------------------
 
@@ -110,14 +117,18 @@ class ParkingLot:
         However the wait ends, the fiber is no longer in the lot afterwards.
         """
         if payload is not None:
-            place = ParkedFiber(fiber, payload)
-            self.places.append(place)
+            place = self.add(fiber, payload)
             try:
                 return fiber.hub.park(fiber, timeout, cancellable, interruptible)
             finally:
-                if place.queued:
-                    self.discard(place)
-        self.places.append(fiber)
+                self.discard(place)
+        if self.head is None:
+            self.head = fiber
+        else:
+            rest = self.rest
+            if rest is None:
+                rest = self.rest = deque()
+            rest.append(fiber)
         fiber._lot = self
         try:
             return fiber.hub.park(fiber, timeout, cancellable, interruptible)
@@ -131,48 +142,67 @@ class ParkingLot:
         (a `select` over channels) and parks itself with `Hub.park`. `discard` the place once
         the wait is over, however it ended."""
         place = ParkedFiber(fiber, payload)
-        self.places.append(place)
+        if self.head is None:
+            self.head = place
+        else:
+            rest = self.rest
+            if rest is None:
+                rest = self.rest = deque()
+            rest.append(place)
         return place
 
     def discard(self, place: ParkedFiber) -> None:
         """Take ``place`` out of the lot if it is still queued (its fiber left early)."""
         if place.queued:
             place.queued = False
-            places = self.places
-            if places[-1] is place:
-                places.pop()
-            elif places[0] is place:
-                places.popleft()
-            else:
-                self._dead += 1
-                self._compact_if_worth_it()
+            self._leave(place)
 
-    def _leave(self, fiber: Fiber) -> None:
-        places = self.places
-        if places[-1] is fiber:  # (its last entry is always its live one)
-            places.pop()
+    def _leave(self, entry: _Entry) -> None:
+        """Take a live entry out (its fiber leaves early; a place is already marked)."""
+        if self.head is entry:
+            self._advance()
             return
-        stale = self._stale
-        if places[0] is fiber and not (stale and fiber in stale):
-            places.popleft()
+        rest = self.rest
+        assert rest
+        if rest[-1] is entry:  # (a fiber's last entry is always its live one)
+            rest.pop()
             return
-        if stale is None:
-            stale = self._stale = {}
-        stale[fiber] = stale.get(fiber, 0) + 1
+        if type(entry) is not ParkedFiber:
+            stale = self._stale
+            if stale is None:
+                stale = self._stale = {}
+            stale[entry] = stale.get(entry, 0) + 1
         self._dead += 1
-        self._compact_if_worth_it()
-
-    def _compact_if_worth_it(self) -> None:
-        if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(self.places):
-            self.places = deque(self._live_entries(consume=True))
+        if self._dead > self.COMPACT_AFTER and self._dead * 2 > len(rest):
+            self.rest = deque(self._live_rest(consume=True))
             self._dead = 0
             self._stale = None
 
-    def _live_entries(self, consume: bool) -> Iterator[_Entry]:
-        """The entries still waiting, in order; ``consume`` uses up the stale counts (the
+    def _advance(self) -> None:
+        """The head was taken: the next live entry becomes the head (dead ones are dropped)."""
+        rest = self.rest
+        stale = self._stale
+        while rest:
+            entry = rest.popleft()
+            if type(entry) is ParkedFiber:
+                if entry.queued:
+                    self.head = entry
+                    return
+            elif not (stale and entry in stale):
+                self.head = entry
+                return
+            elif stale[entry] == 1:
+                del stale[entry]
+            else:
+                stale[entry] -= 1
+            self._dead -= 1
+        self.head = None
+
+    def _live_rest(self, consume: bool) -> Iterator[_Entry]:
+        """The live entries of `rest`, in order; ``consume`` uses up the stale counts (the
         caller drops every dead entry)."""
         stale = self._stale if consume else dict(self._stale or ())
-        for entry in list(self.places):
+        for entry in list(self.rest or ()):
             if type(entry) is ParkedFiber:
                 if entry.queued:
                     yield entry
@@ -183,28 +213,21 @@ class ParkingLot:
             else:
                 yield entry
 
-    # -- waking ----------------------------------------------------------------------------------
+    def _take_all(self) -> list[_Entry]:
+        """Every live entry, in order, leaving the lot empty."""
+        head = self.head
+        if head is None:
+            return []
+        entries = [head]
+        if self.rest:
+            entries.extend(self._live_rest(consume=True))
+            self.rest.clear()
+            self._dead = 0
+            self._stale = None
+        self.head = None
+        return entries
 
-    def _pop_live(self) -> _Entry | None:
-        """Take the first entry still waiting out of the queue (dead ones before it too)."""
-        places = self.places
-        while places:
-            entry = places.popleft()
-            if type(entry) is ParkedFiber:
-                if entry.queued:
-                    entry.queued = False
-                    return entry
-            else:
-                stale = self._stale
-                if not (stale and entry in stale):
-                    entry._lot = None
-                    return entry
-                if stale[entry] == 1:
-                    del stale[entry]
-                else:
-                    stale[entry] -= 1
-            self._dead -= 1
-        return None
+    # -- waking ----------------------------------------------------------------------------------
 
     def unpark(self, value: Any = True, *, with_payload: bool = False) -> Fiber | None:
         """Wake the longest-parked fiber still waiting, with ``value``; return it.
@@ -213,48 +236,63 @@ class ParkingLot:
         value)`` instead, so that a fiber parked in several lots learns which of its places was
         taken. To take the payload as well, use `take`.
         """
-        # The common case first: a fiber parked without payload, nothing dead before it.
-        places = self.places
-        while places:
-            entry = places[0]
-            if type(entry) is ParkedFiber or self._stale:
-                place = self.take(value, with_payload=with_payload)
-                return place.fiber if place is not None else None
-            places.popleft()
-            entry._lot = None
-            if entry.hub.wake(entry, (None, value) if with_payload else value):
-                return entry
+        entry = self.head
+        while entry is not None:
+            if self.rest:
+                self._advance()
+            else:
+                self.head = None
+            if type(entry) is ParkedFiber:
+                entry.queued = False
+                f = entry.fiber
+                payload = entry.payload
+            else:
+                entry._lot = None
+                f = entry
+                payload = None
+            if f.hub.wake(f, (payload, value) if with_payload else value):
+                return f
             # woken by something else first (a timeout, a cancellation): try the next one
+            entry = self.head
         return None
 
     def take(self, value: Any = True, *, with_payload: bool = False) -> ParkedFiber | None:
         """`unpark`, returning the woken fiber's place: its ``fiber`` and the ``payload`` it
         parked with, which is now the caller's (None if it parked without one)."""
-        while True:
-            entry = self._pop_live()
-            if entry is None:
-                return None
+        entry = self.head
+        while entry is not None:
+            if self.rest:
+                self._advance()
+            else:
+                self.head = None
             if type(entry) is ParkedFiber:
+                entry.queued = False
                 place = entry
             else:
+                entry._lot = None
                 place = ParkedFiber(entry, None, False)
             f = place.fiber
             if f.hub.wake(f, (place.payload, value) if with_payload else value):
                 return place
+            entry = self.head
+        return None
 
     def unpark_all(self, value: Any = True) -> int:
         """Wake every parked fiber with ``value``; return how many were woken."""
-        places = self.places
-        if not places:
+        head = self.head
+        if head is None:
             return 0
+        if not self.rest:  # one waiter: the common case
+            self.head = None
+            if type(head) is ParkedFiber:
+                head.queued = False
+                f = head.fiber
+            else:
+                head._lot = None
+                f = head
+            return 1 if f.hub.wake(f, value) else 0
         n = 0
-        if self._dead:
-            entries: Any = list(self._live_entries(consume=True))
-            self._dead = 0
-            self._stale = None
-        else:
-            entries = places
-        for entry in entries:  # (waking only queues fibers to run: nothing parks meanwhile)
+        for entry in self._take_all():  # (waking only queues fibers to run: nothing parks)
             if type(entry) is ParkedFiber:
                 entry.queued = False
                 f = entry.fiber
@@ -263,19 +301,14 @@ class ParkingLot:
                 f = entry
             if f.hub.wake(f, value):
                 n += 1
-        places.clear()
         return n
 
     def throw_all(self, exc: BaseException | Callable[[], BaseException]) -> int:
         """Wake every parked fiber by raising an exception in it; return how many were woken.
 
         ``exc`` is the exception, or a callable that makes a fresh one for each fiber."""
-        entries = list(self._live_entries(consume=True))
-        self.places = deque()
-        self._dead = 0
-        self._stale = None
         n = 0
-        for entry in entries:
+        for entry in self._take_all():
             if type(entry) is ParkedFiber:
                 entry.queued = False
                 f = entry.fiber
@@ -290,14 +323,18 @@ class ParkingLot:
 
     def first(self) -> ParkedFiber | None:
         """The place of the longest-parked fiber (not woken), or None."""
-        for place in self:
-            return place
-        return None
+        head = self.head
+        if head is None or type(head) is ParkedFiber:
+            return head
+        return ParkedFiber(head, None)
 
     def __iter__(self) -> Iterator[ParkedFiber]:
         """The places of the parked fibers, longest-parked first (a place is made for a fiber
         parked without payload)."""
-        for entry in self._live_entries(consume=False):
+        head = self.head
+        if head is None:
+            return
+        for entry in [head, *self._live_rest(consume=False)]:
             yield entry if type(entry) is ParkedFiber else ParkedFiber(entry, None)
 
     def __repr__(self) -> str:
