@@ -70,6 +70,7 @@ class ParkedFiber:
 
 
 _Entry = Union["Fiber", ParkedFiber]
+_new = object.__new__
 
 
 class ParkingLot:
@@ -141,7 +142,10 @@ class ParkingLot:
         """Queue ``fiber`` without parking it: for a fiber that waits in several lots at once
         (a `select` over channels) and parks itself with `Hub.park`. `discard` the place once
         the wait is over, however it ended."""
-        place = ParkedFiber(fiber, payload)
+        place = _new(ParkedFiber)  # (the fields set inline: no __init__ call on this path)
+        place.fiber = fiber
+        place.payload = payload
+        place.queued = True
         if self.head is None:
             self.head = place
         else:
