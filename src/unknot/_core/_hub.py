@@ -115,6 +115,8 @@ class Hub(DeadlockDetection):
     fds: dict[int, FdWait]
     thread: threading.Thread
     _timeout_cb: Callable[[Fiber], None]
+    io_budget_full: int
+    io_budget: int
     io_streak: int
     calls: list[list[Any]]
 
@@ -149,7 +151,12 @@ class Hub(DeadlockDetection):
         # than a class attribute reached through the instance (and mypyc lays them out).
         self.edge_triggered = edge_triggered
         self.PASS_EXTRA = PASS_EXTRA
-        #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
+        #: Blocking I/O calls the running fiber may still begin before one takes the slow path
+        #: (`IO_STREAK_MAX`); refilled to ``io_budget_full`` whenever a fiber switches out, and
+        #: both are held at 0 while a cancellation is in force (``ncancel``: see _cancel.py).
+        self.io_budget_full = type(self).IO_STREAK_MAX
+        self.io_budget = self.io_budget_full
+        #: The streak counted on the slow path while cancellations hold the budget at 0.
         self.io_streak = 0
         self._budget = 0
         # [fiber (None once it no longer waits for the call), function, arguments]
@@ -177,7 +184,8 @@ class Hub(DeadlockDetection):
 
     def _fiber_finished(self, f: Fiber) -> None:
         self.fibers.discard(f)
-        fiber_finished(self, f)
+        if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
+            fiber_finished(self, f)
         parent = f._parent
         if parent is not None and parent._children is not None:
             parent._children.discard(f)
@@ -278,7 +286,7 @@ class Hub(DeadlockDetection):
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
-        self.io_streak = 0
+        self.io_budget = self.io_budget_full
         hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
@@ -314,8 +322,9 @@ class Hub(DeadlockDetection):
 
     #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
     #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
-    #: one. The count (``io_streak``) is kept by the I/O modules at the entry of each blocking
-    #: call and reset whenever a fiber switches out.
+    #: one. The I/O modules count down ``io_budget`` at the entry of each blocking call (one
+    #: test: a zero budget means "take the slow path", which is also how a cancellation in
+    #: force makes every entry a cancellation point); a fiber switching out refills it.
     IO_STREAK_MAX: ClassVar[int] = 64
 
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
@@ -404,7 +413,7 @@ class Hub(DeadlockDetection):
         wake value or exception; otherwise control goes back to the hub. Returns (or raises)
         what the caller is later resumed with.
         """
-        self.io_streak = 0
+        self.io_budget = self.io_budget_full
         n = self._budget
         if n:
             ready = self.ready
