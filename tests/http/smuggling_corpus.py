@@ -166,7 +166,7 @@ def protocol_outcome(data: bytes, split: int | None = None) -> Outcome:
 
     conn = ServerConnection()
     pieces = [data] if split is None else [data[:split], data[split:]]
-    pieces.append(b"")
+    pieces = [piece for piece in pieces if piece] + [b""]  # (b"" is the EOF)
     outcome = Outcome([])
     try:
         while True:
