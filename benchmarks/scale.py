@@ -36,7 +36,6 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +334,8 @@ def markdown(results: list[Result], models: list[Model], args: argparse.Namespac
     ]
     out += table(results) + [""]
     if models:
-        out += ["Model: RSS growth = intercept + slope x N, least squares over the counts above.", ""]
+        out += ["Model: RSS growth = intercept + slope x N, least squares over the counts above."]
+        out += [""]
         out += model_lines(models) + [""]
     return "\n".join(out) + "\n"
 

@@ -102,7 +102,7 @@ class Generator:
                 started += 1
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{exchanged} of {count} connections after {CONNECT_TIMEOUT} s")
-            for fd, events in self.ep.poll(1.0):
+            for fd, _events in self.ep.poll(1.0):
                 if fd in connecting:
                     conn = connecting[fd]
                     err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
