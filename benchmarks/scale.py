@@ -275,12 +275,18 @@ def _solve3(a: list[list[float]], b: list[float]) -> list[float]:
     return [m[i][3] / m[i][i] if m[i][i] else math.nan for i in range(3)]
 
 
+def model_of(points: list[tuple[int, float]]) -> tuple[float, float, list[float]]:
+    """The line through ``points`` and each point's residual relative to its own value."""
+    intercept, slope = fit(points)
+    residuals = [(y - (intercept + slope * n)) / y if y else math.nan for n, y in points]
+    return intercept, slope, residuals
+
+
 def model(peer: str, results: list[Result]) -> Model | None:
     points = [(r.conns, float(r.rss_idle - r.rss_base)) for r in results if r.peer == peer]
     if len(points) < 2:
         return None
-    intercept, slope = fit(points)
-    residuals = [(y - (intercept + slope * n)) / y if y else math.nan for n, y in points]
+    intercept, slope, residuals = model_of(points)
     return Model(peer, intercept, slope, residuals, quad_share(points))
 
 
