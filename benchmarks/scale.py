@@ -109,6 +109,11 @@ def rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return ", ".join(f.read().split()[:3])
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -326,10 +331,37 @@ def model_lines(models: list[Model]) -> list[str]:
     return lines
 
 
-def markdown(results: list[Result], models: list[Model], args: argparse.Namespace) -> str:
+def targets(results: list[Result]) -> list[str]:
+    """The issue's goal for unknot's echo server at the largest N: at most asyncio's memory per
+    idle connection, and under 8 KiB in any case."""
+    n = max((r.conns for r in results), default=0)
+    at = {r.peer: r for r in results if r.conns == n}
+    if "unknot" not in at:
+        return []
+    mine = at["unknot"].per_conn
+    lines = [f"Targets at {n:,} connections (memory per idle echo connection):", ""]
+    verdict = "met" if mine < 8192 else "missed"
+    lines.append(f"- unknot {mine:,.0f} B, under 8 KiB (8,192 B): {verdict}")
+    if "asyncio" in at:
+        theirs = at["asyncio"].per_conn
+        verdict = "met" if mine <= theirs else "missed"
+        lines.append(
+            f"- unknot {mine:,.0f} B, at most asyncio streams' {theirs:,.0f} B "
+            f"({mine / theirs:.2f}x): {verdict}"
+        )
+    return lines + [""]
+
+
+def markdown(
+    results: list[Result], models: list[Model], args: argparse.Namespace, load: str
+) -> str:
     facts = machine.describe(["greenlet", "gevent", "uvloop", "uvicorn"])
+    if args.from_json:
+        facts["Date"] = args.saved.get("date", "?")
+        facts["Command"] = f"{args.saved.get('command', '?')} (this report: {facts['Command']})"
     out = ["## Scale", ""]
     out += [f"- {k}: {v}" for k, v in facts.items()]
+    out += [f"- Load average (1, 5, 15 min) at the start and at the end: {load}"]
     out += [
         f"- fd limit per process: {fd_limit():,}; server connections at `max`: "
         f"{fd_limit() - args.fd_margin:,} (limit minus {args.fd_margin}); load generators: "
@@ -338,7 +370,17 @@ def markdown(results: list[Result], models: list[Model], args: argparse.Namespac
         f"{args.interval:g} s for {args.echo_seconds:g} s",
         "",
     ]
+    out += [
+        "Each row is a fresh server process. *per idle connection*: the growth of the server's"
+        " RSS from before the connections to after they were made (one exchange each) and left"
+        f" idle for {args.settle:g} s, divided by their number; *after echo*: the same after the"
+        " echo phase. The latency columns time each round trip at the load generator (a Python"
+        " epoll loop) and move with whatever else runs on the machine (see the load average);"
+        " the memory columns do not.",
+        "",
+    ]
     out += table(results) + [""]
+    out += targets(results)
     if models:
         out += ["Model: RSS growth = intercept + slope x N, least squares over the counts above."]
         out += [""]
@@ -362,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--markdown", type=Path, help="write the 'Scale' section of this file")
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument("--from-json", type=Path, help="report the results of an earlier --json")
     args = parser.parse_args(argv)
     procs.install_exit_signals()
     peers = [p for p in args.peers.split(",") if p]
@@ -371,6 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     counts = parse_conns(args.conns, fd_limit() - args.fd_margin)
     results: list[Result] = []
     unavailable: dict[str, str] = {}
+    load_start = loadavg()
+    if args.from_json:
+        saved = args.saved = json.loads(args.from_json.read_text())
+        results = [Result(**r) for r in saved["results"]]
+        peers = list(dict.fromkeys(r.peer for r in results))
+        unavailable = saved.get("unavailable", {})
+        load_start = saved.get("load", "?")
+        counts = []
     for n in counts:
         for peer in peers:
             if peer in unavailable:
@@ -391,14 +442,18 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     models = [m for p in peers if (m := model(p, results)) is not None]
-    text = markdown(results, models, args)
+    load = load_start if args.from_json else f"{load_start}; {loadavg()}"
+    text = markdown(results, models, args, load)
     if unavailable:
         text += "\nUnavailable here: " + "; ".join(f"{p} ({w})" for p, w in unavailable.items())
         text += "\n"
     print()
     print(text)
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+        saved = {"results": [r.__dict__ for r in results], "unavailable": unavailable}
+        saved["date"] = machine.describe([])["Date"]
+        saved["command"] = machine.command_line()
+        args.json.write_text(json.dumps({**saved, "load": load}, indent=1))
     if args.markdown:
         replace_section(args.markdown, "Scale", text)
     return 0
