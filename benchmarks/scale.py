@@ -1,7 +1,7 @@
 """Scale: as many concurrent connections as the fd limit allows, held by one server thread.
 
 ```sh
-python benchmarks/scale.py                                # every peer, N = 1k..max, ~10 min
+python benchmarks/scale.py                                # every peer, N = 1k..max, ~12 min
 python benchmarks/scale.py --markdown BENCHMARKS.md       # ...and the "Scale" section
 python benchmarks/scale.py --peers unknot,asyncio --conns 2000 --echo-seconds 4   # a quick look
 ```
