@@ -139,7 +139,7 @@ class Fiber(greenlet):
                 # 3.11 runs a plain call of a Python function in the caller's C frame, but
                 # ``fn(*args)`` in a C frame of its own, which greenlet copies off the stack at
                 # every switch while the fiber waits: about 370 bytes per waiting fiber
-                # (docs/internals.md, "Memory per fiber").
+                # (docs/internals.md, "Memory per idle connection").
                 a, b, c = args + (None,) * (3 - n)
                 args = kwargs = None
                 if n == 0:
