@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http clean
+.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http scale clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -74,6 +74,12 @@ bench-http: $(VENV)/.bench
 	$(BIN)/python benchmarks/http.py --markdown BENCHMARKS.md
 
 bench: bench-core bench-echo bench-drivers bench-http
+
+## Scale: idle echo and HTTP keep-alive connections up to the fd limit, held by one server
+## thread (unknot, gevent, asyncio, uvloop, uvicorn): memory per connection, p99 latency and
+## a linear model over N, written to BENCHMARKS.md's "Scale" section. About 15 minutes.
+scale: $(VENV)/.bench
+	$(BIN)/python benchmarks/scale.py --markdown BENCHMARKS.md
 
 clean:
 	rm -rf .venv .venv-* build dist src/*.egg-info
