@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http clean \
+.PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http scale clean \
 	fuzz fuzz-short slowloris soak
 
 $(STAMP): pyproject.toml
@@ -75,6 +75,12 @@ bench-http: $(VENV)/.bench
 	$(BIN)/python benchmarks/http.py --markdown BENCHMARKS.md
 
 bench: bench-core bench-echo bench-drivers bench-http
+
+## Scale: idle echo and HTTP keep-alive connections up to the fd limit, held by one server
+## thread (unknot, gevent, asyncio, uvloop, uvicorn): memory per connection, p99 latency and
+## a linear model over N, written to BENCHMARKS.md's "Scale" section. About 15 minutes.
+scale: $(VENV)/.bench
+	$(BIN)/python benchmarks/scale.py --markdown BENCHMARKS.md
 
 ## Hostile networks (fuzz/): docs/production.md says what each checks; results in BENCHMARKS.md.
 ## make fuzz: 1,000,000 generated requests over the protocol layer and a live server

@@ -162,7 +162,8 @@ class Hub(TimerQueue, DeadlockDetection):
 
     def _fiber_finished(self, f: Fiber) -> None:
         self.fibers.discard(f)
-        fiber_finished(self, f)
+        if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
+            fiber_finished(self, f)
         parent = f._parent
         if parent is not None and parent._children is not None:
             parent._children.discard(f)
