@@ -44,11 +44,12 @@ def no_foreign_threads() -> None:
     Fails fast (instead of hanging in a test that expects a DeadlockError) if a thread started
     by another test is still running.
     """
+    from unknot._core._monitor import monitor_thread_ident
     from unknot._core._thread_pool import pool_thread_idents
 
     deadline = time.monotonic() + 10
     while True:
-        known = pool_thread_idents()
+        known = pool_thread_idents() | {monitor_thread_ident()}
         others = [
             t
             for t in threading.enumerate()

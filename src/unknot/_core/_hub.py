@@ -132,6 +132,12 @@ class Hub(TimerQueue, DeadlockDetection):
         #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
         self.io_streak = 0
         self._budget = 0
+        #: Loop iterations so far: one int store per iteration (`HubSelector._after_poll`). The
+        #: blocking detector (`unknot._core._monitor`) samples it from its thread; a parking
+        #: fiber records it (``Fiber._since``) so that a dump can tell how long it has waited.
+        self.ticks = 0
+        #: Fibers resumed by passes so far (counted once per pass, from the pass budget).
+        self.resumed = 0
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
 
@@ -199,6 +205,7 @@ class Hub(TimerQueue, DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
+        f._since = self.ticks  # (for dumps: the loop iteration in which the wait began)
         if timeout is None:
             f._parked = state
             try:
@@ -314,13 +321,14 @@ class Hub(TimerQueue, DeadlockDetection):
         """
         ready = self.ready
         self._yielded = False
-        self._budget = len(ready) + self.PASS_EXTRA
+        budget = self._budget = len(ready) + self.PASS_EXTRA
         try:
             self._run_pass(ready)
             while self.calls:
                 self._run_calls()
                 self._run_pass(ready)
         finally:
+            self.resumed += budget - self._budget
             self._budget = 0
 
     def _run_pass(self, ready: deque[Fiber]) -> None:
@@ -462,6 +470,7 @@ class Hub(TimerQueue, DeadlockDetection):
                         raise Cancelled()
                     if self.interrupt_pending and f is self.root:
                         raise self.take_interrupt()
+                    f._since = self.ticks
                     f._parked = PARKED_CANCELLABLE
                     try:
                         return self._switch_out()

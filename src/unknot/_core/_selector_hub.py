@@ -22,10 +22,12 @@ from typing import Any
 
 from ._hub import Hub
 from ._interrupt import deliver_interrupt, signal_handler_raised
+from ._monitor import POLLING_FILES
 
 #: Files in which the hub's poll runs; frames from other files in a traceback raised by the
 #: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
-POLLING_FILES = {__file__, selectors.__file__}
+#: (The blocking detector reads the same set: a hub polling in one of them is idle.)
+POLLING_FILES.update({__file__, selectors.__file__})
 
 
 class HubSelector(Hub):
@@ -66,6 +68,7 @@ class HubSelector(Hub):
         return timeout
 
     def _after_poll(self, had_events: bool) -> None:
+        self.ticks += 1  # the loop came back (sampled by the blocking detector)
         jump_to = self._jump_to
         if jump_to is not None:
             self._jump_to = None
