@@ -55,11 +55,20 @@ class Instrument:
 
 
 def _emit(hub: Any, event: str, *args: Any) -> None:
-    for inst in list(hub.instruments):
+    # (read from the instance dict: code suspended in an instrumented method may finish after
+    # the last instrument was removed and the hub's plain class put back)
+    for inst in list(hub.__dict__.get("instruments", ())):
         try:
             getattr(inst, event)(*args)
         except Exception:
             log.exception("instrument %r raised in %s; ignored", inst, event)
+
+
+def _scheduled(hub: Any, f: Fiber) -> None:
+    blocked = hub.__dict__.get("_instr_blocked")
+    if blocked is not None and f in blocked:
+        blocked.discard(f)
+        _emit(hub, "fiber_scheduled", f)
 
 
 class _InstrumentedHub:
@@ -80,19 +89,14 @@ class _InstrumentedHub:
     def wake(self, f: Fiber, value: Any = None) -> bool:
         woken: bool = super().wake(f, value)  # type: ignore[misc]
         if woken:
-            self._scheduled(f)
+            _scheduled(self, f)
         return woken
 
     def throw(self, f: Fiber, exc: BaseException) -> bool:
         woken: bool = super().throw(f, exc)  # type: ignore[misc]
         if woken:
-            self._scheduled(f)
+            _scheduled(self, f)
         return woken
-
-    def _scheduled(self, f: Fiber) -> None:
-        if f in self._instr_blocked:
-            self._instr_blocked.discard(f)
-            _emit(self, "fiber_scheduled", f)
 
     def _switch_out(self) -> Any:
         me = getcurrent()
@@ -106,12 +110,12 @@ class _InstrumentedHub:
         try:
             return super()._switch_out()  # type: ignore[misc]
         finally:
-            self._scheduled(me)  # woken by a path with no hook (an fd event, a batched call)
+            _scheduled(self, me)  # woken by a path with no hook (an fd event, a batched call)
             _emit(self, "fiber_resumed", me)
 
     def _after_poll(self, had_events: bool) -> None:
         for f in list(self.ready):  # woken by fd events, straight from the poll
-            self._scheduled(f)
+            _scheduled(self, f)
         super()._after_poll(had_events)  # type: ignore[misc]
 
     def _run_ready(self) -> None:

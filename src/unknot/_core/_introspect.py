@@ -34,6 +34,11 @@ _HUB_FILE = os.path.join(_CORE_DIR, "_hub.py")
 _PARKING_FILE = os.path.join(_CORE_DIR, "_parking.py")
 _CALLS_FILE = os.path.join(_CORE_DIR, "_calls.py")
 
+#: The stacks live fibers were spawned from, recorded in debug mode (see `set_debug`).
+_spawn_stacks: weakref.WeakKeyDictionary[Fiber, traceback.StackSummary] = (
+    weakref.WeakKeyDictionary()
+)
+
 
 @dataclass(frozen=True)
 class FiberInfo:
@@ -195,10 +200,10 @@ def _describe_park(
 def _stack(frames: list[Any]) -> traceback.StackSummary:
     """The stack outermost first, without the core's innermost frames (the wait machinery)."""
     i = 0
-    while i < len(frames) - 1 and frames[i].f_code.co_filename.startswith(_CORE_DIR):
+    while i < len(frames) and frames[i].f_code.co_filename.startswith(_CORE_DIR):
         i += 1
     j = len(frames)
-    while j > i + 1 and frames[j - 1].f_code.co_filename.startswith(_CORE_DIR):
+    while j > i and frames[j - 1].f_code.co_filename.startswith(_CORE_DIR):
         j -= 1  # Fiber.run
     kept = frames[i:j]
     kept.reverse()
@@ -247,7 +252,6 @@ def fiber_info(f: Fiber) -> FiberInfo:
                 waiting_for = seconds_since(hub, f._since)
         else:
             state = "ready"
-    spawn_stacks = _fiber.SPAWN_STACKS
     return FiberInfo(
         name=f.name,
         state=state,
@@ -256,7 +260,7 @@ def fiber_info(f: Fiber) -> FiberInfo:
         waiting_iterations=iterations,
         stack=_stack(frames),
         spawned_at=f._spawned_at,
-        spawn_stack=spawn_stacks.get(f) if spawn_stacks is not None else None,
+        spawn_stack=_spawn_stacks.get(f),
         group=_group_label(f),
         is_root=f is hub.root,
         thread=hub.thread.name,
@@ -356,10 +360,9 @@ def set_debug(enabled: bool = True) -> None:
     ``UNKNOT_DEBUG=1``, ``PYTHONASYNCIODEBUG=1`` or ``python -X dev``.
     """
     if not enabled:
-        _fiber.SPAWN_STACKS = None
+        _fiber.SPAWN_STACKS = None  # (those recorded are kept while their fibers live)
         return
-    if _fiber.SPAWN_STACKS is None:
-        _fiber.SPAWN_STACKS = weakref.WeakKeyDictionary()
+    _fiber.SPAWN_STACKS = _spawn_stacks
     enable_by_default()
     if not _monitor.explicit and _monitor.threshold is None:
         from ._monitor import DEFAULT_THRESHOLD, parse_setting
@@ -371,4 +374,4 @@ def set_debug(enabled: bool = True) -> None:
 
 
 if debug_mode():
-    _fiber.SPAWN_STACKS = weakref.WeakKeyDictionary()
+    _fiber.SPAWN_STACKS = _spawn_stacks

@@ -44,6 +44,7 @@ log = logging.getLogger("unknot.monitor")
 _monotonic = time.monotonic
 _sleep = time.sleep  # the original, even after unknot.patch()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FIBER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fiber.py")
 
 #: The default threshold, seconds.
 DEFAULT_THRESHOLD = 0.1
@@ -194,6 +195,8 @@ class Monitor:
     def _report(self, hub: Hub, frame: Any, blocked_for: float) -> None:
         stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=True)
         stack.reverse()
+        while len(stack) > 1 and stack[0].filename == _FIBER_FILE:
+            del stack[0]  # Fiber.run, where every fiber's stack begins
         blame = next(
             (fs for fs in reversed(stack) if not fs.filename.startswith(_PACKAGE_DIR)),
             stack[-1] if stack else None,

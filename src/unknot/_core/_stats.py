@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._hub import Hub
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LoopStats:
     """A snapshot of one hub, from `unknot.stats`.
 
@@ -50,6 +50,9 @@ class LoopStats:
     lag_max: float | None
     #: The blocking detector's threshold (seconds), None while it is off.
     monitor_threshold: float | None
+
+    def __repr__(self) -> str:
+        return f"<LoopStats {self}>"
 
     def __str__(self) -> str:
         def ms(v: float | None) -> str:
