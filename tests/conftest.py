@@ -63,6 +63,23 @@ def no_foreign_threads() -> None:
 
 
 @pytest.fixture
+def restore_monitor() -> Iterator[None]:
+    """For tests that start, stop or reconfigure the process-wide blocking detector: its
+    settings are put back afterwards (under the pytest plugin it is on by default)."""
+    from unknot._core import _monitor
+
+    m = _monitor._monitor
+    saved = m.explicit, m.threshold, m.callback
+    yield
+    explicit, threshold, callback = saved
+    if threshold is None:
+        m.stop()
+    else:
+        m.start(threshold, callback)
+    m.explicit = explicit
+
+
+@pytest.fixture
 def pipe() -> Iterator[tuple[int, int]]:
     """A pipe ``(read_fd, write_fd)``, closed after the test (unless the test closed it)."""
     r, w = os.pipe()

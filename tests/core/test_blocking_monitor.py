@@ -9,27 +9,12 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import unknot
 from unknot._core import _monitor
-
-
-@pytest.fixture
-def restore_monitor() -> Iterator[None]:
-    """Tests change the process-wide monitor: put its settings back afterwards."""
-    m = _monitor._monitor
-    saved = m.explicit, m.threshold, m.callback
-    yield
-    explicit, threshold, callback = saved
-    if threshold is None:
-        m.stop()
-    else:
-        m.start(threshold, callback)
-    m.explicit = explicit
 
 
 def _line_of(fn: object, text: str) -> int:

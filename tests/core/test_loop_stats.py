@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import unknot
 from unknot import socket
-from unknot._core import _monitor
 
 
 @pytest.fixture
-def monitor_on() -> Iterator[None]:
-    m = _monitor._monitor
-    saved = m.explicit, m.threshold, m.callback
+def monitor_on(restore_monitor: None) -> None:
     unknot.start_monitor(0.1, lambda _r: None)
-    yield
-    explicit, threshold, callback = saved
-    if threshold is None:
-        m.stop()
-    else:
-        m.start(threshold, callback)
-    m.explicit = explicit
 
 
 def test_counts_fibers_fds_timers_and_threads(backend: str) -> None:
@@ -113,17 +102,11 @@ def test_loop_lag_percentiles_come_from_the_monitor() -> None:
     assert "loop lag p50" in text and "fibers" in text and "ms" in text
 
 
+@pytest.mark.usefixtures("restore_monitor")
 def test_without_the_monitor_lag_is_unknown() -> None:
-    m = _monitor._monitor
-    saved = m.explicit, m.threshold, m.callback
     unknot.stop_monitor()
-    try:
-        got: list[unknot.LoopStats] = []
-        unknot.run(lambda: got.append(unknot.stats()))
-    finally:
-        m.explicit = saved[0]
-        if saved[1] is not None:
-            m.start(saved[1], saved[2])
+    got: list[unknot.LoopStats] = []
+    unknot.run(lambda: got.append(unknot.stats()))
     assert got[0].lag_p50 is None and got[0].monitor_threshold is None
     assert "p50 -" in str(got[0])
 
