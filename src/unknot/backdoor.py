@@ -23,6 +23,9 @@ from ._tcp import TCPServer
 
 __all__ = ["BackdoorServer", "serve"]
 
+#: The longest input line a session accepts; a longer one ends the session.
+MAX_LINE = 1 << 20
+
 
 class _Quit:
     """``exit``/``quit`` in the console: end this session (the builtins would close stdin)."""
@@ -65,9 +68,9 @@ class _Console(code.InteractiveConsole):
             if not data:
                 raise EOFError
             self._buffer += data
-            if len(self._buffer) > 1 << 20:
-                self._buffer = b""
-                raise ValueError("line too long (over 1 MiB)")
+            if len(self._buffer) > MAX_LINE:
+                self.write("\nline too long (over 1 MiB): closing the session\n")
+                raise EOFError
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
 

@@ -134,3 +134,31 @@ def test_refuses_non_loopback_unless_allowed() -> None:
             assert srv6.address[0] == "::1"
 
     unknot.run(main)
+
+
+def test_an_endless_line_ends_the_session_not_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backdoor, "MAX_LINE", 1000)
+
+    def flood(address: Any) -> bool:
+        """True once the server ended the session (closed, or reset: input was left unread)."""
+        c = Client(address)
+        try:
+            c.until_prompt()
+            c.sock.sendall(b"x" * 5000)
+            while c.sock.recv(65536):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        finally:
+            c.sock.close()
+
+    def main() -> None:
+        with backdoor.serve() as srv:
+            assert unknot.to_thread(flood, srv.address)
+            c = unknot.to_thread(Client, srv.address)  # still serving
+            unknot.to_thread(c.until_prompt)
+            assert "3" in unknot.to_thread(c.run, "1 + 2")
+            c.sock.close()
+
+    unknot.run(main)

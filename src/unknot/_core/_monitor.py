@@ -161,7 +161,10 @@ class Monitor:
                 if w is None:
                     watches[hub] = _Watch(hub.ticks, now)
                     continue
-                self._check(hub, w, now, threshold)
+                try:
+                    self._check(hub, w, now, threshold)
+                except Exception:  # never let the watchdog die silently
+                    log.exception("the blocking detector failed to check a hub")
             if len(watches) > len(hubs):
                 for hub in [h for h in watches if h not in hubs]:
                     del watches[hub]
