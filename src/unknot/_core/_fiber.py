@@ -124,7 +124,9 @@ class Fiber(greenlet):
             f = f.f_back
         self._spawned_at = (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
         if SPAWN_STACKS is not None:  # debug mode: the whole stack (costly), for dumps
-            SPAWN_STACKS[self] = traceback.extract_stack(f)
+            stack = traceback.StackSummary.extract(traceback.walk_stack(f), lookup_lines=False)
+            stack.reverse()  # (source lines are read when the stack is printed)
+            SPAWN_STACKS[self] = stack
 
     # -- the fiber body ----------------------------------------------------------------------
 

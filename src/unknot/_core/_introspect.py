@@ -354,7 +354,8 @@ def set_debug(enabled: bool = True) -> None:
     """Turn unknot's debug mode on or off for this process.
 
     In debug mode every spawn records its whole stack (shown by `dump` as "spawned from"; it
-    costs a stack walk per spawn, tens of microseconds, so it is off by default: without it a
+    costs a stack walk per spawn, which made spawning about four times slower when measured,
+    so it is off by default: without it a
     fiber records only the one line that spawned it), and the blocking detector starts unless
     ``UNKNOT_MONITOR`` or `stop_monitor` turned it off. Debug mode is on from the start under
     ``UNKNOT_DEBUG=1``, ``PYTHONASYNCIODEBUG=1`` or ``python -X dev``.
