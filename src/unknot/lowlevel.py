@@ -36,7 +36,8 @@ calls begun since a fiber last switched out: an I/O module adds one at each call
 yields past ``IO_STREAK_MAX``, see `unknot.socket`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
-runs it), ``root``, ``fibers``, ``ticks`` (loop iterations so far), ``resumed`` (fibers resumed).
+runs it), ``root``, ``fibers``, ``pulse`` and ``epoch`` (kept with the blocking detector's
+thread, see `unknot.start_monitor`).
 
 Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
 `add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events).

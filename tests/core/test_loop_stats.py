@@ -46,8 +46,6 @@ def test_counts_fibers_fds_timers_and_threads(backend: str) -> None:
     assert busy.fd_waiters == 1 and busy.fds >= 1
     assert busy.threads_in_flight == 1
     assert end.fibers == 1 and end.timers == 0 and end.threads_in_flight == 0
-    assert end.switches > busy.switches > start.switches
-    assert end.iterations > busy.iterations > start.iterations
 
 
 def test_pool_queue_depth() -> None:

@@ -49,7 +49,7 @@ class ForeignHub(Hub):
 
     def _drive(self) -> None:
         self._scheduled = False
-        self.ticks += 1
+        self.pulse = True
         self._run_ready()
         if self.ready:
             self._notify()

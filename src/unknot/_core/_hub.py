@@ -132,12 +132,14 @@ class Hub(TimerQueue, DeadlockDetection):
         #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
         self.io_streak = 0
         self._budget = 0
-        #: Loop iterations so far: one int store per iteration (`HubSelector._after_poll`). The
-        #: blocking detector (`unknot._core._monitor`) samples it from its thread; a parking
-        #: fiber records it (``Fiber._since``) so that a dump can tell how long it has waited.
-        self.ticks = 0
-        #: Fibers resumed by passes so far (counted once per pass, from the pass budget).
-        self.resumed = 0
+        #: Set True each time the loop comes back (`HubSelector._after_poll`: one store, no
+        #: arithmetic); the blocking detector's thread (`unknot._core._monitor`) clears it at
+        #: every sample, so a pulse still False a threshold later means the loop is held.
+        self.pulse = False
+        #: When the detector last sampled this hub (its clock, `time.monotonic`), written by its
+        #: thread; None while it does not watch the hub. A parking fiber copies it
+        #: (``Fiber._since``) so that a dump can tell how long the fiber has waited.
+        self.epoch: float | None = None
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
 
@@ -205,7 +207,7 @@ class Hub(TimerQueue, DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
-        f._since = self.ticks  # (for dumps: the loop iteration in which the wait began)
+        f._since = self.epoch  # (for dumps: about when the wait began)
         if timeout is None:
             f._parked = state
             try:
@@ -321,14 +323,13 @@ class Hub(TimerQueue, DeadlockDetection):
         """
         ready = self.ready
         self._yielded = False
-        budget = self._budget = len(ready) + self.PASS_EXTRA
+        self._budget = len(ready) + self.PASS_EXTRA
         try:
             self._run_pass(ready)
             while self.calls:
                 self._run_calls()
                 self._run_pass(ready)
         finally:
-            self.resumed += budget - self._budget
             self._budget = 0
 
     def _run_pass(self, ready: deque[Fiber]) -> None:
@@ -470,7 +471,7 @@ class Hub(TimerQueue, DeadlockDetection):
                         raise Cancelled()
                     if self.interrupt_pending and f is self.root:
                         raise self.take_interrupt()
-                    f._since = self.ticks
+                    f._since = self.epoch
                     f._parked = PARKED_CANCELLABLE
                     try:
                         return self._switch_out()

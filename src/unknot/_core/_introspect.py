@@ -1,10 +1,10 @@
 """Fiber dumps: what every live fiber is doing, derived when asked, never recorded as it happens.
 
-Parking costs the hot path one store (``Fiber._since = hub.ticks``); everything else is read at
+Parking costs the hot path one store (``Fiber._since = hub.epoch``); everything else is read at
 dump time from what already exists: a parked fiber's frames and their locals say what it waits on
 (`Hub.wait_fd` holds the fd record and the direction, `ParkingLot.park` is called by the lock,
 queue, event or join that owns the lot, `Hub.park` holds the timeout's timer entry), the ready
-queue says who is ready, the blocking detector's samples say how long ago a loop iteration ran.
+queue says who is ready, the blocking detector's latest sample when a wait began (``epoch``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from greenlet import getcurrent, greenlet
 from . import _fiber
 from ._fiber import Fiber
 from ._lookup import get_hub, running_hubs
-from ._monitor import _monitor, debug_mode, enable_by_default, seconds_since
+from ._monitor import _monitor, debug_mode, enable_by_default
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -55,8 +56,6 @@ class FiberInfo:
     #: Seconds it has been waiting (None if not waiting, or not known: without the blocking
     #: detector running, only timed waits know when they began).
     waiting_for: float | None
-    #: Loop iterations since it began waiting (None if not waiting).
-    waiting_iterations: int | None
     #: Its stack, outermost call first (unknot's own innermost frames left out).
     stack: traceback.StackSummary
     #: (filename, line, function) of the code that spawned it.
@@ -81,8 +80,6 @@ class FiberInfo:
             head += f" on {self.waiting_on}"
         if self.waiting_for is not None:
             head += f" for {self.waiting_for:.3f} s"
-        elif self.waiting_iterations is not None:
-            head += f" for {self.waiting_iterations} loop iterations"
         filename, lineno, func = self.spawned_at
         lines = [head, f"  spawned at {filename}:{lineno} in {func}"]
         if self.spawn_stack is not None:
@@ -226,7 +223,6 @@ def fiber_info(f: Fiber) -> FiberInfo:
     waiting_on: str | None = None
     wait_object: Any = None
     waiting_for: float | None = None
-    iterations: int | None = None
     frame = f.gr_frame
     if f.dead:
         state = "done"
@@ -245,11 +241,10 @@ def fiber_info(f: Fiber) -> FiberInfo:
         if f._parked:
             state = "waiting"
             waiting_on, wait_object, began = _describe_wait(hub, frames)
-            iterations = hub.ticks - f._since
             if began is not None:
                 waiting_for = max(0.0, hub.time() - began)
-            else:
-                waiting_for = seconds_since(hub, f._since)
+            elif f._since is not None:  # the detector's sample before the wait began
+                waiting_for = max(0.0, time.monotonic() - f._since)
         else:
             state = "ready"
     return FiberInfo(
@@ -257,7 +252,6 @@ def fiber_info(f: Fiber) -> FiberInfo:
         state=state,
         waiting_on=waiting_on,
         waiting_for=waiting_for,
-        waiting_iterations=iterations,
         stack=_stack(frames),
         spawned_at=f._spawned_at,
         spawn_stack=_spawn_stacks.get(f),
@@ -297,8 +291,9 @@ def format_dump(hub: Hub | None = None) -> str:
     for h in _hubs(hub):
         infos = fibers(h)
         lines.append(
-            f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers, "
-            f"loop iteration {h.ticks} ==="
+            f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers"
+            + ("" if h.epoch is not None else " (blocking detector off: untimed waits undated)")
+            + " ==="
         )
         groups: dict[str | None, list[FiberInfo]] = {}
         for info in infos:

@@ -1,18 +1,18 @@
 """The blocking detector: a monitor thread that notices when a hub stops coming back to its loop.
 
-The hub adds one to ``Hub.ticks`` each time its loop comes back (`HubSelector._after_poll`): that
-is all it pays. One daemon thread, shared by every hub of the process, wakes every
-``threshold / 4`` seconds and reads each running hub's counter. A counter that has not moved for
-``threshold`` seconds means the hub thread is either asleep in its poll (idle: fine) or stuck in
-code that does not yield (a fiber calling the unpatched ``time.sleep``, a CPU-bound loop, an
-asyncio callback doing blocking I/O). The thread tells them apart by the hub thread's innermost
-frame (``sys._current_frames()``), and reports a stall once, through the ``unknot.monitor``
-logger and an optional callback, naming the file and line that holds the loop.
+The hub sets ``Hub.pulse = True`` each time its loop comes back (`HubSelector._after_poll`):
+that one store is all it pays. One daemon thread, shared by every hub of the process, wakes
+every ``threshold / 4`` seconds and, for each running hub, clears the pulse it finds set. A pulse
+still clear ``threshold`` seconds later means the hub thread is either asleep in its poll (idle:
+fine) or stuck in code that does not yield (a fiber calling the unpatched ``time.sleep``, a
+CPU-bound loop, an asyncio callback doing blocking I/O). The thread tells them apart by the hub
+thread's innermost frame (``sys._current_frames()``), and reports a stall once, through the
+``unknot.monitor`` logger and an optional callback, naming the file and line that holds the loop.
 
-The same thread keeps what `unknot.stats` reports about time: the loop lag (every
+The same thread keeps what `unknot.stats` and the dumps report about time: the loop lag (every
 `LAG_PROBE_INTERVAL` it posts a callback to each loop with ``call_soon_threadsafe`` and records
-how late it runs) and a short history of (ticks, time) samples, from which a dump tells how long
-a fiber has been waiting (`seconds_since`).
+how late it runs), and ``Hub.epoch``, the time of its latest sample, which a parking fiber
+copies so that a dump can tell how long it has waited.
 
 Configuration: ``UNKNOT_MONITOR`` (``0``/``off``, ``1``/``on``, or a threshold such as
 ``0.25`` or ``250ms``); without it the monitor is on in debug mode (``UNKNOT_DEBUG=1``,
@@ -22,7 +22,6 @@ Configuration: ``UNKNOT_MONITOR`` (``0``/``off``, ``1``/``on``, or a threshold s
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import sys
@@ -52,8 +51,6 @@ DEFAULT_THRESHOLD = 0.1
 LAG_PROBE_INTERVAL = 0.25
 #: Loop-lag samples kept per hub (the percentiles are over these).
 LAG_SAMPLES = 1024
-#: (ticks, time) samples kept per hub; older ones are thinned out, not dropped.
-HISTORY = 512
 
 #: Files in which a hub's poll runs (filled by `unknot._core._selector_hub` and the backends):
 #: a hub thread whose innermost frame is a ``select`` in one of them is idle, not blocked.
@@ -101,13 +98,11 @@ class BlockingReport:
 class _Watch:
     """What the monitor knows about one hub."""
 
-    __slots__ = ("ticks", "changed", "reported", "history", "lags", "next_probe", "probing")
+    __slots__ = ("changed", "reported", "lags", "next_probe", "probing")
 
-    def __init__(self, ticks: int, now: float) -> None:
-        self.ticks = ticks
-        self.changed = now
+    def __init__(self, now: float) -> None:
+        self.changed = now  # when the pulse was last seen set
         self.reported = False
-        self.history: list[tuple[int, float]] = [(ticks, now)]
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.next_probe = now
         self.probing = False
@@ -143,6 +138,8 @@ class Monitor:
         with self.lock:
             self.threshold = None
             self.thread = None  # the thread sees it and ends at its next wake-up
+            for hub in self.watches:
+                hub.epoch = None  # (no longer kept up to date)
             self.watches.clear()
 
     # -- the thread ---------------------------------------------------------------------------
@@ -159,7 +156,9 @@ class Monitor:
             for hub in hubs:
                 w = watches.get(hub)
                 if w is None:
-                    watches[hub] = _Watch(hub.ticks, now)
+                    watches[hub] = _Watch(now)
+                    hub.pulse = False
+                    hub.epoch = now
                     continue
                 try:
                     self._check(hub, w, now, threshold)
@@ -168,15 +167,14 @@ class Monitor:
             if len(watches) > len(hubs):
                 for hub in [h for h in watches if h not in hubs]:
                     del watches[hub]
+                    hub.epoch = None
             _sleep(min(threshold / 4, 0.05))
 
     def _check(self, hub: Hub, w: _Watch, now: float, threshold: float) -> None:
-        ticks = hub.ticks
-        if ticks != w.ticks:
-            w.ticks = ticks
+        if hub.pulse:
+            hub.pulse = False  # (a pulse the hub sets meanwhile is lost: it had just come back)
             w.changed = now
             w.reported = False
-            _remember(w.history, ticks, now)
         elif not w.reported and now - w.changed > threshold:
             frame = sys._current_frames().get(hub.thread.ident or -1)
             if frame is None or _is_polling(frame):
@@ -185,6 +183,7 @@ class Monitor:
                 w.reported = True
                 self.stalls += 1
                 self._report(hub, frame, now - w.changed)
+        hub.epoch = now
         if now >= w.next_probe and not w.probing:
             w.next_probe = now + LAG_PROBE_INTERVAL
             loop = hub.loop
@@ -227,14 +226,6 @@ def _probe_done(w: _Watch, posted: float) -> None:
     """Runs on the hub: how late the loop got to a callback posted at ``posted``."""
     w.lags.append(_monotonic() - posted)
     w.probing = False
-
-
-def _remember(history: list[tuple[int, float]], ticks: int, now: float) -> None:
-    history.append((ticks, now))
-    if len(history) > HISTORY:
-        # Keep the recent half as it is, every other sample of the older half.
-        half = HISTORY // 2
-        history[:half] = history[:half:2]
 
 
 def _is_polling(frame: Any) -> bool:
@@ -331,18 +322,19 @@ def hub_started(hub: Hub) -> None:
     """A hub's loop starts running: start the monitor thread if it is wanted and not running."""
     _hubs[hub] = None
     m = _monitor
-    if m.explicit:
-        if m.threshold is not None and (m.thread is None or not m.thread.is_alive()):
-            m.start(m.threshold, m.callback)
+    threshold = m.threshold
+    if not m.explicit:
+        setting = os.environ.get("UNKNOT_MONITOR", "")
+        if setting:
+            threshold = parse_setting(setting)
+        elif _default_on or debug_mode():
+            threshold = DEFAULT_THRESHOLD
+        else:
+            return
+    if threshold is None:
         return
-    setting = os.environ.get("UNKNOT_MONITOR", "")
-    if setting:
-        threshold = parse_setting(setting)
-    elif _default_on or debug_mode():
-        threshold = DEFAULT_THRESHOLD
-    else:
-        return
-    if threshold is not None and (m.thread is None or not m.thread.is_alive()):
+    hub.epoch = _monotonic()  # (the thread keeps it up to date from its next sample on)
+    if m.thread is None or not m.thread.is_alive():
         m.start(threshold, m.callback)
 
 
@@ -356,19 +348,3 @@ def lag_samples(hub: Hub) -> list[float] | None:
     """The loop-lag samples of ``hub`` (seconds), or None if the monitor does not watch it."""
     w = _monitor.watches.get(hub)
     return None if w is None else list(w.lags)
-
-
-def seconds_since(hub: Hub, ticks: int) -> float | None:
-    """About how many seconds ago ``hub``'s loop iteration ``ticks`` ran, from the monitor's
-    samples (good to the monitor's sampling interval), or None without them."""
-    w = _monitor.watches.get(hub)
-    if w is None:
-        return None
-    history = list(w.history)
-    if not history:
-        return None
-    i = bisect.bisect_left(history, (ticks, -1.0))
-    now = _monotonic()
-    if i == len(history):
-        return 0.0  # began after the last sample
-    return max(0.0, now - history[i][1])

@@ -68,7 +68,7 @@ class HubSelector(Hub):
         return timeout
 
     def _after_poll(self, had_events: bool) -> None:
-        self.ticks += 1  # the loop came back (sampled by the blocking detector)
+        self.pulse = True  # the loop came back (the blocking detector clears it)
         jump_to = self._jump_to
         if jump_to is not None:
             self._jump_to = None

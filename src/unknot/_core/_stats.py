@@ -27,10 +27,6 @@ class LoopStats:
     fibers: int
     #: Fibers ready to run now.
     ready: int
-    #: Fibers resumed so far (each is one switch into a fiber).
-    switches: int
-    #: Loop iterations so far.
-    iterations: int
     #: File descriptors watched: by fibers (unknot's sockets keep theirs registered) and by
     #: asyncio (transports, ``add_reader``).
     fds: int
@@ -60,7 +56,6 @@ class LoopStats:
 
         return (
             f"hub in thread {self.thread!r}: {self.fibers} fibers ({self.ready} ready), "
-            f"{self.switches} switches in {self.iterations} loop iterations; "
             f"{self.fds} fds watched ({self.fd_waiters} waited on), {self.timers} timers, "
             f"{self.threads_in_flight} to_thread calls in flight, {self.pool_queue} queued in "
             f"the thread pool; loop lag p50 {ms(self.lag_p50)}, p90 {ms(self.lag_p90)}, "
@@ -88,8 +83,6 @@ def stats(hub: Hub | None = None) -> LoopStats:
         thread=hub.thread.name,
         fibers=len(hub.fibers),
         ready=len(hub.ready),
-        switches=hub.resumed,
-        iterations=hub.ticks,
         fds=len(hub.fds) + asyncio_fds,
         fd_waiters=hub.fd_waiters,
         timers=max(0, len(hub.timers) - getattr(hub, "_cancelled_timers", 0)) + asyncio_timers,
