@@ -38,8 +38,7 @@ cancellation and yields once the streak is used up; a cancellation in force hold
 `unknot.socket._entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
-runs it), ``root``, ``fibers``, ``pulse`` and ``epoch`` (kept with the blocking detector's
-thread, see `unknot.start_monitor`).
+runs it), ``root``, ``fibers``.
 
 Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
 `add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events).

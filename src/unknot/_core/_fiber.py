@@ -120,7 +120,7 @@ class Fiber(greenlet):
         self._wake_exc: BaseException | None = None
         self._group: Any = None
         self._retrieved = False
-        self._since: float | None = None  # about when it last parked (see `Hub.epoch`)
+        self._since: float | None = None  # about when it last parked (`_monitor.EPOCH`)
         f: Any = sys._getframe(1)
         while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
             f = f.f_back

@@ -30,6 +30,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from . import _monitor
 from ._cancel import Cancelled, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
 from ._exceptions import NotInFiberError
@@ -137,14 +138,9 @@ class Hub(TimerQueue, DeadlockDetection):
         #: The streak counted on the slow path while cancellations hold the budget at 0.
         self.io_streak = 0
         self._budget = 0
-        #: Set True each time the loop comes back (`HubSelector._after_poll`: one store, no
-        #: arithmetic); the blocking detector's thread (`unknot._core._monitor`) clears it at
-        #: every sample, so a pulse still False a threshold later means the loop is held.
-        self.pulse = False
-        #: When the detector last sampled this hub (its clock, `time.monotonic`), written by its
-        #: thread; None while it does not watch the hub. A parking fiber copies it
-        #: (``Fiber._since``) so that a dump can tell how long the fiber has waited.
-        self.epoch: float | None = None
+        # (No new attribute here lightly: past 29, CPython 3.11 stops specializing the hub's
+        # attribute accesses (LOAD_ATTR_WITH_HINT instead of _INSTANCE_VALUE), a measurable
+        # slow-down of every hot path. The blocking detector's pulse lives on ``self.thread``.)
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
 
@@ -213,7 +209,7 @@ class Hub(TimerQueue, DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
-        f._since = self.epoch  # (for dumps: about when the wait began)
+        f._since = _monitor.EPOCH  # (for dumps: about when the wait began)
         if timeout is None:
             f._parked = state
             try:
@@ -478,7 +474,7 @@ class Hub(TimerQueue, DeadlockDetection):
                         raise Cancelled()
                     if self.interrupt_pending and f is self.root:
                         raise self.take_interrupt()
-                    f._since = self.epoch
+                    f._since = _monitor.EPOCH
                     f._parked = PARKED_CANCELLABLE
                     try:
                         return self._switch_out()

@@ -1,10 +1,10 @@
 """Fiber dumps: what every live fiber is doing, derived when asked, never recorded as it happens.
 
-Parking costs the hot path one store (``Fiber._since = hub.epoch``); everything else is read at
+Parking costs the hot path one store (``Fiber._since = _monitor.EPOCH``); everything else is read at
 dump time from what already exists: a parked fiber's frames and their locals say what it waits on
 (`Hub.wait_fd` holds the fd record and the direction, `ParkingLot.park` is called by the lock,
 queue, event or join that owns the lot, `Hub.park` holds the timeout's timer entry), the ready
-queue says who is ready, the blocking detector's latest sample when a wait began (``epoch``).
+queue says who is ready, the blocking detector's latest sample when a wait began (``EPOCH``).
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def format_dump(hub: Hub | None = None) -> str:
         infos = fibers(h)
         lines.append(
             f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers"
-            + ("" if h.epoch is not None else " (blocking detector off: untimed waits undated)")
+            + ("" if h in _monitor.watches else " (blocking detector off: untimed waits undated)")
             + " ==="
         )
         groups: dict[str | None, list[FiberInfo]] = {}

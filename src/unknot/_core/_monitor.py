@@ -1,7 +1,8 @@
 """The blocking detector: a monitor thread that notices when a hub stops coming back to its loop.
 
-The hub sets ``Hub.pulse = True`` each time its loop comes back (`HubSelector._after_poll`):
-that one store is all it pays. One daemon thread, shared by every hub of the process, wakes
+The hub sets a pulse, ``hub.thread.unknot_pulse = True``, each time its loop comes back
+(`HubSelector._after_poll`): that one store is all it pays (on the thread object, not the hub:
+see the note in `Hub._hub_init`). One daemon thread, shared by every hub of the process, wakes
 every ``threshold / 4`` seconds and, for each running hub, clears the pulse it finds set. A pulse
 still clear ``threshold`` seconds later means the hub thread is either asleep in its poll (idle:
 fine) or stuck in code that does not yield (a fiber calling the unpatched ``time.sleep``, a
@@ -11,8 +12,8 @@ thread's innermost frame (``sys._current_frames()``), and reports a stall once, 
 
 The same thread keeps what `unknot.stats` and the dumps report about time: the loop lag (every
 `LAG_PROBE_INTERVAL` it posts a callback to each loop with ``call_soon_threadsafe`` and records
-how late it runs), and ``Hub.epoch``, the time of its latest sample, which a parking fiber
-copies so that a dump can tell how long it has waited.
+how late it runs), and `EPOCH`, the time of its latest sample, which a parking fiber copies so
+that a dump can tell how long it has waited.
 
 Configuration: ``UNKNOT_MONITOR`` (``0``/``off``, ``1``/``on``, or a threshold such as
 ``0.25`` or ``250ms``); without it the monitor is on in debug mode (``UNKNOT_DEBUG=1``,
@@ -55,6 +56,12 @@ LAG_SAMPLES = 1024
 #: Files in which a hub's poll runs (filled by `unknot._core._selector_hub` and the backends):
 #: a hub thread whose innermost frame is a ``select`` in one of them is idle, not blocked.
 POLLING_FILES: set[str] = set()
+
+#: When the detector thread last sampled the hubs (`time.monotonic`), None while it is off. A
+#: parking fiber copies it (``Fiber._since``, in `Hub.park`) so that a dump can tell how long
+#: the fiber has waited. (One value for every hub: they are sampled together. Not a hub
+#: attribute: a CPython 3.11 instance with over 30 attributes loses its fast attribute access.)
+EPOCH: float | None = None
 
 #: The hubs whose loop runs, in any thread (`hub_started`/`hub_stopped`).
 _hubs: dict[Hub, None] = {}
@@ -138,27 +145,27 @@ class Monitor:
         with self.lock:
             self.threshold = None
             self.thread = None  # the thread sees it and ends at its next wake-up
-            for hub in self.watches:
-                hub.epoch = None  # (no longer kept up to date)
+            global EPOCH
+            EPOCH = None  # (no longer kept up to date)
             self.watches.clear()
 
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        global EPOCH
         me = threading.current_thread()
         while True:
             threshold = self.threshold
             if threshold is None or self.thread is not me:
                 return
-            now = _monotonic()
+            now = EPOCH = _monotonic()
             hubs = list(_hubs)
             watches = self.watches
             for hub in hubs:
                 w = watches.get(hub)
                 if w is None:
                     watches[hub] = _Watch(now)
-                    hub.pulse = False
-                    hub.epoch = now
+                    hub.thread.unknot_pulse = False  # type: ignore[attr-defined]
                     continue
                 try:
                     self._check(hub, w, now, threshold)
@@ -167,12 +174,12 @@ class Monitor:
             if len(watches) > len(hubs):
                 for hub in [h for h in watches if h not in hubs]:
                     del watches[hub]
-                    hub.epoch = None
             _sleep(min(threshold / 4, 0.05))
 
     def _check(self, hub: Hub, w: _Watch, now: float, threshold: float) -> None:
-        if hub.pulse:
-            hub.pulse = False  # (a pulse the hub sets meanwhile is lost: it had just come back)
+        thread: Any = hub.thread
+        if getattr(thread, "unknot_pulse", False):
+            thread.unknot_pulse = False  # (a pulse set meanwhile is lost: it just came back)
             w.changed = now
             w.reported = False
         elif not w.reported and now - w.changed > threshold:
@@ -183,7 +190,6 @@ class Monitor:
                 w.reported = True
                 self.stalls += 1
                 self._report(hub, frame, now - w.changed)
-        hub.epoch = now
         if now >= w.next_probe and not w.probing:
             w.next_probe = now + LAG_PROBE_INTERVAL
             loop = hub.loop
@@ -333,7 +339,9 @@ def hub_started(hub: Hub) -> None:
             return
     if threshold is None:
         return
-    hub.epoch = _monotonic()  # (the thread keeps it up to date from its next sample on)
+    global EPOCH
+    if EPOCH is None:
+        EPOCH = _monotonic()  # (the thread keeps it up to date from its next sample on)
     if m.thread is None or not m.thread.is_alive():
         m.start(threshold, m.callback)
 

@@ -68,7 +68,9 @@ class HubSelector(Hub):
         return timeout
 
     def _after_poll(self, had_events: bool) -> None:
-        self.pulse = True  # the loop came back (the blocking detector clears it)
+        # The loop came back: the blocking detector's thread clears the pulse at each sample (on
+        # the thread object, see the note in Hub._hub_init).
+        self.thread.unknot_pulse = True  # type: ignore[attr-defined]
         jump_to = self._jump_to
         if jump_to is not None:
             self._jump_to = None
