@@ -262,11 +262,28 @@ class HTTPConnection:
                         _METHODS.get(method) or method.decode("latin-1"),
                         head.target,
                         head.headers,
-                        client=client,
+                        "1.1",
+                        client,
                     )
-                    status, headers, content = normalize_result(handler(request))
-                    if type(content) is bytes and not settings.closing:
-                        pending = self.pending + send_response(status, headers, content)
+                    result = handler(request)
+                    if (
+                        type(result) is tuple
+                        and len(result) == 3
+                        and type(result[2]) is bytes
+                        and (result[1] is None or type(result[1]) is dict)
+                        and not settings.closing
+                    ):
+                        # (status, dict or None, bytes): the protocol layer checks the status
+                        # and the headers itself, so normalize_result has nothing to add.
+                        data = send_response(*result)
+                    else:
+                        status, headers, content = normalize_result(result)
+                        if type(content) is bytes and not settings.closing:
+                            data = send_response(status, headers, content)
+                        else:
+                            data = b""
+                    if data:
+                        pending = self.pending + data
                         if len(pending) > BATCH_LIMIT:
                             self.pending = b""
                             write(self, pending)
@@ -302,10 +319,10 @@ class HTTPConnection:
             _METHODS.get(method) or method.decode("latin-1"),
             head.target,
             head.headers,
-            http_version=_VERSIONS[head.http_version],
-            client=self.client,
-            scheme=settings.scheme,
-            body=body,
+            _VERSIONS[head.http_version],
+            self.client,
+            settings.scheme,
+            body,
         )
         try:
             status, headers, content = normalize_result(settings.handler(request))
