@@ -24,7 +24,7 @@ connection parked past its deadline (see ``HTTPServer``). The timeouts:
 - each write: ``write`` seconds (a whole small response, a chunk, or 1 MiB of a larger body or
   file), then the connection is dropped.
 
-Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 501, 505)
+Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 505)
 and ``Connection: close``; an exception from the handler is logged (``unknot.http``) and
 answered 500, or, if the response had begun, the connection is dropped. A client that goes
 away ends its connection quietly; the handler's own fibers and other connections are not
@@ -266,24 +266,20 @@ class HTTPConnection:
                         client,
                     )
                     result = handler(request)
-                    if (
-                        type(result) is tuple
-                        and len(result) == 3
-                        and type(result[2]) is bytes
-                        and (result[1] is None or type(result[1]) is dict)
-                        and not settings.closing
-                    ):
-                        # (status, dict or None, bytes): the protocol layer checks the status
-                        # and the headers itself, so normalize_result has nothing to add.
-                        data = send_response(*result)
+                    if type(result) is tuple and len(result) == 3:
+                        status, headers, content = result
+                        # (status, dict or None, bytes) goes to send_response as it is: the
+                        # protocol layer checks the status and the headers itself.
+                        simple = type(content) is bytes and (
+                            headers is None or type(headers) is dict
+                        )
                     else:
+                        simple = False
+                    if not simple or settings.closing:
                         status, headers, content = normalize_result(result)
-                        if type(content) is bytes and not settings.closing:
-                            data = send_response(status, headers, content)
-                        else:
-                            data = b""
-                    if data:
-                        pending = self.pending + data
+                        simple = type(content) is bytes and not settings.closing
+                    if simple:
+                        pending = self.pending + send_response(status, headers, content)
                         if len(pending) > BATCH_LIMIT:
                             self.pending = b""
                             write(self, pending)

@@ -31,7 +31,7 @@ from ._events import (
 )
 from ._limits import DEFAULT_LIMITS, Limits
 from ._request_reader import RequestReader
-from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
+from ._state import CLIENT, DONE, IDLE, SEND_BODY, SEND_RESPONSE, SERVER
 from ._writer import (
     CHECKED_LINES,
     CHUNKED,
@@ -180,7 +180,20 @@ class ServerConnection(Connection):
         lines.append(b"\r\n")
         if body and (request is None or request.method != b"HEAD"):
             lines.append(body)
-        state.whole_response(_KEPT_ALIVE if keep_alive else _CLOSING)
+        # INLINED-COPY-BEGIN(whole-response): ConnectionState.whole_response, the common case
+        # (the general one goes through it).
+        states = state.states
+        if (
+            keep_alive
+            and our_state is SEND_RESPONSE
+            and states[CLIENT] is DONE
+            and state.keep_alive
+            and not state.client_waiting_for_continue
+        ):
+            states[CLIENT] = states[SERVER] = IDLE  # the next cycle
+        # INLINED-COPY-END(whole-response)
+        else:
+            state.whole_response(_KEPT_ALIVE if keep_alive else _CLOSING)
         self._request = None
         return b"".join(lines)
 
