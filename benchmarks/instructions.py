@@ -11,6 +11,8 @@ cost of one operation, free of start-up and import costs. Cases:
 * ``event``: two fibers hand control back and forth through a fresh `unknot.Event` each time
   (core.py's *switch* cell).
 * ``queue``: a producer and a consumer fiber through an `unknot.Queue(1)`.
+* ``sleep0``: two fibers each calling ``sleep(0)`` in a loop (core.py's *sleep(0), 2 fibers*).
+* ``spawn``: spawn a fiber that returns at once, and join it (core.py's *spawn+join*).
 
 Usage::
 
@@ -97,8 +99,37 @@ def main():
     f.join()
 unknot.run(main)
 """,
+    "sleep0": r"""
+import sys, unknot
+N = int(sys.argv[1])
+def yielder():
+    for _ in range(N):
+        unknot.sleep(0)
+def main():
+    fibers = [unknot.spawn(yielder) for _ in range(2)]
+    for f in fibers:
+        f.join()
+unknot.run(main)
+""",
+    "spawn": r"""
+import sys, unknot
+N = int(sys.argv[1])
+def nothing():
+    return None
+def main():
+    spawn = unknot.spawn
+    for _ in range(N):
+        spawn(nothing).join()
+unknot.run(main)
+""",
 }
-UNITS = {"echo": "round trip", "event": "hand-off pair", "queue": "item"}
+UNITS = {
+    "echo": "round trip",
+    "event": "hand-off pair",
+    "queue": "item",
+    "sleep0": "pair of yields",
+    "spawn": "fiber",
+}
 
 
 def count(src: Path, case: str, n: int) -> int:

@@ -125,7 +125,7 @@ class Channel(Generic[T]):
         return self._receivers.unpark(value, with_payload=True) is not None
 
     def _try_recv(self) -> tuple[bool, Any]:
-        place = self._senders.unpark(None, with_payload=True)  # wakes with (its operation, None)
+        place = self._senders.take(None, with_payload=True)  # wakes with (its operation, None)
         if place is not None:
             return True, place.payload.value
         if self._closed:

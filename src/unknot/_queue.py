@@ -31,7 +31,6 @@ from .lowlevel import (
     ParkingLot,
     checkpoint_if_cancelled,
     require_fiber,
-    throw,
 )
 
 if sys.version_info >= (3, 13):
@@ -99,7 +98,7 @@ class Queue(Generic[T]):
             raise ShutDown
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
-        if self._getters.places and self._getters.unpark(item) is not None:
+        if self._getters.head is not None and self._getters.unpark(item) is not None:
             return
         if not self.full():
             self._put(item)
@@ -143,8 +142,8 @@ class Queue(Generic[T]):
 
     def _admit_putter(self) -> None:
         """Room was made: move the longest-waiting putter's item in, if it can be woken."""
-        if self._putters.places and not self.full():
-            place = self._putters.unpark(True)
+        if self._putters.head is not None and not self.full():
+            place = self._putters.take(True)
             if place is not None:
                 self._put(place.payload)
 
@@ -188,9 +187,7 @@ class Queue(Generic[T]):
             if not self._unfinished:
                 self._all_done.unpark_all()
         for lot in (self._getters, self._putters):
-            for place in lot:
-                lot.discard(place)
-                throw(place.fiber, ShutDown())  # (a fresh exception for each fiber)
+            lot.throw_all(ShutDown)  # (a fresh exception for each fiber)
 
     def __iter__(self) -> Iterator[T]:
         """Get items (waiting for each) until the queue is shut down and empty."""

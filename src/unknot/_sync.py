@@ -43,6 +43,8 @@ def _timeout_arg(blocking: bool, timeout: float | None) -> float | None:
 class Event:
     """A flag fibers can wait for (`threading.Event` for fibers)."""
 
+    __slots__ = ("_flag", "_waiters")
+
     def __init__(self) -> None:
         self._flag = False
         self._waiters = ParkingLot()
@@ -135,7 +137,7 @@ class Lock(_LockBase):
             f = getcurrent()
             if type(f) is Fiber and f.hub.ncancel:
                 checkpoint_if_cancelled()
-        if self._owner is None and (not self._waiters.places or not self._waiters):
+        if self._owner is None and self._waiters.head is None:
             self._owner = getcurrent()
             return True
         if not blocking:
@@ -154,9 +156,7 @@ class Lock(_LockBase):
         if self._owner is None:
             raise RuntimeError("release unlocked lock")
         self._owner = None
-        place = self._waiters.unpark()
-        if place is not None:
-            self._owner = place.fiber
+        self._owner = self._waiters.unpark()
 
     def __repr__(self) -> str:
         return f"<Lock {'locked' if self._owner else 'unlocked'} waiters={len(self._waiters)}>"
@@ -225,7 +225,7 @@ class Semaphore(_LockBase):
             f = getcurrent()
             if type(f) is Fiber and f.hub.ncancel:
                 checkpoint_if_cancelled()
-        if self._value > 0 and (not self._waiters.places or not self._waiters):
+        if self._value > 0 and self._waiters.head is None:
             self._value -= 1
             return True
         if not blocking:

@@ -31,9 +31,11 @@ its thread): ``park(f, timeout=None, cancellable=True, interruptible=None)``, ``
 ``throw(f, exc)``, ``time()``, ``add_timer(deadline, fn, arg)``/``cancel_timer(entry)``,
 ``fd_record(fd)``, ``forget_fd(rec)``, ``wait_fd(f, rec, write, timeout)``,
 ``wait_raw_fd(f, fd, write, timeout)``, ``wait_fds(f, reads, writes, timeout, busy_poll=None)``,
-``cede(f)``, ``call_batched(f, fn, *args)``, ``yield_now(f)``; ``io_streak`` (blocking I/O
-calls begun since a fiber last switched out: an I/O module adds one at each call's entry and
-yields past ``IO_STREAK_MAX``, see `unknot.socket`); read-only: ``ncancel`` (nonzero while any
+``cede(f)``, ``call_batched(f, fn, *args)``, ``yield_now(f)``; ``io_budget`` (blocking I/O
+calls the running fiber may still begin on the fast path: an I/O module tests it at each call's
+entry, decrements it if nonzero, and otherwise takes its slow path, which checks for
+cancellation and yields once the streak is used up; a cancellation in force holds it at 0; see
+`unknot.socket._entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
 runs it), ``root``, ``fibers``.

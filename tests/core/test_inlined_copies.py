@@ -1568,40 +1568,42 @@ def test_hybrid_rlock_acquire_agrees_with_lock_acquire() -> None:
 # -- io-entry: socket.recv and socket.sendall copy socket._entry ---------------------------------
 
 
-def _entry_outcome(call: Callable[[], Any], streak: int, cancelled: bool) -> tuple[Any, ...]:
-    """Run ``call`` with the hub's streak at ``streak`` (in a cancelled scope if ``cancelled``):
-    what it raised, whether a ready fiber ran meanwhile, and the streak afterwards."""
+def _entry_outcome(call: Callable[[], Any], budget: int, cancelled: bool) -> tuple[Any, ...]:
+    """Run ``call`` with the hub's I/O budget at ``budget`` (in a cancelled scope if
+    ``cancelled``): what it raised, whether a ready fiber ran meanwhile, and the budget after."""
     hub = hub_of_me()
     ran: list[bool] = []
     unknot.spawn(ran.append, True)
     raised = None
+    hub.io_budget = budget
     with unknot.CancelScope() as scope:
         if cancelled:
-            scope.cancel()
-        hub.io_streak = streak
+            scope.cancel()  # holds the budget at 0: every entry takes the slow path
         try:
             call()
         except unknot.Cancelled:
             raised = "Cancelled"
-        after = hub.io_streak
+        after = hub.io_budget
+        ran_during = bool(ran)
     unknot.sleep(0)  # (the bystander runs now if it did not)
-    return raised, ran[:1] == [True] and after == 0, after
+    return raised, ran_during, after
 
 
 def test_io_entry_agrees_with_entry() -> None:
     def main() -> None:
         a, b = us.socketpair()
+        full = hub_of_me().io_budget_full
         with a, b:
             wait_once(a, b)
             wait_once(b, a)
-            for streak, cancelled in ((5, False), (5, True), (us._IO_STREAK_MAX, False)):
+            for budget, cancelled in ((5, False), (5, True), (0, False)):
                 outcomes = []
                 for call in (
                     lambda: us._entry(hub_of_me()),  # the original
                     lambda: (b.sendall(b"d"), a.recv(1)),  # recv's copy (sendall's first)
                     lambda: a.sendall(b"e"),  # sendall's copy
                 ):
-                    outcomes.append(_entry_outcome(call, streak, cancelled))
+                    outcomes.append(_entry_outcome(call, budget, cancelled))
                     while True:  # drain what a call sent (nothing waits: data is there or not)
                         try:
                             b.recv(100, std.MSG_DONTWAIT)
@@ -1609,16 +1611,18 @@ def test_io_entry_agrees_with_entry() -> None:
                         except BlockingIOError:
                             break
                 expected = {
-                    (5, False): (None, False, 6),
-                    (5, True): ("Cancelled", False, 5),
-                }.get((streak, cancelled), (None, True, 0))
+                    (5, False): (None, False, 4),  # one step of the budget
+                    (5, True): ("Cancelled", False, 0),
+                }.get((budget, cancelled), (None, True, full))  # yielded: the budget refilled
                 # (recv's scenario makes two calls: sendall's entry first, then recv's)
-                assert outcomes[0] == expected, (streak, cancelled, outcomes)
-                assert outcomes[2] == expected, (streak, cancelled, outcomes)
-                if not cancelled and streak < us._IO_STREAK_MAX:
-                    assert outcomes[1] == (None, False, 7)
+                assert outcomes[0] == expected, (budget, cancelled, outcomes)
+                assert outcomes[2] == expected, (budget, cancelled, outcomes)
+                if (budget, cancelled) == (5, False):
+                    assert outcomes[1] == (None, False, 3)
+                elif cancelled:
+                    assert outcomes[1] == expected
                 else:
-                    assert outcomes[1][0] == expected[0]
+                    assert outcomes[1] == (None, True, full - 1)
 
     unknot.run(main)
 

@@ -48,9 +48,9 @@ def test_the_unparker_takes_the_payload() -> None:
         first = lot.first()
         assert first is not None and first.payload == "item-a"
         assert [p.payload for p in lot] == ["item-a", "item-b"]
-        place = lot.unpark("taken")
+        place = lot.take("taken")
         assert place is not None and place.payload == "item-a"
-        place = lot.unpark(7, with_payload=True)
+        place = lot.take(7, with_payload=True)
         assert place is not None and place.payload == "item-b"
     assert out == [("a", "taken"), ("b", ("item-b", 7))]
 
@@ -78,8 +78,8 @@ def test_a_cancelled_waiter_never_receives_and_the_value_goes_to_the_next() -> N
         tg.spawn(_park_into, lot, out, 2)
         unknot.sleep(0)
         first.cancel()  # woken with Cancelled, but it has not run yet: still in the lot
-        place = lot.unpark("only-one")  # must skip the cancelled fiber (first wake-up wins)
-        assert place is not None and place.fiber is not first
+        woken = lot.unpark("only-one")  # must skip the cancelled fiber (first wake-up wins)
+        assert woken is not None and woken is not first
     assert out == [(2, "only-one")]
     assert first.cancelled()
     assert len(lot) == 0
@@ -113,7 +113,76 @@ def test_dead_places_are_compacted(autojump_clock: MockClock) -> None:
     for _ in range(200):
         assert lot.park(f, timeout=0.01) is TIMED_OUT
     assert len(lot) == 0
-    assert len(lot._queue) <= ParkingLot.COMPACT_AFTER + 1  # bounded, not 200
+    assert lot.head is None and not lot.rest  # every wait left the lot
+
+
+def _park_named(lot: ParkingLot, out: list[Any], tag: Any) -> None:
+    """Park in ``lot`` until unparked; a cancellation makes it leave (and is recorded)."""
+    try:
+        _park_into(lot, out, tag)
+    except unknot.Cancelled:
+        out.append((tag, "left"))
+
+
+@pytest.mark.unknot
+def test_waiters_leaving_from_the_middle_are_skipped_then_compacted() -> None:
+    lot = ParkingLot()
+    out: list[Any] = []
+    stays = [i for i in range(200) if i % 4 == 0 or i == 199]  # the ends stay: none leaves there
+    with unknot.TaskGroup() as tg:
+        fibers = [tg.spawn(_park_named, lot, out, i) for i in range(200)]
+        unknot.sleep(0)
+        for i in range(200):
+            if i not in stays:
+                fibers[i].cancel()
+        unknot.sleep(0)
+        assert len(lot) == len(stays) == 51
+        assert lot.rest is not None and len(lot.rest) < 100  # dead entries were compacted
+        assert [p.fiber for p in lot] == [fibers[i] for i in stays]
+        woken = [lot.unpark(n) for n in range(51)]
+        assert lot.unpark() is None and len(lot) == 0 and not lot.rest and lot.head is None
+    assert woken == [fibers[i] for i in stays]
+    assert [(tag, v) for tag, v in out if v != "left"] == list(zip(stays, range(51), strict=True))
+    assert sorted(tag for tag, v in out if v == "left") == sorted(set(range(200)) - set(stays))
+
+
+@pytest.mark.unknot
+def test_a_fiber_that_left_and_parked_again_waits_at_the_back(autojump_clock: MockClock) -> None:
+    lot = ParkingLot()
+    out: list[Any] = []
+
+    def leaves_then_comes_back(tag: str) -> None:
+        _park_into(lot, out, tag, timeout=1)  # times out while between the others
+        _park_into(lot, out, tag + "-again")
+
+    with unknot.TaskGroup() as tg:
+        tg.spawn(_park_into, lot, out, "a")
+        tg.spawn(leaves_then_comes_back, "b")
+        tg.spawn(_park_into, lot, out, "c")
+        unknot.sleep(2)
+        assert len(lot) == 3  # a, c, and b's second wait; b's first entry is dead
+        for v in (1, 2, 3):
+            assert lot.unpark(v) is not None
+        assert lot.unpark() is None
+    assert out == [("b", TIMED_OUT), ("a", 1), ("c", 2), ("b-again", 3)]
+
+
+@pytest.mark.unknot
+def test_payloads_none_and_not_none_mix_in_order() -> None:
+    lot = ParkingLot()
+    out: list[Any] = []
+    with unknot.TaskGroup() as tg:
+        tg.spawn(_park_into, lot, out, 0, payload="p0")
+        tg.spawn(_park_into, lot, out, 1)  # no payload: the fiber itself is the entry
+        tg.spawn(_park_into, lot, out, 2, payload=0)  # a falsy payload is still a payload
+        unknot.sleep(0)
+        assert [p.payload for p in lot] == ["p0", None, 0]
+        first = lot.first()
+        assert first is not None and first.payload == "p0"
+        places = [lot.take(i) for i in range(3)]
+        assert [p.payload for p in places if p is not None] == ["p0", None, 0]
+        assert lot.take() is None
+    assert out == [(0, 0), (1, 1), (2, 2)]
 
 
 @pytest.mark.unknot
@@ -134,7 +203,11 @@ def test_throw_all_raises_in_every_waiter() -> None:
             tg.spawn(waiter)
         unknot.sleep(0)
         assert lot.throw_all(LookupError("closed")) == 3
-    assert errors == ["closed"] * 3
+        for _ in range(2):
+            tg.spawn(waiter)
+        unknot.sleep(0)
+        assert lot.throw_all(lambda: LookupError("made for each")) == 2
+    assert errors == ["closed"] * 3 + ["made for each"] * 2
     assert len(lot) == 0
 
 

@@ -67,17 +67,29 @@ def deliver_cancel(hub: Hub, node: Any) -> None:
 # -- the hub's count of cancellations in force (`Hub.ncancel`): changed only here ---------------
 
 
+def count_cancellations(hub: Hub, delta: int) -> None:
+    """Add ``delta`` to ``hub.ncancel``. While it is nonzero the I/O budget is held at 0, so
+    that every blocking I/O call's entry takes the slow path, which checks for cancellation
+    (`Hub.IO_STREAK_MAX`); once it is back to 0 the budget is full again."""
+    n = hub.ncancel + delta
+    hub.ncancel = n
+    if n:
+        hub.io_budget = hub.io_budget_full = 0
+    else:
+        hub.io_budget = hub.io_budget_full = type(hub).IO_STREAK_MAX
+
+
 def cancel_fiber(hub: Hub, fiber: Fiber) -> None:
     """Cancel a running ``fiber``: counted until it finishes (`fiber_finished`), then delivered."""
     fiber._cancel_called = 2
-    hub.ncancel += 1
+    count_cancellations(hub, 1)
     deliver_cancel(hub, fiber)
 
 
 def fiber_finished(hub: Hub, fiber: Fiber) -> None:
     """``fiber`` ended: a cancellation it carried is no longer in force."""
     if fiber._cancel_called == 2:
-        hub.ncancel -= 1
+        count_cancellations(hub, -1)
 
 
 def checkpoint_cancel(fiber: Fiber) -> None:
@@ -167,7 +179,7 @@ class CancelScope:
             return
         self._cancel_called = True
         if self._active and self._hub is not None:
-            self._hub.ncancel += 1
+            count_cancellations(self._hub, 1)
             if self._timer is not None:
                 self._hub.cancel_timer(self._timer)
                 self._timer = None
@@ -195,7 +207,7 @@ class CancelScope:
         fiber._scope = self
         self._active = True
         if self._cancel_called:
-            hub.ncancel += 1
+            count_cancellations(hub, 1)
         else:
             self._arm_deadline()
         return self
@@ -223,7 +235,7 @@ class CancelScope:
             hub.cancel_timer(self._timer)
             self._timer = None
         if self._cancel_called:
-            hub.ncancel -= 1
+            count_cancellations(hub, -1)
         if exc is None or not self._cancel_called:
             return False
         if effectively_cancelled(self._parent):

@@ -68,6 +68,7 @@ class Fiber(greenlet):
         "_children",
         "_cancel_called",
         "_parked",
+        "_lot",
         "_wake_value",
         "_wake_exc",
         "_group",
@@ -108,6 +109,7 @@ class Fiber(greenlet):
         self._children: set[Any] | None = None
         self._cancel_called = 0
         self._parked = NOT_PARKED
+        self._lot: ParkingLot | None = None  # the lot whose queue holds it (see _parking)
         self._wake_value: Any = None
         self._wake_exc: BaseException | None = None
         self._group: Any = None

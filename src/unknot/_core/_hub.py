@@ -129,7 +129,12 @@ class Hub(TimerQueue, DeadlockDetection):
         # instance attribute faster than a class attribute reached through the instance.
         self.edge_triggered = type(self).edge_triggered
         self.PASS_EXTRA = type(self).PASS_EXTRA
-        #: Blocking I/O calls begun since a fiber last switched out (see `IO_STREAK_MAX`).
+        #: Blocking I/O calls the running fiber may still begin before one takes the slow path
+        #: (`IO_STREAK_MAX`); refilled to ``io_budget_full`` whenever a fiber switches out, and
+        #: both are held at 0 while a cancellation is in force (``ncancel``: see _cancel.py).
+        self.io_budget_full = type(self).IO_STREAK_MAX
+        self.io_budget = self.io_budget_full
+        #: The streak counted on the slow path while cancellations hold the budget at 0.
         self.io_streak = 0
         self._budget = 0
         # [fiber (None once it no longer waits for the call), function, arguments]
@@ -157,7 +162,8 @@ class Hub(TimerQueue, DeadlockDetection):
 
     def _fiber_finished(self, f: Fiber) -> None:
         self.fibers.discard(f)
-        fiber_finished(self, f)
+        if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
+            fiber_finished(self, f)
         parent = f._parent
         if parent is not None and parent._children is not None:
             parent._children.discard(f)
@@ -258,7 +264,7 @@ class Hub(TimerQueue, DeadlockDetection):
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
-        self.io_streak = 0
+        self.io_budget = self.io_budget_full
         hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
@@ -295,8 +301,9 @@ class Hub(TimerQueue, DeadlockDetection):
 
     #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
     #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
-    #: one. The count (``io_streak``) is kept by the I/O modules at the entry of each blocking
-    #: call and reset whenever a fiber switches out.
+    #: one. The I/O modules count down ``io_budget`` at the entry of each blocking call (one
+    #: test: a zero budget means "take the slow path", which is also how a cancellation in
+    #: force makes every entry a cancellation point); a fiber switching out refills it.
     IO_STREAK_MAX = 64
 
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
@@ -385,7 +392,7 @@ class Hub(TimerQueue, DeadlockDetection):
         wake value or exception; otherwise control goes back to the hub. Returns (or raises)
         what the caller is later resumed with.
         """
-        self.io_streak = 0
+        self.io_budget = self.io_budget_full
         n = self._budget
         if n:
             ready = self.ready
