@@ -215,7 +215,8 @@ class TCPServer:
                     self._accept_failed(e)
                     continue
                 self._backoff = 0.0
-                f = spawn(self._run_handler, conn, addr, name=f"conn-{addr}")
+                # (the function and self, not a bound method: one object less per connection)
+                f = spawn(TCPServer._run_handler, self, conn, addr, name=f"conn-{addr}")
                 self._handlers[f] = conn
                 self._idle.clear()
                 # (a callback, not the handler's finally: a handler cancelled before it starts

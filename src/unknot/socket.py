@@ -54,6 +54,21 @@ _std_gethostbyname_ex = _stdlib.gethostbyname_ex
 _std_gethostbyaddr = _stdlib.gethostbyaddr
 _std_getnameinfo = _stdlib.getnameinfo
 _BlockingIOError = BlockingIOError
+#: What `_attempt` returns for a call that would block.
+_AGAIN: Any = object()
+
+
+def _attempt(op: Any, sock: Any, args: tuple[Any, ...]) -> Any:
+    """``op(sock, *args)``, or `_AGAIN` if it would block.
+
+    A function of its own for memory's sake: a frame that catches an exception gets a frame
+    object (for the traceback) that lives as long as the frame, and `socket._io`'s frame lives
+    on while its fiber waits: some 300 bytes more per idle connection. This frame ends at once.
+    """
+    try:
+        return op(sock, *args)
+    except _BlockingIOError:
+        return _AGAIN
 
 
 def _entry(hub: Any) -> None:
@@ -309,11 +324,11 @@ class socket(_StdSocket):
                     deadline = self._deadline()
                 self._wait(write, deadline)
         while True:
-            try:
-                result = op(self, *args)
-            except _BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
+            if self._timeout == 0.0:
+                result = op(self, *args)  # (raises BlockingIOError, as in the stdlib)
+            else:
+                result = _attempt(op, self, args)
+            if result is _AGAIN:
                 if deadline is False:
                     deadline = self._deadline()
                 self._wait(write, deadline)

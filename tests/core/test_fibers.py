@@ -707,3 +707,26 @@ def test_an_error_in_a_task_group_child_is_not_logged(caplog: pytest.LogCaptureF
         unknot.run(main)
         gc.collect()
     assert not [r for r in caplog.records if "grouped-fiber" in r.getMessage()]
+
+
+@pytest.mark.parametrize("nargs", [1, 2, 3, 4])
+def test_a_running_fiber_keeps_no_tuple_of_its_spawn_arguments(nargs: int) -> None:
+    # Fiber.run unpacks up to three positional arguments and lets go of their tuple: a fiber
+    # waiting for hours holds only what its function holds (memory per idle connection).
+    class Arg:
+        pass
+
+    holders: list[int] = []
+
+    def target(*args: Arg) -> None:
+        first = args[0]
+        del args
+        holders.append(sum(1 for r in gc.get_referrers(first) if type(r) is tuple))
+
+    def main() -> None:
+        f = unknot.spawn(target, *[Arg() for _ in range(nargs)])
+        f.join()
+
+    unknot.run(main)
+    # beyond three positional arguments the call is fn(*args): spawn's tuple stays alive
+    assert holders == [0 if nargs <= 3 else 1]

@@ -155,6 +155,38 @@ def check_graceful_server(lines: list[str]) -> None:
     assert lines[-1] == "stopped", lines
 
 
+def drive_production_server(proc: subprocess.Popen[str]) -> list[str]:
+    """A request; then SIGTERM while a slow one is under way: it is answered (with Connection:
+    close), new connections are refused, and the server exits."""
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    assert first.startswith("listening on "), first
+    host, port = first.rsplit(" ", 1)[1].rsplit(":", 1)
+    address = (host, int(port))
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert sock.makefile("rb").read().endswith(b"\r\n\r\nhello\n")
+    slow = socket.create_connection(address, timeout=5)
+    with slow:
+        slow.sendall(b"GET /slow?seconds=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        stopping = proc.stdout.readline().strip()
+        assert stopping == "SIGTERM: stopping, 1 connection(s) open, 5.0 s to finish", stopping
+        answer = slow.makefile("rb").read()  # answered, then closed
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert b"connection: close" in answer.lower() and answer.endswith(b"done\n"), answer
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=5).close()
+    return [first, stopping]
+
+
+def check_production_server(lines: list[str]) -> None:
+    assert lines[0].startswith("listening on 127.0.0.1:")
+    assert lines[1].startswith("SIGTERM: stopping")
+    assert lines[-1] == "stopped", lines
+
+
 EXAMPLES = [
     Example("sleeper.py", check_sleeper, args=["0.2"], max_seconds=5),
     Example("demo.py", check_demo, args=["0.25"], max_seconds=8),
@@ -171,6 +203,13 @@ EXAMPLES = [
         args=["--port", "0", "--grace", "0.5"],
         max_seconds=10,
         drive=drive_graceful_server,
+    ),
+    Example(
+        "production_server.py",
+        check_production_server,
+        args=["--port", "0", "--grace", "5"],
+        max_seconds=10,
+        drive=drive_production_server,
     ),
 ]
 

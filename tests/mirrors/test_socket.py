@@ -9,6 +9,7 @@ hints) run as the root fiber on each backend. Everything is loopback and bounded
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import gc
 import io
@@ -1013,6 +1014,32 @@ def test_cancelled_recv_leaves_socket_usable(backend: str) -> None:
                 continue
             assert recv_exactly(client, 3) == b"%03d" % i
             sender.join()
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("method", ["recv", "recv_into", "send"])
+def test_a_waiting_fiber_keeps_no_exception_alive(backend: str, method: str) -> None:
+    # The EAGAIN that sent a call to wait is not kept while it waits (nor its traceback and
+    # the frame object it creates): memory per idle connection.
+    client, server = tcp_pair()
+    with client, server:
+        if method == "send":  # fill the buffer first (client has never waited: no record)
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    client.send(b"x" * 65536)
+            client.setblocking(True)
+        call = {
+            "recv": lambda: client.recv(100),
+            "recv_into": lambda: client.recv_into(bytearray(100)),
+            "send": lambda: client.send(b"y"),
+        }[method]
+        waiter = unknot.spawn(call)
+        unknot.sleep(0.02)
+        assert not waiter.done()
+        alive = [o for o in gc.get_objects() if isinstance(o, BlockingIOError)]
+        waiter.cancel()
+        assert alive == []
 
 
 @pytest.mark.unknot

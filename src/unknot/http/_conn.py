@@ -212,6 +212,10 @@ class HTTPConnection:
                         sendall(pending)
                     except OSError as exc:
                         raise ClientGone(f"cannot write to the client: {exc}") from exc
+                # Nothing of the last exchange is kept while waiting (an idle keep-alive
+                # connection would hold its last request, response and bytes read).
+                pending = data = b""
+                head = request = None
                 try:
                     if head_deadline:
                         if head_deadline < 0.0:  # the head began with the previous recv

@@ -102,7 +102,7 @@ class Connection:
             return PAUSED
         reader = self._reader
         if reader.ready:
-            events = reader.ready.popleft()
+            events = reader.ready.pop(0)
         elif reader.current:
             events = reader.current
             reader.current = []
@@ -156,7 +156,7 @@ class Connection:
             events = reader.ready[0]
             event = events.pop(0)
             if not events:
-                reader.ready.popleft()
+                reader.ready.pop(0)
         elif reader.current:
             event = reader.current.pop(0)
         else:

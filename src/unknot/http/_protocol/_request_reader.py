@@ -2,7 +2,8 @@
 
 Beyond what llhttp's strict mode refuses (400), it refuses: a transfer coding other than chunked
 (400), an HTTP version other than 1.0 and 1.1 (505), a missing or repeated Host (400), an
-upgrade request with a body (400), and whatever crosses the limits (413, 414, 431).
+upgrade request with a body (400), and whatever crosses the limits (413, 414, 431). An HTTP/1.0
+request with a Transfer-Encoding is answered, and the connection then closes.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class RequestReader(Reader):
             expect_continue = self._expect_continue and version == b"1.1"
             self._expect_continue = False
             self._frame_body()
+            if self._codings and version == b"1.0":
+                # RFC 9112, 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, whatever
+                # Connection says: answer, then close (no request is read after this body).
+                keep_alive = False
             self._check_content_length()
             if self._upgrade_offered or method == b"CONNECT":
                 self._upgrade_offered = False
