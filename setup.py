@@ -4,10 +4,13 @@ The project's metadata is in pyproject.toml; this file only adds the optional ex
 docs/compiled.md). The modules listed in ``src/unknot/_compiled.py`` (``MODULES``) are compiled
 from their own ``.py`` sources with mypyc; the sources are installed too and are the fallback.
 
-* ``UNKNOT_PURE_BUILD=1``: build no extension (a pure-Python install, as on a machine without a
-  C compiler).
-* ``UNKNOT_REQUIRE_COMPILED=1``: a failed compilation is an error (CI's compiled run), instead of
-  a warning followed by a pure-Python install.
+For now compiling is opt-in (docs/compiled.md says why: some debugging tools do not work on
+the compiled build yet):
+
+* ``UNKNOT_COMPILE=1``: compile the modules; a failure gives a warning and a pure-Python install.
+* ``UNKNOT_REQUIRE_COMPILED=1``: compile, and a failed compilation is an error (CI's compiled
+  run, ``make wheels``).
+* ``UNKNOT_PURE_BUILD=1``: build no extension, whatever else is set.
 
 Without a C compiler, without mypy, or when mypyc refuses the sources, the install goes on in pure
 Python with a warning on stderr and no error.
@@ -77,6 +80,8 @@ def extensions() -> list[Any]:
     if _flag("UNKNOT_PURE_BUILD"):
         _say("UNKNOT_PURE_BUILD is set: installing the pure-Python modules only")
         return []
+    if not (_flag("UNKNOT_COMPILE") or _flag("UNKNOT_REQUIRE_COMPILED")):
+        return []  # compiling is opt-in for now (docs/compiled.md)
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
