@@ -5,12 +5,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http scale clean \
-	fuzz fuzz-short slowloris soak
+	fuzz fuzz-short slowloris soak venv-compiled test-compiled test-pure conformance-compiled wheels
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,drivers]'
+	UNKNOT_PURE_BUILD=1 $(BIN)/python -m pip install -q -e '.[test,drivers]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -75,6 +75,49 @@ bench-http: $(VENV)/.bench
 	$(BIN)/python benchmarks/http.py --markdown BENCHMARKS.md
 
 bench: bench-core bench-echo bench-drivers bench-http
+
+## The compiled build (docs/compiled.md). The dev venv above is an editable pure-Python install
+## (UNKNOT_PURE_BUILD=1: no extension is built into src/). VENV_C gets a regular install, with
+## the hot-path modules compiled by mypyc (an error if they cannot be: UNKNOT_REQUIRE_COMPILED),
+## reinstalled whenever a source changes; the tests run against it from this checkout.
+VENV_C  ?= .venv-compiled
+BIN_C   := $(VENV_C)/bin
+SOURCES := $(shell find src -name '*.py') setup.py build_backend.py pyproject.toml
+
+$(VENV_C)/.installed: $(SOURCES)
+	$(PY) -m venv $(VENV_C)
+	$(BIN_C)/python -m pip install -q --upgrade pip
+	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
+	$(BIN_C)/python -m pip install -q '.[test,drivers]'
+	rm -rf build
+	touch $@
+
+venv-compiled: $(VENV_C)/.installed
+
+## The whole suite against the compiled build, and against the same install's pure modules
+## (UNKNOT_PURE=1 picks them at import time).
+test-compiled: $(VENV_C)/.installed services
+	$(BIN_C)/python -c 'import unknot, sys; sys.exit(not unknot.compiled)'
+	$(BIN_C)/python -m pytest -q
+
+test-pure: $(VENV_C)/.installed services
+	UNKNOT_PURE=1 $(BIN_C)/python -c 'import unknot, sys; sys.exit(unknot.compiled)'
+	UNKNOT_PURE=1 $(BIN_C)/python -m pytest -q
+
+conformance-compiled: $(VENV_C)/.installed
+	$(BIN_C)/python conformance/run.py --json $(VENV_C)/conformance.json --logs $(VENV_C)/conformance-logs
+
+## Wheels with the compiled modules for the supported CPythons found here (3.11; 3.13 through
+## pyenv), into dist/.
+wheels:
+	rm -rf build
+	UNKNOT_REQUIRE_COMPILED=1 $(PY) -m pip wheel -q --no-deps -w dist .
+	rm -rf build
+	@if PYENV_VERSION=3.13.0 python3.13 -c '' 2>/dev/null; then \
+	  UNKNOT_REQUIRE_COMPILED=1 PYENV_VERSION=3.13.0 python3.13 -m pip wheel -q --no-deps -w dist .; \
+	  rm -rf build; \
+	else echo "python3.13 not found: no 3.13 wheel"; fi
+	ls dist
 
 ## Scale: idle echo and HTTP keep-alive connections up to the fd limit, held by one server
 ## thread (unknot, gevent, asyncio, uvloop, uvicorn): memory per connection, p99 latency and

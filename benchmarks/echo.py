@@ -45,6 +45,9 @@ SETTLE = 0.3  # seconds between cells, so the server can reap the last cell's co
 STDERR_LINES = 6  # of a server's stderr, shown on the console after its cells
 PACKAGES = ["greenlet", "gevent", "uvloop", "trio"]
 UNKNOT_FAMILY = ("unknot",)  # the servers that can also run from the --ab commit
+#: With --unknot-python PY: the unknot server run by PY with the unknot installed there (its
+#: compiled build, docs/compiled.md), and the same with UNKNOT_PURE=1 (its pure modules).
+BUILD_PEERS = {"unknot-compiled": "1", "unknot-pure": "0"}
 AB_TITLE = "Echo"
 
 
@@ -112,10 +115,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the raw results as JSON to FILE"
     )
+    parser.add_argument(
+        "--unknot-python",
+        metavar="PY",
+        help="also measure unknot-compiled and unknot-pure: the unknot server run by the "
+        "interpreter PY with the unknot installed in its environment, as installed (compiled: "
+        "docs/compiled.md) and with UNKNOT_PURE=1",
+    )
     ab.add_arguments(parser, AB_TITLE)
     args = parser.parse_args(argv)
+    known = list(SERVERS) + (list(BUILD_PEERS) if args.unknot_python else [])
+    if args.unknot_python:
+        args.peers += [p for p in BUILD_PEERS if p not in args.peers]
     try:
-        args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, list(SERVERS))
+        args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, known)
     except ab.ABError as exc:
         parser.error(str(exc))
     if args.duration <= 0 or args.warmup < 0 or args.repeat < 1:
@@ -137,6 +150,12 @@ def server_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]
     whatever copy is installed."""
     if ab.split(peer)[0] in UNKNOT_FAMILY:
         return ab.tree_of(peer, head, base).env()
+    if peer in BUILD_PEERS:  # the installed unknot: nothing on the path, the build checked
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNKNOT_PURE")}
+        env["UNKNOT_EXPECT_COMPILED"] = BUILD_PEERS[peer]
+        if BUILD_PEERS[peer] == "0":
+            env["UNKNOT_PURE"] = "1"
+        return env
     env = dict(os.environ)
     if (SRC_DIR / "unknot").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
@@ -200,7 +219,10 @@ def run_peer(
     measure every cell against it, stop it. Records the peer's status."""
     port = procs.free_port(HOST)
     kind = ab.split(peer)[0]
-    argv = [sys.executable, str(BENCH_DIR / "echo_servers.py"), kind, str(port), "--host", HOST]
+    python = sys.executable
+    if peer in BUILD_PEERS:
+        kind, python = "unknot", args.unknot_python
+    argv = [python, str(BENCH_DIR / "echo_servers.py"), kind, str(port), "--host", HOST]
     print(f"{peer}:", flush=True)
     with procs.Child(
         procs.pinned(argv, None if args.no_pin else args.server_cpu), env=env

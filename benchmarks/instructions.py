@@ -18,6 +18,12 @@ Usage::
 
     python benchmarks/instructions.py --ab 96d1087                 # this checkout vs 96d1087
     python benchmarks/instructions.py --refs 96d1087,dd25249,HEAD --markdown BENCHMARKS.md
+    # an installed unknot (the compiled build, docs/compiled.md) against its own pure modules:
+    py=.venv-compiled/bin/python
+    python benchmarks/instructions.py --refs python=$py@pure,python=$py
+
+A ref ``python=PATH`` runs the cases with the interpreter PATH and the unknot installed in its
+environment (no ``PYTHONPATH``); ``python=PATH@pure`` the same with ``UNKNOT_PURE=1``.
 
 Needs valgrind. Instruction counts are not time (a cache miss costs more than an add), but for
 the same Python program on the same interpreter they track its cost closely.
@@ -132,19 +138,20 @@ UNITS = {
 }
 
 
-def count(src: Path, case: str, n: int) -> int:
-    """Instructions callgrind counted for ``case`` with ``n`` operations, unknot from ``src``."""
+def count(src: Path | str, case: str, n: int) -> int:
+    """Instructions callgrind counted for ``case`` with ``n`` operations, unknot from ``src``
+    (a source tree, or a ``python=PATH[@pure]`` ref: see the module docstring)."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(CASES[case])
         script = f.name
     try:
-        env = dict(os.environ, PYTHONPATH=str(src))
+        python, env = interpreter(src)
         out = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
                 "--callgrind-out-file=/dev/null",
-                sys.executable,
+                python,
                 script,
                 str(n),
             ],
@@ -162,8 +169,21 @@ def count(src: Path, case: str, n: int) -> int:
         os.unlink(script)
 
 
-def tree(ref: str, workdir: Path) -> Path:
-    """``src/`` of git ``ref`` ("." for this checkout as it is)."""
+def interpreter(src: Path | str) -> tuple[str, dict[str, str]]:
+    """The interpreter and environment that run a case for ``src`` (see `count`)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNKNOT_PURE")}
+    if isinstance(src, Path):
+        return sys.executable, dict(env, PYTHONPATH=str(src))
+    python, _, mode = src.removeprefix("python=").partition("@")
+    if mode not in ("", "pure"):
+        raise SystemExit(f"unknown mode in {src!r} (only @pure)")
+    return python, dict(env, UNKNOT_PURE="1") if mode else env
+
+
+def tree(ref: str, workdir: Path) -> Path | str:
+    """``src/`` of git ``ref`` ("." for this checkout as it is); a ``python=`` ref as it is."""
+    if ref.startswith("python="):
+        return ref
     if ref == ".":
         return ROOT / "src"
     dest = workdir / ref.replace("/", "_")
@@ -177,6 +197,15 @@ def tree(ref: str, workdir: Path) -> Path:
 
 
 def label(ref: str) -> str:
+    if ref.startswith("python="):
+        python, _, mode = ref.removeprefix("python=").partition("@")
+        out = subprocess.run(
+            [python, "-c", "import unknot; print(unknot.compiled)"],
+            capture_output=True,
+            text=True,
+            env=interpreter(ref)[1],
+        ).stdout.strip()
+        return f"{python} ({'compiled' if out == 'True' else 'pure'})"
     if ref == ".":
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True

@@ -13,6 +13,9 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
     unknot.run(main)
 """
 
+# First: decides whether the mypyc-compiled modules or their sources run (before either loads).
+from ._compiled import COMPILED as compiled  # noqa: I001 - must come first
+
 # The cooperative mirrors of stdlib modules; unknot.select is also the channel select().
 from . import lowlevel, select, socket
 from ._channel import Channel, ChannelClosed, Operation
@@ -83,6 +86,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'unknot' has no attribute {name!r}")
 
 __all__ = [
+    "compiled",
     "ALL_COMPLETED",
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",

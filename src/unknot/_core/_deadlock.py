@@ -10,36 +10,40 @@ callbacks, timers, other fds, signal handlers, executor jobs) and no foreign thr
 from __future__ import annotations
 
 import _thread
+import asyncio
 import threading
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._exceptions import DeadlockError
 from ._fiber import RUNNING
 from ._monitor import monitor_thread_ident
+from ._native import mypyc_attr
 from ._thread_pool import pool_thread_idents
+from ._timers import TimerQueue
 
 if TYPE_CHECKING:
     from ._fiber import Fiber
 
 
-class DeadlockDetection:
-    """The deadlock half of `Hub` (a mixin)."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class DeadlockDetection(TimerQueue):
+    """The deadlock part of `Hub` (its base; one chain of bases, which the compiled build needs)."""
 
     ready: deque[Fiber]
     fd_waiters: int
     threads_in_flight: int
-    loop: Any
+    loop: asyncio.AbstractEventLoop | None
     fibers: set[Fiber]
     root: Fiber | None
     _deadlock_since: float | None
 
-    if TYPE_CHECKING:  # provided by Hub and TimerQueue
-
-        def next_deadline(self) -> float | None: ...
-        def throw(self, f: Fiber, exc: BaseException) -> bool: ...
+    # Provided by Hub: a plain method rather than a stub under TYPE_CHECKING, which the
+    # compiled build cannot have in a class body.
+    def throw(self, f: Fiber, exc: BaseException) -> bool:
+        raise NotImplementedError
 
     def _others_can_wake(self) -> bool:
         """Whether anything outside the fibers (I/O, timers, threads, signals) may wake one."""
@@ -54,7 +58,7 @@ class DeadlockDetection:
 
     #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
     #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
-    DEADLOCK_GRACE = 0.1
+    DEADLOCK_GRACE: ClassVar[float] = 0.1
 
     def _deadlock_grace(self) -> float | None:
         """Called while nothing can wake a fiber: the seconds to wait before checking again, or

@@ -115,7 +115,10 @@ class Fiber(greenlet):
         self._children: set[Any] | None = None
         self._cancel_called = 0
         self._parked = NOT_PARKED
-        self._lot: ParkingLot | None = None  # the lot whose queue holds it (see _parking)
+        # The ParkingLot whose queue holds it, or None (see _parking). Typed Any: the compiled
+        # ParkingLot.park sets it, parks, and reads it again; a union type would be narrowed
+        # by the assignment, and the compiled read would refuse the None another fiber put.
+        self._lot: Any = None
         self._wake_value: Any = None
         self._wake_exc: BaseException | None = None
         self._group: Any = None

@@ -19,14 +19,13 @@ from the selector's ``select()`` inside our own asyncio loop (the fast path);
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
-from typing import Any
+from typing import Any, ClassVar
 
 from greenlet import getcurrent, greenlet
 
@@ -41,8 +40,13 @@ from ._fiber import (
     PARKED_SHIELDED,
     Fiber,
 )
+from ._native import mypyc_attr
 from ._parking import TIMED_OUT
-from ._timers import TimerQueue
+
+#: How many fibers readied *during* a pass may still run in it before I/O is polled again.
+#: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
+#: bound keeps a fiber that yields in a loop from starving I/O.
+PASS_EXTRA = 256
 
 
 def _nothing() -> None:
@@ -77,10 +81,10 @@ class FdWait:
         "hub",
     )
 
-    def __init__(self, fd: int, persistent: bool, hints: bool = False, hub: Any = None) -> None:
+    def __init__(self, fd: int, persistent: bool, hints: bool, hub: Hub) -> None:
         self.fd = fd
         #: The hub whose table holds this record (a socket's record is only valid on that hub).
-        self.hub: Hub = hub  # (None for a record of an fd unknot does not own)
+        self.hub = hub
         self.reader: Fiber | None = None
         self.writer: Fiber | None = None
         self.persistent = persistent
@@ -94,22 +98,40 @@ class FdWait:
         return f"<FdWait fd={self.fd} reader={self.reader} writer={self.writer}>"
 
 
-class Hub(TimerQueue, DeadlockDetection):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Hub(DeadlockDetection):
     """Scheduler state and operations common to every driver. See the module docstring."""
 
-    TIMED_OUT = TIMED_OUT
-    #: True if fd records stay registered edge-triggered (the fast path).
-    edge_triggered = False
+    TIMED_OUT: ClassVar[Any] = TIMED_OUT
+    #: True if fd records stay registered edge-triggered (the fast path): `_hub_init`'s argument.
+    edge_triggered: bool
 
-    def _hub_init(self, clock: Callable[[], float] | None = None) -> None:
-        self.ready: deque[Fiber] = deque()
+    # The attributes `_hub_init` sets, declared for the compiled build (mypyc lays them out);
+    # those `DeadlockDetection` reads are declared there.
+    _yielded: bool
+    hub_greenlet: greenlet | None
+    ncancel: int
+    interrupt_pending: bool
+    interrupt: BaseException | None
+    fds: dict[int, FdWait]
+    thread: threading.Thread
+    _timeout_cb: Callable[[Fiber], None]
+    io_budget_full: int
+    io_budget: int
+    io_streak: int
+    calls: list[list[Any]]
+
+    def _hub_init(
+        self, clock: Callable[[], float] | None = None, edge_triggered: bool = False
+    ) -> None:
+        self.ready = deque()
         self._yielded = False
         self._timers_init()
         #: The greenlet that runs the event loop; fibers switch to it when they park.
-        self.hub_greenlet: greenlet | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.root: Fiber | None = None
-        self.fibers: set[Fiber] = set()
+        self.hub_greenlet = None
+        self.loop = None
+        self.root = None
+        self.fibers = set()
         #: How many cancellations are in force on this hub: cancelled scopes still entered, plus
         #: cancelled fibers still running. While it is 0 no fiber can be cancelled, so every
         #: checkpoint costs one attribute test. Counted only by `unknot._core._cancel`.
@@ -118,18 +140,18 @@ class Hub(TimerQueue, DeadlockDetection):
         #: signal handler raised while the hub was polling (see `unknot._core._interrupt`).
         self.interrupt_pending = False
         #: ...that exception (None: a plain `KeyboardInterrupt`).
-        self.interrupt: BaseException | None = None
-        self._deadlock_since: float | None = None
+        self.interrupt = None
+        self._deadlock_since = None
         self.threads_in_flight = 0
         self.fd_waiters = 0
-        self.fds: dict[int, FdWait] = {}
-        self.time: Callable[[], float] = clock or time.monotonic
+        self.fds = {}
+        self.time = clock or time.monotonic
         self.thread = threading.current_thread()
         self._timeout_cb = self._on_timeout
-        # Read on every wait and hand-off: copied from the class, because CPython finds an
-        # instance attribute faster than a class attribute reached through the instance.
-        self.edge_triggered = type(self).edge_triggered
-        self.PASS_EXTRA = type(self).PASS_EXTRA
+        # Read on every wait and hand-off: instance attributes, because CPython finds one faster
+        # than a class attribute reached through the instance (and mypyc lays them out).
+        self.edge_triggered = edge_triggered
+        self.PASS_EXTRA = PASS_EXTRA
         #: Blocking I/O calls the running fiber may still begin before one takes the slow path
         #: (`IO_STREAK_MAX`); refilled to ``io_budget_full`` whenever a fiber switches out, and
         #: both are held at 0 while a cancellation is in force (``ncancel``: see _cancel.py).
@@ -142,7 +164,7 @@ class Hub(TimerQueue, DeadlockDetection):
         # attribute accesses (LOAD_ATTR_WITH_HINT instead of _INSTANCE_VALUE), a measurable
         # slow-down of every hot path. The blocking detector's pulse lives on ``self.thread``.)
         # [fiber (None once it no longer waits for the call), function, arguments]
-        self.calls: list[list[Any]] = []
+        self.calls = []
 
     # -- fibers ----------------------------------------------------------------------------------
 
@@ -299,17 +321,16 @@ class Hub(TimerQueue, DeadlockDetection):
     def _notify(self) -> None:
         """Called when ``ready`` grew; drivers that need a nudge to run it override this."""
 
-    #: How many fibers readied *during* a pass may still run in it before I/O is polled again.
-    #: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
-    #: bound keeps a fiber that yields in a loop from starving I/O.
-    PASS_EXTRA = 256
+    #: How many fibers readied *during* a pass may still run in it before I/O is polled again
+    #: (`PASS_EXTRA`, the module's constant).
+    PASS_EXTRA: int
 
     #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
     #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
     #: one. The I/O modules count down ``io_budget`` at the entry of each blocking call (one
     #: test: a zero budget means "take the slow path", which is also how a cancellation in
     #: force makes every entry a cancellation point); a fiber switching out refills it.
-    IO_STREAK_MAX = 64
+    IO_STREAK_MAX: ClassVar[int] = 64
 
     #: Fibers the current pass may still resume (0 outside a pass); see `_run_ready`.
     _budget: int
@@ -497,7 +518,7 @@ class Hub(TimerQueue, DeadlockDetection):
         """`wait_fd` for an fd unknot does not own: watched only while the fiber waits."""
         rec = self.fds.get(fd)
         if rec is None:
-            rec = FdWait(fd, False)
+            rec = FdWait(fd, False, False, self)
             self.fds[fd] = rec
         return self.wait_fd(f, rec, write, timeout)
 
@@ -531,7 +552,7 @@ class Hub(TimerQueue, DeadlockDetection):
                 for fd in fds:
                     rec = self.fds.get(fd)
                     if rec is None:
-                        rec = FdWait(fd, False)
+                        rec = FdWait(fd, False, False, self)
                         self.fds[fd] = rec
                     waiter = rec.writer if write else rec.reader
                     if waiter is f:

@@ -3,43 +3,84 @@
 A fiber-owned fd is registered once, edge-triggered, for both directions, and never touched again
 until it is closed. Because a fiber always tries the syscall before waiting, an edge that fires
 with nobody waiting is harmless. Waiting fibers are woken straight from the event list.
+
+asyncio's own registrations go to a stdlib `selectors.EpollSelector` over the same epoll object,
+which the hub holds and forwards to (rather than deriving from it, so that the hub can be a
+compiled class: see docs/compiled.md).
 """
 
 from __future__ import annotations
 
 import select
 import selectors
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from ._hub import FdWait
+from ._native import mypyc_attr
 from ._selector_hub import POLLING_FILES, HubSelector
 
 POLLING_FILES.add(__file__)
-_EV_READ = selectors.EVENT_READ
-_EV_WRITE = selectors.EVENT_WRITE
+_EV_READ: Final = selectors.EVENT_READ
+_EV_WRITE: Final = selectors.EVENT_WRITE
+_ET_MASK: Final = (
+    select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
+)
+_READ: Final = (
+    select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLPRI
+)
+_WRITE: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+# After these no further edge is promised for data already queued (a FIN behind the last
+# data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
+_HANGUP: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
 
 
-class EpollHub(HubSelector, selectors.EpollSelector):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class EpollHub(HubSelector):
     """The fast path: edge-triggered epoll, fiber fds registered once. Linux only."""
 
-    edge_triggered = True
-    _ET_MASK = (
-        select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
-    )
-    _READ = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLPRI
-    _WRITE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
-    # After these no further edge is promised for data already queued (a FIN behind the last
-    # data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
-    _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
+    #: asyncio's registrations (a stdlib selector over the same epoll object as the fibers').
+    _sel: selectors.EpollSelector
+    #: The epoll object, and the stdlib selector's table of asyncio's fds.
+    _selector: select.epoll
+    _fd_to_key: dict[int, selectors.SelectorKey]
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        selectors.EpollSelector.__init__(self)
-        self._hub_init(clock)
+        self._sel = selectors.EpollSelector()
+        self._selector = self._sel._selector  # type: ignore[attr-defined]
+        self._fd_to_key = self._sel._fd_to_key  # type: ignore[attr-defined]
+        self._hub_init(clock, edge_triggered=True)
+
+    # The selector asyncio sees: its calls go to the stdlib selector.
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        self._refuse_fiber_fd(self._fileobj_lookup(fileobj))
-        return selectors.EpollSelector.register(self, fileobj, events, data)
+        """`selectors.BaseSelector.register`, refused for an fd a fiber waits on."""
+        self._refuse_fiber_fd(self._sel._fileobj_lookup(fileobj))  # type: ignore[attr-defined]
+        return self._sel.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        """`selectors.BaseSelector.unregister`."""
+        return self._sel.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        """`selectors.BaseSelector.modify`."""
+        return self._sel.modify(fileobj, events, data)
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        """`selectors.BaseSelector.get_key`."""
+        return self._sel.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        """`selectors.BaseSelector.get_map`."""
+        return self._sel.get_map()
+
+    def fileno(self) -> int:
+        """The epoll object's fd."""
+        return self._sel.fileno()
+
+    def close(self) -> None:
+        """`selectors.BaseSelector.close`: closes the epoll object."""
+        self._sel.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         timeout = self._compute_timeout(timeout)
@@ -56,7 +97,6 @@ class EpollHub(HubSelector, selectors.EpollSelector):
         fds = self.fds
         fd_to_key = self._fd_to_key
         ready = self.ready.append
-        hangup, read, write = self._HANGUP, self._READ, self._WRITE
         for fd, ev in events:
             rec = fds.get(fd)
             if rec is not None:
@@ -64,15 +104,15 @@ class EpollHub(HubSelector, selectors.EpollSelector):
                 # first, then writer), plus the readiness hints. No _notify: the fibers run in
                 # _after_poll below. ``_wake_value`` is not set: it is None whenever a fiber
                 # parks (whoever resumes a fiber clears it).
-                if ev & hangup:
+                if ev & _HANGUP:
                     rec.hints = False  # no edge will follow: always try the syscall from now on
-                if ev & read:
+                if ev & _READ:
                     rec.readable = True
                     f = rec.reader
                     if f is not None and f._parked:
                         f._parked = 0
                         ready(f)
-                if ev & write:
+                if ev & _WRITE:
                     rec.writable = True
                     f = rec.writer
                     if f is not None and f._parked:
@@ -98,9 +138,9 @@ class EpollHub(HubSelector, selectors.EpollSelector):
             if not rec.armed:
                 self._check_not_asyncio(fd, self._fd_to_key)
                 try:
-                    epoll.register(fd, self._ET_MASK)
+                    epoll.register(fd, _ET_MASK)
                 except FileExistsError:
-                    epoll.modify(fd, self._ET_MASK)
+                    epoll.modify(fd, _ET_MASK)
                 except PermissionError:
                     return False  # regular files cannot be polled; they are always ready
                 rec.armed = True

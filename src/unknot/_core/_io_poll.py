@@ -26,6 +26,9 @@ class SelectorHub(HubSelector):
     """
 
     _base: Any = None
+    # provided by the stdlib selector class each subclass also derives from
+    _fd_to_key: dict[int, selectors.SelectorKey]
+    _fileobj_lookup: Callable[[Any], int]
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         # Our own fiber registrations come here too: SelectSelector.modify re-registers.

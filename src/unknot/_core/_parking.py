@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Union, final
+from typing import TYPE_CHECKING, Any, ClassVar, Union, final
 
 if TYPE_CHECKING:
     from ._fiber import Fiber
@@ -70,7 +70,6 @@ class ParkedFiber:
 
 
 _Entry = Union["Fiber", ParkedFiber]
-_new = object.__new__
 
 
 class ParkingLot:
@@ -79,7 +78,7 @@ class ParkingLot:
     __slots__ = ("head", "rest", "_dead", "_stale")
 
     #: Dead entries tolerated before the queue is compacted (when they are also the majority).
-    COMPACT_AFTER = 32
+    COMPACT_AFTER: ClassVar[int] = 32
 
     def __init__(self) -> None:
         #: The longest-parked fiber's entry, None when nobody is parked (read-only; test it
@@ -142,10 +141,9 @@ class ParkingLot:
         """Queue ``fiber`` without parking it: for a fiber that waits in several lots at once
         (a `select` over channels) and parks itself with `Hub.park`. `discard` the place once
         the wait is over, however it ended."""
-        place = _new(ParkedFiber)  # (the fields set inline: no __init__ call on this path)
-        place.fiber = fiber
-        place.payload = payload
-        place.queued = True
+        # (Not object.__new__ with the fields set inline, which saved the __init__ call when
+        # interpreted: a compiled class refuses it, and constructs without a Python call.)
+        place = ParkedFiber(fiber, payload)
         if self.head is None:
             self.head = place
         else:

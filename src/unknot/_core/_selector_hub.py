@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 import selectors
-from collections.abc import Callable
 from typing import Any
 
 from ._hub import Hub
 from ._interrupt import deliver_interrupt, signal_handler_raised
 from ._monitor import POLLING_FILES
+from ._native import mypyc_attr
 
 #: Files in which the hub's poll runs; frames from other files in a traceback raised by the
 #: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
@@ -30,15 +30,12 @@ from ._monitor import POLLING_FILES
 POLLING_FILES.update({__file__, selectors.__file__})
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class HubSelector(Hub):
     """What both backends add to a stdlib selector: the timeout rules and the post-poll work."""
 
     _jump_to: float | None = None
     mock_clock: Any = None
-    # provided by the stdlib selector class each backend also derives from
-    _fd_to_key: dict[int, selectors.SelectorKey]
-    _selector: Any
-    _fileobj_lookup: Callable[[Any], int]
 
     def _compute_timeout(self, timeout: float | None) -> float | None:
         loop = self.loop

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._native import mypyc_attr
 
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TimerQueue:
     """The timer half of `Hub` (a mixin: the hub calls `_timers_init` from its own init)."""
 
     time: Callable[[], float]
+    timers: list[list[Any]]
+    _seq: Iterator[int]
+    _cancelled_timers: int
 
     def _timers_init(self) -> None:
-        self.timers: list[list[Any]] = []
+        self.timers = []
         self._seq = itertools.count()
         self._cancelled_timers = 0
 

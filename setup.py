@@ -1,0 +1,102 @@
+"""unknot's build: the hot-path modules compiled with mypyc where possible, pure Python otherwise.
+
+The project's metadata is in pyproject.toml; this file only adds the optional extensions (see
+docs/compiled.md). The modules listed in ``src/unknot/_compiled.py`` (``MODULES``) are compiled
+from their own ``.py`` sources with mypyc; the sources are installed too and are the fallback.
+
+For now compiling is opt-in (docs/compiled.md says why: some debugging tools do not work on
+the compiled build yet):
+
+* ``UNKNOT_COMPILE=1``: compile the modules; a failure gives a warning and a pure-Python install.
+* ``UNKNOT_REQUIRE_COMPILED=1``: compile, and a failed compilation is an error (CI's compiled
+  run, ``make wheels``).
+* ``UNKNOT_PURE_BUILD=1``: build no extension, whatever else is set.
+
+Without a C compiler, without mypy, or when mypyc refuses the sources, the install goes on in pure
+Python with a warning on stderr and no error.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _say(message: str) -> None:
+    print(f"unknot setup.py: {message}", file=sys.stderr)
+
+
+def _give_up(message: str) -> None:
+    if _flag("UNKNOT_REQUIRE_COMPILED"):
+        raise SystemExit(f"unknot setup.py: {message} (and UNKNOT_REQUIRE_COMPILED is set)")
+    _say(f"{message}: installing the pure-Python modules only")
+
+
+def compiled_modules() -> list[str]:
+    """``MODULES`` of src/unknot/_compiled.py, read without importing unknot."""
+    tree = ast.parse((HERE / "src" / "unknot" / "_compiled.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError("src/unknot/_compiled.py has no MODULES")
+
+
+class optional_build_ext(build_ext):
+    """Builds every extension or none: the modules share one C library, so a partial build
+    would not import. Any failure removes what was built and leaves the pure install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError, no compiler (DistutilsExecError...)
+            for ext in self.extensions:
+                path = Path(self.get_ext_fullpath(ext.name))
+                if path.exists():
+                    path.unlink()
+            self.extensions = []
+            _give_up(f"the C extensions could not be built ({type(exc).__name__}: {exc})")
+
+    def get_outputs(self) -> list[str]:
+        return [p for p in super().get_outputs() if os.path.exists(p)] if self.extensions else []
+
+
+def extensions() -> list[Any]:
+    if {"egg_info", "dist_info", "sdist"} & set(sys.argv[1:]):
+        return []  # metadata or a source archive: nothing is compiled (nor is mypy there yet)
+    if _flag("UNKNOT_PURE_BUILD"):
+        _say("UNKNOT_PURE_BUILD is set: installing the pure-Python modules only")
+        return []
+    if not (_flag("UNKNOT_COMPILE") or _flag("UNKNOT_REQUIRE_COMPILED")):
+        return []  # compiling is opt-in for now (docs/compiled.md)
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        _give_up(f"mypyc is not available ({exc})")
+        return []
+    paths = ["src/" + name.replace(".", "/") + ".py" for name in compiled_modules()]
+    cwd = os.getcwd()
+    os.chdir(HERE)  # mypy reads its settings from pyproject.toml here
+    try:
+        return list(mypycify(paths, opt_level="3", group_name="unknot"))
+    except (Exception, SystemExit) as exc:  # mypyc exits on a type error in the sources
+        _give_up(f"mypyc could not compile the sources ({type(exc).__name__}: {exc})")
+        return []
+    finally:
+        os.chdir(cwd)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext})

@@ -1,0 +1,97 @@
+"""Which build runs: the modules compiled with mypyc, or their pure-Python sources.
+
+`setup.py` compiles the modules listed in `MODULES` with mypyc where it can (see
+docs/compiled.md); each compiled module is an extension (``_hub.cpython-311-x86_64-linux-gnu.so``)
+installed beside its ``.py`` source, and Python's import system prefers the extension. This
+module decides, once, before any of them is imported (``unknot/__init__.py`` imports it first):
+
+* the compiled modules run when every one of them is present, none is older than its source, and
+  the environment variable ``UNKNOT_PURE`` is unset (or empty, or ``0``);
+* otherwise every listed module is imported from its ``.py`` source, through a finder put first
+  on ``sys.meta_path``. All or none: the compiled modules call each other directly in C, so a mix
+  of the two would hold two copies of the same classes.
+
+A compiled module older than its source (an in-place build, then an edit) is not used: a
+`RuntimeWarning` says so and the sources run. `unknot.compiled` tells which build runs.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+#: The modules setup.py compiles (dotted names; their sources are under src/).
+MODULES = (
+    "unknot._core._timers",
+    "unknot._core._deadlock",
+    "unknot._core._parking",
+    "unknot._core._hub",
+    "unknot._core._selector_hub",
+    "unknot._core._io_epoll",
+)
+
+#: A compiled module counts as older than its source only past this many seconds (installing
+#: a wheel writes the two files a moment apart, in either order).
+_STALE_AFTER = 2.0
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _paths(name: str) -> tuple[str, list[str]]:
+    """The source of module ``name`` and the extension files that may stand for it."""
+    base = os.path.join(os.path.dirname(_PACKAGE_DIR), *name.split("."))
+    return base + ".py", [base + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+
+
+def _compiled_available() -> tuple[bool, str]:
+    """Whether every listed module has an up-to-date extension, and if not, why."""
+    for name in MODULES:
+        source, candidates = _paths(name)
+        built = [p for p in candidates if os.path.exists(p)]
+        if not built:
+            return False, f"{name} is not compiled"
+        if os.path.exists(source) and os.path.getmtime(source) > (
+            os.path.getmtime(built[0]) + _STALE_AFTER
+        ):
+            return False, f"{built[0]} is older than {source}"
+    return True, ""
+
+
+class _SourceFinder:
+    """Finds the listed modules as their ``.py`` sources, never as compiled extensions."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name not in MODULES:
+            return None
+        source, _ = _paths(name)
+        return importlib.util.spec_from_file_location(name, source)
+
+
+def _choose() -> bool:
+    """Decide which build runs (see the module docstring); True for the compiled one."""
+    if os.environ.get("UNKNOT_PURE", "") not in ("", "0"):
+        compiled = False
+    else:
+        compiled, why = _compiled_available()
+        if not compiled and "older than" in why:
+            warnings.warn(
+                f"unknot runs its pure-Python modules: {why} (rebuild, or reinstall, to run the "
+                "compiled ones)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    if not compiled and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder())
+    return compiled
+
+
+#: True when the compiled modules run (see the module docstring).
+COMPILED = _choose()

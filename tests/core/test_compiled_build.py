@@ -1,0 +1,137 @@
+"""Which build runs (`unknot.compiled`): the mypyc-compiled hot-path modules, or their sources.
+
+See docs/compiled.md and `unknot._compiled`. The suite itself runs against both builds
+(``make test-compiled``, ``make test-pure``); these tests check the switch: all listed modules
+come from the same build, ``UNKNOT_PURE=1`` forces the sources, and a missing or stale compiled
+module makes the sources run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import unknot
+from unknot import _compiled
+
+pytestmark = pytest.mark.timeout(60)
+
+SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+# Where this process imported unknot from (a checkout's src/, or an installed copy).
+IMPORT_ROOT = str(Path(unknot.__file__).resolve().parents[1])
+
+PROBE = """
+import json, sys, unknot
+from unknot._compiled import MODULES
+files = [sys.modules[m].__file__ for m in MODULES]
+print(json.dumps({"compiled": unknot.compiled, "files": files}))
+"""
+
+
+def probe(**env: str) -> dict[str, object]:
+    """``unknot.compiled`` and the listed modules' files in a fresh interpreter that imports
+    the same unknot as this one, with ``env`` added to its environment."""
+    full = {k: v for k, v in os.environ.items() if k != "UNKNOT_PURE"}
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [IMPORT_ROOT, full.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        env={**full, **env},
+        timeout=30,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_every_listed_module_comes_from_the_build_that_runs() -> None:
+    for name in _compiled.MODULES:
+        module = importlib.import_module(name)
+        assert module.__file__ is not None
+        assert module.__file__.endswith(SUFFIXES) == unknot.compiled, module.__file__
+    assert isinstance(unknot.compiled, bool)
+    assert "compiled" in unknot.__all__
+
+
+def test_unknot_pure_makes_the_sources_run() -> None:
+    got = probe(UNKNOT_PURE="1")
+    assert got["compiled"] is False
+    files = got["files"]
+    assert isinstance(files, list) and len(files) == len(_compiled.MODULES)
+    assert all(str(f).endswith(".py") for f in files), files
+
+
+def test_without_unknot_pure_the_build_found_runs() -> None:
+    for value in ("", "0"):
+        got = probe(UNKNOT_PURE=value)
+        expected = _compiled._compiled_available()[0]
+        assert got["compiled"] is expected
+        files = got["files"]
+        assert isinstance(files, list)
+        assert all(str(f).endswith(SUFFIXES) == expected for f in files), files
+
+
+def test_the_flag_follows_the_environment_and_the_files() -> None:
+    forced_pure = os.environ.get("UNKNOT_PURE", "") not in ("", "0")
+    assert unknot.compiled == (not forced_pure and _compiled._compiled_available()[0])
+
+
+def fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool) -> list[Path]:
+    """A package tree with the listed modules' sources (and extensions, if ``compiled``); makes
+    `unknot._compiled` look there. Returns the extension paths."""
+    package = tmp_path / "unknot"
+    monkeypatch.setattr(_compiled, "_PACKAGE_DIR", str(package))
+    built = []
+    for name in _compiled.MODULES:
+        base = tmp_path.joinpath(*name.split("."))
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.with_suffix(".py").write_text("")
+        if compiled:
+            so = base.parent / (base.name + SUFFIXES[0])
+            so.write_bytes(b"")
+            built.append(so)
+    return built
+
+
+def test_the_compiled_build_needs_every_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = fake_tree(tmp_path, monkeypatch, compiled=True)
+    assert _compiled._compiled_available() == (True, "")
+    built[-1].unlink()
+    ok, why = _compiled._compiled_available()
+    assert not ok and why == f"{_compiled.MODULES[-1]} is not compiled"
+
+
+def test_a_compiled_module_older_than_its_source_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = fake_tree(tmp_path, monkeypatch, compiled=True)
+    source = built[0].parent / (_compiled.MODULES[0].rsplit(".", 1)[1] + ".py")
+    now = time.time()
+    os.utime(source, (now, now + 1))  # written a moment after the extension: an install
+    os.utime(built[0], (now, now))
+    assert _compiled._compiled_available()[0]
+    os.utime(source, (now, now + 60))  # edited after the build
+    ok, why = _compiled._compiled_available()
+    assert not ok and why == f"{built[0]} is older than {source}"
+
+
+def test_the_source_finder_finds_only_the_listed_modules() -> None:
+    finder = _compiled._SourceFinder()
+    for name in _compiled.MODULES:
+        spec = finder.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        assert spec.origin.endswith(name.rsplit(".", 1)[1] + ".py")
+        assert Path(spec.origin).is_file()
+    assert finder.find_spec("unknot.socket") is None
+    assert finder.find_spec("json") is None
