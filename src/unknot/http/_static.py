@@ -523,8 +523,16 @@ def _if_range_matches(if_range: str, etag: str, last_modified: str) -> bool:
 
 
 def _redirect_to_directory(request: Request) -> Response:
-    """301 to the same path with a slash added (the raw path, so the encoding is kept)."""
+    """301 to the same path with a slash added (the raw path, so the encoding is kept; control
+    characters, which a header may not carry, percent-encoded)."""
     location = request.raw_path + b"/"
     if request.query_string:
         location += b"?" + request.query_string.encode("latin-1")
-    return Response(301, [(b"location", location)])
+    return Response(301, [(b"location", _CONTROL_CHARACTER.sub(_percent_encoded, location))])
+
+
+_CONTROL_CHARACTER = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _percent_encoded(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match.group()[0]
