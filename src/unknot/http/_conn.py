@@ -178,6 +178,10 @@ class HTTPConnection:
             self._run()
         except ClientGone as exc:
             log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
+        finally:
+            # What the connection leaves behind dies by reference counting, not in a cyclic
+            # garbage collection (see `ServerConnection.release`).
+            self.proto.release()
 
     def _run(self) -> None:
         settings = self.settings

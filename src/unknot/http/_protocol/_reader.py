@@ -176,6 +176,14 @@ class Reader:
             else:
                 self._head_bound = size  # the head began somewhere in this feed
 
+    def release_parser(self) -> None:
+        """Drop the parser (it refers back to this reader through its callbacks); nothing
+        can be parsed afterwards (see ``Connection.release``)."""
+        try:
+            del self.parser
+        except AttributeError:
+            pass  # released already
+
     def _parse_failed(self, exc: Exception) -> None:
         if self.error is not None:
             return  # our own error, raised from a callback: already recorded
