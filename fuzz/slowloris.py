@@ -39,6 +39,7 @@ from unknot.http import HTTPServer, Timeouts
 gc_pauses = {}   # generation -> longest collection (s)
 gc_counts = {}   # generation -> [collections, total seconds, objects collected]
 gc_started = 0.0
+gc_long = []     # (start, end) of the collections over 20 ms
 
 def on_gc(phase, info):
     global gc_started
@@ -52,6 +53,8 @@ def on_gc(phase, info):
         count[0] += 1
         count[1] += took
         count[2] += info["collected"]
+        if took > 0.02:
+            gc_long.append((time.monotonic() - took, time.monotonic()))
 
 gc.callbacks.append(on_gc)
 
@@ -70,6 +73,7 @@ def main(head, conns, gc_stats):
     print(server.port, flush=True)
     peak = 0
     lags = []
+    stalls = []  # (start, end) of the watcher's sleeps overrun by more than 30 ms
     def watch():  # the peak of open connections, and the loop's lag (a 10 ms sleep's overrun)
         nonlocal peak
         while True:
@@ -83,7 +87,10 @@ def main(head, conns, gc_stats):
                               top={k: round(v / open_now, 2) for k, v in now.most_common(15)})
             start = time.monotonic()
             unknot.sleep(0.01)
-            lags.append(time.monotonic() - start - 0.01)
+            lag = time.monotonic() - start - 0.01
+            lags.append(lag)
+            if lag > 0.03:
+                stalls.append((start, time.monotonic()))
     watcher = unknot.spawn(watch)
     unknot.to_thread(sys.stdin.readline)
     watcher.cancel()
@@ -92,7 +99,12 @@ def main(head, conns, gc_stats):
     lags.sort()
     print(peak, usage.ru_utime + usage.ru_stime, lags[len(lags) * 99 // 100], lags[-1],
           gc_pauses.get(2, 0.0), flush=True)
-    print(json.dumps({"gc": {g: {"collections": c[0], "total_ms": round(c[1] * 1000, 1),
+    in_gc = sum(max(0.0, min(e, ge) - max(s, gs)) for s, e in stalls for gs, ge in gc_long)
+    stalled = sum(e - s - 0.01 for s, e in stalls)
+    print(json.dumps({"stalls_over_30ms": len(stalls),
+                      "stall_time_ms": round(stalled * 1000),
+                      "of_which_in_gc_ms": round(in_gc * 1000),
+                      "gc": {g: {"collections": c[0], "total_ms": round(c[1] * 1000, 1),
                                  "max_ms": round(gc_pauses[g] * 1000, 1), "collected": c[2]}
                              for g, c in sorted(gc_counts.items())},
                       "tracked_objects": sample}), flush=True)
@@ -303,6 +315,8 @@ def main() -> int:
         "connect_p99_ms": round(percentile(connects, 99) * 1000, 2),
     }
     if args.gc_stats:
+        for key in ("stalls_over_30ms", "stall_time_ms", "of_which_in_gc_ms"):
+            report[f"server_{key}"] = gc_report[key]
         report["server_gc"] = gc_report["gc"]
         report["server_tracked_objects"] = gc_report["tracked_objects"]
     problems = list(failures[:5])

@@ -134,7 +134,7 @@ class RequestReader(Reader):
         if codings:
             # llhttp refuses chunked not last and Content-Length with Transfer-Encoding (400);
             # a coding other than chunked is not implemented (RFC 9112, 6.1).
-            if codings != [b"chunked"]:
+            if codings != (b"chunked",):
                 self._raise(RemoteProtocolError("unsupported transfer coding", 501))
             self._body_budget = self._max_body
 
