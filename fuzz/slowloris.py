@@ -64,12 +64,16 @@ def handler(request):
 def census():
     return collections.Counter(type(o).__name__ for o in gc.get_objects())
 
-def main(head, conns, gc_stats):
+def main(head, conns, gc_stats, freeze, threshold):
+    if threshold:
+        gc.set_threshold(threshold)
     baseline = census() if gc_stats else None
     sample = {}
     server = HTTPServer(handler, "127.0.0.1", 0, backlog=4096,
                         timeouts=Timeouts(head=head, keep_alive=head))
     server.start()
+    if freeze:  # what exists now is never garbage: out of every later collection's scan
+        gc.freeze()
     print(server.port, flush=True)
     peak = 0
     lags = []
@@ -109,7 +113,8 @@ def main(head, conns, gc_stats):
                              for g, c in sorted(gc_counts.items())},
                       "tracked_objects": sample}), flush=True)
 
-unknot.run(main, float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1")
+unknot.run(main, float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1",
+           int(sys.argv[5]))
 """
 
 
@@ -223,6 +228,17 @@ def main() -> int:
         help="also report the server's garbage collections per generation and, near the "
         "peak, its gc-tracked objects per open connection by type",
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="the server calls gc.freeze() once started (docs/production.md)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="the server calls gc.set_threshold(N) first (docs/production.md)",
+    )
     parser.add_argument("--attacker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ramp is None:
@@ -239,6 +255,8 @@ def main() -> int:
             str(args.head_timeout),
             str(args.conns),
             "1" if args.gc_stats else "0",
+            "1" if args.gc_freeze else "0",
+            str(args.gc_threshold),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
