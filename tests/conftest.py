@@ -44,11 +44,12 @@ def no_foreign_threads() -> None:
     Fails fast (instead of hanging in a test that expects a DeadlockError) if a thread started
     by another test is still running.
     """
+    from unknot._core._monitor import monitor_thread_ident
     from unknot._core._thread_pool import pool_thread_idents
 
     deadline = time.monotonic() + 10
     while True:
-        known = pool_thread_idents()
+        known = pool_thread_idents() | {monitor_thread_ident()}
         others = [
             t
             for t in threading.enumerate()
@@ -59,6 +60,23 @@ def no_foreign_threads() -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"stray threads alive, deadlock detection cannot work: {others}")
         others[0].join(0.1)
+
+
+@pytest.fixture
+def restore_monitor() -> Iterator[None]:
+    """For tests that start, stop or reconfigure the process-wide blocking detector: its
+    settings are put back afterwards (under the pytest plugin it is on by default)."""
+    from unknot._core import _monitor
+
+    m = _monitor._monitor
+    saved = m.explicit, m.threshold, m.callback
+    yield
+    explicit, threshold, callback = saved
+    if threshold is None:
+        m.stop()
+    else:
+        m.start(threshold, callback)
+    m.explicit = explicit
 
 
 @pytest.fixture

@@ -17,12 +17,15 @@ event loop, a real asyncio loop, serves all the others on one OS thread::
 from . import lowlevel, select, socket
 from ._channel import Channel, ChannelClosed, Operation
 from ._core import (
+    BlockingReport,
     Cancelled,
     CancelScope,
     DeadlockError,
     Fiber,
     FiberCancelled,
+    FiberInfo,
     HubEventLoop,
+    LoopStats,
     NotInFiberError,
     TaskGroup,
     await_,
@@ -30,13 +33,20 @@ from ._core import (
     checkpoint_if_cancelled,
     current,
     current_time,
+    dump,
+    dump_on_signal,
     fail_after,
+    fibers,
     from_thread,
     move_on_after,
     new_event_loop,
     run,
+    set_debug,
     sleep,
     spawn,
+    start_monitor,
+    stats,
+    stop_monitor,
     to_thread,
     wait_readable,
     wait_writable,
@@ -64,15 +74,19 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # unknot.http is imported on first use: programs that serve no HTTP don't load its parser.
-    if name == "http":
+    # unknot.http is imported on first use: programs that serve no HTTP don't load its parser;
+    # unknot.backdoor (a debugging console) likewise.
+    if name in ("http", "backdoor"):
         import importlib
 
-        return importlib.import_module(".http", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'unknot' has no attribute {name!r}")
 
 __all__ = [
     "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "BlockingReport",
     "BoundedSemaphore",
     "CancelScope",
     "Cancelled",
@@ -82,15 +96,15 @@ __all__ = [
     "DeadlockError",
     "Empty",
     "Event",
-    "FIRST_COMPLETED",
-    "FIRST_EXCEPTION",
     "Fiber",
     "FiberCancelled",
+    "FiberInfo",
     "Full",
     "Future",
     "HubEventLoop",
     "LifoQueue",
     "Lock",
+    "LoopStats",
     "NotInFiberError",
     "Operation",
     "Pool",
@@ -104,11 +118,15 @@ __all__ = [
     "UDPServer",
     "as_completed",
     "await_",
+    "backdoor",
     "checkpoint",
     "checkpoint_if_cancelled",
     "current",
     "current_time",
+    "dump",
+    "dump_on_signal",
     "fail_after",
+    "fibers",
     "from_thread",
     "http",
     "is_patched",
@@ -123,10 +141,14 @@ __all__ = [
     "select",
     "serve_tcp",
     "serve_udp",
+    "set_debug",
     "sleep",
     "socket",
     "spawn",
     "spawn_later",
+    "start_monitor",
+    "stats",
+    "stop_monitor",
     "to_thread",
     "unpatch",
     "wait",

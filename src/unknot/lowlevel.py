@@ -39,6 +39,9 @@ cancellation and yields once the streak is used up; a cancellation in force hold
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
 runs it), ``root``, ``fibers``.
+
+Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
+`add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events).
 """
 
 from __future__ import annotations
@@ -62,19 +65,23 @@ from ._core import (
     Fiber,
     FiberCancelled,
     Hub,
+    Instrument,
     ParkedFiber,
     ParkingLot,
     TaskGroup,
+    add_instrument,
     checkpoint,
     checkpoint_if_cancelled,
     current,
     current_fiber,
     current_time,
     fail_after,
+    fiber_info,
     get_hub,
     is_cancelled,
     move_on_after,
     raise_pending_interrupt,
+    remove_instrument,
     require_fiber,
     run,
     running_hubs,
@@ -82,6 +89,16 @@ from ._core import (
     spawn,
     to_thread,
 )
+from ._core import (
+    enable_monitor_by_default as enable_by_default,
+)
+
+
+def enable_monitor_by_default() -> None:
+    """Turn the blocking detector (`unknot.start_monitor`) on for hubs started from now on,
+    unless ``UNKNOT_MONITOR`` or `unknot.stop_monitor` says otherwise. Test runners and debug
+    tools call this; unknot's pytest plugin does. The thread starts with the first hub."""
+    enable_by_default()
 
 
 def current_hub() -> Hub | None:
@@ -144,15 +161,20 @@ __all__ = [
     "FdWait",
     "Fiber",
     "Hub",
+    "Instrument",
     "ParkedFiber",
     "ParkingLot",
+    "add_instrument",
     "checkpoint",
     "checkpoint_if_cancelled",
     "current_fiber",
     "current_hub",
+    "enable_monitor_by_default",
+    "fiber_info",
     "is_cancelled",
     "park",
     "raise_pending_interrupt",
+    "remove_instrument",
     "require_fiber",
     "running_hubs",
     "throw",

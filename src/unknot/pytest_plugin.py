@@ -4,6 +4,10 @@ Mark a test with ``@pytest.mark.unknot`` and it runs as the root fiber of a fres
 `unknot.run`: it can spawn fibers, block, and use every unknot API. The ``autojump_clock``
 fixture gives the hub a `MockClock` whose time jumps whenever all fibers wait, so tests of
 timeouts finish instantly; ``mock_clock`` gives one that only moves when you call ``jump``.
+
+Under the plugin the blocking detector (`unknot.start_monitor`) is on by default: a test whose
+fiber blocks the loop for more than 100 ms logs a warning naming the line (``UNKNOT_MONITOR=0``
+turns it off). Its thread starts with the first hub, not with pytest.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "unknot: run the test function as the root fiber of a fresh unknot hub"
     )
+    from . import lowlevel
+
+    lowlevel.enable_monitor_by_default()
 
 
 @pytest.fixture

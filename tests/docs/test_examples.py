@@ -155,6 +155,30 @@ def check_graceful_server(lines: list[str]) -> None:
     assert lines[-1] == "stopped", lines
 
 
+def check_debugging(lines: list[str]) -> None:
+    # the blocking detector named the unpatched time.sleep line and the fiber running it
+    blocked = lines[index(lines, "blocking detector: loop blocked")]
+    assert "by fiber 'worker-" in blocked and ": time.sleep(0.3)" in blocked, blocked
+    # the backdoor client got stats() and dump() from the live program
+    assert "fibers" in lines[index(lines, "backdoor stats(): <LoopStats")]
+    assert "waiting on Lock.acquire" in lines[index(lines, "backdoor dump(): fiber reporter")]
+    # the program's own dump: grouped, each fiber with what it waits on
+    dump = index(lines, "--- the program's own dump ---")
+    assert "4 fibers" in lines[index(lines, "--- TaskGroup")]
+    assert sum("waiting on Queue.get" in line for line in lines[dump:]) == 3
+    assert "loop lag p50" in lines[index(lines, "--- stats ---") + 1]
+
+
+def check_instruments(lines: list[str]) -> None:
+    assert lines[index(lines, "OpenTelemetry:")] in (
+        "OpenTelemetry: spans exported",
+        "OpenTelemetry: not installed, skipped",
+    )
+    saw = lines[index(lines, "logging instrument saw:")]
+    assert saw.startswith("logging instrument saw: 2 spawned, "), saw
+    assert ", 2 done, " in saw
+
+
 def drive_production_server(proc: subprocess.Popen[str]) -> list[str]:
     """A request; then SIGTERM while a slow one is under way: it is answered (with Connection:
     close), new connections are refused, and the server exits."""
@@ -189,6 +213,8 @@ def check_production_server(lines: list[str]) -> None:
 
 EXAMPLES = [
     Example("sleeper.py", check_sleeper, args=["0.2"], max_seconds=5),
+    Example("debugging.py", check_debugging, max_seconds=10),
+    Example("instruments.py", check_instruments, max_seconds=5),
     Example("demo.py", check_demo, args=["0.25"], max_seconds=8),
     Example(
         "echo_server.py",

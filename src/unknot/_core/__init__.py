@@ -18,6 +18,9 @@ A map for a newcomer (read the modules in this order):
 ``_calls``        the module-level calls: `spawn`, `sleep`, `checkpoint`, fd waits, timeouts.
 ``_taskgroup``    `TaskGroup` (a trio nursery); ``_bridge`` asyncio <-> fibers; ``_threads``
                   `to_thread`/`from_thread` over the pool in ``_thread_pool``.
+``_introspect``   fiber dumps: what each fiber waits on, derived from its frames when asked.
+``_monitor``      the blocking detector's thread (also samples the loop lag); ``_stats``
+                  `stats`; ``_instruments`` scheduling callbacks, swapped in only when used.
 
 Where the loop runs and the order of one pass. asyncio's ``run_forever`` calls
 ``selector.select(timeout)`` once per iteration; our selector (`HubSelector`) is the hub:
@@ -91,9 +94,14 @@ from ._fiber import (
     FiberCancelled,
 )
 from ._hub import TIMED_OUT, FdWait, Hub
+from ._instruments import Instrument, add_instrument, remove_instrument
+from ._introspect import FiberInfo, dump, dump_on_signal, fiber_info, fibers, set_debug
 from ._lookup import current_fiber, get_hub, require_fiber, running_hubs
 from ._loop import HubEventLoop, new_event_loop, run
+from ._monitor import BlockingReport, start_monitor, stop_monitor
+from ._monitor import enable_by_default as enable_monitor_by_default
 from ._parking import ParkedFiber, ParkingLot
+from ._stats import LoopStats, stats
 from ._taskgroup import TaskGroup
 from ._threads import from_thread, to_thread
 
@@ -103,18 +111,23 @@ __all__ = [
     "PARKED_INTERRUPTIBLE",
     "PARKED_SHIELDED",
     "TIMED_OUT",
+    "BlockingReport",
     "CancelScope",
     "Cancelled",
     "DeadlockError",
     "FdWait",
     "Fiber",
     "FiberCancelled",
+    "FiberInfo",
     "Hub",
     "HubEventLoop",
+    "Instrument",
+    "LoopStats",
     "NotInFiberError",
     "ParkedFiber",
     "ParkingLot",
     "TaskGroup",
+    "add_instrument",
     "await_",
     "checkpoint",
     "checkpoint_cancel",
@@ -122,19 +135,29 @@ __all__ = [
     "current",
     "current_fiber",
     "current_time",
+    "dump",
+    "dump_on_signal",
     "effectively_cancelled",
+    "enable_monitor_by_default",
     "fail_after",
+    "fiber_info",
+    "fibers",
     "from_thread",
     "get_hub",
     "is_cancelled",
     "move_on_after",
     "new_event_loop",
     "raise_pending_interrupt",
+    "remove_instrument",
     "require_fiber",
     "run",
     "running_hubs",
+    "set_debug",
     "sleep",
     "spawn",
+    "start_monitor",
+    "stats",
+    "stop_monitor",
     "to_thread",
     "wait_readable",
     "wait_writable",

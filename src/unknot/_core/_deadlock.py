@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DeadlockError
 from ._fiber import RUNNING
+from ._monitor import monitor_thread_ident
 from ._thread_pool import pool_thread_idents
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def _loop_has_work(loop: Any) -> bool:
 def _foreign_threads_alive() -> bool:
     """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
     known = pool_thread_idents()
+    known.add(monitor_thread_ident())
     me = threading.get_ident()
     listed = threading.enumerate()
     if any(t.ident != me and t.ident not in known for t in listed):

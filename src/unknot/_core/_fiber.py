@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import sys
+import traceback
+import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,9 @@ log = logging.getLogger("unknot")
 
 # unknot's own directory: frames in it are skipped when recording where a fiber was spawned.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Debug mode (`unknot.set_debug`): the stack each live fiber was spawned from, else None.
+SPAWN_STACKS: weakref.WeakKeyDictionary[Any, traceback.StackSummary] | None = None
 
 # Fiber._state values
 PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
@@ -74,6 +79,7 @@ class Fiber(greenlet):
         "_group",
         "_spawned_at",
         "_retrieved",
+        "_since",
     )
 
     # A fiber is the root node of its own cancel scopes (see _cancel.py); it is never shielded.
@@ -114,10 +120,15 @@ class Fiber(greenlet):
         self._wake_exc: BaseException | None = None
         self._group: Any = None
         self._retrieved = False
+        self._since: float | None = None  # about when it last parked (`_monitor.EPOCH`)
         f: Any = sys._getframe(1)
         while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
             f = f.f_back
         self._spawned_at = (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        if SPAWN_STACKS is not None:  # debug mode: the whole stack (costly), for dumps
+            stack = traceback.StackSummary.extract(traceback.walk_stack(f), lookup_lines=False)
+            stack.reverse()  # (source lines are read when the stack is printed)
+            SPAWN_STACKS[self] = stack
 
     # -- the fiber body ----------------------------------------------------------------------
 

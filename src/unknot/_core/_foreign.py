@@ -49,6 +49,7 @@ class ForeignHub(Hub):
 
     def _drive(self) -> None:
         self._scheduled = False
+        self.thread.unknot_pulse = True  # type: ignore[attr-defined]  # (see _selector_hub)
         self._run_ready()
         if self.ready:
             self._notify()

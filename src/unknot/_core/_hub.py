@@ -30,6 +30,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from . import _monitor
 from ._cancel import Cancelled, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
 from ._exceptions import NotInFiberError
@@ -137,6 +138,9 @@ class Hub(TimerQueue, DeadlockDetection):
         #: The streak counted on the slow path while cancellations hold the budget at 0.
         self.io_streak = 0
         self._budget = 0
+        # (No new attribute here lightly: past 29, CPython 3.11 stops specializing the hub's
+        # attribute accesses (LOAD_ATTR_WITH_HINT instead of _INSTANCE_VALUE), a measurable
+        # slow-down of every hot path. The blocking detector's pulse lives on ``self.thread``.)
         # [fiber (None once it no longer waits for the call), function, arguments]
         self.calls: list[list[Any]] = []
 
@@ -205,6 +209,7 @@ class Hub(TimerQueue, DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
+        f._since = _monitor.EPOCH  # (for dumps: about when the wait began)
         if timeout is None:
             f._parked = state
             try:
@@ -469,6 +474,7 @@ class Hub(TimerQueue, DeadlockDetection):
                         raise Cancelled()
                     if self.interrupt_pending and f is self.root:
                         raise self.take_interrupt()
+                    f._since = _monitor.EPOCH
                     f._parked = PARKED_CANCELLABLE
                     try:
                         return self._switch_out()

@@ -16,6 +16,7 @@ from ._fiber import Fiber
 from ._hub import Hub
 from ._interrupt import install_sigint
 from ._lookup import _running
+from ._monitor import hub_started, hub_stopped
 from ._parking import ParkingLot
 from ._selector_hub import HubSelector
 
@@ -62,10 +63,12 @@ class HubEventLoop(asyncio.SelectorEventLoop):
                 if not f and not f.dead:
                     f.parent = runner
         _running[hub] = None
+        hub_started(hub)
         try:
             super().run_forever()
         finally:
             _running.pop(hub, None)
+            hub_stopped(hub)
 
     async def cancel_fibers(self) -> None:
         """Cancel every fiber still running on this loop and wait until all have finished."""

@@ -22,10 +22,12 @@ from typing import Any
 
 from ._hub import Hub
 from ._interrupt import deliver_interrupt, signal_handler_raised
+from ._monitor import POLLING_FILES
 
 #: Files in which the hub's poll runs; frames from other files in a traceback raised by the
 #: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
-POLLING_FILES = {__file__, selectors.__file__}
+#: (The blocking detector reads the same set: a hub polling in one of them is idle.)
+POLLING_FILES.update({__file__, selectors.__file__})
 
 
 class HubSelector(Hub):
@@ -66,6 +68,9 @@ class HubSelector(Hub):
         return timeout
 
     def _after_poll(self, had_events: bool) -> None:
+        # The loop came back: the blocking detector's thread clears the pulse at each sample (on
+        # the thread object, see the note in Hub._hub_init).
+        self.thread.unknot_pulse = True  # type: ignore[attr-defined]
         jump_to = self._jump_to
         if jump_to is not None:
             self._jump_to = None

@@ -1,0 +1,373 @@
+"""Fiber dumps: what every live fiber is doing, derived when asked, never recorded as it happens.
+
+Parking costs the hot path one store (``Fiber._since = _monitor.EPOCH``); everything else is read at
+dump time from what already exists: a parked fiber's frames and their locals say what it waits on
+(`Hub.wait_fd` holds the fd record and the direction, `ParkingLot.park` is called by the lock,
+queue, event or join that owns the lot, `Hub.park` holds the timeout's timer entry), the ready
+queue says who is ready, the blocking detector's latest sample when a wait began (``EPOCH``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from greenlet import getcurrent, greenlet
+
+from . import _fiber
+from ._fiber import Fiber
+from ._lookup import get_hub, running_hubs
+from ._monitor import _monitor, debug_mode, enable_by_default
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+
+_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(_CORE_DIR)
+_HUB_FILE = os.path.join(_CORE_DIR, "_hub.py")
+_PARKING_FILE = os.path.join(_CORE_DIR, "_parking.py")
+_CALLS_FILE = os.path.join(_CORE_DIR, "_calls.py")
+
+#: The stacks live fibers were spawned from, recorded in debug mode (see `set_debug`).
+_spawn_stacks: weakref.WeakKeyDictionary[Fiber, traceback.StackSummary] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True)
+class FiberInfo:
+    """A snapshot of one live fiber, as `unknot.fibers` and `unknot.dump` see it."""
+
+    #: The fiber's name.
+    name: str
+    #: ``"running"`` (executing now), ``"ready"`` (queued to run), ``"waiting"`` (parked in a
+    #: blocking call) or ``"pending"`` (spawned, not started yet).
+    state: str
+    #: For a waiting fiber, what it waits on, e.g. ``"fd 7 (read)"``, ``"sleep (0.8 s left)"``,
+    #: ``"Lock.acquire"``, ``"Queue.get"``, ``"Fiber.join (worker-1)"``; None otherwise.
+    waiting_on: str | None
+    #: Seconds it has been waiting (None if not waiting, or not known: without the blocking
+    #: detector running, only timed waits know when they began).
+    waiting_for: float | None
+    #: Its stack, outermost call first (unknot's own innermost frames left out).
+    stack: traceback.StackSummary
+    #: (filename, line, function) of the code that spawned it.
+    spawned_at: tuple[str, int, str]
+    #: The whole stack it was spawned from, recorded only in debug mode (`unknot.set_debug`).
+    spawn_stack: traceback.StackSummary | None
+    #: Its task group, described (``"TaskGroup of root"``), or None.
+    group: str | None
+    #: True for the root fiber of `unknot.run`.
+    is_root: bool
+    #: The name of the OS thread running its hub.
+    thread: str
+    #: The fiber itself.
+    fiber: Fiber = field(repr=False, compare=False)
+    #: The object it waits on (the lock, queue, event, fd record, joined fiber...), if known.
+    wait_object: Any = field(default=None, repr=False, compare=False)
+
+    def format(self) -> str:
+        """This fiber as `unknot.dump` prints it."""
+        head = f"fiber {self.name}{' (root)' if self.is_root else ''}: {self.state}"
+        if self.waiting_on is not None:
+            head += f" on {self.waiting_on}"
+        if self.waiting_for is not None:
+            head += f" for {self.waiting_for:.3f} s"
+        filename, lineno, func = self.spawned_at
+        lines = [head, f"  spawned at {filename}:{lineno} in {func}"]
+        if self.spawn_stack is not None:
+            lines.append("  spawned from (most recent call last):")
+            lines.extend(_indent(self.spawn_stack.format(), "  "))
+        if self.stack:
+            lines.append("  stack (most recent call last):")
+            lines.extend(_indent(self.stack.format(), "  "))
+        return "\n".join(lines)
+
+
+def _indent(entries: list[str], prefix: str) -> Iterator[str]:
+    for entry in entries:
+        for ln in entry.rstrip("\n").splitlines():
+            yield prefix + ln
+
+
+def _frames(frame: Any) -> list[Any]:
+    """``frame`` and its callers, innermost first."""
+    out: list[FiberInfo] = []
+    while frame is not None:
+        out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
+    """The first unknot frame outside the core's wait machinery from ``start`` outwards whose
+    function is a method: ``("Lock.acquire", the lock)``."""
+    for i in range(start, len(frames)):
+        fr = frames[i]
+        code = fr.f_code
+        filename = code.co_filename
+        if filename in (_PARKING_FILE, _HUB_FILE):
+            continue
+        if not filename.startswith(_PACKAGE_DIR):
+            return None, None
+        owner = fr.f_locals.get("self")
+        if owner is None:
+            return code.co_name, None
+        # The outermost of the owner's own methods: Lock.acquire, not the Lock._wait it calls.
+        method = code.co_name
+        for outer in frames[i + 1 :]:
+            if outer.f_locals.get("self") is not owner:
+                break
+            method = outer.f_code.co_name
+        label = f"{type(owner).__name__}.{method}"
+        if isinstance(owner, Fiber):
+            label += f" ({owner.name})"
+        return label, owner
+    return None, None
+
+
+def _describe_wait(hub: Hub, frames: list[Any]) -> tuple[str, Any, float | None]:
+    """(what the parked fiber waits on, the object, when the wait began if known)."""
+    park_at = None
+    for i, fr in enumerate(frames):
+        code = fr.f_code
+        if code.co_filename != _HUB_FILE:
+            continue
+        name, loc = code.co_name, fr.f_locals
+        if name == "park" and park_at is None:
+            park_at = i
+        elif name in ("wait_fd", "wait_fds", "call_batched"):
+            began, left = (
+                _timer_times(hub, frames[park_at].f_locals) if park_at is not None else (None, None)
+            )
+            obj: Any = None
+            if name == "wait_fd":
+                obj = loc.get("rec")
+                what = f"fd {getattr(obj, 'fd', '?')} ({'write' if loc.get('write') else 'read'})"
+            elif name == "wait_fds":
+                what = (
+                    f"fds read {list(loc.get('reads') or ())} write {list(loc.get('writes') or ())}"
+                )
+            else:
+                obj = loc.get("fn")
+                what = f"a batched call ({getattr(obj, '__qualname__', obj)})"
+            if left is not None:
+                what += f" (timeout in {left:.3g} s)"
+            return what, obj, began
+    if park_at is not None:
+        return _describe_park(hub, frames, park_at, frames[park_at].f_locals)
+    return "?", None, None
+
+
+def _timer_times(hub: Hub, park_locals: dict[str, Any]) -> tuple[float | None, float | None]:
+    """For a timed `Hub.park` frame's locals: (when the wait began, seconds left), hub clock."""
+    entry, timeout = park_locals.get("entry"), park_locals.get("timeout")
+    if entry is None or timeout is None or entry[2] is None:
+        return None, None
+    now = hub.time()
+    return entry[0] - timeout, entry[0] - now
+
+
+def _describe_park(
+    hub: Hub, frames: list[Any], i: int, loc: dict[str, Any]
+) -> tuple[str, Any, float | None]:
+    began, left = _timer_times(hub, loc)
+    outer = frames[i + 1] if i + 1 < len(frames) else None
+    if outer is not None and outer.f_code.co_filename == _CALLS_FILE:
+        if outer.f_code.co_name == "sleep":
+            if left is None:
+                return "sleep (forever)", None, None
+            return f"sleep ({max(left, 0.0):.3g} s left)", None, began
+    label, obj = _owner_label(frames, i + 1)
+    if label is None:
+        caller = outer.f_code.co_name if outer is not None else "?"
+        label = f"park() in {caller}"
+    if left is not None:
+        label += f" (timeout in {left:.3g} s)"
+    return label, obj, began
+
+
+def _stack(frames: list[Any]) -> traceback.StackSummary:
+    """The stack outermost first, without the core's innermost frames (the wait machinery)."""
+    i = 0
+    while i < len(frames) and frames[i].f_code.co_filename.startswith(_CORE_DIR):
+        i += 1
+    j = len(frames)
+    while j > i and frames[j - 1].f_code.co_filename.startswith(_CORE_DIR):
+        j -= 1  # Fiber.run
+    kept = frames[i:j]
+    kept.reverse()
+    return traceback.StackSummary.extract(((f, f.f_lineno) for f in kept), lookup_lines=True)
+
+
+def _group_label(f: Fiber) -> str | None:
+    group = f._group
+    if group is None:
+        return None
+    owner = getattr(group, "_owner", None)
+    owner_name = owner.name if isinstance(owner, Fiber) else "the hub"
+    return f"TaskGroup {id(group):#x} of {owner_name}"
+
+
+def fiber_info(f: Fiber) -> FiberInfo:
+    """A `FiberInfo` snapshot of fiber ``f`` (best read from its hub's thread: the fibers of a
+    hub running in another thread are read without stopping it)."""
+    hub = f.hub
+    waiting_on: str | None = None
+    wait_object: Any = None
+    waiting_for: float | None = None
+    frame = f.gr_frame
+    if f.dead:
+        state = "done"
+        frames: list[Any] = []
+    elif not greenlet.__bool__(f):
+        state = "pending"
+        frames = []
+    elif frame is None:
+        state = "running"
+        if f is getcurrent():
+            frames = _frames(sys._getframe(1))
+        else:
+            frames = _frames(sys._current_frames().get(hub.thread.ident or -1))
+    else:
+        frames = _frames(frame)
+        if f._parked:
+            state = "waiting"
+            waiting_on, wait_object, began = _describe_wait(hub, frames)
+            if began is not None:
+                waiting_for = max(0.0, hub.time() - began)
+            elif f._since is not None:  # the detector's sample before the wait began
+                waiting_for = max(0.0, time.monotonic() - f._since)
+        else:
+            state = "ready"
+    return FiberInfo(
+        name=f.name,
+        state=state,
+        waiting_on=waiting_on,
+        waiting_for=waiting_for,
+        stack=_stack(frames),
+        spawned_at=f._spawned_at,
+        spawn_stack=_spawn_stacks.get(f),
+        group=_group_label(f),
+        is_root=f is hub.root,
+        thread=hub.thread.name,
+        fiber=f,
+        wait_object=wait_object,
+    )
+
+
+def _hubs(hub: Hub | None) -> list[Hub]:
+    if hub is not None:
+        return [hub]
+    hubs = running_hubs()
+    here = get_hub()
+    if here is not None:  # the caller's own hub first
+        if here in hubs:
+            hubs.remove(here)
+        hubs.insert(0, here)
+    return hubs
+
+
+def fibers(hub: Hub | None = None) -> list[FiberInfo]:
+    """A `FiberInfo` for every live fiber of ``hub`` (default: of every running hub), the root
+    fibers first, then by name."""
+    out: list[FiberInfo] = []
+    for h in _hubs(hub):
+        live = sorted(h.fibers, key=lambda f: (f is not h.root, f.name))
+        out.extend(fiber_info(f) for f in live if not f.dead)
+    return out
+
+
+def format_dump(hub: Hub | None = None) -> str:
+    """The text `dump` prints."""
+    lines = []
+    for h in _hubs(hub):
+        infos = fibers(h)
+        lines.append(
+            f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers"
+            + ("" if h in _monitor.watches else " (blocking detector off: untimed waits undated)")
+            + " ==="
+        )
+        groups: dict[str | None, list[FiberInfo]] = {}
+        for info in infos:
+            groups.setdefault(info.group, []).append(info)
+        for label in sorted(groups, key=lambda g: (g is not None, g or "")):
+            members = groups[label]
+            lines.append(f"--- {label or 'no task group'} ({len(members)} fibers) ---")
+            lines.extend(info.format() for info in members)
+    if not lines:
+        lines.append("=== unknot: no hub is running ===")
+    return "\n".join(lines) + "\n"
+
+
+def dump(file: IO[str] | None = None, hub: Hub | None = None) -> None:
+    """Print every live fiber (name, state, what it waits on and for how long, stack, where it
+    was spawned), grouped by hub and task group, to ``file`` (default ``sys.stderr``)."""
+    out = file if file is not None else sys.stderr
+    out.write(format_dump(hub))
+    out.flush()
+
+
+def dump_on_signal(
+    signum: int = getattr(signal, "SIGUSR1", signal.SIGINT), file: IO[str] | None = None
+) -> Callable[[], None]:
+    """On signal ``signum`` (default ``SIGUSR1``), dump the fibers of every running hub.
+
+    The signal handler only asks each hub's loop to make the dump (``call_soon_threadsafe``): the
+    dump then runs in the hub's own thread, between two loop iterations, never in the middle of
+    a switch. Call from the main thread. Returns a function that puts the previous handler back.
+    """
+
+    def handler(_signum: int, _frame: Any) -> None:
+        hubs = running_hubs()
+        if not hubs:
+            dump(file)
+        for h in hubs:
+            loop = h.loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(dump, file, h)
+                except RuntimeError:  # closing
+                    pass
+
+    previous = signal.signal(signum, handler)
+
+    def restore() -> None:
+        signal.signal(signum, previous)
+
+    return restore
+
+
+def set_debug(enabled: bool = True) -> None:
+    """Turn unknot's debug mode on or off for this process.
+
+    In debug mode every spawn records its whole stack (shown by `dump` as "spawned from"; it
+    costs a stack walk per spawn, which made spawning about four times slower when measured,
+    so it is off by default: without it a
+    fiber records only the one line that spawned it), and the blocking detector starts unless
+    ``UNKNOT_MONITOR`` or `stop_monitor` turned it off. Debug mode is on from the start under
+    ``UNKNOT_DEBUG=1``, ``PYTHONASYNCIODEBUG=1`` or ``python -X dev``.
+    """
+    if not enabled:
+        _fiber.SPAWN_STACKS = None  # (those recorded are kept while their fibers live)
+        return
+    _fiber.SPAWN_STACKS = _spawn_stacks
+    enable_by_default()
+    if not _monitor.explicit and _monitor.threshold is None:
+        from ._monitor import DEFAULT_THRESHOLD, parse_setting
+
+        setting = os.environ.get("UNKNOT_MONITOR", "")
+        threshold = parse_setting(setting) if setting else DEFAULT_THRESHOLD
+        if threshold is not None:
+            _monitor.start(threshold, None)
+
+
+if debug_mode():
+    _fiber.SPAWN_STACKS = _spawn_stacks

@@ -1,0 +1,164 @@
+"""`unknot.backdoor`: a console inside the hub, reached over a real socket by an outside client."""
+
+from __future__ import annotations
+
+import socket as stdsocket
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import unknot
+from unknot import backdoor
+
+PROMPT = b">>> "
+
+
+class Client:
+    """A plain blocking client (run in a worker thread: the hub stays free to serve it)."""
+
+    def __init__(self, address: Any) -> None:
+        family = stdsocket.AF_UNIX if isinstance(address, str) else stdsocket.AF_INET
+        self.sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(address)
+        self.buf = b""
+
+    def until_prompt(self, prompt: bytes = PROMPT) -> str:
+        while not self.buf.endswith(prompt):
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.buf += data
+        out, self.buf = self.buf, b""
+        return out.decode()
+
+    def run(self, line: str, prompt: bytes = PROMPT) -> str:
+        self.sock.sendall(line.encode() + b"\n")
+        return self.until_prompt(prompt)
+
+    def closed(self) -> bool:
+        return self.sock.recv(1) == b""
+
+
+def session(client: Client) -> dict[str, str]:
+    out = {"banner": client.until_prompt()}
+    out["sum"] = client.run("answer + 1")
+    out["print"] = client.run("print('hello', 'there')")
+    out["dump"] = client.run("dump()")
+    out["stats"] = client.run("stats()")
+    out["error"] = client.run("1/0")
+    out["block"] = client.run("for i in range(2):", b"... ")
+    out["block_end"] = client.run("    i", b"... ")
+    out["after"] = client.run("")
+    client.sock.sendall(b"exit()\n")
+    out["closed"] = str(client.closed())
+    client.sock.close()
+    return out
+
+
+def _check(out: dict[str, str]) -> None:
+    assert "unknot backdoor" in out["banner"]
+    assert "43" in out["sum"]
+    assert "hello there" in out["print"]
+    assert "=== unknot: hub in thread 'MainThread'" in out["dump"]
+    assert "fiber busy: waiting on sleep" in out["dump"]
+    assert "fibers" in out["stats"] and "loop lag" in out["stats"]
+    assert "ZeroDivisionError" in out["error"]
+    assert out["after"].replace("\r\n", "\n").split() == ["0", "1", ">>>"]
+    assert out["closed"] == "True"
+
+
+def test_console_over_tcp() -> None:
+    outs: list[dict[str, str]] = []
+
+    def main() -> None:
+        unknot.spawn(unknot.sleep, 60, name="busy")
+        with backdoor.serve(locals={"answer": 42}) as srv:
+            host, port = srv.address
+            assert host == "127.0.0.1" and port
+            outs.append(unknot.to_thread(lambda: session(Client((host, port)))))
+            # a second client, at the same time as a third: each has its own namespace
+            c1 = unknot.to_thread(Client, (host, port))
+            c2 = unknot.to_thread(Client, (host, port))
+            unknot.to_thread(c1.until_prompt)
+            unknot.to_thread(c2.until_prompt)
+            unknot.to_thread(c1.run, "mine = 1")
+            assert "NameError" in unknot.to_thread(c2.run, "mine")
+            c1.sock.close()  # a client that goes away without exit()
+            c2.sock.close()
+            unknot.sleep(0.05)
+        for f in list(unknot.lowlevel.current_hub().fibers):  # type: ignore[union-attr]
+            f.cancel()
+
+    unknot.run(main)
+    _check(outs[0])
+    # print() went to the client, not to this process's stdout (checked above); and the real
+    # streams were put back:
+    import sys
+
+    assert sys.stdout is not None and not type(sys.stdout).__name__.startswith("_Writer")
+
+
+def test_console_over_a_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "backdoor.sock")
+    outs: list[dict[str, str]] = []
+
+    def main() -> None:
+        unknot.spawn(unknot.sleep, 60, name="busy")
+        srv = backdoor.serve(path, locals={"answer": 42})
+        try:
+            assert srv.address == path
+            assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+            outs.append(unknot.to_thread(lambda: session(Client(path))))
+        finally:
+            srv.stop()
+        assert not Path(path).exists()
+        for f in list(unknot.lowlevel.current_hub().fibers):  # type: ignore[union-attr]
+            f.cancel()
+
+    unknot.run(main)
+    _check(outs[0])
+
+
+def test_refuses_non_loopback_unless_allowed() -> None:
+    def main() -> None:
+        with pytest.raises(ValueError, match="refuses to listen on '0.0.0.0'"):
+            backdoor.serve(("0.0.0.0", 0))
+        with pytest.raises(TypeError, match="backdoor address"):
+            backdoor.serve(12345)
+        with backdoor.serve(("0.0.0.0", 0), allow_remote=True) as srv:
+            assert srv.address[1]
+        with backdoor.serve(("::1", 0)) as srv6:
+            assert srv6.address[0] == "::1"
+
+    unknot.run(main)
+
+
+def test_an_endless_line_ends_the_session_not_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backdoor, "MAX_LINE", 1000)
+
+    def flood(address: Any) -> bool:
+        """True once the server ended the session (closed, or reset: input was left unread)."""
+        c = Client(address)
+        try:
+            c.until_prompt()
+            c.sock.sendall(b"x" * 5000)
+            while c.sock.recv(65536):
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        finally:
+            c.sock.close()
+
+    def main() -> None:
+        with backdoor.serve() as srv:
+            assert unknot.to_thread(flood, srv.address)
+            c = unknot.to_thread(Client, srv.address)  # still serving
+            unknot.to_thread(c.until_prompt)
+            assert "3" in unknot.to_thread(c.run, "1 + 2")
+            c.sock.close()
+
+    unknot.run(main)

@@ -1,0 +1,179 @@
+"""Fiber dumps: `unknot.fibers`, `unknot.dump`, `unknot.lowlevel.fiber_info`, `dump_on_signal`,
+and the spawn stacks of debug mode."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+
+import pytest
+
+import unknot
+from unknot import lowlevel, socket
+
+
+def _by_name(infos: list[unknot.FiberInfo]) -> dict[str, unknot.FiberInfo]:
+    return {i.name: i for i in infos}
+
+
+def test_states_and_what_each_fiber_waits_on(backend: str) -> None:
+    seen: dict[str, unknot.FiberInfo] = {}
+    text = io.StringIO()
+
+    def main() -> None:
+        lock, q, ev = unknot.Lock(), unknot.Queue(), unknot.Event()
+        lock.acquire()
+        a, b = socket.socketpair()
+        with a, b, unknot.TaskGroup() as tg:
+            sleeper = tg.spawn(unknot.sleep, 30, name="sleeper")
+            tg.spawn(lock.acquire, name="locker")
+            tg.spawn(q.get, name="getter")
+            tg.spawn(ev.wait, name="waiter")
+            tg.spawn(a.recv, 10, name="reader")
+            unknot.spawn(sleeper.join, name="joiner")
+            unknot.sleep(0.05)
+            tg.spawn(unknot.sleep, 1, name="not-started")
+            seen.update(_by_name(unknot.fibers()))
+            unknot.dump(text)
+            tg.cancel()
+            ev.set()
+
+    unknot.run(main)
+    root = seen["root"]
+    assert root.state == "running" and root.is_root and root.group is None
+    assert root.stack[-1].name == "main"  # its own frame, where it called fibers()
+    assert seen["not-started"].state == "pending"
+    waits = {
+        name: seen[name].waiting_on
+        for name in ("sleeper", "locker", "getter", "waiter", "reader", "joiner")
+    }
+    assert waits["sleeper"] is not None and waits["sleeper"].startswith("sleep (")
+    assert waits["locker"] == "Lock.acquire"
+    assert waits["getter"] == "Queue.get"
+    assert waits["waiter"] == "Event.wait"
+    assert waits["reader"] is not None and waits["reader"].startswith("fd ")
+    assert waits["reader"].endswith("(read)")
+    assert waits["joiner"] == "Fiber.join (sleeper)"
+    for name in waits:
+        info = seen[name]
+        assert info.state == "waiting", info
+    # A timed wait knows when it began, whether or not the blocking detector runs.
+    sleeper_for = seen["sleeper"].waiting_for
+    assert sleeper_for is not None and 0.04 <= sleeper_for < 5
+    assert seen["locker"].group is not None and seen["locker"].group.endswith("of root")
+    assert seen["joiner"].group is None
+    assert seen["locker"].spawned_at[2] == "main"
+    assert seen["locker"].wait_object is not None
+    out = text.getvalue()
+    assert "=== unknot: hub in thread 'MainThread'" in out
+    assert "--- no task group (2 fibers) ---" in out  # root and joiner
+    assert "of root (6 fibers) ---" in out
+    assert "fiber locker: waiting on Lock.acquire" in out
+    assert "fiber root (root): running" in out
+
+
+def test_waiting_for_comes_from_the_monitor_for_untimed_waits() -> None:
+    unknot.start_monitor(0.05)
+    try:
+        got: list[unknot.FiberInfo] = []
+
+        def main() -> None:
+            ev = unknot.Event()
+            f = unknot.spawn(ev.wait, name="w")
+            unknot.sleep(0.3)
+            got.append(lowlevel.fiber_info(f))
+            ev.set()
+
+        unknot.run(main)
+    finally:
+        unknot.stop_monitor()
+    waited = got[0].waiting_for
+    assert waited is not None and 0.1 < waited < 5, got[0]
+
+
+def test_debug_mode_records_where_fibers_were_spawned_from() -> None:
+    def spawner() -> unknot.Fiber:
+        return unknot.spawn(unknot.sleep, 1, name="child")
+
+    infos: list[unknot.FiberInfo] = []
+
+    def main() -> None:
+        unknot.set_debug(True)
+        try:
+            f = spawner()
+            unknot.sleep(0)
+            infos.append(lowlevel.fiber_info(f))
+        finally:
+            unknot.set_debug(False)
+        g = unknot.spawn(unknot.sleep, 1)
+        infos.append(lowlevel.fiber_info(g))
+        f.cancel()
+        g.cancel()
+
+    unknot.run(main)
+    stack = infos[0].spawn_stack
+    assert stack is not None
+    assert [fs.name for fs in stack][-2:] == ["main", "spawner"]
+    assert "spawned from" in infos[0].format()
+    assert infos[1].spawn_stack is None
+
+
+def test_fibers_lists_every_running_hub() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def other_main() -> None:
+        unknot.spawn(unknot.sleep, 10, name="in-other-thread")
+        unknot.sleep(0)
+        started.set()
+        unknot.to_thread(release.wait)
+
+    t = threading.Thread(target=unknot.run, args=(other_main,), name="other-hub")
+    t.start()
+    seen: list[unknot.FiberInfo] = []
+
+    def main() -> None:
+        unknot.to_thread(started.wait, 10)
+        seen.extend(unknot.fibers())
+
+    try:
+        unknot.run(main)
+    finally:
+        release.set()
+        t.join(10)
+    by = _by_name(seen)
+    assert by["in-other-thread"].thread == "other-hub"
+    assert by["in-other-thread"].waiting_on is not None
+    roots = sorted(i.thread for i in seen if i.is_root)
+    assert roots == ["MainThread", "other-hub"]
+    assert seen[0].is_root and seen[0].thread == "MainThread"  # the caller's hub comes first
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
+def test_dump_on_signal_dumps_in_the_hub_thread() -> None:
+    writers: list[str] = []
+
+    class Out(io.StringIO):
+        def write(self, s: str) -> int:
+            writers.append(threading.current_thread().name)
+            return super().write(s)
+
+    out = Out()
+
+    def main() -> None:
+        restore = unknot.dump_on_signal(signal.SIGUSR1, file=out)
+        try:
+            unknot.spawn(unknot.sleep, 5, name="napper")
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(100):
+                if out.getvalue():
+                    break
+                unknot.sleep(0.01)
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+    unknot.run(main)
+    assert "fiber napper: waiting on sleep" in out.getvalue()
+    assert set(writers) == {"MainThread"}

@@ -1,0 +1,130 @@
+"""Instruments: callbacks on a hub's scheduling events, and the plain path when there are none."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+import unknot
+from unknot import lowlevel, socket
+
+
+class Recorder(lowlevel.Instrument):
+    def __init__(self, only: str | None = None) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.only = only
+
+    def _keep(self, fiber: unknot.Fiber) -> bool:
+        return self.only is None or fiber.name == self.only
+
+    def fiber_spawned(self, fiber: unknot.Fiber) -> None:
+        if self._keep(fiber):
+            self.events.append(("spawned",))
+
+    def fiber_scheduled(self, fiber: unknot.Fiber) -> None:
+        if self._keep(fiber):
+            self.events.append(("scheduled",))
+
+    def fiber_blocked(self, fiber: unknot.Fiber, waiting_on: str) -> None:
+        if self._keep(fiber):
+            self.events.append(("blocked", waiting_on.split(" ")[0]))
+
+    def fiber_resumed(self, fiber: unknot.Fiber) -> None:
+        if self._keep(fiber):
+            self.events.append(("resumed",))
+
+    def fiber_done(self, fiber: unknot.Fiber) -> None:
+        if self._keep(fiber):
+            self.events.append(("done",))
+
+    def pass_started(self) -> None:
+        self.events.append(("pass_started",))
+
+    def pass_ended(self) -> None:
+        self.events.append(("pass_ended",))
+
+
+def _fiber_events(rec: Recorder) -> list[tuple[Any, ...]]:
+    return [e for e in rec.events if not e[0].startswith("pass_")]
+
+
+def test_a_fiber_life_is_reported(backend: str) -> None:
+    rec = Recorder(only="worker")
+
+    def worker(ev: unknot.Event, sock: socket.socket) -> None:
+        unknot.sleep(0.01)
+        ev.wait()
+        sock.recv(1)
+
+    def main() -> None:
+        hub = lowlevel.current_hub()
+        plain = type(hub)
+        lowlevel.add_instrument(rec)
+        assert type(hub) is not plain
+        ev = unknot.Event()
+        a, b = socket.socketpair()
+        with a, b:
+            f = unknot.spawn(worker, ev, a, name="worker")
+            unknot.sleep(0.05)
+            ev.set()
+            unknot.sleep(0.02)
+            b.send(b"x")
+            f.join()
+        lowlevel.remove_instrument(rec)
+        assert type(hub) is plain and not hasattr(hub, "instruments")
+
+    unknot.run(main)
+    assert _fiber_events(rec) == [
+        ("spawned",),
+        ("scheduled",),
+        ("blocked", "sleep"),
+        ("scheduled",),
+        ("resumed",),
+        ("blocked", "Event.wait"),
+        ("scheduled",),
+        ("resumed",),
+        ("blocked", "fd"),
+        ("scheduled",),
+        ("resumed",),
+        ("done",),
+    ]
+    starts = rec.events.count(("pass_started",))
+    # (removed during a pass: that pass's end is not reported)
+    assert starts >= 4 and starts == rec.events.count(("pass_ended",)) + 1
+
+
+def test_nothing_is_reported_after_removal_and_errors_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(lowlevel.Instrument):
+        def fiber_spawned(self, fiber: unknot.Fiber) -> None:
+            raise RuntimeError("instrument bug")
+
+    rec = Recorder()
+    broken = Broken()
+
+    def main() -> None:
+        lowlevel.add_instrument(broken)
+        lowlevel.add_instrument(rec)
+        unknot.spawn(unknot.sleep, 0).join()  # the broken one raises: logged, ignored
+        lowlevel.remove_instrument(broken)
+        lowlevel.remove_instrument(rec)
+        n = len(rec.events)
+        unknot.spawn(unknot.sleep, 0).join()
+        assert len(rec.events) == n
+        with pytest.raises(ValueError, match="not installed"):
+            lowlevel.remove_instrument(rec)
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        unknot.run(main)
+    assert any("instrument bug" in (r.exc_text or "") for r in caplog.records) or any(
+        r.exc_info and "instrument bug" in str(r.exc_info[1]) for r in caplog.records
+    )
+    assert ("spawned",) in rec.events
+
+
+def test_outside_a_hub_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="no current hub"):
+        lowlevel.add_instrument(Recorder())
