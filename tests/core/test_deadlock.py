@@ -156,3 +156,15 @@ def test_no_false_deadlock_while_raw_thread_alive() -> None:
         return "woken by the raw thread"
 
     assert unknot.run(main) == "woken by the raw thread"
+
+
+def test_a_thread_not_yet_running_counts_as_a_waker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # threading.Thread.start() lists the thread (in threading._limbo) before it has an ident;
+    # with no blocking detector running, its ident (None) must not be taken for the detector's.
+    from unknot._core import _deadlock, _monitor
+
+    monkeypatch.setattr(_monitor._monitor, "thread", None)
+    starting = threading.Thread(target=lambda: None)  # (never started: ident None)
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.main_thread(), starting])
+    assert starting.ident is None
+    assert _deadlock._foreign_threads_alive()

@@ -64,6 +64,8 @@ AGREEMENT = {
     "hybrid-acquire": ["test_hybrid_rlock_acquire_agrees_with_lock_acquire"],
     "rlock-owner": ["test_hybrid_rlock_owner_agrees_with_me"],
     "io-entry": ["test_io_entry_agrees_with_entry"],
+    "whole-request": ["test_next_events_agrees_with_whole_request"],
+    "whole-response": ["test_send_response_agrees_with_whole_response"],
 }
 
 
@@ -1623,3 +1625,114 @@ def test_io_entry_agrees_with_entry() -> None:
                     assert outcomes[1] == (None, True, full - 1)
 
     unknot.run(main)
+
+
+# -- the HTTP state machine's shortcuts ---------------------------------------------------------
+
+
+def _http_states() -> Iterator[tuple[Any, ...]]:
+    """Every (client state, server state, keep_alive, waiting for a 100) the machine has."""
+    from unknot.http._protocol import _state
+
+    every = [
+        _state.IDLE,
+        _state.SEND_RESPONSE,
+        _state.SEND_BODY,
+        _state.DONE,
+        _state.MUST_CLOSE,
+        _state.CLOSED,
+        _state.ERROR,
+    ]
+    for client in every:
+        for server in every:
+            for keep_alive in (True, False):
+                for waiting in (True, False):
+                    yield client, server, keep_alive, waiting
+
+
+def _set_http_state(state: Any, client: Any, server: Any, keep_alive: bool, waiting: bool) -> None:
+    state.states[:] = [client, server]
+    state.keep_alive = keep_alive
+    state.client_waiting_for_continue = waiting
+
+
+def _http_snapshot(state: Any) -> tuple[Any, ...]:
+    return (*state.states, state.keep_alive, state.client_waiting_for_continue)
+
+
+def test_next_events_agrees_with_whole_request() -> None:
+    from unknot.http._protocol import (
+        LocalProtocolError,
+        RemoteProtocolError,
+        RequestHead,
+        ServerConnection,
+    )
+    from unknot.http._protocol._events import END_OF_MESSAGE
+    from unknot.http._protocol._state import DONE, SEND_RESPONSE, ConnectionState
+
+    fast_ones = 0
+    for client, server, keep_alive, waiting in _http_states():
+        for head_keep_alive in (True, False):
+            head = RequestHead(b"GET", b"/", [(b"host", b"x")], b"1.1", head_keep_alive)
+            original = ConnectionState()
+            _set_http_state(original, client, server, keep_alive, waiting)
+            try:
+                original.whole_request(head)
+                expected: Any = _http_snapshot(original)
+            except LocalProtocolError:
+                expected = "refused"
+            conn = ServerConnection()
+            _set_http_state(conn._state, client, server, keep_alive, waiting)
+            conn._reader.ready.append([head, END_OF_MESSAGE])
+            try:
+                events = conn.next_events()
+            except RemoteProtocolError:
+                outcome: Any = "refused"
+            else:
+                if client is DONE:  # the previous request is not answered yet: nothing moves
+                    assert events is not None and type(events).__name__ == "Paused"
+                    continue
+                assert events == [head, END_OF_MESSAGE]
+                assert conn._request is head
+                outcome = _http_snapshot(conn._state)
+            assert outcome == expected, (client, server, keep_alive, waiting, head_keep_alive)
+            if outcome == (DONE, SEND_RESPONSE, True, False) and keep_alive:
+                fast_ones += 1
+    assert fast_ones >= 1  # the copied common case ran, with the expected outcome
+
+
+def test_send_response_agrees_with_whole_response() -> None:
+    from unknot.http._protocol import LocalProtocolError, RequestHead, ServerConnection
+    from unknot.http._protocol._server_conn import _CLOSING, _KEPT_ALIVE
+    from unknot.http._protocol._state import IDLE, SEND_RESPONSE, ConnectionState
+
+    fast_ones = 0
+    for client, server, keep_alive, waiting in _http_states():
+        for has_request in (True, False):
+            request = RequestHead(b"GET", b"/", [(b"host", b"x")]) if has_request else None
+            conn = ServerConnection()
+            _set_http_state(conn._state, client, server, keep_alive, waiting)
+            conn._request = request
+            try:
+                wire = conn.send_response(200, [], b"hi")
+            except LocalProtocolError:
+                # refused before anything moved: the original is never reached
+                assert server not in (IDLE, SEND_RESPONSE) or not has_request
+                continue
+            # What send_response tells the machine: keep-alive if the request allows it.
+            kept = (
+                request is not None and server is SEND_RESPONSE and keep_alive and not waiting
+            )
+            original = ConnectionState()
+            _set_http_state(original, client, server, keep_alive, waiting)
+            try:
+                original.whole_response(_KEPT_ALIVE if kept else _CLOSING)
+                expected: Any = _http_snapshot(original)
+            except LocalProtocolError:
+                expected = "refused"
+            assert _http_snapshot(conn._state) == expected, (client, server, keep_alive, waiting)
+            assert wire.endswith(b"\r\n\r\nhi")
+            assert (b"connection: close" in wire) == (not kept)
+            if expected == (IDLE, IDLE, True, False):
+                fast_ones += 1
+    assert fast_ones >= 1  # the copied common case ran, with the expected outcome

@@ -144,8 +144,12 @@ AMBIGUOUS = {
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
         400,
     ),
-    # RFC 9112, 6.1: a transfer coding the server does not know is 501 (Not Implemented).
-    "unknown-coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    # A transfer coding other than chunked: the body's length cannot be known (RFC 9112, 6.3).
+    "unknown-coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    "unknown-coding-before-chunked": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     "bare-lf": (b"GET / HTTP/1.1\nHost: x\n\n", 400),
     "bare-lf-in-headers": (b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400),
     "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from unknot.http._message import HTTPError, Request
 from unknot.http._response import FileBody, normalize_result
 from unknot.http._routing import App
-from unknot.http._static import StaticFiles, accepts_gzip, http_date, parse_http_date
+from unknot.http._static import (
+    SMALL_FILE,
+    StaticFiles,
+    accepts_gzip,
+    http_date,
+    parse_http_date,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -488,11 +494,17 @@ def test_served_files_are_opened_without_leaks(files: StaticFiles, root: Path) -
     ]:
         get(files, target, headers)
     assert set(os.listdir("/proc/self/fd")) == before
-    body = normalize_result(files(Request("GET", b"/hello.txt", [])))[2]
+    # A small file is read whole and sent as bytes (no file stays open)...
+    assert normalize_result(files(Request("GET", b"/hello.txt", [])))[2] == b"hello\n"
+    assert set(os.listdir("/proc/self/fd")) == before
+    # ...a larger one goes out with sendfile: the server sends exactly this and closes it.
+    (root / "big.bin").write_bytes(b"x" * (SMALL_FILE + 1))
+    body = normalize_result(files(Request("GET", b"/big.bin", [])))[2]
     assert isinstance(body, FileBody)
     assert re.match(r"FileIO|BufferedReader", type(body.file).__name__)
-    assert (body.offset, body.count) == (0, 6)  # the server sends exactly this
+    assert (body.offset, body.count) == (0, SMALL_FILE + 1)
     body.close()
+    assert set(os.listdir("/proc/self/fd")) == before
 
 
 # -- no escape, whatever the path ----------------------------------------------------------------

@@ -109,7 +109,9 @@ def _loop_has_work(loop: Any) -> bool:
 def _foreign_threads_alive() -> bool:
     """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
     known = pool_thread_idents()
-    known.add(monitor_thread_ident())
+    monitor = monitor_thread_ident()
+    if monitor is not None:  # (a thread not yet started has no ident: it must not match None)
+        known.add(monitor)
     me = threading.get_ident()
     listed = threading.enumerate()
     if any(t.ident != me and t.ident not in known for t in listed):

@@ -24,7 +24,7 @@ connection parked past its deadline (see ``HTTPServer``). The timeouts:
 - each write: ``write`` seconds (a whole small response, a chunk, or 1 MiB of a larger body or
   file), then the connection is dropped.
 
-Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 501, 505)
+Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 505)
 and ``Connection: close``; an exception from the handler is logged (``unknot.http``) and
 answered 500, or, if the response had begun, the connection is dropped. A client that goes
 away ends its connection quietly; the handler's own fibers and other connections are not
@@ -270,10 +270,23 @@ class HTTPConnection:
                         _METHODS.get(method) or method.decode("latin-1"),
                         head.target,
                         head.headers,
-                        client=client,
+                        "1.1",
+                        client,
                     )
-                    status, headers, content = normalize_result(handler(request))
-                    if type(content) is bytes and not settings.closing:
+                    result = handler(request)
+                    if type(result) is tuple and len(result) == 3:
+                        status, headers, content = result
+                        # (status, dict or None, bytes) goes to send_response as it is: the
+                        # protocol layer checks the status and the headers itself.
+                        simple = type(content) is bytes and (
+                            headers is None or type(headers) is dict
+                        )
+                    else:
+                        simple = False
+                    if not simple or settings.closing:
+                        status, headers, content = normalize_result(result)
+                        simple = type(content) is bytes and not settings.closing
+                    if simple:
                         pending = self.pending + proto.send_response(status, headers, content)
                         if len(pending) > BATCH_LIMIT:
                             self.pending = b""
@@ -310,10 +323,10 @@ class HTTPConnection:
             _METHODS.get(method) or method.decode("latin-1"),
             head.target,
             head.headers,
-            http_version=_VERSIONS[head.http_version],
-            client=self.client,
-            scheme=settings.scheme,
-            body=body,
+            _VERSIONS[head.http_version],
+            self.client,
+            settings.scheme,
+            body,
         )
         try:
             status, headers, content = normalize_result(settings.handler(request))

@@ -146,6 +146,36 @@ def _json_loads(data: bytes) -> Any:
     return value
 
 
+#: Parsed request targets: ``target -> (raw_path, query_string, path)``. Clients ask for the
+#: same few targets over and over; splitting and decoding one costs more than a lookup. Only
+#: short targets are kept, and the whole cache is dropped when it is full (bounded memory,
+#: whatever the targets a client makes up).
+_TARGETS: dict[bytes, tuple[bytes, str, str]] = {}
+_TARGETS_MAX = 1024
+_TARGET_CACHED_MAX = 200
+
+
+def _split_target(target: bytes) -> tuple[bytes, str, str]:
+    """``(raw_path, query_string, path)`` of a request target (see `Request`)."""
+    # (bytes.find, not "in": ``b"#" in x`` first tries the int protocol and costs 3x more)
+    path, _, query = target.partition(b"?")
+    if path.find(b"#") >= 0:
+        path = path.partition(b"#")[0]
+    if path[:1] != b"/" and path != b"*":
+        # absolute-form (``http://host/path``, sent to proxies): keep the path part only
+        scheme_end = path.find(b"://")
+        slash = path.find(b"/", scheme_end + 3) if scheme_end >= 0 else -1
+        path = path[slash:] if slash >= 0 else b"/"
+    query_string = query.partition(b"#")[0].decode("latin-1") if query else ""
+    decoded = unquote_to_bytes(path) if path.find(b"%") >= 0 else path
+    parts = (path, query_string, decoded.decode("utf-8", "replace"))
+    if type(target) is bytes and len(target) <= _TARGET_CACHED_MAX:
+        if len(_TARGETS) >= _TARGETS_MAX:
+            _TARGETS.clear()
+        _TARGETS[target] = parts
+    return parts
+
+
 class Request:
     """One HTTP request, as a handler sees it. The server builds it; handlers read it.
 
@@ -160,8 +190,8 @@ class Request:
     The body is read on demand: `body` (all of it, cached), `text`, `json`, or incrementally
     `read` and `stream`. Once `read`/`stream` took bytes from the connection, `body` refuses
     (the start is gone); after `body`, `read` and `stream` replay the cached body.
-    Building one stores its arguments and nothing else: path, query and headers view are
-    computed on first use.
+    Building one is cheap: the target is split and decoded once per distinct target (a small
+    cache), the query and the headers view are computed on first use.
     """
 
     __slots__ = (
@@ -172,29 +202,30 @@ class Request:
         "scheme",
         "path_params",
         "root_path",
+        "path",
+        "_parts",
         "_raw_headers",
         "_source",
         "_body",
-        "_streamed",
         "_pos",
-        "_raw_path",
-        "_query_string",
-        "_path",
         "_query",
         "_headers",
     )
+
+    #: The percent-decoded path (UTF-8; relative to the mount point under a mount).
+    path: str
 
     def __init__(
         self,
         method: str,
         target: bytes,
         headers: RawHeaders,
-        *,
         http_version: str = "1.1",
         client: tuple[Any, ...] | None = None,
         scheme: str = "http",
         body: BodySource | None = None,
     ) -> None:
+        # (The server passes every argument by position: keywords cost more per call.)
         self.method = method
         self.target = target
         self._raw_headers = headers
@@ -206,63 +237,26 @@ class Request:
         self.path_params: dict[str, Any] = {}
         #: The prefixes of the mounts the request went through (see `App.mount`).
         self.root_path = ""
+        parts = _TARGETS.get(target) if type(target) is bytes else None
+        if parts is None:
+            parts = _split_target(target)
+        self._parts = parts
+        self.path = parts[2]
         self._body: bytes | None = None
-        self._streamed = False
+        #: Where `read` is in the cached body; -1 once `read` took bytes from the source.
         self._pos = 0
-        self._raw_path: bytes | None = None
-        self._query_string: str | None = None
-        self._path: str | None = None
         self._query: QueryParams | None = None
         self._headers: Headers | None = None
-
-    def _split_target(self) -> bytes:
-        """Fill ``_raw_path`` and ``_query_string`` from the request target; the raw path."""
-        # (bytes.find, not "in": ``b"#" in x`` first tries the int protocol and costs 3x more)
-        path, _, query = self.target.partition(b"?")
-        if path.find(b"#") >= 0:
-            path = path.partition(b"#")[0]
-        if path[:1] != b"/" and path != b"*":
-            # absolute-form (``http://host/path``, sent to proxies): keep the path part only
-            scheme_end = path.find(b"://")
-            slash = path.find(b"/", scheme_end + 3) if scheme_end >= 0 else -1
-            path = path[slash:] if slash >= 0 else b"/"
-        self._raw_path = path
-        self._query_string = query.partition(b"#")[0].decode("latin-1") if query else ""
-        return path
 
     @property
     def raw_path(self) -> bytes:
         """The path part of the target as received (still percent-encoded), the whole of it."""
-        raw_path = self._raw_path
-        if raw_path is None:
-            raw_path = self._split_target()
-        return raw_path
+        return self._parts[0]
 
     @property
     def query_string(self) -> str:
         """The query part of the target (after ``?``), ``""`` if there is none."""
-        query_string = self._query_string
-        if query_string is None:
-            self._split_target()
-            query_string = self._query_string or ""
-        return query_string
-
-    @property
-    def path(self) -> str:
-        """The percent-decoded path (UTF-8; relative to the mount point under a mount)."""
-        path = self._path
-        if path is None:
-            raw = self._raw_path
-            if raw is None:
-                raw = self._split_target()
-            if raw.find(b"%") >= 0:
-                raw = unquote_to_bytes(raw)
-            path = self._path = raw.decode("utf-8", "replace")
-        return path
-
-    @path.setter
-    def path(self, value: str) -> None:
-        self._path = value
+        return self._parts[1]
 
     @property
     def query(self) -> QueryParams:
@@ -295,7 +289,7 @@ class Request:
             source = self._source
             if source is None:
                 body = b""
-            elif self._streamed:
+            elif self._pos < 0:
                 raise RuntimeError("the body was already partly consumed by read() or stream()")
             else:
                 body = source.read()
@@ -337,7 +331,7 @@ class Request:
         source = self._source
         if source is None:
             return b""
-        self._streamed = True
+        self._pos = -1
         return source.read(n)
 
     def stream(self, chunk_size: int = 65536) -> Iterator[bytes]:

@@ -279,7 +279,13 @@ class App:
     def __call__(self, request: Request) -> Any:
         """Answer ``request``: what the endpoint or an error handler returned."""
         try:
-            return self._dispatch(request)
+            # A route without parameters, found here: one call less for the common request.
+            route = self._static_routes.get(request.path or "/")
+            if route is not None:
+                endpoint = route.endpoints.get(request.method)
+                if endpoint is not None:
+                    return endpoint(request)
+            return self._dispatch(request, route)
         except Exception as exc:  # as `handle`, inlined (one call less per request)
             handler = self._error_handler(exc)
             if handler is None:
@@ -294,7 +300,7 @@ class App:
     def handle(self, request: Request) -> Any:
         """As calling the app, but an `HTTPError` no error handler takes propagates."""
         try:
-            return self._dispatch(request)
+            return self._dispatch(request, self._static_routes.get(request.path or "/"))
         except Exception as exc:
             handler = self._error_handler(exc)
             if handler is None:
@@ -313,11 +319,11 @@ class App:
                     return handler
         return None
 
-    def _dispatch(self, request: Request) -> Any:
+    def _dispatch(self, request: Request, route: _Route | None) -> Any:
+        """Route ``request``; ``route`` is the route without parameters of its path, if any."""
         method = request.method
         path = request.path or "/"
         allowed: list[str] = []
-        route = self._static_routes.get(path)
         if route is not None:
             endpoint = route.endpoints.get(method)
             if endpoint is not None:

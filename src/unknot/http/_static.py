@@ -29,8 +29,18 @@ pointing out are refused while symlinks within are followed; the resolved file i
 checked with ``fstat`` on the opened descriptor. ``open`` and ``stat`` run inline in the
 fiber: on a local disk they take microseconds (a network file system could stall the hub).
 
-The body is a `FileBody` for the server to send with ``sendfile``; the server closes it,
-also after a HEAD (whose body it drops).
+Sending: a file larger than `SMALL_FILE` (64 KiB) is a `FileBody` for the server to send with
+``sendfile``, which the server closes, also after a HEAD (whose body it drops). A smaller one
+is read whole and goes out as bytes, with the head in the same write: for such sizes the extra
+system calls of ``sendfile`` cost more than copying the bytes.
+
+Small files are also kept in memory (``memory_cache`` bytes per `StaticFiles`, 4 MiB by
+default; the whole cache is dropped when a file would not fit). The checks above still run for
+every request, and the ``lstat`` they make of the file must still show the same file: same
+inode, size, and modification and change times to the nanosecond, else the file is read again.
+(A file rewritten in place with the same size within one tick of the file system's clock keeps
+its times, and so its ETag: such a change can go unseen by the cache as by the clients'
+conditional requests.) A request for a file that has a ``.gz`` sibling does not use the cache.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import os
 import re
 import stat
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ._headers import RawHeaders, header_pair
@@ -49,6 +60,10 @@ from ._mime import guess_content_type
 from ._response import FileBody, Response
 
 __all__ = ["StaticFiles", "guess_content_type", "http_date", "parse_http_date"]
+
+#: Files up to this size (bytes) are read whole and sent as bytes; larger ones with sendfile.
+SMALL_FILE = 64 * 1024
+_ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 
 #: Percent-encoded ".", "/", "\", NUL and "%"; raw "\" and NUL.
 _SUSPICIOUS = re.compile(rb"%(?:2[eEfF5]|5[cC]|00)|[\\\x00]")
@@ -159,6 +174,24 @@ def _to_int(digits: str) -> int:
     return int(digits) if len(digits) <= 18 else 10**18
 
 
+@dataclass(slots=True)
+class _Cached:
+    """A small file kept in memory, with what its answers say about it."""
+
+    key: tuple[int, int, int, int]  # _identity of the file
+    raw: RawHeaders  # Content-Type
+    validators: RawHeaders  # ETag, Last-Modified (Cache-Control)
+    etag: str
+    last_modified: str
+    mtime: int
+    content: bytes
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change for a cached file to be served from memory."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class StaticFiles:
     """A handler serving the files under ``directory`` (see the module docstring for rules).
 
@@ -166,6 +199,8 @@ class StaticFiles:
     ``precompressed``: serve ``x.gz`` for ``x`` to clients that accept gzip.
     ``hidden``: serve names starting with a dot (``.well-known``); refused by default.
     ``cache_control``: a Cache-Control value for every file (e.g. ``"max-age=3600"``).
+    ``memory_cache``: how many bytes of small files (up to `SMALL_FILE`) to keep in memory,
+    checked against the file's ``lstat`` on every request (0: none).
 
     The request path is taken relative to the directory (under `App.mount` or `App.static`,
     relative to the mount point). Errors are `HTTPError`\\ s: calling the handler turns them
@@ -180,7 +215,10 @@ class StaticFiles:
         precompressed: bool = True,
         hidden: bool = False,
         cache_control: str | None = None,
+        memory_cache: int = 4 << 20,
     ) -> None:
+        if not isinstance(memory_cache, int) or memory_cache < 0:
+            raise ValueError(f"memory_cache must be a number of bytes, not {memory_cache!r}")
         root = os.path.realpath(os.fspath(directory))
         if not os.path.isdir(root):
             raise NotADirectoryError(f"StaticFiles: {directory!r} is not a directory")
@@ -195,6 +233,9 @@ class StaticFiles:
         self._cache_control = (
             None if cache_control is None else header_pair("cache-control", cache_control)
         )
+        self.memory_cache = memory_cache
+        self._cache: dict[str, _Cached] = {}
+        self._cached_bytes = 0
 
     def __call__(self, request: Request) -> Response:
         """Answer ``request``; errors become their responses."""
@@ -213,7 +254,25 @@ class StaticFiles:
         if _SUSPICIOUS.search(request.raw_path):
             raise HTTPError(404)
         path = request.path
-        real = self._resolve(self._relative(path))
+        real, seen = self._resolve(self._relative(path))
+        if seen is not None:
+            cached = self._cache.get(real)
+            if (
+                cached is not None
+                and cached.key == _identity(seen)
+                and stat.S_ISREG(seen.st_mode)
+                and path[-1:] != "/"
+                and not (self.precompressed and _exists(real + ".gz"))
+            ):
+                return _answer(
+                    request,
+                    cached.raw,
+                    cached.validators,
+                    cached.etag,
+                    cached.last_modified,
+                    cached.mtime,
+                    cached.content,
+                )
         fd, st = _open(real)
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
@@ -246,22 +305,26 @@ class StaticFiles:
             parts.append(segment)
         return "/".join(parts)
 
-    def _resolve(self, relative: str) -> str:
-        """The real path of ``relative`` (as `_relative` gives it) in the directory; 404 if it
-        leads out. The directory is resolved already, so while no component is a symbolic link,
-        joining is resolving: one ``lstat`` per component, where ``realpath`` would also walk
-        the directory's own path. A link (or a missing component) takes `_inside`'s way."""
+    def _resolve(self, relative: str) -> tuple[str, os.stat_result | None]:
+        """The real path of ``relative`` (as `_relative` gives it) in the directory, 404 if it
+        leads out; and the ``lstat`` of its last component when that was made (None when a
+        link was met, or for the directory itself). The directory is resolved already, so
+        while no component is a symbolic link, joining is resolving: one ``lstat`` per
+        component, where ``realpath`` would also walk the directory's own path. A link (or a
+        missing component) takes `_inside`'s way."""
         real = self.directory
+        seen = None
         if relative:
             for part in relative.split("/"):
                 real = os.path.join(real, part)
                 try:
-                    if not stat.S_ISLNK(os.lstat(real).st_mode):
+                    seen = os.lstat(real)
+                    if not stat.S_ISLNK(seen.st_mode):
                         continue
                 except (OSError, ValueError):
                     pass
-                return self._inside(os.path.join(self.directory, relative))
-        return real
+                return self._inside(os.path.join(self.directory, relative)), None
+        return real, seen
 
     def _inside(self, path: str) -> str:
         """``path`` resolved, if it is the directory or inside it; else 404."""
@@ -276,6 +339,7 @@ class StaticFiles:
             headers = request.headers
             raw: RawHeaders = [(b"content-type", guess_content_type(real).encode("latin-1"))]
             etag_suffix = ""
+            exists = False
             if self.precompressed and not real.endswith(".gz"):
                 exists, sibling = self._gzip_sibling(real, st, headers.get("accept-encoding"))
                 if exists:
@@ -291,28 +355,44 @@ class StaticFiles:
             validators = [(b"etag", etag.encode()), (b"last-modified", last_modified.encode())]
             if self._cache_control is not None:  # checked by __init__
                 validators.append(self._cache_control)
-            if _not_modified(headers, etag, int(st.st_mtime)):
-                file.close()
-                vary = [pair for pair in raw if pair[0] == b"vary"]
-                return Response._build(304, [*validators, *vary], b"")
-            raw += validators
-            raw.append((b"accept-ranges", b"bytes"))
-            range_header = headers.get("range")
-            if range_header is not None and request.method == "GET":
-                if_range = headers.get("if-range")
-                if if_range is None or _if_range_matches(if_range, etag, last_modified):
-                    byte_range = _byte_range(range_header, size)
-                    if byte_range is _UNSATISFIABLE:
-                        file.close()
-                        raise HTTPError(416, headers={"content-range": f"bytes */{size}"})
-                    if byte_range is not None:
-                        first, last = byte_range
-                        raw.append((b"content-range", f"bytes {first}-{last}/{size}".encode()))
-                        return Response._build(206, raw, FileBody(file, first, last - first + 1))
-            return Response._build(200, raw, FileBody(file, 0, size))
+            mtime = int(st.st_mtime)
+            body: Any = file
+            if size <= SMALL_FILE:
+                content = _read_whole(file, size)
+                if content is not None:
+                    file.close()
+                    body = content
+                    if not exists:
+                        self._remember(real, st, raw, validators, etag, last_modified, content)
+            return _answer(request, raw, validators, etag, last_modified, mtime, body)
         except BaseException:
             file.close()
             raise
+
+    def _remember(
+        self,
+        real: str,
+        st: os.stat_result,
+        raw: RawHeaders,
+        validators: RawHeaders,
+        etag: str,
+        last_modified: str,
+        content: bytes,
+    ) -> None:
+        """Keep a small file's answer in memory, if the cache may hold it."""
+        size = len(content)
+        if size > self.memory_cache:
+            return
+        old = self._cache.pop(real, None)
+        if old is not None:
+            self._cached_bytes -= len(old.content)
+        if self._cached_bytes + size > self.memory_cache:
+            self._cache.clear()  # (bounded, and simple: the files in use come back at once)
+            self._cached_bytes = 0
+        self._cache[real] = _Cached(
+            _identity(st), raw, validators, etag, last_modified, int(st.st_mtime), content
+        )
+        self._cached_bytes += size
 
     def _gzip_sibling(
         self, real: str, st: os.stat_result, accept_encoding: str | None
@@ -333,6 +413,65 @@ class StaticFiles:
             return True, (_file(fd), sibling_st)
         os.close(fd)
         return False, None
+
+
+def _answer(
+    request: Request,
+    raw: RawHeaders,
+    validators: RawHeaders,
+    etag: str,
+    last_modified: str,
+    mtime: int,
+    body: Any,
+) -> Response:
+    """The answer to a GET or HEAD of a file: 304, 206, 416 (raised) or 200. ``raw`` holds its
+    Content-Type (and Vary, Content-Encoding), ``validators`` its ETag and Last-Modified (and
+    Cache-Control); ``body`` is the file's content (bytes) or the file itself, open (then
+    closed here, or handed over in the response)."""
+    headers = request.headers
+    if _not_modified(headers, etag, mtime):
+        _close(body)
+        vary = [pair for pair in raw if pair[0] == b"vary"]
+        return Response._build(304, [*validators, *vary], b"")
+    raw = [*raw, *validators, _ACCEPT_RANGES]
+    size = len(body) if type(body) is bytes else os.fstat(body.fileno()).st_size
+    range_header = headers.get("range")
+    if range_header is not None and request.method == "GET":
+        if_range = headers.get("if-range")
+        if if_range is None or _if_range_matches(if_range, etag, last_modified):
+            byte_range = _byte_range(range_header, size)
+            if byte_range is _UNSATISFIABLE:
+                _close(body)
+                raise HTTPError(416, headers={"content-range": f"bytes */{size}"})
+            if byte_range is not None:
+                first, last = byte_range
+                raw.append((b"content-range", f"bytes {first}-{last}/{size}".encode()))
+                if type(body) is bytes:
+                    return Response._build(206, raw, body[first : last + 1])
+                return Response._build(206, raw, FileBody(body, first, last - first + 1))
+    if type(body) is bytes:
+        return Response._build(200, raw, body)
+    return Response._build(200, raw, FileBody(body, 0, size))
+
+
+def _close(body: Any) -> None:
+    if type(body) is not bytes:
+        body.close()
+
+
+def _exists(path: str) -> bool:
+    """Whether anything is at ``path`` (a link not followed)."""
+    try:
+        os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _read_whole(file: Any, size: int) -> bytes | None:
+    """The ``size`` bytes of a file, read from its start; None if it has not that many now."""
+    data = os.pread(file.fileno(), size, 0) if size else b""
+    return data if len(data) == size else None
 
 
 def _fresh_regular(sibling: os.stat_result, original: os.stat_result) -> bool:

@@ -26,7 +26,17 @@ from ._events import (
     ResponseHead,
 )
 from ._reader import Reader
-from ._state import CLOSED, DONE, ERROR, ConnectionState, State
+from ._state import (
+    CLIENT,
+    CLOSED,
+    DONE,
+    ERROR,
+    IDLE,
+    SEND_RESPONSE,
+    SERVER,
+    ConnectionState,
+    State,
+)
 
 
 class Connection:
@@ -112,6 +122,8 @@ class Connection:
         elif reader.current:
             events = reader.current
             reader.current = []
+        elif reader.error is None and their_state is not CLOSED:
+            return NEED_DATA  # (the common case of _nothing_ready, inlined)
         else:
             nothing = self._nothing_ready(their_state)
             return nothing if nothing is NEED_DATA else [nothing]  # type: ignore[list-item]
@@ -120,10 +132,24 @@ class Connection:
             head_type = type(head)
             # A whole message without body or trailers: one step (the hot path).
             if head_type is RequestHead:
-                try:
-                    state.whole_request(head)  # type: ignore[arg-type]
-                except LocalProtocolError as exc:
-                    self._refused(exc)
+                # INLINED-COPY-BEGIN(whole-request): ConnectionState.whole_request, the
+                # common case (the general one goes through it).
+                states = state.states
+                if (
+                    their_state is IDLE
+                    and states[SERVER] is IDLE
+                    and state.keep_alive
+                    and head.keep_alive  # type: ignore[attr-defined]
+                ):
+                    states[CLIENT] = DONE
+                    states[SERVER] = SEND_RESPONSE
+                    state.client_waiting_for_continue = False
+                # INLINED-COPY-END(whole-request)
+                else:
+                    try:
+                        state.whole_request(head)  # type: ignore[arg-type]
+                    except LocalProtocolError as exc:
+                        self._refused(exc)
                 self._request = head  # type: ignore[assignment]
                 return events
             if head_type is ResponseHead:

@@ -32,6 +32,6 @@ class RemoteProtocolError(ProtocolError):
 
     ``status_hint`` says how a server answers: 400 for malformed or ambiguous requests, 413 for a
     body over the limit, 414 for a request target over the limit, 431 for a header block over
-    the limit, 501 for a transfer coding other than chunked, 505 for an HTTP version other
-    than 1.0 and 1.1.
+    the limit, 505 for an HTTP version other than 1.0 and 1.1. (A transfer coding other than
+    chunked is refused with 400.)
     """

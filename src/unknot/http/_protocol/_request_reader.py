@@ -1,7 +1,7 @@
 """The server side's reader: requests in, ``RequestHead``/``Data``/``EndOfMessage`` out.
 
 Beyond what llhttp's strict mode refuses (400), it refuses: a transfer coding other than chunked
-(501), an HTTP version other than 1.0 and 1.1 (505), a missing or repeated Host (400), an
+(400), an HTTP version other than 1.0 and 1.1 (505), a missing or repeated Host (400), an
 upgrade request with a body (400), and whatever crosses the limits (413, 414, 431). An HTTP/1.0
 request with a Transfer-Encoding is answered, and the connection then closes.
 """
@@ -78,8 +78,8 @@ class RequestReader(Reader):
         method = parser.get_method()
         if keep_alive and not self._noted and self._hosts == 1 and method != b"CONNECT":
             # The common request: no framing header, so no body; HTTP/1.1 (llhttp keeps only
-            # HTTP/1.1 alive without a Connection header); one Host.
-            self._keep_alive = True
+            # HTTP/1.1 alive without a Connection header); one Host. (``_keep_alive`` is
+            # still true: a request that ends the connection stops the parsing.)
             self.current.append(RequestHead(method, self._target, headers))
             self._target = b""
             return
@@ -133,9 +133,13 @@ class RequestReader(Reader):
         codings = self._codings
         if codings:
             # llhttp refuses chunked not last and Content-Length with Transfer-Encoding (400);
-            # a coding other than chunked is not implemented (RFC 9112, 6.1).
+            # any other coding is refused with 400 as well, and the connection closes: without
+            # chunked last the body's length cannot be known (RFC 9112, 6.3: 400 and close),
+            # and with it the body would be handed out still coded. (RFC 9112, 6.1 suggests
+            # 501 for the latter; one answer for every coding this server cannot frame is
+            # simpler for clients and proxies to reason about.)
             if codings != (b"chunked",):
-                self._raise(RemoteProtocolError("unsupported transfer coding", 501))
+                self._raise(RemoteProtocolError("unsupported transfer coding", 400))
             self._body_budget = self._max_body
 
     def on_message_complete(self) -> None:

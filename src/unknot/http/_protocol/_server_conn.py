@@ -15,6 +15,7 @@ response (101 and a 2xx to CONNECT are refused) and the connection then closes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ._connection import Connection
 from ._errors import LocalProtocolError
@@ -30,11 +31,12 @@ from ._events import (
 )
 from ._limits import DEFAULT_LIMITS, Limits
 from ._request_reader import RequestReader
-from ._state import IDLE, SEND_BODY, SEND_RESPONSE, SERVER
+from ._state import CLIENT, DONE, IDLE, SEND_BODY, SEND_RESPONSE, SERVER
 from ._writer import (
     CHECKED_LINES,
     CHUNKED,
     DATE_LINE,
+    FIELD_LINES,
     LENGTH,
     NO_BODY,
     STATUS_LINES,
@@ -43,6 +45,7 @@ from ._writer import (
     BodyFramer,
     HeaderFacts,
     date_line,
+    field_pairs,
     now,
     render_headers,
     status_line,
@@ -57,6 +60,9 @@ _CONNECTION_KEEP_ALIVE = b"connection: keep-alive\r\n"
 _CONTENT_LENGTH_LINES = [b"content-length: %d\r\n" % n for n in range(1024)]
 
 Headers = Iterable[tuple[bytes, bytes]]
+#: What `ServerConnection.send_response` takes as headers: pairs of bytes, or a handler's dict
+#: (see `field_pairs`), or None.
+Fields = Headers | dict[Any, Any] | None
 
 
 class ServerConnection(Connection):
@@ -95,9 +101,13 @@ class ServerConnection(Connection):
     # -- whole responses -------------------------------------------------------------------------
 
     def send_response(
-        self, status: int, headers: Headers = (), body: bytes = b"", reason: bytes | None = None
+        self, status: int, headers: Fields = (), body: bytes = b"", reason: bytes | None = None
     ) -> bytes:
         """The bytes of a whole final response (200-599) with ``body``, framed by Content-Length.
+
+        ``headers``: ``(name, value)`` pairs of bytes, written as given; or a dict as a handler
+        returns it (names ``str`` or ``bytes``, written lowercased; values ``str``, ``bytes``
+        or ``int``); or None.
 
         Adds ``content-length`` (unless given; it must then match the body), ``date`` (unless
         given) and ``connection`` as needed. The answer to a HEAD request keeps its headers and
@@ -131,6 +141,20 @@ class ServerConnection(Connection):
             except (LookupError, TypeError):
                 del lines[1:]
                 facts = render_headers(headers, lines)
+        elif type(headers) is dict:
+            # A handler's dict, each pair seen before and none framing (FIELD_LINES); else
+            # field_pairs converts and checks them all.
+            get_field = FIELD_LINES.get
+            add = lines.append
+            try:
+                for pair in headers.items():
+                    field = get_field(pair)
+                    if field is None:
+                        raise LookupError
+                    add(field)
+            except (LookupError, TypeError):
+                del lines[1:]
+                facts = render_headers(field_pairs(headers), lines)
         elif headers:
             facts = render_headers(headers, lines)
         if request is not None and request.upgrade:
@@ -156,7 +180,20 @@ class ServerConnection(Connection):
         lines.append(b"\r\n")
         if body and (request is None or request.method != b"HEAD"):
             lines.append(body)
-        state.whole_response(_KEPT_ALIVE if keep_alive else _CLOSING)
+        # INLINED-COPY-BEGIN(whole-response): ConnectionState.whole_response, the common case
+        # (the general one goes through it).
+        states = state.states
+        if (
+            keep_alive
+            and our_state is SEND_RESPONSE
+            and states[CLIENT] is DONE
+            and state.keep_alive
+            and not state.client_waiting_for_continue
+        ):
+            states[CLIENT] = states[SERVER] = IDLE  # the next cycle
+        # INLINED-COPY-END(whole-response)
+        else:
+            state.whole_response(_KEPT_ALIVE if keep_alive else _CLOSING)
         self._request = None
         return b"".join(lines)
 

@@ -224,6 +224,8 @@ class ConnectionState:
 
     def whole_request(self, head: RequestHead) -> None:
         """``process_message(CLIENT, head)``: a request without body received."""
+        # INLINED-ORIGINAL(whole-request): its common case is copied into
+        # Connection.next_events.
         states = self.states
         if (
             states[CLIENT] is IDLE
@@ -239,6 +241,8 @@ class ConnectionState:
 
     def whole_response(self, head: ResponseHead) -> None:
         """``process_message(SERVER, head)``: a response sent in one piece."""
+        # INLINED-ORIGINAL(whole-response): its common case is copied into
+        # ServerConnection.send_response.
         states = self.states
         if (
             states[SERVER] is SEND_RESPONSE

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
 from ._errors import LocalProtocolError
 
@@ -133,6 +133,53 @@ def _check_pair(pair: tuple[bytes, bytes]) -> tuple[bytes, int]:
     ):
         CHECKED_LINES[(name, value)] = entry
     return entry
+
+
+#: Handlers' pairs: ``(name, value)`` as given (``str`` or ``bytes``) -> the checked line of the
+#: lowercased name and the value, for the non-framing headers (bounded). See `field_pairs`.
+FIELD_LINES: dict[tuple[str | bytes, str | bytes], bytes] = {}
+
+
+def field_pairs(fields: dict[Any, Any]) -> list[tuple[bytes, bytes]]:
+    """The wire pairs of a dict of header fields as a handler gives them: names ``str`` or
+    ``bytes`` (lowercased), values ``str`` (latin-1), ``bytes`` or ``int``. Each pair is
+    checked (`_check_pair`); the lines of those without framing meaning are remembered in
+    `FIELD_LINES` (only ``str``/``bytes`` pairs: an ``int`` key would also match ``True``)."""
+    pairs = []
+    for name, value in fields.items():
+        kind_name, kind_value = type(name), type(value)
+        try:
+            if kind_name is str:
+                key = name.lower().encode("latin-1")
+            elif isinstance(name, bytes):
+                key = name.lower()
+            else:
+                raise TypeError
+            if kind_value is str:
+                data = value.encode("latin-1")
+            elif isinstance(value, (bytes, bytearray)):
+                data = bytes(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                data = b"%d" % value
+            else:
+                raise TypeError
+        except (TypeError, UnicodeEncodeError):
+            raise LocalProtocolError(
+                f"a header name is str or bytes and a value str (latin-1), bytes or int, "
+                f"not {name!r:.40}: {value!r:.40}"
+            ) from None
+        pair = (key, data)
+        line, kind = CHECKED_LINES.get(pair) or _check_pair(pair)
+        if (
+            kind == PLAIN
+            and (kind_name is str or kind_name is bytes)
+            and (kind_value is str or kind_value is bytes)
+            and len(data) <= _CACHED_VALUE_MAX
+            and len(FIELD_LINES) < _CHECKED_LINES_MAX
+        ):
+            FIELD_LINES[(name, value)] = line
+        pairs.append(pair)
+    return pairs
 
 
 class HeaderFacts:
