@@ -108,14 +108,18 @@ def test_all_errors_collected_including_body() -> None:
 
 @pytest.mark.unknot
 def test_simultaneous_child_failures_all_reported() -> None:
+    go = unknot.Event()
+
     def fail(i: int) -> None:
-        unknot.sleep(0.001)
+        go.wait()  # all five are woken at once and fail in the same pass
         raise ValueError(i)
 
     with pytest.raises(ExceptionGroup) as info:
         with unknot.TaskGroup() as tg:
             for i in range(5):
                 tg.spawn(fail, i)
+            unknot.sleep(0)
+            go.set()
     assert sorted(e.args[0] for e in info.value.exceptions) == [0, 1, 2, 3, 4]
 
 
