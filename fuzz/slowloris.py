@@ -32,12 +32,14 @@ import threading
 import time
 
 SERVER = """
-import gc, resource, sys, time
+import collections, gc, json, resource, sys, time
 import unknot
 from unknot.http import HTTPServer, Timeouts
 
 gc_pauses = {}   # generation -> longest collection (s)
+gc_counts = {}   # generation -> [collections, total seconds, objects collected]
 gc_started = 0.0
+gc_long = []     # (start, end) of the collections over 20 ms
 
 def on_gc(phase, info):
     global gc_started
@@ -45,27 +47,54 @@ def on_gc(phase, info):
         gc_started = time.monotonic()
     else:
         gen = info["generation"]
-        gc_pauses[gen] = max(gc_pauses.get(gen, 0.0), time.monotonic() - gc_started)
+        took = time.monotonic() - gc_started
+        gc_pauses[gen] = max(gc_pauses.get(gen, 0.0), took)
+        count = gc_counts.setdefault(gen, [0, 0.0, 0])
+        count[0] += 1
+        count[1] += took
+        count[2] += info["collected"]
+        if took > 0.02:
+            gc_long.append((time.monotonic() - took, time.monotonic()))
 
 gc.callbacks.append(on_gc)
 
 def handler(request):
     return 200, None, b"hello"
 
-def main(head):
+def census():
+    return collections.Counter(type(o).__name__ for o in gc.get_objects())
+
+def main(head, conns, gc_stats, freeze, threshold):
+    if threshold:
+        gc.set_threshold(threshold)
+    baseline = census() if gc_stats else None
+    sample = {}
     server = HTTPServer(handler, "127.0.0.1", 0, backlog=4096,
                         timeouts=Timeouts(head=head, keep_alive=head))
     server.start()
+    if freeze:  # what exists now is never garbage: out of every later collection's scan
+        gc.freeze()
     print(server.port, flush=True)
     peak = 0
     lags = []
+    stalls = []  # (start, end) of the watcher's sleeps overrun by more than 30 ms
     def watch():  # the peak of open connections, and the loop's lag (a 10 ms sleep's overrun)
         nonlocal peak
         while True:
             peak = max(peak, server.connections)
+            if gc_stats and not sample and peak >= conns * 0.9:  # once, near the peak
+                open_now = server.connections
+                now = census()
+                now.subtract(baseline)
+                sample.update(connections=open_now,
+                              per_connection=round(sum(now.values()) / open_now, 1),
+                              top={k: round(v / open_now, 2) for k, v in now.most_common(15)})
             start = time.monotonic()
             unknot.sleep(0.01)
-            lags.append(time.monotonic() - start - 0.01)
+            lag = time.monotonic() - start - 0.01
+            lags.append(lag)
+            if lag > 0.03:
+                stalls.append((start, time.monotonic()))
     watcher = unknot.spawn(watch)
     unknot.to_thread(sys.stdin.readline)
     watcher.cancel()
@@ -74,8 +103,18 @@ def main(head):
     lags.sort()
     print(peak, usage.ru_utime + usage.ru_stime, lags[len(lags) * 99 // 100], lags[-1],
           gc_pauses.get(2, 0.0), flush=True)
+    in_gc = sum(max(0.0, min(e, ge) - max(s, gs)) for s, e in stalls for gs, ge in gc_long)
+    stalled = sum(e - s - 0.01 for s, e in stalls)
+    print(json.dumps({"stalls_over_30ms": len(stalls),
+                      "stall_time_ms": round(stalled * 1000),
+                      "of_which_in_gc_ms": round(in_gc * 1000),
+                      "gc": {g: {"collections": c[0], "total_ms": round(c[1] * 1000, 1),
+                                 "max_ms": round(gc_pauses[g] * 1000, 1), "collected": c[2]}
+                             for g, c in sorted(gc_counts.items())},
+                      "tracked_objects": sample}), flush=True)
 
-unknot.run(main, float(sys.argv[1]))
+unknot.run(main, float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1",
+           int(sys.argv[5]))
 """
 
 
@@ -183,6 +222,23 @@ def main() -> int:
     )
     parser.add_argument("--max-p99", type=float, default=None, help="fail above (ms)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="also report the server's garbage collections per generation and, near the "
+        "peak, its gc-tracked objects per open connection by type",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="the server calls gc.freeze() once started (docs/production.md)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="the server calls gc.set_threshold(N) first (docs/production.md)",
+    )
     parser.add_argument("--attacker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ramp is None:
@@ -192,7 +248,16 @@ def main() -> int:
         return 0
 
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(args.head_timeout)],
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(args.head_timeout),
+            str(args.conns),
+            "1" if args.gc_stats else "0",
+            "1" if args.gc_freeze else "0",
+            str(args.gc_threshold),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -243,6 +308,7 @@ def main() -> int:
     server.stdin.flush()
     peak_text, cpu_text, lag99, lagmax, gc2 = server.stdout.readline().split()
     peak = int(peak_text)
+    gc_report = json.loads(server.stdout.readline())
     server.wait(timeout=30)
     cut_after = stats.pop("cut_after")
     report = {
@@ -266,6 +332,11 @@ def main() -> int:
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
         "connect_p99_ms": round(percentile(connects, 99) * 1000, 2),
     }
+    if args.gc_stats:
+        for key in ("stalls_over_30ms", "stall_time_ms", "of_which_in_gc_ms"):
+            report[f"server_{key}"] = gc_report[key]
+        report["server_gc"] = gc_report["gc"]
+        report["server_tracked_objects"] = gc_report["tracked_objects"]
     problems = list(failures[:5])
     expected_cuts = args.conns * int(args.seconds // (args.head_timeout * 1.25 + args.interval))
     if stats["cuts"] < max(expected_cuts, 1) * 0.9 or not cut_after:

@@ -201,6 +201,7 @@ class TCPServer:
         self._serve()
 
     def _serve(self) -> None:
+        handler_done = self._handler_done  # (one bound method for all the connections)
         try:
             while not self._stopping:
                 if self._slots is not None:
@@ -221,7 +222,7 @@ class TCPServer:
                 self._idle.clear()
                 # (a callback, not the handler's finally: a handler cancelled before it starts
                 # never runs, and must still give back its slot and connection)
-                f.add_done_callback(self._handler_done)
+                f.add_done_callback(handler_done)
         except BaseException:
             self._shutdown(grace=0)
             raise

@@ -178,16 +178,20 @@ class HTTPConnection:
             self._run()
         except ClientGone as exc:
             log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
+        finally:
+            # What the connection leaves behind dies by reference counting, not in a cyclic
+            # garbage collection (see `ServerConnection.release`).
+            self.proto.release()
 
     def _run(self) -> None:
+        # The methods are called on their objects, not kept as bound methods in locals: a
+        # waiting connection's frame would hold four more objects for the garbage collector to
+        # scan (thousands of connections, see docs/production.md); a method call costs a cached
+        # lookup more.
         settings = self.settings
         proto = self.proto
-        next_events = proto.next_events
-        receive = proto.receive_data
-        send_response = proto.send_response
+        receive = proto.receive_data  # (the reader's method, stored on the connection)
         sock = self.sock
-        recv = sock.recv
-        sendall = sock.sendall
         monotonic = time.monotonic
         handler = settings.handler
         client = self.client
@@ -199,7 +203,7 @@ class HTTPConnection:
         head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
         while True:
             try:
-                events = next_events()
+                events = proto.next_events()
             except ProtocolError as exc:
                 self.refuse(exc)
                 return
@@ -209,7 +213,7 @@ class HTTPConnection:
                     self.pending = b""
                     self.deadline = monotonic() + write_timeout
                     try:
-                        sendall(pending)
+                        sock.sendall(pending)
                     except OSError as exc:
                         raise ClientGone(f"cannot write to the client: {exc}") from exc
                 # Nothing of the last exchange is kept while waiting (an idle keep-alive
@@ -221,13 +225,13 @@ class HTTPConnection:
                         if head_deadline < 0.0:  # the head began with the previous recv
                             head_deadline = monotonic() + head_timeout
                         self.deadline = head_deadline
-                        data = recv(RECV_SIZE)
+                        data = sock.recv(RECV_SIZE)
                     else:
                         if settings.closing:
                             return
                         self.idle = True
                         self.deadline = monotonic() + wait_timeout
-                        data = recv(RECV_SIZE)
+                        data = sock.recv(RECV_SIZE)
                         self.idle = False
                         head_deadline = -1.0  # timed from the next recv, if one is needed
                 except TimeoutError:
@@ -283,7 +287,7 @@ class HTTPConnection:
                         status, headers, content = normalize_result(result)
                         simple = type(content) is bytes and not settings.closing
                     if simple:
-                        pending = self.pending + send_response(status, headers, content)
+                        pending = self.pending + proto.send_response(status, headers, content)
                         if len(pending) > BATCH_LIMIT:
                             self.pending = b""
                             write(self, pending)

@@ -122,7 +122,10 @@ class Reader:
         self._headers: HeaderList = []
         self._noted = False
         self._content_length: int | None = None
-        self._codings: list[bytes] = []
+        #: A tuple, not a list: most connections never see a Transfer-Encoding, and an empty
+        #: tuple is shared, where each empty list is one more object for the garbage collector
+        #: to scan per connection.
+        self._codings: tuple[bytes, ...] = ()
         self._connection = b""
         self._in_message = False
         self._in_body = False
@@ -175,6 +178,14 @@ class Reader:
                     self._fail(RemoteProtocolError("request head too large", 431))
             else:
                 self._head_bound = size  # the head began somewhere in this feed
+
+    def release_parser(self) -> None:
+        """Drop the parser (it refers back to this reader through its callbacks); nothing
+        can be parsed afterwards (see ``Connection.release``)."""
+        try:
+            del self.parser
+        except AttributeError:
+            pass  # released already
 
     def _parse_failed(self, exc: Exception) -> None:
         if self.error is not None:
@@ -232,7 +243,7 @@ class Reader:
                 self._raise(RemoteProtocolError("repeated Content-Length"))
             self._content_length = int(value)
         elif name == b"transfer-encoding":
-            self._codings.extend(c.strip().lower() for c in value.split(b","))
+            self._codings += tuple(c.strip().lower() for c in value.split(b","))
         elif name == b"connection":
             self._connection += b"," + value.lower()
 
@@ -296,7 +307,7 @@ class Reader:
             self._noted = False
             self._connection = b""
             self._content_length = None
-            self._codings = []
+            self._codings = ()
 
     def _connection_tokens(self) -> set[bytes]:
         return {token.strip() for token in self._connection.split(b",")}

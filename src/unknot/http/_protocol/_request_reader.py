@@ -138,7 +138,7 @@ class RequestReader(Reader):
             # and with it the body would be handed out still coded. (RFC 9112, 6.1 suggests
             # 501 for the latter; one answer for every coding this server cannot frame is
             # simpler for clients and proxies to reason about.)
-            if codings != [b"chunked"]:
+            if codings != (b"chunked",):
                 self._raise(RemoteProtocolError("unsupported transfer coding", 400))
             self._body_budget = self._max_body
 
