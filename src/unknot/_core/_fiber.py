@@ -177,6 +177,10 @@ class Fiber(greenlet):
         finally:
             del fn, args, kwargs
             hub._fiber_finished(self)
+            # A running fiber is the root of its own cancel scopes (``_scope is self``); a finished
+            # one has none, and the self-reference would leave every finished fiber (and its
+            # context) for the cyclic garbage collector.
+            self._scope = None
         joiners = self._joiners
         waited_for = False
         if joiners is not None:
