@@ -291,7 +291,8 @@ class Hub(DeadlockDetection):
         self.ready.append(f)
         self._yielded = True  # this pass must not be extended: I/O and timers get their turn
         self._notify()
-        self.io_budget = self.io_budget_full
+        # (no refill of io_budget here: the hub resumes the next fiber through _switch_out,
+        # which refills it)
         hub_greenlet.switch()
 
     def cede(self, f: Fiber) -> None:
