@@ -72,6 +72,15 @@ class ParkedFiber:
 _Entry = Union["Fiber", ParkedFiber]
 
 
+def _detach(entry: _Entry) -> Fiber:
+    """Mark an entry taken out of its lot as no longer waiting there; return its fiber."""
+    if type(entry) is ParkedFiber:
+        entry.queued = False
+        return entry.fiber
+    entry._lot = None
+    return entry
+
+
 class ParkingLot:
     """A FIFO queue of parked fibers: `park` waits in it, `unpark` wakes the first."""
 
@@ -231,6 +240,9 @@ class ParkingLot:
 
     # -- waking ----------------------------------------------------------------------------------
 
+    # unpark and the one-waiter case of unpark_all do `_detach`'s work inline: they run at
+    # every hand-off, where a call costs more than the work.
+
     def unpark(self, value: Any = True, *, with_payload: bool = False) -> Fiber | None:
         """Wake the longest-parked fiber still waiting, with ``value``; return it.
 
@@ -267,13 +279,8 @@ class ParkingLot:
                 self._advance()
             else:
                 self.head = None
-            if type(entry) is ParkedFiber:
-                entry.queued = False
-                place = entry
-            else:
-                entry._lot = None
-                place = ParkedFiber(entry, None, False)
-            f = place.fiber
+            f = _detach(entry)
+            place = entry if type(entry) is ParkedFiber else ParkedFiber(f, None, False)
             if f.hub.wake(f, (place.payload, value) if with_payload else value):
                 return place
             entry = self.head
@@ -295,12 +302,7 @@ class ParkingLot:
             return 1 if f.hub.wake(f, value) else 0
         n = 0
         for entry in self._take_all():  # (waking only queues fibers to run: nothing parks)
-            if type(entry) is ParkedFiber:
-                entry.queued = False
-                f = entry.fiber
-            else:
-                entry._lot = None
-                f = entry
+            f = _detach(entry)
             if f.hub.wake(f, value):
                 n += 1
         return n
@@ -311,12 +313,7 @@ class ParkingLot:
         ``exc`` is the exception, or a callable that makes a fresh one for each fiber."""
         n = 0
         for entry in self._take_all():
-            if type(entry) is ParkedFiber:
-                entry.queued = False
-                f = entry.fiber
-            else:
-                entry._lot = None
-                f = entry
+            f = _detach(entry)
             if f.hub.throw(f, exc if isinstance(exc, BaseException) else exc()):
                 n += 1
         return n
