@@ -9,6 +9,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchlib import builds
+
 NATIVE_PEER = "c-epoll"
 SUBJECT = "unknot"
 
@@ -240,6 +242,32 @@ def _targets_section(results: Results) -> list[str]:
     ]
 
 
+def _builds_section(results: Results) -> list[str]:
+    """The compiled build against the pure one (``--unknot-python``), cell by cell."""
+    rows = [
+        (
+            f"{size_label(size)} x {conns}",
+            results.rps(builds.COMPILED, size, conns),
+            results.rps(builds.PURE, size, conns),
+            True,
+        )
+        for size in results.sizes
+        for conns in results.conns
+    ]
+    table = builds.ratio_table(rows, rps_label)
+    if not table:
+        return []
+    return [
+        "",
+        "## Compiled against pure",
+        "",
+        "Requests/s (medians) of the installed unknot's compiled build and of the same install "
+        "with UNKNOT_PURE=1, and their ratio (above 1: the compiled build is faster).",
+        "",
+        *table,
+    ]
+
+
 def _runs_section(results: Results) -> list[str]:
     header = ["peer", "cell", "requests/s per round"]
     rows = []
@@ -310,6 +338,7 @@ def markdown(results: Results, machine: dict[str, str], settings: dict[str, str]
         out += ["", f"Each cell: the median of {rounds} rounds (all runs below)."]
     out += ["", "## Ratios", "", *_ratio_section(results)]
     out += ["", "## Targets", "", *_targets_section(results)]
+    out += _builds_section(results)
     if rounds > 1:
         out += ["", "## All runs", "", *_runs_section(results)]
     out += ["", "## Load generator headroom", "", *_headroom_section(results)]
