@@ -82,13 +82,21 @@ def python(peer: str, unknot_python: str | None) -> str:
     return sys.executable
 
 
-def env(peer: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """A build peer's environment: ``base`` (default: this process's) without ``PYTHONPATH``
-    and the build switch, plus `EXPECT_ENV`, and ``UNKNOT_PURE=1`` for the pure peer."""
+def installed_env(pure: bool, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment in which an interpreter runs the unknot installed with it: ``base``
+    (default: this process's) without ``PYTHONPATH`` and the build switch, and with
+    ``UNKNOT_PURE=1`` when ``pure`` (that install's pure-Python modules)."""
     out = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROPPED}
-    out[EXPECT_ENV] = "1" if PEERS[peer] else "0"
-    if not PEERS[peer]:
+    if pure:
         out["UNKNOT_PURE"] = "1"
+    return out
+
+
+def env(peer: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """A build peer's environment: `installed_env` (pure for the pure peer) plus the
+    expectation its child checks (`EXPECT_ENV`)."""
+    out = installed_env(not PEERS[peer], base)
+    out[EXPECT_ENV] = "1" if PEERS[peer] else "0"
     return out
 
 

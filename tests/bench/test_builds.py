@@ -42,6 +42,16 @@ def test_build_env_drops_the_path_and_sets_the_expectation() -> None:
     assert pure == {"HOME": "/h", builds.EXPECT_ENV: "0", "UNKNOT_PURE": "1"}
 
 
+def test_instructions_python_refs_use_the_same_environment() -> None:
+    import instructions
+
+    python, env = instructions.interpreter("python=/py@pure")
+    assert python == "/py"
+    assert env == builds.installed_env(True)
+    assert env["UNKNOT_PURE"] == "1" and "PYTHONPATH" not in env
+    assert instructions.interpreter("python=/py")[1] == builds.installed_env(False)
+
+
 def test_peers_python_and_kind() -> None:
     assert builds.add_peers(["gevent"], None) == ["gevent"]
     assert builds.add_peers(["unknot-pure", "gevent"], "/py") == [
