@@ -172,6 +172,21 @@ def test_echo_report_has_a_compiled_against_pure_section() -> None:
     assert "| 1 KiB x 100 | 90.0k | 60.0k | 1.50x | higher |" in text
 
 
+def test_echo_report_gives_the_compiled_build_its_ratios_and_targets() -> None:
+    peers = ["c-epoll", "uvloop-streams", "unknot-compiled", "unknot-pure"]
+    results = echo_report.Results(peers, [1024], [1000])
+    rps = {"c-epoll": 170e3, "uvloop-streams": 80e3, "unknot-compiled": 130e3, "unknot-pure": 70e3}
+    for peer in peers:
+        results.add(echo_report.Cell(peer, 1024, 1000, rps=rps[peer], round_trips=1000))
+        results.peer_status[peer] = "ok"
+    text = echo_report.markdown(results, {}, {})
+    assert "| unknot-compiled / peer | 1 KiB x 1000 |" in text
+    assert "| c-epoll | 0.76 |" in text and "| unknot-pure | 1.86 |" in text
+    assert "| unknot-pure / peer | 1 KiB x 1000 |" in text
+    assert "| unknot-compiled | 1 KiB x 1000 | c-epoll | >= 0.7 | 0.76 | 0.76 | met |" in text
+    assert "| uvloop-streams | >= 1.5 | 1.62 | 1.62 | met |" in text
+
+
 def test_http_report_has_both_builds_ratios_and_compiled_against_pure() -> None:
     cells = [("hello", 100), (http_report.CLIENT_CASE, 100)]
     peers = ["uvicorn", "unknot-compiled", "unknot-pure"]
