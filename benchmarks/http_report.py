@@ -352,18 +352,24 @@ def _share(results: Results, peer: str, cell: Cell, field: str) -> str:
 def _clients(results: Results) -> list[str]:
     lines: list[str] = []
     for cell in results.client_cells():
-        header = ["client", "requests/s", "unknot / client", "client CPU", "nginx CPU"]
+        # unknot's ratios, and the compiled build's with --unknot-python.
+        subjects = [s for s in ("unknot", builds.COMPILED) if results.values(s, cell)] or ["unknot"]
+        header = ["client", "requests/s", *(f"{s} / client" for s in subjects)]
+        header += ["client CPU", "nginx CPU"]
         rows = []
         for client in results.clients:
             runs = results.runs(client, cell)
             if not runs:
                 continue
-            ratios = results.round_ratios("unknot", client, cell) if client != "unknot" else []
+            ratios = [
+                _ratio_text(results.round_ratios(s, client, cell) if client != s else [])
+                for s in subjects
+            ]
             rows.append(
                 [
                     client,
                     _cell_text(results, client, cell, "rps", rps_label) or "error",
-                    _ratio_text(ratios),
+                    *ratios,
                     _share(results, client, cell, "load_cpu"),
                     _share(results, client, cell, "server_cpu"),
                 ]

@@ -209,6 +209,8 @@ def test_http_report_has_both_builds_ratios_and_compiled_against_pure() -> None:
     assert "### Compiled against pure" in text
     assert "| hello x 100 conns | 60.0k | 40.0k | 1.50x | higher |" in text
     assert "| client x 100 workers | 9.0k | 6.0k | 1.50x | higher |" in text
+    assert "| client | requests/s | unknot-compiled / client | client CPU | nginx CPU |" in text
+    assert "| unknot-pure | 6.0k | 1.50x |" in text
 
 
 def test_drivers_report_gives_compiled_over_pure() -> None:
