@@ -30,6 +30,13 @@ Examples::
 alternating with this checkout's in every round, and reports the A/B table (with
 ``--markdown``: the "A/B: Core" section instead of "Core"; see ``benchlib/ab.py``). The
 ``unknot`` peer always imports from this checkout's ``src/``.
+
+``--unknot-python PY`` adds the peers ``unknot-compiled`` and ``unknot-pure``: the unknot worker
+run by the interpreter PY with the unknot installed in PY's environment (no ``PYTHONPATH``), as
+installed (its mypyc build, docs/compiled.md) and with ``UNKNOT_PURE=1``; each worker checks
+``unknot.compiled`` (``benchlib/builds.py``), and the report adds a compiled / pure column::
+
+    python benchmarks/core.py --unknot-python .venv-compiled/bin/python --peers gevent
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import ab, mdsection
+from benchlib import ab, builds, mdsection
 from benchlib.machine import cpu_model, git_revision, package_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -511,24 +518,30 @@ def pin_prefix(cpu: int | None) -> tuple[list[str], str]:
 
 def peer_envs(peers: list[str], head: ab.Tree, base: ab.Tree | None) -> dict[str, dict[str, str]]:
     """Each peer's environment: the unknot family imports from its tree (this checkout's
-    ``src/``, or the --ab commit's), the others get this process's. Same hash seed for all."""
+    ``src/``, or the --ab commit's), the build peers from --unknot-python's install, the others
+    get this process's. Same hash seed for all."""
     envs = {}
     for peer in peers:
         name, _ = ab.split(peer)
-        env = ab.tree_of(peer, head, base).env() if name in UNKNOT_FAMILY else dict(os.environ)
+        if builds.is_build(peer):
+            env = builds.env(peer)
+        elif name in UNKNOT_FAMILY:
+            env = ab.tree_of(peer, head, base).env()
+        else:
+            env = dict(os.environ)
         envs[peer] = dict(env, PYTHONHASHSEED="0")  # same set/dict layouts in every run
     return envs
 
 
 def available_peers(
-    peers: list[str], envs: dict[str, dict[str, str]]
+    peers: list[str], envs: dict[str, dict[str, str]], unknot_python: str | None = None
 ) -> tuple[list[str], list[str]]:
     """Split ``peers`` into those whose library imports here and notes about the others."""
     ok, notes = [], []
     for peer in peers:
-        module = PEER_MODULES[ab.split(peer)[0]]
+        module = PEER_MODULES[builds.kind(ab.split(peer)[0])]
         probe = subprocess.run(
-            [sys.executable, "-P", "-c", f"import {module}"],
+            [builds.python(peer, unknot_python), "-P", "-c", f"import {module}"],
             capture_output=True,
             text=True,
             env=envs[peer],
@@ -541,13 +554,20 @@ def available_peers(
 
 
 def launch_worker(
-    prefix: list[str], peer: str, bench: str, min_time: float, env: dict[str, str]
+    prefix: list[str],
+    peer: str,
+    bench: str,
+    min_time: float,
+    env: dict[str, str],
+    unknot_python: str | None = None,
 ) -> tuple[dict[str, float] | None, str]:
     """Run one worker subprocess; return its metrics (None on failure) and an error text.
-    ``peer`` may be a variant (``unknot@REF``): the worker runs its plain peer, and ``env``
-    says which tree that imports from."""
-    kind = ab.split(peer)[0]
-    cmd = [*prefix, sys.executable, str(Path(__file__).resolve()), "--worker", kind, bench]
+    ``peer`` may be a variant (``unknot@REF``) or a build peer (``unknot-compiled``, run by
+    ``unknot_python``): the worker runs its plain peer, and ``env`` says which tree or build
+    that imports."""
+    kind = builds.kind(ab.split(peer)[0])
+    python = builds.python(peer, unknot_python)
+    cmd = [*prefix, python, str(Path(__file__).resolve()), "--worker", kind, bench]
     cmd += ["--min-time", str(min_time)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT, env=env)
@@ -567,6 +587,7 @@ def collect(
     min_time: float,
     prefix: list[str],
     envs: dict[str, dict[str, str]],
+    unknot_python: str | None = None,
 ) -> Samples:
     """Run every (benchmark, peer) ``repeat`` times, peers interleaved within each repeat and
     their order rotated by one each repeat (no peer always runs first, or after the same one)."""
@@ -576,7 +597,9 @@ def collect(
         for i in range(repeat):
             shift = i % len(peers)
             for peer in peers[shift:] + peers[:shift]:
-                result, error = launch_worker(prefix, peer, bench, min_time, envs[peer])
+                result, error = launch_worker(
+                    prefix, peer, bench, min_time, envs[peer], unknot_python
+                )
                 if result is None:
                     samples.failures.append(error)
                     print(f"  FAILED {error}", file=sys.stderr)
@@ -629,10 +652,13 @@ def target_verdict(samples: Samples, name: str) -> str | None:
 
 
 def table_rows(samples: Samples, peers: list[str], metrics: list[str]) -> list[list[str]]:
-    """Header plus one row per metric: label, unit, each peer's median, the ratios, direction."""
+    """Header plus one row per metric: label, unit, each peer's median, the ratios (unknot /
+    gevent and asyncio; with both build peers, unknot-compiled / unknot-pure), direction."""
     others = [p for p in ("gevent", "asyncio") if p in peers]
-    header = ["benchmark", "unit", *peers, *(f"unknot/{p}" for p in others), "better"]
-    rows = [header]
+    both_builds = all(p in peers for p in builds.PEERS)
+    header = ["benchmark", "unit", *peers, *(f"unknot/{p}" for p in others)]
+    header += ["compiled/pure"] if both_builds else []
+    rows = [header + ["better"]]
     for name in metrics:
         m = METRICS[name]
         cells = [m.label, m.unit]
@@ -641,6 +667,9 @@ def table_rows(samples: Samples, peers: list[str], metrics: list[str]) -> list[l
             cells += [fmt_ratio(ratio(samples, name, p)) for p in others]
         else:
             cells += ["n/a" for _ in others]
+        if both_builds:
+            compiled, pure = (samples.median(p, name) for p in builds.PEERS)
+            cells.append(fmt_ratio(builds.ratio(compiled, pure)))
         cells.append("higher" if m.higher_is_better else "lower")
         rows.append(cells)
     return rows
@@ -667,10 +696,11 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def machine_facts(pinning: str) -> list[tuple[str, str]]:
+def machine_facts(pinning: str, unknot_python: str | None = None) -> list[tuple[str, str]]:
     """Label/value pairs describing where and how the run happened."""
     packages = ", ".join(f"{p} {package_version(p)}" for p in ("unknot", "greenlet", "gevent"))
     return [
+        *builds.describe(unknot_python).items(),
         (
             "Machine",
             f"{cpu_model()}, {os.cpu_count()} CPUs (nproc), "
@@ -701,7 +731,8 @@ def markdown_section(
         f"{args.repeat} runs, each in a fresh interpreter that keeps the fastest of three timed "
         "loops; ratios are unknot divided by the "
         "peer, so for rates (per second) a ratio above 1 means unknot is faster, and for memory "
-        "a ratio below 1 means unknot uses less."
+        "a ratio below 1 means unknot uses less. With `--unknot-python`, *compiled/pure* is "
+        "unknot-compiled divided by unknot-pure, read the same way."
     )
     out.append("")
     out += [f"- {label}: {value}" for label, value in facts]
@@ -807,11 +838,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(with --ab: the 'A/B: TITLE' section)",
     )
     ab.add_arguments(parser, SECTION_TITLE)
+    builds.add_argument(parser)
     parser.add_argument("--worker", nargs=2, metavar=("PEER", "BENCH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.worker:
+        args.peers = builds.add_peers(args.peers, args.unknot_python)
+        known = builds.known(list(PEERS), args.unknot_python)
         try:
-            args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, PEERS)
+            args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, known)
         except ab.ABError as exc:
             parser.error(str(exc))
     if args.repeat < 1:
@@ -883,11 +917,17 @@ def main(argv: list[str] | None = None) -> int:
                 if ab.split(peer)[0] in UNKNOT_FAMILY:
                     where = ab.verify_import(ab.tree_of(peer, head, base))
                     print(f"{peer}: imports {where}", file=sys.stderr)
+                elif builds.is_build(peer):
+                    where = builds.verify(peer, args.unknot_python)
+                    print(f"{peer}: imports {where}", file=sys.stderr)
         except ab.ABError as exc:
             print(f"A/B: {exc}", file=sys.stderr)
             return 2
+        except builds.BuildError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
         envs = peer_envs(args.peers, head, base)
-        peers, notes = available_peers(args.peers, envs)
+        peers, notes = available_peers(args.peers, envs, args.unknot_python)
         if not peers:
             print("no peer can be imported", file=sys.stderr)
             return 1
@@ -898,15 +938,20 @@ def main(argv: list[str] | None = None) -> int:
         for note in notes:
             print(f"  {note}", file=sys.stderr)
         started = time.monotonic()
-        samples = collect(peers, args.benches, args.repeat, args.min_time, prefix, envs)
+        samples = collect(
+            peers, args.benches, args.repeat, args.min_time, prefix, envs, args.unknot_python
+        )
 
-    facts = machine_facts(pinning)
+    facts = machine_facts(pinning, args.unknot_python)
     print()
     for label, value in facts:
         print(f"{label}: {value.replace('`', '')}")
     print()
     print(console_table(table_rows(samples, peers, metrics)))
-    print("\nRatios are unknot / peer; 'better' says which direction favours unknot.")
+    print(
+        "\nRatios are unknot / peer (and compiled / pure: unknot-compiled / unknot-pure); "
+        "'better' says which direction favours unknot (the compiled build)."
+    )
     for verdict in (target_verdict(samples, m) for m in metrics):
         if verdict:
             print(verdict)

@@ -33,6 +33,12 @@ may also name ``unknot-nocede@REF``; a variant that lacks the internal names the
 switches (``SEND_RULE_NAMES``) skips that diagnostic instead of failing. The unknot peers always
 import this checkout's ``src/`` (or REF's), never an installed copy.
 
+``--unknot-python PY`` adds the peers ``unknot-compiled`` and ``unknot-pure``: the unknot worker
+run by the interpreter PY with the unknot installed in PY's environment (no ``PYTHONPATH``; PY
+needs redis-py too), as installed (its mypyc build, docs/compiled.md) and with
+``UNKNOT_PURE=1``; each worker checks ``unknot.compiled`` (``benchlib/builds.py``), and the
+report adds their ratio compiled / pure.
+
 ``--profile`` runs the unknot worker once under cProfile instead and prints the top functions.
 ``--toggle`` runs unknot alone, switching the rule that the unknot-nocede row turns off (a
 blocking client send goes after the ready fibers) on and off every 0.1 s in one process, and
@@ -45,6 +51,7 @@ Examples::
     python benchmarks/drivers.py --profile               # where unknot's time goes
     python benchmarks/drivers.py --toggle --duration 10  # the send rule, on/off in one process
     python benchmarks/drivers.py --ab HEAD~1 --peers unknot --repeat 9  # an A/B
+    python benchmarks/drivers.py --unknot-python .venv-compiled/bin/python --peers gevent
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import ab, machine, mdsection  # noqa: E402
+from benchlib import ab, builds, machine, mdsection  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION_TITLE = "Drivers: redis-py, 50 workers"
@@ -369,9 +376,12 @@ def worker_main(peer: str, warmup: float, duration: float, profile: bool) -> Non
 
 
 def available(peer: str) -> str | None:
-    """None if ``peer`` can run here, else why not."""
+    """None if ``peer`` can run here, else why not (a build peer's interpreter is checked by
+    `builds.verify` and its worker)."""
     kind = ab.split(peer)[0]
     needed = ["redis"] + ([PEER_PACKAGES[kind]] if kind in PEER_PACKAGES else [])
+    if builds.is_build(peer):
+        needed = []
     for name in needed:
         if machine.package_version(name) == "not installed":
             return f"{name} is not installed (pip install -e '.[bench]')"
@@ -379,9 +389,11 @@ def available(peer: str) -> str | None:
 
 
 def worker_argv(peer: str, args: argparse.Namespace, profile: bool = False) -> list[str]:
-    """The command line of a worker for ``peer`` (a variant runs its plain peer: the
-    environment, `peer_env`, says which tree it imports)."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", ab.split(peer)[0]]
+    """The command line of a worker for ``peer`` (a variant or a build peer runs its plain
+    peer: the environment, `peer_env`, says which tree or build it imports; a build peer's
+    interpreter is --unknot-python's)."""
+    python = builds.python(peer, args.unknot_python)
+    argv = [python, str(Path(__file__).resolve()), "--worker", builds.kind(ab.split(peer)[0])]
     argv += ["--warmup", str(args.warmup), "--duration", str(args.duration)]
     if profile:
         argv.append("--profile")
@@ -391,7 +403,10 @@ def worker_argv(peer: str, args: argparse.Namespace, profile: bool = False) -> l
 
 
 def peer_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]:
-    """The environment of ``peer``'s worker: the unknot family imports from its tree."""
+    """The environment of ``peer``'s worker: the unknot family imports from its tree, the
+    build peers from --unknot-python's install."""
+    if builds.is_build(peer):
+        return builds.env(peer)
     if ab.split(peer)[0] in UNKNOT_FAMILY:
         return ab.tree_of(peer, head, base).env()
     return dict(os.environ)
@@ -482,6 +497,12 @@ def report(
                 f"unknot / {peer} = {ratio:.2f}x ops/s (target >= {floor}x): {verdict}; "
                 f"CPU per op {peer} / unknot = {cpu[peer] / cpu['unknot']:.2f}x"
             )
+    compiled, pure = (med.get(p) for p in builds.PEERS)
+    if (r := builds.ratio(compiled, pure)) is not None:
+        checks.append(
+            f"{builds.COMPILED} / {builds.PURE} = {r:.2f}x ops/s; CPU per op compiled / pure "
+            f"= {cpu[builds.COMPILED] / cpu[builds.PURE]:.2f}x"
+        )
     return "\n".join(lines), checks
 
 
@@ -544,6 +565,7 @@ def parse_args() -> argparse.Namespace:
         help="unknot only: the send rule on and off every 0.1 s in one process (see run_toggle)",
     )
     ab.add_arguments(parser, SECTION_TITLE)
+    builds.add_argument(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cpu is not None and args.cpu < 0:
@@ -554,9 +576,11 @@ def parse_args() -> argparse.Namespace:
         parser.error("--ab does not combine with --toggle or --profile")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    named = [p.strip() for p in args.peers.split(",") if p.strip()]
+    peers = builds.add_peers(named, args.unknot_python)
     try:
-        args.peers = ab.expand_peers(peers, args.ab, UNKNOT_FAMILY, PEERS)
+        known = builds.known(list(PEERS), args.unknot_python)
+        args.peers = ab.expand_peers(peers, args.ab, UNKNOT_FAMILY, known)
     except ab.ABError as exc:
         parser.error(str(exc))
     return args
@@ -624,6 +648,8 @@ def measure(
             if why := lacks_send_rule(peer, args, envs[peer]):
                 skipped[peer] = why
                 print(f"{peer}: skipped, {why}")
+        elif builds.is_build(peer):
+            print(f"{peer}: imports {builds.verify(peer, args.unknot_python)}")
     results: dict[str, list[Result]] = {p: [] for p in args.peers if p not in skipped}
     width = max(len(p) for p in args.peers)
     with _redis_pinned(args.redis_cpu) as redis_pinning:
@@ -665,6 +691,9 @@ def main() -> int:
     except ab.ABError as exc:
         print(f"A/B: {exc}", file=sys.stderr)
         return 2
+    except builds.BuildError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     table, checks = report(results, skipped, args.peers)
     print()
     print(table)
@@ -678,6 +707,7 @@ def main() -> int:
         print(ab.summary(comparisons))
     if args.markdown:
         facts = machine.describe(["unknot", "redis", "gevent", "uvloop", "greenlet"])
+        facts.update(builds.describe(args.unknot_python))
         facts["Redis"] = _redis_version()
         facts["Redis server process"] = redis_pinning
         facts["Load average (1 min) before / after"] = f"{load_before} / {_loadavg()}"

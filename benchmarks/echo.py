@@ -18,6 +18,15 @@ Example (the full matrix takes about 9 peers x 9 cells x 7 s, roughly ten minute
 ``--markdown FILE`` writes (or replaces) the "A/B: Echo" section of FILE instead of writing the
 whole report (see ``benchlib/ab.py``; ``--json`` still has every cell).
 
+``--unknot-python PY`` adds the peers ``unknot-compiled`` and ``unknot-pure``: the unknot server
+run by the interpreter PY with the unknot installed in PY's environment (no ``PYTHONPATH``), as
+installed (its mypyc build, docs/compiled.md) and with ``UNKNOT_PURE=1``; each server checks
+``unknot.compiled`` (``benchlib/builds.py``), and the report adds a "Compiled against pure"
+table::
+
+    python benchmarks/echo.py --peers c-epoll,uvloop-streams \\
+        --unknot-python .venv-compiled/bin/python
+
 Everything listens on loopback only. Servers run in their own process groups and are killed
 after each peer, on Ctrl-C, on SIGTERM, and (through PR_SET_PDEATHSIG) if the harness dies.
 """
@@ -33,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ab, machine, mdsection, native, procs
+from benchlib import ab, builds, machine, mdsection, native, procs
 from echo_report import NATIVE_PEER, Cell, Results, console_line, markdown, rps_label, size_label
 from echo_servers import SERVERS, UNAVAILABLE
 
@@ -45,9 +54,6 @@ SETTLE = 0.3  # seconds between cells, so the server can reap the last cell's co
 STDERR_LINES = 6  # of a server's stderr, shown on the console after its cells
 PACKAGES = ["greenlet", "gevent", "uvloop", "trio"]
 UNKNOT_FAMILY = ("unknot",)  # the servers that can also run from the --ab commit
-#: With --unknot-python PY: the unknot server run by PY with the unknot installed there (its
-#: compiled build, docs/compiled.md), and the same with UNKNOT_PURE=1 (its pure modules).
-BUILD_PEERS = {"unknot-compiled": "1", "unknot-pure": "0"}
 AB_TITLE = "Echo"
 
 
@@ -115,19 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the raw results as JSON to FILE"
     )
-    parser.add_argument(
-        "--unknot-python",
-        metavar="PY",
-        help="also measure unknot-compiled and unknot-pure: the unknot server run by the "
-        "interpreter PY with the unknot installed in its environment, as installed (compiled: "
-        "docs/compiled.md) and with UNKNOT_PURE=1",
-    )
+    builds.add_argument(parser)
     ab.add_arguments(parser, AB_TITLE)
     args = parser.parse_args(argv)
-    known = list(SERVERS) + (list(BUILD_PEERS) if args.unknot_python else [])
-    if args.unknot_python:
-        args.peers += [p for p in BUILD_PEERS if p not in args.peers]
+    args.peers = builds.add_peers(args.peers, args.unknot_python)
     try:
+        known = builds.known(list(SERVERS), args.unknot_python)
         args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, known)
     except ab.ABError as exc:
         parser.error(str(exc))
@@ -150,12 +149,8 @@ def server_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]
     whatever copy is installed."""
     if ab.split(peer)[0] in UNKNOT_FAMILY:
         return ab.tree_of(peer, head, base).env()
-    if peer in BUILD_PEERS:  # the installed unknot: nothing on the path, the build checked
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNKNOT_PURE")}
-        env["UNKNOT_EXPECT_COMPILED"] = BUILD_PEERS[peer]
-        if BUILD_PEERS[peer] == "0":
-            env["UNKNOT_PURE"] = "1"
-        return env
+    if builds.is_build(peer):  # the installed unknot: nothing on the path, the build checked
+        return builds.env(peer)
     env = dict(os.environ)
     if (SRC_DIR / "unknot").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
@@ -218,10 +213,8 @@ def run_peer(
     """Start one server (``unknot@REF``: the unknot server, with ``env`` naming REF's tree),
     measure every cell against it, stop it. Records the peer's status."""
     port = procs.free_port(HOST)
-    kind = ab.split(peer)[0]
-    python = sys.executable
-    if peer in BUILD_PEERS:
-        kind, python = "unknot", args.unknot_python
+    kind = builds.kind(ab.split(peer)[0])
+    python = builds.python(peer, args.unknot_python)
     argv = [python, str(BENCH_DIR / "echo_servers.py"), kind, str(port), "--host", HOST]
     print(f"{peer}:", flush=True)
     with procs.Child(
@@ -278,6 +271,7 @@ def settings(args: argparse.Namespace, base: ab.Tree | None = None) -> dict[str,
         unknot_from += f"; unknot@{base.label}: {base.revision}, from {base.src}"
     return {
         "unknot from": unknot_from,
+        **builds.describe(args.unknot_python),
         "Compiler": f"{native.compiler_version()} ({' '.join(native.CFLAGS)})",
         "Pinning": pinning,
         "Per cell": f"{args.warmup:g} s warm-up (replies verified), {args.duration:g} s measured"
@@ -372,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             for peer in args.peers:
                 if ab.split(peer)[0] in UNKNOT_FAMILY:
                     print(f"{peer}: imports {ab.verify_import(ab.tree_of(peer, head, base))}")
+                elif builds.is_build(peer):
+                    print(f"{peer}: imports {builds.verify(peer, args.unknot_python)}")
             envs = {peer: server_env(peer, head, base) for peer in args.peers}
             for rnd in range(args.repeat):
                 if args.repeat > 1:
@@ -381,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                     run_peer(peer, loadgen, results, args, envs[peer], rnd)
     except ab.ABError as exc:
         print(f"A/B: {exc}", file=sys.stderr)
+        return 2
+    except builds.BuildError as exc:
+        print(str(exc), file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM/SIGHUP via procs
         code = exc.code if isinstance(exc, SystemExit) else None

@@ -9,6 +9,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchlib import builds
+
 NATIVE_PEER = "c-epoll"
 SUBJECT = "unknot"
 
@@ -17,6 +19,13 @@ TARGETS = [
     (1024, 100, "gevent", 1.5),
     (1024, 100, "uvloop-streams", 1.1),
     (1024, 1000, "gevent", 1.4),
+]
+#: The compiled build's targets (issue 13), checked with --unknot-python: (message size,
+#: connections, peer, floor of unknot-compiled / peer).
+BUILD_TARGETS = [
+    (size, conns, peer, floor)
+    for size, conns in ((1024, 100), (1024, 1000))
+    for peer, floor in ((NATIVE_PEER, 0.7), ("uvloop-streams", 1.5))
 ]
 
 
@@ -118,10 +127,13 @@ class Results:
         """How many rounds have at least one cell."""
         return 1 + max((c.round for v in self.samples.values() for c in v), default=-1)
 
-    def paired_ratios(self, size: int, conns: int, peer: str) -> list[float]:
-        """unknot / ``peer`` within each round (the two ran minutes apart, not hours)."""
+    def paired_ratios(
+        self, size: int, conns: int, peer: str, subject: str = SUBJECT
+    ) -> list[float]:
+        """``subject`` / ``peer`` within each round (the two ran minutes apart, not hours)."""
         n = self.rounds()
-        ours, theirs = self.per_round(SUBJECT, size, conns, n), self.per_round(peer, size, conns, n)
+        ours = self.per_round(subject, size, conns, n)
+        theirs = self.per_round(peer, size, conns, n)
         return [a / b for a, b in zip(ours, theirs, strict=True) if a and b]
 
     def measured(self, peer: str) -> bool:
@@ -180,49 +192,58 @@ def _cell_text(results: Results, peer: str, size: int, conns: int, latency: bool
 
 
 def _ratio_section(results: Results) -> list[str]:
-    status = results.peer_status.get(SUBJECT)
-    if status is None:
-        return [f"{SUBJECT} was not part of this run, so there are no ratios."]
-    if not results.measured(SUBJECT):
+    """One table per unknot row measured (unknot; with --unknot-python also unknot-compiled and
+    unknot-pure): its requests/s divided by every other peer's."""
+    subjects = [s for s in (SUBJECT, *builds.PEERS) if results.measured(s)]
+    if not subjects:
+        status = results.peer_status.get(SUBJECT)
+        if status is None:
+            return [f"{SUBJECT} was not part of this run, so there are no ratios."]
         return [f"No ratios: {SUBJECT} {status}."]
-    header = ["unknot / peer"] + [
-        f"{size_label(s)} x {c}" for s in results.sizes for c in results.conns
+    out = [
+        "Requests/s of each unknot row divided by the peer's, same cell, same run (above 1: "
+        "that unknot is faster).",
     ]
-    rows = []
-    for peer in results.peers:
-        if peer == SUBJECT or not results.measured(peer):
-            continue
-        row = [peer]
-        for size in results.sizes:
-            for conns in results.conns:
-                ours, theirs = results.rps(SUBJECT, size, conns), results.rps(peer, size, conns)
-                row.append(f"{ours / theirs:.2f}" if ours and theirs else "")
-        rows.append(row)
-    return [
-        "Requests/s of unknot divided by the peer's, same cell, same run (above 1: unknot "
-        "is faster).",
-        "",
-        *_table(header, rows),
-    ]
+    for subject in subjects:
+        header = [f"{subject} / peer"] + [
+            f"{size_label(s)} x {c}" for s in results.sizes for c in results.conns
+        ]
+        rows = []
+        for peer in results.peers:
+            if peer in subjects[: subjects.index(subject) + 1] or not results.measured(peer):
+                continue
+            row = [peer]
+            for size in results.sizes:
+                for conns in results.conns:
+                    ours = results.rps(subject, size, conns)
+                    theirs = results.rps(peer, size, conns)
+                    row.append(f"{ours / theirs:.2f}" if ours and theirs else "")
+            rows.append(row)
+        if rows:
+            out += ["", *_table(header, rows)]
+    return out
 
 
 def _targets_section(results: Results) -> list[str]:
     rows = []
-    for size, conns, peer, floor in TARGETS:
+    targets = [(SUBJECT, *t) for t in TARGETS]
+    targets += [(builds.COMPILED, *t) for t in BUILD_TARGETS]
+    for subject, size, conns, peer, floor in targets:
         if (
             size not in results.sizes
             or conns not in results.conns
             or peer not in results.peers
-            or SUBJECT not in results.peers
+            or subject not in results.peers
         ):
             continue
-        ours, theirs = results.rps(SUBJECT, size, conns), results.rps(peer, size, conns)
+        ours, theirs = results.rps(subject, size, conns), results.rps(peer, size, conns)
         if not ours or not theirs:
             continue
         ratio = ours / theirs
-        paired = results.paired_ratios(size, conns, peer)
+        paired = results.paired_ratios(size, conns, peer, subject)
         rows.append(
             [
+                subject,
                 f"{size_label(size)} x {conns}",
                 peer,
                 f">= {floor:g}",
@@ -233,10 +254,39 @@ def _targets_section(results: Results) -> list[str]:
         )
     if not rows:
         return ["No target cell was part of this run."]
+    header = ["subject", "cell", "peer", "target", "ratio of medians", "per round", "verdict"]
     return [
-        "unknot's median requests/s over the peer's median, and the ratio within each round.",
+        "The subject's median requests/s over the peer's median, and the ratio within each "
+        f"round ({builds.COMPILED}: issue 13's targets for the compiled build, with "
+        "--unknot-python).",
         "",
-        *_table(["cell", "peer", "target", "ratio of medians", "per round", "verdict"], rows),
+        *_table(header, rows),
+    ]
+
+
+def _builds_section(results: Results) -> list[str]:
+    """The compiled build against the pure one (``--unknot-python``), cell by cell."""
+    rows = [
+        (
+            f"{size_label(size)} x {conns}",
+            results.rps(builds.COMPILED, size, conns),
+            results.rps(builds.PURE, size, conns),
+            True,
+        )
+        for size in results.sizes
+        for conns in results.conns
+    ]
+    table = builds.ratio_table(rows, rps_label)
+    if not table:
+        return []
+    return [
+        "",
+        "## Compiled against pure",
+        "",
+        "Requests/s (medians) of the installed unknot's compiled build and of the same install "
+        "with UNKNOT_PURE=1, and their ratio (above 1: the compiled build is faster).",
+        "",
+        *table,
     ]
 
 
@@ -310,6 +360,7 @@ def markdown(results: Results, machine: dict[str, str], settings: dict[str, str]
         out += ["", f"Each cell: the median of {rounds} rounds (all runs below)."]
     out += ["", "## Ratios", "", *_ratio_section(results)]
     out += ["", "## Targets", "", *_targets_section(results)]
+    out += _builds_section(results)
     if rounds > 1:
         out += ["", "## All runs", "", *_runs_section(results)]
     out += ["", "## Load generator headroom", "", *_headroom_section(results)]

@@ -22,6 +22,16 @@ Examples::
     python benchmarks/http.py --repeat 5 --markdown BENCHMARKS.md
     python benchmarks/http.py --peers nginx,unknot,granian-rsgi --cases hello --conns 100
 
+``--unknot-python PY`` adds the server peers and clients ``unknot-compiled`` and
+``unknot-pure``: unknot's server (with ``App``) and client run by the interpreter PY with the
+unknot installed in PY's environment (no ``PYTHONPATH``), as installed (its mypyc build,
+docs/compiled.md) and with ``UNKNOT_PURE=1``; each child checks ``unknot.compiled``
+(``benchlib/builds.py``). The report gives both builds' ratios to every peer and a table of
+compiled / pure::
+
+    python benchmarks/http.py --quick --peers nginx,uvicorn,granian-rsgi --clients aiohttp \
+        --unknot-python .venv-compiled/bin/python
+
 Everything listens on 127.0.0.1. Servers run in their own process groups and are killed after
 each peer, on Ctrl-C, on SIGTERM, and (PR_SET_PDEATHSIG) if the harness dies. wrk and nginx
 are found on the PATH or in /usr/sbin; if missing, and running as root with apt-get, the
@@ -51,7 +61,7 @@ from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from benchlib import machine, procs  # noqa: E402
+from benchlib import builds, machine, procs  # noqa: E402
 from http_clients import CLIENTS, group_cpu_seconds  # noqa: E402
 from http_report import (  # noqa: E402
     CLIENT_CASE,
@@ -330,7 +340,8 @@ def server_argv(peer: str, port: int, setup: Setup, workdir: Path) -> list[str]:
         config.write_text(nginx_config(HOST, port, setup.root, workdir))
         return [setup.nginx, "-p", str(workdir), "-c", str(config), "-e", "stderr"]
     script = str(BENCH_DIR / "http_servers.py")
-    return [sys.executable, script, peer, str(port), "--host", HOST, "--root", str(setup.root)]
+    python, kind = builds.python(peer, setup.args.unknot_python), builds.kind(peer)
+    return [python, script, kind, str(port), "--host", HOST, "--root", str(setup.root)]
 
 
 def start_server(
@@ -339,7 +350,8 @@ def start_server(
     """Start ``peer`` pinned to ``cpu`` and wait for its port: (child, port, "") when it
     listens, else (None, 0, why not)."""
     port = procs.free_port(HOST)
-    child = procs.Child(procs.pinned(server_argv(peer, port, setup, workdir), cpu))
+    env = builds.env(peer) if builds.is_build(peer) else None
+    child = procs.Child(procs.pinned(server_argv(peer, port, setup, workdir), cpu), env=env)
     try:
         procs.wait_for_port(HOST, port, child)
     except procs.ChildExited as exc:
@@ -429,13 +441,15 @@ def run_client(setup: Setup, client: str, port: int, nginx_pid: int, rnd: int) -
     """One client process against the running nginx (pinned to the server CPU)."""
     args = setup.args
     sample = Sample(client, CLIENT_CASE, args.client_workers, rnd, body_bytes=len(HELLO))
-    argv = [sys.executable, str(BENCH_DIR / "http_clients.py"), client]
+    python, kind = builds.python(client, args.unknot_python), builds.kind(client)
+    argv = [python, str(BENCH_DIR / "http_clients.py"), kind]
     argv += [f"http://{HOST}:{port}/", "--workers", str(args.client_workers)]
     argv += ["--warmup", str(args.warmup or 0.5), "--duration", str(args.duration)]
     argv += ["--watch-pgid", str(nginx_pid)]
     limit = (args.warmup or 0.5) + args.duration + 60
     try:
-        done = procs.run(procs.pinned(argv, setup.cpu(args.server_cpu)), timeout=limit)
+        env = builds.env(client) if builds.is_build(client) else None
+        done = procs.run(procs.pinned(argv, setup.cpu(args.server_cpu)), timeout=limit, env=env)
     except subprocess.TimeoutExpired:
         sample.error = f"still running after {limit:g} s, killed"
         return sample
@@ -512,9 +526,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--peers", type=_names(PEERS), default=PEERS, help="servers to measure")
     parser.add_argument(
-        "--clients", type=_names(list(CLIENTS)), default=list(CLIENTS), help="clients to measure"
+        "--peers", type=_names([*PEERS, *builds.PEERS]), default=PEERS, help="servers to measure"
+    )
+    parser.add_argument(
+        "--clients",
+        type=_names([*CLIENTS, *builds.PEERS]),
+        default=list(CLIENTS),
+        help="clients to measure",
     )
     parser.add_argument(
         "--cases", type=_names(CASES), default=CASES, help=f"cases, from {','.join(CASES)}"
@@ -542,7 +561,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--markdown", type=Path, metavar="FILE", help=f"write the '{SECTION_TITLE}' section of FILE"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every run as JSON")
+    builds.add_argument(parser)
     args = parser.parse_args(argv)
+    if not args.unknot_python and any(map(builds.is_build, args.peers + args.clients)):
+        parser.error(f"{', '.join(builds.PEERS)} need --unknot-python")
+    args.peers = builds.add_peers(args.peers, args.unknot_python)
+    args.clients = builds.add_peers(args.clients, args.unknot_python)
     quick = args.quick
     defaults = {"conns": [100] if quick else [10, 100, 1000], "repeat": 1 if quick else 3}
     defaults |= {"duration": 1 if quick else 5, "warmup": 0 if quick else 2}
@@ -589,6 +613,7 @@ def settings(setup: Setup) -> dict[str, str]:
         "wrk": tool_version(setup.wrk, "-v") if setup.wrk else "not found",
         "nginx": tool_version(setup.nginx, "-v") if setup.nginx else "not found",
         "unknot from": unknot_from,
+        **builds.describe(args.unknot_python),
         "Pinning": pinning,
         "Per cell": f"{args.warmup} s warm-up, {args.duration} s measured, wrk -t1 "
         f"--timeout {WRK_TIMEOUT}s; {args.repeat} round(s), peers rotated each round",
@@ -632,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     procs.install_exit_signals()
     raise_fd_limit()
     put_src_first()
+    try:
+        for peer in builds.PEERS if args.unknot_python else ():
+            print(f"{peer}: imports {builds.verify(peer, args.unknot_python)}", flush=True)
+    except builds.BuildError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     cells = plan(args)
     server_cells = [c for c in cells if c[0] != CLIENT_CASE]
     wants_nginx = "nginx" in args.peers or CLIENT_CASE in args.cases

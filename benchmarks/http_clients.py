@@ -15,7 +15,8 @@ the client, limited the run.
 
 The clients:
 
-* ``unknot``: ``--workers`` fibers sharing one ``unknot.http.Client`` (pooled keep-alive).
+* ``unknot``: ``--workers`` fibers sharing one ``unknot.http.Client`` (pooled keep-alive);
+  ``http.py --unknot-python PY`` also runs it as ``unknot-compiled`` and ``unknot-pure``.
 * ``aiohttp``: one ``ClientSession`` and ``--workers`` tasks on stock asyncio (no uvloop).
 * ``httpx``: one ``httpx.AsyncClient`` and ``--workers`` tasks on stock asyncio.
 * ``requests-gevent``: ``gevent.monkey.patch_all()``, ``--workers`` greenlets, one
@@ -175,6 +176,9 @@ def run_unknot(url: str, workers: int, warmup: float, duration: float, pgid: int
         raise Unavailable(f"unknot.http is not importable: {exc}") from exc
     if not hasattr(http, "Client"):
         raise Unavailable("unknot.http has no Client yet")
+    from benchlib import ab
+
+    ab.assert_unknot_source(unknot)  # the build http.py meant (--unknot-python)
     tally = Tally(workers)
     window = Window(tally, pgid)
 

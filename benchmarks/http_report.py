@@ -11,8 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchlib import builds
+
 SECTION_TITLE = "HTTP"
-SUBJECTS = ("unknot", "unknot-bare")  # the rows whose ratios to the peers are reported
+#: The rows whose ratios to the peers are reported (the build peers: with --unknot-python).
+SUBJECTS = ("unknot", "unknot-bare", builds.COMPILED, builds.PURE)
 CEILING = "nginx"
 CLIENT_CASE = "client"
 WRK_BUSY = 0.9  # wrk's CPU share from which it may have been the limit
@@ -349,18 +352,24 @@ def _share(results: Results, peer: str, cell: Cell, field: str) -> str:
 def _clients(results: Results) -> list[str]:
     lines: list[str] = []
     for cell in results.client_cells():
-        header = ["client", "requests/s", "unknot / client", "client CPU", "nginx CPU"]
+        # unknot's ratios, and the compiled build's with --unknot-python.
+        subjects = [s for s in ("unknot", builds.COMPILED) if results.values(s, cell)] or ["unknot"]
+        header = ["client", "requests/s", *(f"{s} / client" for s in subjects)]
+        header += ["client CPU", "nginx CPU"]
         rows = []
         for client in results.clients:
             runs = results.runs(client, cell)
             if not runs:
                 continue
-            ratios = results.round_ratios("unknot", client, cell) if client != "unknot" else []
+            ratios = [
+                _ratio_text(results.round_ratios(s, client, cell) if client != s else [])
+                for s in subjects
+            ]
             rows.append(
                 [
                     client,
                     _cell_text(results, client, cell, "rps", rps_label) or "error",
-                    _ratio_text(ratios),
+                    *ratios,
                     _share(results, client, cell, "load_cpu"),
                     _share(results, client, cell, "server_cpu"),
                 ]
@@ -375,6 +384,23 @@ def _clients(results: Results) -> list[str]:
             "",
         ]
     return lines
+
+
+def _builds(results: Results) -> list[str]:
+    """``--unknot-python``: the compiled build's requests/s against the pure build's, per cell
+    (medians; the ratio tables above have the per-round ratios, and both against the peers)."""
+    rows = [
+        (cell_label(cell), *(results.median(p, cell) for p in builds.PEERS), True)
+        for cell in results.cells
+    ]
+    table = builds.ratio_table(rows, rps_label)
+    if not table:
+        return []
+    intro = (
+        "Requests/s (medians) of the installed unknot as installed (compiled) and with "
+        "UNKNOT_PURE=1 (pure), server and client; above 1: the compiled build is faster."
+    )
+    return [intro, "", *table]
 
 
 def _problems(results: Results) -> list[str]:
@@ -422,6 +448,9 @@ def report(results: Results) -> list[str]:
         out += ["", "### Ceiling check", "", *_ceiling(results)]
     if results.client_cells():
         out += ["", "### Client case", "", *_clients(results)]
+    compiled = _builds(results)
+    if compiled:
+        out += ["### Compiled against pure", "", *compiled, ""]
     out += ["### Targets", "", *_targets(results)]
     problems = _problems(results)
     if problems:

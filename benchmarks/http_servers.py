@@ -141,6 +141,9 @@ def _unknot_http(*names: str) -> Any:
     missing = [name for name in names if not hasattr(http, name)]
     if missing:
         raise Unavailable(f"unknot.http has no {', '.join(missing)} yet")
+    from benchlib import ab
+
+    ab.assert_unknot_source(sys.modules["unknot"])  # the build http.py meant (--unknot-python)
     return http
 
 

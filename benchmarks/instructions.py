@@ -43,7 +43,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from benchlib import mdsection  # noqa: E402
+from benchlib import builds, mdsection  # noqa: E402
 
 CASES: dict[str, str] = {
     "echo": r"""
@@ -171,13 +171,12 @@ def count(src: Path | str, case: str, n: int) -> int:
 
 def interpreter(src: Path | str) -> tuple[str, dict[str, str]]:
     """The interpreter and environment that run a case for ``src`` (see `count`)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNKNOT_PURE")}
     if isinstance(src, Path):
-        return sys.executable, dict(env, PYTHONPATH=str(src))
+        return sys.executable, dict(builds.installed_env(False), PYTHONPATH=str(src))
     python, _, mode = src.removeprefix("python=").partition("@")
     if mode not in ("", "pure"):
         raise SystemExit(f"unknown mode in {src!r} (only @pure)")
-    return python, dict(env, UNKNOT_PURE="1") if mode else env
+    return python, builds.installed_env(mode == "pure")
 
 
 def tree(ref: str, workdir: Path) -> Path | str:

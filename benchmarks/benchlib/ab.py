@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from benchlib import machine, procs
+from benchlib import builds, machine, procs
 
 REPO = Path(__file__).resolve().parents[2]
 SUBJECT = "unknot"
@@ -263,11 +263,13 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def assert_unknot_source(module: ModuleType) -> None:
-    """In a child: stop if the harness expects unknot from a tree it was not imported from."""
+    """In a child: stop if the harness expects unknot from a tree it was not imported from, or
+    the other build than the one that runs (``--unknot-python``, `builds.check`)."""
     expected = os.environ.get(EXPECT_ENV)
     where = getattr(module, "__file__", None) or "?"
     if expected and not _inside(where, expected):
         raise SystemExit(f"unknot was imported from {where}, expected under {expected}")
+    builds.check(module)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -127,15 +127,19 @@ class ChildExited(RuntimeError):
         self.stderr = stderr
 
 
-def run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run a child to completion, capturing its output; kill it if ``timeout`` passes or the
-    harness is interrupted (``subprocess.TimeoutExpired`` is then raised as usual)."""
+def run(
+    argv: Sequence[str], timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a child to completion (in ``env``, default this process's environment), capturing
+    its output; kill it if ``timeout`` passes or the harness is interrupted
+    (``subprocess.TimeoutExpired`` is then raised as usual)."""
     return subprocess.run(
         list(argv),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         preexec_fn=_die_with_parent,
     )
 
