@@ -21,8 +21,9 @@ client may send are a `Limits`, the timeouts a `Timeouts`.
 
 Timeouts are enforced by one watchdog fiber per server instead of a timer per wait: each
 connection notes when its current wait must end, and the watchdog, waking every quarter of
-the shortest timeout (at most every second), raises `TimeoutError` in those past it. A timeout
-so fires up to that tick late. The watchdog runs from `start` (or `serve_forever`) until `stop`
+the shortest timeout (at most every second), raises `TimeoutError` in those past it, in
+batches of `WATCHDOG_BATCH` with the other fibers and I/O served in between. A timeout so
+fires up to that tick late. The watchdog runs from `start` (or `serve_forever`) until `stop`
 has seen the last connection end.
 """
 
@@ -46,6 +47,11 @@ __all__ = ["HTTPServer", "Timeouts", "serve"]
 log = logging.getLogger("unknot.http")
 
 Handler = Callable[[Request], Any]
+
+#: The most connections the watchdog cuts at once. Each cut connection runs in the next pass
+#: (a 408, a close); thousands timing out together (a slowloris attack) would otherwise hold
+#: the loop for one long pass, and every other connection's answer with it.
+WATCHDOG_BATCH = 64
 
 
 class HTTPServer:
@@ -176,7 +182,8 @@ class HTTPServer:
 
     def _watch(self) -> None:
         """The watchdog: a few times a second (a quarter of the shortest timeout, at most once a
-        second), raise `TimeoutError` in each connection waiting past its deadline."""
+        second), raise `TimeoutError` in each connection waiting past its deadline, at most
+        `WATCHDOG_BATCH` at a time with ``sleep(0)`` between batches."""
         settings = self._settings
         shortest = min(
             settings.head_timeout,
@@ -187,13 +194,26 @@ class HTTPServer:
         tick = min(max(shortest / 4, 0.01), 1.0)
         connections = self._connections
         throw = unknot.lowlevel.throw
+        batch = WATCHDOG_BATCH
         while True:
             unknot.sleep(tick)
             now = time.monotonic()
-            for fiber, connection in list(connections.items()):
-                deadline = connection.deadline
-                if deadline and deadline <= now:
-                    throw(fiber, TimeoutError("timed out"))
+            due = [
+                fiber
+                for fiber, connection in connections.items()
+                if 0.0 < connection.deadline <= now
+            ]
+            for start in range(0, len(due), batch):
+                if start:
+                    # The batch just cut runs (a 408 and a close each) and I/O is polled
+                    # before the next: the other connections are served in between.
+                    unknot.sleep(0)
+                    now = time.monotonic()
+                for fiber in due[start : start + batch]:
+                    # Again: it may have ended, or moved on (its deadline too), since the scan.
+                    connection = connections.get(fiber)
+                    if connection is not None and 0.0 < connection.deadline <= now:
+                        throw(fiber, TimeoutError("timed out"))
 
     def __enter__(self) -> HTTPServer:
         return self
