@@ -1,23 +1,28 @@
-"""Slowloris: thousands of connections trickle their request heads while a normal client
-measures its latency; the server's head timeout must cut the slow ones.
+"""Slowloris: thousands of connections trickle their request heads while a normal client measures
+its latency; the server's head timeout must cut the slow ones.
 
-    python fuzz/slowloris.py                       # make slowloris: 5,000 connections, 20 s
+    python fuzz/slowloris.py                       # 5,000 connections, 20 s
+    python fuzz/slowloris.py --gc-freeze --gc-threshold 20000 --attacker-nice 10   # make slowloris
     python fuzz/slowloris.py --conns 500 --seconds 4 --head-timeout 1 --json
 
 Three processes: the server (an `HTTPServer` with ``Timeouts(head=...)``), the attacker (one
-unknot process, a fiber per slow connection, bound to source addresses 127.0.0.2 and up) and
-this one, whose thread is the normal client: a new connection and one GET every 10 ms, its
-latency from connect to the last byte of the answer.
+unknot process, a fiber per slow connection, bound to source addresses 127.0.0.2 and up;
+``--attacker-nice`` lowers its priority, as a real attacker is another machine) and this one,
+whose thread is the normal client: a new connection and one GET every 10 ms, its latency from
+connect to the last byte of the answer.
 
 Each slow connection sends a request line and ``Host``, then one byte of a header every
-``--interval`` seconds (jittered), never finishing the head; when the server cuts it (a 408, or
-the connection closed) it connects again, so that ``--conns`` stay open all along. Printed:
-how many slow connections were open at the peak (as the server counts them), how many were cut
-and after how long (the head timeout plus up to a quarter of it: the watchdog's tick), whether
-each cut came with a 408, the normal client's p50/p99/max latency and failures, and the
-server's CPU time, event-loop lag (p99, max) and longest full garbage collection. Exit status
-1 if a slow connection was never cut, a normal request failed, or, with ``--max-p99``, the p99
-was over it.
+``--interval`` seconds (jittered), never finishing the head, and meanwhile waits for the
+server's answer; when the server cuts it (a 408, or the connection closed) it connects again,
+so that ``--conns`` stay open all along. Printed: how many slow connections were open at the
+peak (as the server counts them), how many were cut and after how long (the head timeout plus
+up to a quarter of it: the watchdog's tick), whether each cut came with a 408, the normal
+client's p50/p99/max latency and failures, and the server's CPU time, event-loop lag (p99, max)
+and longest full garbage collection (with ``--gc-stats``: every generation's collections, the
+loop's stalls and how much of them was garbage collection, and the gc-tracked objects per
+connection). ``--gc-freeze`` and ``--gc-threshold`` apply in the server docs/production.md's
+advice for many connections. Exit status 1 if a slow connection was never cut, a normal request
+failed, or, with ``--max-p99``, the p99 was over it.
 """
 
 from __future__ import annotations
@@ -119,21 +124,28 @@ unknot.run(main, float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.a
 
 
 def attacker(
-    port: int, conns: int, seconds: float, interval: float, addrs: int, ramp: float
+    port: int, conns: int, seconds: float, interval: float, addrs: int, ramp: float, nice: int
 ) -> None:
     """The slow connections (run in a subprocess: ``--attacker``); prints its stats as JSON."""
     import random
 
     import unknot
 
+    if nice:
+        os.nice(nice)
+
     stats = {"connects": 0, "cuts": 0, "cuts_408": 0, "cut_after": [], "errors": 0, "open": 0}
     stop_at = time.monotonic() + seconds
 
-    def cut(sock: socket.socket, began: float) -> bool:
-        """Whether the server cut the connection (a 408 is noted)."""
+    def cut(sock: socket.socket, began: float, wait: float) -> bool:
+        """Whether the server cut the connection within ``wait`` seconds (a 408 is noted).
+
+        Waits for the server's answer (a 408, or the close) rather than looking only when the
+        next byte is due, so that the cut is seen, and timed, when it happens."""
+        sock.settimeout(max(wait, 0.0))
         try:
-            data = sock.recv(4096, socket.MSG_DONTWAIT)
-        except BlockingIOError:
+            data = sock.recv(4096)
+        except TimeoutError:
             return False
         except OSError:
             data = b""
@@ -155,8 +167,10 @@ def attacker(
                 began = time.monotonic()
                 sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
                 while time.monotonic() < stop_at:
-                    unknot.sleep(interval * random.uniform(0.5, 1.5))
-                    if cut(sock, began):
+                    wait = min(interval * random.uniform(0.5, 1.5), stop_at - time.monotonic())
+                    if cut(sock, began, wait):
+                        break
+                    if time.monotonic() >= stop_at:
                         break
                     try:
                         sock.sendall(b"s")
@@ -239,12 +253,27 @@ def main() -> int:
         default=0,
         help="the server calls gc.set_threshold(N) first (docs/production.md)",
     )
+    parser.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=0,
+        help="the attacker process runs at this niceness: a real attacker is another machine, "
+        "not a process taking this one's CPU from the server",
+    )
     parser.add_argument("--attacker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ramp is None:
         args.ramp = args.head_timeout
     if args.attacker is not None:
-        attacker(args.attacker, args.conns, args.seconds, args.interval, args.addrs, args.ramp)
+        attacker(
+            args.attacker,
+            args.conns,
+            args.seconds,
+            args.interval,
+            args.addrs,
+            args.ramp,
+            args.attacker_nice,
+        )
         return 0
 
     server = subprocess.Popen(
@@ -281,6 +310,8 @@ def main() -> int:
             str(args.addrs),
             "--ramp",
             str(args.ramp),
+            "--attacker-nice",
+            str(args.attacker_nice),
         ],
         stdout=subprocess.PIPE,
         text=True,
