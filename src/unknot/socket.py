@@ -355,7 +355,7 @@ class socket(_StdSocket):
             return self._io(False, _Csocket.recv, None, (bufsize, flags))
         rec = self._fdwait
         if rec is not None:
-            # The hot path (a socket that waited before, in a fiber of its own hub).
+            # The hot path (a socket with a record, in a fiber of its own hub).
             # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
             # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
             # seconds) bounds the whole call. Anything else falls back to _io below.
@@ -392,6 +392,17 @@ class socket(_StdSocket):
                     raise TimeoutError("timed out")
             # INLINED-COPY-END(socket-recv)
             return self._io(False, _Csocket.recv, bufsize, (bufsize,), entered=True)
+        f = getcurrent()
+        if type(f) is Fiber:
+            fd = self.fileno()
+            if fd >= 0:
+                # The first blocking recv in a fiber makes the record before any wait (`_wait`
+                # would at the first EAGAIN) and takes the hot path: a connection idle in a
+                # later recv then waits in `Hub.wait_fd` called from here, three frames
+                # shallower than through _io and _wait (docs/internals.md, "Memory per idle
+                # connection").
+                self._fdwait = f.hub.fd_record(fd)
+                return self.recv(bufsize)
         return self._io(False, _Csocket.recv, bufsize, (bufsize,))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:

@@ -375,14 +375,15 @@ def drain(sock: Any) -> int:
 
 
 class FdWaiter:
-    """The root fiber waits on one end of a socketpair through `Hub.wait_fd`, one of three ways:
+    """The root fiber waits on one end of a socketpair through `Hub.wait_fd`, one of four ways:
 
     ``inlined``: an armed record on the edge-triggered hub, no timeout (the copy);
-    ``timed``: the same with a timeout, which goes through `Hub.park`;
+    ``first``: the same, at the record's first wait (armed by this wait, then the copy);
+    ``timed``: an armed record with a timeout, which goes through `Hub.park`;
     ``level``: the poll hub, where every wait goes through `Hub.park`.
     """
 
-    BACKEND = {"inlined": "epoll", "timed": "epoll", "level": "poll"}
+    BACKEND = {"inlined": "epoll", "first": "epoll", "timed": "epoll", "level": "poll"}
 
     def __init__(self, path: str) -> None:
         self.hub = hub_of_me()
@@ -391,12 +392,14 @@ class FdWaiter:
         self.a.setblocking(False)
         self.b.setblocking(False)
         self.rec = self.hub.fd_record(self.a.fileno())
-        unknot.spawn(self.b.send, b"!")  # a first wait registers the record
-        assert self.hub.wait_fd(self.fiber, self.rec, False, 5.0) is None
-        assert self.a.recv(10) == b"!"
+        if path != "first":
+            unknot.spawn(self.b.send, b"!")  # a first wait registers the record
+            assert self.hub.wait_fd(self.fiber, self.rec, False, 5.0) is None
+            assert self.a.recv(10) == b"!"
         self.timeout = 60.0 if path == "timed" else None
-        inlined = self.rec.armed and self.hub.edge_triggered and self.timeout is None
-        assert inlined == (path == "inlined")
+        inlined = self.hub.edge_triggered and self.timeout is None
+        assert inlined == (path in ("inlined", "first"))
+        assert self.rec.armed == (path in ("inlined", "timed"))  # (level: only while waiting)
 
     def wait(self) -> Any:
         return self.hub.wait_fd(self.fiber, self.rec, False, self.timeout)
@@ -531,6 +534,7 @@ def test_park_checks_agree_with_park(scenario: str) -> None:
     got = {p: run_on(FdWaiter.BACKEND[p], _park_main, p, scenario) for p in FdWaiter.BACKEND}
     assert got["timed"] == got["inlined"]
     assert got["level"] == got["inlined"]
+    assert got["first"] == got["inlined"]
     assert got["inlined"] == PARK_SCENARIOS[scenario][1]
 
 
@@ -665,7 +669,7 @@ def test_fd_wake_agrees_with_fd_event(scenario: str) -> None:
 # -- pass-rule: Hub._run_pass copies Hub._switch_out's test ---------------------------------------
 
 
-def _pass_main(ending: str, extension: str) -> list[Any]:
+def _pass_main(ending: str, extension: str, parking: str = "sleep") -> list[Any]:
     """Two fibers, S1 and S2, start a pass together. S1 wakes a third, T, then yields
     (``extension="yield"``) or parks; S2 runs next and then parks (the next fiber is chosen by
     `Hub._switch_out`) or ends (chosen by `Hub._run_pass`), with T first in the ready queue.
@@ -673,12 +677,24 @@ def _pass_main(ending: str, extension: str) -> list[Any]:
     T records whether the loop went round before it ran (an asyncio callback S2 scheduled has
     run). It must run in the same pass unless the pass may no longer be extended: a fiber
     yielded in it, or Ctrl-C arrived (S2 makes one: ``extension="interrupt"``).
+
+    ``parking``: how S1 and S2 park: ``sleep`` (`Hub.park`, which calls `Hub._switch_out`) or
+    ``fd``, an untimed `Hub.wait_fd` on a quiet socket (on the epoll hub: its inlined copy).
     """
     hub = hub_of_me()
     loop = hub.loop
     assert loop is not None
     marks: list[int] = []
     log: list[Any] = []
+    pairs = [std.socketpair() for _ in range(2)]
+    records = [hub.fd_record(a.fileno()) for a, _ in pairs]
+
+    def park(i: int) -> None:
+        if parking == "sleep":
+            unknot.sleep(1)
+        else:
+            with unknot.move_on_after(1):
+                hub.wait_fd(me(), records[i], False, None)
 
     def third() -> None:
         lowlevel.park()
@@ -691,7 +707,7 @@ def _pass_main(ending: str, extension: str) -> list[Any]:
         if extension == "yield":
             unknot.sleep(0)
         else:
-            unknot.sleep(1)  # parks: S2 is resumed straight from here
+            park(0)  # parks: S2 is resumed straight from here
 
     def second() -> None:
         lowlevel.park()
@@ -700,7 +716,7 @@ def _pass_main(ending: str, extension: str) -> list[Any]:
         if extension == "interrupt":
             interrupt_root(hub, Interrupt("Ctrl-C"))
         if ending == "park":
-            unknot.sleep(1)
+            park(1)
 
     t = unknot.spawn(third)
     s1 = unknot.spawn(first)
@@ -713,10 +729,16 @@ def _pass_main(ending: str, extension: str) -> list[Any]:
 
     hub.add_timer(hub.time() + 0.01, start, None)
     try:
-        t.join()
-    except Interrupt:
-        log.append(("root: Interrupt", len(marks)))
-        t.join()
+        try:
+            t.join()
+        except Interrupt:
+            log.append(("root: Interrupt", len(marks)))
+            t.join()
+    finally:
+        for rec, (a, b) in zip(records, pairs, strict=True):
+            hub.forget_fd(rec)
+            a.close()
+            b.close()
     return log
 
 

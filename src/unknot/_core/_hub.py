@@ -487,24 +487,30 @@ class Hub(DeadlockDetection):
         self.fd_waiters += 1
         try:
             if rec.armed and self.edge_triggered:
-                if timeout is None:
-                    # The sockets' hot path, with `park` inlined.
-                    # INLINED-COPY-BEGIN(park-checks): Hub.park(f) (cancellable, untimed): the
-                    # same checks, in the same order, but for its NotInFiberError test (`f` is
-                    # a running fiber of this hub here).
-                    if self.ncancel and effectively_cancelled(f._scope):
-                        raise Cancelled()
-                    if self.interrupt_pending and f is self.root:
-                        raise self.take_interrupt()
-                    f._since = _monitor.EPOCH
-                    f._parked = PARKED_CANCELLABLE
-                    try:
-                        return self._switch_out()
-                    finally:
-                        f._parked = NOT_PARKED
-                    # INLINED-COPY-END(park-checks)
+                untimed = timeout is None
             elif not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
+            else:  # (a first wait parks inline too: see below)
+                untimed = timeout is None and self.edge_triggered
+            if untimed:
+                # The sockets' hot path, with `park` inlined: an idle connection's fiber waits
+                # here, and every frame on its stack is memory kept per connection
+                # (docs/internals.md, "Memory per idle connection"). `_switch_out` stays a
+                # call: it is the one place a fiber leaves, which instruments hook.
+                # INLINED-COPY-BEGIN(park-checks): Hub.park(f) (cancellable, untimed): the
+                # same checks, in the same order, but for its NotInFiberError test (`f` is
+                # a running fiber of this hub here).
+                if self.ncancel and effectively_cancelled(f._scope):
+                    raise Cancelled()
+                if self.interrupt_pending and f is self.root:
+                    raise self.take_interrupt()
+                f._since = _monitor.EPOCH
+                f._parked = PARKED_CANCELLABLE
+                try:
+                    return self._switch_out()
+                finally:
+                    f._parked = NOT_PARKED
+                # INLINED-COPY-END(park-checks)
             return self.park(f, timeout)
         finally:
             self.fd_waiters -= 1

@@ -1,0 +1,50 @@
+"""An idle connection costs memory for every frame between its fiber's entry and the place it
+parks (docs/internals.md, "Memory per idle connection"): a fiber idle in ``recv`` after an
+exchange waits in `Hub.wait_fd` called straight from ``recv``, with only `Hub._switch_out`
+above it (no ``_io``, ``_wait`` or ``park`` frames); in its very first recv, ``recv`` is there
+twice (the first call makes the fd's record and calls again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import unknot
+from unknot import socket
+
+
+def _stack(f: unknot.Fiber) -> list[str]:
+    frame: Any = f.gr_frame
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+@pytest.mark.parametrize("exchanges", [0, 1, 3])
+def test_an_idle_recv_waits_three_frames_deep(exchanges: int) -> None:
+    stacks = []
+
+    def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+
+            def echo() -> None:
+                while data := a.recv(4096):
+                    a.sendall(data)
+
+            f = unknot.spawn(echo)
+            for _ in range(exchanges):
+                b.sendall(b"ping")
+                assert b.recv(4096) == b"ping"
+            unknot.sleep(0.01)
+            stacks.append(_stack(f))
+            b.close()
+            f.join()
+
+    unknot.run(main)
+    top = ["_switch_out", "wait_fd", "recv", "recv"] if exchanges == 0 else []
+    top = top or ["_switch_out", "wait_fd", "recv"]
+    assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
