@@ -145,7 +145,8 @@ class socket(_StdSocket):
         self._timeout: float | None = (
             0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
         )
-        # The hub's record of this fd (`FdWait`, which knows its hub), made at the first wait.
+        # The hub's record of this fd (`FdWait`, which knows its hub), made at the first wait
+        # (or at the first blocking `recv` in a fiber).
         self._fdwait: FdWait | None = None
         self._stream = self.type == _stdlib.SOCK_STREAM
         # Only TCP promises that a short read drained the buffer: an AF_UNIX stream read stops
