@@ -87,9 +87,11 @@ SOURCES := $(shell find src -name '*.py') setup.py build_backend.py pyproject.to
 $(VENV_C)/.installed: $(SOURCES)
 	$(PY) -m venv $(VENV_C)
 	$(BIN_C)/python -m pip install -q --upgrade pip
-	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
 	$(BIN_C)/python -m pip install -q '.[test,drivers]'
 	rm -rf build
+	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
+	rm -rf build
+	$(BIN_C)/python -c 'import unknot, sys; sys.exit(not unknot.compiled)'
 	touch $@
 
 venv-compiled: $(VENV_C)/.installed
