@@ -352,8 +352,9 @@ class Hub(DeadlockDetection):
         Whenever the queue runs dry, the calls batched meanwhile (`call_batched`) are made and
         their fibers queued, to run in the same pass while the budget lasts.
         """
-        if PASS_HOOKS:  # (instruments: pass started)
-            for hook in list(PASS_HOOKS):
+        hooks = PASS_HOOKS
+        if hooks:  # (instruments: pass started)
+            for hook in list(hooks):
                 hook(self, True)
         ready = self.ready
         self._yielded = False
@@ -365,8 +366,8 @@ class Hub(DeadlockDetection):
                 self._run_pass(ready)
         finally:
             self._budget = 0
-            if PASS_HOOKS:  # (pass ended; not for a hook removed meanwhile)
-                for hook in list(PASS_HOOKS):
+            if hooks:  # (pass ended; not for a hook removed meanwhile: the same list)
+                for hook in list(hooks):
                     hook(self, False)
 
     def _run_pass(self, ready: deque[Fiber]) -> None:
