@@ -5,7 +5,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: demo test services lint typecheck venv conformance bench bench-core bench-echo bench-drivers bench-http scale clean \
-	fuzz fuzz-short slowloris soak venv-compiled test-compiled test-pure conformance-compiled wheels
+	fuzz fuzz-short slowloris soak venv-compiled test-compiled test-pure conformance-compiled wheels \
+	test-nocc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -87,9 +88,11 @@ SOURCES := $(shell find src -name '*.py') setup.py build_backend.py pyproject.to
 $(VENV_C)/.installed: $(SOURCES)
 	$(PY) -m venv $(VENV_C)
 	$(BIN_C)/python -m pip install -q --upgrade pip
-	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
 	$(BIN_C)/python -m pip install -q '.[test,drivers]'
 	rm -rf build
+	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
+	rm -rf build
+	$(BIN_C)/python -c 'import unknot, sys; sys.exit(not unknot.compiled)'
 	touch $@
 
 venv-compiled: $(VENV_C)/.installed
@@ -106,6 +109,31 @@ test-pure: $(VENV_C)/.installed services
 
 conformance-compiled: $(VENV_C)/.installed
 	$(BIN_C)/python conformance/run.py --json $(VENV_C)/conformance.json --logs $(VENV_C)/conformance-logs
+
+## A fresh clone on a machine without a C compiler: VENV_N gets a plain `pip install .` with
+## every C compiler hidden (shims that fail first on PATH, and CC=false); the install must
+## succeed, with no error, as the pure-Python build. Then the tests that exercise the install
+## itself and the core run against it (NOCC_TESTS; the whole pure suite runs in `make test`,
+## on the same sources).
+VENV_N    ?= .venv-nocc
+NOCC_TESTS ?= tests/core tests/primitives tests/patch
+NOCC_SHIMS := $(abspath $(VENV_N))-shims
+
+test-nocc:
+	rm -rf $(VENV_N) $(NOCC_SHIMS) build
+	mkdir -p $(NOCC_SHIMS)
+	for cc in cc gcc clang c89 c99 x86_64-linux-gnu-gcc aarch64-linux-gnu-gcc; do \
+	  printf '#!/bin/sh\necho "$$0: no C compiler here (make test-nocc)" >&2\nexit 1\n' \
+	    > $(NOCC_SHIMS)/$$cc; chmod +x $(NOCC_SHIMS)/$$cc; done
+	$(PY) -m venv $(VENV_N)
+	PATH=$(NOCC_SHIMS):$$PATH CC=false $(VENV_N)/bin/python -m pip install -q --upgrade pip
+	PATH=$(NOCC_SHIMS):$$PATH CC=false $(VENV_N)/bin/python -m pip install '.[test,drivers]' \
+	  > $(VENV_N)/install.log 2>&1 || { cat $(VENV_N)/install.log; exit 1; }
+	rm -rf build
+	@if grep -i 'error' $(VENV_N)/install.log; then echo "the install reported an error"; exit 1; fi
+	$(VENV_N)/bin/python -c 'import unknot, sys; sys.exit(unknot.compiled)'
+	$(VENV_N)/bin/python -W error -c 'import unknot'
+	PATH=$(NOCC_SHIMS):$$PATH CC=false $(VENV_N)/bin/python -m pytest -q -p no:cacheprovider $(NOCC_TESTS)
 
 ## Wheels with the compiled modules for the supported CPythons found here (3.11; 3.13 through
 ## pyenv), into dist/.

@@ -4,16 +4,16 @@ The project's metadata is in pyproject.toml; this file only adds the optional ex
 docs/compiled.md). The modules listed in ``src/unknot/_compiled.py`` (``MODULES``) are compiled
 from their own ``.py`` sources with mypyc; the sources are installed too and are the fallback.
 
-For now compiling is opt-in (docs/compiled.md says why: some debugging tools do not work on
-the compiled build yet):
+Compiling is the default where a working C compiler is found (``build_backend.no_compiler``):
 
-* ``UNKNOT_COMPILE=1``: compile the modules; a failure gives a warning and a pure-Python install.
-* ``UNKNOT_REQUIRE_COMPILED=1``: compile, and a failed compilation is an error (CI's compiled
-  run, ``make wheels``).
-* ``UNKNOT_PURE_BUILD=1``: build no extension, whatever else is set.
+* ``UNKNOT_REQUIRE_COMPILED=1``: a failed compilation is an error (CI's compiled run,
+  ``make wheels``).
+* ``UNKNOT_PURE_BUILD=1``: build no extension, whatever else is set (editable installs are
+  always pure: the build backend sets it for them).
+* ``UNKNOT_COMPILE``: the former opt-in, accepted and ignored.
 
 Without a C compiler, without mypy, or when mypyc refuses the sources, the install goes on in pure
-Python with a warning on stderr and no error.
+Python with a message on stderr and no error.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from build_backend import no_compiler  # noqa: E402 - found through the line above
 
 
 def _flag(name: str) -> bool:
@@ -80,8 +82,10 @@ def extensions() -> list[Any]:
     if _flag("UNKNOT_PURE_BUILD"):
         _say("UNKNOT_PURE_BUILD is set: installing the pure-Python modules only")
         return []
-    if not (_flag("UNKNOT_COMPILE") or _flag("UNKNOT_REQUIRE_COMPILED")):
-        return []  # compiling is opt-in for now (docs/compiled.md)
+    why = no_compiler()
+    if why is not None:
+        _give_up(why)
+        return []
     try:
         from mypyc.build import mypycify
     except ImportError as exc:

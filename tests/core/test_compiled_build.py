@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +137,58 @@ def test_the_source_finder_finds_only_the_listed_modules() -> None:
         assert Path(spec.origin).is_file()
     assert finder.find_spec("unknot.socket") is None
     assert finder.find_spec("json") is None
+
+
+def _backend() -> Any:
+    """The checkout's build backend (build_backend.py, beside pyproject.toml)."""
+    path = Path(__file__).resolve().parents[2] / "build_backend.py"
+    spec = importlib.util.spec_from_file_location("unknot_build_backend", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD_VARIABLES = ("CC", "UNKNOT_PURE_BUILD", "UNKNOT_REQUIRE_COMPILED", "UNKNOT_COMPILE")
+
+
+def test_the_backend_asks_for_mypy_only_where_a_c_compiler_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backend = _backend()
+    for name in BUILD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    mypy = backend.MYPYC_REQUIREMENT
+
+    class Setuptools:  # (setuptools' own answers, which need the checkout as cwd: none here)
+        @staticmethod
+        def get_requires_for_build_wheel(config_settings: Any = None) -> list[str]:
+            return []
+
+        get_requires_for_build_editable = get_requires_for_build_wheel
+
+    monkeypatch.setattr(backend, "_orig", Setuptools)
+    # A compiler that fails (as `make test-nocc` hides them): a pure build, no mypy.
+    monkeypatch.setenv("CC", "false")
+    assert "--version failed" in backend.no_compiler()
+    assert mypy not in backend.get_requires_for_build_wheel()
+    # ...unless compiling is required: then the build must fail, loudly.
+    monkeypatch.setenv("UNKNOT_REQUIRE_COMPILED", "1")
+    assert mypy in backend.get_requires_for_build_wheel()
+    monkeypatch.delenv("UNKNOT_REQUIRE_COMPILED")
+    # A compiler not on PATH.
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc") + " -O2")
+    assert "is not on PATH" in backend.no_compiler()
+    # A working one (a stand-in answering --version): compiled by default.
+    cc = tmp_path / "fake-cc"
+    cc.write_text("#!/bin/sh\necho fake-cc 1.0\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", f"{cc} -pthread")
+    assert backend.no_compiler() is None
+    assert mypy in backend.get_requires_for_build_wheel()
+    monkeypatch.setenv("UNKNOT_COMPILE", "0")  # the former opt-in changes nothing
+    assert mypy in backend.get_requires_for_build_wheel()
+    # Editable installs and UNKNOT_PURE_BUILD are pure.
+    assert mypy not in backend.get_requires_for_build_editable()
+    monkeypatch.setenv("UNKNOT_PURE_BUILD", "1")
+    assert mypy not in backend.get_requires_for_build_wheel()

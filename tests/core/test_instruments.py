@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import greenlet
 import pytest
 
 import unknot
 from unknot import lowlevel, socket
+from unknot._core import _hub as hub_mod
 
 
 class Recorder(lowlevel.Instrument):
@@ -62,7 +64,8 @@ def test_a_fiber_life_is_reported(backend: str) -> None:
         hub = lowlevel.current_hub()
         plain = type(hub)
         lowlevel.add_instrument(rec)
-        assert type(hub) is not plain
+        assert type(hub) is plain  # (a compiled hub cannot change class)
+        assert greenlet.gettrace() is not None
         ev = unknot.Event()
         a, b = socket.socketpair()
         with a, b:
@@ -73,7 +76,8 @@ def test_a_fiber_life_is_reported(backend: str) -> None:
             b.send(b"x")
             f.join()
         lowlevel.remove_instrument(rec)
-        assert type(hub) is plain and not hasattr(hub, "instruments")
+        assert greenlet.gettrace() is None  # no trace function left behind
+        assert hub_mod.PASS_HOOKS == []
 
     unknot.run(main)
     assert _fiber_events(rec) == [
@@ -128,3 +132,39 @@ def test_nothing_is_reported_after_removal_and_errors_are_logged(
 def test_outside_a_hub_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="no current hub"):
         lowlevel.add_instrument(Recorder())
+
+
+def test_the_run_end_leaves_no_trace_function() -> None:
+    rec = Recorder()
+
+    def main() -> None:
+        lowlevel.add_instrument(rec)  # never removed: the loop's end and close take it away
+        unknot.spawn(unknot.sleep, 0).join()
+        assert greenlet.gettrace() is not None
+
+    unknot.run(main)
+    assert greenlet.gettrace() is None
+    assert hub_mod.PASS_HOOKS == []
+    assert ("spawned",) in rec.events and ("done",) in rec.events
+
+
+def test_a_fiber_that_yields_is_reported_blocked_on_yield() -> None:
+    rec = Recorder(only="yielder")
+
+    def yielder() -> None:
+        unknot.sleep(0)
+
+    def main() -> None:
+        lowlevel.add_instrument(rec)
+        unknot.spawn(yielder, name="yielder").join()
+        lowlevel.remove_instrument(rec)
+
+    unknot.run(main)
+    assert _fiber_events(rec) == [
+        ("spawned",),
+        ("scheduled",),
+        ("blocked", "yield"),
+        ("scheduled",),
+        ("resumed",),
+        ("done",),
+    ]

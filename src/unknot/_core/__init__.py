@@ -18,9 +18,11 @@ A map for a newcomer (read the modules in this order):
 ``_calls``        the module-level calls: `spawn`, `sleep`, `checkpoint`, fd waits, timeouts.
 ``_taskgroup``    `TaskGroup` (a trio nursery); ``_bridge`` asyncio <-> fibers; ``_threads``
                   `to_thread`/`from_thread` over the pool in ``_thread_pool``.
-``_introspect``   fiber dumps: what each fiber waits on, derived from its frames when asked.
+``_introspect``   fiber dumps: what each fiber waits on, derived from the hub's tables and the
+                  fiber's frames when asked.
 ``_monitor``      the blocking detector's thread (also samples the loop lag); ``_stats``
-                  `stats`; ``_instruments`` scheduling callbacks, swapped in only when used.
+                  `stats`; ``_instruments`` scheduling callbacks (a greenlet trace function and
+                  a pass hook, set only when used).
 
 Where the loop runs and the order of one pass. asyncio's ``run_forever`` calls
 ``selector.select(timeout)`` once per iteration; our selector (`HubSelector`) is the hub:

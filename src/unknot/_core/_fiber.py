@@ -80,7 +80,11 @@ class Fiber(greenlet):
         "_spawned_at",
         "_retrieved",
         "_since",
+        "_wait_began",
     )
+
+    #: When its latest timed `Hub.park` began (hub clock); set only there, read by dumps.
+    _wait_began: float
 
     # A fiber is the root node of its own cancel scopes (see _cancel.py); it is never shielded.
     _shield = False

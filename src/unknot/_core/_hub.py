@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from greenlet import getcurrent, greenlet
 
@@ -47,6 +47,10 @@ from ._parking import TIMED_OUT
 #: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
 #: bound keeps a fiber that yields in a loop from starving I/O.
 PASS_EXTRA = 256
+
+#: Called with (hub, True) before and (hub, False) after each pass of every hub while not
+#: empty: the instruments' pass events (`unknot._core._instruments`). One test per pass.
+PASS_HOOKS: Final[list[Callable[[Any, bool], None]]] = []
 
 
 def _nothing() -> None:
@@ -238,7 +242,9 @@ class Hub(DeadlockDetection):
                 return self._switch_out()
             finally:
                 f._parked = NOT_PARKED
-        entry = self.add_timer(self.time() + timeout, self._timeout_cb, f)
+        now = self.time()
+        entry = self.add_timer(now + timeout, self._timeout_cb, f)
+        f._wait_began = now  # (for dumps: when the timed wait began, on the hub's clock)
         f._parked = state
         try:
             return self._switch_out()
@@ -346,6 +352,10 @@ class Hub(DeadlockDetection):
         Whenever the queue runs dry, the calls batched meanwhile (`call_batched`) are made and
         their fibers queued, to run in the same pass while the budget lasts.
         """
+        hooks = PASS_HOOKS
+        if hooks:  # (instruments: pass started)
+            for hook in list(hooks):
+                hook(self, True)
         ready = self.ready
         self._yielded = False
         self._budget = len(ready) + self.PASS_EXTRA
@@ -356,6 +366,9 @@ class Hub(DeadlockDetection):
                 self._run_pass(ready)
         finally:
             self._budget = 0
+            if hooks:  # (pass ended; not for a hook removed meanwhile: the same list)
+                for hook in list(hooks):
+                    hook(self, False)
 
     def _run_pass(self, ready: deque[Fiber]) -> None:
         while self._budget and ready:

@@ -1,21 +1,29 @@
 """Instruments (after trio's): callbacks on a hub's scheduling events, free when none is installed.
 
-Nothing on the hub's paths tests for instruments. Installing the first one on a hub swaps the
-hub's class for a subclass (`_instrumented_class`) whose methods report the events around the
-originals; removing the last one swaps the plain class back. The subclass routes every wait
-through the generic `Hub._switch_out` (the only place a fiber leaves), so the inlined fast paths
-need no hooks.
+Nothing on the hub's switch paths tests for instruments, and the hub's class is left alone (a
+compiled hub cannot change class nor take new attributes). While a hub has an instrument:
+
+* a greenlet trace function (`greenlet.settrace`, per thread: one hub per thread) sees every
+  switch on the hub's thread: a fiber switched away from has blocked (or yielded, or ended),
+  one switched to is resumed (or starts);
+* a hook in `unknot._core._hub.PASS_HOOKS`, called by `Hub._run_ready`, reports the passes, and
+  at each pass start the fibers found ready that were blocked (woken meanwhile) as scheduled.
+
+Removing the last instrument of a hub puts the thread's previous trace function back (None,
+usually), and so does the end of the hub's loop (`loop_stopped`; `loop_started` sets it again).
+A fiber woken is reported as scheduled late (at the next pass start, or when it resumes, which
+comes first), not at the moment `wake` was called: the wake paths carry no hook.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
-from greenlet import getcurrent
+import greenlet
 
 from ._fiber import Fiber
+from ._hub import PASS_HOOKS
 from ._lookup import get_hub
 
 if TYPE_CHECKING:
@@ -29,7 +37,8 @@ class Instrument:
 
     The methods run on the hub's thread, in the middle of scheduling: they must be quick, must not
     block or switch, and what they raise is logged and dropped. A blocked fiber's ``waiting_on``
-    is described as in `unknot.dump` (``"fd 7 (read)"``, ``"Lock.acquire"``...).
+    is described as in `unknot.dump` (``"fd 7 (read)"``, ``"Lock.acquire"``...), or ``"yield"``
+    for a fiber that let the others run (``sleep(0)``) and is still ready.
     """
 
     def fiber_spawned(self, fiber: Fiber) -> None:
@@ -54,92 +63,106 @@ class Instrument:
         """The hub is done running the ready fibers for this loop iteration."""
 
 
-def _emit(hub: Any, event: str, *args: Any) -> None:
-    # (read from the instance dict: code suspended in an instrumented method may finish after
-    # the last instrument was removed and the hub's plain class put back)
-    for inst in list(hub.__dict__.get("instruments", ())):
-        try:
-            getattr(inst, event)(*args)
-        except Exception:
-            log.exception("instrument %r raised in %s; ignored", inst, event)
+class _HubState:
+    """A hub's instruments and what they were told about its fibers."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.instruments: list[Instrument] = []
+        self.known: set[Fiber] = set(hub.fibers)  # reported spawned (or there before)
+        self.blocked: set[Fiber] = set()  # reported blocked, not yet scheduled
+        self.waiting: set[Fiber] = set()  # reported blocked, not yet resumed
+        self.previous: Any = None  # the thread's trace function before ours
+        self.tracing = False
+        self.in_pass = False  # a pass started since the first instrument came
+
+    def emit(self, event: str, *args: Any) -> None:
+        for inst in list(self.instruments):
+            try:
+                getattr(inst, event)(*args)
+            except Exception:
+                log.exception("instrument %r raised in %s; ignored", inst, event)
+
+    def meet(self, f: Fiber) -> None:
+        """Report ``f`` spawned (and scheduled) if this is the first time it is seen."""
+        if f not in self.known:
+            self.known.add(f)
+            self.emit("fiber_spawned", f)
+            self.emit("fiber_scheduled", f)
+
+    def scheduled(self, f: Fiber) -> None:
+        if f in self.blocked:
+            self.blocked.discard(f)
+            self.emit("fiber_scheduled", f)
+
+    def left(self, f: Fiber) -> None:
+        """``f`` was switched away from."""
+        if f.dead:
+            self.known.discard(f)
+            self.blocked.discard(f)
+            self.waiting.discard(f)
+            self.emit("fiber_done", f)
+            return
+        self.meet(f)
+        if f._parked:
+            from ._introspect import _describe_wait, _frames
+
+            what = _describe_wait(self.hub, f, _frames(f.gr_frame))[0]
+        else:
+            what = "yield"  # sleep(0), cede: still ready
+        self.blocked.add(f)
+        self.waiting.add(f)
+        self.emit("fiber_blocked", f, what)
+
+    def entered(self, f: Fiber) -> None:
+        """``f`` was switched to."""
+        self.meet(f)
+        self.scheduled(f)  # woken by a path with no hook, after the latest pass start
+        if f in self.waiting:
+            self.waiting.discard(f)
+            self.emit("fiber_resumed", f)
+
+    def start_tracing(self) -> None:
+        if not self.tracing:
+            self.previous = greenlet.settrace(self.trace)
+            self.tracing = True
+
+    def stop_tracing(self) -> None:
+        if self.tracing:
+            greenlet.settrace(self.previous)
+            self.previous = None
+            self.tracing = False
+
+    def trace(self, event: str, args: Any) -> None:
+        previous = self.previous
+        if previous is not None:
+            previous(event, args)
+        if event not in ("switch", "throw"):
+            return
+        origin, target = args
+        if type(origin) is Fiber and origin.hub is self.hub:
+            self.left(origin)
+        if type(target) is Fiber and target.hub is self.hub:
+            self.entered(target)
 
 
-def _scheduled(hub: Any, f: Fiber) -> None:
-    blocked = hub.__dict__.get("_instr_blocked")
-    if blocked is not None and f in blocked:
-        blocked.discard(f)
-        _emit(hub, "fiber_scheduled", f)
+#: The instrumented hubs (each on its own thread).
+_states: dict[Any, _HubState] = {}
 
 
-class _InstrumentedHub:
-    """The methods that report events (mixed in front of the hub's own class)."""
-
-    instruments: list[Instrument]
-    _instr_blocked: set[Fiber]
-    ready: Any
-
-    def spawn(
-        self, fn: Any, args: Any = (), kwargs: Any = None, name: Any = None, parent: Any = None
-    ) -> Fiber:
-        f: Fiber = super().spawn(fn, args, kwargs, name, parent)  # type: ignore[misc]
-        _emit(self, "fiber_spawned", f)
-        _emit(self, "fiber_scheduled", f)
-        return f
-
-    def wake(self, f: Fiber, value: Any = None) -> bool:
-        woken: bool = super().wake(f, value)  # type: ignore[misc]
-        if woken:
-            _scheduled(self, f)
-        return woken
-
-    def throw(self, f: Fiber, exc: BaseException) -> bool:
-        woken: bool = super().throw(f, exc)  # type: ignore[misc]
-        if woken:
-            _scheduled(self, f)
-        return woken
-
-    def _switch_out(self) -> Any:
-        me = getcurrent()
-        if type(me) is not Fiber:
-            return super()._switch_out()  # type: ignore[misc]
-        from ._introspect import _describe_wait, _frames
-
-        what = _describe_wait(self, _frames(sys._getframe(1)))[0]  # type: ignore[arg-type]
-        self._instr_blocked.add(me)
-        _emit(self, "fiber_blocked", me, what)
-        try:
-            return super()._switch_out()  # type: ignore[misc]
-        finally:
-            _scheduled(self, me)  # woken by a path with no hook (an fd event, a batched call)
-            _emit(self, "fiber_resumed", me)
-
-    def _after_poll(self, had_events: bool) -> None:
-        for f in list(self.ready):  # woken by fd events, straight from the poll
-            _scheduled(self, f)
-        super()._after_poll(had_events)  # type: ignore[misc]
-
-    def _run_ready(self) -> None:
-        _emit(self, "pass_started")
-        try:
-            super()._run_ready()  # type: ignore[misc]
-        finally:
-            _emit(self, "pass_ended")
-
-    def _fiber_finished(self, f: Fiber) -> None:
-        super()._fiber_finished(f)  # type: ignore[misc]
-        self._instr_blocked.discard(f)
-        _emit(self, "fiber_done", f)
-
-
-_classes: dict[type, type] = {}
-
-
-def _instrumented_class(cls: type) -> type:
-    sub = _classes.get(cls)
-    if sub is None:
-        sub = _classes[cls] = type(f"Instrumented{cls.__name__}", (_InstrumentedHub, cls), {})
-        sub._plain_class = cls  # type: ignore[attr-defined]
-    return sub
+def _pass_hook(hub: Hub, started: bool) -> None:
+    state = _states.get(hub)
+    if state is None:
+        return
+    if started:
+        state.in_pass = True
+        state.emit("pass_started")
+        for f in list(hub.ready):  # spawned, or woken (by fd events, straight from the poll)
+            state.meet(f)
+            state.scheduled(f)
+    elif state.in_pass:  # (not the end of the pass during which the first one came)
+        state.in_pass = False
+        state.emit("pass_ended")
 
 
 def _the_hub(hub: Hub | None) -> Hub:
@@ -153,29 +176,54 @@ def _the_hub(hub: Hub | None) -> Hub:
 def add_instrument(instrument: Instrument, hub: Hub | None = None) -> None:
     """Install ``instrument`` on ``hub`` (default: the current hub). Call on the hub's thread.
 
-    While a hub has an instrument it runs a slower, instrumented path; with none it runs as if
-    instruments did not exist.
+    While a hub has an instrument its thread runs a greenlet trace function; with none it runs
+    as if instruments did not exist.
     """
     hub = _the_hub(hub)
-    current: list[Instrument] | None = hub.__dict__.get("instruments")
-    if current is None:
-        hub.instruments = []  # type: ignore[attr-defined]
-        hub._instr_blocked = set()  # type: ignore[attr-defined]
-        hub.__class__ = _instrumented_class(type(hub))
-        current = hub.instruments  # type: ignore[attr-defined]
-    if instrument not in current:
-        current.append(instrument)
+    state = _states.get(hub)
+    if state is None:
+        state = _states[hub] = _HubState(hub)
+        if _pass_hook not in PASS_HOOKS:
+            PASS_HOOKS.append(_pass_hook)
+        state.start_tracing()
+    if instrument not in state.instruments:
+        state.instruments.append(instrument)
 
 
 def remove_instrument(instrument: Instrument, hub: Hub | None = None) -> None:
     """Uninstall ``instrument`` from ``hub`` (default: the current hub). `ValueError` if it is
     not installed there. Removing the last one puts the hub back on its uninstrumented path."""
     hub = _the_hub(hub)
-    current: list[Instrument] | None = hub.__dict__.get("instruments")
-    if current is None or instrument not in current:
+    state = _states.get(hub)
+    if state is None or instrument not in state.instruments:
         raise ValueError(f"{instrument!r} is not installed on this hub")
-    current.remove(instrument)
-    if not current:
-        del hub.instruments  # type: ignore[attr-defined]
-        del hub._instr_blocked  # type: ignore[attr-defined]
-        hub.__class__ = hub.__class__._plain_class  # type: ignore[attr-defined]
+    state.instruments.remove(instrument)
+    if not state.instruments:
+        _drop(hub)
+
+
+def _drop(hub: Hub) -> None:
+    state = _states.pop(hub, None)
+    if state is not None:
+        state.stop_tracing()
+    if not _states and _pass_hook in PASS_HOOKS:
+        PASS_HOOKS.remove(_pass_hook)
+
+
+def loop_started(hub: Hub) -> None:
+    """The hub's loop runs (again) on this thread: trace its switches if it is instrumented."""
+    state = _states.get(hub)
+    if state is not None:
+        state.start_tracing()
+
+
+def loop_stopped(hub: Hub) -> None:
+    """The hub's loop stopped: leave the thread without our trace function."""
+    state = _states.get(hub)
+    if state is not None:
+        state.stop_tracing()
+
+
+def loop_closed(hub: Hub) -> None:
+    """The hub's loop is closed: its instruments are dropped."""
+    _drop(hub)

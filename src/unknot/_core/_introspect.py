@@ -1,10 +1,12 @@
 """Fiber dumps: what every live fiber is doing, derived when asked, never recorded as it happens.
 
-Parking costs the hot path one store (``Fiber._since = _monitor.EPOCH``); everything else is read at
-dump time from what already exists: a parked fiber's frames and their locals say what it waits on
-(`Hub.wait_fd` holds the fd record and the direction, `ParkingLot.park` is called by the lock,
-queue, event or join that owns the lot, `Hub.park` holds the timeout's timer entry), the ready
-queue says who is ready, the blocking detector's latest sample when a wait began (``EPOCH``).
+Parking costs the hot path one store (``Fiber._since = _monitor.EPOCH``; a timed park one more,
+``Fiber._wait_began``); everything else is read at dump time from what already exists: the hub's
+tables say what a parked fiber waits on (an fd record names its reader and writer, a batched
+call its fiber, the timer heap a timed park's fiber and deadline), and otherwise its own Python
+frames outside the core (`ParkingLot.park` is called by the lock, queue, event or join that owns
+the lot; `sleep` calls `Hub.park`). The core's frames are never needed: the compiled build has
+none. The ready queue says who is ready, the blocking detector's latest sample when a wait began.
 """
 
 from __future__ import annotations
@@ -133,65 +135,59 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
     return None, None
 
 
-def _describe_wait(hub: Hub, frames: list[Any]) -> tuple[str, Any, float | None]:
-    """(what the parked fiber waits on, the object, when the wait began if known)."""
-    park_at = None
-    for i, fr in enumerate(frames):
-        code = fr.f_code
-        if code.co_filename != _HUB_FILE:
-            continue
-        name, loc = code.co_name, fr.f_locals
-        if name == "park" and park_at is None:
-            park_at = i
-        elif name in ("wait_fd", "wait_fds", "call_batched"):
-            began, left = (
-                _timer_times(hub, frames[park_at].f_locals) if park_at is not None else (None, None)
-            )
-            obj: Any = None
-            if name == "wait_fd":
-                obj = loc.get("rec")
-                what = f"fd {getattr(obj, 'fd', '?')} ({'write' if loc.get('write') else 'read'})"
-            elif name == "wait_fds":
-                what = (
-                    f"fds read {list(loc.get('reads') or ())} write {list(loc.get('writes') or ())}"
-                )
-            else:
-                obj = loc.get("fn")
+def _describe_wait(hub: Hub, f: Fiber, frames: list[Any]) -> tuple[str, Any, float | None]:
+    """(what parked fiber ``f`` waits on, the object, when the wait began if known).
+
+    Read from the hub's tables (the fd records name their waiters, the batched calls their
+    fibers, the timer heap a timed park's fiber) and from the fiber's Python frames outside the
+    core's wait machinery: the compiled build's core functions have no Python frames, so
+    nothing here depends on seeing `Hub.park` or `Hub.wait_fd` on the stack.
+    """
+    began, left = _timer_times(hub, f)
+    what: str | None = None
+    obj: Any = None
+    reads = [rec for rec in list(hub.fds.values()) if rec.reader is f]
+    writes = [rec for rec in list(hub.fds.values()) if rec.writer is f]
+    if len(reads) + len(writes) == 1:
+        obj = (reads or writes)[0]
+        what = f"fd {obj.fd} ({'write' if writes else 'read'})"
+    elif reads or writes:
+        what = f"fds read {[r.fd for r in reads]} write {[r.fd for r in writes]}"
+    else:
+        for call in list(hub.calls):
+            if call[0] is f:
+                obj = call[1]
                 what = f"a batched call ({getattr(obj, '__qualname__', obj)})"
-            if left is not None:
-                what += f" (timeout in {left:.3g} s)"
-            return what, obj, began
-    if park_at is not None:
-        return _describe_park(hub, frames, park_at, frames[park_at].f_locals)
-    return "?", None, None
-
-
-def _timer_times(hub: Hub, park_locals: dict[str, Any]) -> tuple[float | None, float | None]:
-    """For a timed `Hub.park` frame's locals: (when the wait began, seconds left), hub clock."""
-    entry, timeout = park_locals.get("entry"), park_locals.get("timeout")
-    if entry is None or timeout is None or entry[2] is None:
-        return None, None
-    now = hub.time()
-    return entry[0] - timeout, entry[0] - now
-
-
-def _describe_park(
-    hub: Hub, frames: list[Any], i: int, loc: dict[str, Any]
-) -> tuple[str, Any, float | None]:
-    began, left = _timer_times(hub, loc)
-    outer = frames[i + 1] if i + 1 < len(frames) else None
+                break
+    if what is not None:
+        if left is not None:
+            what += f" (timeout in {left:.3g} s)"
+        return what, obj, began
+    i = 0  # the innermost frame outside the wait machinery (the pure build's core frames)
+    while i < len(frames) and frames[i].f_code.co_filename in (_HUB_FILE, _PARKING_FILE):
+        i += 1
+    outer = frames[i] if i < len(frames) else None
     if outer is not None and outer.f_code.co_filename == _CALLS_FILE:
         if outer.f_code.co_name == "sleep":
             if left is None:
                 return "sleep (forever)", None, None
             return f"sleep ({max(left, 0.0):.3g} s left)", None, began
-    label, obj = _owner_label(frames, i + 1)
+    label, obj = _owner_label(frames, i)
     if label is None:
-        caller = outer.f_code.co_name if outer is not None else "?"
-        label = f"park() in {caller}"
+        label = f"park() in {outer.f_code.co_name if outer is not None else '?'}"
     if left is not None:
         label += f" (timeout in {left:.3g} s)"
     return label, obj, began
+
+
+def _timer_times(hub: Hub, f: Fiber) -> tuple[float | None, float | None]:
+    """For a fiber in a timed `Hub.park`: (when the wait began, seconds left), hub clock."""
+    timeout_cb = hub._timeout_cb
+    for entry in list(hub.timers):
+        if entry[3] is f and entry[2] is timeout_cb:
+            began = getattr(f, "_wait_began", None)
+            return began, entry[0] - hub.time()
+    return None, None
 
 
 def _stack(frames: list[Any]) -> traceback.StackSummary:
@@ -240,7 +236,7 @@ def fiber_info(f: Fiber) -> FiberInfo:
         frames = _frames(frame)
         if f._parked:
             state = "waiting"
-            waiting_on, wait_object, began = _describe_wait(hub, frames)
+            waiting_on, wait_object, began = _describe_wait(hub, f, frames)
             if began is not None:
                 waiting_for = max(0.0, hub.time() - began)
             elif f._since is not None:  # the detector's sample before the wait began

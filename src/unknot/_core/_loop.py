@@ -14,6 +14,7 @@ from ._backends import make_hub_selector
 from ._exceptions import DeadlockError
 from ._fiber import Fiber
 from ._hub import Hub
+from ._instruments import loop_closed, loop_started, loop_stopped
 from ._interrupt import install_sigint
 from ._lookup import _running
 from ._monitor import hub_started, hub_stopped
@@ -64,11 +65,19 @@ class HubEventLoop(asyncio.SelectorEventLoop):
                     f.parent = runner
         _running[hub] = None
         hub_started(hub)
+        loop_started(hub)
         try:
             super().run_forever()
         finally:
             _running.pop(hub, None)
             hub_stopped(hub)
+            loop_stopped(hub)
+
+    def close(self) -> None:
+        hub = getattr(self, "_unknot_hub", None)
+        if hub is not None:
+            loop_closed(hub)  # (its instruments go, as it does)
+        super().close()
 
     async def cancel_fibers(self) -> None:
         """Cancel every fiber still running on this loop and wait until all have finished."""

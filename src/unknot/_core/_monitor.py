@@ -23,6 +23,7 @@ Configuration: ``UNKNOT_MONITOR`` (``0``/``off``, ``1``/``on``, or a threshold s
 
 from __future__ import annotations
 
+import asyncio.base_events
 import logging
 import os
 import sys
@@ -44,6 +45,7 @@ log = logging.getLogger("unknot.monitor")
 _monotonic = time.monotonic
 _sleep = time.sleep  # the original, even after unknot.patch()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BASE_EVENTS_FILE = asyncio.base_events.__file__
 _FIBER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fiber.py")
 
 #: The default threshold, seconds.
@@ -235,9 +237,17 @@ def _probe_done(w: _Watch, posted: float) -> None:
 
 
 def _is_polling(frame: Any) -> bool:
-    """Whether the hub thread's innermost frame is the hub waiting in its poll."""
+    """Whether the hub thread's innermost frame is the hub waiting in its poll.
+
+    asyncio's ``_run_once`` innermost is the compiled build's poll: its hub's ``select`` (and
+    the pass it runs) are compiled functions with no Python frame. Counted as polling: the
+    hub's own compiled code costs nothing worth reporting, and any Python code it runs (a
+    fiber, a callback) has frames of its own above ``_run_once``.
+    """
     code = frame.f_code
-    return code.co_name == "select" and code.co_filename in POLLING_FILES
+    if code.co_name == "select":
+        return code.co_filename in POLLING_FILES
+    return code.co_name == "_run_once" and code.co_filename == _BASE_EVENTS_FILE
 
 
 def _running_fiber_name(hub: Hub) -> str | None:
