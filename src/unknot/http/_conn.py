@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from .._native import mypyc_attr
 from ._access_log import AccessLog
 from ._body import RequestBody
 from ._headers import RawHeaders
@@ -81,6 +82,7 @@ _CLOSE = (b"connection", b"close")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """How long the server waits for a client, in seconds (finite and positive).

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..._native import mypyc_attr
 from ._connection import Connection
 from ._errors import LocalProtocolError
 from ._events import (
@@ -65,6 +66,7 @@ Headers = Iterable[tuple[bytes, bytes]]
 Fields = Headers | dict[Any, Any] | None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ServerConnection(Connection):
     """A server's side of one HTTP/1.1 connection.
 
