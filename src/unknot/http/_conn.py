@@ -269,7 +269,10 @@ class HTTPConnection:
                 method = head.method
                 try:
                     request = Request(
-                        _METHODS.get(method) or method.decode("latin-1"),
+                        # (GET first: comparing bytes costs less than hashing them)
+                        "GET"
+                        if method == b"GET"
+                        else _METHODS.get(method) or method.decode("latin-1"),
                         head.target,
                         head.headers,
                         "1.1",
