@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     header = "| case | " + " | ".join(label(r) for r in refs)
     if len(refs) > 1:
         header += " | " + " | ".join(f"{label(r)} / {label(base)}" for r in refs[1:])
-    lines = [header + " |", "|" + " --- |" * (header.count("|") - 1)]
+    lines = [header + " |", "|" + " --- |" * header.count("|")]
     for case in cases:
         cells = [f"{rows[case][r]:,.0f}" for r in refs]
         cells += [f"{rows[case][r] / rows[case][base]:.3f}" for r in refs[1:]]
