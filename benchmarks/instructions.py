@@ -13,6 +13,13 @@ cost of one operation, free of start-up and import costs. Cases:
 * ``queue``: a producer and a consumer fiber through an `unknot.Queue(1)`.
 * ``sleep0``: two fibers each calling ``sleep(0)`` in a loop (core.py's *sleep(0), 2 fibers*).
 * ``spawn``: spawn a fiber that returns at once, and join it (core.py's *spawn+join*).
+* ``http``: one keep-alive ``GET /`` round trip, a raw socket client against the server's
+  per-connection loop (`unknot.http._conn.HTTPConnection`) and a plain hello handler;
+  ``http-app`` the same through an `unknot.http.App` route (what benchmarks/http.py's
+  ``unknot`` peer serves); ``http-floor`` the same client answered with the same bytes by a
+  bare recv/sendall loop. The table adds ``http`` less ``http-floor``: the HTTP layer's cost.
+  The Date line's clock is frozen and every case runs with ``PYTHONHASHSEED=0``, so the
+  counts repeat.
 
 Usage::
 
@@ -129,13 +136,78 @@ def main():
 unknot.run(main)
 """,
 }
+
+# The HTTP cases: one keep-alive ``GET /`` after another from a raw socket client, answered by
+# an `HTTPConnection` (the server's per-connection loop, without the accepting server and its
+# watchdog, whose wake-ups follow the clock) on the accepted socket. The Date line's clock is
+# frozen (one refresh, at the first response) and the hash seed fixed (see `count`), so the
+# counts repeat. ``http-floor`` answers with the same bytes from a bare recv/sendall loop: the
+# client's cost and the socket I/O's; ``http`` minus ``http-floor`` is the HTTP layer's.
+_HTTP = r"""
+import sys, unknot
+from unknot import socket
+N = int(sys.argv[1])
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: instructions\r\n\r\n"
+def hello(request):
+    return 200, {"content-type": "text/plain"}, b"Hello, world!"
+from unknot.http._protocol._writer import DATE_LINE
+DATE_LINE.refresh()
+DATE_LINE.expires = float("inf")  # the clock, frozen for the Date line
+def serve_http(conn, handler):
+    from unknot.http._conn import ConnectionSettings, HTTPConnection, Timeouts
+    from unknot.http._protocol import DEFAULT_LIMITS
+    settings = ConnectionSettings(handler, DEFAULT_LIMITS, Timeouts(), None, False)
+    HTTPConnection(settings, conn, conn.getpeername()).run()
+def main():
+    srv = socket.create_server(("127.0.0.1", 0))
+    def server():
+        conn, _ = srv.accept()
+        with conn:
+            SERVE(conn)
+    f = unknot.spawn(server)
+    c = socket.create_connection(srv.getsockname())
+    c.sendall(REQUEST)
+    response = c.recv(65536)  # the first answer tells the size of each
+    with c:
+        for _ in range(N - 1):
+            c.sendall(REQUEST)
+            got = 0
+            while got < len(response):
+                got += len(c.recv(65536))
+    f.join()
+    srv.close()
+unknot.run(main)
+"""
+CASES["http"] = _HTTP.replace("SERVE(conn)", "serve_http(conn, hello)")
+CASES["http-app"] = _HTTP.replace(
+    "SERVE(conn)",
+    """app = unknot.http.App()
+            app.get("/")(hello)
+            serve_http(conn, app)""",
+).replace("from unknot import socket", "from unknot import socket\nimport unknot.http")
+CASES["http-floor"] = _HTTP.replace(
+    "SERVE(conn)",
+    """from unknot.http._protocol import ServerConnection
+            proto = ServerConnection()  # the same response bytes, framed once
+            proto.receive_data(REQUEST)
+            proto.next_events()
+            response = proto.send_response(200, {"content-type": "text/plain"}, b"Hello, world!")
+            while conn.recv(65536):
+                conn.sendall(response)""",
+)
 UNITS = {
     "echo": "round trip",
     "event": "hand-off pair",
     "queue": "item",
     "sleep0": "pair of yields",
     "spawn": "fiber",
+    "http": "request",
+    "http-app": "request",
+    "http-floor": "request",
 }
+#: The derived row: ``http`` less ``http-floor``.
+LAYER = "http layer (http - http-floor)"
+UNITS[LAYER] = "request"
 
 
 def count(src: Path | str, case: str, n: int) -> int:
@@ -146,6 +218,7 @@ def count(src: Path | str, case: str, n: int) -> int:
         script = f.name
     try:
         python, env = interpreter(src)
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts (and costs) in every run
         out = subprocess.run(
             [
                 "valgrind",
@@ -235,15 +308,19 @@ def main(argv: list[str] | None = None) -> int:
                 lo, hi = count(trees[ref], case, args.n), count(trees[ref], case, 3 * args.n)
                 rows[case][ref] = (hi - lo) / (2 * args.n)
                 print(
-                    f"{case:6} {label(ref):40} {rows[case][ref]:>10,.0f} instructions per "
+                    f"{case:10} {label(ref):40} {rows[case][ref]:>10,.0f} instructions per "
                     f"{UNITS[case]}",
                     flush=True,
                 )
+    if "http" in rows and "http-floor" in rows:
+        # The server's HTTP layer: the round trip less the client's and the I/O's share.
+        cases.append(LAYER)
+        rows[LAYER] = {ref: rows["http"][ref] - rows["http-floor"][ref] for ref in refs}
     base = refs[0]
     header = "| case | " + " | ".join(label(r) for r in refs)
     if len(refs) > 1:
         header += " | " + " | ".join(f"{label(r)} / {label(base)}" for r in refs[1:])
-    lines = [header + " |", "|" + " --- |" * (header.count("|") - 1)]
+    lines = [header + " |", "|" + " --- |" * header.count("|")]
     for case in cases:
         cells = [f"{rows[case][r]:,.0f}" for r in refs]
         cells += [f"{rows[case][r] / rows[case][base]:.3f}" for r in refs[1:]]

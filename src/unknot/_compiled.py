@@ -34,6 +34,19 @@ MODULES = (
     "unknot._core._hub",
     "unknot._core._selector_hub",
     "unknot._core._io_epoll",
+    # The HTTP server's request path (issue 13): the sans-I/O protocol layer, the request and
+    # the per-connection loop.
+    "unknot.http._protocol._events",
+    "unknot.http._protocol._state",
+    "unknot.http._protocol._writer",
+    "unknot.http._protocol._reader",
+    "unknot.http._protocol._request_reader",
+    "unknot.http._protocol._response_reader",
+    "unknot.http._protocol._connection",
+    "unknot.http._protocol._server_conn",
+    "unknot.http._protocol._client_conn",
+    "unknot.http._message",
+    "unknot.http._conn",
 )
 
 #: A compiled module counts as older than its source only past this many seconds (installing

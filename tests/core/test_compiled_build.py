@@ -31,9 +31,9 @@ SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 IMPORT_ROOT = str(Path(unknot.__file__).resolve().parents[1])
 
 PROBE = """
-import json, sys, unknot
+import importlib, json, sys, unknot
 from unknot._compiled import MODULES
-files = [sys.modules[m].__file__ for m in MODULES]
+files = [importlib.import_module(m).__file__ for m in MODULES]
 print(json.dumps({"compiled": unknot.compiled, "files": files}))
 """
 
@@ -62,6 +62,34 @@ def test_every_listed_module_comes_from_the_build_that_runs() -> None:
         assert module.__file__.endswith(SUFFIXES) == unknot.compiled, module.__file__
     assert isinstance(unknot.compiled, bool)
     assert "compiled" in unknot.__all__
+
+
+def test_the_http_request_path_is_compiled() -> None:
+    # Issue 13: the HTTP request loop, its protocol layer and the request are in the build
+    # (and so checked by the test above); the modules users subclass or whose exceptions
+    # derive from builtins (the router, _respond) are not.
+    request_path = {
+        "unknot.http._conn",
+        "unknot.http._message",
+        *(
+            f"unknot.http._protocol.{name}"
+            for name in (
+                "_events",
+                "_state",
+                "_writer",
+                "_reader",
+                "_request_reader",
+                "_response_reader",
+                "_connection",
+                "_server_conn",
+                "_client_conn",
+            )
+        ),
+    }
+    assert request_path <= set(_compiled.MODULES)
+    for name in request_path:
+        file = importlib.import_module(name).__file__
+        assert file is not None and file.endswith(SUFFIXES) == unknot.compiled, file
 
 
 def test_unknot_pure_makes_the_sources_run() -> None:
@@ -192,3 +220,43 @@ def test_the_backend_asks_for_mypy_only_where_a_c_compiler_works(
     assert mypy not in backend.get_requires_for_build_editable()
     monkeypatch.setenv("UNKNOT_PURE_BUILD", "1")
     assert mypy not in backend.get_requires_for_build_wheel()
+
+
+def test_the_public_http_classes_can_be_subclassed() -> None:
+    # In both builds (the compiled classes allow interpreted subclasses): users subclass
+    # HTTPError above all, and maybe the request, the timeouts or the protocol's classes.
+    from unknot.http import (
+        ClientConnection,
+        ConnectionClosed,
+        Data,
+        EndOfMessage,
+        HTTPError,
+        InformationalResponse,
+        Request,
+        RequestHead,
+        ResponseHead,
+        ServerConnection,
+        Timeouts,
+    )
+
+    class NotHere(HTTPError):
+        pass
+
+    assert str(NotHere(404)) == "404 Not Found"
+    with pytest.raises(HTTPError):
+        raise NotHere(404)
+    built = [
+        type("MyRequest", (Request,), {})("GET", b"/a?b=1", []),
+        type("MyTimeouts", (Timeouts,), {"__slots__": ()})(head=1.0),
+        type("MyServer", (ServerConnection,), {})(),
+        type("MyClient", (ClientConnection,), {})(),
+        type("MyHead", (RequestHead,), {})(b"GET", b"/", []),
+        type("MyInfo", (InformationalResponse,), {})(100, []),
+        type("MyResponse", (ResponseHead,), {})(200, []),
+        type("MyData", (Data,), {})(b"x"),
+        type("MyEnd", (EndOfMessage,), {})(),
+        type("MyClosed", (ConnectionClosed,), {})(),
+    ]
+    assert built[0].path == "/a" and built[0].query["b"] == "1"
+    assert built[1].head == 1.0
+    assert repr(built[6]).startswith("MyResponse(status=200")

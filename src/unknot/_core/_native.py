@@ -1,19 +1,8 @@
-"""mypyc's class decorators, without needing mypy installed to run unknot.
-
-The modules `setup.py` compiles with mypyc take ``mypyc_attr`` from here. For the type checker and
-the compiler this is ``mypy_extensions.mypyc_attr`` (mypyc reads it at compile time; compiled
-code never calls it); when interpreted it is a decorator that does nothing. This module itself is
-never compiled.
-"""
+"""``mypyc_attr`` for the core's compiled modules: `unknot._native`'s, at the package's bottom
+layer where the HTTP modules find it too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from .._native import mypyc_attr as mypyc_attr
 
-if TYPE_CHECKING:
-    from mypy_extensions import mypyc_attr as mypyc_attr
-else:
-
-    def mypyc_attr(*_flags: str, **_attrs: Any) -> Any:
-        """``mypy_extensions.mypyc_attr``: nothing to do when interpreted."""
-        return lambda cls: cls
+__all__ = ["mypyc_attr"]

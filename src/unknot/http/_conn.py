@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from .._native import mypyc_attr
 from ._access_log import AccessLog
 from ._body import RequestBody
 from ._headers import RawHeaders
@@ -81,6 +82,7 @@ _CLOSE = (b"connection", b"close")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """How long the server waits for a client, in seconds (finite and positive).
@@ -267,7 +269,10 @@ class HTTPConnection:
                 method = head.method
                 try:
                     request = Request(
-                        _METHODS.get(method) or method.decode("latin-1"),
+                        # (GET first: comparing bytes costs less than hashing them)
+                        "GET"
+                        if method == b"GET"
+                        else _METHODS.get(method) or method.decode("latin-1"),
                         head.target,
                         head.headers,
                         "1.1",

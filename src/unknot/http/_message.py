@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from .._native import mypyc_attr
 from ._headers import Headers, HeadersLike, RawHeaders, normalize_headers
 from ._response import Body, FileBody, Response, normalize_result
 
@@ -51,6 +52,7 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class HTTPError(Exception):
     """Raise it from a handler to answer with ``status``: ``raise HTTPError(404)``.
 
@@ -155,10 +157,11 @@ _TARGETS_MAX = 1024
 _TARGET_CACHED_MAX = 200
 
 
-def _split_target(target: bytes) -> tuple[bytes, str, str]:
+def _split_target(target: bytes | bytearray) -> tuple[bytes, str, str]:
     """``(raw_path, query_string, path)`` of a request target (see `Request`)."""
+    whole = target if type(target) is bytes else bytes(target)
     # (bytes.find, not "in": ``b"#" in x`` first tries the int protocol and costs 3x more)
-    path, _, query = target.partition(b"?")
+    path, _, query = whole.partition(b"?")
     if path.find(b"#") >= 0:
         path = path.partition(b"#")[0]
     if path[:1] != b"/" and path != b"*":
@@ -172,10 +175,11 @@ def _split_target(target: bytes) -> tuple[bytes, str, str]:
     if type(target) is bytes and len(target) <= _TARGET_CACHED_MAX:
         if len(_TARGETS) >= _TARGETS_MAX:
             _TARGETS.clear()
-        _TARGETS[target] = parts
+        _TARGETS[whole] = parts
     return parts
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Request:
     """One HTTP request, as a handler sees it. The server builds it; handlers read it.
 
@@ -218,7 +222,7 @@ class Request:
     def __init__(
         self,
         method: str,
-        target: bytes,
+        target: bytes | bytearray,
         headers: RawHeaders,
         http_version: str = "1.1",
         client: tuple[Any, ...] | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..._native import mypyc_attr
 from ._connection import Connection
 from ._errors import LocalProtocolError
 from ._events import (
@@ -39,6 +40,7 @@ Headers = Iterable[tuple[bytes, bytes]]
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ClientConnection(Connection):
     """A client's side of one HTTP/1.1 connection.
 
@@ -53,13 +55,13 @@ class ClientConnection(Connection):
     ``limits`` bounds what the server may send (heads; bodies are unbounded by default).
     """
 
-    __slots__ = ("_framer",)
-
-    _reader: ResponseReader
+    __slots__ = ("_framer", "_responses")
 
     def __init__(self, limits: Limits = DEFAULT_CLIENT_LIMITS) -> None:
         super().__init__(CLIENT)
-        self._reader = ResponseReader(limits)
+        #: The reader, with its type (``_reader``, the same object, is a `Reader` to the base
+        #: class; a compiled subclass cannot narrow an attribute's type).
+        self._responses = self._reader = ResponseReader(limits)
         self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
@@ -133,7 +135,7 @@ class ClientConnection(Connection):
         head = RequestHead(method, b"", [], b"1.1", not facts.close, facts.expect_continue)
         self._state.process_event(CLIENT, head)
         if method == b"HEAD":
-            self._reader.expect_head_response()
+            self._responses.expect_head_response()
 
     def send_data(self, data: bytes) -> bytes:
         """The bytes that carry ``data`` in the body started by ``start_request``."""

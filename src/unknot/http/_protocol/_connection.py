@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
+from ..._native import mypyc_attr
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     END_OF_MESSAGE,
@@ -39,6 +40,7 @@ from ._state import (
 )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Connection:
     """One end of an HTTP/1.1 connection, without I/O: ``ServerConnection`` or
     ``ClientConnection``. Feed it the bytes received, send the bytes it returns.

@@ -13,27 +13,34 @@ side (built by the parser) and the sending side (``Connection.send``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
+
+from ..._native import mypyc_attr
 
 #: A header (or trailer) block: ``(name, value)`` pairs, names lowercased on receipt.
 HeaderList = list[tuple[bytes, bytes]]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Event:
-    """Base of the protocol events: value equality and a readable repr over ``__slots__``."""
+    """Base of the protocol events: value equality and a readable repr over ``FIELDS``.
+
+    ``FIELDS`` names each class's attributes (its ``__slots__`` too): a class constant, because
+    the compiled build's classes have no ``__slots__`` to read at run time."""
 
     __slots__: tuple[str, ...] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+        return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
 
     def __hash__(self) -> int:
-        return hash((type(self), *(_freeze(getattr(self, n)) for n in self.__slots__)))
+        return hash((type(self), *(_freeze(getattr(self, n)) for n in self.FIELDS)))
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
         return f"{type(self).__name__}({fields})"
 
 
@@ -41,6 +48,7 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestHead(Event):
     """A request line and its headers.
 
@@ -53,8 +61,16 @@ class RequestHead(Event):
     never switches protocols, see ``ServerConnection``).
     """
 
-    __slots__ = ("method", "target", "headers", "http_version", "keep_alive", "expect_continue",
-                 "upgrade")
+    FIELDS = (
+        "method",
+        "target",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "expect_continue",
+        "upgrade",
+    )
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -75,10 +91,12 @@ class RequestHead(Event):
         self.upgrade = upgrade
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class InformationalResponse(Event):
     """A 1xx interim response (100 Continue, 103 Early Hints...); the final one follows."""
 
-    __slots__ = ("status", "headers", "reason", "http_version")
+    FIELDS = ("status", "headers", "reason", "http_version")
+    __slots__ = FIELDS
 
     def __init__(
         self, status: int, headers: HeaderList, reason: bytes = b"", http_version: bytes = b"1.1"
@@ -89,6 +107,7 @@ class InformationalResponse(Event):
         self.http_version = http_version
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ResponseHead(Event):
     """A final response's status line and headers (status 200-599).
 
@@ -96,7 +115,8 @@ class ResponseHead(Event):
     after this response (no ``Connection: close``, and a body that does not end at EOF).
     """
 
-    __slots__ = ("status", "headers", "reason", "http_version", "keep_alive")
+    FIELDS = ("status", "headers", "reason", "http_version", "keep_alive")
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -113,19 +133,23 @@ class ResponseHead(Event):
         self.keep_alive = keep_alive
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Data(Event):
     """A piece of a message body, with the transfer framing (chunk sizes) removed."""
 
-    __slots__ = ("data",)
+    FIELDS = ("data",)
+    __slots__ = FIELDS
 
     def __init__(self, data: bytes) -> None:
         self.data = data
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class EndOfMessage(Event):
     """The end of a message body; ``trailers`` holds the trailer fields of a chunked body."""
 
-    __slots__ = ("trailers",)
+    FIELDS = ("trailers",)
+    __slots__ = FIELDS
 
     def __init__(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.trailers = trailers
@@ -139,6 +163,7 @@ class EndOfMessage(Event):
         return hash((EndOfMessage, tuple(self.trailers)))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ConnectionClosed(Event):
     """The peer closed its sending side cleanly, between messages (or after a message whose
     body runs until the connection closes)."""

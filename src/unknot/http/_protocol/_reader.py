@@ -19,6 +19,8 @@ without trailers (:data:`END_OF_MESSAGE` is shared). The request side is in
 
 from __future__ import annotations
 
+from typing import Any
+
 import httptools
 
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -99,7 +101,10 @@ class Reader:
         "_max_body",
     )
 
-    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+    #: The llhttp parser (an ``httptools.HttpRequestParser`` or ``HttpResponseParser``, set by
+    #: the subclass), None once released. ``Any``: a compiled subclass cannot narrow the type
+    #: of an attribute, and the parser is used only through its Python methods anyway.
+    parser: Any
 
     def __init__(self, limits: Limits) -> None:
         #: Event lists of the complete messages not handed out yet, oldest first. A list, not
@@ -182,10 +187,7 @@ class Reader:
     def release_parser(self) -> None:
         """Drop the parser (it refers back to this reader through its callbacks); nothing
         can be parsed afterwards (see ``Connection.release``)."""
-        try:
-            del self.parser
-        except AttributeError:
-            pass  # released already
+        self.parser = None
 
     def _parse_failed(self, exc: Exception) -> None:
         if self.error is not None:

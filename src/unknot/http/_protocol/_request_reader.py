@@ -24,8 +24,6 @@ class RequestReader(Reader):
 
     __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered")
 
-    parser: httptools.HttpRequestParser
-
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._target = b""

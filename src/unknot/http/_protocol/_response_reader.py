@@ -23,8 +23,6 @@ class ResponseReader(Reader):
     __slots__ = ("_reason", "_informational", "_head_only", "_head_done", "_until_close",
                  "_buffer")
 
-    parser: httptools.HttpResponseParser
-
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self._reason = b""

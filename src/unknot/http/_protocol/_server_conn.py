@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..._native import mypyc_attr
 from ._connection import Connection
 from ._errors import LocalProtocolError
 from ._events import (
@@ -65,6 +66,7 @@ Headers = Iterable[tuple[bytes, bytes]]
 Fields = Headers | dict[Any, Any] | None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ServerConnection(Connection):
     """A server's side of one HTTP/1.1 connection.
 
@@ -128,30 +130,29 @@ class ServerConnection(Connection):
             line = status_line(status, reason) if status >= 200 else _refuse_status(status)
         lines = [line]
         facts = None
+        # (The loops below call ``.get`` and ``.append`` on their objects, not through bound
+        # methods kept in locals: for the one to three headers of a typical response that is
+        # cheaper interpreted as well, and compiled it is a direct C call.)
         if type(headers) is list:
             # render_headers, inlined for the common case: every pair seen before, none framing.
-            get = CHECKED_LINES.get
-            append = lines.append
             try:
                 for pair in headers:
-                    entry = get(pair)
+                    entry = CHECKED_LINES.get(pair)
                     if entry is None or entry[1]:
                         raise LookupError
-                    append(entry[0])
+                    lines.append(entry[0])
             except (LookupError, TypeError):
                 del lines[1:]
                 facts = render_headers(headers, lines)
         elif type(headers) is dict:
             # A handler's dict, each pair seen before and none framing (FIELD_LINES); else
             # field_pairs converts and checks them all.
-            get_field = FIELD_LINES.get
-            add = lines.append
             try:
                 for pair in headers.items():
-                    field = get_field(pair)
+                    field = FIELD_LINES.get(pair)
                     if field is None:
                         raise LookupError
-                    add(field)
+                    lines.append(field)
             except (LookupError, TypeError):
                 del lines[1:]
                 facts = render_headers(field_pairs(headers), lines)

@@ -31,8 +31,11 @@ STATUS_LINES: Final = {
 }
 
 
-def status_line(status: int, reason: bytes | None = None) -> bytes:
-    """``HTTP/1.1 <status> <reason>\\r\\n``; the standard reason phrase unless one is given."""
+def status_line(status: Any, reason: bytes | None = None) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``; the standard reason phrase unless one is given.
+
+    (``status`` is an int, checked here: ``Any`` lets a wrong one reach the check, where the
+    compiled build would raise a bare `TypeError` at the call.)"""
     if reason is None:
         line = STATUS_LINES.get(status)
         if line is not None:
@@ -113,7 +116,8 @@ _CHECKED_LINES_MAX = 4096
 _CACHED_VALUE_MAX = 256
 
 
-def _check_pair(pair: tuple[bytes, bytes]) -> tuple[bytes, int]:
+def _check_pair(pair: Any) -> tuple[bytes, int]:
+    """The line and kind of a caller's header pair, checked (anything, hence ``Any``)."""
     try:
         name, value = pair
     except (TypeError, ValueError):
@@ -199,11 +203,12 @@ class HeaderFacts:
         self.expect_continue = False
 
 
-def render_headers(
-    headers: Iterable[tuple[bytes, bytes]], lines: list[bytes]
-) -> HeaderFacts | None:
+def render_headers(headers: Iterable[Any], lines: list[bytes]) -> HeaderFacts | None:
     """Append the checked line of each header to ``lines``; return what the framing headers
     say, or None if there were none (the common case).
+
+    ``headers`` should be ``(name, value)`` pairs of bytes; anything else is refused here with
+    `LocalProtocolError` (hence ``Any``: the compiled build would raise `TypeError` first).
 
     ``transfer-encoding`` lines are not appended (the caller frames the body and writes its
     own); only ``chunked`` is accepted. Content-Length must be digits, and repeats must agree.
