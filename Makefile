@@ -88,7 +88,7 @@ SOURCES := $(shell find src -name '*.py') setup.py build_backend.py pyproject.to
 $(VENV_C)/.installed: $(SOURCES)
 	$(PY) -m venv $(VENV_C)
 	$(BIN_C)/python -m pip install -q --upgrade pip
-	$(BIN_C)/python -m pip install -q '.[test,drivers]'
+	UNKNOT_PURE_BUILD=1 $(BIN_C)/python -m pip install -q '.[test,drivers]'  # (the dependencies)
 	rm -rf build
 	UNKNOT_REQUIRE_COMPILED=1 $(BIN_C)/python -m pip install -q --force-reinstall --no-deps .
 	rm -rf build
