@@ -2,7 +2,8 @@
 parks (docs/internals.md, "Memory per idle connection"): a fiber idle in ``recv`` after an
 exchange waits in `Hub.wait_fd` called straight from ``recv``, with only `Hub._switch_out`
 above it (no ``_io``, ``_wait`` or ``park`` frames); in its very first recv, ``recv`` is there
-twice (the first call makes the fd's record and calls again)."""
+twice (the first call makes the fd's record and calls again). In the compiled build the hub's
+methods make no Python frames: ``recv`` is then the top one."""
 
 from __future__ import annotations
 
@@ -45,6 +46,6 @@ def test_an_idle_recv_waits_three_frames_deep(exchanges: int) -> None:
             f.join()
 
     unknot.run(main)
-    top = ["_switch_out", "wait_fd", "recv", "recv"] if exchanges == 0 else []
-    top = top or ["_switch_out", "wait_fd", "recv"]
+    hub = [] if unknot.compiled else ["_switch_out", "wait_fd"]
+    top = [*hub, "recv", "recv"] if exchanges == 0 else [*hub, "recv"]
     assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
