@@ -51,6 +51,7 @@ needs_epoll = pytest.mark.skipif(not HAVE_EPOLL, reason="the copy runs only on t
 #: For each copied rule (the marker's name), the tests here that run it both ways.
 AGREEMENT = {
     "park-checks": ["test_park_checks_agree_with_park"],
+    "detach": ["test_unpark_detaches_as_detach_does"],
     "fd-wake": ["test_fd_wake_agrees_with_fd_event"],
     "pass-rule": ["test_pass_rule_agrees_with_switch_out"],
     "batched-wake": ["test_batched_wake_agrees_with_wake_and_throw"],
@@ -849,6 +850,55 @@ def test_batched_wake_agrees_with_wake_and_throw(kind: str) -> None:
         got = {p: run_on(backend, _batched_main, p, kind) for p in ("batched", "woken")}
         assert got["batched"] == got["woken"], backend
         assert got["batched"] == BATCHED_EXPECTED[kind], backend
+
+
+# -- the parking lot's detach ------------------------------------------------------------------
+
+
+def _detach_main(kind: str, how: str) -> tuple[Any, ...]:
+    """One fiber parks in a lot (``kind``: bare, or with a payload) and is woken by ``how``:
+    ``unpark`` and ``unpark_all`` carry `_detach`'s copy, ``take`` calls `_detach`, and
+    ``unpark_all-2`` (two waiters) calls it through `_take_all`. What the waker and the woken
+    fiber observe."""
+    from unknot._core._parking import ParkedFiber
+
+    lot = unknot.lowlevel.ParkingLot()
+    got: list[Any] = []
+
+    def waiter() -> None:
+        me = unknot.lowlevel.current_fiber()
+        got.append(lot.park(me, payload="item" if kind == "payload" else None))
+
+    f = unknot.spawn(waiter)
+    g = unknot.spawn(waiter) if how == "unpark_all-2" else None
+    unknot.sleep(0)
+    entry = lot.head
+    assert entry is not None
+    if how == "unpark":
+        woken: Any = lot.unpark("v")
+    elif how == "take":
+        place = lot.take("v")
+        woken = place.fiber if place is not None else None
+    else:
+        woken = f if lot.unpark_all("v") == (2 if g else 1) else None
+    left = entry.queued if type(entry) is ParkedFiber else entry._lot
+    state = (woken is f, left, len(lot), lot.head is None)
+    f.join()
+    if g is not None:
+        g.join()
+    return (*state, got[0])
+
+
+@pytest.mark.parametrize("kind", ["bare", "payload"])
+def test_unpark_detaches_as_detach_does(kind: str) -> None:
+    got = {
+        how: unknot.run(_detach_main, kind, how)
+        for how in ("unpark", "unpark_all", "take", "unpark_all-2")
+    }
+    # woken fiber, its entry no longer queued (False for a place, no lot for a bare fiber),
+    # the lot empty, the value the fiber's park returned
+    expected = (True, False if kind == "payload" else None, 0, True, "v")
+    assert got == dict.fromkeys(got, expected)
 
 
 # -- sockets ------------------------------------------------------------------------------------
@@ -1742,9 +1792,7 @@ def test_send_response_agrees_with_whole_response() -> None:
                 assert server not in (IDLE, SEND_RESPONSE) or not has_request
                 continue
             # What send_response tells the machine: keep-alive if the request allows it.
-            kept = (
-                request is not None and server is SEND_RESPONSE and keep_alive and not waiting
-            )
+            kept = request is not None and server is SEND_RESPONSE and keep_alive and not waiting
             original = ConnectionState()
             _set_http_state(original, client, server, keep_alive, waiting)
             try:

@@ -74,6 +74,7 @@ _Entry = Union["Fiber", ParkedFiber]
 
 def _detach(entry: _Entry) -> Fiber:
     """Mark an entry taken out of its lot as no longer waiting there; return its fiber."""
+    # INLINED-ORIGINAL(detach): copied into ParkingLot.unpark and ParkingLot.unpark_all
     if type(entry) is ParkedFiber:
         entry.queued = False
         return entry.fiber
@@ -240,8 +241,8 @@ class ParkingLot:
 
     # -- waking ----------------------------------------------------------------------------------
 
-    # unpark and the one-waiter case of unpark_all do `_detach`'s work inline: they run at
-    # every hand-off, where a call costs more than the work.
+    # unpark and the one-waiter case of unpark_all do `_detach`'s work inline (INLINED-COPY
+    # markers): they run at every hand-off, where a call costs more than the work.
 
     def unpark(self, value: Any = True, *, with_payload: bool = False) -> Fiber | None:
         """Wake the longest-parked fiber still waiting, with ``value``; return it.
@@ -256,6 +257,7 @@ class ParkingLot:
                 self._advance()
             else:
                 self.head = None
+            # INLINED-COPY-BEGIN(detach): _detach, and the entry's payload
             if type(entry) is ParkedFiber:
                 entry.queued = False
                 f = entry.fiber
@@ -264,6 +266,7 @@ class ParkingLot:
                 entry._lot = None
                 f = entry
                 payload = None
+            # INLINED-COPY-END(detach)
             if f.hub.wake(f, (payload, value) if with_payload else value):
                 return f
             # woken by something else first (a timeout, a cancellation): try the next one
@@ -293,12 +296,14 @@ class ParkingLot:
             return 0
         if not self.rest:  # one waiter: the common case
             self.head = None
+            # INLINED-COPY-BEGIN(detach): _detach
             if type(head) is ParkedFiber:
                 head.queued = False
                 f = head.fiber
             else:
                 head._lot = None
                 f = head
+            # INLINED-COPY-END(detach)
             return 1 if f.hub.wake(f, value) else 0
         n = 0
         for entry in self._take_all():  # (waking only queues fibers to run: nothing parks)
