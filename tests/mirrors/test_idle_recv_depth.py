@@ -49,3 +49,29 @@ def test_an_idle_recv_waits_two_frames_deep(exchanges: int) -> None:
     hub = [] if unknot.compiled else ["wait_fd"]
     top = [*hub, "recv", "recv"] if exchanges == 0 else [*hub, "recv"]
     assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
+
+
+def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
+    # A TCPServer without TLS spawns the handler itself: under the handler's frame there is
+    # only the fiber's entry (its errors are logged and its socket closed by a done-callback:
+    # tests/server/test_tcp_server.py).
+    stacks = []
+
+    def main() -> None:
+        def handler(conn: socket.socket, addr: Any) -> None:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+        server = unknot.TCPServer(handler, "127.0.0.1", 0)
+        unknot.spawn(server.serve_forever)
+        with socket.create_connection(server.address) as c:
+            c.sendall(b"ping")
+            assert c.recv(4096) == b"ping"
+            unknot.sleep(0.01)
+            (f,) = server._handlers
+            stacks.append(_stack(f))
+        server.stop()
+
+    unknot.run(main)
+    hub = [] if unknot.compiled else ["wait_fd"]
+    assert stacks[0] == [*hub, "recv", "handler", "run"], stacks
