@@ -34,6 +34,8 @@ log = logging.getLogger("unknot.server")
 _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 #: accept() errors about one connection only: skip it.
 _CONNECTION_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+#: the families whose accepted sockets get TCP_NODELAY
+_NODELAY_FAMILIES = (usocket.AF_INET, usocket.AF_INET6)
 
 Handler = Callable[[usocket.socket, Any], Any]
 
@@ -216,8 +218,20 @@ class TCPServer:
                     self._accept_failed(e)
                     continue
                 self._backoff = 0.0
-                # (the function and self, not a bound method: one object less per connection)
-                f = spawn(TCPServer._run_handler, self, conn, addr, name=f"conn-{addr}")
+                if self.nodelay and conn.family in _NODELAY_FAMILIES:
+                    try:
+                        conn.setsockopt(usocket.IPPROTO_TCP, usocket.TCP_NODELAY, 1)
+                    except OSError:
+                        pass
+                if self.ssl is None:
+                    # The handler is the fiber's function, with no wrapper frame: an idle
+                    # connection keeps every frame of its fiber (about 215 bytes each on
+                    # 3.12+; docs/internals.md, "Memory per idle connection"). Its errors are
+                    # logged, and its socket closed, by `_handler_done`.
+                    f = spawn(self.handler, conn, addr, name=f"conn-{addr}")
+                else:
+                    # (the function and self, not a bound method: one object less)
+                    f = spawn(TCPServer._run_tls_handler, self, conn, addr, name=f"conn-{addr}")
                 self._handlers[f] = conn
                 self._idle.clear()
                 # (a callback, not the handler's finally: a handler cancelled before it starts
@@ -243,28 +257,25 @@ class TCPServer:
         else:
             raise e
 
-    def _run_handler(self, conn: usocket.socket, addr: Any) -> None:
+    def _run_tls_handler(self, conn: usocket.socket, addr: Any) -> None:
         try:
-            if self.nodelay and conn.family in (usocket.AF_INET, usocket.AF_INET6):
-                try:
-                    conn.setsockopt(usocket.IPPROTO_TCP, usocket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            if self.ssl is not None:
-                tls = self._tls_handshake(conn, addr)
-                if tls is None:
-                    return  # (conn, detached into the TLS socket, needs no closing)
-                conn = tls
+            tls = self._tls_handshake(conn, addr)
+            if tls is None:
+                return  # (conn, detached into the TLS socket, needs no closing)
+            conn = tls
             self.handler(conn, addr)
-        except ConnectionError as e:  # the peer went away: routine for a server
-            log.debug("connection from %s ended: %s", addr, e)
-        except Exception:
-            log.exception("handler for %s failed", addr)
         finally:
             conn.close()
 
     def _handler_done(self, f: Fiber) -> None:
-        self._handlers.pop(f).close()  # (already closed, unless the handler never started)
+        conn = self._handlers.pop(f)
+        if not f.cancelled():
+            e = f.exception()
+            if isinstance(e, ConnectionError):  # the peer went away: routine for a server
+                log.debug("connection %s ended: %s", f.name, e)
+            elif isinstance(e, Exception):
+                log.error("handler for %s failed", f.name, exc_info=e)
+        conn.close()  # (the handler's own socket: closed here, whatever became of it)
         if self._slots is not None:
             self._slots.release()
         if not self._handlers:

@@ -54,6 +54,10 @@ AGREEMENT = {
     "detach": ["test_unpark_detaches_as_detach_does"],
     "fd-wake": ["test_fd_wake_agrees_with_fd_event"],
     "pass-rule": ["test_pass_rule_agrees_with_switch_out"],
+    "switch-out": [
+        "test_switch_out_copy_keeps_the_pass_rule",
+        "test_park_checks_agree_with_park",
+    ],
     "batched-wake": ["test_batched_wake_agrees_with_wake_and_throw"],
     "socket-recv": ["test_recv_agrees_with_io"],
     "socket-sendall": [
@@ -758,6 +762,17 @@ def test_pass_rule_agrees_with_switch_out(extension: str, backend: str) -> None:
     got = {e: run_on(backend, _pass_main, e, extension) for e in ("park", "end")}
     assert got["end"] == got["park"]
     assert got["park"] == PASS_EXPECTED[extension]
+
+
+@pytest.mark.timeout(20)
+@needs_epoll
+@pytest.mark.parametrize("extension", sorted(PASS_EXPECTED))
+def test_switch_out_copy_keeps_the_pass_rule(extension: str) -> None:
+    # Hub.wait_fd's copy of Hub._switch_out (an untimed wait on the epoll hub) hands over to
+    # the next ready fiber exactly as Hub._switch_out does (a sleep parks through it); the
+    # values and exceptions it delivers: test_park_checks_agree_with_park.
+    got = {p: run_on("epoll", _pass_main, "park", extension, p) for p in ("sleep", "fd")}
+    assert got["fd"] == got["sleep"] == PASS_EXPECTED[extension]
 
 
 # -- batched-wake: Hub._run_calls copies Hub.wake and Hub.throw ---------------------------------

@@ -1,7 +1,7 @@
 """An idle connection costs memory for every frame between its fiber's entry and the place it
 parks (docs/internals.md, "Memory per idle connection"): a fiber idle in ``recv`` after an
-exchange waits in `Hub.wait_fd` called straight from ``recv``, with only `Hub._switch_out`
-above it (no ``_io``, ``_wait`` or ``park`` frames); in its very first recv, ``recv`` is there
+exchange waits in `Hub.wait_fd` called straight from ``recv``, with nothing above it (no
+``_io``, ``_wait``, ``park`` or ``_switch_out`` frames); in its very first recv, ``recv`` is there
 twice (the first call makes the fd's record and calls again). In the compiled build the hub's
 methods make no Python frames: ``recv`` is then the top one."""
 
@@ -25,7 +25,7 @@ def _stack(f: unknot.Fiber) -> list[str]:
 
 
 @pytest.mark.parametrize("exchanges", [0, 1, 3])
-def test_an_idle_recv_waits_three_frames_deep(exchanges: int) -> None:
+def test_an_idle_recv_waits_two_frames_deep(exchanges: int) -> None:
     stacks = []
 
     def main() -> None:
@@ -46,6 +46,32 @@ def test_an_idle_recv_waits_three_frames_deep(exchanges: int) -> None:
             f.join()
 
     unknot.run(main)
-    hub = [] if unknot.compiled else ["_switch_out", "wait_fd"]
+    hub = [] if unknot.compiled else ["wait_fd"]
     top = [*hub, "recv", "recv"] if exchanges == 0 else [*hub, "recv"]
     assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
+
+
+def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
+    # A TCPServer without TLS spawns the handler itself: under the handler's frame there is
+    # only the fiber's entry (its errors are logged and its socket closed by a done-callback:
+    # tests/server/test_tcp_server.py).
+    stacks = []
+
+    def main() -> None:
+        def handler(conn: socket.socket, addr: Any) -> None:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+        server = unknot.TCPServer(handler, "127.0.0.1", 0)
+        unknot.spawn(server.serve_forever)
+        with socket.create_connection(server.address) as c:
+            c.sendall(b"ping")
+            assert c.recv(4096) == b"ping"
+            unknot.sleep(0.01)
+            (f,) = server._handlers
+            stacks.append(_stack(f))
+        server.stop()
+
+    unknot.run(main)
+    hub = [] if unknot.compiled else ["wait_fd"]
+    assert stacks[0] == [*hub, "recv", "handler", "run"], stacks
