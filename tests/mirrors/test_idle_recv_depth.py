@@ -74,4 +74,5 @@ def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
 
     unknot.run(main)
     hub = [] if unknot.compiled else ["wait_fd"]
-    assert stacks[0] == [*hub, "recv", "handler", "run"], stacks
+    assert stacks[0] == [*hub, "recv", "handler", "_fiber_main"], stacks
+
