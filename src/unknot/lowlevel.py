@@ -38,7 +38,7 @@ cancellation and yields once the streak is used up; a cancellation in force hold
 `unknot.socket._entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
-runs it), ``root``, ``fibers``.
+runs it), ``root``, ``fibers`` (the live fibers: a dict used as an ordered set, spawn order).
 
 Spawning: `spawn_named(fn, args, template, arg)` is `spawn` with a name made when first read
 (``template.format(arg)``), for a server naming a fiber per connection.

@@ -136,7 +136,7 @@ class Hub(DeadlockDetection):
         self.hub_greenlet = None
         self.loop = None
         self.root = None
-        self.fibers = set()
+        self.fibers = {}
         #: How many cancellations are in force on this hub: cancelled scopes still entered, plus
         #: cancelled fibers still running. While it is 0 no fiber can be cancelled, so every
         #: checkpoint costs one attribute test. Counted only by `unknot._core._cancel`.
@@ -197,13 +197,13 @@ class Hub(DeadlockDetection):
         ctx = me.gr_context
         if ctx is not None and len(ctx):
             f.gr_context = copy_context()
-        self.fibers.add(f)
+        self.fibers[f] = None
         self.ready.append(f)
         self._notify()
         return f
 
     def _fiber_finished(self, f: Fiber) -> None:
-        self.fibers.discard(f)
+        self.fibers.pop(f, None)
         if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
             fiber_finished(self, f)
         parent = f._parent
