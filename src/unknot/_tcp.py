@@ -26,6 +26,7 @@ from .lowlevel import (
     run,
     sleep,
     spawn,
+    spawn_named,
 )
 
 log = logging.getLogger("unknot.server")
@@ -228,10 +229,11 @@ class TCPServer:
                     # connection keeps every frame of its fiber (about 215 bytes each on
                     # 3.12+; docs/internals.md, "Memory per idle connection"). Its errors are
                     # logged, and its socket closed, by `_handler_done`.
-                    f = spawn(self.handler, conn, addr, name=f"conn-{addr}")
+                    # Named "conn-{addr}" when the name is first read: no string per connection.
+                    f = spawn_named(self.handler, (conn, addr), "conn-{}", addr)
                 else:
                     # (the function and self, not a bound method: one object less)
-                    f = spawn(TCPServer._run_tls_handler, self, conn, addr, name=f"conn-{addr}")
+                    f = spawn_named(TCPServer._run_tls_handler, (self, conn, addr), "conn-{}", addr)
                 self._handlers[f] = conn
                 self._idle.clear()
                 # (a callback, not the handler's finally: a handler cancelled before it starts

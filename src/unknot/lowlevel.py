@@ -38,7 +38,10 @@ cancellation and yields once the streak is used up; a cancellation in force hold
 `unknot.socket._entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
-runs it), ``root``, ``fibers``.
+runs it), ``root``, ``fibers`` (the live fibers: a dict used as an ordered set, spawn order).
+
+Spawning: `spawn_named(fn, args, template, arg)` is `spawn` with a name made when first read
+(``template.format(arg)``), for a server naming a fiber per connection.
 
 Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
 `add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events).
@@ -87,6 +90,7 @@ from ._core import (
     running_hubs,
     sleep,
     spawn,
+    spawn_named,
     to_thread,
 )
 from ._core import (
@@ -177,6 +181,7 @@ __all__ = [
     "remove_instrument",
     "require_fiber",
     "running_hubs",
+    "spawn_named",
     "throw",
     "wait_fds",
     "wake",

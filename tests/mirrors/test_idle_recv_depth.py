@@ -74,4 +74,41 @@ def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
 
     unknot.run(main)
     hub = [] if unknot.compiled else ["wait_fd"]
-    assert stacks[0] == [*hub, "recv", "handler", "run"], stacks
+    assert stacks[0] == [*hub, "recv", "handler", "_fiber_main"], stacks
+
+
+def test_an_idle_http_keep_alive_connection_keeps_one_loop_frame_and_no_last_response() -> None:
+    # unknot.http's connection loop is one frame (no wrapper around it), and it lets go of the
+    # handler's last result before it waits for the next request.
+    from unknot import http
+
+    found: list[Any] = []
+
+    def main() -> None:
+        def handler(request: Any) -> Any:
+            return 200, {"content-type": "text/plain"}, b"hello"
+
+        with http.HTTPServer(handler, "127.0.0.1", 0) as server:
+            server.start()
+            with socket.create_connection(server.address) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                reply = b""
+                while not reply.endswith(b"hello"):
+                    reply += c.recv(4096)
+                unknot.sleep(0.01)
+                (f,) = server._connections
+                frame: Any = f.gr_frame
+                while frame is not None and frame.f_code.co_name != "run":
+                    frame = frame.f_back
+                found.append(_stack(f))
+                if frame is not None:  # (the compiled build runs the loop without a frame)
+                    found.append({k: frame.f_locals[k] for k in ("result", "headers", "content")})
+            server.stop()
+
+    unknot.run(main)
+    hub = [] if unknot.compiled else ["wait_fd"]
+    if unknot.compiled:
+        assert found[0][:2] == ["recv", "_serve_connection"], found
+    else:
+        assert found[0] == [*hub, "recv", "run", "_serve_connection", "_fiber_main"], found
+        assert found[1] == {"result": None, "headers": None, "content": None}

@@ -239,11 +239,11 @@ def test_tcpserver_survives_failed_handshake(
 
     spawned: list[unknot.Fiber] = []  # the server's connection fibers
 
-    def spawn(*args: Any, **kwargs: Any) -> unknot.Fiber:
-        spawned.append(unknot.spawn(*args, **kwargs))
+    def spawn_named(*args: Any) -> unknot.Fiber:
+        spawned.append(unknot.lowlevel.spawn_named(*args))
         return spawned[-1]
 
-    monkeypatch.setattr(unknot._tcp, "spawn", spawn)
+    monkeypatch.setattr(unknot._tcp, "spawn_named", spawn_named)
 
     untrusting = ssl.create_default_context()  # does not trust our CA
     with unknot.TCPServer(handler, ssl=server_ctx) as server:

@@ -111,6 +111,39 @@ def test_handler_exception_is_logged_and_serving_goes_on(caplog: pytest.LogCaptu
 
 
 @pytest.mark.unknot
+def test_a_connection_fibers_name_is_made_only_when_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # "conn-<peer address>", but no string per idle connection until a dump, an instrument or a
+    # log line asks for it (docs/internals.md, "Memory per idle connection").
+    seen: list[Any] = []
+    fail = unknot.Event()
+
+    def handler(conn: us.socket, addr: Any) -> None:
+        me = unknot.current()
+        assert me is not None
+        seen.append((addr, me._name, me._name_arg is addr))
+        fail.wait()
+        raise ValueError("handler bug")
+
+    with unknot.TCPServer(handler) as server:
+        start(server)
+        with connect(server) as c:
+            while not seen:
+                unknot.sleep(0.005)
+            addr = seen[0][0]
+            assert seen[0] == (addr, "conn-{}", True)
+            assert addr == c.getsockname()
+            (info,) = [i for i in unknot.fibers() if i.name.startswith("conn-")]
+            assert info.name == f"conn-{addr}"
+            fail.set()
+            assert c.recv(10) == b""
+        server.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"handler for conn-{addr} failed"]
+
+
+@pytest.mark.unknot
 def test_peer_reset_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="unknot.server")
     in_handler = unknot.Event()

@@ -82,6 +82,7 @@ from ._calls import (
     raise_pending_interrupt,
     sleep,
     spawn,
+    spawn_named,
     wait_readable,
     wait_writable,
 )
@@ -157,6 +158,7 @@ __all__ = [
     "set_debug",
     "sleep",
     "spawn",
+    "spawn_named",
     "start_monitor",
     "stats",
     "stop_monitor",

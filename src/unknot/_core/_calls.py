@@ -39,6 +39,18 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs:
     return hub.spawn(fn, args, kwargs, name)
 
 
+def spawn_named(fn: Callable[..., Any], args: tuple[Any, ...], template: str, arg: Any) -> Fiber:
+    """`spawn` ``fn(*args)``, the fiber named ``template.format(arg)``, made when first read.
+
+    For a server naming a fiber per connection (``"conn-{}"`` and the peer's address): no
+    string is kept per connection until something (a dump, a log line) asks for the name.
+    """
+    hub = get_hub()
+    if hub is None:
+        raise NotInFiberError("spawn_named() needs a running hub")
+    return hub.spawn(fn, args, None, template, None, arg)
+
+
 def current() -> Fiber | None:
     """The `Fiber` running this code, or None outside fibers (the hub, asyncio callbacks)."""
     cur = getcurrent()

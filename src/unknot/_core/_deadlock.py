@@ -36,7 +36,7 @@ class DeadlockDetection(TimerQueue):
     fd_waiters: int
     threads_in_flight: int
     loop: asyncio.AbstractEventLoop | None
-    fibers: set[Fiber]
+    fibers: dict[Fiber, None]  # (an ordered set: spawn order)
     root: Fiber | None
     _deadlock_since: float | None
 

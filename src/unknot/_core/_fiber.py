@@ -27,6 +27,15 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Debug mode (`unknot.set_debug`): the stack each live fiber was spawned from, else None.
 SPAWN_STACKS: weakref.WeakKeyDictionary[Any, traceback.StackSummary] | None = None
 
+#: Spawn sites, ``(filename, lineno, function)``, one tuple per site shared by the fibers
+#: spawned there (a server spawns thousands from one line). Cleared when it grows past
+#: `_SITES_MAX` (code made at run time could make sites without end).
+_SITES: dict[tuple[str, int, str], tuple[str, int, str]] = {}
+_SITES_MAX = 4096
+
+#: `Fiber._name_arg` when the name is not a template (see `Fiber.name`).
+_NO_ARG: Any = object()
+
 # Fiber._state values
 PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
 
@@ -59,13 +68,11 @@ class Fiber(greenlet):
 
     __slots__ = (
         "hub",
-        "_fn",
-        "_args",
-        "_kwargs",
+        "_start",
         "_name",
+        "_name_arg",
         "_state",
         "_result",
-        "_error",
         "_joiners",
         "_callbacks",
         "_scope",
@@ -93,6 +100,11 @@ class Fiber(greenlet):
     def _owner(self) -> Fiber:
         return self
 
+    @property
+    def _error(self) -> BaseException | None:
+        """The exception it raised (kept in ``_result``: one slot less), or None."""
+        return self._result if self._state == FAILED else None
+
     def __init__(
         self,
         hub: Hub,
@@ -102,18 +114,27 @@ class Fiber(greenlet):
         name: str | None,
         parent: Any,
         parent_glet: greenlet,
+        name_arg: Any = _NO_ARG,
     ) -> None:
-        greenlet.__init__(self, None, parent_glet)
+        # The greenlet runs one shared function, not a bound method: greenlet would make a
+        # bound `run` per fiber (64 bytes) and call it through C frames its stack copy keeps
+        # (about 150 bytes) for as long as the fiber lives ("Memory per idle connection").
+        greenlet.__init__(self, _fiber_main, parent_glet)
         self.hub = hub
-        self._fn: Callable[..., Any] | None = fn
-        self._args: tuple[Any, ...] | None = args
-        self._kwargs: dict[str, Any] | None = kwargs
+        # (fn, args, kwargs) until it starts: one slot, not three (a slot is 8 bytes per fiber)
+        self._start: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = (
+            fn,
+            args,
+            kwargs,
+        )
         self._name = name
+        self._name_arg = name_arg  # (with a template in _name: see `name`)
         self._state = PENDING
-        self._result: Any = None
-        self._error: BaseException | None = None
+        self._result: Any = None  # the return value; the exception once FAILED (`_error`)
         self._joiners: ParkingLot | None = None  # fibers in join(), made on first use
-        self._callbacks: list[Callable[[Fiber], Any]] | None = None  # add_done_callback
+        # add_done_callback's: None, one callable, or a list of them (no list for the one
+        # callback most fibers get)
+        self._callbacks: Any = None
         self._scope: Any = self
         self._parent = parent
         self._children: set[Any] | None = None
@@ -131,76 +152,15 @@ class Fiber(greenlet):
         f: Any = sys._getframe(1)
         while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
             f = f.f_back
-        self._spawned_at = (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        code = f.f_code
+        site = (code.co_filename, f.f_lineno, code.co_name)
+        if len(_SITES) >= _SITES_MAX:
+            _SITES.clear()
+        self._spawned_at = _SITES.setdefault(site, site)
         if SPAWN_STACKS is not None:  # debug mode: the whole stack (costly), for dumps
             stack = traceback.StackSummary.extract(traceback.walk_stack(f), lookup_lines=False)
             stack.reverse()  # (source lines are read when the stack is printed)
             SPAWN_STACKS[self] = stack
-
-    # -- the fiber body ----------------------------------------------------------------------
-
-    def run(self) -> None:  # called by greenlet on the first switch
-        hub = self.hub
-        fn, args, kwargs = self._fn, self._args, self._kwargs
-        assert fn is not None and args is not None and kwargs is not None
-        self._fn = self._args = self._kwargs = None
-        self._state = RUNNING
-        try:
-            if self._cancel_called or (hub.ncancel and effectively_cancelled(self._parent)):
-                raise Cancelled()
-            n = len(args)
-            if kwargs or n > 3:
-                self._result = fn(*args, **kwargs)
-            else:
-                # Up to three positional arguments: a plain call, the arguments unpacked and
-                # the tuple and dict let go (this frame lives as long as the fiber). CPython
-                # 3.11 runs a plain call of a Python function in the caller's C frame, but
-                # ``fn(*args)`` in a C frame of its own, which greenlet copies off the stack at
-                # every switch while the fiber waits: about 370 bytes per waiting fiber
-                # (docs/internals.md, "Memory per idle connection").
-                a, b, c = args + (None,) * (3 - n)
-                args = kwargs = None
-                if n == 0:
-                    self._result = fn()
-                elif n == 1:
-                    self._result = fn(a)
-                elif n == 2:
-                    self._result = fn(a, b)
-                else:
-                    self._result = fn(a, b, c)
-            self._state = DONE
-        except (Cancelled, GreenletExit):
-            self._state = CANCELLED
-        except BaseException as e:
-            # Drop this frame from the traceback: it holds `self`, and the cycle
-            # fiber -> error -> traceback -> frame -> fiber would delay the "never retrieved"
-            # log (and the memory) to the next garbage collection.
-            tb = e.__traceback__
-            self._error = e.with_traceback(tb.tb_next if tb is not None else None)
-            self._state = FAILED
-        finally:
-            del fn, args, kwargs
-            hub._fiber_finished(self)
-            # A running fiber is the root of its own cancel scopes (``_scope is self``); a finished
-            # one has none, and the self-reference would leave every finished fiber (and its
-            # context) for the cyclic garbage collector.
-            self._scope = None
-        joiners = self._joiners
-        waited_for = False
-        if joiners is not None:
-            self._joiners = None
-            waited_for = joiners.unpark_all(None) > 0
-        callbacks = self._callbacks
-        if callbacks:
-            self._callbacks = None
-            waited_for = True
-            for fn in callbacks:
-                self._call_done_callback(fn)
-        if self._state == FAILED and not (waited_for or self._retrieved):
-            # Nobody is waiting for this fiber (no join, group, done callback or awaiting
-            # coroutine): show the error now, not at garbage collection, which may be never.
-            self._retrieved = True
-            self._log_unhandled()
 
     def _log_unhandled(self) -> None:
         err = self._error
@@ -225,11 +185,19 @@ class Fiber(greenlet):
     @property
     def name(self) -> str:
         """The fiber's name (given to `spawn`, or ``Fiber-<hex id>``)."""
-        return self._name if self._name is not None else f"Fiber-{id(self):x}"
+        name = self._name
+        if name is None:
+            return f"Fiber-{id(self):x}"
+        arg = self._name_arg
+        if arg is not _NO_ARG:  # a template (`spawn_named`): made now, on first read
+            name = self._name = name.format(arg)
+            self._name_arg = _NO_ARG
+        return name
 
     @name.setter
     def name(self, value: str) -> None:
         self._name = str(value)
+        self._name_arg = _NO_ARG
 
     def done(self) -> bool:
         """True once the function has returned, raised, or the fiber was cancelled."""
@@ -304,19 +272,24 @@ class Fiber(greenlet):
         if self._state >= DONE:
             fn(self)
         else:
-            if self._callbacks is None:
-                self._callbacks = [fn]
+            callbacks = self._callbacks
+            if callbacks is None:
+                self._callbacks = fn
+            elif type(callbacks) is list:
+                callbacks.append(fn)
             else:
-                self._callbacks.append(fn)
+                self._callbacks = [callbacks, fn]
 
     def remove_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
         """Forget a callback added by `add_done_callback`."""
         callbacks = self._callbacks
-        if callbacks:
+        if type(callbacks) is list:
             try:
                 callbacks.remove(fn)
             except ValueError:
                 pass
+        elif callbacks is not None and callbacks == fn:
+            self._callbacks = None
 
     def __await__(self) -> Generator[Any, None, Any]:
         return (yield from _await_fiber(self))
@@ -332,6 +305,81 @@ class Fiber(greenlet):
         # say) and whose error nobody retrieved since: the last chance to show it.
         if self._state == FAILED and not self._retrieved:
             self._log_unhandled()
+
+
+# -- the fiber body ------------------------------------------------------------------------
+
+
+def _fiber_main() -> None:
+    """Every fiber's greenlet ``run``: called by greenlet on the fiber's first switch."""
+    self: Fiber = getcurrent()
+    hub = self.hub
+    start = self._start
+    assert start is not None
+    args: tuple[Any, ...] | None
+    kwargs: dict[str, Any] | None
+    fn, args, kwargs = start
+    self._start = start = None
+    self._state = RUNNING
+    try:
+        if self._cancel_called or (hub.ncancel and effectively_cancelled(self._parent)):
+            raise Cancelled()
+        n = len(args)
+        if kwargs or n > 3:
+            self._result = fn(*args, **kwargs)
+        else:
+            # Up to three positional arguments: a plain call, the arguments unpacked and
+            # the tuple and dict let go (this frame lives as long as the fiber). CPython
+            # 3.11 runs a plain call of a Python function in the caller's C frame, but
+            # ``fn(*args)`` in a C frame of its own, which greenlet copies off the stack at
+            # every switch while the fiber waits: about 370 bytes per waiting fiber
+            # (docs/internals.md, "Memory per idle connection").
+            a, b, c = args + (None,) * (3 - n)
+            args = kwargs = None
+            if n == 0:
+                self._result = fn()
+            elif n == 1:
+                self._result = fn(a)
+            elif n == 2:
+                self._result = fn(a, b)
+            else:
+                self._result = fn(a, b, c)
+        self._state = DONE
+    except (Cancelled, GreenletExit):
+        self._state = CANCELLED
+    except BaseException as e:
+        # Drop this frame from the traceback: it holds `self`, and the cycle
+        # fiber -> error -> traceback -> frame -> fiber would delay the "never retrieved"
+        # log (and the memory) to the next garbage collection.
+        tb = e.__traceback__
+        self._result = e.with_traceback(tb.tb_next if tb is not None else None)
+        self._state = FAILED
+    finally:
+        del fn, args, kwargs
+        hub._fiber_finished(self)
+        # A running fiber is the root of its own cancel scopes (``_scope is self``); a finished
+        # one has none, and the self-reference would leave every finished fiber (and its
+        # context) for the cyclic garbage collector.
+        self._scope = None
+    joiners = self._joiners
+    waited_for = False
+    if joiners is not None:
+        self._joiners = None
+        waited_for = joiners.unpark_all(None) > 0
+    callbacks = self._callbacks
+    if callbacks is not None:
+        self._callbacks = None
+        if type(callbacks) is not list:
+            callbacks = (callbacks,)
+        if callbacks:
+            waited_for = True
+        for fn in callbacks:
+            self._call_done_callback(fn)
+    if self._state == FAILED and not (waited_for or self._retrieved):
+        # Nobody is waiting for this fiber (no join, group, done callback or awaiting
+        # coroutine): show the error now, not at garbage collection, which may be never.
+        self._retrieved = True
+        self._log_unhandled()
 
 
 # -- ``await fiber`` from asyncio code ------------------------------------------------------

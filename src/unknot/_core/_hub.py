@@ -34,6 +34,7 @@ from ._cancel import Cancelled, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
 from ._exceptions import NotInFiberError
 from ._fiber import (
+    _NO_ARG,
     NOT_PARKED,
     PARKED_CANCELLABLE,
     PARKED_INTERRUPTIBLE,
@@ -135,7 +136,7 @@ class Hub(DeadlockDetection):
         self.hub_greenlet = None
         self.loop = None
         self.root = None
-        self.fibers = set()
+        self.fibers = {}
         #: How many cancellations are in force on this hub: cancelled scopes still entered, plus
         #: cancelled fibers still running. While it is 0 no fiber can be cancelled, so every
         #: checkpoint costs one attribute test. Counted only by `unknot._core._cancel`.
@@ -179,19 +180,30 @@ class Hub(DeadlockDetection):
         kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         parent: Any = None,
+        name_arg: Any = _NO_ARG,
     ) -> Fiber:
-        """Create a fiber running ``fn(*args, **kwargs)`` and queue it to start."""
+        """Create a fiber running ``fn(*args, **kwargs)`` and queue it to start.
+
+        With ``name_arg``, ``name`` is a template: the fiber is named
+        ``name.format(name_arg)``, made when the name is first read (`spawn_named`)."""
         if not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {fn!r}")
-        f = Fiber(self, fn, args, kwargs or {}, name, parent, self.hub_greenlet or getcurrent())
-        f.gr_context = copy_context()
-        self.fibers.add(f)
+        me = getcurrent()
+        f = Fiber(self, fn, args, kwargs or {}, name, parent, self.hub_greenlet or me, name_arg)
+        # The fiber gets a copy of the spawner's context, unless that is empty: then it starts
+        # with none (greenlet's default), and CPython makes it an empty one of its own if it
+        # ever uses a context variable. The same for the fiber, and no Context object (64
+        # bytes) per fiber that never does ("Memory per idle connection").
+        ctx = me.gr_context
+        if ctx is not None and len(ctx):
+            f.gr_context = copy_context()
+        self.fibers[f] = None
         self.ready.append(f)
         self._notify()
         return f
 
     def _fiber_finished(self, f: Fiber) -> None:
-        self.fibers.discard(f)
+        self.fibers.pop(f, None)
         if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
             fiber_finished(self, f)
         parent = f._parent

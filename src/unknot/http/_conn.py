@@ -176,143 +176,146 @@ class HTTPConnection:
 
     def run(self) -> None:
         """Serve requests until the connection ends (the socket is the caller's to close)."""
+        # One frame, not a wrapper around the loop: an idle connection keeps every frame of its
+        # fiber (about 215 bytes each on 3.12+; docs/internals.md, "Memory per idle
+        # connection").
         try:
-            self._run()
+            # The methods are called on their objects, not kept as bound methods in locals: a
+            # waiting connection's frame would hold four more objects for the garbage collector to
+            # scan (thousands of connections, see docs/production.md); a method call costs a cached
+            # lookup more.
+            settings = self.settings
+            proto = self.proto
+            receive = proto.receive_data  # (the reader's method, stored on the connection)
+            sock = self.sock
+            monotonic = time.monotonic
+            handler = settings.handler
+            client = self.client
+            write_timeout = settings.write_timeout
+            head_timeout = settings.head_timeout
+            wait_timeout = head_timeout  # for the first byte of the next request
+            inline = settings.access_log is None and not settings.tls
+            first = True
+            head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
+            result: Any = None  # (the handler's last result, let go before each wait)
+            headers: Any = None
+            content: Any = None
+            while True:
+                try:
+                    events = proto.next_events()
+                except ProtocolError as exc:
+                    self.refuse(exc)
+                    return
+                if events is NEED_DATA:
+                    pending = self.pending
+                    if pending:  # (flush, inlined)
+                        self.pending = b""
+                        self.deadline = monotonic() + write_timeout
+                        try:
+                            sock.sendall(pending)
+                        except OSError as exc:
+                            raise ClientGone(f"cannot write to the client: {exc}") from exc
+                    # Nothing of the last exchange is kept while waiting (an idle keep-alive
+                    # connection would hold its last request, response and bytes read).
+                    pending = data = b""
+                    head = request = result = headers = content = None
+                    try:
+                        if head_deadline:
+                            if head_deadline < 0.0:  # the head began with the previous recv
+                                head_deadline = monotonic() + head_timeout
+                            self.deadline = head_deadline
+                            data = sock.recv(RECV_SIZE)
+                        else:
+                            if settings.closing:
+                                return
+                            self.idle = True
+                            self.deadline = monotonic() + wait_timeout
+                            data = sock.recv(RECV_SIZE)
+                            self.idle = False
+                            head_deadline = -1.0  # timed from the next recv, if one is needed
+                    except TimeoutError:
+                        if head_deadline or first:
+                            self.answer_error(408)
+                            self.linger()
+                        return
+                    except OSError as exc:
+                        log.debug("reading from %s failed: %s", self.client, exc)
+                        return
+                    finally:
+                        self.deadline = 0.0
+                    if not data:
+                        self.eof = True
+                    receive(data)
+                    continue
+                head = events[0]  # type: ignore[index]
+                if type(head) is not RequestHead:
+                    self.flush()
+                    return  # ConnectionClosed: the client closed between requests
+                head_deadline = 0.0
+                if first:
+                    first = False
+                    wait_timeout = settings.keep_alive_timeout
+                if (
+                    inline
+                    and len(events) == 2  # type: ignore[arg-type]
+                    and events[1] is END_OF_MESSAGE  # type: ignore[index]
+                    and head.http_version == b"1.1"
+                ):
+                    # The common request, HTTP/1.1 without a body, answered inline (`answer` and
+                    # `respond` do the same in general).
+                    method = head.method
+                    try:
+                        request = Request(
+                            # (GET first: comparing bytes costs less than hashing them)
+                            "GET"
+                            if method == b"GET"
+                            else _METHODS.get(method) or method.decode("latin-1"),
+                            head.target,
+                            head.headers,
+                            "1.1",
+                            client,
+                        )
+                        result = handler(request)
+                        if type(result) is tuple and len(result) == 3:
+                            status, headers, content = result
+                            # (status, dict or None, bytes) goes to send_response as it is: the
+                            # protocol layer checks the status and the headers itself.
+                            simple = type(content) is bytes and (
+                                headers is None or type(headers) is dict
+                            )
+                        else:
+                            simple = False
+                        if not simple or settings.closing:
+                            status, headers, content = normalize_result(result)
+                            simple = type(content) is bytes and not settings.closing
+                        if simple:
+                            pending = self.pending + proto.send_response(status, headers, content)
+                            if len(pending) > BATCH_LIMIT:
+                                self.pending = b""
+                                write(self, pending)
+                            else:
+                                self.pending = pending
+                            ok = True
+                        else:
+                            ok = self.respond(head, None, status, headers, content)
+                    except ClientGone:
+                        raise
+                    except Exception as exc:
+                        ok = self.handler_failed(head, None, exc)
+                else:
+                    ok = self.answer(head, events)  # type: ignore[arg-type]
+                if not ok:
+                    self.linger()
+                    return
+                if not proto.keep_alive:
+                    self.flush()
+                    return
         except ClientGone as exc:
             log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
         finally:
             # What the connection leaves behind dies by reference counting, not in a cyclic
             # garbage collection (see `ServerConnection.release`).
             self.proto.release()
-
-    def _run(self) -> None:
-        # The methods are called on their objects, not kept as bound methods in locals: a
-        # waiting connection's frame would hold four more objects for the garbage collector to
-        # scan (thousands of connections, see docs/production.md); a method call costs a cached
-        # lookup more.
-        settings = self.settings
-        proto = self.proto
-        receive = proto.receive_data  # (the reader's method, stored on the connection)
-        sock = self.sock
-        monotonic = time.monotonic
-        handler = settings.handler
-        client = self.client
-        write_timeout = settings.write_timeout
-        head_timeout = settings.head_timeout
-        wait_timeout = head_timeout  # for the first byte of the next request
-        inline = settings.access_log is None and not settings.tls
-        first = True
-        head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
-        while True:
-            try:
-                events = proto.next_events()
-            except ProtocolError as exc:
-                self.refuse(exc)
-                return
-            if events is NEED_DATA:
-                pending = self.pending
-                if pending:  # (flush, inlined)
-                    self.pending = b""
-                    self.deadline = monotonic() + write_timeout
-                    try:
-                        sock.sendall(pending)
-                    except OSError as exc:
-                        raise ClientGone(f"cannot write to the client: {exc}") from exc
-                # Nothing of the last exchange is kept while waiting (an idle keep-alive
-                # connection would hold its last request, response and bytes read).
-                pending = data = b""
-                head = request = None
-                try:
-                    if head_deadline:
-                        if head_deadline < 0.0:  # the head began with the previous recv
-                            head_deadline = monotonic() + head_timeout
-                        self.deadline = head_deadline
-                        data = sock.recv(RECV_SIZE)
-                    else:
-                        if settings.closing:
-                            return
-                        self.idle = True
-                        self.deadline = monotonic() + wait_timeout
-                        data = sock.recv(RECV_SIZE)
-                        self.idle = False
-                        head_deadline = -1.0  # timed from the next recv, if one is needed
-                except TimeoutError:
-                    if head_deadline or first:
-                        self.answer_error(408)
-                        self.linger()
-                    return
-                except OSError as exc:
-                    log.debug("reading from %s failed: %s", self.client, exc)
-                    return
-                finally:
-                    self.deadline = 0.0
-                if not data:
-                    self.eof = True
-                receive(data)
-                continue
-            head = events[0]  # type: ignore[index]
-            if type(head) is not RequestHead:
-                self.flush()
-                return  # ConnectionClosed: the client closed between requests
-            head_deadline = 0.0
-            if first:
-                first = False
-                wait_timeout = settings.keep_alive_timeout
-            if (
-                inline
-                and len(events) == 2  # type: ignore[arg-type]
-                and events[1] is END_OF_MESSAGE  # type: ignore[index]
-                and head.http_version == b"1.1"
-            ):
-                # The common request, HTTP/1.1 without a body, answered inline (`answer` and
-                # `respond` do the same in general).
-                method = head.method
-                try:
-                    request = Request(
-                        # (GET first: comparing bytes costs less than hashing them)
-                        "GET"
-                        if method == b"GET"
-                        else _METHODS.get(method) or method.decode("latin-1"),
-                        head.target,
-                        head.headers,
-                        "1.1",
-                        client,
-                    )
-                    result = handler(request)
-                    if type(result) is tuple and len(result) == 3:
-                        status, headers, content = result
-                        # (status, dict or None, bytes) goes to send_response as it is: the
-                        # protocol layer checks the status and the headers itself.
-                        simple = type(content) is bytes and (
-                            headers is None or type(headers) is dict
-                        )
-                    else:
-                        simple = False
-                    if not simple or settings.closing:
-                        status, headers, content = normalize_result(result)
-                        simple = type(content) is bytes and not settings.closing
-                    if simple:
-                        pending = self.pending + proto.send_response(status, headers, content)
-                        if len(pending) > BATCH_LIMIT:
-                            self.pending = b""
-                            write(self, pending)
-                        else:
-                            self.pending = pending
-                        ok = True
-                    else:
-                        ok = self.respond(head, None, status, headers, content)
-                except ClientGone:
-                    raise
-                except Exception as exc:
-                    ok = self.handler_failed(head, None, exc)
-            else:
-                ok = self.answer(head, events)  # type: ignore[arg-type]
-            if not ok:
-                self.linger()
-                return
-            if not proto.keep_alive:
-                self.flush()
-                return
 
     # -- one exchange --------------------------------------------------------------------------
 
