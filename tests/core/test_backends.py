@@ -44,6 +44,27 @@ def test_default_backend_is_epoll(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.unknot
+def test_sleep_past_the_poll_limit_on_every_backend(backend: str) -> None:
+    # epoll and poll refuse a timeout past about 24.8 days (OverflowError): a fiber sleeping a
+    # billion seconds while the others wait for it must not take the hub down with it.
+    def sleeper() -> None:
+        unknot.sleep(1e9)
+
+    f = unknot.spawn(sleeper)
+    ticker = unknot.spawn(unknot.sleep, 0.05)
+    ticker.join()  # meanwhile the hub polls with the long timer pending
+    g = unknot.spawn(unknot.sleep, 1e12)
+    with unknot.move_on_after(0.1):
+        unknot.sleep(1e10)  # the hub polls with every timer pending far away
+    assert not f.done() and not g.done()
+    f.cancel()
+    g.cancel()
+    for fiber in (f, g):
+        with pytest.raises(unknot.FiberCancelled):
+            fiber.join()
+
+
+@pytest.mark.unknot
 def test_timers_in_order_on_every_backend(backend: str) -> None:
     woke: list[int] = []
     t0 = time.monotonic()

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 import selectors
-from typing import Any
+from typing import Any, Final
 
 from ._hub import Hub
 from ._interrupt import deliver_interrupt, signal_handler_raised
 from ._monitor import POLLING_FILES
 from ._native import mypyc_attr
+
+#: The longest single poll, in seconds (asyncio's ``MAXIMUM_SELECT_TIMEOUT``).
+MAX_POLL_TIMEOUT: Final = 24 * 3600.0
 
 #: Files in which the hub's poll runs; frames from other files in a traceback raised by the
 #: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
@@ -44,7 +47,9 @@ class HubSelector(Hub):
             return 0
         deadline = self.next_deadline()
         if deadline is not None:
-            wait = max(0.0, deadline - self.time())
+            # At most a day per poll, as asyncio does: epoll and poll refuse a timeout past
+            # about 24.8 days (OverflowError), and a longer sleep just polls again.
+            wait = min(max(0.0, deadline - self.time()), MAX_POLL_TIMEOUT)
             timeout = wait if timeout is None else min(timeout, wait)
         if timeout is None:
             root = self.root
@@ -61,7 +66,7 @@ class HubSelector(Hub):
             if mock.autojump_threshold < real:
                 self._jump_to = self.time() + timeout
                 real = mock.autojump_threshold
-            return None if real == math.inf else real
+            return None if real == math.inf else min(real, MAX_POLL_TIMEOUT)
         return timeout
 
     def _after_poll(self, had_events: bool) -> None:
