@@ -26,6 +26,9 @@ from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 _c_recv: Final = _socket.socket.recv
 _c_send: Final = _socket.socket.send
 _BlockingIOError: Final = BlockingIOError
+# Compiled, a Final name is a C static; other module-level names are looked up at each use.
+_getcurrent: Final = getcurrent
+_Fiber: Final = Fiber
 
 # MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
 # fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
@@ -47,8 +50,8 @@ def entry(hub: Hub) -> None:
 
 
 def entry_slow(hub: Hub) -> None:
-    f = getcurrent()
-    if type(f) is not Fiber or f.hub is not hub:
+    f = _getcurrent()
+    if type(f) is not _Fiber or f.hub is not hub:
         return  # another thread's call on a socket this hub once waited on
     if hub.ncancel:
         if is_cancelled(f):
@@ -64,8 +67,8 @@ def entry_slow(hub: Hub) -> None:
 
 def entry_here() -> None:
     """`entry` for the current fiber's hub (nothing outside fibers)."""
-    f = getcurrent()
-    if type(f) is Fiber:
+    f = _getcurrent()
+    if type(f) is _Fiber:
         entry(f.hub)
 
 
@@ -74,15 +77,16 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
     timeout: float | None = sock._timeout
     # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
     # socket.send; change them together.
-    if timeout == 0.0 or (flags & DONTWAIT and timeout is None):
+    if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
         # Never waits: the C method as it is (drivers poll like this on every command).
         # The readiness hint is left as it is: still set only means "try the syscall".
         return _c_recv(sock, bufsize, flags)
     if flags:
         return sock._io(False, _c_recv, None, (bufsize, flags))
-    rec: FdWait | None = sock._fdwait
-    if rec is not None:
+    maybe: FdWait | None = sock._fdwait
+    if maybe is not None:
         # The hot path (a socket with a record, in a fiber of its own hub).
+        rec: FdWait = maybe  # (compiled, the attributes of an FdWait, not of a union, are fields)
         # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
         # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
         # seconds) bounds the whole call. Anything else falls back to _io below.
@@ -102,11 +106,13 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                 except _BlockingIOError:
                     pass
                 else:
-                    if 0 < len(data) < bufsize and rec.hints and sock._tcp:
-                        rec.readable = False
+                    if 0 < len(data) < bufsize and rec.hints:
+                        tcp: bool = sock._tcp
+                        if tcp:
+                            rec.readable = False
                     return data
-            f = getcurrent()
-            if type(f) is not Fiber or f.hub is not hub or sock._fdwait is not rec:
+            f = _getcurrent()
+            if type(f) is not _Fiber or f.hub is not hub or sock._fdwait is not rec:
                 break
             if timeout is None:
                 hub.wait_fd(f, rec, False, None)
@@ -142,10 +148,12 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
     server's replies go to many peers, and delaying them would only add latency.
     """
     sent = 0
-    if sock._timeout != 0.0 and not flags & DONTWAIT:
+    timeout: float | None = sock._timeout
+    if (timeout is None or timeout != 0.0) and not flags & DONTWAIT:
         rec: FdWait | None = sock._fdwait
         if rec is not None:
-            hub = rec.hub
+            known: FdWait = rec  # (compiled: its fields, not a union's attributes)
+            hub = known.hub
             # INLINED-COPY-BEGIN(io-entry): entry (the cancellation point, the streak)
             n = hub.io_budget
             if n:
@@ -155,18 +163,24 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
             # INLINED-COPY-END(io-entry)
         else:
             entry_here()
-        if sock._client:
+        client: bool = sock._client
+        if client:
             sent = sock._after_ready(data, flags)
             if sent and sent == len(data):  # (sent is nonzero only for bytes)
                 return
+            rec = sock._fdwait  # (the others ran meanwhile)
         if not sent and type(data) is bytes:
             # The hot path: one try of the syscall, unless the hint says the buffer is
             # full. The deadline is set only if the call has to wait (with a timeout, the
             # call may so end later than the stdlib's by the duration of this syscall).
             # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
             # hint test, and the same rule for clearing it (a short write on a stream).
-            rec = sock._fdwait
-            if rec is None or rec.writable or not rec.hints:
+            if rec is None:
+                go = True
+            else:
+                known = rec
+                go = known.writable or not known.hints
+            if go:
                 size = len(data)
                 try:
                     sent = _c_send(sock, data, flags)

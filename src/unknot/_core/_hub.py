@@ -57,6 +57,8 @@ PASS_HOOKS: Final[list[Callable[[Any, bool], None]]] = []
 #: method up by name (in the type, then in the greenlet's ``__dict__``) at every switch.
 _switch: Final = greenlet.switch
 _throw: Final = greenlet.throw
+#: The same for the ready queue's popleft.
+_popleft: Final = deque.popleft
 
 
 def _nothing() -> None:
@@ -392,7 +394,7 @@ class Hub(DeadlockDetection):
                 self._switch_out()
             else:
                 self._budget -= 1
-                _switch(ready.popleft())  # not started: switched to without arguments
+                _switch(_popleft(ready))  # not started: switched to without arguments
             # INLINED-COPY-END(pass-rule)
 
     def call_batched(self, f: Fiber, fn: Callable[..., Any], *args: Any) -> Any:
@@ -452,7 +454,7 @@ class Hub(DeadlockDetection):
                 and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
-                f = ready.popleft()
+                f = _popleft(ready)
                 exc = f._wake_exc
                 if exc is not None:
                     f._wake_exc = None
@@ -542,7 +544,7 @@ class Hub(DeadlockDetection):
                             )
                         ):
                             self._budget = n - 1
-                            nxt = ready.popleft()
+                            nxt = _popleft(ready)
                             exc = nxt._wake_exc
                             if exc is not None:
                                 nxt._wake_exc = None
