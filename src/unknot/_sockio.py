@@ -98,6 +98,8 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         else:
             entry_slow(hub)
         # INLINED-COPY-END(io-entry)
+        # (``moved``: other fibers may have run since ``rec`` was read, and closed the socket.)
+        moved = n == 0
         deadline: float | None = None
         while True:
             if rec.readable or not rec.hints or bufsize <= 0:
@@ -112,8 +114,9 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                             rec.readable = False
                     return data
             f = _getcurrent()
-            if type(f) is not _Fiber or f.hub is not hub or sock._fdwait is not rec:
+            if type(f) is not _Fiber or f.hub is not hub or (moved and sock._fdwait is not rec):
                 break
+            moved = True
             if timeout is None:
                 hub.wait_fd(f, rec, False, None)
                 continue
