@@ -34,6 +34,8 @@ MODULES = (
     "unknot._core._hub",
     "unknot._core._selector_hub",
     "unknot._core._io_epoll",
+    # The sockets' blocking calls (issue 13): recv, sendall and their entry.
+    "unknot._sockio",
     # The HTTP server's request path (issue 13): the sans-I/O protocol layer, the request and
     # the per-connection loop.
     "unknot.http._protocol._events",

@@ -35,7 +35,7 @@ its thread): ``park(f, timeout=None, cancellable=True, interruptible=None)``, ``
 calls the running fiber may still begin on the fast path: an I/O module tests it at each call's
 entry, decrements it if nonzero, and otherwise takes its slow path, which checks for
 cancellation and yields once the streak is used up; a cancellation in force holds it at 0; see
-`unknot.socket._entry`); read-only: ``ncancel`` (nonzero while any
+`unknot._sockio.entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
 runs it), ``root``, ``fibers`` (the live fibers: a dict used as an ordered set, spawn order).

@@ -34,12 +34,14 @@ from socket import (  # type: ignore[attr-defined]  # noqa: F401
     MsgFlag,
     SocketIO,
 )
+from types import FunctionType
 from typing import Any
 
 from greenlet import getcurrent
 
+from . import _sockio
 from ._mirror import poll_fd, rebind
-from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, is_cancelled
+from .lowlevel import TIMED_OUT, FdWait, Fiber
 
 __all__ = list(_stdlib.__all__)
 
@@ -71,39 +73,13 @@ def _attempt(op: Any, sock: Any, args: tuple[Any, ...]) -> Any:
         return _AGAIN
 
 
-def _entry(hub: Any) -> None:
-    """A blocking call begins on ``hub``: a cancellation point even when it will not wait, and
-    a step of the fairness rule (`Hub.IO_STREAK_MAX`). Nearly free: one test of the hub's I/O
-    budget, which a cancellation in force holds at 0 (so that the slow path checks it)."""
-    # INLINED-ORIGINAL(io-entry): copied into socket.recv and socket.sendall; change them together.
-    n = hub.io_budget
-    if n:
-        hub.io_budget = n - 1
-    else:
-        _entry_slow(hub)
-
-
-def _entry_slow(hub: Any) -> None:
-    f = getcurrent()
-    if type(f) is not Fiber or f.hub is not hub:
-        return  # another thread's call on a socket this hub once waited on
-    if hub.ncancel:
-        if is_cancelled(f):
-            raise Cancelled()
-        # The budget stays at 0 while cancellations are in force: count the streak here.
-        n = hub.io_streak + 1
-        if n < hub.IO_STREAK_MAX:
-            hub.io_streak = n
-            return
-        hub.io_streak = 0
-    hub.yield_now(f)  # the others run; the budget is full again
-
-
-def _entry_here() -> None:
-    """`_entry` for the current fiber's hub (nothing outside fibers)."""
-    f = getcurrent()
-    if type(f) is Fiber:
-        _entry(f.hub)
+# The entry of a blocking call (the cancellation point and the fairness streak), and the hot
+# paths of recv and sendall, live in unknot._sockio, which mypyc compiles.
+_entry = _sockio.entry
+_entry_slow = _sockio.entry_slow
+_entry_here = _sockio.entry_here
+_sockio_recv = _sockio.recv
+_sockio_sendall = _sockio.sendall
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
@@ -216,7 +192,8 @@ class socket(_StdSocket):
 
     def _wait(self, write: bool, deadline: float | None) -> None:
         """Wait until the socket is ready; raise `TimeoutError` once ``deadline`` passed."""
-        # INLINED-ORIGINAL(socket-recv): copied, with _io, into socket.recv; change them together.
+        # INLINED-ORIGINAL(socket-recv): copied, with _io, into recv (in _sockio.py); change them
+        # together.
         timeout = None if deadline is None else deadline - _time.monotonic()
         if timeout is not None and timeout <= 0:
             raise TimeoutError("timed out")
@@ -311,8 +288,8 @@ class socket(_StdSocket):
         A call that may block begins at `_entry` (a cancellation point) unless the caller
         already did that (``entered``, or a ``deadline`` given: a continuation).
         """
-        # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into socket.recv (with _wait)
-        # and into socket.sendall (its first try); change them together.
+        # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into recv (with _wait) and into
+        # sendall (its first try), in _sockio.py; change them together.
         rec = self._fdwait
         if deadline is False and not entered and self._timeout != 0.0:
             if rec is not None:
@@ -344,71 +321,25 @@ class socket(_StdSocket):
                         rec.readable = False
             return result
 
+    # recv and sendall are unknot._sockio's functions: in the pure-Python build they are the
+    # methods themselves (set below the class: no frame more), in the compiled build these
+    # methods call them.
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
-        # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
-        # socket.send; change them together.
-        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
-            # Never waits: the C method as it is (drivers poll like this on every command).
-            # The readiness hint is left as it is: still set only means "try the syscall".
-            return _Csocket.recv(self, bufsize, flags)
-        if flags:
-            return self._io(False, _Csocket.recv, None, (bufsize, flags))
-        rec = self._fdwait
-        if rec is not None:
-            # The hot path (a socket with a record, in a fiber of its own hub).
-            # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
-            # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
-            # seconds) bounds the whole call. Anything else falls back to _io below.
-            hub = rec.hub
-            # INLINED-COPY-BEGIN(io-entry): _entry (the cancellation point, the streak)
-            n = hub.io_budget
-            if n:
-                hub.io_budget = n - 1
-            else:
-                _entry_slow(hub)
-            # INLINED-COPY-END(io-entry)
-            t = self._timeout
-            deadline = None
-            while True:
-                if rec.readable or not rec.hints or bufsize <= 0:
-                    try:
-                        data = _Csocket.recv(self, bufsize)
-                    except _BlockingIOError:
-                        pass
-                    else:
-                        if 0 < len(data) < bufsize and self._tcp and rec.hints:
-                            rec.readable = False
-                        return data
-                f = getcurrent()
-                if type(f) is not Fiber or f.hub is not hub or self._fdwait is not rec:
-                    break
-                if t is None:
-                    hub.wait_fd(f, rec, False, None)
-                    continue
-                now = _time.monotonic()
-                if deadline is None:
-                    deadline = now + t
-                if now >= deadline or hub.wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
-                    raise TimeoutError("timed out")
-            # INLINED-COPY-END(socket-recv)
-            return self._io(False, _Csocket.recv, bufsize, (bufsize,), entered=True)
-        f = getcurrent()
-        if type(f) is Fiber:
-            fd = self.fileno()
-            if fd >= 0:
-                # The first blocking recv in a fiber makes the record before any wait (`_wait`
-                # would at the first EAGAIN) and takes the hot path: a connection idle in a
-                # later recv then waits in `Hub.wait_fd` called from here, three frames
-                # shallower than through _io and _wait (docs/internals.md, "Memory per idle
-                # connection").
-                self._fdwait = f.hub.fd_record(fd)
-                return self.recv(bufsize)
-        return self._io(False, _Csocket.recv, bufsize, (bufsize,))
+        return _sockio_recv(self, bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data``; the timeout bounds the whole call (as in the stdlib).
+
+        See `unknot._sockio.sendall`: on a blocking client socket the fibers already ready go
+        first.
+        """
+        _sockio_sendall(self, data, flags)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
-        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
+        # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.recv_into(self, buffer, nbytes, flags)
@@ -421,7 +352,7 @@ class socket(_StdSocket):
 
         On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
-        # INLINED-COPY-BEGIN(never-waits): socket.recv's test
+        # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
         if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
@@ -459,63 +390,6 @@ class socket(_StdSocket):
         except _BlockingIOError:
             return 0
         return sent
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send all of ``data``; the timeout bounds the whole call (as in the stdlib).
-
-        On a blocking (timeout None or seconds) client socket, one this process connected, the
-        fibers already ready to run go first, so that the requests many fibers write to one
-        server leave together (see `Hub.cede`): such a send is a point where the fiber may be
-        switched out even when it need not wait. Sockets from `accept` do not do this: a
-        server's replies go to many peers, and delaying them would only add latency.
-        """
-        sent = 0
-        if self._timeout != 0.0 and not flags & _DONTWAIT:
-            rec = self._fdwait
-            if rec is not None:
-                hub = rec.hub
-                # INLINED-COPY-BEGIN(io-entry): _entry (the cancellation point, the streak)
-                n = hub.io_budget
-                if n:
-                    hub.io_budget = n - 1
-                else:
-                    _entry_slow(hub)
-                # INLINED-COPY-END(io-entry)
-            else:
-                _entry_here()
-            if self._client:
-                sent = self._after_ready(data, flags)
-                if sent and sent == len(data):  # (sent is nonzero only for bytes)
-                    return
-            if not sent and type(data) is bytes:
-                # The hot path: one try of the syscall, unless the hint says the buffer is
-                # full. The deadline is set only if the call has to wait (with a timeout, the
-                # call may so end later than the stdlib's by the duration of this syscall).
-                # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
-                # hint test, and the same rule for clearing it (a short write on a stream).
-                rec = self._fdwait
-                if rec is None or rec.writable or not rec.hints:
-                    size = len(data)
-                    try:
-                        sent = _Csocket.send(self, data, flags)
-                    except _BlockingIOError:
-                        pass
-                    else:
-                        if sent == size:
-                            return
-                        if sent and self._stream and rec is not None and rec.hints:
-                            rec.writable = False  # a short write: the buffer is full
-                # INLINED-COPY-END(socket-sendall)
-        deadline = self._deadline()
-        if type(data) is bytes and not sent:
-            size = len(data)
-            sent = self._io(True, _Csocket.send, size, (data, flags), deadline)
-            if sent == size:
-                return
-        with memoryview(data) as view, view.cast("B") as buf:
-            total = len(buf)
-            while sent < total:
-                sent += self._io(True, _Csocket.send, total - sent, (buf[sent:], flags), deadline)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file with ``os.sendfile`` where possible, else with `send`; cooperative."""
@@ -578,11 +452,8 @@ _CONNECT_PENDING = {
 }
 
 
-# MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
-# fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
-# readiness and retries, as for any call.
-# A plain int: `flags & _DONTWAIT` runs on every call, and with the MsgFlag enum it costs ~0.5 us.
-_DONTWAIT = int(getattr(_stdlib, "MSG_DONTWAIT", 0))
+# MSG_DONTWAIT as a plain int (see unknot._sockio).
+_DONTWAIT = _sockio.DONTWAIT
 
 
 def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
@@ -633,6 +504,10 @@ for _name, _write, _flags_at in (
     if hasattr(_Csocket, _name):
         setattr(socket, _name, _cooperative(_name, _write, _flags_at))
 del _name, _write, _flags_at
+
+if isinstance(_sockio_recv, FunctionType):  # the pure-Python build (see socket.recv)
+    socket.recv = _sockio_recv  # type: ignore[method-assign]
+    socket.sendall = _sockio_sendall  # type: ignore[method-assign]
 
 SocketType: Any = socket
 

@@ -9,7 +9,7 @@ import sys
 import traceback
 import weakref
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -40,14 +40,15 @@ _NO_ARG: Any = object()
 PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
 
 # Fiber._parked values: how a fiber is parked (`Hub.park`), which says what may wake it early.
+# Final: the compiled modules use the numbers themselves (no look-up of the name at each use).
 #: Running, or ready to run: every wake-up finds it "not parked" and does nothing.
-NOT_PARKED = 0
+NOT_PARKED: Final = 0
 #: Parked in a checkpoint: cancellation (and, in the root fiber, Ctrl-C) throws into it.
-PARKED_CANCELLABLE = 1
+PARKED_CANCELLABLE: Final = 1
 #: Parked in a wait that must finish (re-acquiring a lock, a batched send): only its own waker.
-PARKED_SHIELDED = 2
+PARKED_SHIELDED: Final = 2
 #: Parked uncancellably, but Ctrl-C may still be thrown in (a TaskGroup waiting for children).
-PARKED_INTERRUPTIBLE = 3
+PARKED_INTERRUPTIBLE: Final = 3
 
 
 class FiberCancelled(Exception):

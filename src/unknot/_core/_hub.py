@@ -54,6 +54,14 @@ PASS_EXTRA = 256
 PASS_HOOKS: Final[list[Callable[[Any, bool], None]]] = []
 
 
+#: greenlet's switch and throw, called as functions: compiled, ``f.switch(v)`` would look the
+#: method up by name (in the type, then in the greenlet's ``__dict__``) at every switch.
+_switch: Final = greenlet.switch
+_throw: Final = greenlet.throw
+#: The same for the ready queue's popleft.
+_popleft: Final = deque.popleft
+
+
 def _nothing() -> None:
     """A batched call that only marks a place in the batch (see `Hub.cede`)."""
 
@@ -398,7 +406,7 @@ class Hub(DeadlockDetection):
                 self._switch_out()
             else:
                 self._budget -= 1
-                ready.popleft().switch()  # not started: switched to without arguments
+                _switch(_popleft(ready))  # not started: switched to without arguments
             # INLINED-COPY-END(pass-rule)
 
     def call_batched(self, f: Fiber, fn: Callable[..., Any], *args: Any) -> Any:
@@ -458,16 +466,17 @@ class Hub(DeadlockDetection):
                 and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
-                f = ready.popleft()
+                f = _popleft(ready)
                 exc = f._wake_exc
                 if exc is not None:
                     f._wake_exc = None
-                    return f.throw(exc)
+                    return _throw(f, exc)
                 v = f._wake_value
-                f._wake_value = None
+                if v is not None:
+                    f._wake_value = None
                 # None must be passed explicitly: a bare switch() would hand park() ().
-                return f.switch(v)
-        return self.hub_greenlet.switch()  # type: ignore[union-attr]
+                return _switch(f, v)
+        return _switch(self.hub_greenlet)
 
     # -- file descriptors ------------------------------------------------------------------------
 
@@ -547,15 +556,16 @@ class Hub(DeadlockDetection):
                             )
                         ):
                             self._budget = n - 1
-                            nxt = ready.popleft()
+                            nxt = _popleft(ready)
                             exc = nxt._wake_exc
                             if exc is not None:
                                 nxt._wake_exc = None
-                                return nxt.throw(exc)
+                                return _throw(nxt, exc)
                             v = nxt._wake_value
-                            nxt._wake_value = None
-                            return nxt.switch(v)
-                    return self.hub_greenlet.switch()  # type: ignore[union-attr]
+                            if v is not None:
+                                nxt._wake_value = None
+                            return _switch(nxt, v)
+                    return _switch(self.hub_greenlet)
                     # INLINED-COPY-END(switch-out)
                 finally:
                     f._parked = NOT_PARKED

@@ -1,0 +1,207 @@
+"""The hot paths of `unknot.socket`'s blocking calls (``recv``, ``sendall``) and their entry.
+
+A module of its own so that mypyc can compile them (`unknot._compiled.MODULES`):
+`unknot.socket.socket` derives from the C type ``_socket.socket``, so its methods stay
+interpreted, and with the hub compiled they would reach its attributes (``io_budget``, the fd
+record's readiness hints) through Python's generic attribute lookup. Compiled, these functions
+read them as C struct fields and call `Hub.wait_fd` directly.
+
+Each function takes the socket as its first argument and is the method's whole body. In the
+pure-Python build they are plain functions, which `unknot.socket.socket` takes as its methods
+as they are (no frame more than a method of its own: docs/internals.md, "Memory per idle
+connection"); in the compiled build a one-line method calls them.
+"""
+
+from __future__ import annotations
+
+import _socket
+import time as _time
+from typing import Any, Final
+
+from greenlet import getcurrent
+
+from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
+
+# The C methods, called as functions (no attribute lookup on the type per call).
+_c_recv: Final = _socket.socket.recv
+_c_send: Final = _socket.socket.send
+_BlockingIOError: Final = BlockingIOError
+# Compiled, a Final name is a C static; other module-level names are looked up at each use.
+_getcurrent: Final = getcurrent
+_Fiber: Final = Fiber
+
+# MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
+# fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
+# readiness and retries, as for any call.
+# A plain int: `flags & DONTWAIT` runs on every call, and with the MsgFlag enum it costs ~0.5 us.
+DONTWAIT: Final = int(getattr(_socket, "MSG_DONTWAIT", 0))
+
+
+def entry(hub: Hub) -> None:
+    """A blocking call begins on ``hub``: a cancellation point even when it will not wait, and
+    a step of the fairness rule (`Hub.IO_STREAK_MAX`). Nearly free: one test of the hub's I/O
+    budget, which a cancellation in force holds at 0 (so that the slow path checks it)."""
+    # INLINED-ORIGINAL(io-entry): copied into recv and sendall; change them together.
+    n = hub.io_budget
+    if n:
+        hub.io_budget = n - 1
+    else:
+        entry_slow(hub)
+
+
+def entry_slow(hub: Hub) -> None:
+    f = _getcurrent()
+    if type(f) is not _Fiber or f.hub is not hub:
+        return  # another thread's call on a socket this hub once waited on
+    if hub.ncancel:
+        if is_cancelled(f):
+            raise Cancelled()
+        # The budget stays at 0 while cancellations are in force: count the streak here.
+        n = hub.io_streak + 1
+        if n < hub.IO_STREAK_MAX:
+            hub.io_streak = n
+            return
+        hub.io_streak = 0
+    hub.yield_now(f)  # the others run; the budget is full again
+
+
+def entry_here() -> None:
+    """`entry` for the current fiber's hub (nothing outside fibers)."""
+    f = _getcurrent()
+    if type(f) is _Fiber:
+        entry(f.hub)
+
+
+def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
+    """As `socket.socket.recv`, suspending only the calling fiber."""
+    timeout: float | None = sock._timeout
+    # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
+    # socket.send; change them together.
+    if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
+        # Never waits: the C method as it is (drivers poll like this on every command).
+        # The readiness hint is left as it is: still set only means "try the syscall".
+        return _c_recv(sock, bufsize, flags)
+    if flags:
+        return sock._io(False, _c_recv, None, (bufsize, flags))
+    maybe: FdWait | None = sock._fdwait
+    if maybe is not None:
+        # The hot path (a socket with a record, in a fiber of its own hub).
+        rec: FdWait = maybe  # (compiled, the attributes of an FdWait, not of a union, are fields)
+        # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
+        # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
+        # seconds) bounds the whole call. Anything else falls back to _io below.
+        hub = rec.hub
+        # INLINED-COPY-BEGIN(io-entry): entry (the cancellation point, the streak)
+        n = hub.io_budget
+        if n:
+            hub.io_budget = n - 1
+        else:
+            entry_slow(hub)
+        # INLINED-COPY-END(io-entry)
+        # (``moved``: other fibers may have run since ``rec`` was read, and closed the socket.)
+        moved = n == 0
+        deadline: float | None = None
+        while True:
+            if rec.readable or not rec.hints or bufsize <= 0:
+                try:
+                    data: bytes = _c_recv(sock, bufsize)
+                except _BlockingIOError:
+                    pass
+                else:
+                    if 0 < len(data) < bufsize and rec.hints:
+                        tcp: bool = sock._tcp
+                        if tcp:
+                            rec.readable = False
+                    return data
+            f = _getcurrent()
+            if type(f) is not _Fiber or f.hub is not hub or (moved and sock._fdwait is not rec):
+                break
+            moved = True
+            if timeout is None:
+                hub.wait_fd(f, rec, False, None)
+                continue
+            now = _time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            if now >= deadline or hub.wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
+                raise TimeoutError("timed out")
+        # INLINED-COPY-END(socket-recv)
+        return sock._io(False, _c_recv, bufsize, (bufsize,), entered=True)
+    f = getcurrent()
+    if type(f) is Fiber:
+        fd = sock.fileno()
+        if fd >= 0:
+            # The first blocking recv in a fiber makes the record before any wait (`_wait`
+            # would at the first EAGAIN) and takes the hot path: a connection idle in a
+            # later recv then waits in `Hub.wait_fd` called from here, three frames
+            # shallower than through _io and _wait (docs/internals.md, "Memory per idle
+            # connection").
+            sock._fdwait = f.hub.fd_record(fd)
+            return sock.recv(bufsize)
+    return sock._io(False, _c_recv, bufsize, (bufsize,))
+
+
+def sendall(sock: Any, data: Any, flags: int = 0) -> None:
+    """Send all of ``data``; the timeout bounds the whole call (as in the stdlib).
+
+    On a blocking (timeout None or seconds) client socket, one this process connected, the
+    fibers already ready to run go first, so that the requests many fibers write to one
+    server leave together (see `Hub.cede`): such a send is a point where the fiber may be
+    switched out even when it need not wait. Sockets from `accept` do not do this: a
+    server's replies go to many peers, and delaying them would only add latency.
+    """
+    sent = 0
+    timeout: float | None = sock._timeout
+    if (timeout is None or timeout != 0.0) and not flags & DONTWAIT:
+        rec: FdWait | None = sock._fdwait
+        if rec is not None:
+            known: FdWait = rec  # (compiled: its fields, not a union's attributes)
+            hub = known.hub
+            # INLINED-COPY-BEGIN(io-entry): entry (the cancellation point, the streak)
+            n = hub.io_budget
+            if n:
+                hub.io_budget = n - 1
+            else:
+                entry_slow(hub)
+            # INLINED-COPY-END(io-entry)
+        else:
+            entry_here()
+        client: bool = sock._client
+        if client:
+            sent = sock._after_ready(data, flags)
+            if sent and sent == len(data):  # (sent is nonzero only for bytes)
+                return
+            rec = sock._fdwait  # (the others ran meanwhile)
+        if not sent and type(data) is bytes:
+            # The hot path: one try of the syscall, unless the hint says the buffer is
+            # full. The deadline is set only if the call has to wait (with a timeout, the
+            # call may so end later than the stdlib's by the duration of this syscall).
+            # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
+            # hint test, and the same rule for clearing it (a short write on a stream).
+            if rec is None:
+                go = True
+            else:
+                known = rec
+                go = known.writable or not known.hints
+            if go:
+                size = len(data)
+                try:
+                    sent = _c_send(sock, data, flags)
+                except _BlockingIOError:
+                    pass
+                else:
+                    if sent == size:
+                        return
+                    if sent and rec is not None and rec.hints and sock._stream:
+                        rec.writable = False  # a short write: the buffer is full
+            # INLINED-COPY-END(socket-sendall)
+    deadline = sock._deadline()
+    if type(data) is bytes and not sent:
+        size = len(data)
+        sent = sock._io(True, _c_send, size, (data, flags), deadline)
+        if sent == size:
+            return
+    with memoryview(data) as view, view.cast("B") as buf:
+        total = len(buf)
+        while sent < total:
+            sent += sock._io(True, _c_send, total - sent, (buf[sent:], flags), deadline)
