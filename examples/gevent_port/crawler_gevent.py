@@ -43,14 +43,16 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
             cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
         try:
             time.sleep(DELAY)
-            body = f"page {self.path.rsplit('/', 1)[1]}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
         finally:
+            # Counted out before the reply: once the client has it, its next request may
+            # start before this thread would get past the write.
             with cls.lock:
                 cls.in_flight -= 1
+        body = f"page {self.path.rsplit('/', 1)[1]}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the output to the results
