@@ -83,7 +83,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         # The readiness hint is left as it is: still set only means "try the syscall".
         return _c_recv(sock, bufsize, flags)
     if flags:
-        return sock._io(False, _c_recv, None, (bufsize, flags))
+        return _recv_io(sock, bufsize, flags, False)
     maybe: FdWait | None = sock._fdwait
     if maybe is not None:
         # The hot path (a socket with a record, in a fiber of its own hub).
@@ -130,7 +130,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             if now >= deadline or hub.wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
                 raise TimeoutError("timed out")
         # INLINED-COPY-END(socket-recv)
-        return sock._io(False, _c_recv, bufsize, (bufsize,), entered=True)
+        return _recv_io(sock, bufsize, 0, True)
     f = getcurrent()
     if type(f) is Fiber:
         fd = sock.fileno()
@@ -142,7 +142,16 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             # connection").
             sock._fdwait = f.hub.fd_record(fd)
             return sock.recv(bufsize)
-    return sock._io(False, _c_recv, bufsize, (bufsize,))
+    return _recv_io(sock, bufsize, 0, False)
+
+
+def _recv_io(sock: Any, bufsize: int, flags: int, entered: bool) -> bytes:
+    """``recv`` by the general path (`socket._io`). A function of its own: compiled, the
+    arguments of these calls would take room in ``recv``'s C frame, which stays on the stack of
+    every fiber idle in ``recv`` (docs/internals.md, "Memory per idle connection")."""
+    if flags:
+        return sock._io(False, _c_recv, None, (bufsize, flags), entered=entered)
+    return sock._io(False, _c_recv, bufsize, (bufsize,), entered=entered)
 
 
 # Whether this module is compiled: an idle recv then parks through `Hub.wait_readable`, whose C

@@ -255,7 +255,9 @@ class Hub(DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
-        f._since = _monitor.EPOCH  # (for dumps: about when the wait began)
+        epoch = _monitor.EPOCH
+        if epoch is not None:  # (for dumps: about when the wait began, while the detector runs)
+            f._since = epoch
         if timeout is None:
             f._parked = state
             try:
@@ -542,7 +544,9 @@ class Hub(DeadlockDetection):
                     raise Cancelled()
                 if self.interrupt_pending and f is self.root:
                     raise self.take_interrupt()
-                f._since = _monitor.EPOCH
+                epoch = _monitor.EPOCH
+                if epoch is not None:
+                    f._since = epoch
                 f._parked = PARKED_CANCELLABLE
                 try:
                     # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (a frame less
@@ -604,7 +608,9 @@ class Hub(DeadlockDetection):
         try:
             if not rec.armed and not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
-            f._since = _monitor.EPOCH
+            epoch = _monitor.EPOCH
+            if epoch is not None:
+                f._since = epoch
             f._parked = PARKED_CANCELLABLE
             # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (its own C frame, about
             # 110 bytes, would stay on the idle fiber's stack too).
