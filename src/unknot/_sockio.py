@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import _socket
 import time as _time
-from types import FunctionType as _FunctionType
 from typing import Any, Final
 
 from greenlet import getcurrent
@@ -119,10 +118,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                 break
             moved = True
             if timeout is None:
-                if _COMPILED:
-                    hub.wait_readable(f, rec)  # (a smaller C stack kept while idle)
-                else:
-                    hub.wait_fd(f, rec, False, None)  # (`_switch_out` inlined: a frame less)
+                hub.wait_readable(f, rec)  # (compiled: a smaller C stack kept while idle)
                 continue
             now = _time.monotonic()
             if deadline is None:
@@ -137,7 +133,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         if fd >= 0:
             # The first blocking recv in a fiber makes the record before any wait (`_wait`
             # would at the first EAGAIN) and takes the hot path: a connection idle in a
-            # later recv then waits in `Hub.wait_fd` called from here, three frames
+            # later recv then waits in `Hub.wait_readable` called from here, three frames
             # shallower than through _io and _wait (docs/internals.md, "Memory per idle
             # connection").
             sock._fdwait = f.hub.fd_record(fd)
@@ -152,12 +148,6 @@ def _recv_io(sock: Any, bufsize: int, flags: int, entered: bool) -> bytes:
     if flags:
         return sock._io(False, _c_recv, None, (bufsize, flags), entered=entered)
     return sock._io(False, _c_recv, bufsize, (bufsize,), entered=entered)
-
-
-# Whether this module is compiled: an idle recv then parks through `Hub.wait_readable`, whose C
-# frames are smaller than `Hub.wait_fd`'s; interpreted, `wait_fd` (which inlines `_switch_out`) is
-# a Python frame less (docs/internals.md, "Memory per idle connection").
-_COMPILED: Final = type(entry) is not _FunctionType
 
 
 def sendall(sock: Any, data: Any, flags: int = 0) -> None:
