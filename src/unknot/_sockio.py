@@ -82,7 +82,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         # The readiness hint is left as it is: still set only means "try the syscall".
         return _c_recv(sock, bufsize, flags)
     if flags:
-        return sock._io(False, _c_recv, None, (bufsize, flags))
+        return _recv_io(sock, bufsize, flags, False)
     maybe: FdWait | None = sock._fdwait
     if maybe is not None:
         # The hot path (a socket with a record, in a fiber of its own hub).
@@ -118,7 +118,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                 break
             moved = True
             if timeout is None:
-                hub.wait_fd(f, rec, False, None)
+                hub.wait_readable(f, rec)  # (compiled: a smaller C stack kept while idle)
                 continue
             now = _time.monotonic()
             if deadline is None:
@@ -126,19 +126,28 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             if now >= deadline or hub.wait_fd(f, rec, False, deadline - now) is TIMED_OUT:
                 raise TimeoutError("timed out")
         # INLINED-COPY-END(socket-recv)
-        return sock._io(False, _c_recv, bufsize, (bufsize,), entered=True)
+        return _recv_io(sock, bufsize, 0, True)
     f = getcurrent()
     if type(f) is Fiber:
         fd = sock.fileno()
         if fd >= 0:
             # The first blocking recv in a fiber makes the record before any wait (`_wait`
             # would at the first EAGAIN) and takes the hot path: a connection idle in a
-            # later recv then waits in `Hub.wait_fd` called from here, three frames
+            # later recv then waits in `Hub.wait_readable` called from here, three frames
             # shallower than through _io and _wait (docs/internals.md, "Memory per idle
             # connection").
             sock._fdwait = f.hub.fd_record(fd)
             return sock.recv(bufsize)
-    return sock._io(False, _c_recv, bufsize, (bufsize,))
+    return _recv_io(sock, bufsize, 0, False)
+
+
+def _recv_io(sock: Any, bufsize: int, flags: int, entered: bool) -> bytes:
+    """``recv`` by the general path (`socket._io`). A function of its own: compiled, the
+    arguments of these calls would take room in ``recv``'s C frame, which stays on the stack of
+    every fiber idle in ``recv`` (docs/internals.md, "Memory per idle connection")."""
+    if flags:
+        return sock._io(False, _c_recv, None, (bufsize, flags), entered=entered)
+    return sock._io(False, _c_recv, bufsize, (bufsize,), entered=entered)
 
 
 def sendall(sock: Any, data: Any, flags: int = 0) -> None:

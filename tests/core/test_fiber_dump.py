@@ -93,6 +93,43 @@ def test_waiting_for_comes_from_the_monitor_for_untimed_waits() -> None:
     assert waited is not None and 0.1 < waited < 5, got[0]
 
 
+def test_waiting_for_of_an_untimed_wait_is_known_only_if_the_monitor_ran_since_it_began() -> None:
+    # A parking fiber stores the detector's sample only while the detector runs: a wait begun
+    # while it was off is not timed from a sample left by an earlier run.
+    got: list[float | None] = []
+    unknot.start_monitor(0.05)
+    try:
+
+        def main() -> None:
+            a, b = socket.socketpair()
+            with a, b:
+
+                def reader() -> None:
+                    assert a.recv(10) == b"1"  # parks while the detector runs
+                    assert a.recv(10) == b"2"  # parks while it is off
+
+                f = unknot.spawn(reader, name="reader")
+                unknot.sleep(0.3)
+                got.append(lowlevel.fiber_info(f).waiting_for)
+                unknot.stop_monitor()
+                got.append(lowlevel.fiber_info(f).waiting_for)
+                b.send(b"1")
+                unknot.sleep(0.05)
+                assert lowlevel.fiber_info(f).state == "waiting"
+                unknot.start_monitor(0.05)
+                unknot.sleep(0.3)  # (the detector samples again)
+                got.append(lowlevel.fiber_info(f).waiting_for)
+                b.send(b"2")
+                f.join()
+
+        unknot.run(main)
+    finally:
+        unknot.stop_monitor()
+    first = got[0]
+    assert first is not None and 0.1 < first < 5, got
+    assert got[1:] == [None, None], got
+
+
 def test_debug_mode_records_where_fibers_were_spawned_from() -> None:
     def spawner() -> unknot.Fiber:
         return unknot.spawn(unknot.sleep, 1, name="child")

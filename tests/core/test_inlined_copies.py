@@ -51,6 +51,7 @@ needs_epoll = pytest.mark.skipif(not HAVE_EPOLL, reason="the copy runs only on t
 #: For each copied rule (the marker's name), the tests here that run it both ways.
 AGREEMENT = {
     "park-checks": ["test_park_checks_agree_with_park"],
+    "wait-readable": ["test_park_checks_agree_with_park"],
     "detach": ["test_unpark_detaches_as_detach_does"],
     "fd-wake": ["test_fd_wake_agrees_with_fd_event"],
     "pass-rule": ["test_pass_rule_agrees_with_switch_out"],
@@ -385,12 +386,24 @@ class FdWaiter:
     ``inlined``: an armed record on the edge-triggered hub, no timeout (the copy);
     ``first``: the same, at the record's first wait (armed by this wait, then the copy);
     ``timed``: an armed record with a timeout, which goes through `Hub.park`;
-    ``level``: the poll hub, where every wait goes through `Hub.park`.
+    ``level``: the poll hub, where every wait goes through `Hub.park`;
+    ``readable``, ``readable-first``, ``readable-level``: ``inlined``, ``first`` and ``level``
+    through `Hub.wait_readable` (its copy of `Hub.wait_fd`, or `wait_fd` itself).
     """
 
-    BACKEND = {"inlined": "epoll", "first": "epoll", "timed": "epoll", "level": "poll"}
+    BACKEND = {
+        "inlined": "epoll",
+        "first": "epoll",
+        "timed": "epoll",
+        "level": "poll",
+        "readable": "epoll",
+        "readable-first": "epoll",
+        "readable-level": "poll",
+    }
 
     def __init__(self, path: str) -> None:
+        self.readable = path.startswith("readable")
+        path = path.removeprefix("readable").removeprefix("-") or "inlined"
         self.hub = hub_of_me()
         self.fiber = me()
         self.a, self.b = std.socketpair()
@@ -407,6 +420,8 @@ class FdWaiter:
         assert self.rec.armed == (path in ("inlined", "timed"))  # (level: only while waiting)
 
     def wait(self) -> Any:
+        if self.readable:
+            return self.hub.wait_readable(self.fiber, self.rec)
         return self.hub.wait_fd(self.fiber, self.rec, False, self.timeout)
 
     def state(self) -> tuple[Any, ...]:
@@ -540,6 +555,8 @@ def test_park_checks_agree_with_park(scenario: str) -> None:
     assert got["timed"] == got["inlined"]
     assert got["level"] == got["inlined"]
     assert got["first"] == got["inlined"]
+    for path in ("readable", "readable-first", "readable-level"):
+        assert got[path] == got["inlined"], path
     assert got["inlined"] == PARK_SCENARIOS[scenario][1]
 
 
@@ -684,7 +701,8 @@ def _pass_main(ending: str, extension: str, parking: str = "sleep") -> list[Any]
     yielded in it, or Ctrl-C arrived (S2 makes one: ``extension="interrupt"``).
 
     ``parking``: how S1 and S2 park: ``sleep`` (`Hub.park`, which calls `Hub._switch_out`) or
-    ``fd``, an untimed `Hub.wait_fd` on a quiet socket (on the epoll hub: its inlined copy).
+    ``fd``, an untimed `Hub.wait_fd` on a quiet socket (on the epoll hub: its inlined copy), or
+    ``readable``, the same through `Hub.wait_readable` (its own copy).
     """
     hub = hub_of_me()
     loop = hub.loop
@@ -697,6 +715,9 @@ def _pass_main(ending: str, extension: str, parking: str = "sleep") -> list[Any]
     def park(i: int) -> None:
         if parking == "sleep":
             unknot.sleep(1)
+        elif parking == "readable":
+            with unknot.move_on_after(1):
+                hub.wait_readable(me(), records[i])
         else:
             with unknot.move_on_after(1):
                 hub.wait_fd(me(), records[i], False, None)
@@ -771,8 +792,9 @@ def test_switch_out_copy_keeps_the_pass_rule(extension: str) -> None:
     # Hub.wait_fd's copy of Hub._switch_out (an untimed wait on the epoll hub) hands over to
     # the next ready fiber exactly as Hub._switch_out does (a sleep parks through it); the
     # values and exceptions it delivers: test_park_checks_agree_with_park.
-    got = {p: run_on("epoll", _pass_main, "park", extension, p) for p in ("sleep", "fd")}
-    assert got["fd"] == got["sleep"] == PASS_EXPECTED[extension]
+    paths = ("sleep", "fd", "readable")
+    got = {p: run_on("epoll", _pass_main, "park", extension, p) for p in paths}
+    assert got["readable"] == got["fd"] == got["sleep"] == PASS_EXPECTED[extension]
 
 
 # -- batched-wake: Hub._run_calls copies Hub.wake and Hub.throw ---------------------------------

@@ -1,6 +1,6 @@
 """An idle connection costs memory for every frame between its fiber's entry and the place it
 parks (docs/internals.md, "Memory per idle connection"): a fiber idle in ``recv`` after an
-exchange waits in `Hub.wait_fd` called straight from ``recv``, with nothing above it (no
+exchange waits in `Hub.wait_readable` called straight from ``recv``, with nothing above it (no
 ``_io``, ``_wait``, ``park`` or ``_switch_out`` frames); in its very first recv, ``recv`` is there
 twice (the first call makes the fd's record and calls again). In the compiled build the hub's
 methods make no Python frames: ``recv`` is then the top one."""
@@ -46,7 +46,7 @@ def test_an_idle_recv_waits_two_frames_deep(exchanges: int) -> None:
             f.join()
 
     unknot.run(main)
-    hub = [] if unknot.compiled else ["wait_fd"]
+    hub = [] if unknot.compiled else ["wait_readable"]
     top = [*hub, "recv", "recv"] if exchanges == 0 else [*hub, "recv"]
     assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
 
@@ -73,7 +73,7 @@ def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
         server.stop()
 
     unknot.run(main)
-    hub = [] if unknot.compiled else ["wait_fd"]
+    hub = [] if unknot.compiled else ["wait_readable"]
     assert stacks[0] == [*hub, "recv", "handler", "_fiber_main"], stacks
 
 
@@ -106,7 +106,7 @@ def test_an_idle_http_keep_alive_connection_keeps_one_loop_frame_and_no_last_res
             server.stop()
 
     unknot.run(main)
-    hub = [] if unknot.compiled else ["wait_fd"]
+    hub = [] if unknot.compiled else ["wait_readable"]
     if unknot.compiled:
         assert found[0][:2] == ["recv", "_serve_connection"], found
     else:

@@ -255,7 +255,9 @@ class Hub(DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
-        f._since = _monitor.EPOCH  # (for dumps: about when the wait began)
+        epoch = _monitor.EPOCH
+        if epoch is not None:  # (for dumps: about when the wait began, while the detector runs)
+            f._since = epoch
         if timeout is None:
             f._parked = state
             try:
@@ -453,7 +455,8 @@ class Hub(DeadlockDetection):
         what the caller is later resumed with.
         """
         # INLINED-ORIGINAL(switch-out): copied whole into Hub.wait_fd (its untimed
-        # edge-triggered wait, where idle connections park); change them together.
+        # edge-triggered wait, where idle connections park) and Hub.wait_readable; change them
+        # together.
         self.io_budget = self.io_budget_full
         n = self._budget
         if n:
@@ -512,6 +515,8 @@ class Hub(DeadlockDetection):
         Call it only after the non-blocking syscall failed with EAGAIN (an edge-triggered record
         reports only changes). A second fiber waiting the same way on the same fd is an error.
         """
+        # INLINED-ORIGINAL(wait-readable): the read, untimed, edge-triggered case is copied into
+        # Hub.wait_readable; change them together.
         if write:
             if rec.writer is not None:
                 raise RuntimeError(f"another fiber is already waiting to write to fd {rec.fd}")
@@ -539,7 +544,9 @@ class Hub(DeadlockDetection):
                     raise Cancelled()
                 if self.interrupt_pending and f is self.root:
                     raise self.take_interrupt()
-                f._since = _monitor.EPOCH
+                epoch = _monitor.EPOCH
+                if epoch is not None:
+                    f._since = epoch
                 f._parked = PARKED_CANCELLABLE
                 try:
                     # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (a frame less
@@ -579,6 +586,63 @@ class Hub(DeadlockDetection):
                 rec.reader = None
             if not rec.persistent or not self.edge_triggered:
                 self._after_wait(rec)
+
+    def wait_readable(self, f: Fiber, rec: FdWait) -> Any:
+        """``wait_fd(f, rec, False, None)``: where an idle connection's fiber waits in ``recv``.
+
+        The same, with less kept while the fiber waits. Compiled, the C frames between the
+        fiber's entry and its switch stay on its stack, which greenlet copies to the heap at
+        every switch (docs/internals.md, "Memory per idle connection"): `wait_fd`'s, which
+        holds every case, takes 336 bytes on x86-64, this one 208 (its checks and the calls
+        that raise are left to `wait_fd`). The rare cases (a second reader, a cancellation or
+        a Ctrl-C in force, a level-triggered hub) go to `wait_fd`. Interpreted, it is as deep
+        as `wait_fd` (`_switch_out` inlined in both).
+        """
+        if not self.edge_triggered or rec.reader is not None:
+            return self.wait_fd(f, rec, False, None)
+        if self.ncancel or self.interrupt_pending:
+            return self.wait_fd(f, rec, False, None)  # (its checks, in its order)
+        # INLINED-COPY-BEGIN(wait-readable): Hub.wait_fd (a read, no timeout, on the
+        # edge-triggered hub, nothing cancelled or interrupted), in the same order.
+        rec.reader = f
+        self.fd_waiters += 1
+        try:
+            if not rec.armed and not self._arm(rec):
+                return None  # the fd cannot be polled (a regular file): it is always ready
+            epoch = _monitor.EPOCH
+            if epoch is not None:
+                f._since = epoch
+            f._parked = PARKED_CANCELLABLE
+            # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (its own C frame, about
+            # 110 bytes, would stay on the idle fiber's stack too).
+            self.io_budget = self.io_budget_full
+            n = self._budget
+            if n:
+                ready = self.ready
+                if (
+                    ready
+                    and ready[0]._state
+                    and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+                ):
+                    self._budget = n - 1
+                    nxt = _popleft(ready)
+                    exc = nxt._wake_exc
+                    if exc is not None:
+                        nxt._wake_exc = None
+                        return _throw(nxt, exc)
+                    v = nxt._wake_value
+                    if v is not None:
+                        nxt._wake_value = None
+                    return _switch(nxt, v)
+            return _switch(self.hub_greenlet)
+            # INLINED-COPY-END(switch-out)
+        finally:
+            f._parked = NOT_PARKED
+            self.fd_waiters -= 1
+            rec.reader = None
+            if not rec.persistent:
+                self._after_wait(rec)
+        # INLINED-COPY-END(wait-readable)
 
     def wait_raw_fd(self, f: Fiber, fd: int, write: bool, timeout: float | None) -> Any:
         """`wait_fd` for an fd unknot does not own: watched only while the fiber waits."""

@@ -1,12 +1,13 @@
 """Fiber dumps: what every live fiber is doing, derived when asked, never recorded as it happens.
 
-Parking costs the hot path one store (``Fiber._since = _monitor.EPOCH``; a timed park one more,
-``Fiber._wait_began``); everything else is read at dump time from what already exists: the hub's
-tables say what a parked fiber waits on (an fd record names its reader and writer, a batched
-call its fiber, the timer heap a timed park's fiber and deadline), and otherwise its own Python
-frames outside the core (`ParkingLot.park` is called by the lock, queue, event or join that owns
-the lot; `sleep` calls `Hub.park`). The core's frames are never needed: the compiled build has
-none. The ready queue says who is ready, the blocking detector's latest sample when a wait began.
+Parking costs the hot path one store while the blocking detector runs (``Fiber._since =
+_monitor.EPOCH``; a timed park one more, ``Fiber._wait_began``); everything else is read at dump
+time from what already exists: the hub's tables say what a parked fiber waits on (an fd record names
+its reader and writer, a batched call its fiber, the timer heap a timed park's fiber and deadline),
+and otherwise its own Python frames outside the core (`ParkingLot.park` is called by the lock,
+queue, event or join that owns the lot; `sleep` calls `Hub.park`). The core's frames are never
+needed: the compiled build has none. The ready queue says who is ready, the blocking detector's
+latest sample when a wait began.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from greenlet import getcurrent, greenlet
 
 from . import _fiber
+from . import _monitor as _monitor_mod
 from ._fiber import Fiber
 from ._lookup import get_hub, running_hubs
 from ._monitor import _monitor, debug_mode, enable_by_default
@@ -239,8 +241,10 @@ def fiber_info(f: Fiber) -> FiberInfo:
             waiting_on, wait_object, began = _describe_wait(hub, f, frames)
             if began is not None:
                 waiting_for = max(0.0, hub.time() - began)
-            elif f._since is not None:  # the detector's sample before the wait began
-                waiting_for = max(0.0, time.monotonic() - f._since)
+            else:
+                since = _waited_since(f)  # the detector's sample before the wait began
+                if since is not None:
+                    waiting_for = max(0.0, time.monotonic() - since)
         else:
             state = "ready"
     return FiberInfo(
@@ -269,6 +273,15 @@ def _hubs(hub: Hub | None) -> list[Hub]:
             hubs.remove(here)
         hubs.insert(0, here)
     return hubs
+
+
+def _waited_since(f: Fiber) -> float | None:
+    """The detector's sample before ``f``'s current wait began, if it ran then (and still runs:
+    a parking fiber stores it only then, see `_monitor.EPOCH`)."""
+    since = f._since
+    if since is None or _monitor_mod.EPOCH is None or since < _monitor_mod.BEGAN:
+        return None
+    return since
 
 
 def fibers(hub: Hub | None = None) -> list[FiberInfo]:

@@ -63,7 +63,12 @@ POLLING_FILES: set[str] = set()
 #: parking fiber copies it (``Fiber._since``, in `Hub.park`) so that a dump can tell how long
 #: the fiber has waited. (One value for every hub: they are sampled together. Not a hub
 #: attribute: a CPython 3.11 instance with over 30 attributes loses its fast attribute access.)
+#: While it is None a parking fiber stores nothing (from compiled code the store is a generic
+#: attribute access, about 150 instructions per park), so a fiber's ``_since`` may be left from
+#: an earlier run of the detector: a dump trusts it only from `BEGAN` on.
 EPOCH: float | None = None
+#: The first `EPOCH` of the detector's current run (EPOCH was None before it).
+BEGAN = 0.0
 
 #: The hubs whose loop runs, in any thread (`hub_started`/`hub_stopped`).
 _hubs: dict[Hub, None] = {}
@@ -154,13 +159,16 @@ class Monitor:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        global EPOCH
+        global EPOCH, BEGAN
         me = threading.current_thread()
         while True:
             threshold = self.threshold
             if threshold is None or self.thread is not me:
                 return
-            now = EPOCH = _monotonic()
+            now = _monotonic()
+            if EPOCH is None:
+                BEGAN = now
+            EPOCH = now
             hubs = list(_hubs)
             watches = self.watches
             for hub in hubs:
@@ -349,9 +357,9 @@ def hub_started(hub: Hub) -> None:
             return
     if threshold is None:
         return
-    global EPOCH
+    global EPOCH, BEGAN
     if EPOCH is None:
-        EPOCH = _monotonic()  # (the thread keeps it up to date from its next sample on)
+        EPOCH = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)
     if m.thread is None or not m.thread.is_alive():
         m.start(threshold, m.callback)
 
