@@ -11,8 +11,9 @@ result is the median of the rounds' on/off ratios.
 
 What this measures is the detector's thread: its wake-ups every ``threshold / 4``, reading the
 hubs' counters, the loop-lag probe it posts every quarter second, the GIL hand-offs they cause.
-The hub's side (one attribute store per loop iteration) is paid whether the detector runs or not;
-``benchmarks/instructions.py`` counts it.
+A park stores its time (for the report) only while the detector runs, so that is measured too.
+The hub's other side (one attribute store per loop iteration) is paid whether the detector runs
+or not; ``benchmarks/instructions.py`` counts it.
 
     taskset -c 1 python benchmarks/monitor.py --rounds 10 --duration 2
     taskset -c 1 python benchmarks/monitor.py --markdown BENCHMARKS.md
@@ -146,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             "blur as it does wall-clock rates (shown too); the result is the median of the "
             "rounds' on/off ratios. The detector thread's own CPU time is read from its "
             "thread CPU clock (`time.pthread_getcpuclockid`), which no other load blurs. "
-            "This measures the detector's thread; the hub's part (one "
-            "attribute store per loop iteration, one per park) is paid either way and is "
-            "counted by the instruction A/B below. Command (pinned to one CPU with taskset): "
+            "This measures the detector's thread and the store of each park's time, which a "
+            "park makes only while the detector runs; the hub's other part (one attribute "
+            "store per loop iteration) is paid either way and is counted by the instruction "
+            "A/B below. Command (pinned to one CPU with taskset): "
             f"`{cmd}`.\n\n"
             f"**{summary}.**\n\n"
             "| round | off (per CPU s) | on (per CPU s) | on / off | off (per s) | on (per s) |\n"
