@@ -15,6 +15,7 @@ connection"); in the compiled build a one-line method calls them.
 from __future__ import annotations
 
 import _socket
+import os
 import time as _time
 from typing import Any, Final
 
@@ -25,6 +26,8 @@ from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 # The C methods, called as functions (no attribute lookup on the type per call).
 _c_recv: Final = _socket.socket.recv
 _c_send: Final = _socket.socket.send
+_os_read: Final = os.read
+_os_write: Final = os.write
 _BlockingIOError: Final = BlockingIOError
 # Compiled, a Final name is a C static; other module-level names are looked up at each use.
 _getcurrent: Final = getcurrent
@@ -35,6 +38,32 @@ _Fiber: Final = Fiber
 # readiness and retries, as for any call.
 # A plain int: `flags & DONTWAIT` runs on every call, and with the MsgFlag enum it costs ~0.5 us.
 DONTWAIT: Final = int(getattr(_socket, "MSG_DONTWAIT", 0))
+
+
+class SocketState:
+    """What `unknot.socket.socket` keeps beside the C socket, in one native object (the
+    socket's ``_state``): compiled, `recv` and `sendall` read it with one generic attribute
+    access, its fields as C struct fields."""
+
+    __slots__ = ("timeout", "rec", "stream", "tcp", "client")
+
+    def __init__(self, timeout: float | None, stream: bool, tcp: bool) -> None:
+        #: The emulated timeout: None blocks, 0.0 never blocks, else seconds (the OS socket
+        #: itself always stays non-blocking).
+        self.timeout = timeout
+        #: The hub's record of the fd (`FdWait`, which knows its hub), made at the first wait
+        #: (or at the first blocking `recv` in a fiber).
+        self.rec: FdWait | None = None
+        #: A SOCK_STREAM socket.
+        self.stream = stream
+        #: A TCP socket. Only TCP promises that a short read drained the buffer: an AF_UNIX
+        #: stream read stops early at a message carrying SCM_RIGHTS fds (or other credentials)
+        #: with data queued behind it, and no new edge would announce that data.
+        self.tcp = tcp
+        #: Connected by this process (``connect``): its blocking sends first let the ready
+        #: fibers run, so that the requests of many clients of one server leave together
+        #: (``socket._after_ready``).
+        self.client = False
 
 
 def entry(hub: Hub) -> None:
@@ -74,7 +103,8 @@ def entry_here() -> None:
 
 def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
     """As `socket.socket.recv`, suspending only the calling fiber."""
-    timeout: float | None = sock._timeout
+    st: SocketState = sock._state
+    timeout = st.timeout
     # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
     # socket.send; change them together.
     if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
@@ -83,7 +113,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         return _c_recv(sock, bufsize, flags)
     if flags:
         return _recv_io(sock, bufsize, flags, False)
-    maybe: FdWait | None = sock._fdwait
+    maybe = st.rec
     if maybe is not None:
         # The hot path (a socket with a record, in a fiber of its own hub).
         rec: FdWait = maybe  # (compiled, the attributes of an FdWait, not of a union, are fields)
@@ -104,17 +134,23 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         while True:
             if rec.readable or not rec.hints or bufsize <= 0:
                 try:
-                    data: bytes = _c_recv(sock, bufsize)
+                    if rec.tcp and bufsize > 0:
+                        # read(2) is recv(2) without flags on a stream, and os.read parses its
+                        # two arguments in a few instructions where socket.recv's
+                        # PyArg_ParseTuple (and its argument tuple) takes about 450. ``rec.fd``
+                        # is the socket's fd, or -1 once closed (`Hub.forget_fd`): EBADF, as
+                        # the socket's own method would raise.
+                        data: bytes = _os_read(rec.fd, bufsize)
+                    else:
+                        data = _c_recv(sock, bufsize)
                 except _BlockingIOError:
                     pass
                 else:
-                    if 0 < len(data) < bufsize and rec.hints:
-                        tcp: bool = sock._tcp
-                        if tcp:
-                            rec.readable = False
+                    if 0 < len(data) < bufsize and rec.hints and rec.tcp:
+                        rec.readable = False
                     return data
             f = _getcurrent()
-            if type(f) is not _Fiber or f.hub is not hub or (moved and sock._fdwait is not rec):
+            if type(f) is not _Fiber or f.hub is not hub or (moved and st.rec is not rec):
                 break
             moved = True
             if timeout is None:
@@ -136,7 +172,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             # later recv then waits in `Hub.wait_readable` called from here, three frames
             # shallower than through _io and _wait (docs/internals.md, "Memory per idle
             # connection").
-            sock._fdwait = f.hub.fd_record(fd)
+            st.rec = f.hub.fd_record(fd, st.tcp)
             return sock.recv(bufsize)
     return _recv_io(sock, bufsize, 0, False)
 
@@ -160,9 +196,10 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
     server's replies go to many peers, and delaying them would only add latency.
     """
     sent = 0
-    timeout: float | None = sock._timeout
+    st: SocketState = sock._state
+    timeout = st.timeout
     if (timeout is None or timeout != 0.0) and not flags & DONTWAIT:
-        rec: FdWait | None = sock._fdwait
+        rec = st.rec
         if rec is not None:
             known: FdWait = rec  # (compiled: its fields, not a union's attributes)
             hub = known.hub
@@ -175,33 +212,38 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
             # INLINED-COPY-END(io-entry)
         else:
             entry_here()
-        client: bool = sock._client
-        if client:
+        if st.client:
             sent = sock._after_ready(data, flags)
             if sent and sent == len(data):  # (sent is nonzero only for bytes)
                 return
-            rec = sock._fdwait  # (the others ran meanwhile)
+            rec = st.rec  # (the others ran meanwhile)
         if not sent and type(data) is bytes:
             # The hot path: one try of the syscall, unless the hint says the buffer is
             # full. The deadline is set only if the call has to wait (with a timeout, the
             # call may so end later than the stdlib's by the duration of this syscall).
             # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
             # hint test, and the same rule for clearing it (a short write on a stream).
+            write_fd = -1
             if rec is None:
                 go = True
             else:
                 known = rec
                 go = known.writable or not known.hints
+                if known.tcp and not flags:
+                    write_fd = known.fd  # (-1 once the socket is closed: EBADF, as send's)
             if go:
                 size = len(data)
                 try:
-                    sent = _c_send(sock, data, flags)
+                    if write_fd >= 0:
+                        sent = _os_write(write_fd, data)  # (as recv's read: send(2), no flags)
+                    else:
+                        sent = _c_send(sock, data, flags)
                 except _BlockingIOError:
                     pass
                 else:
                     if sent == size:
                         return
-                    if sent and rec is not None and rec.hints and sock._stream:
+                    if sent and rec is not None and rec.hints and st.stream:
                         rec.writable = False  # a short write: the buffer is full
             # INLINED-COPY-END(socket-sendall)
     deadline = sock._deadline()

@@ -41,7 +41,7 @@ from greenlet import getcurrent
 
 from . import _sockio
 from ._mirror import poll_fd, rebind
-from .lowlevel import TIMED_OUT, FdWait, Fiber
+from .lowlevel import TIMED_OUT, Fiber
 
 __all__ = list(_stdlib.__all__)
 
@@ -80,6 +80,7 @@ _entry_slow = _sockio.entry_slow
 _entry_here = _sockio.entry_here
 _sockio_recv = _sockio.recv
 _sockio_sendall = _sockio.sendall
+_SocketState = _sockio.SocketState
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
@@ -111,28 +112,22 @@ def _parse_timeout(value: float) -> float:
 class socket(_StdSocket):
     """A `socket.socket` whose blocking operations suspend only the calling fiber."""
 
-    __slots__ = ("_timeout", "_fdwait", "_stream", "_tcp", "_client")
+    # Everything unknot keeps per socket is one `unknot._sockio.SocketState` (its timeout, the
+    # hub's record of its fd, what kind of socket it is): compiled, the blocking calls read it
+    # with one generic attribute access, and the rest as C fields.
+    __slots__ = ("_state",)
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
         _StdSocket.__init__(self, family, type, proto, fileno)
         nonblock = getattr(_stdlib, "SOCK_NONBLOCK", 0)
-        self._timeout: float | None = (
-            0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout()
+        stream = self.type == _stdlib.SOCK_STREAM
+        self._state = _SocketState(
+            0.0 if type != -1 and type & nonblock else _stdlib.getdefaulttimeout(),
+            stream,
+            stream and self.family in (_stdlib.AF_INET, _stdlib.AF_INET6),
         )
-        # The hub's record of this fd (`FdWait`, which knows its hub), made at the first wait
-        # (or at the first blocking `recv` in a fiber).
-        self._fdwait: FdWait | None = None
-        self._stream = self.type == _stdlib.SOCK_STREAM
-        # Only TCP promises that a short read drained the buffer: an AF_UNIX stream read stops
-        # early at a message carrying SCM_RIGHTS fds (or other credentials) with data queued
-        # behind it, and no new edge would announce that data.
-        self._tcp = self._stream and self.family in (_stdlib.AF_INET, _stdlib.AF_INET6)
-        # Connected by this process (`connect`): its blocking sends first let the ready fibers
-        # run, so that the requests of many clients of one server leave together
-        # (`_after_ready`).
-        self._client = False
         _Csocket.settimeout(self, 0.0)
 
     # -- timeouts: emulated, the OS socket stays non-blocking ---------------------------------
@@ -153,24 +148,24 @@ class socket(_StdSocket):
             # next I/O call, not here (as in gevent). A closed socket raises EBADF here.
             if _Csocket.fileno(self) == -1:
                 raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-            self._timeout = None if value is None else _parse_timeout(value)
+            self._state.timeout = None if value is None else _parse_timeout(value)
             return
         # Other values (Decimal, bool, NaN, negative, huge): the C method parses them with the
         # stdlib's errors and rounding; then the OS socket is put back in non-blocking mode.
         _Csocket.settimeout(self, value)
         value = _Csocket.gettimeout(self)
         _Csocket.settimeout(self, 0.0)
-        self._timeout = value
+        self._state.timeout = value
 
     def gettimeout(self) -> float | None:
         """The timeout in seconds (None: blocking, 0.0: non-blocking)."""
-        return self._timeout
+        return self._state.timeout
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
         if type(flag) is bool:
             _Csocket.settimeout(self, 0.0)  # as in settimeout: errors for a dead descriptor
-            self._timeout = None if flag else 0.0
+            self._state.timeout = None if flag else 0.0
             return
         # Other values: let the C method parse ``flag`` (its rules differ between Python
         # versions: 3.13 accepts None) and raise what it raises (EBADF once closed); then read
@@ -178,16 +173,16 @@ class socket(_StdSocket):
         _Csocket.setblocking(self, flag)
         blocking = _Csocket.gettimeout(self) is None
         _Csocket.settimeout(self, 0.0)
-        self._timeout = None if blocking else 0.0
+        self._state.timeout = None if blocking else 0.0
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (timeout 0.0)."""
-        return self._timeout != 0.0
+        return self._state.timeout != 0.0
 
     # -- waiting ------------------------------------------------------------------------------
 
     def _deadline(self) -> float | None:
-        t = self._timeout
+        t = self._state.timeout
         return None if t is None else _time.monotonic() + t
 
     def _wait(self, write: bool, deadline: float | None) -> None:
@@ -200,21 +195,21 @@ class socket(_StdSocket):
         f = getcurrent()
         if type(f) is Fiber:
             hub = f.hub
-            rec = self._fdwait
+            rec = self._state.rec
             if rec is None or rec.hub is not hub:
                 fd = self.fileno()
                 if fd < 0:
                     raise OSError(9, "Bad file descriptor")
-                rec = self._fdwait = hub.fd_record(fd)
+                rec = self._state.rec = hub.fd_record(fd, self._state.tcp)
             if hub.wait_fd(f, rec, write, timeout) is TIMED_OUT:
                 raise TimeoutError("timed out")
         elif not _blocking_wait(self.fileno(), write, timeout):
             raise TimeoutError("timed out")
 
     def _forget(self) -> None:
-        rec = self._fdwait
+        rec = self._state.rec
         if rec is not None:
-            self._fdwait = None
+            self._state.rec = None
             rec.hub.forget_fd(rec)
 
     def _real_close(self, _ss: Any = _Csocket) -> None:
@@ -232,7 +227,7 @@ class socket(_StdSocket):
         """Wait for a connection; return ``(socket, address)``."""
         fd, addr = self._accept()  # type: ignore[attr-defined]
         sock = socket(self.family, self.type, self.proto, fileno=fd)
-        if _stdlib.getdefaulttimeout() is None and self._timeout:
+        if _stdlib.getdefaulttimeout() is None and self._state.timeout:
             sock.setblocking(True)
         return sock, addr
 
@@ -248,15 +243,15 @@ class socket(_StdSocket):
         return self._connect(address, True)
 
     def _connect(self, address: Any, ex: bool) -> int:
-        if self._timeout != 0.0:
+        if self._state.timeout != 0.0:
             _entry_here()
         deadline = self._deadline()
         if self.family in _INET_FAMILIES and _in_fiber():
             address = _resolve_host(self.family, address)
         err = _Csocket.connect_ex(self, address)
-        self._client = True
+        self._state.client = True
         if err in _CONNECT_PENDING:
-            if self._timeout == 0.0:
+            if self._state.timeout == 0.0:
                 return err
             try:
                 self._wait(True, deadline)
@@ -290,19 +285,19 @@ class socket(_StdSocket):
         """
         # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into recv (with _wait) and into
         # sendall (its first try), in _sockio.py; change them together.
-        rec = self._fdwait
-        if deadline is False and not entered and self._timeout != 0.0:
+        rec = self._state.rec
+        if deadline is False and not entered and self._state.timeout != 0.0:
             if rec is not None:
                 _entry(rec.hub)
             else:
                 _entry_here()
-        if rec is not None and self._timeout != 0.0 and (size is None or size > 0):
+        if rec is not None and self._state.timeout != 0.0 and (size is None or size > 0):
             if rec.hints and not (rec.writable if write else rec.readable):
                 if deadline is False:
                     deadline = self._deadline()
                 self._wait(write, deadline)
         while True:
-            if self._timeout == 0.0:
+            if self._state.timeout == 0.0:
                 result = op(self, *args)  # (raises BlockingIOError, as in the stdlib)
             else:
                 result = _attempt(op, self, args)
@@ -312,8 +307,9 @@ class socket(_StdSocket):
                 self._wait(write, deadline)
                 continue
             n = result if type(result) is int else len(result)
-            if size is not None and 0 < n < size and (self._stream if write else self._tcp):
-                rec = self._fdwait
+            st = self._state
+            if size is not None and 0 < n < size and (st.stream if write else st.tcp):
+                rec = st.rec
                 if rec is not None and rec.hints:
                     if write:
                         rec.writable = False
@@ -340,7 +336,7 @@ class socket(_StdSocket):
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
         # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
-        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
+        if self._state.timeout == 0.0 or (flags & _DONTWAIT and self._state.timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.recv_into(self, buffer, nbytes, flags)
         # INLINED-COPY-END(never-waits)
@@ -353,11 +349,11 @@ class socket(_StdSocket):
         On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
         # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
-        if self._timeout == 0.0 or (flags & _DONTWAIT and self._timeout is None):
+        if self._state.timeout == 0.0 or (flags & _DONTWAIT and self._state.timeout is None):
             # Never waits: the C method as it is (see recv)
             return _Csocket.send(self, data, flags)
         # INLINED-COPY-END(never-waits)
-        if self._client and not flags & _DONTWAIT:
+        if self._state.client and not flags & _DONTWAIT:
             _entry_here()
             n = self._after_ready(data, flags)
             if n:
@@ -408,7 +404,7 @@ class socket(_StdSocket):
             fsize = os.fstat(fileno).st_size
         except (AttributeError, OSError, ValueError) as err:
             raise giveup(err) from None
-        if self._timeout == 0.0:
+        if self._state.timeout == 0.0:
             raise ValueError("non-blocking sockets are not supported")
         _entry_here()
         if not fsize:
@@ -465,8 +461,8 @@ def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline: Any = False
-        if self._timeout != 0.0:
-            rec = self._fdwait
+        if self._state.timeout != 0.0:
+            rec = self._state.rec
             if rec is not None:
                 _entry(rec.hub)
             else:
@@ -475,9 +471,9 @@ def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
             try:
                 return c_method(self, *args, **kwargs)
             except _BlockingIOError:
-                if self._timeout == 0.0:
+                if self._state.timeout == 0.0:
                     raise
-                if self._timeout is None and flags_at is not None:
+                if self._state.timeout is None and flags_at is not None:
                     flags = args[flags_at] if len(args) > flags_at else kwargs.get("flags", 0)
                     if name == "sendto" and len(args) == 2:
                         flags = 0  # sendto(data, address)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import socket as _usocket
 from ._mirror import rebind
+from ._sockio import SocketState as _SocketState
 
 # The stdlib module's private names too (`_create_default_https_context`, `_ASN1Object`...): other
 # modules use some, and the stdlib functions rebound below look them up here.
@@ -74,7 +75,7 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
     """
 
     if TYPE_CHECKING:  # from unknot.socket.socket and the stdlib SSLSocket
-        _timeout: float | None
+        _state: _SocketState
         _connected: bool
 
         def _wait(self, write: bool, deadline: float | None) -> None: ...
@@ -105,7 +106,7 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
         self.do_handshake_on_connect = do_handshake_on_connect
         if do_handshake_on_connect and self._connected:
             try:
-                if self._timeout == 0.0:
+                if self._state.timeout == 0.0:
                     raise ValueError(
                         "do_handshake_on_connect should not be specified for non-blocking sockets"
                     )
@@ -124,7 +125,7 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
         message for the operation (``messages``: when waiting to read, to write).
         """
         if timeout is _NOT_GIVEN:
-            timeout = self._timeout
+            timeout = self._state.timeout
         if timeout != 0.0:
             _usocket._entry_here()  # a cancellation point, and the fairness rule
         deadline: Any = _NOT_GIVEN
@@ -156,20 +157,20 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
         As a plain client socket's send, a blocking write on the client side of the connection
         first lets the fibers already ready run.
         """
-        if self._timeout != 0.0 and not self.server_side:
+        if self._state.timeout != 0.0 and not self.server_side:
             _cede()
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().write, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `ssl.SSLSocket.send` (plain `send` once unwrapped), suspending only the fiber."""
-        if self._sslobj is not None and self._timeout != 0.0 and not self.server_side:
+        if self._sslobj is not None and self._state.timeout != 0.0 and not self.server_side:
             _cede()  # (once unwrapped, the plain socket's send decides itself)
         return self._ssl_io(_WRITE_TIMEOUT, _NOT_GIVEN, super().send, data, flags)
 
     def do_handshake(self, block: bool = False) -> None:
         """Perform the TLS handshake; ``block=True`` waits even in non-blocking mode."""
         self._check_connected()
-        timeout = self._timeout
+        timeout = self._state.timeout
         if timeout == 0.0 and block:
             timeout = None
         self._ssl_io(_HANDSHAKE_TIMEOUT, timeout, self._handshake_once)

@@ -957,12 +957,12 @@ def wait_once(sock: Any, other: Any) -> None:
     assert not f.done()
     other.send(b"!")
     assert f.join() == b"!"
-    assert sock._fdwait is not None
+    assert sock._state.rec is not None
 
 
 def hint(sock: Any, write: bool) -> bool | None:
     """The socket's readiness hint (None where the backend keeps none)."""
-    rec = sock._fdwait
+    rec = sock._state.rec
     if rec is None or not rec.hints:
         return None
     return bool(rec.writable if write else rec.readable)
@@ -1006,7 +1006,7 @@ def cancel_peers() -> None:
 
 
 def recv_inlined(sock: Any, n: int) -> bytes:
-    rec = sock._fdwait
+    rec = sock._state.rec
     if sock.gettimeout() != 0.0:  # (non-blocking: recv never waits, and takes another branch)
         assert rec is not None and rec.hub is hub_of_me(), "the inlined path needs the record"
     return bytes(sock.recv(n))
@@ -1236,7 +1236,7 @@ def send_pair(kind: str) -> tuple[us.socket, us.socket]:
         if kind == "unix-as-seqpacket":
             fd = sender.detach()
             sender = us.socket(std.AF_UNIX, std.SOCK_SEQPACKET, 0, fileno=fd)
-            assert not sender._stream  # type: ignore[attr-defined]
+            assert not sender._state.stream  # type: ignore[attr-defined]
     sender.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 16384)
     receiver.setsockopt(std.SOL_SOCKET, std.SO_RCVBUF, 16384)
     return sender, receiver
@@ -1244,7 +1244,8 @@ def send_pair(kind: str) -> tuple[us.socket, us.socket]:
 
 def sendall_inlined(sock: Any, data: bytes) -> None:
     if sock.gettimeout() != 0.0:
-        assert sock._fdwait is not None and not sock._client, "the inlined path needs these"
+        st = sock._state
+        assert st.rec is not None and not st.client, "the inlined path needs these"
     sock.sendall(data)
 
 

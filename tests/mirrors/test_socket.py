@@ -172,7 +172,7 @@ def wait_once(reader: Any, writer: Any) -> None:
     assert not f.done()
     writer.send(b"!")
     assert f.join() == b"!"
-    assert reader._fdwait is not None
+    assert reader._state.rec is not None
 
 
 def elapsed_since(t0: float) -> float:
@@ -1108,6 +1108,99 @@ def test_close_wakes_a_waiting_fiber_with_oserror(backend: str, waiter: Any) -> 
         assert all(rec.reader is None and rec.writer is None for rec in hub.fds.values())
     finally:
         for s in others:
+            s.close()
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("method", ["recv", "sendall"])
+def test_a_woken_call_on_a_socket_closed_before_it_runs_never_touches_the_reused_fd(
+    backend: str, method: str
+) -> None:
+    # The fast paths call read(2)/write(2) on the fd number their record holds. A fiber woken
+    # by its fd (data, or room to write) may run only after another fiber resumed first in the
+    # same pass closed the socket, and the number went at once to a new socket: the woken call
+    # must fail with EBADF, as the stdlib's method on a closed socket does, and neither read
+    # the new socket's data nor write into it.
+    a, a_peer = tcp_pair()
+    c, c_peer = tcp_pair()
+    if method == "sendall":
+        fill_send_buffer(a)
+    a_fd = a.fileno()
+    new: list[Any] = []
+    ran_first: list[bool] = []
+
+    def closer() -> None:
+        c.recv(1)  # woken by the first event of the poll
+        ran_first.append(not waiter.done())
+        a.close()
+        x, y = us.socketpair()  # the lowest free numbers, a's among them
+        if y.fileno() == a_fd:
+            x, y = y, x
+        new.extend((x, y))
+        y.sendall(b"not yours")  # x, on a's number, has data to read
+
+    def call() -> Any:
+        return a.recv(100) if method == "recv" else a.sendall(b"w" * 100)
+
+    waiter = unknot.spawn(call)
+    closing = unknot.spawn(closer)
+    unknot.sleep(0.02)
+    assert not waiter.done() and not closing.done()
+    c_peer.sendall(b"!")  # first: its event comes first out of the poll
+    if method == "recv":
+        a_peer.sendall(b"data")
+    else:
+        recv_exactly(a_peer, 1 << 16)  # room to write again
+    closing.join(timeout=2)
+    x, y = new
+    try:
+        if ran_first[0]:
+            assert x.fileno() == a_fd  # (what makes the test meaningful)
+            with pytest.raises(OSError) as info:
+                waiter.join(timeout=2)
+            assert info.value.errno == errno.EBADF
+        else:  # (a level-triggered backend may report a's fd first: it just ran)
+            assert backend != "epoll"
+            waiter.join(timeout=2)
+        assert x.recv(100) == b"not yours"  # untouched
+        y.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            y.recv(100)  # nothing was written into the new socket
+    finally:
+        for s in (x, y, a_peer, c, c_peer):
+            s.close()
+
+
+@pytest.mark.unknot
+def test_a_send_that_lets_others_run_first_never_writes_to_the_reused_fd(backend: str) -> None:
+    # sendall reads the socket's record, then its entry may let the ready fibers run (the
+    # fairness rule: `Hub.IO_STREAK_MAX` calls in a row). One of them closes the socket and the
+    # number goes to a new one: the send must fail with EBADF, not write into the new socket.
+    client, server = tcp_pair()
+    client.sendall(b"x")
+    assert server.recv(1) == b"x"  # (the server side's record exists from here on)
+    fd = server.fileno()
+    new: list[Any] = []
+
+    def closer() -> None:
+        server.close()
+        x, y = us.socketpair()
+        new.extend((x, y) if x.fileno() == fd else (y, x))
+
+    unknot.spawn(closer)
+    hub = unknot.current().hub  # type: ignore[union-attr]
+    hub.io_budget = 0  # the streak is used up: the next blocking call lets the others run
+    with pytest.raises(OSError) as info:
+        server.sendall(b"w" * 100)
+    assert info.value.errno == errno.EBADF
+    x, y = new
+    try:
+        assert x.fileno() == fd  # (what makes the test meaningful)
+        y.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            y.recv(100)  # nothing was written into the new socket
+    finally:
+        for s in (x, y, client):
             s.close()
 
 

@@ -83,7 +83,6 @@ class Fiber(greenlet):
         "_parked",
         "_lot",
         "_wake_value",
-        "_wake_exc",
         "_group",
         "_spawned_at",
         "_retrieved",
@@ -145,8 +144,8 @@ class Fiber(greenlet):
         # ParkingLot.park sets it, parks, and reads it again; a union type would be narrowed
         # by the assignment, and the compiled read would refuse the None another fiber put.
         self._lot: Any = None
+        # What the blocking call it parks in returns, or a `Raise` (set by whoever wakes it).
         self._wake_value: Any = None
-        self._wake_exc: BaseException | None = None
         self._group: Any = None
         self._retrieved = False
         self._since: float | None = None  # about when it last parked (`_monitor.EPOCH`)

@@ -2,8 +2,8 @@
 
 A hub belongs to one event loop in one OS thread. It keeps
 
-* ``ready``: fibers to resume, each with the value (``_wake_value``) or exception
-  (``_wake_exc``) its blocking call will return or raise;
+* ``ready``: fibers to resume, each with the value its blocking call will return, or a
+  `Raise` holding the exception it will raise (``Fiber._wake_value``);
 * a heap of timers (sleeps, timeouts, scope deadlines);
 * a table of file descriptors fibers wait on (`FdWait` records).
 
@@ -60,6 +60,20 @@ _switch: Final = greenlet.switch
 _throw: Final = greenlet.throw
 #: The same for the ready queue's popleft.
 _popleft: Final = deque.popleft
+#: The blocking detector's latest sample, or None (`unknot._core._monitor.EPOCH`): the list.
+_EPOCH: Final = _monitor.EPOCH
+
+
+class Raise:
+    """A fiber's wake value that says "raise ``exc``" (`Hub.throw`), not "return it".
+
+    One slot for both outcomes: the hub's switch reads one fiber attribute, not two (compiled,
+    each is a generic attribute access). Never handed to the woken code itself."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 def _nothing() -> None:
@@ -92,10 +106,16 @@ class FdWait:
         "readable",
         "writable",
         "hub",
+        "tcp",
     )
 
-    def __init__(self, fd: int, persistent: bool, hints: bool, hub: Hub) -> None:
+    def __init__(
+        self, fd: int, persistent: bool, hints: bool, hub: Hub, tcp: bool = False
+    ) -> None:
         self.fd = fd
+        #: The fd is a TCP socket's (its owner said so, `Hub.fd_record`): ``read(2)`` and
+        #: ``write(2)`` on it are ``recv`` and ``send`` without flags, and a short read drains it.
+        self.tcp = tcp
         #: The hub whose table holds this record (a socket's record is only valid on that hub).
         self.hub = hub
         self.reader: Fiber | None = None
@@ -255,7 +275,7 @@ class Hub(DeadlockDetection):
             if interruptible
             else PARKED_SHIELDED
         )
-        epoch = _monitor.EPOCH
+        epoch = _EPOCH[0]
         if epoch is not None:  # (for dumps: about when the wait began, while the detector runs)
             f._since = epoch
         if timeout is None:
@@ -303,7 +323,7 @@ class Hub(DeadlockDetection):
         # INLINED-ORIGINAL(batched-wake): copied into Hub._run_calls; change them together.
         if f._parked:
             f._parked = NOT_PARKED
-            f._wake_exc = exc
+            f._wake_value = Raise(exc)
             self.ready.append(f)
             self._notify()
             return True
@@ -402,7 +422,9 @@ class Hub(DeadlockDetection):
             # a fiber this loop gives it, it would switch the hub to itself, and the loop spin.
             if self._budget <= self.PASS_EXTRA and (self._yielded or self.interrupt_pending):
                 break
-            if ready[0]._state:
+            if ready[0]:
+                # (A greenlet is true once started, until it ends: the fiber has run. One C
+                # call, where compiled code reads ``_state`` by a generic attribute access.)
                 # The same test passes in _switch_out, which resumes it (and the chain after
                 # it) and returns once control is back on the hub.
                 self._switch_out()
@@ -442,7 +464,7 @@ class Hub(DeadlockDetection):
             try:
                 f._wake_value = fn(*args)
             except Exception as exc:
-                f._wake_exc = exc
+                f._wake_value = Raise(exc)
             f._parked = NOT_PARKED
             ready.append(f)
             # INLINED-COPY-END(batched-wake)
@@ -465,26 +487,25 @@ class Hub(DeadlockDetection):
             # over to this method exactly when it passes); change them together.
             if (
                 ready
-                and ready[0]._state
+                and ready[0]
                 and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
                 f = _popleft(ready)
-                exc = f._wake_exc
-                if exc is not None:
-                    f._wake_exc = None
-                    return _throw(f, exc)
                 v = f._wake_value
                 if v is not None:
                     f._wake_value = None
+                    if isinstance(v, Raise):
+                        return _throw(f, v.exc)
                 # None must be passed explicitly: a bare switch() would hand park() ().
                 return _switch(f, v)
         return _switch(self.hub_greenlet)
 
     # -- file descriptors ------------------------------------------------------------------------
 
-    def fd_record(self, fd: int) -> FdWait:
+    def fd_record(self, fd: int, tcp: bool = False) -> FdWait:
         """A new persistent record for ``fd``, owned by one socket; `forget_fd` it on close.
+        ``tcp``: the fd is a TCP socket's (`FdWait.tcp`).
 
         An idle record left for the same fd number (its socket was garbage-collected without
         close, and the number reused) is replaced.
@@ -495,7 +516,7 @@ class Hub(DeadlockDetection):
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
-        rec = FdWait(fd, True, self.edge_triggered, self)
+        rec = FdWait(fd, True, self.edge_triggered, self, tcp)
         self.fds[fd] = rec
         return rec
 
@@ -505,6 +526,9 @@ class Hub(DeadlockDetection):
             del self.fds[rec.fd]
         if rec.armed:
             self._disarm(rec)
+        # The number may be reused at once: whoever still holds the record (a fiber woken
+        # before the close, about to retry its syscall on ``rec.fd``) gets EBADF instead.
+        rec.fd = -1
         for f in (rec.reader, rec.writer):
             if f is not None:
                 self.throw(f, OSError(errno.EBADF, "the file descriptor was closed while waiting"))
@@ -544,7 +568,7 @@ class Hub(DeadlockDetection):
                     raise Cancelled()
                 if self.interrupt_pending and f is self.root:
                     raise self.take_interrupt()
-                epoch = _monitor.EPOCH
+                epoch = _EPOCH[0]
                 if epoch is not None:
                     f._since = epoch
                 f._parked = PARKED_CANCELLABLE
@@ -557,25 +581,26 @@ class Hub(DeadlockDetection):
                         ready = self.ready
                         if (
                             ready
-                            and ready[0]._state
+                            and ready[0]
                             and (
                                 n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending)
                             )
                         ):
                             self._budget = n - 1
                             nxt = _popleft(ready)
-                            exc = nxt._wake_exc
-                            if exc is not None:
-                                nxt._wake_exc = None
-                                return _throw(nxt, exc)
                             v = nxt._wake_value
                             if v is not None:
                                 nxt._wake_value = None
+                                if isinstance(v, Raise):
+                                    return _throw(nxt, v.exc)
                             return _switch(nxt, v)
                     return _switch(self.hub_greenlet)
                     # INLINED-COPY-END(switch-out)
-                finally:
+                except BaseException:
+                    # (Resumed normally, ``f`` was woken by one who cleared ``_parked``: only
+                    # an exception greenlet raised itself, a GreenletExit, needs this.)
                     f._parked = NOT_PARKED
+                    raise
                 # INLINED-COPY-END(park-checks)
             return self.park(f, timeout)
         finally:
@@ -609,7 +634,7 @@ class Hub(DeadlockDetection):
         try:
             if not rec.armed and not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
-            epoch = _monitor.EPOCH
+            epoch = _EPOCH[0]
             if epoch is not None:
                 f._since = epoch
             f._parked = PARKED_CANCELLABLE
@@ -621,23 +646,26 @@ class Hub(DeadlockDetection):
                 ready = self.ready
                 if (
                     ready
-                    and ready[0]._state
+                    and ready[0]
                     and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
                 ):
                     self._budget = n - 1
                     nxt = _popleft(ready)
-                    exc = nxt._wake_exc
-                    if exc is not None:
-                        nxt._wake_exc = None
-                        return _throw(nxt, exc)
                     v = nxt._wake_value
                     if v is not None:
                         nxt._wake_value = None
+                        if isinstance(v, Raise):
+                            return _throw(nxt, v.exc)
                     return _switch(nxt, v)
             return _switch(self.hub_greenlet)
             # INLINED-COPY-END(switch-out)
-        finally:
+        except BaseException:
+            # Resumed normally, ``f`` was woken by one who cleared ``_parked`` (`wake`, an fd
+            # event): a store saved per wait (compiled, a generic attribute access). An
+            # exception may come from greenlet itself (a GreenletExit), with nobody's wake.
             f._parked = NOT_PARKED
+            raise
+        finally:
             self.fd_waiters -= 1
             rec.reader = None
             if not rec.persistent:

@@ -279,7 +279,7 @@ def _waited_since(f: Fiber) -> float | None:
     """The detector's sample before ``f``'s current wait began, if it ran then (and still runs:
     a parking fiber stores it only then, see `_monitor.EPOCH`)."""
     since = f._since
-    if since is None or _monitor_mod.EPOCH is None or since < _monitor_mod.BEGAN:
+    if since is None or _monitor_mod.EPOCH[0] is None or since < _monitor_mod.BEGAN:
         return None
     return since
 

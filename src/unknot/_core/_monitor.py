@@ -33,7 +33,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from greenlet import greenlet
 
@@ -66,7 +66,10 @@ POLLING_FILES: set[str] = set()
 #: While it is None a parking fiber stores nothing (from compiled code the store is a generic
 #: attribute access, about 150 instructions per park), so a fiber's ``_since`` may be left from
 #: an earlier run of the detector: a dump trusts it only from `BEGAN` on.
-EPOCH: float | None = None
+#: A one-element list (``EPOCH[0]``), never rebound: the compiled hub holds the list itself as
+#: a C constant and reads its item in a few instructions, where a module attribute read costs
+#: a dict look-up and a generic attribute access at every park.
+EPOCH: Final[list[float | None]] = [None]
 #: The first `EPOCH` of the detector's current run (EPOCH was None before it).
 BEGAN = 0.0
 
@@ -152,23 +155,22 @@ class Monitor:
         with self.lock:
             self.threshold = None
             self.thread = None  # the thread sees it and ends at its next wake-up
-            global EPOCH
-            EPOCH = None  # (no longer kept up to date)
+            EPOCH[0] = None  # (no longer kept up to date)
             self.watches.clear()
 
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        global EPOCH, BEGAN
+        global BEGAN
         me = threading.current_thread()
         while True:
             threshold = self.threshold
             if threshold is None or self.thread is not me:
                 return
             now = _monotonic()
-            if EPOCH is None:
+            if EPOCH[0] is None:
                 BEGAN = now
-            EPOCH = now
+            EPOCH[0] = now
             hubs = list(_hubs)
             watches = self.watches
             for hub in hubs:
@@ -357,9 +359,9 @@ def hub_started(hub: Hub) -> None:
             return
     if threshold is None:
         return
-    global EPOCH, BEGAN
-    if EPOCH is None:
-        EPOCH = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)
+    global BEGAN
+    if EPOCH[0] is None:
+        EPOCH[0] = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)
     if m.thread is None or not m.thread.is_alive():
         m.start(threshold, m.callback)
 
