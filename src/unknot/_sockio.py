@@ -149,9 +149,9 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                     if 0 < len(data) < bufsize and rec.hints and rec.tcp:
                         rec.readable = False
                     return data
-            f = _getcurrent()
-            if type(f) is not _Fiber or f.hub is not hub or (moved and st.rec is not rec):
-                break
+            f = hub.running
+            if f is None or f is not _getcurrent() or (moved and st.rec is not rec):
+                break  # (not a fiber this hub runs; or the socket closed while others ran)
             moved = True
             if timeout is None:
                 hub.wait_readable(f, rec)  # (compiled: a smaller C stack kept while idle)

@@ -29,7 +29,8 @@ with `Hub.forget_fd` before closing the fd: waiters are then woken with EBADF).
 `Hub` methods meant for extenders (call them only on the current fiber's hub, ``fiber.hub``, from
 its thread): ``park(f, timeout=None, cancellable=True, interruptible=None)``, ``wake(f, value)``,
 ``throw(f, exc)``, ``time()``, ``add_timer(deadline, fn, arg)``/``cancel_timer(entry)``,
-``fd_record(fd)``, ``forget_fd(rec)``, ``wait_fd(f, rec, write, timeout)``,
+``fd_record(fd, tcp=False)``, ``forget_fd(rec)`` (the record's ``fd`` is then -1),
+``wait_fd(f, rec, write, timeout)``,
 ``wait_raw_fd(f, fd, write, timeout)``, ``wait_fds(f, reads, writes, timeout, busy_poll=None)``,
 ``cede(f)``, ``call_batched(f, fn, *args)``, ``yield_now(f)``; ``io_budget`` (blocking I/O
 calls the running fiber may still begin on the fast path: an I/O module tests it at each call's
@@ -38,7 +39,9 @@ cancellation and yields once the streak is used up; a cancellation in force hold
 `unknot._sockio.entry`); read-only: ``ncancel`` (nonzero while any
 cancellation is in force: test it before the costlier `is_cancelled`), ``ready`` and ``calls``
 (true when fibers are ready or calls are batched), ``loop``, ``thread`` (the OS thread that
-runs it), ``root``, ``fibers`` (the live fibers: a dict used as an ordered set, spawn order).
+runs it), ``root``, ``fibers`` (the live fibers: a dict used as an ordered set, spawn order),
+``running`` (the fiber it last switched to: ``hub.running is greenlet.getcurrent()`` is true
+only in one of its fibers, a cheaper test than ``fiber.hub is hub`` from compiled code).
 
 Spawning: `spawn_named(fn, args, template, arg)` is `spawn` with a name made when first read
 (``template.format(arg)``), for a server naming a fiber per connection.

@@ -730,3 +730,67 @@ def test_a_running_fiber_keeps_no_tuple_of_its_spawn_arguments(nargs: int) -> No
     unknot.run(main)
     # beyond three positional arguments the call is fn(*args): spawn's tuple stays alive
     assert holders == [0 if nargs <= 3 else 1]
+
+
+def test_hub_running_is_the_current_fiber_only_in_its_own_fibers() -> None:
+    # `Hub.running` is what the sockets' fast path tests instead of ``fiber.hub is hub``: it
+    # must be the current fiber in every fiber the hub resumes (started, woken by a value, by
+    # an exception, by an fd), never another hub's fiber, and keep no finished fiber alive.
+    import weakref
+
+    from greenlet import getcurrent
+
+    from unknot import socket as usocket
+
+    seen: list[bool] = []
+
+    def check() -> None:
+        seen.append(unknot.current().hub.running is getcurrent())  # type: ignore[union-attr]
+
+    def worker(ev: unknot.Event) -> None:
+        check()  # just started
+        ev.wait()
+        check()  # woken with a value
+        try:
+            unknot.sleep(10)
+        except unknot.Cancelled:
+            check()  # woken by an exception
+            raise
+
+    other_hub: list[object] = []
+
+    def in_thread() -> None:
+        def main() -> None:
+            other_hub.append(unknot.current().hub)  # type: ignore[union-attr]
+
+        unknot.run(main)
+
+    def main() -> None:
+        hub = unknot.current().hub  # type: ignore[union-attr]
+        check()
+        ev = unknot.Event()
+        with unknot.TaskGroup() as tg:
+            f = tg.spawn(worker, ev)
+            unknot.sleep(0)
+            ev.set()
+            unknot.sleep(0.01)
+            f.cancel()
+        a, b = usocket.socketpair()
+        with a, b:
+            reader = unknot.spawn(lambda: (a.recv(1), check()))
+            unknot.sleep(0.01)
+            b.sendall(b"x")  # woken by its fd
+            reader.join()
+        ref = weakref.ref(reader)
+        del reader, f
+        gc.collect()
+        assert ref() is None  # the hub does not keep the finished fiber
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        assert other_hub[0] is not hub
+        assert other_hub[0].running is not getcurrent()  # type: ignore[attr-defined]
+        check()
+
+    unknot.run(main)
+    assert seen == [True] * 6

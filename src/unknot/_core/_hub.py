@@ -47,7 +47,7 @@ from ._parking import TIMED_OUT
 #: How many fibers readied *during* a pass may still run in it before I/O is polled again.
 #: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
 #: bound keeps a fiber that yields in a loop from starving I/O.
-PASS_EXTRA = 256
+PASS_EXTRA: Final = 256
 
 #: Called with (hub, True) before and (hub, False) after each pass of every hub while not
 #: empty: the instruments' pass events (`unknot._core._instruments`). One test per pass.
@@ -184,7 +184,10 @@ class Hub(DeadlockDetection):
         # Read on every wait and hand-off: instance attributes, because CPython finds one faster
         # than a class attribute reached through the instance (and mypyc lays them out).
         self.edge_triggered = edge_triggered
-        self.PASS_EXTRA = PASS_EXTRA
+        #: The fiber this hub last switched to (set at each switch, never cleared): when it
+        #: is the current greenlet, the current greenlet is a fiber of this hub (one C field
+        #: compared, where compiled code reads ``Fiber.hub`` by a generic attribute access).
+        self.running = None
         #: Blocking I/O calls the running fiber may still begin before one takes the slow path
         #: (`IO_STREAK_MAX`); refilled to ``io_budget_full`` whenever a fiber switches out, and
         #: both are held at 0 while a cancellation is in force (``ncancel``: see _cancel.py).
@@ -232,6 +235,8 @@ class Hub(DeadlockDetection):
 
     def _fiber_finished(self, f: Fiber) -> None:
         self.fibers.pop(f, None)
+        if self.running is f:
+            self.running = None  # (keeps no finished fiber alive)
         if f._cancel_called == 2:  # (it carried a cancellation: no longer in force)
             fiber_finished(self, f)
         parent = f._parent
@@ -370,9 +375,7 @@ class Hub(DeadlockDetection):
     def _notify(self) -> None:
         """Called when ``ready`` grew; drivers that need a nudge to run it override this."""
 
-    #: How many fibers readied *during* a pass may still run in it before I/O is polled again
-    #: (`PASS_EXTRA`, the module's constant).
-    PASS_EXTRA: int
+    running: Fiber | None
 
     #: Fairness: after this many blocking I/O calls in a row that never had to wait (a peer that
     #: always has data ready), the calling fiber lets the others run (`yield_now`) at its next
@@ -400,7 +403,7 @@ class Hub(DeadlockDetection):
                 hook(self, True)
         ready = self.ready
         self._yielded = False
-        self._budget = len(ready) + self.PASS_EXTRA
+        self._budget = len(ready) + PASS_EXTRA
         try:
             self._run_pass(ready)
             while self.calls:
@@ -420,7 +423,7 @@ class Hub(DeadlockDetection):
             # INLINED-COPY-BEGIN(pass-rule): Hub._switch_out's test for resuming the next ready
             # fiber (the loop ends where it fails). They must agree: were _switch_out to refuse
             # a fiber this loop gives it, it would switch the hub to itself, and the loop spin.
-            if self._budget <= self.PASS_EXTRA and (self._yielded or self.interrupt_pending):
+            if self._budget <= PASS_EXTRA and (self._yielded or self.interrupt_pending):
                 break
             if ready[0]:
                 # (A greenlet is true once started, until it ends: the fiber has run. One C
@@ -430,7 +433,9 @@ class Hub(DeadlockDetection):
                 self._switch_out()
             else:
                 self._budget -= 1
-                _switch(_popleft(ready))  # not started: switched to without arguments
+                f = self.running = _popleft(ready)
+                _switch(f)  # not started: switched to without arguments
+                del f  # (the hub's frame outlives the pass: it must not keep the fiber alive)
             # INLINED-COPY-END(pass-rule)
 
     def call_batched(self, f: Fiber, fn: Callable[..., Any], *args: Any) -> Any:
@@ -488,10 +493,10 @@ class Hub(DeadlockDetection):
             if (
                 ready
                 and ready[0]
-                and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+                and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
-                f = _popleft(ready)
+                f = self.running = _popleft(ready)
                 v = f._wake_value
                 if v is not None:
                     f._wake_value = None
@@ -583,11 +588,11 @@ class Hub(DeadlockDetection):
                             ready
                             and ready[0]
                             and (
-                                n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending)
+                                n > PASS_EXTRA or not (self._yielded or self.interrupt_pending)
                             )
                         ):
                             self._budget = n - 1
-                            nxt = _popleft(ready)
+                            nxt = self.running = _popleft(ready)
                             v = nxt._wake_value
                             if v is not None:
                                 nxt._wake_value = None
@@ -647,10 +652,10 @@ class Hub(DeadlockDetection):
                 if (
                     ready
                     and ready[0]
-                    and (n > self.PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+                    and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
                 ):
                     self._budget = n - 1
-                    nxt = _popleft(ready)
+                    nxt = self.running = _popleft(ready)
                     v = nxt._wake_value
                     if v is not None:
                         nxt._wake_value = None
