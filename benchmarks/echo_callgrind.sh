@@ -18,7 +18,7 @@ LG=$(cd "$HERE" && "$PY" -c 'from benchlib import native; print(native.build("ec
 PORT=$((20000 + RANDOM % 20000))
 LOG=$(mktemp); LOAD=$(mktemp)
 cd "$HERE"
-taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
+taskset -c 0 valgrind --tool=callgrind --instr-atstart=no ${CG_EXTRA:-} --callgrind-out-file="$OUT" \
     "$PY" echo_servers.py unknot "$PORT" > "$LOG" 2>&1 &
 SERVER=$!
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -f "$LOG" "$LOAD"; [ $KEEP = 1 ] || rm -f "$OUT" "$OUT".*' EXIT

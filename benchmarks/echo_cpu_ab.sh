@@ -1,0 +1,41 @@
+#!/bin/bash
+# The echo server's CPU time per round trip, user and system, for two unknot installs
+# alternating (BENCHMARKS.md, "Echo: issue 13's target cells (session 9)"): where the
+# server's time goes, which throughput alone does not say on a noisy host.
+#
+# usage: benchmarks/echo_cpu_ab.sh PYTHON_A PYTHON_B [ROUNDS] [CONNS]
+# Each round runs A then B: the server (echo_servers.py unknot) pinned to CPU 0, echoload on
+# CPU 1 (-s 1024 -d 6 -w 1), the server's utime/stime read from /proc over the middle 5 s.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+abs() { case $1 in */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
+A=$(abs "$1"); B=$(abs "$2"); ROUNDS=${3:-4}; C=${4:-100}
+cd "$HERE"
+LG=$("$A" -c 'from benchlib import native; print(native.build("echoload"))')
+HZ=$(getconf CLK_TCK)
+OUT=$(mktemp); trap 'rm -f "$OUT"' EXIT
+for round in $(seq "$ROUNDS"); do
+  for name in A B; do
+    if [ $name = A ]; then PY=$A; else PY=$B; fi
+    PORT=$((30000 + RANDOM % 20000))
+    taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 &
+    SP=$!
+    for _ in $(seq 200); do sleep 0.1; if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi; done
+    taskset -c 1 "$LG" -p "$PORT" -c "$C" -s 1024 -d 6 -w 1 > "$OUT" &
+    LP=$!
+    sleep 1.5
+    read -r U1 S1 < <(awk '{print $14, $15}' /proc/$SP/stat)
+    sleep 5
+    read -r U2 S2 < <(awk '{print $14, $15}' /proc/$SP/stat)
+    wait $LP
+    kill -9 $SP; wait $SP 2>/dev/null || true
+    python3 - "$OUT" "$round" "$name" "$U1" "$S1" "$U2" "$S2" "$HZ" <<'PY'
+import json, sys
+out, rnd, name, u1, s1, u2, s2, hz = sys.argv[1:]
+rps = json.load(open(out))["rps"]
+u = (int(u2) - int(u1)) / int(hz); s = (int(s2) - int(s1)) / int(hz); rt = rps * 5
+print(f"round {rnd} {name}: {rps:,.0f} req/s  user {u / rt * 1e6:.3f} us/rt  "
+      f"system {s / rt * 1e6:.3f} us/rt  user share {u / (u + s):.2f}")
+PY
+  done
+done
