@@ -184,9 +184,10 @@ class Hub(DeadlockDetection):
         # Read on every wait and hand-off: instance attributes, because CPython finds one faster
         # than a class attribute reached through the instance (and mypyc lays them out).
         self.edge_triggered = edge_triggered
-        #: The fiber this hub last switched to (set at each switch, never cleared): when it
-        #: is the current greenlet, the current greenlet is a fiber of this hub (one C field
-        #: compared, where compiled code reads ``Fiber.hub`` by a generic attribute access).
+        #: The fiber this hub last switched to (set at each switch; None once that fiber
+        #: ended): when it is the current greenlet, the current greenlet is a fiber of this
+        #: hub (one C field compared, where compiled code reads ``Fiber.hub`` by a generic
+        #: attribute access).
         self.running = None
         #: Blocking I/O calls the running fiber may still begin before one takes the slow path
         #: (`IO_STREAK_MAX`); refilled to ``io_budget_full`` whenever a fiber switches out, and
