@@ -134,7 +134,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
         while True:
             if rec.readable or not rec.hints or bufsize <= 0:
                 try:
-                    if rec.tcp and bufsize > 0:
+                    if st.tcp and bufsize > 0:
                         # read(2) is recv(2) without flags on a stream, and os.read parses its
                         # two arguments in a few instructions where socket.recv's
                         # PyArg_ParseTuple (and its argument tuple) takes about 450. ``rec.fd``
@@ -146,7 +146,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                 except _BlockingIOError:
                     pass
                 else:
-                    if 0 < len(data) < bufsize and rec.hints and rec.tcp:
+                    if 0 < len(data) < bufsize and rec.hints and st.tcp:
                         rec.readable = False
                     return data
             f = hub.running
@@ -172,7 +172,7 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             # later recv then waits in `Hub.wait_readable` called from here, three frames
             # shallower than through _io and _wait (docs/internals.md, "Memory per idle
             # connection").
-            st.rec = f.hub.fd_record(fd, st.tcp)
+            st.rec = f.hub.fd_record(fd)
             return sock.recv(bufsize)
     return _recv_io(sock, bufsize, 0, False)
 
@@ -229,7 +229,7 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
             else:
                 known = rec
                 go = known.writable or not known.hints
-                if known.tcp and not flags:
+                if st.tcp and not flags:
                     write_fd = known.fd  # (-1 once the socket is closed: EBADF, as send's)
             if go:
                 size = len(data)

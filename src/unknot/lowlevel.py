@@ -29,7 +29,7 @@ with `Hub.forget_fd` before closing the fd: waiters are then woken with EBADF).
 `Hub` methods meant for extenders (call them only on the current fiber's hub, ``fiber.hub``, from
 its thread): ``park(f, timeout=None, cancellable=True, interruptible=None)``, ``wake(f, value)``,
 ``throw(f, exc)``, ``time()``, ``add_timer(deadline, fn, arg)``/``cancel_timer(entry)``,
-``fd_record(fd, tcp=False)``, ``forget_fd(rec)`` (the record's ``fd`` is then -1),
+``fd_record(fd)``, ``forget_fd(rec)`` (the record's ``fd`` is then -1),
 ``wait_fd(f, rec, write, timeout)``,
 ``wait_raw_fd(f, fd, write, timeout)``, ``wait_fds(f, reads, writes, timeout, busy_poll=None)``,
 ``cede(f)``, ``call_batched(f, fn, *args)``, ``yield_now(f)``; ``io_budget`` (blocking I/O

@@ -200,7 +200,7 @@ class socket(_StdSocket):
                 fd = self.fileno()
                 if fd < 0:
                     raise OSError(9, "Bad file descriptor")
-                rec = self._state.rec = hub.fd_record(fd, self._state.tcp)
+                rec = self._state.rec = hub.fd_record(fd)
             if hub.wait_fd(f, rec, write, timeout) is TIMED_OUT:
                 raise TimeoutError("timed out")
         elif not _blocking_wait(self.fileno(), write, timeout):

@@ -106,16 +106,10 @@ class FdWait:
         "readable",
         "writable",
         "hub",
-        "tcp",
     )
 
-    def __init__(
-        self, fd: int, persistent: bool, hints: bool, hub: Hub, tcp: bool = False
-    ) -> None:
+    def __init__(self, fd: int, persistent: bool, hints: bool, hub: Hub) -> None:
         self.fd = fd
-        #: The fd is a TCP socket's (its owner said so, `Hub.fd_record`): ``read(2)`` and
-        #: ``write(2)`` on it are ``recv`` and ``send`` without flags, and a short read drains it.
-        self.tcp = tcp
         #: The hub whose table holds this record (a socket's record is only valid on that hub).
         self.hub = hub
         self.reader: Fiber | None = None
@@ -509,9 +503,8 @@ class Hub(DeadlockDetection):
 
     # -- file descriptors ------------------------------------------------------------------------
 
-    def fd_record(self, fd: int, tcp: bool = False) -> FdWait:
+    def fd_record(self, fd: int) -> FdWait:
         """A new persistent record for ``fd``, owned by one socket; `forget_fd` it on close.
-        ``tcp``: the fd is a TCP socket's (`FdWait.tcp`).
 
         An idle record left for the same fd number (its socket was garbage-collected without
         close, and the number reused) is replaced.
@@ -522,7 +515,7 @@ class Hub(DeadlockDetection):
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
-        rec = FdWait(fd, True, self.edge_triggered, self, tcp)
+        rec = FdWait(fd, True, self.edge_triggered, self)
         self.fds[fd] = rec
         return rec
 
