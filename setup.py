@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -95,12 +95,15 @@ def extensions() -> list[Any]:
     cwd = os.getcwd()
     os.chdir(HERE)  # mypy reads its settings from pyproject.toml here
     try:
-        return list(mypycify(paths, opt_level="3", group_name="unknot"))
+        compiled = list(mypycify(paths, opt_level="3", group_name="unknot"))
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error in the sources
         _give_up(f"mypyc could not compile the sources ({type(exc).__name__}: {exc})")
         return []
     finally:
         os.chdir(cwd)
+    # The one extension written in C: the TCP sockets' read and write keeping the GIL
+    # (src/unknot/_nbio.c). Built with the mypyc modules or not at all (optional_build_ext).
+    return [*compiled, Extension("unknot._nbio", ["src/unknot/_nbio.c"])]
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext})

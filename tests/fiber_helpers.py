@@ -4,6 +4,8 @@ with the stdlib's."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,3 +45,16 @@ def outcome(fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except Exception as e:
         return (type(e), str(e))
+
+
+def fill(fd: int, write: Callable[[int, bytes], int] = os.write, size: int = 65536) -> None:
+    """Write to the non-blocking ``fd`` until it says EAGAIN (its buffers are full); bounded
+    by 10 s."""
+    chunk = b"x" * size
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            write(fd, chunk)
+        except BlockingIOError:
+            return
+    raise AssertionError(f"fd {fd} still takes data after 10 s")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, later, outcome
+from fiber_helpers import Ticker, fill, later, outcome
 
 import unknot
 import unknot.os as uos
@@ -171,11 +171,7 @@ def test_non_blocking_fds_behave_as_stdlib(pipe: tuple[int, int], tmp_path: Path
     with pytest.raises(BlockingIOError):
         uos.read(r, 10)
     os.set_blocking(w, False)
-    while True:
-        try:
-            uos.write(w, b"x" * 65536)
-        except BlockingIOError:
-            break
+    fill(w, uos.write)
     # regular files: read and written directly
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
