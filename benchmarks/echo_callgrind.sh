@@ -11,6 +11,7 @@
 set -eu
 PY=$1; D=${2:-15}; C=${3:-100}; OUT=${4:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/server_wait.sh"
 case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac
 KEEP=1
 if [ -z "$OUT" ]; then OUT=$(mktemp /tmp/echo-cg.XXXXXX); KEEP=0; fi
@@ -22,10 +23,7 @@ taskset -c 0 valgrind --tool=callgrind --instr-atstart=no ${CG_EXTRA:-} --callgr
     "$PY" echo_servers.py unknot "$PORT" > "$LOG" 2>&1 &
 SERVER=$!
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -f "$LOG" "$LOAD"; [ $KEEP = 1 ] || rm -f "$OUT" "$OUT".*' EXIT
-for _ in $(seq 240); do
-    sleep 0.5
-    if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi
-done
+wait_for_port "$PORT" 240 0.5 || { echo "the server did not listen:"; cat "$LOG"; exit 1; }
 sleep 1
 callgrind_control -i on "$SERVER" > /dev/null
 taskset -c 1 "$LG" -p "$PORT" -c "$C" -s 1024 -d "$D" -w 0 > "$LOAD"

@@ -8,6 +8,7 @@
 # CPU 1 (-s 1024 -d 6 -w 1), the server's utime/stime read from /proc over the middle 5 s.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/server_wait.sh"
 abs() { case $1 in */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
 A=$(abs "$1"); B=$(abs "$2"); ROUNDS=${3:-4}; C=${4:-100}
 cd "$HERE"
@@ -20,7 +21,7 @@ for round in $(seq "$ROUNDS"); do
     PORT=$((30000 + RANDOM % 20000))
     taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 &
     SP=$!
-    for _ in $(seq 200); do sleep 0.1; if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi; done
+    wait_for_port "$PORT" 200 0.1 || { echo "the server did not listen"; kill -9 $SP; exit 1; }
     taskset -c 1 "$LG" -p "$PORT" -c "$C" -s 1024 -d 6 -w 1 > "$OUT" &
     LP=$!
     sleep 1.5

@@ -17,6 +17,7 @@ A compiled module older than its source (an in-place build, then an edit) is not
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
 import os
@@ -110,3 +111,16 @@ def _choose() -> bool:
 
 #: True when the compiled modules run (see the module docstring).
 COMPILED = _choose()
+
+
+def nbio() -> ModuleType | None:
+    """`unknot._nbio`, the one extension written in C (src/unknot/_nbio.c: the TCP sockets'
+    ``read`` and ``write`` keeping the GIL, the epoll hub's ``epoll_wait``), when the compiled
+    build runs and the extension imports; None in the pure build, or where it is missing (the
+    callers then use ``os.read``, ``os.write`` and ``select.epoll.poll``)."""
+    if not COMPILED:
+        return None
+    try:
+        return importlib.import_module("unknot._nbio")
+    except ImportError:
+        return None

@@ -1,4 +1,5 @@
-/* unknot._nbio: read(2) and write(2) on a non-blocking fd, keeping the GIL.
+/* unknot._nbio: read(2) and write(2) on a non-blocking fd, keeping the GIL; epoll_wait(2)
+ * without Py_BuildValue.
  *
  * The compiled build's TCP sockets receive and send through these two functions (see
  * src/unknot/_sockio.py, `recv` and `sendall`, and docs/compiled.md, "The echo path"); the
@@ -25,13 +26,26 @@
  * exceptions (OSError with the errno's subclass: BlockingIOError for EAGAIN), and PEP 475's
  * retry on EINTR after running the signal handlers (an exception from a handler is raised).
  * tests/mirrors/test_nbio.py checks each of these against os.read and os.write.
+ *
+ * `epoll_wait` is select.epoll.poll for the compiled epoll hub (src/unknot/_core/_io_epoll.py):
+ * the same list of (fd, events) tuples, the same timeout rounding (up, to milliseconds; a
+ * negative timeout waits without limit) and PEP 475 retry with the time left, the GIL released
+ * around a call that may wait. It takes the epoll object's fd, not the object. The difference
+ * is the cost of the result: select.epoll.poll builds each tuple with Py_BuildValue("iI"),
+ * which parses its format string for every event (about 350 instructions per echo round trip);
+ * here each tuple is filled directly. tests/mirrors/test_nbio.py compares the two.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #define READ_BUFFER 65536
 
@@ -81,6 +95,7 @@ PyDoc_STRVAR(read_doc,
 static PyObject *
 nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    (void)module;
     int fd;
     Py_ssize_t length, n;
     PyObject *buffer;
@@ -144,6 +159,7 @@ PyDoc_STRVAR(write_doc,
 static PyObject *
 nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    (void)module;
     int fd;
     Py_ssize_t n;
     Py_buffer view;
@@ -189,15 +205,149 @@ nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(n);
 }
 
+#ifdef __linux__
+/* Events fetched on the C stack; more than this many are fetched into the heap. */
+#define STACK_EVENTS 256
+
+static double
+monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Milliseconds for epoll_wait from seconds, as select.epoll.poll rounds them: up, any negative
+ * value meaning "no timeout" (-1); capped at INT_MAX. */
+static int
+timeout_ms(double seconds)
+{
+    double ms;
+    if (seconds < 0) {
+        return -1;
+    }
+    ms = ceil(seconds * 1e3);
+    return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+PyDoc_STRVAR(epoll_wait_doc,
+"epoll_wait(epfd, timeout, maxevents, /) -> list[tuple[int, int]]\n\n"
+"select.epoll.poll on the epoll fd ``epfd``: up to ``maxevents`` (fd, events) pairs, waiting at\n"
+"most ``timeout`` seconds (negative: no limit). The tuples are made directly instead of\n"
+"through Py_BuildValue. The GIL is released only when the call may wait (timeout not 0).");
+
+static PyObject *
+nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    struct epoll_event stack_events[STACK_EVENTS];
+    struct epoll_event *events = stack_events;
+    int epfd, maxevents, ms, n, i;
+    double seconds, deadline = 0.0;
+    long value;
+    PyObject *result = NULL;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "epoll_wait expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (fd_from(args[0], &epfd) < 0) {
+        return NULL;
+    }
+    seconds = PyFloat_AsDouble(args[1]);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    value = PyLong_AsLong(args[2]);
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (value < 1 || value > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "maxevents must be from 1 to %d, got %ld", INT_MAX, value);
+        return NULL;
+    }
+    maxevents = (int)value;
+    if (maxevents > STACK_EVENTS) {
+        events = PyMem_New(struct epoll_event, maxevents);
+        if (events == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    ms = timeout_ms(seconds);
+    if (ms > 0) {
+        deadline = monotonic_ms() + ms;
+    }
+    for (;;) {
+        if (ms == 0) {
+            n = epoll_wait(epfd, events, maxevents, 0);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            n = epoll_wait(epfd, events, maxevents, ms);
+            Py_END_ALLOW_THREADS
+        }
+        if (n >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto done;
+        }
+        /* PEP 475, as select.epoll.poll: run the handlers, then wait what is left. */
+        if (interrupted() < 0) {
+            goto done;
+        }
+        if (ms > 0) {
+            double left = deadline - monotonic_ms();
+            ms = left <= 0 ? 0 : (int)ceil(left);
+        }
+    }
+    result = PyList_New(n);
+    if (result == NULL) {
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PyTuple_New(2);
+        PyObject *fd, *mask;
+        if (pair == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, pair);
+        fd = PyLong_FromLong(events[i].data.fd);
+        if (fd == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(pair, 0, fd);
+        mask = PyLong_FromUnsignedLong(events[i].events);
+        if (mask == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(pair, 1, mask);
+    }
+done:
+    if (events != stack_events) {
+        PyMem_Free(events);
+    }
+    return result;
+}
+#endif
+
 static PyMethodDef nbio_methods[] = {
     {"read", (PyCFunction)(void (*)(void))nbio_read, METH_FASTCALL, read_doc},
     {"write", (PyCFunction)(void (*)(void))nbio_write, METH_FASTCALL, write_doc},
+#ifdef __linux__
+    {"epoll_wait", (PyCFunction)(void (*)(void))nbio_epoll_wait, METH_FASTCALL, epoll_wait_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
 PyDoc_STRVAR(module_doc,
 "read(2) and write(2) on a non-blocking fd, keeping the GIL: the compiled build's TCP\n"
-"sockets' syscalls (os.read and os.write otherwise). Meant for fds unknot owns.");
+"sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns; and\n"
+"epoll_wait, select.epoll.poll for the compiled epoll hub.");
 
 /* No Py_mod_multiple_interpreters slot: the default allows several interpreters sharing one
  * GIL, not one GIL each, which the shared read buffer could not stand. */

@@ -17,35 +17,22 @@ from __future__ import annotations
 import _socket
 import os
 import time as _time
-from collections.abc import Callable
 from typing import Any, Final
 
 from greenlet import getcurrent
 
-from ._compiled import COMPILED
+from ._compiled import nbio
 from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 
 # The C methods, called as functions (no attribute lookup on the type per call).
 _c_recv: Final = _socket.socket.recv
 _c_send: Final = _socket.socket.send
 
-
-def _syscalls() -> tuple[Callable[[int, int], bytes], Callable[[int, bytes], int]]:
-    """read(2) and write(2) for TCP sockets: `unknot._nbio`'s in the compiled build (the same
-    as os.read and os.write, keeping the GIL: src/unknot/_nbio.c says why), os.read and
-    os.write in the pure one, or where the extension is missing."""
-    if COMPILED:
-        try:
-            from ._nbio import read, write
-        except ImportError:
-            pass
-        else:
-            return read, write
-    return os.read, os.write
-
-
-_os_read: Final = _syscalls()[0]
-_os_write: Final = _syscalls()[1]
+# read(2) and write(2) for TCP sockets: `unknot._nbio`'s in the compiled build (os.read and
+# os.write keeping the GIL: src/unknot/_nbio.c says why), os.read and os.write otherwise.
+_NBIO: Final = nbio()
+_os_read: Final = os.read if _NBIO is None else _NBIO.read
+_os_write: Final = os.write if _NBIO is None else _NBIO.write
 _BlockingIOError: Final = BlockingIOError
 # Compiled, a Final name is a C static; other module-level names are looked up at each use.
 _getcurrent: Final = getcurrent

@@ -1,4 +1,4 @@
-"""`unknot._nbio` (src/unknot/_nbio.c) agrees with os.read and os.write.
+"""`unknot._nbio` (src/unknot/_nbio.c) agrees with os.read, os.write and select.epoll.poll.
 
 The compiled build's TCP sockets read and write through `unknot._nbio`: os.read and os.write
 written again in C, keeping the GIL and (for reads up to 64 KiB) reading into one shared buffer.
@@ -10,16 +10,19 @@ fail under CI=true); in a compiled install it must be there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.machinery
 import importlib.util
 import os
+import select
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +111,30 @@ def _refill(sender: socket.socket, data: bytes) -> None:
     sender.sendall(data)
     sender.setblocking(False)
     time.sleep(0.05)  # loopback delivers at once; this only makes it certain
+
+
+class Stop(Exception):
+    """What `alarm`'s handler raises when asked to."""
+
+
+@contextlib.contextmanager
+def alarm(after: float, raises: bool = False) -> Iterator[list[int]]:
+    """SIGALRM ``after`` seconds from now; its handler records it (the list yielded) and raises
+    `Stop` if ``raises``."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+        if raises:
+            raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, after)
+    try:
+        yield seen
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.parametrize(
@@ -251,35 +278,22 @@ def test_a_signal_during_the_syscall_runs_its_handler_then_retries_or_raises(
 ) -> None:
     # PEP 475, as os.read: EINTR runs the handlers; the read goes on unless one raised. The
     # read blocks (a blocking pipe, which unknot's own fds never are) until a child writes.
-    class Stop(Exception):
-        pass
-
     for read in (os.read, nbio.read):
         r, w = os.pipe()
-        seen: list[int] = []
-
-        def handler(signum: int, frame: object, seen: list[int] = seen) -> None:
-            seen.append(signum)
-            if handler_raises:
-                raise Stop
-
-        old = signal.signal(signal.SIGALRM, handler)
         child = subprocess.Popen(
             [sys.executable, "-c", "import os, time; time.sleep(0.5); os.write(1, b'late')"],
             stdout=w,
         )
         os.close(w)
         try:
-            signal.setitimer(signal.ITIMER_REAL, 0.1)
-            if handler_raises:
-                with pytest.raises(Stop):
-                    read(r, length)
-            else:
-                assert read(r, length) == b"late"
+            with alarm(0.1, handler_raises) as seen:
+                if handler_raises:
+                    with pytest.raises(Stop):
+                        read(r, length)
+                else:
+                    assert read(r, length) == b"late"
             assert seen == [signal.SIGALRM]
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
             child.wait(timeout=10)
             os.close(r)
 
@@ -290,8 +304,6 @@ def test_write_retries_after_a_signal(nbio: ModuleType) -> None:
     os.set_blocking(w, False)
     fill(w, size=4096)
     os.set_blocking(w, True)
-    seen: list[int] = []
-    old = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
     child = subprocess.Popen(
         [
             sys.executable,
@@ -302,12 +314,10 @@ def test_write_retries_after_a_signal(nbio: ModuleType) -> None:
     )
     os.close(r)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
-        assert nbio.write(w, b"after the signal") == len(b"after the signal")
+        with alarm(0.1) as seen:
+            assert nbio.write(w, b"after the signal") == len(b"after the signal")
         assert seen == [signal.SIGALRM]
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
         os.close(w)
         child.wait(timeout=10)
 
@@ -321,3 +331,178 @@ def test_the_sockets_use_it_exactly_in_the_compiled_build() -> None:
         assert (_sockio._os_read, _sockio._os_write) == (_nbio.read, _nbio.write)
     else:
         assert (_sockio._os_read, _sockio._os_write) == (os.read, os.write)
+
+
+# -- epoll_wait: select.epoll.poll for the compiled epoll hub -----------------------------------
+
+needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux's")
+
+
+@pytest.fixture
+def epoll() -> Iterator[select.epoll]:
+    ep = select.epoll()
+    try:
+        yield ep
+    finally:
+        ep.close()
+
+
+def _both(nbio: ModuleType, ep: select.epoll, timeout: float, maxevents: int) -> list[Any]:
+    """The outcomes of ep.poll and of nbio.epoll_wait, each list of events sorted."""
+    results = []
+    for call in (ep.poll, lambda t, m: nbio.epoll_wait(ep.fileno(), t, m)):
+        kind, value = outcome(call, timeout, maxevents)
+        results.append((kind, sorted(value) if kind == "ok" else value))
+    return results
+
+
+@needs_epoll
+def test_epoll_wait_returns_what_poll_returns(nbio: ModuleType, epoll: select.epoll) -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for a, _ in pairs:
+            epoll.register(a.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP)
+        pairs[0][1].send(b"x")
+        pairs[1][1].close()  # a hang-up
+        time.sleep(0.05)
+        theirs, ours = _both(nbio, epoll, 0, 10)
+        assert theirs == ours
+        masks = dict(ours[1])
+        assert masks[pairs[0][0].fileno()] & select.EPOLLIN
+        assert masks[pairs[1][0].fileno()] & select.EPOLLRDHUP
+        assert masks[pairs[2][0].fileno()] == select.EPOLLOUT
+        assert all(type(fd) is int and type(ev) is int for fd, ev in ours[1])
+        # maxevents bounds the list, as poll's does
+        theirs, ours = _both(nbio, epoll, 0, 2)
+        assert theirs[0] == ours[0] == "ok" and len(theirs[1]) == len(ours[1]) == 2
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+@needs_epoll
+def test_epoll_wait_with_more_events_than_its_stack_holds(
+    nbio: ModuleType, epoll: select.epoll
+) -> None:
+    pairs = [socket.socketpair() for _ in range(300)]  # STACK_EVENTS is 256
+    try:
+        for a, _ in pairs:
+            epoll.register(a.fileno(), select.EPOLLOUT)
+        theirs, ours = _both(nbio, epoll, 0, 1000)
+        assert theirs == ours
+        assert len(ours[1]) == 300
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+@needs_epoll
+def test_epoll_wait_times_out_as_poll_does(nbio: ModuleType, epoll: select.epoll) -> None:
+    r, w = os.pipe()
+    try:
+        epoll.register(r, select.EPOLLIN)
+        for timeout in (0, 0.0001, 0.05):
+            for call in (epoll.poll, lambda t, m: nbio.epoll_wait(epoll.fileno(), t, m)):
+                began = time.monotonic()
+                assert call(timeout, 4) == []
+                elapsed = time.monotonic() - began
+                assert elapsed >= timeout * 0.9
+                assert elapsed < timeout + 1
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@needs_epoll
+@pytest.mark.parametrize(
+    ("fd", "timeout", "maxevents"),
+    [
+        (None, 0, 0),  # maxevents below 1: ValueError (poll's -1 means "any": not taken)
+        (-1, 0, 1),  # EBADF
+        ("pipe", 0, 1),  # EINVAL: not an epoll fd
+        ("fd", 0, 1),  # TypeError
+        (None, "soon", 1),  # TypeError
+    ],
+)
+def test_epoll_wait_rejects_bad_arguments(
+    nbio: ModuleType, epoll: select.epoll, fd: Any, timeout: Any, maxevents: int
+) -> None:
+    r, w = os.pipe()
+    try:
+        target = {None: epoll.fileno(), "pipe": r}.get(fd, fd)
+        kind, (exc_type, code) = outcome(nbio.epoll_wait, target, timeout, maxevents)
+        assert kind == "raise"
+        if fd == -1:
+            assert (exc_type, code) == (OSError, errno.EBADF)
+        elif fd == "pipe":
+            assert (exc_type, code) == (OSError, errno.EINVAL)
+        elif maxevents == 0:
+            assert exc_type is ValueError
+            assert outcome(epoll.poll, 0, 0)[1][0] is ValueError
+        else:
+            assert exc_type is TypeError
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@needs_epoll
+@pytest.mark.parametrize("handler_raises", [False, True])
+def test_epoll_wait_after_a_signal_waits_the_time_left_or_raises(
+    nbio: ModuleType, epoll: select.epoll, handler_raises: bool
+) -> None:
+    r, w = os.pipe()
+    try:
+        epoll.register(r, select.EPOLLIN)
+        for call in (epoll.poll, lambda t, m: nbio.epoll_wait(epoll.fileno(), t, m)):
+            began = time.monotonic()
+            with alarm(0.1, handler_raises) as seen:
+                if handler_raises:
+                    with pytest.raises(Stop):
+                        call(0.6, 4)
+                    assert time.monotonic() - began < 0.5
+                else:
+                    assert call(0.6, 4) == []
+                    assert 0.55 <= time.monotonic() - began < 3
+            assert seen == [signal.SIGALRM]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@needs_epoll
+def test_epoll_wait_lets_other_threads_run_while_it_waits(
+    nbio: ModuleType, epoll: select.epoll
+) -> None:
+    # A hub in one thread waiting in its poll must not stop the hubs of other threads.
+    count = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        before = count
+        assert nbio.epoll_wait(epoll.fileno(), 0.3, 4) == []
+        assert count - before > 1000
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_the_epoll_hub_uses_it_exactly_in_the_compiled_build() -> None:
+    from unknot._core import _io_epoll
+
+    if unknot.compiled:
+        from unknot import _nbio
+
+        assert _io_epoll._EPOLL_WAIT == _nbio.epoll_wait
+    else:
+        assert _io_epoll._EPOLL_WAIT is None

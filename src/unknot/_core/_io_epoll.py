@@ -16,6 +16,7 @@ import selectors
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from .._compiled import nbio
 from ._hub import FdWait
 from ._native import mypyc_attr
 from ._selector_hub import POLLING_FILES, HubSelector
@@ -33,6 +34,10 @@ _WRITE: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 # After these no further edge is promised for data already queued (a FIN behind the last
 # data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
 _HANGUP: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
+# select.epoll.poll's twin in the compiled build, `unknot._nbio.epoll_wait` (src/unknot/_nbio.c):
+# the same (fd, events) tuples, made without Py_BuildValue. None in the pure build.
+_NBIO: Final = nbio()
+_EPOLL_WAIT: Final = None if _NBIO is None else _NBIO.epoll_wait
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -87,7 +92,11 @@ class EpollHub(HubSelector):
         poll_timeout = -1.0 if timeout is None else timeout
         max_ev = len(self._fd_to_key) + len(self.fds) or 1
         try:
-            events = self._selector.poll(poll_timeout, max_ev)
+            if _EPOLL_WAIT is None:
+                events = self._selector.poll(poll_timeout, max_ev)
+            else:
+                # (fileno() raises ValueError on a closed epoll object, as poll() does.)
+                events = _EPOLL_WAIT(self._selector.fileno(), poll_timeout, max_ev)
         except InterruptedError:
             events = []
         except BaseException as e:
