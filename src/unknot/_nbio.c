@@ -80,11 +80,24 @@ check_nargs(const char *name, Py_ssize_t nargs)
     return 0;
 }
 
-/* An EINTR: run the signal handlers (0 to retry, -1 if one raised). */
-static int
-interrupted(void)
+/* read(2) into ``buf``, retried after EINTR once the signal handlers ran (PEP 475): the
+ * count read, or -1 with the exception set (the errno's OSError, or a handler's). */
+static Py_ssize_t
+read_retrying(int fd, char *buf, Py_ssize_t length)
 {
-    return PyErr_CheckSignals();
+    for (;;) {
+        Py_ssize_t n = read(fd, buf, (size_t)length);
+        if (n >= 0) {
+            return n;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
 }
 
 PyDoc_STRVAR(read_doc,
@@ -113,37 +126,18 @@ nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 #ifndef Py_GIL_DISABLED
     if (length <= READ_BUFFER) {
-        for (;;) {
-            n = read(fd, read_buffer, (size_t)length);
-            if (n >= 0) {
-                return PyBytes_FromStringAndSize(read_buffer, n);
-            }
-            if (errno != EINTR) {
-                return PyErr_SetFromErrno(PyExc_OSError);
-            }
-            if (interrupted() < 0) {
-                return NULL;
-            }
-        }
+        n = read_retrying(fd, read_buffer, length);
+        return n < 0 ? NULL : PyBytes_FromStringAndSize(read_buffer, n);
     }
 #endif
     buffer = PyBytes_FromStringAndSize(NULL, length);
     if (buffer == NULL) {
         return NULL;
     }
-    for (;;) {
-        n = read(fd, PyBytes_AS_STRING(buffer), (size_t)length);
-        if (n >= 0) {
-            break;
-        }
-        if (errno != EINTR) {
-            Py_DECREF(buffer);
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (interrupted() < 0) {
-            Py_DECREF(buffer);
-            return NULL;
-        }
+    n = read_retrying(fd, PyBytes_AS_STRING(buffer), length);
+    if (n < 0) {
+        Py_DECREF(buffer);
+        return NULL;
     }
     if (n != length && _PyBytes_Resize(&buffer, n) < 0) {
         return NULL;
@@ -192,7 +186,7 @@ nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetFromErrno(PyExc_OSError);
             break;
         }
-        if (interrupted() < 0) {
+        if (PyErr_CheckSignals() < 0) {
             break;
         }
     }
@@ -294,7 +288,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         /* PEP 475, as select.epoll.poll: run the handlers, then wait what is left. */
-        if (interrupted() < 0) {
+        if (PyErr_CheckSignals() < 0) {
             goto done;
         }
         if (ms > 0) {
@@ -307,26 +301,21 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (i = 0; i < n; i++) {
+        /* Each item is set as soon as it exists, so that dropping the list frees them all. */
         PyObject *pair = PyTuple_New(2);
-        PyObject *fd, *mask;
         if (pair == NULL) {
-            Py_CLEAR(result);
-            goto done;
+            goto failed;
         }
         PyList_SET_ITEM(result, i, pair);
-        fd = PyLong_FromLong(events[i].data.fd);
-        if (fd == NULL) {
-            Py_CLEAR(result);
-            goto done;
+        PyTuple_SET_ITEM(pair, 0, PyLong_FromLong(events[i].data.fd));
+        PyTuple_SET_ITEM(pair, 1, PyLong_FromUnsignedLong(events[i].events));
+        if (PyTuple_GET_ITEM(pair, 0) == NULL || PyTuple_GET_ITEM(pair, 1) == NULL) {
+            goto failed;
         }
-        PyTuple_SET_ITEM(pair, 0, fd);
-        mask = PyLong_FromUnsignedLong(events[i].events);
-        if (mask == NULL) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        PyTuple_SET_ITEM(pair, 1, mask);
     }
+    goto done;
+failed:
+    Py_CLEAR(result);
 done:
     if (events != stack_events) {
         PyMem_Free(events);
