@@ -83,7 +83,7 @@ bench: bench-core bench-echo bench-drivers bench-http
 ## reinstalled whenever a source changes; the tests run against it from this checkout.
 VENV_C  ?= .venv-compiled
 BIN_C   := $(VENV_C)/bin
-SOURCES := $(shell find src -name '*.py') setup.py build_backend.py pyproject.toml
+SOURCES := $(shell find src -name '*.py' -o -name '*.c') setup.py build_backend.py pyproject.toml
 
 $(VENV_C)/.installed: $(SOURCES)
 	$(PY) -m venv $(VENV_C)

@@ -37,6 +37,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -324,6 +325,192 @@ done:
 }
 #endif
 
+/* method(func): func as a method, called without a frame of its own.
+ *
+ * The compiled build's `unknot.socket.socket.recv` and `.sendall` are mypyc functions of
+ * unknot._sockio that take the socket first. A builtin function is no descriptor, so a class
+ * attribute holding one does not bind; the compiled build used to wrap each in a one-line
+ * Python method, an interpreted frame per call (about 400 instructions per echo round trip
+ * for the two). An instance of this type binds like a Python function and carries
+ * Py_TPFLAGS_METHOD_DESCRIPTOR, so `sock.recv(n)` is compiled to a call of the descriptor with
+ * (sock, n), which it hands on to func as they are (vectorcall, no tuple, no bound method).
+ * Any other access (`sock.recv` as a value) gets an ordinary bound method. */
+/* METH_FASTCALL | METH_KEYWORDS's C signature (named _PyCFunctionFastWithKeywords before 3.13). */
+typedef PyObject *(*fastcall_kw)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;
+    PyObject *doc; /* NULL: the function's */
+    vectorcallfunc vectorcall;
+    /* For a builtin function taking METH_FASTCALL | METH_KEYWORDS (mypyc's): its C function
+     * and its self (the module), called directly. */
+    fastcall_kw cfunc;
+    PyObject *cself;
+} MethodObject;
+
+static PyObject *
+method_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(((MethodObject *)self)->func, args, nargsf, kwnames);
+}
+
+/* The same for a METH_FASTCALL | METH_KEYWORDS builtin, without PyObject_Vectorcall and the
+ * builtin's own vectorcall between: a tail call, so the function runs on this caller's C
+ * stack with no frame more. That stack is what greenlet copies at every switch of a fiber
+ * waiting in recv (docs/internals.md, "Memory per idle connection"). */
+static PyObject *
+method_vectorcall_cfunc(PyObject *self, PyObject *const *args, size_t nargsf,
+                        PyObject *kwnames)
+{
+    MethodObject *m = (MethodObject *)self;
+    return m->cfunc(m->cself, args, PyVectorcall_NARGS(nargsf), kwnames);
+}
+
+static PyObject *
+method_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func, *doc = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "method() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "method", 1, 2, &func, &doc)) {
+        return NULL;
+    }
+    if (doc == Py_None) {
+        doc = NULL;
+    }
+    if (doc != NULL && !PyUnicode_Check(doc)) {
+        PyErr_Format(PyExc_TypeError, "method()'s doc must be a str or None, not %.200s",
+                     Py_TYPE(doc)->tp_name);
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "method() needs a callable, not %.200s",
+                     Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    MethodObject *m = (MethodObject *)type->tp_alloc(type, 0);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->func = Py_NewRef(func);
+    m->doc = Py_XNewRef(doc);
+    m->vectorcall = method_vectorcall;
+    if (PyCFunction_Check(func)
+        && PyCFunction_GET_FLAGS(func) == (METH_FASTCALL | METH_KEYWORDS)) {
+        m->cfunc = (fastcall_kw)(void (*)(void))PyCFunction_GET_FUNCTION(func);
+        m->cself = PyCFunction_GET_SELF(func); /* borrowed: func holds it, and m holds func */
+        m->vectorcall = method_vectorcall_cfunc;
+    }
+    return (PyObject *)m;
+}
+
+static int
+method_traverse(MethodObject *m, visitproc visit, void *arg)
+{
+    Py_VISIT(m->func);
+    Py_VISIT(m->doc);
+    return 0;
+}
+
+static int
+method_clear(MethodObject *m)
+{
+    Py_CLEAR(m->func);
+    Py_CLEAR(m->doc);
+    return 0;
+}
+
+static void
+method_dealloc(MethodObject *m)
+{
+    PyObject_GC_UnTrack(m);
+    method_clear(m);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static PyObject *
+method_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self); /* looked up on the class: the descriptor itself */
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* __name__, __qualname__ and __module__ are the wrapped function's; __doc__ too, unless given. */
+static PyObject *
+method_get_doc(MethodObject *m, void *unused)
+{
+    if (m->doc != NULL) {
+        return Py_NewRef(m->doc);
+    }
+    return PyObject_GetAttrString(m->func, "__doc__");
+}
+
+static PyObject *
+method_read_through(MethodObject *m, void *name)
+{
+    return PyObject_GetAttrString(m->func, (const char *)name);
+}
+
+static PyObject *
+method_repr(MethodObject *m)
+{
+    return PyUnicode_FromFormat("<unknot._nbio.method of %R>", m->func);
+}
+
+static PyGetSetDef method_getset[] = {
+    {"__doc__", (getter)method_get_doc, NULL, NULL, NULL},
+    {"__name__", (getter)method_read_through, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)method_read_through, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)method_read_through, NULL, NULL, "__module__"},
+    {NULL},
+};
+
+static PyMemberDef method_members[] = {
+    {"__func__", T_OBJECT, offsetof(MethodObject, func), READONLY, "The wrapped callable."},
+    {"__wrapped__", T_OBJECT, offsetof(MethodObject, func), READONLY, "The wrapped callable."},
+    {NULL},
+};
+
+PyDoc_STRVAR(method_doc,
+"method(func, doc=None, /)\n--\n\n"
+"func as a method: bound to an instance like a Python function (the instance first), and\n"
+"called from `obj.name(...)` without a bound method or a frame of its own. __name__,\n"
+"__qualname__ and __module__ are the wrapped function's, and __doc__ too unless doc is\n"
+"given (mypyc's functions have none).");
+
+static PyTypeObject MethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "unknot._nbio.method",
+    .tp_basicsize = sizeof(MethodObject),
+    .tp_dealloc = (destructor)method_dealloc,
+    .tp_vectorcall_offset = offsetof(MethodObject, vectorcall),
+    .tp_repr = (reprfunc)method_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = method_doc,
+    .tp_traverse = (traverseproc)method_traverse,
+    .tp_clear = (inquiry)method_clear,
+    .tp_members = method_members,
+    .tp_getset = method_getset,
+    .tp_descr_get = method_get,
+    .tp_new = method_new,
+};
+
+static int
+nbio_exec(PyObject *module)
+{
+    if (PyType_Ready(&MethodType) < 0) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "method", (PyObject *)&MethodType);
+}
+
 static PyMethodDef nbio_methods[] = {
     {"read", (PyCFunction)(void (*)(void))nbio_read, METH_FASTCALL, read_doc},
     {"write", (PyCFunction)(void (*)(void))nbio_write, METH_FASTCALL, write_doc},
@@ -341,6 +528,7 @@ PyDoc_STRVAR(module_doc,
 /* No Py_mod_multiple_interpreters slot: the default allows several interpreters sharing one
  * GIL, not one GIL each, which the shared read buffer could not stand. */
 static PyModuleDef_Slot nbio_slots[] = {
+    {Py_mod_exec, nbio_exec},
     {0, NULL},
 };
 

@@ -40,6 +40,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from . import _sockio
+from ._compiled import nbio
 from ._mirror import poll_fd, rebind
 from .lowlevel import TIMED_OUT, Fiber
 
@@ -81,6 +82,7 @@ _entry_here = _sockio.entry_here
 _sockio_recv = _sockio.recv
 _sockio_sendall = _sockio.sendall
 _SocketState = _sockio.SocketState
+_NBIO = nbio()
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
@@ -318,8 +320,9 @@ class socket(_StdSocket):
             return result
 
     # recv and sendall are unknot._sockio's functions: in the pure-Python build they are the
-    # methods themselves (set below the class: no frame more), in the compiled build these
-    # methods call them.
+    # methods themselves (set below the class: no frame more); in the compiled build they are
+    # too, wrapped by `unknot._nbio.method` (a mypyc function does not bind as a method). These
+    # two run only in a compiled build without that extension.
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
@@ -504,6 +507,13 @@ del _name, _write, _flags_at
 if isinstance(_sockio_recv, FunctionType):  # the pure-Python build (see socket.recv)
     socket.recv = _sockio_recv  # type: ignore[method-assign]
     socket.sendall = _sockio_sendall  # type: ignore[method-assign]
+elif _NBIO is not None:
+    # The compiled build: the mypyc functions as methods, through `unknot._nbio.method`, which
+    # binds like a Python function and calls them without a frame of its own.
+    socket.recv = _NBIO.method(_sockio_recv, socket.recv.__doc__)  # type: ignore[method-assign]
+    socket.sendall = _NBIO.method(  # type: ignore[method-assign]
+        _sockio_sendall, socket.sendall.__doc__
+    )
 
 SocketType: Any = socket
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import gc
 import importlib.machinery
 import importlib.util
+import inspect
 import os
 import select
 import shlex
@@ -24,6 +27,8 @@ import sys
 import sysconfig
 import threading
 import time
+import types
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -325,6 +330,157 @@ def test_the_sockets_use_it_exactly_in_the_compiled_build() -> None:
         assert (_sockio._os_read, _sockio._os_write) == (_nbio.read, _nbio.write)
     else:
         assert (_sockio._os_read, _sockio._os_write) == (os.read, os.write)
+
+
+# -- method: a function as a method without a frame of its own --------------------------------
+
+
+def _py_func(self: Any, x: Any, y: Any = 0) -> tuple[Any, Any, Any]:
+    """A Python function: the generic path (PyObject_Vectorcall)."""
+    return (self, x, y)
+
+
+def _raises(self: Any) -> None:
+    raise KeyError(self)
+
+
+def _methods(nbio: ModuleType) -> tuple[type, type]:
+    """The same class twice: its methods as Python functions, and through nbio.method."""
+
+    class Plain(list):  # type: ignore[type-arg]
+        f = _py_func
+        raises = _raises
+
+        def s(self, *args: Any, **kwargs: Any) -> Any:
+            return sorted(self, *args, **kwargs)
+
+    class Wrapped(list):  # type: ignore[type-arg]
+        f = nbio.method(_py_func)
+        raises = nbio.method(_raises)
+        # sorted is a METH_FASTCALL | METH_KEYWORDS builtin, as mypyc's functions are: the
+        # direct C call.
+        s = nbio.method(sorted, "sorted, as a method")
+
+    return Plain, Wrapped
+
+
+def test_method_calls_as_a_python_function_method_does(nbio: ModuleType) -> None:
+    plain, wrapped = _methods(nbio)
+    for cls in (plain, wrapped):
+        obj = cls([3, 1, 2])
+        assert obj.f(1) == (obj, 1, 0)
+        assert obj.f(1, y=2) == (obj, 1, 2)
+        assert obj.f(x=5) == (obj, 5, 0)
+        assert cls.f(obj, 1, 2) == (obj, 1, 2)
+        bound = obj.f  # a bound method, called later
+        assert bound(7) == (obj, 7, 0)
+        assert obj.s() == [1, 2, 3]
+        assert obj.s(reverse=True) == [3, 2, 1]
+        assert obj.s(key=lambda v: -v) == [3, 2, 1]
+        with pytest.raises(KeyError) as info:
+            obj.raises()
+        assert info.value.args == (obj,)
+        with pytest.raises(TypeError):
+            obj.f()  # x missing: the function's own error
+        with pytest.raises(TypeError):
+            obj.s(1, 2)  # sorted takes one positional argument
+        with pytest.raises(TypeError):
+            obj.s(nope=1)
+
+
+def test_method_binds_as_a_python_function_does(nbio: ModuleType) -> None:
+    _, wrapped = _methods(nbio)
+    obj = wrapped([1])
+    bound = obj.f
+    assert isinstance(bound, types.MethodType)
+    assert bound.__self__ is obj
+    assert bound.__func__ is wrapped.__dict__["f"]
+    assert bound(4, 5) == (obj, 4, 5)
+    assert wrapped.f is wrapped.__dict__["f"]  # on the class: the descriptor itself
+    assert wrapped.__dict__["f"].__get__(None, wrapped) is wrapped.__dict__["f"]
+    assert wrapped.f(obj, 1) == (obj, 1, 0)
+    assert functools.partial(wrapped.f, obj)(3) == (obj, 3, 0)
+    assert wrapped.f.__func__ is _py_func and wrapped.f.__wrapped__ is _py_func
+
+
+def test_method_reads_the_function_names_and_doc(nbio: ModuleType) -> None:
+    _, wrapped = _methods(nbio)
+    m = wrapped.__dict__["f"]
+    assert (m.__name__, m.__qualname__, m.__module__) == (
+        "_py_func",
+        "_py_func",
+        __name__,
+    )
+    assert m.__doc__ == _py_func.__doc__
+    s = wrapped.__dict__["s"]
+    assert s.__doc__ == "sorted, as a method" and s.__name__ == "sorted"
+    assert repr(m) == f"<unknot._nbio.method of {_py_func!r}>"
+    assert inspect.signature(m) == inspect.signature(_py_func)  # (through __wrapped__)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1,), {}), ((len, 5), {}), ((len, None, 1), {}), ((len,), {"doc": "x"})],
+)
+def test_method_rejects_bad_arguments(
+    nbio: ModuleType, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(TypeError):
+        nbio.method(*args, **kwargs)
+
+
+def test_method_frees_a_cycle_through_it(nbio: ModuleType) -> None:
+    def func(self: Any) -> None:
+        pass
+
+    holder: list[Any] = [nbio.method(func)]
+    func.holder = holder  # type: ignore[attr-defined]  # func -> holder -> method -> func
+    ref = weakref.ref(func)
+    del func, holder
+    gc.collect()
+    assert ref() is None
+
+
+def test_method_calls_leak_no_references(nbio: ModuleType) -> None:
+    _, wrapped = _methods(nbio)
+    obj = wrapped([2, 1])
+    arg = object()
+    for _ in range(100):
+        obj.f(arg)
+        obj.s(key=id)
+    before = (sys.getrefcount(obj), sys.getrefcount(arg))
+    for _ in range(1000):
+        obj.f(arg)
+        obj.f(arg, y=arg)
+        obj.s(key=id)
+        obj.f  # noqa: B018  (a bound method, made and dropped)
+    assert (sys.getrefcount(obj), sys.getrefcount(arg)) == before
+
+
+def test_the_socket_methods_use_it_exactly_in_the_compiled_build() -> None:
+    from unknot import _sockio
+    from unknot import socket as usocket
+
+    recv = usocket.socket.__dict__["recv"]
+    sendall = usocket.socket.__dict__["sendall"]
+    if unknot.compiled:
+        from unknot import _nbio
+
+        assert type(recv) is _nbio.method and recv.__wrapped__ is _sockio.recv
+        assert type(sendall) is _nbio.method and sendall.__wrapped__ is _sockio.sendall
+        assert recv.__doc__ and sendall.__doc__  # the methods' own docstrings, kept
+    else:
+        assert (recv, sendall) == (_sockio.recv, _sockio.sendall)
+    a, b = usocket.socketpair()
+    with a, b:
+
+        def main() -> tuple[bytes, bytes]:
+            a.sendall(b"ping")
+            first = b.recv(16)
+            a.sendall(b"pong", 0)
+            return first, b.recv(16, flags=0)
+
+        assert unknot.run(main) == (b"ping", b"pong")
 
 
 # -- epoll_wait: select.epoll.poll for the compiled epoll hub -----------------------------------
