@@ -203,3 +203,37 @@ def test_on_by_default_under_the_pytest_plugin(pytester: pytest.Pytester) -> Non
         if env_saved is not None:
             os.environ["UNKNOT_MONITOR"] = env_saved
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.usefixtures("restore_monitor")
+def test_a_sample_taken_while_stop_runs_leaves_no_epoch_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The detector's thread reads the clock for a sample, and stop() comes in before it stores
+    # the sample in EPOCH. Once stop() has returned, EPOCH must stay None: a stale EPOCH makes
+    # every park store its time (`Fiber._since`) with nobody to read it, and a later start
+    # would not mark its first sample (`_monitor.BEGAN`).
+    unknot.stop_monitor()
+    in_sample = threading.Event()
+    go_on = threading.Event()
+    clock = time.monotonic
+
+    def slow_clock() -> float:
+        if threading.current_thread().name == "unknot-monitor" and not in_sample.is_set():
+            in_sample.set()
+            assert go_on.wait(10)
+        return clock()
+
+    monkeypatch.setattr(_monitor, "_monotonic", slow_clock)
+    unknot.start_monitor(10)
+    worker = _monitor._monitor.thread
+    assert worker is not None
+    assert in_sample.wait(10)
+    stopper = threading.Thread(target=unknot.stop_monitor)
+    stopper.start()
+    stopper.join(0.2)  # returns at once when stop() does not wait for the sample
+    go_on.set()
+    stopper.join(10)
+    worker.join(10)
+    assert not stopper.is_alive() and not worker.is_alive()
+    assert _monitor.EPOCH[0] is None

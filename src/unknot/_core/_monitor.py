@@ -164,13 +164,16 @@ class Monitor:
         global BEGAN
         me = threading.current_thread()
         while True:
-            threshold = self.threshold
-            if threshold is None or self.thread is not me:
-                return
-            now = _monotonic()
-            if EPOCH[0] is None:
-                BEGAN = now
-            EPOCH[0] = now
+            with self.lock:
+                # (Under the lock, as stop() clears EPOCH: once stop() has returned, no sample
+                # of this thread lands in EPOCH.)
+                threshold = self.threshold
+                if threshold is None or self.thread is not me:
+                    return
+                now = _monotonic()
+                if EPOCH[0] is None:
+                    BEGAN = now
+                EPOCH[0] = now
             hubs = list(_hubs)
             watches = self.watches
             for hub in hubs:
