@@ -330,8 +330,9 @@ done:
  * The compiled build's `unknot.socket.socket.recv` and `.sendall` are mypyc functions of
  * unknot._sockio that take the socket first. A builtin function is no descriptor, so a class
  * attribute holding one does not bind; the compiled build used to wrap each in a one-line
- * Python method, an interpreted frame per call (about 400 instructions per echo round trip
- * for the two). An instance of this type binds like a Python function and carries
+ * Python method: an interpreted frame per call, and a frame object greenlet makes for the one
+ * a fiber parks in (about 1,100 instructions per echo round trip in all, docs/compiled.md,
+ * "Methods without a frame"). An instance of this type binds like a Python function and carries
  * Py_TPFLAGS_METHOD_DESCRIPTOR, so `sock.recv(n)` is compiled to a call of the descriptor with
  * (sock, n), which it hands on to func as they are (vectorcall, no tuple, no bound method).
  * Any other access (`sock.recv` as a value) gets an ordinary bound method. */
