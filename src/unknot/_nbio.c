@@ -1,5 +1,6 @@
 /* unknot._nbio: read(2) and write(2) on a non-blocking fd, keeping the GIL; epoll_wait(2)
- * without Py_BuildValue.
+ * without Py_BuildValue; and `method`, which binds a builtin function as a method (the
+ * compiled build's socket.recv and socket.sendall; its comment below says why).
  *
  * The compiled build's TCP sockets receive and send through these two functions (see
  * src/unknot/_sockio.py, `recv` and `sendall`, and docs/compiled.md, "The echo path"); the
@@ -523,8 +524,9 @@ static PyMethodDef nbio_methods[] = {
 
 PyDoc_STRVAR(module_doc,
 "read(2) and write(2) on a non-blocking fd, keeping the GIL: the compiled build's TCP\n"
-"sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns; and\n"
-"epoll_wait, select.epoll.poll for the compiled epoll hub.");
+"sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns;\n"
+"epoll_wait, select.epoll.poll for the compiled epoll hub; and method, a builtin function\n"
+"bound as a method without a frame of its own.");
 
 /* No Py_mod_multiple_interpreters slot: the default allows several interpreters sharing one
  * GIL, not one GIL each, which the shared read buffer could not stand. */
