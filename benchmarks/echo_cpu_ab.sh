@@ -6,20 +6,30 @@
 # usage: benchmarks/echo_cpu_ab.sh PYTHON_A PYTHON_B [ROUNDS] [CONNS]
 # Each round runs A then B: the server (echo_servers.py unknot) pinned to CPU 0, echoload on
 # CPU 1 (-s 1024 -d 6 -w 1), the server's utime/stime read from /proc over the middle 5 s.
+# Either side may be the word c-epoll: the native echo server (loadgen/echoserver.c) instead,
+# to compare where the two servers' CPU goes for the same syscalls (BENCHMARKS.md, "Echo:
+# methods without a frame (session 11)"). "cpu" is the share of one CPU the server used.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/server_wait.sh"
-abs() { case $1 in */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
+abs() { case $1 in c-epoll) echo c-epoll ;; */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
 A=$(abs "$1"); B=$(abs "$2"); ROUNDS=${3:-4}; C=${4:-100}
 cd "$HERE"
-LG=$("$A" -c 'from benchlib import native; print(native.build("echoload"))')
+BUILDER=$A; [ "$A" = c-epoll ] && BUILDER=$B
+[ "$BUILDER" = c-epoll ] && { echo "at most one side may be c-epoll"; exit 2; }
+LG=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoload"))')
+NATIVE=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoserver"))')
 HZ=$(getconf CLK_TCK)
 OUT=$(mktemp); trap 'rm -f "$OUT"' EXIT
 for round in $(seq "$ROUNDS"); do
   for name in A B; do
     if [ $name = A ]; then PY=$A; else PY=$B; fi
     PORT=$((30000 + RANDOM % 20000))
-    taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 &
+    if [ "$PY" = c-epoll ]; then
+      taskset -c 0 "$NATIVE" "$PORT" 127.0.0.1 > /dev/null 2>&1 &
+    else
+      taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 &
+    fi
     SP=$!
     wait_for_port "$PORT" 200 0.1 || { echo "the server did not listen"; kill -9 $SP; exit 1; }
     taskset -c 1 "$LG" -p "$PORT" -c "$C" -s 1024 -d 6 -w 1 > "$OUT" &
@@ -36,7 +46,7 @@ out, rnd, name, u1, s1, u2, s2, hz = sys.argv[1:]
 rps = json.load(open(out))["rps"]
 u = (int(u2) - int(u1)) / int(hz); s = (int(s2) - int(s1)) / int(hz); rt = rps * 5
 print(f"round {rnd} {name}: {rps:,.0f} req/s  user {u / rt * 1e6:.3f} us/rt  "
-      f"system {s / rt * 1e6:.3f} us/rt  user share {u / (u + s):.2f}")
+      f"system {s / rt * 1e6:.3f} us/rt  user share {u / (u + s):.2f}  cpu {(u + s) / 5:.2f}")
 PY
   done
 done
