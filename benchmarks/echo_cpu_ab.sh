@@ -18,7 +18,10 @@ cd "$HERE"
 BUILDER=$A; [ "$A" = c-epoll ] && BUILDER=$B
 [ "$BUILDER" = c-epoll ] && { echo "at most one side may be c-epoll"; exit 2; }
 LG=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoload"))')
-NATIVE=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoserver"))')
+NATIVE=
+if [ "$A" = c-epoll ] || [ "$B" = c-epoll ]; then
+  NATIVE=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoserver"))')
+fi
 HZ=$(getconf CLK_TCK)
 OUT=$(mktemp); trap 'rm -f "$OUT"' EXIT
 for round in $(seq "$ROUNDS"); do

@@ -40,7 +40,6 @@ from typing import Any
 from greenlet import getcurrent
 
 from . import _sockio
-from ._compiled import nbio
 from ._mirror import poll_fd, rebind
 from .lowlevel import TIMED_OUT, Fiber
 
@@ -82,7 +81,7 @@ _entry_here = _sockio.entry_here
 _sockio_recv = _sockio.recv
 _sockio_sendall = _sockio.sendall
 _SocketState = _sockio.SocketState
-_NBIO = nbio()
+_NBIO = _sockio._NBIO  # (unknot._nbio when the compiled build runs with it, else None)
 
 
 def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
