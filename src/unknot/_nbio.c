@@ -35,6 +35,15 @@
  * is the cost of the result: select.epoll.poll builds each tuple with Py_BuildValue("iI"),
  * which parses its format string for every event (about 350 instructions per echo round trip);
  * here each tuple is filled directly. tests/mirrors/test_nbio.py compares the two.
+ *
+ * `fd_int(fd)` is the int object for an fd number, the same object every time: this module
+ * keeps one per fd number (in its state, made at first use), and `epoll_wait` puts them in its
+ * tuples. CPython keeps such objects only for -5..256; above, every PyLong_FromLong allocates,
+ * and a dict looked up with a new object for the same number compares the two instead of
+ * finding its key by identity. The epoll hub keys its table of fd records by these objects and
+ * the records keep theirs (`FdWait.fdobj`) for read and write: with 1,000 connections that is
+ * about 400 instructions less per echo round trip (three int objects made and freed, and the
+ * comparison), docs/compiled.md, "One int object per fd".
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,6 +52,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -70,6 +80,79 @@ fd_from(PyObject *arg, int *fd)
     }
     *fd = (int)value;
     return 0;
+}
+
+/* The module's state: the int object of each fd number below `ints_len` that was asked for
+ * (NULL until then). Numbers from FD_INTS_MAX up get a new object each time. */
+#define FD_INTS_MAX (1 << 20)
+
+typedef struct {
+    PyObject **ints;
+    Py_ssize_t ints_len;
+} nbio_state;
+
+/* A new reference to the int object for ``fd`` (the cached one when 0 <= fd < FD_INTS_MAX). */
+static PyObject *
+fd_object(PyObject *module, long fd)
+{
+    nbio_state *st = (nbio_state *)PyModule_GetState(module);
+    PyObject *obj;
+    if (fd < 0 || fd >= FD_INTS_MAX || st == NULL) {
+        return PyLong_FromLong(fd);
+    }
+    if (fd >= st->ints_len) {
+        Py_ssize_t len = st->ints_len ? st->ints_len : 1024;
+        PyObject **ints;
+        while (len <= fd) {
+            len *= 2;
+        }
+        ints = PyMem_Realloc(st->ints, (size_t)len * sizeof(PyObject *));
+        if (ints == NULL) {
+            return PyErr_NoMemory();
+        }
+        memset(ints + st->ints_len, 0, (size_t)(len - st->ints_len) * sizeof(PyObject *));
+        st->ints = ints;
+        st->ints_len = len;
+    }
+    obj = st->ints[fd];
+    if (obj == NULL) {
+        obj = PyLong_FromLong(fd);
+        if (obj == NULL) {
+            return NULL;
+        }
+        st->ints[fd] = obj;
+    }
+    return Py_NewRef(obj);
+}
+
+static void
+nbio_free(void *module)
+{
+    nbio_state *st = (nbio_state *)PyModule_GetState((PyObject *)module);
+    if (st == NULL || st->ints == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < st->ints_len; i++) {
+        Py_CLEAR(st->ints[i]);
+    }
+    PyMem_Free(st->ints);
+    st->ints = NULL;
+    st->ints_len = 0;
+}
+
+PyDoc_STRVAR(fd_int_doc,
+"fd_int(fd, /) -> int\n\n"
+"The int ``fd``, as the same object at every call for a given fd number (0 to 2**20 - 1), the\n"
+"object epoll_wait returns for it.");
+
+static PyObject *
+nbio_fd_int(PyObject *module, PyObject *arg)
+{
+    int fd;
+    if (fd_from(arg, &fd) < 0) {
+        return NULL;
+    }
+    return fd_object(module, fd);
 }
 
 static int
@@ -230,12 +313,12 @@ PyDoc_STRVAR(epoll_wait_doc,
 "epoll_wait(epfd, timeout, maxevents, /) -> list[tuple[int, int]]\n\n"
 "select.epoll.poll on the epoll fd ``epfd``: up to ``maxevents`` (fd, events) pairs, waiting at\n"
 "most ``timeout`` seconds (negative: no limit). The tuples are made directly instead of\n"
-"through Py_BuildValue. The GIL is released only when the call may wait (timeout not 0).");
+"through Py_BuildValue, each fd as fd_int(fd). The GIL is released only when the call may\n"
+"wait (timeout not 0).");
 
 static PyObject *
 nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    (void)module;
     struct epoll_event stack_events[STACK_EVENTS];
     struct epoll_event *events = stack_events;
     int epfd, maxevents, ms, n, i;
@@ -309,7 +392,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto failed;
         }
         PyList_SET_ITEM(result, i, pair);
-        PyTuple_SET_ITEM(pair, 0, PyLong_FromLong(events[i].data.fd));
+        PyTuple_SET_ITEM(pair, 0, fd_object(module, events[i].data.fd));
         PyTuple_SET_ITEM(pair, 1, PyLong_FromUnsignedLong(events[i].events));
         if (PyTuple_GET_ITEM(pair, 0) == NULL || PyTuple_GET_ITEM(pair, 1) == NULL) {
             goto failed;
@@ -519,14 +602,15 @@ static PyMethodDef nbio_methods[] = {
 #ifdef __linux__
     {"epoll_wait", (PyCFunction)(void (*)(void))nbio_epoll_wait, METH_FASTCALL, epoll_wait_doc},
 #endif
+    {"fd_int", nbio_fd_int, METH_O, fd_int_doc},
     {NULL, NULL, 0, NULL},
 };
 
 PyDoc_STRVAR(module_doc,
 "read(2) and write(2) on a non-blocking fd, keeping the GIL: the compiled build's TCP\n"
 "sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns;\n"
-"epoll_wait, select.epoll.poll for the compiled epoll hub; and method, a builtin function\n"
-"bound as a method without a frame of its own.");
+"epoll_wait, select.epoll.poll for the compiled epoll hub; fd_int, one int object per fd\n"
+"number; and method, a builtin function bound as a method without a frame of its own.");
 
 /* No Py_mod_multiple_interpreters slot: the default allows several interpreters sharing one
  * GIL, not one GIL each, which the shared read buffer could not stand. */
@@ -539,9 +623,10 @@ static struct PyModuleDef nbio_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "unknot._nbio",
     .m_doc = module_doc,
-    .m_size = 0,
+    .m_size = sizeof(nbio_state),
     .m_methods = nbio_methods,
     .m_slots = nbio_slots,
+    .m_free = nbio_free,
 };
 
 PyMODINIT_FUNC

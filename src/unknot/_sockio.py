@@ -142,10 +142,10 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
                     if st.tcp and bufsize > 0:
                         # read(2) is recv(2) without flags on a stream, and os.read parses its
                         # two arguments in a few instructions where socket.recv's
-                        # PyArg_ParseTuple (and its argument tuple) takes about 450. ``rec.fd``
+                        # PyArg_ParseTuple (and its argument tuple) takes about 450. ``rec.fdobj``
                         # is the socket's fd, or -1 once closed (`Hub.forget_fd`): EBADF, as
                         # the socket's own method would raise.
-                        data: bytes = _os_read(rec.fd, bufsize)
+                        data: bytes = _os_read(rec.fdobj, bufsize)
                     else:
                         data = _c_recv(sock, bufsize)
                 except _BlockingIOError:
@@ -228,18 +228,18 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
             # call may so end later than the stdlib's by the duration of this syscall).
             # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
             # hint test, and the same rule for clearing it (a short write on a stream).
-            write_fd = -1
+            write_fd: Any = None
             if rec is None:
                 go = True
             else:
                 known = rec
                 go = known.writable or not known.hints
                 if st.tcp and not flags:
-                    write_fd = known.fd  # (-1 once the socket is closed: EBADF, as send's)
+                    write_fd = known.fdobj  # (-1 once the socket is closed: EBADF, as send's)
             if go:
                 size = len(data)
                 try:
-                    if write_fd >= 0:
+                    if write_fd is not None:
                         sent = _os_write(write_fd, data)  # (as recv's read: send(2), no flags)
                     else:
                         sent = _c_send(sock, data, flags)

@@ -656,3 +656,71 @@ def test_the_epoll_hub_uses_it_exactly_in_the_compiled_build() -> None:
         assert _io_epoll._EPOLL_WAIT == _nbio.epoll_wait
     else:
         assert _io_epoll._EPOLL_WAIT is None
+
+
+def test_fd_int_gives_one_object_per_fd_number(nbio: ModuleType) -> None:
+    for fd in (0, 3, 257, 1000, 65536, 2**20 - 1):
+        first = nbio.fd_int(fd)
+        assert type(first) is int and first == fd
+        assert nbio.fd_int(fd) is first  # (above 256 CPython itself would make a new one)
+    for fd in (-1, 2**20, 2**31 - 1):  # outside the table: the value, a new object each time
+        assert nbio.fd_int(fd) == fd
+    assert nbio.fd_int(2**20) is not nbio.fd_int(2**20)
+    for bad, exc in (("3", TypeError), (3.0, TypeError), (2**31, OverflowError)):
+        with pytest.raises(exc):
+            nbio.fd_int(bad)
+    kept = nbio.fd_int(5000)
+    before = sys.getrefcount(kept)
+    for _ in range(1000):
+        nbio.fd_int(5000)
+    assert sys.getrefcount(kept) == before  # each call's reference was given back
+
+
+def _high_fd(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 700 or more (past CPython's cached ints)."""
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 700)
+
+
+@needs_epoll
+def test_epoll_wait_returns_the_fd_int_objects(nbio: ModuleType, epoll: select.epoll) -> None:
+    a, b = socket.socketpair()
+    high = _high_fd(a.fileno())
+    try:
+        epoll.register(high, select.EPOLLOUT)
+        [(fd, ev)] = nbio.epoll_wait(epoll.fileno(), 0, 4)
+        assert fd == high and ev == select.EPOLLOUT
+        assert fd is nbio.fd_int(high)
+    finally:
+        os.close(high)
+        a.close()
+        b.close()
+
+
+@pytest.mark.unknot
+def test_the_hubs_fd_records_hold_the_fd_int_objects() -> None:
+    a, b = socket.socketpair()
+    high = _high_fd(a.fileno())
+    a.close()
+    reader = unknot.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=high)
+    try:
+        got = unknot.spawn(reader.recv, 1)
+        unknot.sleep(0)
+        b.send(b"!")
+        assert got.join() == b"!"
+        rec = reader._state.rec
+        assert rec is not None and rec.fd == high
+        [key] = [k for k, r in rec.hub.fds.items() if r is rec]
+        if unknot.compiled:
+            from unknot import _nbio
+
+            # the record's, the table's key and epoll_wait's are one object
+            assert rec.fdobj is _nbio.fd_int(high) and key is rec.fdobj
+        else:
+            assert rec.fdobj == high and key == high
+    finally:
+        reader.close()
+        b.close()
+    assert rec.fd == -1 and rec.fdobj == -1  # forgotten: the syscalls get EBADF
+    assert all(r is not rec for r in rec.hub.fds.values())

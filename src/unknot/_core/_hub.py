@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Final
 
 from greenlet import getcurrent, greenlet
 
+from .._compiled import nbio
 from . import _monitor
 from ._cancel import Cancelled, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
@@ -62,6 +63,10 @@ _throw: Final = greenlet.throw
 _popleft: Final = deque.popleft
 #: The blocking detector's latest sample, or None (`unknot._core._monitor.EPOCH`): the list.
 _EPOCH: Final = _monitor.EPOCH
+# The int object of an fd number, the same one each time (`unknot._nbio.fd_int`, the compiled
+# build's; its epoll_wait returns these), or None: the pure build passes the fd it was given.
+_NBIO: Final = nbio()
+_FD_INT: Final = None if _NBIO is None else _NBIO.fd_int
 
 
 class Raise:
@@ -97,6 +102,7 @@ class FdWait:
 
     __slots__ = (
         "fd",
+        "fdobj",
         "reader",
         "writer",
         "persistent",
@@ -110,6 +116,11 @@ class FdWait:
 
     def __init__(self, fd: int, persistent: bool, hints: bool, hub: Hub) -> None:
         self.fd = fd
+        #: ``fd`` as an int object, for the syscalls and the hub's table (its key): compiled,
+        #: the one `unknot._nbio.fd_int` keeps for the number, which epoll_wait returns, so
+        #: that neither boxes a new int per call (docs/compiled.md, "One int object per fd").
+        #: -1 once the fd is forgotten, as ``fd``.
+        self.fdobj: Any = fd if _FD_INT is None else _FD_INT(fd)
         #: The hub whose table holds this record (a socket's record is only valid on that hub).
         self.hub = hub
         self.reader: Fiber | None = None
@@ -516,7 +527,7 @@ class Hub(DeadlockDetection):
             if old.armed:
                 self._disarm(old)
         rec = FdWait(fd, True, self.edge_triggered, self)
-        self.fds[fd] = rec
+        self.fds[rec.fdobj] = rec
         return rec
 
     def forget_fd(self, rec: FdWait) -> None:
@@ -528,6 +539,7 @@ class Hub(DeadlockDetection):
         # The number may be reused at once: whoever still holds the record (a fiber woken
         # before the close, about to retry its syscall on ``rec.fd``) gets EBADF instead.
         rec.fd = -1
+        rec.fdobj = -1
         for f in (rec.reader, rec.writer):
             if f is not None:
                 self.throw(f, OSError(errno.EBADF, "the file descriptor was closed while waiting"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import select
 import selectors
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .._compiled import nbio
 from ._hub import FdWait
@@ -91,9 +91,13 @@ class EpollHub(HubSelector):
         timeout = self._compute_timeout(timeout)
         poll_timeout = -1.0 if timeout is None else timeout
         max_ev = len(self._fd_to_key) + len(self.fds) or 1
+        # (The fds typed Any: compiled, an int would be unboxed, then boxed again for the
+        # lookup, a new object; epoll_wait's are the table's own keys, found by identity. The
+        # cast keeps mypy from narrowing ``events`` to a union, which mypyc unpacks generically.)
+        events: list[tuple[Any, int]]
         try:
             if _EPOLL_WAIT is None:
-                events = self._selector.poll(poll_timeout, max_ev)
+                events = cast("list[tuple[Any, int]]", self._selector.poll(poll_timeout, max_ev))
             else:
                 # (fileno() raises ValueError on a closed epoll object, as poll() does.)
                 events = _EPOLL_WAIT(self._selector.fileno(), poll_timeout, max_ev)
@@ -153,7 +157,7 @@ class EpollHub(HubSelector):
                 except PermissionError:
                     return False  # regular files cannot be polled; they are always ready
                 rec.armed = True
-                self.fds[fd] = rec  # (re)claim the fd number for this record
+                self.fds[rec.fdobj] = rec  # (re)claim the fd number for this record
             return True
         mask = (select.EPOLLIN if rec.reader else 0) | (select.EPOLLOUT if rec.writer else 0)
         if rec.armed:
