@@ -107,8 +107,11 @@ test-pure: $(VENV_C)/.installed services
 	UNKNOT_PURE=1 $(BIN_C)/python -c 'import unknot, sys; sys.exit(unknot.compiled)'
 	UNKNOT_PURE=1 $(BIN_C)/python -m pytest -q
 
+## CONFORMANCE_FLAGS: more options for conformance/run.py (CI reuses the pure run's baseline,
+## which never imports unknot: --baseline .venv/conformance.json).
 conformance-compiled: $(VENV_C)/.installed
-	$(BIN_C)/python conformance/run.py --json $(VENV_C)/conformance.json --logs $(VENV_C)/conformance-logs
+	$(BIN_C)/python conformance/run.py --json $(VENV_C)/conformance.json --logs $(VENV_C)/conformance-logs \
+	  $(CONFORMANCE_FLAGS)
 
 ## A fresh clone on a machine without a C compiler: VENV_N gets a plain `pip install .` with
 ## every C compiler hidden (shims that fail first on PATH, and CC=false); the install must
