@@ -235,7 +235,7 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
                 known = rec
                 go = known.writable or not known.hints
                 if st.tcp and not flags:
-                    write_fd = known.fdobj  # (-1 once the socket is closed: EBADF, as send's)
+                    write_fd = known.fdobj  # (-1 once closed: write(2) fails with EBADF, as send)
             if go:
                 size = len(data)
                 try:
