@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,22 @@ def test_the_list_matches_gevents_own_signature() -> None:
     unknot_names = set(inspect.signature(unknot.patch).parameters) - {"other"}
     assert gevent_names - unknot_names == set(GEVENT_ONLY) - {"contextvar"}
     assert gevent_names & unknot_names == set(SHARED)
+
+
+def test_a_type_checker_rejects_a_misspelt_or_gevent_keyword(tmp_path: Path) -> None:
+    """``**other`` is typed ``Never``: mypy flags ``patch(sockets=...)`` and gevent's keywords
+    before the program runs, and accepts unknot's own."""
+    api = pytest.importorskip("mypy.api")
+    script = tmp_path / "uses_patch.py"
+    script.write_text(
+        "import unknot\n"
+        "unknot.patch(sockets=False)\n"  # line 2: misspelt
+        "unknot.patch(thread=False)\n"  # line 3: gevent's
+        "unknot.patch(socket=False, threading=True, drivers=False)\n"  # line 4: fine
+    )
+    out, err, status = api.run(
+        [str(script), "--cache-dir", str(tmp_path / "cache"), "--no-error-summary"]
+    )
+    flagged = sorted(int(m) for m in re.findall(r"uses_patch\.py:(\d+): error", out))
+    assert flagged == [2, 3], (out, err)
+    assert '"sockets"' in out and '"thread"' in out and status == 1

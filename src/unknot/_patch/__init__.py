@@ -35,7 +35,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from typing import Any
+from typing import Any, Never
 
 from ._table import DELETE, DRIVER_INTEGRATIONS, PATCH_TABLE, DriverHook, PatchRow, Source
 
@@ -77,7 +77,7 @@ def patch(
     threading: bool = True,
     queue: bool = True,
     drivers: bool = True,
-    **other: Any,
+    **other: Never,
 ) -> None:
     """Make the stdlib fiber-aware: blocking calls in fibers then suspend only that fiber.
 
@@ -87,7 +87,9 @@ def patch(
     as the stdlib does, so threads and code that never runs in a fiber are unaffected.
 
     Any other keyword is a `TypeError`; one of gevent's ``patch_all`` keywords (``thread``,
-    ``os``, ``signal``, ``aggressive``...) gets a message naming unknot's equivalent.
+    ``os``, ``signal``, ``aggressive``...) gets a message naming unknot's equivalent. Type
+    checkers see those keywords typed ``Never``, so a misspelt group (``patch(sockets=False)``)
+    or a gevent keyword is an error before the program runs too.
     """
     if other:
         raise TypeError(_unknown_keyword_message(next(iter(other))))
