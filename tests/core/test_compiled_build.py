@@ -260,3 +260,15 @@ def test_the_public_http_classes_can_be_subclassed() -> None:
     assert built[0].path == "/a" and built[0].query["b"] == "1"
     assert built[1].head == 1.0
     assert repr(built[6]).startswith("MyResponse(status=200")
+
+
+def test_an_install_carries_the_stubs_and_no_c_source() -> None:
+    """A regular install (the compiled venv's, `make test-nocc`'s) has `_nbio`'s stub and the
+    py.typed marker beside the modules, and not `_nbio.c`, which only the build needs."""
+    package = Path(unknot.__file__).resolve().parent
+    source_tree = Path(__file__).resolve().parents[2] / "src" / "unknot"
+    if package == source_tree:
+        pytest.skip("an editable install runs from the source tree, where _nbio.c belongs")
+    assert (package / "py.typed").is_file()
+    assert (package / "_nbio.pyi").is_file()
+    assert not (package / "_nbio.c").exists()
