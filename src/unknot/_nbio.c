@@ -91,13 +91,13 @@ typedef struct {
     Py_ssize_t ints_len;
 } nbio_state;
 
-/* A new reference to the int object for ``fd`` (the cached one when 0 <= fd < FD_INTS_MAX). */
+/* A new reference to the int object for ``fd`` (the cached one when 0 <= fd < FD_INTS_MAX).
+ * ``st`` is the module's state (never NULL: the module has one). */
 static PyObject *
-fd_object(PyObject *module, long fd)
+fd_object(nbio_state *st, long fd)
 {
-    nbio_state *st = (nbio_state *)PyModule_GetState(module);
     PyObject *obj;
-    if (fd < 0 || fd >= FD_INTS_MAX || st == NULL) {
+    if (fd < 0 || fd >= FD_INTS_MAX) {
         return PyLong_FromLong(fd);
     }
     if (fd >= st->ints_len) {
@@ -152,7 +152,7 @@ nbio_fd_int(PyObject *module, PyObject *arg)
     if (fd_from(arg, &fd) < 0) {
         return NULL;
     }
-    return fd_object(module, fd);
+    return fd_object((nbio_state *)PyModule_GetState(module), fd);
 }
 
 static int
@@ -324,6 +324,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int epfd, maxevents, ms, n, i;
     double seconds, deadline = 0.0;
     long value;
+    nbio_state *st;
     PyObject *result = NULL;
 
     if (nargs != 3) {
@@ -385,6 +386,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (result == NULL) {
         goto done;
     }
+    st = (nbio_state *)PyModule_GetState(module);
     for (i = 0; i < n; i++) {
         /* Each item is set as soon as it exists, so that dropping the list frees them all. */
         PyObject *pair = PyTuple_New(2);
@@ -392,7 +394,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto failed;
         }
         PyList_SET_ITEM(result, i, pair);
-        PyTuple_SET_ITEM(pair, 0, fd_object(module, events[i].data.fd));
+        PyTuple_SET_ITEM(pair, 0, fd_object(st, events[i].data.fd));
         PyTuple_SET_ITEM(pair, 1, PyLong_FromUnsignedLong(events[i].events));
         if (PyTuple_GET_ITEM(pair, 0) == NULL || PyTuple_GET_ITEM(pair, 1) == NULL) {
             goto failed;

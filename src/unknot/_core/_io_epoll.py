@@ -16,8 +16,7 @@ import selectors
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
-from .._compiled import nbio
-from ._hub import FdWait
+from ._hub import _NBIO, FdWait
 from ._native import mypyc_attr
 from ._selector_hub import POLLING_FILES, HubSelector
 
@@ -35,8 +34,8 @@ _WRITE: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 # data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
 _HANGUP: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
 # select.epoll.poll's twin in the compiled build, `unknot._nbio.epoll_wait` (src/unknot/_nbio.c):
-# the same (fd, events) tuples, made without Py_BuildValue. None in the pure build.
-_NBIO: Final = nbio()
+# the same (fd, events) tuples, made without Py_BuildValue. None in the pure build. (`_NBIO`: the
+# hub module's, `unknot._compiled.nbio()`.)
 _EPOLL_WAIT: Final = None if _NBIO is None else _NBIO.epoll_wait
 
 
