@@ -521,6 +521,7 @@ method_dealloc(MethodObject *m)
 static PyObject *
 method_get(PyObject *self, PyObject *obj, PyObject *type)
 {
+    (void)type;
     if (obj == NULL || obj == Py_None) {
         return Py_NewRef(self); /* looked up on the class: the descriptor itself */
     }
@@ -531,6 +532,7 @@ method_get(PyObject *self, PyObject *obj, PyObject *type)
 static PyObject *
 method_get_doc(MethodObject *m, void *unused)
 {
+    (void)unused;
     if (m->doc != NULL) {
         return Py_NewRef(m->doc);
     }
