@@ -44,7 +44,7 @@ from pathlib import Path
 
 from benchlib import ab, builds, machine, mdsection, native, procs
 from echo_report import NATIVE_PEER, Cell, Results, console_line, markdown, rps_label, size_label
-from echo_servers import SERVERS, UNAVAILABLE
+from echo_servers import SERVERS, SPIN_PREFIX, SPIN_SUFFIX, UNAVAILABLE, is_server
 
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=peer_list,
         default=",".join(SERVERS),
         help=f"comma-separated servers to measure, from {', '.join(SERVERS)} "
-        "(and unknot@REF with --ab REF)",
+        f"(and unknot@REF with --ab REF; {SPIN_PREFIX}NNN{SPIN_SUFFIX}: the native server "
+        "spending NNN ns of user time per message, see echo_servers.py)",
     )
     parser.add_argument(
         "--sizes",
@@ -126,7 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.peers = builds.add_peers(args.peers, args.unknot_python)
     try:
-        known = builds.known(list(SERVERS), args.unknot_python)
+        spinning = [p for p in args.peers if p.startswith(SPIN_PREFIX) and is_server(p)]
+        known = builds.known([*SERVERS, *spinning], args.unknot_python)
         args.peers = ab.expand_peers(args.peers, args.ab, UNKNOT_FAMILY, known)
     except ab.ABError as exc:
         parser.error(str(exc))

@@ -1,38 +1,35 @@
 #!/bin/bash
-# The echo server's CPU time per round trip, user and system, for two unknot installs
-# alternating (BENCHMARKS.md, "Echo: issue 13's target cells (session 9)"): where the
-# server's time goes, which throughput alone does not say on a noisy host.
+# The echo server's CPU time per round trip, user and system, for two servers alternating
+# (BENCHMARKS.md, "Echo: issue 13's target cells (session 9)"): where the server's time goes,
+# which throughput alone does not say on a noisy host.
 #
-# usage: benchmarks/echo_cpu_ab.sh PYTHON_A PYTHON_B [ROUNDS] [CONNS]
-# Each round runs A then B: the server (echo_servers.py unknot) pinned to CPU 0, echoload on
-# CPU 1 (-s 1024 -d 6 -w 1), the server's utime/stime read from /proc over the middle 5 s.
-# Either side may be the word c-epoll: the native echo server (loadgen/echoserver.c) instead,
-# to compare where the two servers' CPU goes for the same syscalls (BENCHMARKS.md, "Echo:
-# methods without a frame (session 11)"). "cpu" is the share of one CPU the server used.
+# usage: benchmarks/echo_cpu_ab.sh SIDE_A SIDE_B [ROUNDS] [CONNS]
+# A side is a Python interpreter (a path: its unknot runs echo_servers.py unknot) or a peer
+# name of echo_servers.py run by $PEER_PYTHON (default: python3), such as c-epoll (the native
+# echo server, loadgen/echoserver.c: where the two servers' CPU goes for the same syscalls,
+# BENCHMARKS.md "Echo: methods without a frame (session 11)"), c-epoll+500ns (the native
+# server spending 500 ns of user time per message) or uvloop-streams.
+# Each round runs A then B: the server pinned to CPU 0, echoload on CPU 1 (-s 1024 -d 6 -w 1),
+# the server's utime/stime read from /proc over the middle 5 s. "cpu" is the share of one CPU
+# the server used.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/server_wait.sh"
-abs() { case $1 in c-epoll) echo c-epoll ;; */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
+abs() { case $1 in */*) echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" ;; *) echo "$1" ;; esac; }
 A=$(abs "$1"); B=$(abs "$2"); ROUNDS=${3:-4}; C=${4:-100}
+PEER_PYTHON=$(abs "${PEER_PYTHON:-python3}")
 cd "$HERE"
-BUILDER=$A; [ "$A" = c-epoll ] && BUILDER=$B
-[ "$BUILDER" = c-epoll ] && { echo "at most one side may be c-epoll"; exit 2; }
-LG=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoload"))')
-NATIVE=
-if [ "$A" = c-epoll ] || [ "$B" = c-epoll ]; then
-  NATIVE=$("$BUILDER" -c 'from benchlib import native; print(native.build("echoserver"))')
-fi
+LG=$("$PEER_PYTHON" -c 'from benchlib import native; print(native.build("echoload"))')
 HZ=$(getconf CLK_TCK)
 OUT=$(mktemp); trap 'rm -f "$OUT"' EXIT
 for round in $(seq "$ROUNDS"); do
   for name in A B; do
     if [ $name = A ]; then PY=$A; else PY=$B; fi
     PORT=$((30000 + RANDOM % 20000))
-    if [ "$PY" = c-epoll ]; then
-      taskset -c 0 "$NATIVE" "$PORT" 127.0.0.1 > /dev/null 2>&1 &
-    else
-      taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 &
-    fi
+    case $PY in
+      */*) taskset -c 0 "$PY" echo_servers.py unknot "$PORT" > /dev/null 2>&1 & ;;
+      *) taskset -c 0 "$PEER_PYTHON" echo_servers.py "$PY" "$PORT" > /dev/null 2>&1 & ;;
+    esac
     SP=$!
     wait_for_port "$PORT" 200 0.1 || { echo "the server did not listen"; kill -9 $SP; exit 1; }
     taskset -c 1 "$LG" -p "$PORT" -c "$C" -s 1024 -d 6 -w 1 > "$OUT" &

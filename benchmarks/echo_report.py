@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchlib import builds
+from echo_servers import spin_ns
 
 NATIVE_PEER = "c-epoll"
 SUBJECT = "unknot"
@@ -151,7 +152,8 @@ class Results:
                 native = self.rps(NATIVE_PEER, size, conns)
                 best_peer, best = "", None
                 for peer in self.peers:
-                    rps = self.rps(peer, size, conns) if peer != NATIVE_PEER else None
+                    native_peer = peer == NATIVE_PEER or _spin(peer) is not None
+                    rps = None if native_peer else self.rps(peer, size, conns)
                     if rps is not None and (best is None or rps > best):
                         best_peer, best = peer, rps
                 rows.append((size, conns, native, best_peer, best))
@@ -290,6 +292,55 @@ def _builds_section(results: Results) -> list[str]:
     ]
 
 
+def _spin(peer: str) -> int | None:
+    """The nanoseconds a spinning native peer spends per message; None for any other peer."""
+    try:
+        return spin_ns(peer)
+    except ValueError:
+        return None
+
+
+def _budget_section(results: Results) -> list[str]:
+    """With spinning native peers (``c-epoll+NNNns``): each one's requests/s beside the plain
+    native server's, uvloop streams' and unknot's, so the user time per message that a ratio
+    to a peer leaves a server can be read off."""
+    spinning = sorted((ns, p) for p in results.peers if (ns := _spin(p)) is not None)
+    if not spinning or not any(results.measured(p) for _, p in spinning):
+        return []
+    rows_of = [(0, NATIVE_PEER), *spinning]
+    subjects = [s for s in (SUBJECT, *builds.PEERS) if results.measured(s)]
+    references = [p for p in (NATIVE_PEER, "uvloop-streams") if results.measured(p)]
+    header = ["server", "user ns per message added"]
+    header += [f"{size_label(s)} x {c}" for s in results.sizes for c in results.conns]
+    rows = []
+    for ns, peer in [*rows_of, *((None, s) for s in subjects)]:
+        if not results.measured(peer):
+            continue
+        row = [peer, "" if ns is None else f"{ns:,}"]
+        for size in results.sizes:
+            for conns in results.conns:
+                rps = results.rps(peer, size, conns)
+                parts = [rps_label(rps)] if rps else [""]
+                for ref in references:
+                    theirs = results.rps(ref, size, conns)
+                    if rps and theirs and ref != peer:
+                        parts.append(f"{rps / theirs:.2f}x {ref}")
+                row.append(", ".join(parts))
+        rows.append(row)
+    return [
+        "",
+        "## User-time budget",
+        "",
+        "The native server with NNN ns of user time spent on every message it reads "
+        "(`c-epoll+NNNns`, the same syscalls as `c-epoll`), beside the unknot rows: median "
+        "requests/s and their ratios to the references. A server spending more user time per "
+        "message than the spinning row that just reaches a target cannot reach it on this "
+        "machine with these syscalls.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def _runs_section(results: Results) -> list[str]:
     header = ["peer", "cell", "requests/s per round"]
     rows = []
@@ -361,6 +412,7 @@ def markdown(results: Results, machine: dict[str, str], settings: dict[str, str]
     out += ["", "## Ratios", "", *_ratio_section(results)]
     out += ["", "## Targets", "", *_targets_section(results)]
     out += _builds_section(results)
+    out += _budget_section(results)
     if rounds > 1:
         out += ["", "## All runs", "", *_runs_section(results)]
     out += ["", "## Load generator headroom", "", *_headroom_section(results)]

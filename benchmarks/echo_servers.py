@@ -8,6 +8,10 @@ Every server echoes whatever it reads, listens with SO_REUSEADDR and a backlog o
 blocking peers (``unknot``, ``gevent``, ``threads``) run the very same blocking loop,
 ``_echo_blocking``; only the runtime underneath differs.
 
+``c-epoll+NNNns`` (for example ``c-epoll+500ns``) is the native server spending NNN ns of user
+time on every chunk it reads before echoing it (``loadgen/echoserver.c``'s SPIN_NS): the same
+syscalls as ``c-epoll``, plus a stand-in for a server's own work per message.
+
 Exit status 3 means the peer is unavailable here (its package is not installed, or unknot does
 not provide ``serve_tcp`` yet); the harness then skips the peer instead of inventing numbers.
 """
@@ -76,12 +80,50 @@ def _echo_blocking(conn: Any) -> None:
 # ---- native calibration server -----------------------------------------------------------
 
 
-def serve_c_epoll(host: str, port: int) -> None:
-    """Replace this process with the native epoll echo server (built on demand)."""
+def serve_c_epoll(host: str, port: int, spin_ns: int = 0) -> None:
+    """Replace this process with the native epoll echo server (built on demand), spending
+    ``spin_ns`` of user time per chunk read when it is not 0."""
     from benchlib import native
 
     binary = str(native.build("echoserver"))
-    os.execv(binary, [binary, str(port), host])
+    os.execv(binary, [binary, str(port), host, str(spin_ns)])
+
+
+SPIN_PREFIX, SPIN_SUFFIX = "c-epoll+", "ns"
+SPIN_MAX_NS = 1_000_000
+
+
+def spin_ns(kind: str) -> int | None:
+    """The nanoseconds of a ``c-epoll+NNNns`` peer name, None for any other name.
+
+    Raises ValueError for a malformed one (``c-epoll+`` not followed by digits and ``ns``, or
+    more than a millisecond).
+    """
+    if not kind.startswith(SPIN_PREFIX):
+        return None
+    digits = kind[len(SPIN_PREFIX) :].removesuffix(SPIN_SUFFIX)
+    if not kind.endswith(SPIN_SUFFIX) or not digits.isdigit() or int(digits) > SPIN_MAX_NS:
+        raise ValueError(
+            f"{kind!r}: a spinning native peer is named {SPIN_PREFIX}NNN{SPIN_SUFFIX}, "
+            f"NNN from 0 to {SPIN_MAX_NS:,} nanoseconds"
+        )
+    return int(digits)
+
+
+def is_server(kind: str) -> bool:
+    """Whether ``kind`` names a server: one of SERVERS or a well-formed spinning native peer."""
+    try:
+        return kind in SERVERS or spin_ns(kind) is not None
+    except ValueError:
+        return False
+
+
+def server(kind: str) -> Callable[[str, int], None]:
+    """The function that runs peer ``kind`` (KeyError or ValueError for an unknown name)."""
+    ns = spin_ns(kind)
+    if ns is not None:
+        return partial(serve_c_epoll, spin_ns=ns)
+    return SERVERS[kind]
 
 
 # ---- blocking style ----------------------------------------------------------------------
@@ -239,13 +281,19 @@ SERVERS: dict[str, Callable[[str, int], None]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=sorted(SERVERS))
+    parser.add_argument(
+        "kind", help=f"one of {', '.join(sorted(SERVERS))}, or {SPIN_PREFIX}NNN{SPIN_SUFFIX}"
+    )
     parser.add_argument("port", type=int)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
+    try:
+        run = server(args.kind)
+    except (KeyError, ValueError) as exc:
+        parser.error(f"unknown server {args.kind!r}: {exc}")
     _raise_fd_limit()
     try:
-        SERVERS[args.kind](args.host, args.port)
+        run(args.host, args.port)
     except Unavailable as exc:
         print(f"unavailable: {exc}", file=sys.stderr)
         return UNAVAILABLE

@@ -11,7 +11,13 @@
  * No Python server can be faster than this one, so a load generator that reports more round
  * trips against it than against every Python peer is fast enough to measure those peers.
  *
- * Usage: echoserver PORT [HOST]   (runs until killed)
+ * SPIN_NS, when given, makes the server spend that many nanoseconds of user time on every
+ * chunk it reads, before echoing it (a clock_gettime loop: the vDSO, no syscall): a stand-in
+ * for a server's own work per message, the same syscalls otherwise. It shows how throughput
+ * falls with user time per round trip on the machine at hand, and so what user time per round
+ * trip a target ratio leaves a server (BENCHMARKS.md, "Echo: the user-time budget").
+ *
+ * Usage: echoserver PORT [HOST [SPIN_NS]]   (runs until killed)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,6 +30,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK 65536
@@ -35,6 +42,22 @@ struct peer {
 };
 
 static unsigned char buf[CHUNK];
+static long spin_ns; /* user time spent per chunk read; 0: none */
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Burn spin_ns of CPU in user space. */
+static void spin(void)
+{
+    long long until = now_ns() + spin_ns;
+    while (now_ns() < until)
+        ;
+}
 
 static void die(const char *what)
 {
@@ -94,6 +117,8 @@ static int serve(struct peer *p)
                 continue;
             return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
         }
+        if (spin_ns)
+            spin();
         if (send_or_park(p, buf, (size_t)n) < 0)
             return -1;
         if (p->len)
@@ -133,9 +158,17 @@ static void accept_all(int ep, int lfd)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: echoserver PORT [HOST]\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: echoserver PORT [HOST [SPIN_NS]]\n");
         return 1;
+    }
+    if (argc == 4) {
+        char *end;
+        spin_ns = strtol(argv[3], &end, 10);
+        if (*argv[3] == '\0' || *end != '\0' || spin_ns < 0 || spin_ns > 1000000000L) {
+            fprintf(stderr, "echoserver: SPIN_NS must be 0 to 1000000000\n");
+            return 1;
+        }
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -147,7 +180,7 @@ int main(int argc, char **argv)
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((unsigned short)atoi(argv[1]));
-    if (inet_pton(AF_INET, argc == 3 ? argv[2] : "127.0.0.1", &addr.sin_addr) != 1) {
+    if (inet_pton(AF_INET, argc >= 3 ? argv[2] : "127.0.0.1", &addr.sin_addr) != 1) {
         fprintf(stderr, "echoserver: not an IPv4 address\n");
         return 1;
     }
