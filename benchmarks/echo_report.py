@@ -333,9 +333,9 @@ def _budget_section(results: Results) -> list[str]:
         "",
         "The native server with NNN ns of user time spent on every message it reads "
         "(`c-epoll+NNNns`, the same syscalls as `c-epoll`), beside the unknot rows: median "
-        "requests/s and their ratios to the references. A server spending more user time per "
-        "message than the spinning row that just reaches a target cannot reach it on this "
-        "machine with these syscalls.",
+        "requests/s and their ratios to the references. A server with the same syscalls that "
+        "spends more user time per message than the spinning row that just reaches a target "
+        "is not expected to reach it on this machine.",
         "",
         *_table(header, rows),
     ]

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH))
+sys.path.append(str(BENCH))  # after the stdlib: benchmarks/http.py is not the http package
 
 import echo  # noqa: E402
 import echo_report  # noqa: E402
