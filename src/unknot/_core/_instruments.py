@@ -24,6 +24,7 @@ import greenlet
 
 from ._fiber import Fiber
 from ._hub import PASS_HOOKS
+from ._introspect import _describe_wait, _frames
 from ._lookup import get_hub
 
 if TYPE_CHECKING:
@@ -105,8 +106,6 @@ class _HubState:
             return
         self.meet(f)
         if f._parked:
-            from ._introspect import _describe_wait, _frames
-
             what = _describe_wait(self.hub, f, _frames(f.gr_frame))[0]
         else:
             what = "yield"  # sleep(0), cede: still ready
