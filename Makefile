@@ -48,8 +48,12 @@ test: $(STAMP) services
 ## CPython's own test modules (socket, ssl, threading...), unpatched and under unknot.patch();
 ## fails on a test that regresses under the patch and is not in conformance/disabled.txt.
 ## Report: conformance/README.md explains it; the full results go to $(VENV)/conformance.json.
+## CONFORMANCE_JOBS: test processes at a time (2: both halves of this 2-CPU machine; the
+## reruns that tell a flaky test from a regression still run one at a time, at the end).
+CONFORMANCE_JOBS ?= 2
 conformance: $(STAMP)
-	$(BIN)/python conformance/run.py --json $(VENV)/conformance.json --logs $(VENV)/conformance-logs
+	$(BIN)/python conformance/run.py --json $(VENV)/conformance.json --logs $(VENV)/conformance-logs \
+	  --jobs $(CONFORMANCE_JOBS)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests examples benchmarks conformance fuzz
@@ -111,7 +115,7 @@ test-pure: $(VENV_C)/.installed services
 ## which never imports unknot: --baseline .venv/conformance.json).
 conformance-compiled: $(VENV_C)/.installed
 	$(BIN_C)/python conformance/run.py --json $(VENV_C)/conformance.json --logs $(VENV_C)/conformance-logs \
-	  $(CONFORMANCE_FLAGS)
+	  --jobs $(CONFORMANCE_JOBS) $(CONFORMANCE_FLAGS)
 
 ## A fresh clone on a machine without a C compiler: VENV_N gets a plain `pip install .` with
 ## every C compiler hidden (shims that fail first on PATH, and CC=false); the install must

@@ -14,6 +14,11 @@ run once more, alone in a new patched process; one that passes then is reported 
 not counted. Tests that go wrong unpatched are this machine's *baseline failures*: reported,
 never counted against unknot. The exit status is 1 if a regression remains, else 0.
 
+``--jobs N`` runs N of these test processes at a time (module by module and mode by mode, as
+CPython's own ``regrtest -j`` runs test modules in parallel); the reruns of regressions still run
+one at a time once everything else has finished, so that a test failing only under load is
+judged on a quiet machine. The report is the same, in the same order.
+
 For working on the list: ``--run-disabled`` runs the disabled tests too and reports those that
 pass (entries to delete); ``--baseline FILE`` reuses the baseline of an earlier ``--json``.
 """
@@ -26,8 +31,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -187,25 +194,64 @@ def row(module: str, mode: str, counts: dict[str, int], seconds: float) -> str:
     return ROW.format(module, mode, *(counts[k] for k in keys), f"{seconds:.0f}s")
 
 
+class Runs:
+    """Every module's baseline and patched run, ``jobs`` test processes at a time.
+
+    The baseline of a module named in ``old`` (``--baseline``) is reused, not run. Each run is
+    announced on a progress line when it ends; `check_module` reads them back in module order.
+    """
+
+    def __init__(
+        self,
+        modules: list[str],
+        args: argparse.Namespace,
+        disabled: dict[str, str],
+        stalls: dict[str, str],
+        logs: Path,
+        old: dict[str, Any],
+    ) -> None:
+        self.results: dict[tuple[str, bool], tuple[Results, float]] = {}
+        self.lock = threading.Lock()
+        work = []
+        for module in modules:
+            mine, stalling = of_module(disabled, module), of_module(stalls, module)
+            if module in old:
+                self.results[(module, False)] = (old[module]["baseline"], 0.0)
+            else:
+                work.append((module, False, stalling))
+            skip_patched = stalling if args.run_disabled else {**stalling, **mine}
+            work.append((module, True, skip_patched))
+
+        def one(job: tuple[str, bool, dict[str, str]]) -> None:
+            module, patched, skip = job
+            mode = "patched" if patched else "baseline"
+            t0 = time.monotonic()
+            got = run_mode(module, patched, args, skip, logs / f"{module}.{mode}.log")
+            seconds = time.monotonic() - t0
+            with self.lock:
+                self.results[(module, patched)] = (got, seconds)
+                if args.jobs > 1:
+                    print(f"  ran {module} {mode} ({seconds:.0f} s)", flush=True)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for _ in pool.map(one, work):
+                pass
+
+
 def check_module(
     module: str,
     args: argparse.Namespace,
     disabled: dict[str, str],
     stalls: dict[str, str],
     logs: Path,
-    old: dict[str, Any],
+    runs: Runs,
 ) -> dict[str, Any]:
-    """Both runs of one module, printed as two table rows and notes; its part of the report."""
+    """One module's two runs (from ``runs``), the reruns of its regressions, printed as two
+    table rows and notes; its part of the report."""
     mine, stalling = of_module(disabled, module), of_module(stalls, module)
     skip_patched = stalling if args.run_disabled else {**stalling, **mine}
-    t0 = time.monotonic()
-    if module in old:
-        base = old[module]["baseline"]
-    else:
-        base = run_mode(module, False, args, stalling, logs / f"{module}.baseline.log")
-    t1 = time.monotonic()
-    patched = run_mode(module, True, args, skip_patched, logs / f"{module}.patched.log")
-    t2 = time.monotonic()
+    base, base_seconds = runs.results[(module, False)]
+    patched, patched_seconds = runs.results[(module, True)]
     regressed = [t for t in regressions(base, patched) if t not in mine]
     flaky = []
     if regressed:  # once more, in a fresh process of their own: flaky or real?
@@ -214,8 +260,8 @@ def check_module(
         )
         flaky = [t for t in regressed if again.get(t, {}).get("outcome") == "passed"]
         regressed = [t for t in regressed if t not in flaky]
-    print(row(module, "baseline", summarize(base), t1 - t0))
-    print(row(module, "patched", summarize(patched), t2 - t1))
+    print(row(module, "baseline", summarize(base), base_seconds))
+    print(row(module, "patched", summarize(patched), patched_seconds))
     baseline_bad = sorted(t for t, r in base.items() if r["outcome"] in BAD)
     notes = [f"baseline failure: {t} ({base[t]['outcome']})" for t in baseline_bad]
     notes += [f"skipped in both modes (stalls unpatched): {t}" for t in stalling]
@@ -242,7 +288,7 @@ def check_module(
         "regressions": regressed,
         "flaky": flaky,
         "baseline_failures": baseline_bad,
-        "seconds": {"baseline": round(t1 - t0), "patched": round(t2 - t1)},
+        "seconds": {"baseline": round(base_seconds), "patched": round(patched_seconds)},
         "baseline": base,
         "patched": patched,
     }
@@ -257,7 +303,15 @@ def main() -> int:
     p.add_argument("--logs", help="directory for the test processes' output (default: a temp dir)")
     p.add_argument("--baseline", help="reuse the baseline results of this --json report")
     p.add_argument("--run-disabled", action="store_true", help="run the disabled tests too")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="test processes at a time (default 1); reruns always run one at a time",
+    )
     args = p.parse_args()
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
     try:
         import test.support  # noqa: F401
     except ImportError:
@@ -270,13 +324,27 @@ def main() -> int:
         old_log.unlink()
     old = json.loads(Path(args.baseline).read_text())["modules"] if args.baseline else {}
     python = sys.version.split()[0]
-    report: dict[str, Any] = {"python": python, "resources": args.use, "modules": {}}
-    print(f"Python {python}, resources {args.use}, {args.timeout:g} s per test, logs in {logs}")
+    report: dict[str, Any] = {
+        "python": python,
+        "resources": args.use,
+        "jobs": args.jobs,
+        "modules": {},
+    }
+    print(
+        f"Python {python}, resources {args.use}, {args.timeout:g} s per test, "
+        f"{args.jobs} at a time, logs in {logs}",
+        flush=True,
+    )
+    started = time.monotonic()
+    if args.jobs == 1:  # each module's rows as soon as it has run, as before
+        runs = None
+    else:
+        runs = Runs(args.modules, args, disabled, stalls, logs, old)
     header = ROW.format("module", "mode", "run", "pass", "fail", "err", "skip", "disab", "time")
     print(header + "\n" + "-" * len(header), flush=True)
-    started = time.monotonic()
     for module in args.modules:
-        report["modules"][module] = check_module(module, args, disabled, stalls, logs, old)
+        module_runs = runs or Runs([module], args, disabled, stalls, logs, old)
+        report["modules"][module] = check_module(module, args, disabled, stalls, logs, module_runs)
     wall = time.monotonic() - started
     modules = report["modules"].values()
     for mode in ("baseline", "patched"):
