@@ -103,3 +103,36 @@ def test_a_reused_baseline_is_not_run_again(
         assert again["modules"][module]["seconds"]["baseline"] == 0
         assert f"  ran {module} baseline" not in out
         assert f"  ran {module} patched (" in out
+
+
+def test_a_run_that_fails_stops_the_others_from_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in one run (the runner's own, not a failing test) ends the parallel runs: the
+    runs still queued never start (the one running finishes first), and the error is raised."""
+    import argparse
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("conformance_run", RUNNER)
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    started: list[tuple[str, bool]] = []
+
+    def fake_run_mode(module: str, patched: bool, *args: object, **kw: object) -> dict:
+        started.append((module, patched))
+        if (module, patched) == ("test_a", False):
+            raise RuntimeError("the runner broke")
+        time.sleep(0.3)  # the other worker: busy while test_a's baseline fails
+        return {}
+
+    monkeypatch.setattr(run, "run_mode", fake_run_mode)
+    args = argparse.Namespace(jobs=2, run_disabled=False)
+    with pytest.raises(RuntimeError, match="the runner broke"):
+        run.Runs(["test_a", "test_b", "test_c", "test_d"], args, {}, {}, Path("."), {})
+    # Of the eight runs, the two first and at most the one the failed worker took before the
+    # error reached the main thread; none of the five behind them.
+    assert started[:2] in (
+        [("test_a", False), ("test_a", True)],
+        [("test_a", True), ("test_a", False)],
+    )
+    assert set(started[2:]) <= {("test_b", False)}
