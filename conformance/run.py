@@ -186,6 +186,15 @@ def of_module(ids: dict[str, str], module: str) -> dict[str, str]:
     return {t: r for t, r in ids.items() if t.startswith(f"test.{module}.")}
 
 
+def skips(
+    module: str, args: argparse.Namespace, disabled: dict[str, str], stalls: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """``module``'s entries of disabled.txt: (disabled under the patch, stalling in both modes,
+    what the patched run skips: both, or only the stalls with ``--run-disabled``)."""
+    mine, stalling = of_module(disabled, module), of_module(stalls, module)
+    return mine, stalling, stalling if args.run_disabled else {**stalling, **mine}
+
+
 ROW = "{:<22} {:<9} {:>5} {:>5} {:>5} {:>4} {:>5} {:>5} {:>6}"
 
 
@@ -214,12 +223,11 @@ class Runs:
         self.lock = threading.Lock()
         work = []
         for module in modules:
-            mine, stalling = of_module(disabled, module), of_module(stalls, module)
+            _, stalling, skip_patched = skips(module, args, disabled, stalls)
             if module in old:
                 self.results[(module, False)] = (old[module]["baseline"], 0.0)
             else:
                 work.append((module, False, stalling))
-            skip_patched = stalling if args.run_disabled else {**stalling, **mine}
             work.append((module, True, skip_patched))
 
         def one(job: tuple[str, bool, dict[str, str]]) -> None:
@@ -248,8 +256,7 @@ def check_module(
 ) -> dict[str, Any]:
     """One module's two runs (from ``runs``), the reruns of its regressions, printed as two
     table rows and notes; its part of the report."""
-    mine, stalling = of_module(disabled, module), of_module(stalls, module)
-    skip_patched = stalling if args.run_disabled else {**stalling, **mine}
+    mine, stalling, skip_patched = skips(module, args, disabled, stalls)
     base, base_seconds = runs.results[(module, False)]
     patched, patched_seconds = runs.results[(module, True)]
     regressed = [t for t in regressions(base, patched) if t not in mine]
