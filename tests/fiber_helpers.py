@@ -1,10 +1,13 @@
 """Helpers shared by the test modules of the stdlib mirrors (select, selectors, time, os,
 subprocess): evidence that the hub kept running while a fiber blocked, and outcomes to compare
-with the stdlib's."""
+with the stdlib's; and a script run in a child process where Ctrl-C works as usual."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,3 +61,27 @@ def fill(fd: int, write: Callable[[int, bytes], int] = os.write, size: int = 655
         except BlockingIOError:
             return
     raise AssertionError(f"fd {fd} still takes data after 10 s")
+
+
+def run_script(
+    script: str, env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> list[str]:
+    """Run ``script`` in a child Python with Ctrl-C as usual (even when the test runner was
+    started with SIGINT ignored), optionally pinned to ``cpus``; it must exit with 0 within a
+    minute. Its output, split at ``|``."""
+
+    def child_setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, **(env or {})),
+        preexec_fn=child_setup,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split("|")

@@ -44,6 +44,9 @@
  * the records keep theirs (`FdWait.fdobj`) for read and write: with 1,000 connections that is
  * about 400 instructions less per echo round trip (three int objects made and freed, and the
  * comparison), docs/compiled.md, "One int object per fd".
+ *
+ * `check_signals()` runs the Python signal handlers now (PyErr_CheckSignals): the compiled
+ * epoll hub calls it after each wait, where the pure-Python hub's next bytecode would run them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -600,6 +603,26 @@ nbio_exec(PyObject *module)
     return PyModule_AddObjectRef(module, "method", (PyObject *)&MethodType);
 }
 
+PyDoc_STRVAR(check_signals_doc,
+"check_signals()\n--\n\n"
+"Run the Python handlers of the signals that arrived since they last ran (PyErr_CheckSignals);\n"
+"an exception a handler raises is raised. In the main thread only; elsewhere nothing runs.");
+
+/* The epoll hub calls this after every wait (src/unknot/_core/_io_epoll.py, EpollHub.select).
+ * The interpreter runs signal handlers between bytecodes; a wait that returns without EINTR
+ * (a signal sent to another thread, `_thread.interrupt_main`, a signal that came just before
+ * the wait) leaves them for the next bytecode. The pure-Python hub reaches one as soon as the
+ * wait returns; the compiled hub runs no bytecode of its own and would only reach one after
+ * it had woken fibers, too late to throw Ctrl-C into the root fiber's wait. */
+static PyObject *
+nbio_check_signals(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    if (PyErr_CheckSignals() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef nbio_methods[] = {
     {"read", (PyCFunction)(void (*)(void))nbio_read, METH_FASTCALL, read_doc},
     {"write", (PyCFunction)(void (*)(void))nbio_write, METH_FASTCALL, write_doc},
@@ -607,6 +630,7 @@ static PyMethodDef nbio_methods[] = {
     {"epoll_wait", (PyCFunction)(void (*)(void))nbio_epoll_wait, METH_FASTCALL, epoll_wait_doc},
 #endif
     {"fd_int", nbio_fd_int, METH_O, fd_int_doc},
+    {"check_signals", nbio_check_signals, METH_NOARGS, check_signals_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -614,7 +638,8 @@ PyDoc_STRVAR(module_doc,
 "read(2) and write(2) on a non-blocking fd, keeping the GIL: the compiled build's TCP\n"
 "sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns;\n"
 "epoll_wait, select.epoll.poll for the compiled epoll hub; fd_int, one int object per fd\n"
-"number; and method, a builtin function bound as a method without a frame of its own.");
+"number; check_signals, the signal handlers run now; and method, a builtin function bound\n"
+"as a method without a frame of its own.");
 
 /* No Py_mod_multiple_interpreters slot: the default allows several interpreters sharing one
  * GIL, not one GIL each, which the shared read buffer could not stand. */

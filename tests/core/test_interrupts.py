@@ -15,6 +15,7 @@ import time
 from typing import NamedTuple
 
 import pytest
+from fiber_helpers import run_script
 
 import unknot
 
@@ -231,3 +232,49 @@ def test_sigint_handler_restored_after_run() -> None:
     assert signal.getsignal(signal.SIGINT) is before
     if before is signal.default_int_handler:
         assert seen[0] is not signal.default_int_handler  # run routed SIGINT to the root fiber
+
+
+# -- Ctrl-C that does not interrupt the poll -------------------------------------------------
+#
+# `_thread.interrupt_main()` (and a signal delivered to another thread) trips the handler
+# without interrupting the hub's wait with EINTR. The handler must still run before the hub
+# wakes anyone: then the root fiber, parked in `to_thread`, takes the KeyboardInterrupt there.
+# (The compiled hub runs no bytecode after the wait; it calls _nbio.check_signals. Each script
+# runs in the compiled build where there is one, and in the pure build.)
+
+_NO_EINTR = """
+import _thread, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import unknot
+
+def blocking():
+    time.sleep(0.05)  # the hub is waiting in its poll by now
+    _thread.interrupt_main()
+    return "returned"
+
+def main():
+    log = []
+    for i in range(5):
+        try:
+            log.append(unknot.to_thread(blocking))
+        except KeyboardInterrupt:
+            log.append("raised in to_thread")
+        try:
+            unknot.sleep(0.01)
+        except KeyboardInterrupt:
+            log.append("raised late, in sleep")
+    return log
+
+print(unknot.compiled, *unknot.run(main), sep="|")
+"""
+
+
+def _run_build(script: str, pure: bool, cpus: set[int] | None = None) -> list[str]:
+    return run_script(script, {"UNKNOT_PURE": "1" if pure else ""}, cpus)
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_without_eintr_is_raised_in_the_roots_wait(pure: bool) -> None:
+    built, *log = _run_build(_NO_EINTR, pure)
+    assert built == str(unknot.compiled and not pure)
+    assert log == ["raised in to_thread"] * 5

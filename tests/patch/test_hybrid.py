@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from fiber_helpers import run_script
 
 from unknot._patch import _hybrid
 
@@ -93,23 +94,8 @@ print(*unknot.run(main), sep="|")
 
 
 def test_condition_lock_reacquire_takes_no_interrupt_or_cancellation() -> None:
-    import signal
-    import subprocess
-    import sys
-
-    def default_sigint() -> None:  # Ctrl-C as usual, even when pytest was started with it ignored
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    out = subprocess.run(
-        [sys.executable, "-c", REACQUIRE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=default_sigint,
-    )
-    assert out.returncode == 0, out.stderr
     expected = ["KeyboardInterrupt, lock held: True", "True", "True", "True"] * 2
-    assert out.stdout.strip().split("|") == expected
+    assert run_script(REACQUIRE) == expected
 
 
 def test_lock_is_final_as_the_stdlibs() -> None:

@@ -37,6 +37,9 @@ _HANGUP: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.
 # the same (fd, events) tuples, made without Py_BuildValue. None in the pure build. (`_NBIO`: the
 # hub module's, `unknot._compiled.nbio()`.)
 _EPOLL_WAIT: Final = None if _NBIO is None else _NBIO.epoll_wait
+# The compiled build's way to run signal handlers right after the wait, as the pure build's next
+# bytecode does (src/unknot/_nbio.c, check_signals): None in the pure build.
+_CHECK_SIGNALS: Final = None if _NBIO is None else _NBIO.check_signals
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -105,6 +108,16 @@ class EpollHub(HubSelector):
         except BaseException as e:
             self._signal_handler_raised(e)
             events = []
+        if _CHECK_SIGNALS is not None:
+            # A signal that did not interrupt the wait (sent to another thread; Ctrl-C made by
+            # `_thread.interrupt_main`) has its handler run here, before any fiber is woken, so
+            # that the root fiber takes Ctrl-C in the wait it is parked in. (The pure build runs
+            # it at the first bytecode after the wait, inside the ``try`` above.) The events are
+            # kept: an edge-triggered event is not reported twice.
+            try:
+                _CHECK_SIGNALS()
+            except BaseException as e:
+                self._signal_handler_raised(e)
         out = []
         fds = self.fds
         fd_to_key = self._fd_to_key
