@@ -278,3 +278,45 @@ def test_ctrl_c_without_eintr_is_raised_in_the_roots_wait(pure: bool) -> None:
     built, *log = _run_build(_NO_EINTR, pure)
     assert built == str(unknot.compiled and not pure)
     assert log == ["raised in to_thread"] * 5
+
+
+# A Ctrl-C that reaches the root fiber while `to_thread` hands its call to the thread pool,
+# which may be starting a worker thread and waiting for it to say it started: were it raised
+# there, the pool would never record that running worker, never tell it to exit, and the
+# interpreter's exit would wait for it forever. Pinned to one CPU, where the new threads start
+# late enough for the Ctrl-C to come during that wait (without the fix, every run hung).
+_INTERRUPTED_STARTS = """
+import _thread, signal, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import unknot
+unknot.patch()
+
+def main():
+    raised = late = 0
+    for i in range(40):
+        t = threading.Thread(target=_thread.interrupt_main)
+        try:
+            t.start()
+            t.join()
+        except KeyboardInterrupt:
+            raised += 1
+            t.join()
+            continue
+        try:
+            unknot.sleep(0.01)
+        except KeyboardInterrupt:
+            late += 1
+    return raised, late
+
+print(unknot.compiled, *unknot.run(main), sep="|")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_while_a_thread_starts_leaves_none_behind_at_exit(pure: bool) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    built, raised, late = _run_build(_INTERRUPTED_STARTS, pure, {cpu})  # (exits: no timeout)
+    assert built == str(unknot.compiled and not pure)
+    # As without unknot: each Ctrl-C comes out of the thread's start() or join().
+    assert (raised, late) == ("40", "0")

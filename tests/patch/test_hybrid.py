@@ -104,3 +104,53 @@ def test_lock_is_final_as_the_stdlibs() -> None:
 
         class Mine(_hybrid.Lock):  # noqa: F841
             pass
+
+
+# run_to_finish: a wait on these locks inside it is not cut short by cancellation; the
+# cancellation is raised at the fiber's next checkpoint, after the call returned.
+@pytest.mark.parametrize("finishing", [True, False], ids=["run_to_finish", "plain"])
+def test_run_to_finish_keeps_cancellation_for_the_next_checkpoint(finishing: bool) -> None:
+    import threading
+    import time
+
+    import unknot
+    from unknot.lowlevel import must_finish, run_to_finish
+
+    lock = _hybrid.Lock()
+    lock.acquire()  # held by the thread below for 0.2 s
+
+    def main() -> list[Any]:
+        log: list[Any] = []
+        threading.Thread(target=lambda: (time.sleep(0.2), lock.release())).start()
+        with unknot.move_on_after(0.02) as scope:
+            try:
+                if finishing:
+                    log.append(
+                        run_to_finish(lambda: (must_finish(unknot.current()), lock.acquire()))
+                    )
+                else:
+                    log.append(lock.acquire())
+            finally:
+                log.append(unknot.current_time() - start >= 0.15)  # waited for the thread?
+            log.append("after the call")
+            unknot.checkpoint()
+            log.append("not cancelled")
+        log.append(scope.cancelled_caught)
+        log.append(must_finish(unknot.current()))
+        return log
+
+    start = 0.0
+
+    def timed() -> list[Any]:
+        nonlocal start
+        start = unknot.current_time()
+        return main()
+
+    log = unknot.run(timed)
+    if finishing:
+        assert log == [(True, True), True, "after the call", True, False]
+        assert lock.locked()
+    else:
+        assert log == [False, True, False]
+        time.sleep(0.3)
+        assert not lock.locked()

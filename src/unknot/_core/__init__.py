@@ -98,6 +98,7 @@ from ._fiber import (
 )
 from ._hub import TIMED_OUT, FdWait, Hub
 from ._instruments import Instrument, add_instrument, remove_instrument
+from ._interrupt import must_finish, run_to_finish
 from ._introspect import FiberInfo, dump, dump_on_signal, fiber_info, fibers, set_debug
 from ._lookup import current_fiber, get_hub, require_fiber, running_hubs
 from ._loop import HubEventLoop, new_event_loop, run
@@ -150,7 +151,9 @@ __all__ = [
     "is_cancelled",
     "move_on_after",
     "new_event_loop",
+    "must_finish",
     "raise_pending_interrupt",
+    "run_to_finish",
     "remove_instrument",
     "require_fiber",
     "run",

@@ -17,6 +17,7 @@ from ._cancel import Cancelled, CancelScope, TimeoutScope, effectively_cancelled
 from ._exceptions import NotInFiberError
 from ._fiber import Fiber
 from ._hub import TIMED_OUT
+from ._interrupt import _FINISHING
 from ._lookup import get_hub, require_fiber
 
 
@@ -104,11 +105,12 @@ def is_cancelled(fiber: Fiber | None = None) -> bool:
 
 def raise_pending_interrupt() -> None:
     """In the root fiber, raise now a Ctrl-C (or a signal handler's exception) that arrived
-    during a wait nothing could interrupt; elsewhere, or with none pending, do nothing."""
+    during a wait nothing could interrupt; elsewhere, inside `run_to_finish`, or with none
+    pending, do nothing."""
     f = getcurrent()
     if type(f) is Fiber:
         hub = f.hub
-        if hub.interrupt_pending and f is hub.root:
+        if hub.interrupt_pending and f is hub.root and f not in _FINISHING:
             raise hub.take_interrupt()
 
 

@@ -14,6 +14,10 @@ The journey of one Ctrl-C:
    ``interrupt_pending``). A pass of ready fibers also stops extending itself once an interrupt
    is pending, so the root gets it promptly.
 4. With no root fiber left to take it, the hub raises it out of the loop.
+
+Inside `run_to_finish`, a fiber's waits on the patched `threading` locks finish whatever comes,
+and `raise_pending_interrupt` raises nothing: Ctrl-C and cancellation wait for the fiber's next
+blocking call after it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent
 
-from ._fiber import PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE
+from ._fiber import PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE, Fiber
 
 if TYPE_CHECKING:
     from ._hub import Hub
+
+T = TypeVar("T")
 
 
 def deliver_interrupt(hub: Hub) -> None:
@@ -81,3 +87,34 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
     return restore
+
+
+# The fibers inside `run_to_finish`.
+_FINISHING: set[Fiber] = set()
+
+
+def run_to_finish(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with nothing raised into the current fiber's waits on the way.
+
+    Neither cancellation nor Ctrl-C is raised in the waits that honour this (those of the
+    locks `unknot.patch` puts in `threading`, and `raise_pending_interrupt`): both stay
+    pending for the fiber's next blocking call after ``fn`` returns. For short calls whose
+    bookkeeping an exception would split. `to_thread` hands its call to the thread pool this
+    way: `concurrent.futures.ThreadPoolExecutor.submit` may start a worker thread and wait for
+    it to say it started, and an exception there leaves a running worker the pool never
+    recorded (so never tells to exit: the interpreter's exit would wait for it forever).
+    Outside a fiber, ``fn(*args)`` as it is.
+    """
+    f = getcurrent()
+    if type(f) is not Fiber or f in _FINISHING:
+        return fn(*args)
+    _FINISHING.add(f)
+    try:
+        return fn(*args)
+    finally:
+        _FINISHING.discard(f)
+
+
+def must_finish(f: Fiber) -> bool:
+    """Whether fiber ``f`` is inside `run_to_finish`: its waits must finish."""
+    return f in _FINISHING if _FINISHING else False

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cancel import checkpoint_cancel
 from ._fiber import Fiber, FiberCancelled
+from ._interrupt import run_to_finish
 from ._lookup import require_fiber, running_hubs
 from ._thread_pool import get_pool
 
@@ -61,7 +62,9 @@ def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
-    fut = get_pool().submit(ctx.run, _in_worker, hub, fn, args, kwargs)
+    # (Not cut short by cancellation or Ctrl-C: submit may start a worker thread; see
+    # run_to_finish. Either is raised by the park below.)
+    fut = run_to_finish(get_pool().submit, ctx.run, _in_worker, hub, fn, args, kwargs)
     hub.threads_in_flight += 1
     fut.add_done_callback(on_done)
     try:

@@ -23,6 +23,7 @@ from greenlet import getcurrent
 
 from .._sync import _LockBase
 from ..lowlevel import TIMED_OUT, Fiber, Hub, raise_pending_interrupt
+from ..lowlevel import must_finish as must_finish_waits
 
 _allocate = _thread.allocate_lock
 _monotonic = time.monotonic
@@ -66,6 +67,8 @@ class Lock(_LockBase):
         pending for the next blocking call)."""
         hub = f.hub
         entry = (hub, f)
+        if not must_finish:
+            must_finish = must_finish_waits(f)  # inside run_to_finish
         while True:
             with self._guard:
                 self._parked.append(entry)
