@@ -320,3 +320,64 @@ def test_ctrl_c_while_a_thread_starts_leaves_none_behind_at_exit(pure: bool) -> 
     assert built == str(unknot.compiled and not pure)
     # As without unknot: each Ctrl-C comes out of the thread's start() or join().
     assert (raised, late) == ("40", "0")
+
+
+# The same for a program's own long-lived pool under unknot.patch: the patched
+# ThreadPoolExecutor.submit takes no Ctrl-C while it starts a worker (without that, two runs in
+# three hung at exit). A Ctrl-C comes out of future.result(), or, when the call had already
+# finished by then, out of the next blocking call: never lost.
+_INTERRUPTED_SUBMITS = """
+import _thread, signal, concurrent.futures
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import unknot
+unknot.patch()
+POOL = concurrent.futures.ThreadPoolExecutor(40)
+
+def main():
+    raised = late = 0
+    for i in range(40):
+        try:
+            POOL.submit(_thread.interrupt_main).result()
+        except KeyboardInterrupt:
+            raised += 1
+            continue
+        try:
+            unknot.sleep(0.01)
+        except KeyboardInterrupt:
+            late += 1
+    return raised + late
+
+print(unknot.compiled, unknot.run(main), sep="|")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_in_a_patched_pool_submit_leaves_no_worker_behind_at_exit(pure: bool) -> None:
+    built, delivered = _run_build(_INTERRUPTED_SUBMITS, pure, {min(os.sched_getaffinity(0))})
+    assert built == str(unknot.compiled and not pure)
+    assert delivered == "40"
+
+
+def test_ctrl_c_inside_run_to_finish_waits_for_the_next_blocking_call() -> None:
+    # A real SIGINT while the root fiber blocks the thread inside run_to_finish: the handler
+    # does not raise there; the call finishes, and the next blocking call raises.
+    res = _run_and_interrupt(
+        """
+        import time
+        import unknot
+        from unknot import lowlevel
+
+        def main():
+            print("ready")
+            lowlevel.run_to_finish(time.sleep, 1.0)  # (unpatched: blocks the thread)
+            print("finished")
+            unknot.sleep(30)
+            print("not reached")
+
+        unknot.run(main)
+        """
+    )
+    _assert_interrupted(res)
+    assert "finished" in res.stdout and "not reached" not in res.stdout
+    assert res.elapsed < 10

@@ -16,8 +16,8 @@ The journey of one Ctrl-C:
 4. With no root fiber left to take it, the hub raises it out of the loop.
 
 Inside `run_to_finish`, a fiber's waits on the patched `threading` locks finish whatever comes,
-and `raise_pending_interrupt` raises nothing: Ctrl-C and cancellation wait for the fiber's next
-blocking call after it.
+and neither the SIGINT handler nor `raise_pending_interrupt` raises: Ctrl-C and cancellation wait
+for the fiber's next blocking call after it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
         return lambda: None
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if getcurrent() is hub.root:
+        f = getcurrent()
+        if f is hub.root and f not in _FINISHING:
             raise KeyboardInterrupt()
         hub.interrupt_pending = True
         loop._write_to_self()
@@ -93,24 +94,25 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
 _FINISHING: set[Fiber] = set()
 
 
-def run_to_finish(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` with nothing raised into the current fiber's waits on the way.
+def run_to_finish(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with nothing raised into the current fiber's waits on the way.
 
     Neither cancellation nor Ctrl-C is raised in the waits that honour this (those of the
-    locks `unknot.patch` puts in `threading`, and `raise_pending_interrupt`): both stay
+    locks `unknot.patch` puts in `threading`), nor by the SIGINT handler of `unknot.run` or
+    `raise_pending_interrupt`: both stay
     pending for the fiber's next blocking call after ``fn`` returns. For short calls whose
     bookkeeping an exception would split. `to_thread` hands its call to the thread pool this
     way: `concurrent.futures.ThreadPoolExecutor.submit` may start a worker thread and wait for
     it to say it started, and an exception there leaves a running worker the pool never
     recorded (so never tells to exit: the interpreter's exit would wait for it forever).
-    Outside a fiber, ``fn(*args)`` as it is.
+    Outside a fiber, ``fn(*args, **kwargs)`` as it is.
     """
     f = getcurrent()
     if type(f) is not Fiber or f in _FINISHING:
-        return fn(*args)
+        return fn(*args, **kwargs)
     _FINISHING.add(f)
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     finally:
         _FINISHING.discard(f)
 

@@ -79,6 +79,14 @@ class DriverHook(NamedTuple):
 _ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
 
 
+def _original_submit() -> Callable[..., Any]:
+    # (Read when patching, from the class itself: unpatched then, as the group is not yet.)
+    import concurrent.futures.thread
+
+    submit: Callable[..., Any] = concurrent.futures.thread.ThreadPoolExecutor.__dict__["submit"]
+    return submit
+
+
 def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
     def join(self: threading.Thread, timeout: float | None = None) -> None:
         # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
@@ -94,6 +102,20 @@ def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
 
     join.__doc__ = original.__doc__
     return join
+
+
+def _submit_to_finish(original: Callable[..., Any]) -> Callable[..., Any]:
+    from ..lowlevel import run_to_finish
+
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        # In a fiber, nothing is raised inside: submit may start a worker thread and wait for
+        # it to say it started, and Ctrl-C there would leave a worker the pool never recorded,
+        # which the interpreter's exit then waits for forever (see run_to_finish). Ctrl-C and
+        # cancellation come at the fiber's next blocking call, typically future.result().
+        return run_to_finish(original, self, fn, *args, **kwargs)
+
+    submit.__doc__ = original.__doc__
+    return submit
 
 
 def _fiber_local_class() -> type:
@@ -162,6 +184,12 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("threading", "_CRLock", NAME, "unknot._patch._hybrid:RLock"),
         PatchRow("threading", "local", FACTORY, _fiber_local_class),
         PatchRow("threading", "Thread.join", FACTORY, lambda: _thread_join(_ORIGINAL_JOIN)),
+        PatchRow(
+            "concurrent.futures.thread",
+            "ThreadPoolExecutor.submit",
+            FACTORY,
+            lambda: _submit_to_finish(_original_submit()),
+        ),
         PatchRow("_thread", "allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "RLock", NAME, "unknot._patch._hybrid:RLock"),
