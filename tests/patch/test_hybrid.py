@@ -154,3 +154,45 @@ def test_run_to_finish_keeps_cancellation_for_the_next_checkpoint(finishing: boo
         assert log == [False, True, False]
         time.sleep(0.3)
         assert not lock.locked()
+
+
+# queue.SimpleQueue.put never blocks, so it takes no cancellation: under the patch it counts
+# the item in a semaphore whose lock a thread may hold for a moment, and a cancellation in that
+# wait used to leave the item queued but not counted (get then found nothing).
+SIMPLE_QUEUE_PUT = """
+import queue, threading, time
+import unknot
+unknot.patch()
+
+def main():
+    q = queue.SimpleQueue()
+    held = threading.Event()
+
+    def hold():  # the lock of the semaphore that counts the items, for 0.2 s
+        with q._count._cond:
+            held.set()
+            time.sleep(0.2)
+
+    threading.Thread(target=hold).start()
+    held.wait()
+    log = []
+    with unknot.move_on_after(0.05) as scope:
+        try:
+            q.put("item")
+            log.append("put")
+        finally:
+            log.append(q.qsize())
+        unknot.checkpoint()
+    log.append(scope.cancelled_caught)
+    try:
+        log.append(q.get(timeout=0.5))
+    except queue.Empty:
+        log.append("lost")
+    return log
+
+print(*unknot.run(main), sep="|")
+"""
+
+
+def test_simple_queue_put_takes_no_cancellation() -> None:
+    assert run_script(SIMPLE_QUEUE_PUT) == ["put", "1", "True", "item"]

@@ -14,6 +14,7 @@ all of them correct for fibers and threads at once.
 from __future__ import annotations
 
 import _thread
+import queue
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from .._sync import _LockBase
-from ..lowlevel import TIMED_OUT, Fiber, Hub, raise_pending_interrupt
+from ..lowlevel import TIMED_OUT, Fiber, Hub, raise_pending_interrupt, run_to_finish
 from ..lowlevel import must_finish as must_finish_waits
 
 _allocate = _thread.allocate_lock
@@ -276,3 +277,21 @@ def _qualname(obj: Any) -> str:
 def allocate_lock() -> Lock:
     """What ``_thread.allocate_lock`` / ``threading.Lock`` return once patched."""
     return Lock()
+
+
+_py_put = queue._PySimpleQueue.put  # type: ignore[attr-defined]
+
+
+class SimpleQueue(queue._PySimpleQueue):  # type: ignore[name-defined]
+    """`queue.SimpleQueue` under `unknot.patch`: the stdlib's pure-Python one, whose blocking
+    `get` waits on the patched locks (the C one would block the hub), with a `put` that, as
+    documented, never blocks, and so takes no cancellation or Ctrl-C either.
+
+    The pure-Python `put` appends the item, then counts it in a semaphore, whose lock a thread
+    in `get` may hold for a moment: an exception raised in that short wait would leave the item
+    queued but not counted, and every later `get` one item behind. It runs in `run_to_finish`.
+    """
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """As `queue.SimpleQueue.put` (``block`` and ``timeout`` are ignored: it never blocks)."""
+        run_to_finish(_py_put, self, item)

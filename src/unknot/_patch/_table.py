@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import importlib
 import importlib.util
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -196,8 +195,8 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("_thread", "_local", FACTORY, _fiber_local_class),
     ],
     "queue": [
-        # (pure Python: its blocking get waits on a patched lock)
-        PatchRow("queue", "SimpleQueue", FACTORY, lambda: queue._PySimpleQueue),  # type: ignore[attr-defined]
+        # (pure Python: its blocking get waits on a patched lock; its put takes no Ctrl-C)
+        PatchRow("queue", "SimpleQueue", NAME, "unknot._patch._hybrid:SimpleQueue"),
     ],
 }
 
