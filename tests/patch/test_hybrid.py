@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import re
+import time
 from typing import Any
 
 import pytest
@@ -196,3 +197,93 @@ print(*unknot.run(main), sep="|")
 
 def test_simple_queue_put_takes_no_cancellation() -> None:
     assert run_script(SIMPLE_QUEUE_PUT) == ["put", "1", "True", "item"]
+
+
+# A waiter that notify() picked but that leaves wait() with an exception hands the notification
+# on: the next waiter wakes, rather than sleeping on with the item there.
+def test_condition_notification_is_not_lost_to_a_cancelled_waiter() -> None:
+    import unknot
+
+    cond = _hybrid.Condition(_hybrid.Lock())
+    items: list[str] = []
+    log: list[tuple[str, str, float]] = []
+    scopes: dict[str, unknot.CancelScope] = {}
+
+    def consumer(name: str) -> None:
+        with unknot.CancelScope() as scopes[name], cond:
+            while not items:
+                if not cond.wait(3.0):
+                    log.append((name, "timed out", unknot.current_time() - t0))
+                    return
+            log.append((name, items.pop(), unknot.current_time() - t0))
+        if scopes[name].cancelled_caught:
+            log.append((name, "cancelled", unknot.current_time() - t0))
+
+    def main() -> None:
+        a = unknot.spawn(consumer, "A")
+        unknot.sleep(0.01)
+        b = unknot.spawn(consumer, "B")
+        unknot.sleep(0.01)
+        scopes["A"].cancel()  # A is woken with Cancelled, but has not run yet
+        with cond:
+            items.append("item")
+            cond.notify()  # picks A, first in line
+        a.join()
+        b.join()
+
+    t0 = time.monotonic()
+    unknot.run(main, clock=time.monotonic)
+    assert [entry[:2] for entry in log] == [("A", "cancelled"), ("B", "item")]
+    assert log[1][2] < 1.0  # at once, not after B's 3 s timeout
+
+
+def test_condition_wait_timing_out_returns_false_as_the_stdlibs() -> None:
+    import unknot
+
+    cond = _hybrid.Condition(_hybrid.RLock())
+
+    def main() -> tuple[bool, bool]:
+        with cond:
+            first = cond.wait(0.05)
+            second = cond.wait(0)
+        return first, second
+
+    assert unknot.run(main) == (False, False)
+    assert not cond._waiters  # type: ignore[attr-defined]
+
+
+QUEUE_GET_NOT_LOST = """
+import queue, time
+import unknot
+unknot.patch()
+
+def main():
+    q = queue.Queue()
+    t0 = time.monotonic()
+    log = []
+    scopes = {}
+
+    def getter(name):
+        with unknot.CancelScope() as scopes[name]:
+            log.append(f"{name} got {q.get(timeout=3.0)} after {time.monotonic() - t0 < 1.0}")
+        if scopes[name].cancelled_caught:
+            log.append(f"{name} cancelled")
+
+    a = unknot.spawn(getter, "A")
+    unknot.sleep(0.01)
+    b = unknot.spawn(getter, "B")
+    unknot.sleep(0.01)
+    scopes["A"].cancel()
+    q.put("x")
+    a.join()
+    b.join()
+    return log
+
+print(*unknot.run(main), sep="|")
+"""
+
+
+def test_patched_queue_get_is_not_left_waiting_by_a_cancelled_getter() -> None:
+    # (Before: B got the item only when its 3 s timeout ran out.)
+    assert run_script(QUEUE_GET_NOT_LOST) == ["A cancelled", "B got x after True"]
+

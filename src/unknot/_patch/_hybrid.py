@@ -279,6 +279,58 @@ def allocate_lock() -> Lock:
     return Lock()
 
 
+class Condition(threading.Condition):
+    """`threading.Condition` under `unknot.patch`: a notification is never lost to a waiter
+    that leaves with an exception.
+
+    `notify` picks waiters and takes them off the list at once. In the stdlib, one that then
+    leaves `wait` with an exception rather than the wake-up (Ctrl-C there) takes the
+    notification with it, and a waiter behind it sleeps on, though what it waits for is there.
+    With fibers that is no rare signal but any cancellation: a fiber cancelled while parked in
+    ``Queue.get()`` or ``Semaphore.acquire()``, picked by the ``notify`` of the next ``put`` or
+    ``release`` before it ran again. Here such a waiter hands the notification on (`notify`,
+    once the lock is held again): a spurious wake-up, which every user of a condition must
+    expect, rather than a lost one. `Event`, `Semaphore`, `Barrier` and `queue.Queue` build on
+    this class once patched. A wait that times out keeps the stdlib's behaviour (it returns
+    False; its caller checks the predicate again).
+    """
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """As `threading.Condition.wait`."""
+        if not self._is_owned():  # type: ignore[attr-defined]
+            raise RuntimeError("cannot wait on un-acquired lock")
+        waiter = Lock()
+        waiter.acquire()
+        self._waiters.append(waiter)  # type: ignore[attr-defined]
+        saved = self._release_save()  # type: ignore[attr-defined]
+        woken = returned = False
+        try:
+            if timeout is None:
+                woken = waiter.acquire()
+            elif timeout > 0:
+                woken = waiter.acquire(True, timeout)
+            else:
+                woken = waiter.acquire(False)
+            returned = True
+            return woken
+        finally:
+            try:
+                self._acquire_restore(saved)  # type: ignore[attr-defined]
+            finally:
+                if not woken:
+                    self._leave(waiter, returned)
+
+    def _leave(self, waiter: Lock, returned: bool) -> None:
+        try:
+            self._waiters.remove(waiter)  # type: ignore[attr-defined]
+        except ValueError:
+            # notify() picked this waiter, which leaves without the wake-up: by an exception,
+            # hand it on (only with the lock held again: a plain lock's restore may have
+            # raised before); by a timeout, as the stdlib (the caller checks again).
+            if not returned and self._is_owned():  # type: ignore[attr-defined]
+                self.notify()
+
+
 _py_put = queue._PySimpleQueue.put  # type: ignore[attr-defined]
 
 

@@ -181,6 +181,8 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         # threading.RLock stays the stdlib's function (its argument deprecation warning on
         # 3.13 included), which makes a _CRLock.
         PatchRow("threading", "_CRLock", NAME, "unknot._patch._hybrid:RLock"),
+        # (Event, Semaphore, Barrier and queue.Queue make theirs from this name.)
+        PatchRow("threading", "Condition", NAME, "unknot._patch._hybrid:Condition"),
         PatchRow("threading", "local", FACTORY, _fiber_local_class),
         PatchRow("threading", "Thread.join", FACTORY, lambda: _thread_join(_ORIGINAL_JOIN)),
         PatchRow(
