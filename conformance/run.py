@@ -55,6 +55,7 @@ MODULES = [
     "test_xmlrpc",
     "test_subprocess",
     "test_threading",
+    "test_thread",
     "test_queue",
 ]
 # network: these modules use loopback only (the few tests that want the internet skip when

@@ -287,3 +287,12 @@ def test_patched_queue_get_is_not_left_waiting_by_a_cancelled_getter() -> None:
     # (Before: B got the item only when its 3 s timeout ran out.)
     assert run_script(QUEUE_GET_NOT_LOST) == ["A cancelled", "B got x after True"]
 
+
+def test_patched_allocate_lock_is_not_bound_as_a_method() -> None:
+    # As the C function it replaces: CPython's lock_tests hold `locktype = _thread.allocate_lock`.
+    class Tests:
+        locktype = _hybrid.allocate_lock
+
+    lock = Tests().locktype()
+    assert type(lock) is _hybrid.Lock
+    assert type(_hybrid.allocate_lock()) is _hybrid.Lock

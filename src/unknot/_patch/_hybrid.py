@@ -274,9 +274,14 @@ def _qualname(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def allocate_lock() -> Lock:
+def _allocate_lock() -> Lock:
     """What ``_thread.allocate_lock`` / ``threading.Lock`` return once patched."""
     return Lock()
+
+
+# A staticmethod object: callable, and, like the C function it replaces, not bound as a method
+# when a class stores it (CPython's lock tests hold ``locktype = _thread.allocate_lock``).
+allocate_lock = staticmethod(_allocate_lock)
 
 
 class Condition(threading.Condition):
