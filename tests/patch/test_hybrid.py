@@ -237,6 +237,72 @@ def test_condition_notification_is_not_lost_to_a_cancelled_waiter() -> None:
     assert log[1][2] < 1.0  # at once, not after B's 3 s timeout
 
 
+# The same when the waiter was woken but an exception comes out of the lock's re-acquisition
+# (a Ctrl-C that arrived meanwhile is raised there, once the lock is held again).
+def test_condition_notification_is_not_lost_when_the_reacquisition_raises() -> None:
+    import unknot
+
+    class Interrupting:
+        """A hybrid lock whose next re-acquisition by a Condition raises KeyboardInterrupt."""
+
+        def __init__(self) -> None:
+            self.lock = _hybrid.Lock()
+            self.interrupt_next = False
+
+        def acquire(self, *args: Any) -> bool:
+            return self.lock.acquire(*args)
+
+        def release(self) -> None:
+            self.lock.release()
+
+        __enter__ = acquire
+
+        def __exit__(self, *exc: Any) -> None:
+            self.lock.release()
+
+        def _release_save(self) -> None:
+            self.lock.release()
+
+        def _acquire_restore(self, state: Any) -> None:
+            self.lock.acquire()
+            if self.interrupt_next:
+                self.interrupt_next = False
+                raise KeyboardInterrupt
+
+    lock = Interrupting()
+    cond = _hybrid.Condition(lock)
+    items: list[str] = []
+    log: list[tuple[str, str, float]] = []
+
+    def consumer(name: str) -> None:
+        try:
+            with cond:
+                while not items:
+                    if not cond.wait(3.0):
+                        log.append((name, "timed out", time.monotonic() - t0))
+                        return
+                log.append((name, items.pop(), time.monotonic() - t0))
+        except KeyboardInterrupt:
+            log.append((name, "interrupted", time.monotonic() - t0))
+
+    def main() -> None:
+        a = unknot.spawn(consumer, "A")
+        unknot.sleep(0.01)
+        b = unknot.spawn(consumer, "B")
+        unknot.sleep(0.01)
+        with cond:
+            items.append("item")
+            lock.interrupt_next = True
+            cond.notify()  # wakes A, whose re-acquisition then raises
+        a.join()
+        b.join()
+
+    t0 = time.monotonic()
+    unknot.run(main)
+    assert [entry[:2] for entry in log] == [("A", "interrupted"), ("B", "item")]
+    assert log[1][2] < 1.0  # at once, not after B's 3 s timeout
+
+
 def test_condition_wait_timing_out_returns_false_as_the_stdlibs() -> None:
     import unknot
 

@@ -293,11 +293,12 @@ class Condition(threading.Condition):
     notification with it, and a waiter behind it sleeps on, though what it waits for is there.
     With fibers that is no rare signal but any cancellation: a fiber cancelled while parked in
     ``Queue.get()`` or ``Semaphore.acquire()``, picked by the ``notify`` of the next ``put`` or
-    ``release`` before it ran again. Here such a waiter hands the notification on (`notify`,
-    once the lock is held again): a spurious wake-up, which every user of a condition must
-    expect, rather than a lost one. `Event`, `Semaphore`, `Barrier` and `queue.Queue` build on
-    this class once patched. A wait that times out keeps the stdlib's behaviour (it returns
-    False; its caller checks the predicate again).
+    ``release`` before it ran again; or a Ctrl-C raised as the woken waiter takes the lock
+    back. Here such a waiter hands the notification on (`notify`, once the lock is held again):
+    a spurious wake-up, which every user of a condition must expect, rather than a lost one.
+    `Event`, `Semaphore`, `Barrier` and `queue.Queue` build on this class once patched. A wait
+    that times out keeps the stdlib's behaviour (it returns False; its caller checks the
+    predicate again).
     """
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -308,7 +309,6 @@ class Condition(threading.Condition):
         waiter.acquire()
         self._waiters.append(waiter)  # type: ignore[attr-defined]
         saved = self._release_save()  # type: ignore[attr-defined]
-        woken = returned = False
         try:
             if timeout is None:
                 woken = waiter.acquire()
@@ -316,23 +316,31 @@ class Condition(threading.Condition):
                 woken = waiter.acquire(True, timeout)
             else:
                 woken = waiter.acquire(False)
-            returned = True
-            return woken
-        finally:
-            try:
-                self._acquire_restore(saved)  # type: ignore[attr-defined]
-            finally:
-                if not woken:
-                    self._leave(waiter, returned)
+        except BaseException:
+            self._return(saved, waiter, False, True)
+            raise
+        self._return(saved, waiter, woken, False)
+        return woken
 
-    def _leave(self, waiter: Lock, returned: bool) -> None:
+    def _return(self, saved: Any, waiter: Lock, woken: bool, failing: bool) -> None:
+        """Take the lock back, leave the waiters' list, and hand on a notification that this
+        waiter took but leaves with an exception (``failing``, or raised here: a Ctrl-C that
+        came meanwhile is raised once the lock is held again)."""
         try:
-            self._waiters.remove(waiter)  # type: ignore[attr-defined]
-        except ValueError:
-            # notify() picked this waiter, which leaves without the wake-up: by an exception,
-            # hand it on (only with the lock held again: a plain lock's restore may have
-            # raised before); by a timeout, as the stdlib (the caller checks again).
-            if not returned and self._is_owned():  # type: ignore[attr-defined]
+            self._acquire_restore(saved)  # type: ignore[attr-defined]
+        except BaseException:
+            failing = True
+            raise
+        finally:
+            notified = woken
+            if not woken:
+                try:
+                    self._waiters.remove(waiter)  # type: ignore[attr-defined]
+                except ValueError:
+                    notified = True  # notify() picked this waiter and took it off the list
+            # Leaving by a timeout keeps the stdlib's result (the caller checks again). Only
+            # with the lock held again: a plain lock's restore may have raised before that.
+            if notified and failing and self._is_owned():  # type: ignore[attr-defined]
                 self.notify()
 
 
