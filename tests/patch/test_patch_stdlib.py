@@ -113,6 +113,38 @@ def test_thread_join_from_a_fiber() -> None:
     )
 
 
+def test_thread_join_cancelled_from_a_fiber_frees_its_worker() -> None:
+    # A join from a fiber waits in a worker of unknot's pool. Cancelled, it frees the worker at
+    # once (within unknot._patch._table.JOIN_SLICE), not when the thread ends: with a pool of 2,
+    # ten abandoned joins of a long-lived thread used to hold both workers, and to_thread waited
+    # for that thread. A timed join still times out, and a join of a thread that ends returns.
+    out = run_patched("""
+        import os, threading, time
+        os.environ["UNKNOT_MAX_THREADS"] = "2"
+        import unknot
+        unknot.patch()
+
+        def main():
+            stop = threading.Event()
+            long_lived = threading.Thread(target=stop.wait)
+            long_lived.start()
+            for i in range(10):
+                with unknot.move_on_after(0.01):
+                    long_lived.join()
+            with unknot.move_on_after(2) as scope:
+                unknot.to_thread(lambda: None)
+            t0 = time.monotonic()
+            long_lived.join(0.2)
+            timed = 0.15 < time.monotonic() - t0 < 1.5 and long_lived.is_alive()
+            stop.set()
+            long_lived.join()
+            return scope.cancelled_caught, timed, long_lived.is_alive()
+
+        print(*unknot.run(main), sep=",")
+    """)
+    assert out.strip() == "False,True,False"
+
+
 def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
     # threading.Lock is a class on Python 3.13 (annotations such as `Lock | None` are
     # evaluated at run time); threading.RLock(...) accepts arguments and, on 3.13, warns that

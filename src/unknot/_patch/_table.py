@@ -15,6 +15,7 @@ import enum
 import importlib
 import importlib.util
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -86,6 +87,29 @@ def _original_submit() -> Callable[..., Any]:
     return submit
 
 
+# How long a worker thread joining for a fiber waits at a time before it checks that the fiber
+# still waits (a cancelled or interrupted join frees its worker within this).
+JOIN_SLICE = 0.05
+
+
+def _join_in_worker(
+    original: Callable[..., Any], thread: threading.Thread, timeout: float | None, left: list[bool]
+) -> None:
+    """The stdlib's join, in slices, until ``thread`` ends, ``timeout`` runs out or the fiber
+    stops waiting (``left`` is no longer empty). At least one call, with the stdlib's checks."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            step = JOIN_SLICE
+        else:
+            step = max(0.0, min(JOIN_SLICE, deadline - time.monotonic()))
+        original(thread, step)
+        if left or not thread.is_alive():
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
 def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
     def join(self: threading.Thread, timeout: float | None = None) -> None:
         # (Joining the current thread: the stdlib's join raises at once; a worker would wait.)
@@ -96,7 +120,15 @@ def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
         ):
             from ..lowlevel import to_thread
 
-            return to_thread(original, self, timeout)
+            # A worker of the pool waits, in slices: a fiber whose join is cancelled (or gets
+            # Ctrl-C) frees it within JOIN_SLICE, rather than when the thread ends; otherwise a
+            # few abandoned joins of a long-lived thread would hold every worker, and with them
+            # to_thread, DNS and file I/O.
+            left: list[bool] = []
+            try:
+                return to_thread(_join_in_worker, original, self, timeout, left)
+            finally:
+                left.append(True)
         return original(self, timeout)
 
     join.__doc__ = original.__doc__
