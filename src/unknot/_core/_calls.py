@@ -17,7 +17,7 @@ from ._cancel import Cancelled, CancelScope, TimeoutScope, effectively_cancelled
 from ._exceptions import NotInFiberError
 from ._fiber import Fiber
 from ._hub import TIMED_OUT
-from ._interrupt import _FINISHING
+from ._interrupt import must_finish
 from ._lookup import get_hub, require_fiber
 
 
@@ -110,7 +110,7 @@ def raise_pending_interrupt() -> None:
     f = getcurrent()
     if type(f) is Fiber:
         hub = f.hub
-        if hub.interrupt_pending and f is hub.root and f not in _FINISHING:
+        if hub.interrupt_pending and f is hub.root and not must_finish(f):
             raise hub.take_interrupt()
 
 

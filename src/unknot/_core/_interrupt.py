@@ -99,12 +99,12 @@ def run_to_finish(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     Neither cancellation nor Ctrl-C is raised in the waits that honour this (those of the
     locks `unknot.patch` puts in `threading`), nor by the SIGINT handler of `unknot.run` or
-    `raise_pending_interrupt`: both stay
-    pending for the fiber's next blocking call after ``fn`` returns. For short calls whose
-    bookkeeping an exception would split. `to_thread` hands its call to the thread pool this
-    way: `concurrent.futures.ThreadPoolExecutor.submit` may start a worker thread and wait for
-    it to say it started, and an exception there leaves a running worker the pool never
-    recorded (so never tells to exit: the interpreter's exit would wait for it forever).
+    `raise_pending_interrupt`: both stay pending for the fiber's next blocking call after
+    ``fn`` returns. For short calls whose bookkeeping an exception would split. `to_thread`
+    hands its call to the thread pool this way: `concurrent.futures.ThreadPoolExecutor.submit`
+    may start a worker thread and wait for it to say it started, and an exception there leaves
+    a running worker the pool never recorded (so never tells to exit: the interpreter's exit
+    would wait for it forever).
     Outside a fiber, ``fn(*args, **kwargs)`` as it is.
     """
     f = getcurrent()
@@ -119,4 +119,4 @@ def run_to_finish(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def must_finish(f: Fiber) -> bool:
     """Whether fiber ``f`` is inside `run_to_finish`: its waits must finish."""
-    return f in _FINISHING if _FINISHING else False
+    return f in _FINISHING

@@ -104,9 +104,7 @@ def _join_in_worker(
         else:
             step = max(0.0, min(JOIN_SLICE, deadline - time.monotonic()))
         original(thread, step)
-        if left or not thread.is_alive():
-            return
-        if deadline is not None and time.monotonic() >= deadline:
+        if left or not thread.is_alive() or (deadline is not None and time.monotonic() >= deadline):
             return
 
 
