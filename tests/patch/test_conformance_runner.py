@@ -129,10 +129,9 @@ def test_a_run_that_fails_stops_the_others_from_starting(monkeypatch: pytest.Mon
     args = argparse.Namespace(jobs=2, run_disabled=False)
     with pytest.raises(RuntimeError, match="the runner broke"):
         run.Runs(["test_a", "test_b", "test_c", "test_d"], args, {}, {}, Path("."), {})
-    # Of the eight runs, the two first and at most the one the failed worker took before the
-    # error reached the main thread; none of the five behind them.
-    assert started[:2] in (
-        [("test_a", False), ("test_a", True)],
-        [("test_a", True), ("test_a", False)],
-    )
-    assert set(started[2:]) <= {("test_b", False)}
+    # Of the eight runs, test_a's two and at most the one the failed worker took before the
+    # error reached the main thread (test_b's baseline); none of the five behind them. The order
+    # in which the two workers record their starts is the scheduler's, so compare as sets.
+    assert ("test_a", False) in started
+    assert len(started) == len(set(started)) <= 3
+    assert set(started) <= {("test_a", False), ("test_a", True), ("test_b", False)}
