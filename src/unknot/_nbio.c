@@ -1,29 +1,36 @@
-/* unknot._nbio: read(2) and write(2) on a non-blocking fd, keeping the GIL; epoll_wait(2)
+/* unknot._nbio: recv(2) and send(2) on a non-blocking socket, keeping the GIL; epoll_wait(2)
  * without Py_BuildValue; and `method`, which binds a builtin function as a method (the
  * compiled build's socket.recv and socket.sendall; its comment below says why).
  *
  * The compiled build's TCP sockets receive and send through these two functions (see
  * src/unknot/_sockio.py, `recv` and `sendall`, and docs/compiled.md, "The echo path"); the
  * pure-Python build, and any install where this extension is missing, uses os.read and
- * os.write. They do what os.read and os.write do, with two differences that matter only for
- * speed:
+ * os.write. On a socket they do what os.read and os.write do, with three differences that
+ * matter only for speed:
  *
  * - The GIL is kept across the syscall. os.read and os.write release it and take it back
  *   around every call (a mutex, a condition variable and the thread state: about 700 machine
  *   instructions per round trip of an echo). That is right for an fd that may block; unknot's
  *   sockets are non-blocking at the OS level for their whole life, so the syscall returns at
  *   once with data or EAGAIN and there is nothing to gain by letting another thread in.
- *   Called on a blocking fd, these functions would block every thread of the process until
- *   the syscall returns: they are meant for fds that unknot owns, not for general use.
- * - `read` of up to READ_BUFFER bytes reads into one buffer of this module and copies out
+ *   Called on a blocking socket, these functions would block every thread of the process
+ *   until the syscall returns: they are meant for sockets that unknot owns, not for general
+ *   use.
+ * - They make recv(2) and send(2) without flags, which on a stream socket do what read(2) and
+ *   write(2) do, straight through the socket layer: read(2) and write(2) go through the file
+ *   layer first (fdget_pos, the VFS read and write checks, the file's iterator), which `perf`
+ *   put at about 150 ns of kernel time per echo round trip at 1,000 connections (BENCHMARKS.md,
+ *   "recv(2) and send(2) (session 15)"). On an fd that is not a socket they fail with
+ *   ENOTSOCK, where os.read and os.write would read or write it.
+ * - `recv` of up to READ_BUFFER bytes reads into one buffer of this module and copies out
  *   exactly what came. os.read allocates a bytes object of the requested size (a 64 KiB
  *   allocation for a socket read of 64 KiB) and shrinks it to the size read: for the short
  *   reads of a request/reply protocol that allocation and its shrink cost more than the copy.
  *   Larger requests allocate and shrink as os.read does. (In a build without the GIL the
  *   shared buffer would need a lock: such builds always take the os.read way.)
  *
- * Everything else is os.read's and os.write's: the same argument conversions (an int fd, a
- * Py_ssize_t length, EINVAL for a negative one; any bytes-like object to write), the same
+ * Everything else is os.read's and os.write's on a socket: the same argument conversions (an
+ * int fd, a Py_ssize_t length, EINVAL for a negative one; any bytes-like object to send), the same
  * exceptions (OSError with the errno's subclass: BlockingIOError for EAGAIN), and PEP 475's
  * retry on EINTR after running the signal handlers (an exception from a handler is raised).
  * tests/mirrors/test_nbio.py checks each of these against os.read and os.write.
@@ -41,7 +48,7 @@
  * tuples. CPython keeps such objects only for -5..256; above, every PyLong_FromLong allocates,
  * and a dict looked up with a new object for the same number compares the two instead of
  * finding its key by identity. The epoll hub keys its table of fd records by these objects and
- * the records keep theirs (`FdWait.fdobj`) for read and write: with 1,000 connections that is
+ * the records keep theirs (`FdWait.fdobj`) for recv and send: with 1,000 connections that is
  * about 400 instructions less per echo round trip (three int objects made and freed, and the
  * comparison), docs/compiled.md, "One int object per fd".
  *
@@ -57,6 +64,7 @@
 #include <math.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/epoll.h>
@@ -168,13 +176,13 @@ check_nargs(const char *name, Py_ssize_t nargs)
     return 0;
 }
 
-/* read(2) into ``buf``, retried after EINTR once the signal handlers ran (PEP 475): the
+/* recv(2) into ``buf``, retried after EINTR once the signal handlers ran (PEP 475): the
  * count read, or -1 with the exception set (the errno's OSError, or a handler's). */
 static Py_ssize_t
-read_retrying(int fd, char *buf, Py_ssize_t length)
+recv_retrying(int fd, char *buf, Py_ssize_t length)
 {
     for (;;) {
-        Py_ssize_t n = read(fd, buf, (size_t)length);
+        Py_ssize_t n = recv(fd, buf, (size_t)length, 0);
         if (n >= 0) {
             return n;
         }
@@ -188,20 +196,21 @@ read_retrying(int fd, char *buf, Py_ssize_t length)
     }
 }
 
-PyDoc_STRVAR(read_doc,
-"read(fd, length, /) -> bytes\n\n"
-"os.read without releasing the GIL, for a non-blocking fd: at most ``length`` bytes, b'' at\n"
-"end of file, BlockingIOError when none is ready.");
+PyDoc_STRVAR(recv_doc,
+"recv(fd, length, /) -> bytes\n\n"
+"recv(2) without flags and without releasing the GIL, for a non-blocking socket: os.read on\n"
+"that socket, at most ``length`` bytes, b'' at end of file, BlockingIOError when none is\n"
+"ready. ENOTSOCK on an fd that is not a socket.");
 
 static PyObject *
-nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+nbio_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     int fd;
     Py_ssize_t length, n;
     PyObject *buffer;
 
-    if (check_nargs("read", nargs) < 0 || fd_from(args[0], &fd) < 0) {
+    if (check_nargs("recv", nargs) < 0 || fd_from(args[0], &fd) < 0) {
         return NULL;
     }
     length = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
@@ -214,7 +223,7 @@ nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 #ifndef Py_GIL_DISABLED
     if (length <= READ_BUFFER) {
-        n = read_retrying(fd, read_buffer, length);
+        n = recv_retrying(fd, read_buffer, length);
         return n < 0 ? NULL : PyBytes_FromStringAndSize(read_buffer, n);
     }
 #endif
@@ -222,7 +231,7 @@ nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (buffer == NULL) {
         return NULL;
     }
-    n = read_retrying(fd, PyBytes_AS_STRING(buffer), length);
+    n = recv_retrying(fd, PyBytes_AS_STRING(buffer), length);
     if (n < 0) {
         Py_DECREF(buffer);
         return NULL;
@@ -233,13 +242,14 @@ nbio_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return buffer;
 }
 
-PyDoc_STRVAR(write_doc,
-"write(fd, data, /) -> int\n\n"
-"os.write without releasing the GIL, for a non-blocking fd: the number of bytes written,\n"
-"BlockingIOError when the buffer is full.");
+PyDoc_STRVAR(send_doc,
+"send(fd, data, /) -> int\n\n"
+"send(2) without flags and without releasing the GIL, for a non-blocking socket: os.write on\n"
+"that socket, the number of bytes sent, BlockingIOError when the buffer is full. ENOTSOCK on\n"
+"an fd that is not a socket.");
 
 static PyObject *
-nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+nbio_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     int fd;
@@ -249,7 +259,7 @@ nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t size;
     int exact = 0;
 
-    if (check_nargs("write", nargs) < 0 || fd_from(args[0], &fd) < 0) {
+    if (check_nargs("send", nargs) < 0 || fd_from(args[0], &fd) < 0) {
         return NULL;
     }
     if (PyBytes_CheckExact(args[1])) {
@@ -266,7 +276,7 @@ nbio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         size = view.len;
     }
     for (;;) {
-        n = write(fd, data, (size_t)size);
+        n = send(fd, data, (size_t)size, 0);
         if (n >= 0) {
             break;
         }
@@ -624,8 +634,8 @@ nbio_check_signals(PyObject *module, PyObject *Py_UNUSED(unused))
 }
 
 static PyMethodDef nbio_methods[] = {
-    {"read", (PyCFunction)(void (*)(void))nbio_read, METH_FASTCALL, read_doc},
-    {"write", (PyCFunction)(void (*)(void))nbio_write, METH_FASTCALL, write_doc},
+    {"recv", (PyCFunction)(void (*)(void))nbio_recv, METH_FASTCALL, recv_doc},
+    {"send", (PyCFunction)(void (*)(void))nbio_send, METH_FASTCALL, send_doc},
 #ifdef __linux__
     {"epoll_wait", (PyCFunction)(void (*)(void))nbio_epoll_wait, METH_FASTCALL, epoll_wait_doc},
 #endif
@@ -635,8 +645,8 @@ static PyMethodDef nbio_methods[] = {
 };
 
 PyDoc_STRVAR(module_doc,
-"read(2) and write(2) on a non-blocking fd, keeping the GIL: the compiled build's TCP\n"
-"sockets' syscalls (os.read and os.write otherwise), meant for fds unknot owns;\n"
+"recv(2) and send(2) on a non-blocking socket, keeping the GIL: the compiled build's TCP\n"
+"sockets' syscalls (os.read and os.write otherwise), meant for sockets unknot owns;\n"
 "epoll_wait, select.epoll.poll for the compiled epoll hub; fd_int, one int object per fd\n"
 "number; check_signals, the signal handlers run now; and method, a builtin function bound\n"
 "as a method without a frame of its own.");

@@ -28,11 +28,12 @@ from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 _c_recv: Final = _socket.socket.recv
 _c_send: Final = _socket.socket.send
 
-# read(2) and write(2) for TCP sockets: `unknot._nbio`'s in the compiled build (os.read and
-# os.write keeping the GIL: src/unknot/_nbio.c says why), os.read and os.write otherwise.
+# The TCP sockets' syscalls without flags: `unknot._nbio`'s recv(2) and send(2) in the compiled
+# build (os.read and os.write on a socket, keeping the GIL: src/unknot/_nbio.c says why),
+# os.read and os.write otherwise.
 _NBIO: Final = nbio()
-_os_read: Final = os.read if _NBIO is None else _NBIO.read
-_os_write: Final = os.write if _NBIO is None else _NBIO.write
+_tcp_recv: Final = os.read if _NBIO is None else _NBIO.recv
+_tcp_send: Final = os.write if _NBIO is None else _NBIO.send
 _BlockingIOError: Final = BlockingIOError
 # Compiled, a Final name is a C static; other module-level names are looked up at each use.
 _getcurrent: Final = getcurrent
@@ -140,12 +141,12 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
             if rec.readable or not rec.hints or bufsize <= 0:
                 try:
                     if st.tcp and bufsize > 0:
-                        # read(2) is recv(2) without flags on a stream, and os.read parses its
-                        # two arguments in a few instructions where socket.recv's
-                        # PyArg_ParseTuple (and its argument tuple) takes about 450. ``rec.fdobj``
-                        # is the socket's fd, or -1 once closed (`Hub.forget_fd`): EBADF, as
-                        # the socket's own method would raise.
-                        data: bytes = _os_read(rec.fdobj, bufsize)
+                        # read(2) is recv(2) without flags on a stream, and os.read (or
+                        # _nbio.recv) parses its two arguments in a few instructions where
+                        # socket.recv's PyArg_ParseTuple (and its argument tuple) takes about
+                        # 450. ``rec.fdobj`` is the socket's fd, or -1 once closed
+                        # (`Hub.forget_fd`): EBADF, as the socket's own method would raise.
+                        data: bytes = _tcp_recv(rec.fdobj, bufsize)
                     else:
                         data = _c_recv(sock, bufsize)
                 except _BlockingIOError:
@@ -235,12 +236,12 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
                 known = rec
                 go = known.writable or not known.hints
                 if st.tcp and not flags:
-                    write_fd = known.fdobj  # (-1 once closed: write(2) fails with EBADF, as send)
+                    write_fd = known.fdobj  # (-1 once closed: EBADF, as the socket's send)
             if go:
                 size = len(data)
                 try:
                     if write_fd is not None:
-                        sent = _os_write(write_fd, data)  # (as recv's read: send(2), no flags)
+                        sent = _tcp_send(write_fd, data)  # (as in recv: no flags)
                     else:
                         sent = _c_send(sock, data, flags)
                 except _BlockingIOError:

@@ -1,7 +1,8 @@
 """`unknot._nbio` (src/unknot/_nbio.c) agrees with os.read, os.write and select.epoll.poll.
 
-The compiled build's TCP sockets read and write through `unknot._nbio`: os.read and os.write
-written again in C, keeping the GIL and (for reads up to 64 KiB) reading into one shared buffer.
+The compiled build's TCP sockets receive and send through `unknot._nbio`: os.read and os.write
+on a socket written again in C, with recv(2) and send(2) for read(2) and write(2), keeping the
+GIL and (for reads up to 64 KiB) reading into one shared buffer.
 Each scenario here runs through both and compares what comes back: the bytes or the count, or
 the exception's type and errno. Where the extension is not installed (the pure-Python dev
 install) it is compiled from its source for these tests; without a C compiler they skip (and
@@ -154,7 +155,7 @@ def test_read_returns_what_os_read_returns(
     a, b = tcp_pair
     payload = os.urandom(available)
     results = []
-    for read in (os.read, nbio.read):
+    for read in (os.read, nbio.recv):
         _refill(a, payload)
         got = b""
         first = read(b.fileno(), length)
@@ -182,9 +183,9 @@ def test_a_short_read_after_a_long_one_returns_only_its_own_bytes(
     # The shared buffer still holds the first read's bytes: the second must not show them.
     a, b = tcp_pair
     _refill(a, b"x" * 5000)
-    assert nbio.read(b.fileno(), BUFFER) == b"x" * 5000
+    assert nbio.recv(b.fileno(), BUFFER) == b"x" * 5000
     _refill(a, b"yz")
-    assert nbio.read(b.fileno(), BUFFER) == b"yz"
+    assert nbio.recv(b.fileno(), BUFFER) == b"yz"
 
 
 def test_read_at_end_of_file_and_when_nothing_is_ready(
@@ -192,12 +193,12 @@ def test_read_at_end_of_file_and_when_nothing_is_ready(
 ) -> None:
     a, b = tcp_pair
     for length in (1024, BUFFER + 1):
-        empty = [outcome(r, b.fileno(), length) for r in (os.read, nbio.read)]
+        empty = [outcome(r, b.fileno(), length) for r in (os.read, nbio.recv)]
         assert empty[0] == empty[1] == ("raise", (BlockingIOError, errno.EAGAIN))
     a.shutdown(socket.SHUT_WR)
     time.sleep(0.05)
     for length in (1024, BUFFER + 1):
-        assert nbio.read(b.fileno(), length) == os.read(b.fileno(), length) == b""
+        assert nbio.recv(b.fileno(), length) == os.read(b.fileno(), length) == b""
 
 
 @pytest.mark.parametrize(
@@ -212,7 +213,7 @@ def test_read_at_end_of_file_and_when_nothing_is_ready(
     ],
 )
 def test_read_rejects_what_os_read_rejects(nbio: ModuleType, args: tuple[Any, Any]) -> None:
-    theirs, ours = outcome(os.read, *args), outcome(nbio.read, *args)
+    theirs, ours = outcome(os.read, *args), outcome(nbio.recv, *args)
     assert theirs[0] == "raise"
     assert ours == theirs
 
@@ -221,16 +222,31 @@ def test_read_on_a_closed_fd(nbio: ModuleType) -> None:
     r, w = os.pipe()
     os.close(r)
     os.close(w)
-    assert outcome(nbio.read, r, 10) == outcome(os.read, r, 10) == ("raise", (OSError, errno.EBADF))
-    assert outcome(nbio.read, r, BUFFER + 10) == ("raise", (OSError, errno.EBADF))
+    assert outcome(nbio.recv, r, 10) == outcome(os.read, r, 10) == ("raise", (OSError, errno.EBADF))
+    assert outcome(nbio.recv, r, BUFFER + 10) == ("raise", (OSError, errno.EBADF))
+
+
+def test_an_fd_that_is_not_a_socket(nbio: ModuleType) -> None:
+    # recv(2) and send(2), not read(2) and write(2): a pipe is refused, where os.read and
+    # os.write would use it. (unknot calls them only on its TCP sockets.)
+    r, w = os.pipe()
+    try:
+        os.write(w, b"data")
+        assert outcome(nbio.recv, r, 10) == ("raise", (OSError, errno.ENOTSOCK))
+        assert outcome(nbio.recv, r, BUFFER + 10) == ("raise", (OSError, errno.ENOTSOCK))
+        assert outcome(nbio.send, w, b"more") == ("raise", (OSError, errno.ENOTSOCK))
+        assert os.read(r, 10) == b"data"  # nothing was consumed
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_argument_counts(nbio: ModuleType) -> None:
-    for fn in (nbio.read, nbio.write):
+    for fn in (nbio.recv, nbio.send):
         for args in ((), (1,), (1, 2, 3)):
             assert outcome(fn, *args)[1][0] is TypeError
     with pytest.raises(TypeError):
-        nbio.read(fd=1, length=2)
+        nbio.recv(fd=1, length=2)
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
@@ -239,7 +255,7 @@ def test_write_sends_what_os_write_sends(
 ) -> None:
     a, b = tcp_pair
     payload = os.urandom(3000)
-    for write in (os.write, nbio.write):
+    for write in (os.write, nbio.send):
         assert write(a.fileno(), kind(payload)) == len(payload)
         time.sleep(0.05)
         assert os.read(b.fileno(), 1 << 20) == payload
@@ -251,20 +267,20 @@ def test_write_when_the_buffer_is_full_and_to_a_closed_peer(
     a, b = tcp_pair
     chunk = b"z" * 65536
     fill(a.fileno())  # the send and the receive buffers
-    full = [outcome(w, a.fileno(), chunk) for w in (os.write, nbio.write)]
+    full = [outcome(w, a.fileno(), chunk) for w in (os.write, nbio.send)]
     assert full[0] == full[1] == ("raise", (BlockingIOError, errno.EAGAIN))
     b.close()
     time.sleep(0.05)
-    broken = [outcome(w, a.fileno(), b"after") for w in (os.write, nbio.write)]
+    broken = [outcome(w, a.fileno(), b"after") for w in (os.write, nbio.send)]
     # The reset peer: ECONNRESET first (its unread data), then EPIPE.
     assert broken[0][0] == broken[1][0] == "raise"
-    again = [outcome(w, a.fileno(), b"again") for w in (os.write, nbio.write)]
+    again = [outcome(w, a.fileno(), b"again") for w in (os.write, nbio.send)]
     assert again[0] == again[1] == ("raise", (BrokenPipeError, errno.EPIPE))
 
 
 @pytest.mark.parametrize("args", [(-1, b"x"), ("fd", b"x"), (1, "text"), (1, 12), (2**40, b"")])
 def test_write_rejects_what_os_write_rejects(nbio: ModuleType, args: tuple[Any, Any]) -> None:
-    theirs, ours = outcome(os.write, *args), outcome(nbio.write, *args)
+    theirs, ours = outcome(os.write, *args), outcome(nbio.send, *args)
     assert theirs[0] == "raise"
     assert ours == theirs
 
@@ -276,48 +292,48 @@ def test_a_signal_during_the_syscall_runs_its_handler_then_retries_or_raises(
     nbio: ModuleType, length: int, handler_raises: bool
 ) -> None:
     # PEP 475, as os.read: EINTR runs the handlers; the read goes on unless one raised. The
-    # read blocks (a blocking pipe, which unknot's own fds never are) until a child writes.
-    for read in (os.read, nbio.read):
-        r, w = os.pipe()
+    # read blocks (a blocking socket, which unknot's own never are) until a child writes.
+    for read in (os.read, nbio.recv):
+        r, w = socket.socketpair()
         child = subprocess.Popen(
             [sys.executable, "-c", "import os, time; time.sleep(0.5); os.write(1, b'late')"],
-            stdout=w,
+            stdout=w.fileno(),
         )
-        os.close(w)
+        w.close()
         try:
             with alarm(0.1, handler_raises) as seen:
                 if handler_raises:
                     with pytest.raises(Stop):
-                        read(r, length)
+                        read(r.fileno(), length)
                 else:
-                    assert read(r, length) == b"late"
+                    assert read(r.fileno(), length) == b"late"
             assert seen == [signal.SIGALRM]
         finally:
             child.wait(timeout=10)
-            os.close(r)
+            r.close()
 
 
-def test_write_retries_after_a_signal(nbio: ModuleType) -> None:
-    # A write blocked on a full blocking pipe, a signal, then a child drains the pipe.
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    fill(w, size=4096)
-    os.set_blocking(w, True)
+def test_send_retries_after_a_signal(nbio: ModuleType) -> None:
+    # A send blocked on a full blocking socket, a signal, then a child drains the socket.
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    fill(w.fileno())
+    w.setblocking(True)
     child = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import os, sys, time; time.sleep(0.5)\nwhile os.read(0, 65536): pass",
         ],
-        stdin=r,
+        stdin=r.fileno(),
     )
-    os.close(r)
+    r.close()
     try:
         with alarm(0.1) as seen:
-            assert nbio.write(w, b"after the signal") == len(b"after the signal")
+            assert nbio.send(w.fileno(), b"after the signal") == len(b"after the signal")
         assert seen == [signal.SIGALRM]
     finally:
-        os.close(w)
+        w.close()
         child.wait(timeout=10)
 
 
@@ -327,9 +343,9 @@ def test_the_sockets_use_it_exactly_in_the_compiled_build() -> None:
     if unknot.compiled:
         from unknot import _nbio
 
-        assert (_sockio._os_read, _sockio._os_write) == (_nbio.read, _nbio.write)
+        assert (_sockio._tcp_recv, _sockio._tcp_send) == (_nbio.recv, _nbio.send)
     else:
-        assert (_sockio._os_read, _sockio._os_write) == (os.read, os.write)
+        assert (_sockio._tcp_recv, _sockio._tcp_send) == (os.read, os.write)
 
 
 # -- method: a function as a method without a frame of its own --------------------------------
