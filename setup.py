@@ -101,7 +101,7 @@ def extensions() -> list[Any]:
         return []
     finally:
         os.chdir(cwd)
-    # The one extension written in C (src/unknot/_nbio.c): the TCP sockets' read and write
+    # The one extension written in C (src/unknot/_nbio.c): the TCP sockets' recv and send
     # keeping the GIL, the epoll hub's epoll_wait. Built with the mypyc modules or not at all
     # (optional_build_ext).
     return [*compiled, Extension("unknot._nbio", ["src/unknot/_nbio.c"])]

@@ -69,7 +69,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# After the standard library: benchmarks/http.py is named like the http package.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_HERE]
 from benchlib import ab, builds, machine, mdsection  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

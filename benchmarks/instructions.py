@@ -48,7 +48,9 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
+# After the standard library: benchmarks/http.py is named like the http package.
+_HERE = str(BENCH_DIR)
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_HERE]
 
 from benchlib import builds, mdsection  # noqa: E402
 

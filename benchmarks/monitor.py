@@ -22,13 +22,16 @@ or not; ``benchmarks/instructions.py`` counts it.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
+# After the standard library: benchmarks/http.py is named like the http package.
+_HERE = str(BENCH_DIR)
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_HERE]
 sys.path.insert(0, str(BENCH_DIR.parent / "src"))
 
 from benchlib import mdsection  # noqa: E402

@@ -50,7 +50,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# After the standard library: benchmarks/http.py is named like the http package.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_HERE]
 from benchlib import ab, machine, mdsection  # noqa: E402
 
 SECTION_TITLE = "Pool"

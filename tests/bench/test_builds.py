@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH))
+sys.path.append(str(BENCH))  # after the stdlib: benchmarks/http.py is not the http package
 
 import core  # noqa: E402
 import drivers  # noqa: E402
