@@ -454,16 +454,39 @@ _CONNECT_PENDING = {
 _DONTWAIT = _sockio.DONTWAIT
 
 
-def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
+def _reusable(args: tuple[Any, ...], positions: tuple[int, ...]) -> tuple[Any, ...]:
+    """``args`` with the iterables at ``positions`` made lists, so that a retry sees them whole.
+
+    The C method consumes an iterator there (``recvmsg_into``'s buffers, ``sendmsg``'s buffers
+    and ancillary data) at its first try, even when the syscall then says EAGAIN; retried with
+    the same, now empty, iterator, it would receive into no buffer or send nothing (a datagram
+    lost either way). What ``list`` refuses is left for the C method to refuse in its own words.
+    """
+    out = list(args)
+    for i in positions:
+        if i < len(out) and type(out[i]) not in (list, tuple):
+            try:
+                out[i] = list(out[i])
+            except TypeError:
+                pass
+    return tuple(out)
+
+
+def _cooperative(
+    name: str, write: bool, flags_at: int | None, iterables: tuple[int, ...] = ()
+) -> Any:
     """A method that retries the C socket method ``name`` after waiting for readiness.
 
     ``flags_at``: the position of its ``flags`` argument (which may also be passed by name).
+    ``iterables``: the positions of arguments the C method consumes as iterators (`_reusable`).
     """
     c_method = getattr(_Csocket, name)
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline: Any = False
         if self._state.timeout != 0.0:
+            if iterables:
+                args = _reusable(args, iterables)
             rec = self._state.rec
             if rec is not None:
                 _entry(rec.hub)
@@ -490,18 +513,18 @@ def _cooperative(name: str, write: bool, flags_at: int | None) -> Any:
     return method
 
 
-for _name, _write, _flags_at in (
-    ("_accept", False, None),
-    ("recvfrom", False, 1),
-    ("recvfrom_into", False, 2),
-    ("recvmsg", False, 2),
-    ("recvmsg_into", False, 2),
-    ("sendto", True, 1),
-    ("sendmsg", True, 2),
+for _name, _write, _flags_at, _iterables in (
+    ("_accept", False, None, ()),
+    ("recvfrom", False, 1, ()),
+    ("recvfrom_into", False, 2, ()),
+    ("recvmsg", False, 2, ()),
+    ("recvmsg_into", False, 2, (0,)),
+    ("sendto", True, 1, ()),
+    ("sendmsg", True, 2, (0, 1)),
 ):
     if hasattr(_Csocket, _name):
-        setattr(socket, _name, _cooperative(_name, _write, _flags_at))
-del _name, _write, _flags_at
+        setattr(socket, _name, _cooperative(_name, _write, _flags_at, _iterables))
+del _name, _write, _flags_at, _iterables
 
 if isinstance(_sockio_recv, FunctionType):  # the pure-Python build (see socket.recv)
     socket.recv = _sockio_recv  # type: ignore[method-assign]
