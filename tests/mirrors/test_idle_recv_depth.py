@@ -8,12 +8,15 @@ function itself (through `unknot._nbio.method`), so the handler's frame is the t
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 import unknot
 from unknot import socket
+
+T = TypeVar("T")
 
 
 def _stack(f: unknot.Fiber) -> list[str]:
@@ -54,30 +57,41 @@ def test_an_idle_recv_waits_two_frames_deep(exchanges: int) -> None:
     assert stacks[0][: len(top) + 1] == [*top, "echo"], stacks
 
 
-def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
-    # A TCPServer without TLS spawns the handler itself: under the handler's frame there is
-    # only the fiber's entry (its errors are logged and its socket closed by a done-callback:
-    # tests/server/test_tcp_server.py).
-    stacks = []
+def _idle_tcp_handler(look: Callable[[unknot.Fiber], T], payload: bytes, exchanges: int) -> T:
+    """What ``look`` finds on the fiber of a TCPServer's echo handler left idle in ``recv``
+    after ``exchanges`` round trips of ``payload``."""
+    found: list[T] = []
 
     def main() -> None:
         def handler(conn: socket.socket, addr: Any) -> None:
-            while data := conn.recv(4096):
+            while data := conn.recv(65536):
                 conn.sendall(data)
 
         server = unknot.TCPServer(handler, "127.0.0.1", 0)
         unknot.spawn(server.serve_forever)
         with socket.create_connection(server.address) as c:
-            c.sendall(b"ping")
-            assert c.recv(4096) == b"ping"
+            for _ in range(exchanges):
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    got += c.recv(4096)
+                assert got == payload
             unknot.sleep(0.01)
             (f,) = server._handlers
-            stacks.append(_stack(f))
+            found.append(look(f))
         server.stop()
 
     unknot.run(main)
+    return found[0]
+
+
+def test_an_idle_tcp_server_handler_has_no_wrapper_frame() -> None:
+    # A TCPServer without TLS spawns the handler itself: under the handler's frame there is
+    # only the fiber's entry (its errors are logged and its socket closed by a done-callback:
+    # tests/server/test_tcp_server.py).
+    stack = _idle_tcp_handler(_stack, b"ping", 1)
     top = [] if unknot.compiled else ["wait_readable", "recv"]
-    assert stacks[0] == [*top, "handler", "_fiber_main"], stacks
+    assert stack == [*top, "handler", "_fiber_main"], stack
 
 
 #: Bytes of C stack greenlet keeps for a handler idle in a TCP ``recv`` (``_stack_saved``: the
@@ -91,28 +105,8 @@ C_STACK_BOUND = {False: 1_700, True: 2_350}
 
 
 def test_an_idle_tcp_handler_keeps_a_bounded_c_stack() -> None:
-    saved = []
-
-    def main() -> None:
-        def handler(conn: socket.socket, addr: Any) -> None:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-        server = unknot.TCPServer(handler, "127.0.0.1", 0)
-        unknot.spawn(server.serve_forever)
-        with socket.create_connection(server.address) as c:
-            for _ in range(3):
-                c.sendall(b"x" * 1024)
-                got = b""
-                while len(got) < 1024:
-                    got += c.recv(4096)
-            unknot.sleep(0.01)
-            (f,) = server._handlers
-            saved.append(f._stack_saved)
-        server.stop()
-
-    unknot.run(main)
-    assert 0 < saved[0] <= C_STACK_BOUND[unknot.compiled], saved
+    saved = _idle_tcp_handler(lambda f: f._stack_saved, b"x" * 1024, 3)
+    assert 0 < saved <= C_STACK_BOUND[unknot.compiled], saved
 
 
 def test_an_idle_http_keep_alive_connection_keeps_one_loop_frame_and_no_last_response() -> None:
