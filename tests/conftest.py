@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,15 @@ from unknot._core._backends import BACKENDS
 pytest_plugins = ["pytester"]
 
 BACKEND_NAMES = sorted(BACKENDS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (`make test &`) with SIGINT ignored, and a subprocess
+    # inherits that: a test's child Python would then never see the Ctrl-C the test sends it
+    # (the docs' examples of Ctrl-C reaching the root fiber failed so). Tests run as in the
+    # foreground: Ctrl-C raises KeyboardInterrupt here, and children start with the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=BACKEND_NAMES)

@@ -445,8 +445,11 @@ def test_accept_error_ending_serve_forever_cancels_the_handlers(
 # -- in subprocesses ----------------------------------------------------------------------------
 
 SERVE_TCP_SCRIPT = """
-import sys
+import faulthandler, signal, sys
 import unknot
+
+unknot.dump_on_signal(signal.SIGUSR1)  # (for a hang: every fiber's stack, see hang_report)
+faulthandler.register(signal.SIGUSR2, all_threads=True)  # (the running greenlet's, from C)
 
 def handle(conn, addr):
     f = conn.makefile("rwb")
@@ -459,6 +462,22 @@ try:
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 """
+
+
+def hang_report(proc: subprocess.Popen[str]) -> str:
+    """What a child that did not answer Ctrl-C was doing: its signal state from /proc, the
+    fibers' stacks (SIGUSR1: `unknot.dump_on_signal`, made by the loop if it still turns) and
+    the running greenlet's Python stack (SIGUSR2: faulthandler, from the C handler); then it is
+    killed. Everything it wrote to stderr is in the report."""
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    lines = [ln for ln in status.splitlines() if ln.startswith(("State", "Threads", "Sig", "Shd"))]
+    wchan = Path(f"/proc/{proc.pid}/wchan").read_text()
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        proc.send_signal(signum)
+        time.sleep(1.0)
+    proc.kill()
+    out, err = proc.communicate()
+    return "\n".join([*lines, f"wchan: {wchan}", f"--- stdout ---\n{out}--- stderr ---\n{err}"])
 
 
 def connect_when_up(port: int, proc: subprocess.Popen[str], deadline: float = 10.0) -> std.socket:
@@ -493,7 +512,10 @@ def test_serve_tcp_outside_a_hub_starts_its_own() -> None:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         assert "\nThreads:\t1\n" in status
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C did not stop serve_tcp within 10 s\n" + hang_report(proc))
         assert proc.returncode == 0, err
         assert out == "interrupted\n"
     finally:
