@@ -382,3 +382,52 @@ def test_ctrl_c_inside_run_to_finish_waits_for_the_next_blocking_call() -> None:
     _assert_interrupted(res)
     assert "finished" in res.stdout and "not reached" not in res.stdout
     assert res.elapsed < 10
+
+
+_HANDLED_IN_A_PASS = """
+import os, signal
+import unknot
+from unknot import lowlevel
+
+r, w = os.pipe()
+
+def main():
+    log = []
+    hub = lowlevel.current_hub()
+
+    def reader():
+        lowlevel.wait_fds([r], [])  # an fd wait: no deadlock, the poll may sleep for ever
+
+    def sleeper():  # the test's bound: with the interrupt lost, it is delivered after this
+        unknot.sleep(3)
+        log.append("slept")
+
+    def presser():
+        hub.loop.call_soon_threadsafe(lambda: None)  # a byte in the self-pipe, as a thread's
+        unknot.sleep(0)  # resumed in the pass after a poll that found the self-pipe readable
+        os.kill(os.getpid(), signal.SIGINT)  # handled here, in this fiber, not in the root
+
+    for fn in (reader, sleeper, presser):
+        unknot.spawn(fn)
+    try:
+        lowlevel.park(cancellable=False, interruptible=True)
+    except KeyboardInterrupt:
+        log.append("interrupted")
+    return log  # (unknot.run cancels the reader before the pipe is closed)
+
+print(unknot.compiled, *unknot.run(main), sep="|")
+os.close(r)
+os.close(w)
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_handled_in_a_pass_is_delivered_before_the_next_sleep(
+    backend: str, pure: bool
+) -> None:
+    # The handler ran in a fiber of the pass that followed a poll which had reported the loop's
+    # self-pipe (a thread's call_soon_threadsafe wrote to it first); asyncio then drained the
+    # pipe, the byte of the handler with it. The hub must not sleep with the interrupt pending:
+    # before the fix the root got it only when the sleeper's timer ended the next poll (and
+    # without a timer, never).
+    assert _run_build(_HANDLED_IN_A_PASS, pure) == ["interrupted"]

@@ -12,7 +12,11 @@ The journey of one Ctrl-C:
    parked in a wait that can take an exception (`PARKED_CANCELLABLE` or `PARKED_INTERRUPTIBLE`);
    otherwise the root raises it at its next blocking call (`Hub.park` checks
    ``interrupt_pending``). A pass of ready fibers also stops extending itself once an interrupt
-   is pending, so the root gets it promptly.
+   is pending, so the root gets it promptly. Before each poll the hub delivers it again
+   (`HubSelector._compute_timeout`): a handler that ran after the last poll's check wrote its
+   wake-up byte to the loop's self-pipe, which asyncio may drain in the same iteration (when
+   the poll had reported an earlier byte, a thread's ``call_soon_threadsafe``): the poll would
+   then sleep with the interrupt pending.
 4. With no root fiber left to take it, the hub raises it out of the loop.
 
 Inside `run_to_finish`, a fiber's waits on the patched `threading` locks finish whatever comes,

@@ -41,6 +41,12 @@ class HubSelector(Hub):
     mock_clock: Any = None
 
     def _compute_timeout(self, timeout: float | None) -> float | None:
+        if self.interrupt_pending:
+            # A Ctrl-C handled since the last poll's check (in a fiber of the pass, or in the
+            # loop's callbacks) is delivered now, before the poll may sleep: the byte its handler
+            # wrote to the loop's self-pipe can already have been drained in this iteration
+            # (asyncio reads the pipe after the poll that reported an earlier byte).
+            deliver_interrupt(self)
         loop = self.loop
         busy = self.ready or self.calls
         if busy or (loop is not None and loop._ready):  # type: ignore[attr-defined]
@@ -108,4 +114,3 @@ class HubSelector(Hub):
         del self.fds[fd]
         if rec.armed:
             self._disarm(rec)
-
