@@ -153,6 +153,8 @@ def server_env(peer: str, head: ab.Tree, base: ab.Tree | None) -> dict[str, str]
         return ab.tree_of(peer, head, base).env()
     if builds.is_build(peer):  # the installed unknot: nothing on the path, the build checked
         return builds.env(peer)
+    if peer in builds.USES_COMPILED:  # the installed unknot's C helpers
+        return builds.installed_env(pure=False)
     env = dict(os.environ)
     if (SRC_DIR / "unknot").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))

@@ -7,6 +7,8 @@
 #            UNKNOT_PURE=1 in the environment runs the pure modules of a compiled install
 #   SECONDS  load duration (default 15); CONNS connections (default 100)
 #   OUT      callgrind's output file (default: a temporary file, removed at the end)
+#   KIND     (environment) the echo_servers.py peer to count, default unknot; greenlet-floor
+#            (with PYTHON the compiled build's interpreter) gives the floor under unknot's count
 # Prints the round trips, the total and the count per round trip, then the top functions.
 set -eu
 PY=$1; D=${2:-15}; C=${3:-100}; OUT=${4:-}
@@ -20,7 +22,7 @@ PORT=$((20000 + RANDOM % 20000))
 LOG=$(mktemp); LOAD=$(mktemp)
 cd "$HERE"
 taskset -c 0 valgrind --tool=callgrind --instr-atstart=no ${CG_EXTRA:-} --callgrind-out-file="$OUT" \
-    "$PY" echo_servers.py unknot "$PORT" > "$LOG" 2>&1 &
+    "$PY" echo_servers.py "${KIND:-unknot}" "$PORT" > "$LOG" 2>&1 &
 SERVER=$!
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -f "$LOG" "$LOAD"; [ $KEEP = 1 ] || rm -f "$OUT" "$OUT".*' EXIT
 wait_for_port "$PORT" 240 0.5 || { echo "the server did not listen:"; cat "$LOG"; exit 1; }

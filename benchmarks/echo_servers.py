@@ -175,6 +175,24 @@ def serve_threads(host: str, port: int) -> None:
             threading.Thread(target=handler, args=(conn,), daemon=True).start()
 
 
+def serve_greenlet_floor(host: str, port: int) -> None:
+    """The same blocking handler on the least a greenlet server can do (greenlet_floor.py),
+    compiled with mypyc as unknot's hot path is: what greenlet and the interpreter cost alone."""
+    from benchlib import native
+
+    try:
+        importlib.import_module("unknot._nbio")
+    except ImportError as exc:
+        raise Unavailable(
+            f"greenlet-floor needs unknot's compiled build (--unknot-python): {exc}"
+        ) from exc
+    try:
+        floor = native.build_mypyc("greenlet_floor")
+    except native.BuildError as exc:
+        raise Unavailable(str(exc)) from exc
+    floor.serve(host, port, _echo_blocking, BACKLOG)
+
+
 # ---- asyncio and uvloop ------------------------------------------------------------------
 
 
@@ -270,6 +288,7 @@ SERVERS: dict[str, Callable[[str, int], None]] = {
     "c-epoll": serve_c_epoll,
     "unknot": serve_unknot,
     "gevent": serve_gevent,
+    "greenlet-floor": serve_greenlet_floor,
     "asyncio-streams": serve_asyncio_streams,
     "asyncio-protocol": serve_asyncio_protocol,
     "uvloop-streams": serve_uvloop_streams,

@@ -27,6 +27,9 @@ COMPILED = "unknot-compiled"
 PURE = "unknot-pure"
 #: The build peers and whether each one must run the compiled modules.
 PEERS = {COMPILED: True, PURE: False}
+#: Peers other than unknot that use its compiled build's C helpers (``unknot._nbio``): run, like
+#: `COMPILED`, by the ``--unknot-python`` interpreter with its installed unknot.
+USES_COMPILED = frozenset({"greenlet-floor"})
 #: Set in a build peer's environment to "1" (compiled) or "0" (pure); checked by `check`.
 EXPECT_ENV = "UNKNOT_EXPECT_COMPILED"
 #: What a build peer's environment leaves out: any tree put on the path, and the build switch.
@@ -74,7 +77,10 @@ def kind(peer: str) -> str:
 
 
 def python(peer: str, unknot_python: str | None) -> str:
-    """The interpreter that runs ``peer``: ``unknot_python`` for a build peer, else this one."""
+    """The interpreter that runs ``peer``: ``unknot_python`` for a build peer (and, when
+    given, for a peer of `USES_COMPILED`), else this one."""
+    if peer in USES_COMPILED and unknot_python:
+        return unknot_python
     if is_build(peer):
         if not unknot_python:
             raise BuildError(f"{peer} needs --unknot-python")
