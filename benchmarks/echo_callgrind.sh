@@ -10,6 +10,9 @@
 #   KIND     (environment) the echo_servers.py peer to count, default unknot; greenlet-floor
 #            (with PYTHON the compiled build's interpreter) gives the floor under unknot's count
 # Prints the round trips, the total and the count per round trip, then the top functions.
+# The count includes setting up the connections (they connect once instrumentation is on): for
+# the steady state, run two durations and divide the difference of the totals by the
+# difference of the round trips (BENCHMARKS.md, "The greenlet floor (session 16)").
 set -eu
 PY=$1; D=${2:-15}; C=${3:-100}; OUT=${4:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
