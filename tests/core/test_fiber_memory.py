@@ -92,6 +92,31 @@ def test_fibers_spawned_from_one_line_share_their_spawn_site() -> None:
     assert sites[0] is sites[1] is sites[2]
 
 
+def test_each_spawning_call_gets_its_own_line_looked_up_once() -> None:
+    from unknot._core import _fiber
+
+    def main() -> list[Any]:
+        sites = []
+        for _ in range(2):
+            sites.append(unknot.spawn(int)._spawned_at)
+            sites.append(unknot.spawn(int)._spawned_at)  # the next line: another site
+        return sites
+
+    first = main.__code__.co_firstlineno
+    sites = unknot.run(main)
+    assert [s[1] - first for s in sites] == [3, 4, 3, 4]  # the lines of the two calls
+    assert sites[0] is sites[2] and sites[1] is sites[3]
+    assert sites[0][0] == __file__ and sites[0][2] == "main"
+    # Found again by its call (code and instruction), without a second line-table walk; an
+    # entry whose code object is not this one (its id reused) is not taken for it.
+    calls = [k for k, (code, _) in _fiber._SITE_OF_CALL.items() if code is main.__code__]
+    assert len(calls) == 2
+    stale = ("elsewhere.py", 1, "other")
+    for k in calls:
+        _fiber._SITE_OF_CALL[k] = (compile("pass", "elsewhere.py", "exec"), stale)
+    assert unknot.run(main) == sites
+
+
 def test_one_done_callback_is_kept_without_a_list_and_all_of_them_run() -> None:
     calls: list[str] = []
 

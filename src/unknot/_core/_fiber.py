@@ -32,6 +32,11 @@ SPAWN_STACKS: weakref.WeakKeyDictionary[Any, traceback.StackSummary] | None = No
 #: `_SITES_MAX` (code made at run time could make sites without end).
 _SITES: dict[tuple[str, int, str], tuple[str, int, str]] = {}
 _SITES_MAX = 4096
+#: The site of each call that spawned, by ``(id(code), f_lasti)``, with the code object (kept so
+#: that a reused id is never taken for it). A frame's line number walks its code's line table
+#: (about 3,000 instructions): a server spawning a fiber per connection from one call computes
+#: it once. Cleared with `_SITES`.
+_SITE_OF_CALL: dict[tuple[int, int], tuple[Any, tuple[str, int, str]]] = {}
 
 #: `Fiber._name_arg` when the name is not a template (see `Fiber.name`).
 _NO_ARG: Any = object()
@@ -153,10 +158,18 @@ class Fiber(greenlet):
         while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
             f = f.f_back
         code = f.f_code
-        site = (code.co_filename, f.f_lineno, code.co_name)
-        if len(_SITES) >= _SITES_MAX:
-            _SITES.clear()
-        self._spawned_at = _SITES.setdefault(site, site)
+        call = (id(code), f.f_lasti)
+        known = _SITE_OF_CALL.get(call)
+        if known is not None and known[0] is code:
+            self._spawned_at = known[1]
+        else:
+            if len(_SITE_OF_CALL) >= _SITES_MAX:
+                _SITES.clear()
+                _SITE_OF_CALL.clear()
+            site = (code.co_filename, f.f_lineno, code.co_name)
+            site = _SITES.setdefault(site, site)
+            _SITE_OF_CALL[call] = (code, site)
+            self._spawned_at = site
         if SPAWN_STACKS is not None:  # debug mode: the whole stack (costly), for dumps
             stack = traceback.StackSummary.extract(traceback.walk_stack(f), lookup_lines=False)
             stack.reverse()  # (source lines are read when the stack is printed)
