@@ -9,10 +9,11 @@ greenlet straight to the next ready one. Nothing else: no timers, no cancellatio
 budget, no asyncio loop, no error handling beyond the echo's (a send that does not take the
 whole message, or any error but EAGAIN, ends the connection).
 
-Compiled with mypyc like unknot's hot path (`build` puts the extension in
-``benchmarks/.build/floor/``), it says what unknot's own machinery costs on top of greenlet
-and the interpreter: the part of the gap to the native server that no change to unknot can
-close (BENCHMARKS.md, "The greenlet floor (session 16)"). Not a server to use.
+Compiled with mypyc like unknot's hot path (`benchlib.native.build_mypyc` puts the extension
+in ``benchmarks/.build/greenlet_floor-<cache tag>/``), it says what unknot's own machinery
+costs on top of greenlet and the interpreter: the part of the gap to the native server that no
+change to unknot can close (BENCHMARKS.md, "The greenlet floor (session 16)"). Not a server to
+use.
 """
 
 from __future__ import annotations

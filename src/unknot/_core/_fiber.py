@@ -27,16 +27,13 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Debug mode (`unknot.set_debug`): the stack each live fiber was spawned from, else None.
 SPAWN_STACKS: weakref.WeakKeyDictionary[Any, traceback.StackSummary] | None = None
 
-#: Spawn sites, ``(filename, lineno, function)``, one tuple per site shared by the fibers
-#: spawned there (a server spawns thousands from one line). Cleared when it grows past
-#: `_SITES_MAX` (code made at run time could make sites without end).
-_SITES: dict[tuple[str, int, str], tuple[str, int, str]] = {}
-_SITES_MAX = 4096
-#: The site of each call that spawned, by ``(id(code), f_lasti)``, with the code object (kept so
-#: that a reused id is never taken for it). A frame's line number walks its code's line table
-#: (about 3,000 instructions): a server spawning a fiber per connection from one call computes
-#: it once. Cleared with `_SITES`.
+#: Spawn sites, ``(filename, lineno, function)``, by spawning call ``(id(code), f_lasti)``, with
+#: the code object (kept so that a reused id is never taken for it): one tuple per call, shared
+#: by the fibers spawned there (a server spawns thousands from one call), and a frame's line
+#: number, which walks its code's line table (about 3,000 instructions), computed once per call.
+#: Cleared when it grows past `_SITES_MAX` (code made at run time could make calls without end).
 _SITE_OF_CALL: dict[tuple[int, int], tuple[Any, tuple[str, int, str]]] = {}
+_SITES_MAX = 4096
 
 #: `Fiber._name_arg` when the name is not a template (see `Fiber.name`).
 _NO_ARG: Any = object()
@@ -164,10 +161,8 @@ class Fiber(greenlet):
             self._spawned_at = known[1]
         else:
             if len(_SITE_OF_CALL) >= _SITES_MAX:
-                _SITES.clear()
                 _SITE_OF_CALL.clear()
             site = (code.co_filename, f.f_lineno, code.co_name)
-            site = _SITES.setdefault(site, site)
             _SITE_OF_CALL[call] = (code, site)
             self._spawned_at = site
         if SPAWN_STACKS is not None:  # debug mode: the whole stack (costly), for dumps
