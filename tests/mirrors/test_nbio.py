@@ -565,6 +565,35 @@ def test_epoll_wait_with_more_events_than_its_stack_holds(
 
 
 @needs_epoll
+def test_epoll_wait_fills_again_only_the_tuples_nobody_kept(
+    nbio: ModuleType, epoll: select.epoll
+) -> None:
+    (a, a2), (b, b2) = socket.socketpair(), socket.socketpair()
+    try:
+        epoll.register(a.fileno(), select.EPOLLOUT)
+        kept = nbio.epoll_wait(epoll.fileno(), 0, 4)[0]  # the list is gone, the tuple kept
+        assert kept == (a.fileno(), select.EPOLLOUT)
+        epoll.unregister(a.fileno())
+        epoll.register(b.fileno(), select.EPOLLOUT)
+        got = nbio.epoll_wait(epoll.fileno(), 0, 4)
+        # The kept tuple is left as it was; the new pair is in a tuple of its own.
+        assert kept == (a.fileno(), select.EPOLLOUT)
+        assert got == [(b.fileno(), select.EPOLLOUT)] and got[0] is not kept
+        # One nobody kept is filled again: the same object comes back. (The tuples made in
+        # between take any freed tuple's memory, so a new tuple cannot have the old id.)
+        ids = [id(pair) for pair in got]
+        del got, kept
+        hold = [(i, -i) for i in range(1000)]
+        again = nbio.epoll_wait(epoll.fileno(), 0, 4)
+        assert again == [(b.fileno(), select.EPOLLOUT)]
+        assert [id(pair) for pair in again] == ids
+        assert len(hold) == 1000
+    finally:
+        for s in (a, a2, b, b2):
+            s.close()
+
+
+@needs_epoll
 def test_epoll_wait_times_out_as_poll_does(nbio: ModuleType, epoll: select.epoll) -> None:
     r, w = os.pipe()
     try:
