@@ -337,6 +337,14 @@ timeout_ms(double seconds)
     return ms >= (double)INT_MAX ? INT_MAX : (int)ms;
 }
 
+/* Whether epoll_wait may fill `pair` again: only this module holds it. Never in a build without
+ * the GIL, where another thread's reference need not show in Py_REFCNT at once. */
+#ifdef Py_GIL_DISABLED
+#define PAIR_REUSABLE(pair) 0
+#else
+#define PAIR_REUSABLE(pair) ((pair) != NULL && Py_REFCNT(pair) == 1)
+#endif
+
 /* Room for n tuples in st->pairs (the new entries NULL). */
 static int
 reserve_pairs(nbio_state *st, Py_ssize_t n)
@@ -447,7 +455,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_XDECREF(fdobj);
             goto failed;
         }
-        if (pair != NULL && Py_REFCNT(pair) == 1) {
+        if (PAIR_REUSABLE(pair)) {
             /* Only this module holds it (the list it was returned in is gone, and nobody kept
              * it): nobody can see it change. Filled again, as enumerate and zip reuse their
              * result tuple. Its items are ints, which the tuple keeps no cycle through. */
@@ -688,6 +696,7 @@ PyDoc_STRVAR(check_signals_doc,
 static PyObject *
 nbio_check_signals(PyObject *module, PyObject *Py_UNUSED(unused))
 {
+    (void)module;
     if (PyErr_CheckSignals() < 0) {
         return NULL;
     }
