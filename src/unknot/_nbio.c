@@ -44,8 +44,9 @@
  * here each tuple is filled directly. And a tuple is made only once per index: the module keeps
  * the tuples it returned, and one that nobody else holds at the next call (the hub drops each
  * list after its loop) is filled with the new pair, as enumerate and zip reuse their result
- * tuple, instead of freed and made again (about 250 instructions less per round trip at 1,000
- * connections). A tuple someone kept is left alone. tests/mirrors/test_nbio.py compares the
+ * tuple, instead of freed and made again (about 160 instructions less per round trip at 1,000
+ * connections). A tuple someone kept is left alone; past PAIRS_MAX events in one wait, the rest
+ * get new tuples. tests/mirrors/test_nbio.py compares the
  * two and checks both cases.
  *
  * `fd_int(fd)` is the int object for an fd number, the same object every time: this module
@@ -345,7 +346,12 @@ timeout_ms(double seconds)
 #define PAIR_REUSABLE(pair) ((pair) != NULL && Py_REFCNT(pair) == 1)
 #endif
 
-/* Room for n tuples in st->pairs (the new entries NULL). */
+/* The most tuples epoll_wait keeps (about 56 KiB): the events of one wait past this many get
+ * new tuples each time, as before. Kept for the process's life, they must not grow with the
+ * number of connections (docs/internals.md, "Memory per idle connection"). */
+#define PAIRS_MAX 1024
+
+/* Room for n <= PAIRS_MAX tuples in st->pairs (the new entries NULL). */
 static int
 reserve_pairs(nbio_state *st, Py_ssize_t n)
 {
@@ -353,6 +359,9 @@ reserve_pairs(nbio_state *st, Py_ssize_t n)
     PyObject **pairs;
     while (len < n) {
         len *= 2;
+    }
+    if (len > PAIRS_MAX) {
+        len = PAIRS_MAX;
     }
     pairs = PyMem_Realloc(st->pairs, (size_t)len * sizeof(PyObject *));
     if (pairs == NULL) {
@@ -444,13 +453,14 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     st = (nbio_state *)PyModule_GetState(module);
-    if (n > st->pairs_len && reserve_pairs(st, n) < 0) {
+    if (n > st->pairs_len && st->pairs_len < PAIRS_MAX
+        && reserve_pairs(st, n < PAIRS_MAX ? n : PAIRS_MAX) < 0) {
         goto failed;
     }
     for (i = 0; i < n; i++) {
         PyObject *fdobj = fd_object(st, events[i].data.fd);
         PyObject *ev = fdobj == NULL ? NULL : PyLong_FromUnsignedLong(events[i].events);
-        PyObject *pair = st->pairs[i];
+        PyObject *pair = i < st->pairs_len ? st->pairs[i] : NULL;
         if (ev == NULL) {
             Py_XDECREF(fdobj);
             goto failed;
@@ -465,6 +475,7 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyTuple_SET_ITEM(pair, 1, ev);
             Py_DECREF(old_fd);
             Py_DECREF(old_ev);
+            Py_INCREF(pair); /* the list's reference */
         }
         else {
             PyObject *fresh = PyTuple_New(2);
@@ -475,12 +486,15 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             PyTuple_SET_ITEM(fresh, 0, fdobj);
             PyTuple_SET_ITEM(fresh, 1, ev);
-            st->pairs[i] = fresh; /* (the module's reference; the old tuple's holder keeps it) */
-            Py_XDECREF(pair);
-            pair = fresh;
+            if (i < st->pairs_len) {
+                /* The module's reference; the old tuple's holder keeps that one. */
+                st->pairs[i] = Py_NewRef(fresh);
+                Py_XDECREF(pair);
+            }
+            pair = fresh; /* (this reference is the list's) */
         }
         /* Each item is set as soon as it exists, so that dropping the list frees them all. */
-        PyList_SET_ITEM(result, i, Py_NewRef(pair));
+        PyList_SET_ITEM(result, i, pair);
     }
     goto done;
 failed:

@@ -596,6 +596,40 @@ def test_epoll_wait_fills_again_only_the_tuples_nobody_kept(
 
 
 @needs_epoll
+def test_epoll_wait_keeps_at_most_1024_tuples(nbio: ModuleType, epoll: select.epoll) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200 + 64
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"needs {want} open files; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    a, b = socket.socketpair()
+    fds: list[int] = []
+    try:
+        for _ in range(1200):
+            fds.append(os.dup(a.fileno()))
+            epoll.register(fds[-1], select.EPOLLOUT)
+        theirs, ours = _both(nbio, epoll, 0, 2000)
+        assert theirs == ours and len(ours[1]) == 1200
+        got = nbio.epoll_wait(epoll.fileno(), 0, 2000)
+        assert len(got) == 1200
+        # The list's reference, and the module's for the first 1,024 (PAIRS_MAX): the rest are
+        # the list's alone, so what the module keeps does not grow with the connections.
+        # (sys.getrefcount counts its argument too.)
+        kept = 3 if not sysconfig.get_config_var("Py_GIL_DISABLED") else 2
+        assert [sys.getrefcount(got[i]) for i in (0, 1023)] == [kept, kept]
+        assert [sys.getrefcount(got[i]) for i in (1024, 1199)] == [2, 2]
+    finally:
+        for fd in fds:
+            os.close(fd)
+        a.close()
+        b.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@needs_epoll
 def test_epoll_wait_times_out_as_poll_does(nbio: ModuleType, epoll: select.epoll) -> None:
     r, w = os.pipe()
     try:
