@@ -46,8 +46,7 @@
  * list after its loop) is filled with the new pair, as enumerate and zip reuse their result
  * tuple, instead of freed and made again (about 160 instructions less per round trip at 1,000
  * connections). A tuple someone kept is left alone; past PAIRS_MAX events in one wait, the rest
- * get new tuples. tests/mirrors/test_nbio.py compares the
- * two and checks both cases.
+ * get new tuples. tests/mirrors/test_nbio.py compares the two and checks both cases.
  *
  * `fd_int(fd)` is the int object for an fd number, the same object every time: this module
  * keeps one per fd number (in its state, made at first use), and `epoll_wait` puts them in its
@@ -99,17 +98,60 @@ fd_from(PyObject *arg, int *fd)
     return 0;
 }
 
-/* The module's state: the int object of each fd number below `ints_len` that was asked for
- * (NULL until then). Numbers from FD_INTS_MAX up get a new object each time. */
+/* A growable array of owned references (NULL where unset), for the module's state. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t len;
+} table;
+
+/* Room for index `need - 1` in `t`: grows from `initial` (or the present length) by doubling,
+ * to at most `limit` entries; the new entries are NULL. 0, or -1 with MemoryError set. */
+static int
+table_grow(table *t, Py_ssize_t need, Py_ssize_t initial, Py_ssize_t limit)
+{
+    Py_ssize_t len = t->len ? t->len : initial;
+    PyObject **items;
+    while (len < need) {
+        len *= 2;
+    }
+    if (len > limit) {
+        len = limit;
+    }
+    if (len <= t->len) {
+        return 0;
+    }
+    items = PyMem_Realloc(t->items, (size_t)len * sizeof(PyObject *));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(items + t->len, 0, (size_t)(len - t->len) * sizeof(PyObject *));
+    t->items = items;
+    t->len = len;
+    return 0;
+}
+
+/* Drops every reference `t` holds and its memory. */
+static void
+table_clear(table *t)
+{
+    for (Py_ssize_t i = 0; i < t->len; i++) {
+        Py_CLEAR(t->items[i]);
+    }
+    PyMem_Free(t->items);
+    t->items = NULL;
+    t->len = 0;
+}
+
+/* The module's state: `ints`, the int object of each fd number that was asked for (NULL until
+ * then; numbers from FD_INTS_MAX up get a new object each time), and `pairs`, epoll_wait's
+ * (fd, events) tuples kept to be filled again (see epoll_wait): pairs.items[i] is the tuple
+ * last returned at index i, or NULL. */
 #define FD_INTS_MAX (1 << 20)
 
 typedef struct {
-    PyObject **ints;
-    Py_ssize_t ints_len;
-    /* epoll_wait's (fd, events) tuples, kept to be filled again (see epoll_wait): pairs[i] is
-     * the tuple last returned at index i, or NULL. */
-    PyObject **pairs;
-    Py_ssize_t pairs_len;
+    table ints;
+    table pairs;
 } nbio_state;
 
 /* A new reference to the int object for ``fd`` (the cached one when 0 <= fd < FD_INTS_MAX).
@@ -121,27 +163,16 @@ fd_object(nbio_state *st, long fd)
     if (fd < 0 || fd >= FD_INTS_MAX) {
         return PyLong_FromLong(fd);
     }
-    if (fd >= st->ints_len) {
-        Py_ssize_t len = st->ints_len ? st->ints_len : 1024;
-        PyObject **ints;
-        while (len <= fd) {
-            len *= 2;
-        }
-        ints = PyMem_Realloc(st->ints, (size_t)len * sizeof(PyObject *));
-        if (ints == NULL) {
-            return PyErr_NoMemory();
-        }
-        memset(ints + st->ints_len, 0, (size_t)(len - st->ints_len) * sizeof(PyObject *));
-        st->ints = ints;
-        st->ints_len = len;
+    if (fd >= st->ints.len && table_grow(&st->ints, (Py_ssize_t)fd + 1, 1024, FD_INTS_MAX) < 0) {
+        return NULL;
     }
-    obj = st->ints[fd];
+    obj = st->ints.items[fd];
     if (obj == NULL) {
         obj = PyLong_FromLong(fd);
         if (obj == NULL) {
             return NULL;
         }
-        st->ints[fd] = obj;
+        st->ints.items[fd] = obj;
     }
     return Py_NewRef(obj);
 }
@@ -153,18 +184,8 @@ nbio_free(void *module)
     if (st == NULL) {
         return;
     }
-    for (Py_ssize_t i = 0; i < st->ints_len; i++) {
-        Py_CLEAR(st->ints[i]);
-    }
-    PyMem_Free(st->ints);
-    st->ints = NULL;
-    st->ints_len = 0;
-    for (Py_ssize_t i = 0; i < st->pairs_len; i++) {
-        Py_CLEAR(st->pairs[i]);
-    }
-    PyMem_Free(st->pairs);
-    st->pairs = NULL;
-    st->pairs_len = 0;
+    table_clear(&st->ints);
+    table_clear(&st->pairs);
 }
 
 PyDoc_STRVAR(fd_int_doc,
@@ -351,29 +372,6 @@ timeout_ms(double seconds)
  * number of connections (docs/internals.md, "Memory per idle connection"). */
 #define PAIRS_MAX 1024
 
-/* Room for n <= PAIRS_MAX tuples in st->pairs (the new entries NULL). */
-static int
-reserve_pairs(nbio_state *st, Py_ssize_t n)
-{
-    Py_ssize_t len = st->pairs_len ? st->pairs_len : 64;
-    PyObject **pairs;
-    while (len < n) {
-        len *= 2;
-    }
-    if (len > PAIRS_MAX) {
-        len = PAIRS_MAX;
-    }
-    pairs = PyMem_Realloc(st->pairs, (size_t)len * sizeof(PyObject *));
-    if (pairs == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memset(pairs + st->pairs_len, 0, (size_t)(len - st->pairs_len) * sizeof(PyObject *));
-    st->pairs = pairs;
-    st->pairs_len = len;
-    return 0;
-}
-
 PyDoc_STRVAR(epoll_wait_doc,
 "epoll_wait(epfd, timeout, maxevents, /) -> list[tuple[int, int]]\n\n"
 "select.epoll.poll on the epoll fd ``epfd``: up to ``maxevents`` (fd, events) pairs, waiting at\n"
@@ -453,14 +451,13 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     st = (nbio_state *)PyModule_GetState(module);
-    if (n > st->pairs_len && st->pairs_len < PAIRS_MAX
-        && reserve_pairs(st, n < PAIRS_MAX ? n : PAIRS_MAX) < 0) {
+    if (n > st->pairs.len && table_grow(&st->pairs, n, 64, PAIRS_MAX) < 0) {
         goto failed;
     }
     for (i = 0; i < n; i++) {
         PyObject *fdobj = fd_object(st, events[i].data.fd);
         PyObject *ev = fdobj == NULL ? NULL : PyLong_FromUnsignedLong(events[i].events);
-        PyObject *pair = i < st->pairs_len ? st->pairs[i] : NULL;
+        PyObject *pair = i < st->pairs.len ? st->pairs.items[i] : NULL;
         if (ev == NULL) {
             Py_XDECREF(fdobj);
             goto failed;
@@ -486,9 +483,9 @@ nbio_epoll_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             PyTuple_SET_ITEM(fresh, 0, fdobj);
             PyTuple_SET_ITEM(fresh, 1, ev);
-            if (i < st->pairs_len) {
+            if (i < st->pairs.len) {
                 /* The module's reference; the old tuple's holder keeps that one. */
-                st->pairs[i] = Py_NewRef(fresh);
+                st->pairs.items[i] = Py_NewRef(fresh);
                 Py_XDECREF(pair);
             }
             pair = fresh; /* (this reference is the list's) */
