@@ -8,6 +8,8 @@ cost of one operation, free of start-up and import costs. Cases:
 
 * ``echo``: two fibers ping-pong 1 KiB over a TCP loopback connection (client ``sendall`` +
   ``recv``, server ``recv`` + ``sendall``): the echo server's hot path, plus the client's.
+  ``echo-into`` the same with ``recv_into`` and ``send`` on both sides: the general path
+  (`unknot._sockio.general_io`), which readers over ``makefile`` (http.client, PyMySQL) take.
 * ``event``: two fibers hand control back and forth through a fresh `unknot.Event` each time
   (core.py's *switch* cell).
 * ``queue``: a producer and a consumer fiber through an `unknot.Queue(1)`.
@@ -54,8 +56,11 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_H
 
 from benchlib import builds, mdsection  # noqa: E402
 
-CASES: dict[str, str] = {
-    "echo": r"""
+CASES: dict[str, str] = {}
+
+# The echo cases: two fibers ping-pong 1 KiB over TCP loopback; SERVE and ASK are what the
+# server and the client do per round trip.
+_ECHO = r"""
 import sys, unknot
 from unknot import socket
 N = int(sys.argv[1])
@@ -64,25 +69,54 @@ def main():
     srv = socket.create_server(("127.0.0.1", 0))
     def server():
         conn, _ = srv.accept()
+        buf = bytearray(65536)
+        view = memoryview(buf)
         with conn:
             for _ in range(N):
-                data = b""
-                while len(data) < 1024:
-                    data += conn.recv(65536)
-                conn.sendall(data)
+                SERVE
     f = unknot.spawn(server)
     c = socket.create_connection(srv.getsockname())
+    buf = bytearray(65536)
     with c:
         for _ in range(N):
-            c.sendall(MSG)
-            got = 0
-            while got < 1024:
-                got += len(c.recv(65536))
+            ASK
     f.join()
     srv.close()
 unknot.run(main)
-""",
-    "event": r"""
+"""
+CASES["echo"] = _ECHO.replace(
+    "SERVE",
+    """data = b""
+                while len(data) < 1024:
+                    data += conn.recv(65536)
+                conn.sendall(data)""",
+).replace(
+    "ASK",
+    """c.sendall(MSG)
+            got = 0
+            while got < 1024:
+                got += len(c.recv(65536))""",
+)
+CASES["echo-into"] = _ECHO.replace(
+    "SERVE",
+    """got = 0
+                while got < 1024:
+                    got += conn.recv_into(view[got:])
+                sent = 0
+                while sent < 1024:
+                    sent += conn.send(view[sent:1024])""",
+).replace(
+    "ASK",
+    """sent = 0
+            while sent < 1024:
+                sent += c.send(MSG[sent:] if sent else MSG)
+            got = 0
+            while got < 1024:
+                got += c.recv_into(buf)""",
+)
+CASES.update(
+    {
+        "event": r"""
 import sys, unknot
 N = int(sys.argv[1])
 def main():
@@ -100,7 +134,7 @@ def main():
     f.join()
 unknot.run(main)
 """,
-    "queue": r"""
+        "queue": r"""
 import sys, unknot
 N = int(sys.argv[1])
 def main():
@@ -114,7 +148,7 @@ def main():
     f.join()
 unknot.run(main)
 """,
-    "sleep0": r"""
+        "sleep0": r"""
 import sys, unknot
 N = int(sys.argv[1])
 def yielder():
@@ -126,7 +160,7 @@ def main():
         f.join()
 unknot.run(main)
 """,
-    "spawn": r"""
+        "spawn": r"""
 import sys, unknot
 N = int(sys.argv[1])
 def nothing():
@@ -137,7 +171,8 @@ def main():
         spawn(nothing).join()
 unknot.run(main)
 """,
-}
+    }
+)
 
 # The HTTP cases: one keep-alive ``GET /`` after another from a raw socket client, answered by
 # an `HTTPConnection` (the server's per-connection loop, without the accepting server and its
@@ -199,6 +234,7 @@ CASES["http-floor"] = _HTTP.replace(
 )
 UNITS = {
     "echo": "round trip",
+    "echo-into": "round trip",
     "event": "hand-off pair",
     "queue": "item",
     "sleep0": "pair of yields",

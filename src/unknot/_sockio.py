@@ -1,4 +1,5 @@
-"""The hot paths of `unknot.socket`'s blocking calls (``recv``, ``sendall``) and their entry.
+"""The blocking calls of `unknot.socket`'s sockets: the hot paths (``recv``, ``sendall``), their
+entry, and the general path every other call takes (``recv_into``, ``send``, ``accept``...).
 
 A module of its own so that mypyc can compile them (`unknot._compiled.MODULES`):
 `unknot.socket.socket` derives from the C type ``_socket.socket``, so its methods stay
@@ -9,7 +10,11 @@ read them as C struct fields and call `Hub.wait_fd` directly.
 Each function takes the socket as its first argument and is the method's whole body. In the
 pure-Python build they are plain functions, which `unknot.socket.socket` takes as its methods
 as they are (no frame more than a method of its own: docs/internals.md, "Memory per idle
-connection"); in the compiled build a one-line method calls them.
+connection"); in the compiled build `unknot._nbio.method` binds them without a frame (where that
+extension is missing, a one-line method of the class calls them). The private ones
+(`general_io` as ``socket._io``, `wait_ready` as ``socket._wait``, `after_ready`,
+`accept_fd` as ``socket._accept``) are bound the same way, for `unknot.ssl` and the other
+calls of `unknot.socket` that use them.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from typing import Any, Final
 from greenlet import getcurrent
 
 from ._compiled import nbio
+from ._mirror import poll_fd
 from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 
 # The C methods, called as functions (no attribute lookup on the type per call).
 _c_recv: Final = _socket.socket.recv
+_c_recv_into: Final = _socket.socket.recv_into
 _c_send: Final = _socket.socket.send
+_c_accept: Final = _socket.socket._accept  # type: ignore[attr-defined]
 
 # The TCP sockets' syscalls without flags: `unknot._nbio`'s recv(2) and send(2) in the compiled
 # build (os.read and os.write on a socket, keeping the GIL: src/unknot/_nbio.c says why),
@@ -68,7 +76,7 @@ class SocketState:
         self.tcp = tcp
         #: Connected by this process (``connect``): its blocking sends first let the ready
         #: fibers run, so that the requests of many clients of one server leave together
-        #: (``socket._after_ready``).
+        #: (`after_ready`).
         self.client = False
 
 
@@ -111,8 +119,8 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
     """As `socket.socket.recv`, suspending only the calling fiber."""
     st: SocketState = sock._state
     timeout = st.timeout
-    # INLINED-ORIGINAL(never-waits): this test is copied into socket.recv_into and
-    # socket.send; change them together.
+    # INLINED-ORIGINAL(never-waits): this test is copied into recv_into and send; change them
+    # together.
     if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
         # Never waits: the C method as it is (drivers poll like this on every command).
         # The readiness hint is left as it is: still set only means "try the syscall".
@@ -123,9 +131,9 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
     if maybe is not None:
         # The hot path (a socket with a record, in a fiber of its own hub).
         rec: FdWait = maybe  # (compiled, the attributes of an FdWait, not of a union, are fields)
-        # INLINED-COPY-BEGIN(socket-recv): socket._io and socket._wait, same rules (the
+        # INLINED-COPY-BEGIN(socket-recv): general_io and wait_ready, same rules (the
         # hint, short TCP reads, the deadline set at the first wait); the timeout (None, or
-        # seconds) bounds the whole call. Anything else falls back to _io below.
+        # seconds) bounds the whole call. Anything else falls back to general_io below.
         hub = rec.hub
         # INLINED-COPY-BEGIN(io-entry): entry (the cancellation point, the streak)
         n = hub.io_budget
@@ -184,12 +192,14 @@ def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
 
 
 def _recv_io(sock: Any, bufsize: int, flags: int, entered: bool) -> bytes:
-    """``recv`` by the general path (`socket._io`). A function of its own: compiled, the
+    """``recv`` by the general path (`general_io`). A function of its own: compiled, the
     arguments of these calls would take room in ``recv``'s C frame, which stays on the stack of
     every fiber idle in ``recv`` (docs/internals.md, "Memory per idle connection")."""
     if flags:
-        return sock._io(False, _c_recv, None, (bufsize, flags), entered=entered)
-    return sock._io(False, _c_recv, bufsize, (bufsize,), entered=entered)
+        data: bytes = general_io(sock, False, _c_recv, None, (bufsize, flags), False, entered)
+    else:
+        data = general_io(sock, False, _c_recv, bufsize, (bufsize,), False, entered)
+    return data
 
 
 def sendall(sock: Any, data: Any, flags: int = 0) -> None:
@@ -219,7 +229,7 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
         else:
             entry_here()
         if st.client:
-            sent = sock._after_ready(data, flags)
+            sent = after_ready(sock, data, flags)
             if sent and sent == len(data):  # (sent is nonzero only for bytes)
                 return
             rec = st.rec  # (the others ran meanwhile)
@@ -227,7 +237,7 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
             # The hot path: one try of the syscall, unless the hint says the buffer is
             # full. The deadline is set only if the call has to wait (with a timeout, the
             # call may so end later than the stdlib's by the duration of this syscall).
-            # INLINED-COPY-BEGIN(socket-sendall): the first try of socket._io: the same
+            # INLINED-COPY-BEGIN(socket-sendall): the first try of general_io: the same
             # hint test, and the same rule for clearing it (a short write on a stream).
             write_fd: Any = None
             if rec is None:
@@ -252,13 +262,202 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
                     if sent and rec is not None and rec.hints and st.stream:
                         rec.writable = False  # a short write: the buffer is full
             # INLINED-COPY-END(socket-sendall)
-    deadline = sock._deadline()
+    deadline = deadline_of(st)
     if type(data) is bytes and not sent:
         size = len(data)
-        sent = sock._io(True, _c_send, size, (data, flags), deadline)
+        sent = general_io(sock, True, _c_send, size, (data, flags), deadline)
         if sent == size:
             return
     with memoryview(data) as view, view.cast("B") as buf:
         total = len(buf)
         while sent < total:
-            sent += sock._io(True, _c_send, total - sent, (buf[sent:], flags), deadline)
+            sent += general_io(sock, True, _c_send, total - sent, (buf[sent:], flags), deadline)
+
+
+# -- the general path: every other blocking call, and the fallbacks of recv and sendall --------
+
+#: What `attempt` returns for a call that would block.
+AGAIN: Final[Any] = object()
+
+
+def attempt(op: Any, sock: Any, args: tuple[Any, ...]) -> Any:
+    """``op(sock, *args)``, or `AGAIN` if it would block.
+
+    A function of its own for memory's sake: in the pure-Python build a frame that catches an
+    exception gets a frame object (for the traceback) that lives as long as the frame, and
+    `general_io`'s frame lives on while its fiber waits: some 300 bytes more per idle
+    connection. This frame ends at once.
+    """
+    try:
+        return op(sock, *args)
+    except _BlockingIOError:
+        return AGAIN
+
+
+def deadline_of(st: SocketState) -> float | None:
+    """When a call starting now must end, by the socket's timeout (None: never)."""
+    t = st.timeout
+    return None if t is None else _time.monotonic() + t
+
+
+def wait_ready(sock: Any, write: bool, deadline: float | None) -> None:
+    """Wait until ``sock`` is ready to read (or to write); raise `TimeoutError` once
+    ``deadline`` passed. In a fiber the hub waits (making the socket's fd record if it has
+    none); outside fibers the thread blocks in ``poll``. (``socket._wait``.)"""
+    # INLINED-ORIGINAL(socket-recv): copied, with general_io, into recv; change them together.
+    timeout = None if deadline is None else deadline - _time.monotonic()
+    if timeout is not None and timeout <= 0:
+        raise TimeoutError("timed out")
+    f = _getcurrent()
+    if type(f) is _Fiber:
+        hub = f.hub
+        st: SocketState = sock._state
+        rec = st.rec
+        if rec is None or rec.hub is not hub:
+            fd = sock.fileno()
+            if fd < 0:
+                raise OSError(9, "Bad file descriptor")
+            rec = st.rec = hub.fd_record(fd)
+        if hub.wait_fd(f, rec, write, timeout) is TIMED_OUT:
+            raise TimeoutError("timed out")
+    elif not poll_fd(sock.fileno(), not write, write, timeout):
+        raise TimeoutError("timed out")
+
+
+def general_io(
+    sock: Any,
+    write: bool,
+    op: Any,
+    size: int | None,
+    args: tuple[Any, ...],
+    deadline: Any = False,
+    entered: bool = False,
+) -> Any:
+    """Run the C method ``op(sock, *args)`` moving up to ``size`` bytes, cooperatively.
+    (``socket._io``.)
+
+    Uses and maintains the record's readiness hints (see `unknot.lowlevel.FdWait`): a short
+    write on a stream socket (or a short read on a TCP one) clears the hint, and a cleared
+    hint means wait for the next edge before trying the syscall again. ``size`` None: the
+    call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
+    call moving no bytes at all never waits first: it returns at once, as in the stdlib.
+    A call that may block begins at `entry` (a cancellation point) unless the caller
+    already did that (``entered``, or a ``deadline`` given: a continuation).
+    """
+    # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into recv (with wait_ready) and into
+    # sendall (its first try); change them together.
+    st: SocketState = sock._state
+    rec = st.rec
+    if deadline is False and not entered and st.timeout != 0.0:
+        if rec is not None:
+            entry(rec.hub)
+        else:
+            entry_here()
+    if rec is not None and st.timeout != 0.0 and (size is None or size > 0):
+        if rec.hints and not (rec.writable if write else rec.readable):
+            if deadline is False:
+                deadline = deadline_of(st)
+            wait_ready(sock, write, deadline)
+    while True:
+        if st.timeout == 0.0:
+            result = op(sock, *args)  # (raises BlockingIOError, as in the stdlib)
+        else:
+            result = attempt(op, sock, args)
+        if result is AGAIN:
+            if deadline is False:
+                deadline = deadline_of(st)
+            wait_ready(sock, write, deadline)
+            continue
+        n = result if type(result) is int else len(result)
+        if size is not None and 0 < n < size and (st.stream if write else st.tcp):
+            rec = st.rec
+            if rec is not None and rec.hints:
+                if write:
+                    rec.writable = False
+                else:
+                    rec.readable = False
+        return result
+
+
+def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    """As `socket.socket.recv_into`, suspending only the calling fiber."""
+    st: SocketState = sock._state
+    timeout = st.timeout
+    # INLINED-COPY-BEGIN(never-waits): recv's test
+    if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
+        # Never waits: the C method as it is (see recv)
+        return _c_recv_into(sock, buffer, nbytes, flags)
+    # INLINED-COPY-END(never-waits)
+    size = None if flags else nbytes or memoryview(buffer).nbytes
+    return general_io(sock, False, _c_recv_into, size, (buffer, nbytes, flags))
+
+
+def send(sock: Any, data: Any, flags: int = 0) -> int:
+    """As `socket.socket.send`, suspending only the calling fiber.
+
+    On a blocking client socket the fibers already ready to run go first (see `sendall`).
+    """
+    st: SocketState = sock._state
+    timeout = st.timeout
+    # INLINED-COPY-BEGIN(never-waits): recv's test
+    if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
+        # Never waits: the C method as it is (see recv)
+        return _c_send(sock, data, flags)
+    # INLINED-COPY-END(never-waits)
+    if st.client and not flags & DONTWAIT:
+        entry_here()
+        n = after_ready(sock, data, flags)
+        if n:
+            return n
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        return general_io(sock, True, _c_send, size, (data, flags), False, True)
+    size = len(data) if type(data) is bytes else memoryview(data).nbytes
+    return general_io(sock, True, _c_send, size, (data, flags))
+
+
+def after_ready(sock: Any, data: Any, flags: int) -> int:
+    """Start a blocking send on a client socket: go after the fibers already ready.
+    (``socket._after_ready``.)
+
+    With other fibers ready (or sends already batched), bytes are handed to the hub, which
+    sends them once those fibers have run, back to back with the other fibers' requests
+    (`Hub.call_batched`); the bytes it sent are returned (0 if the buffer was full). Other
+    data types just cede (`Hub.cede`) and 0 is returned, as it is when nobody else is
+    ready: the caller then sends itself.
+    """
+    f = _getcurrent()
+    if type(f) is not _Fiber:
+        return 0
+    hub: Hub = f.hub
+    if not (hub.ready or hub.calls):
+        return 0
+    if type(data) is not bytes:
+        hub.cede(f)
+        return 0
+    try:
+        sent: int = hub.call_batched(f, _c_send, sock, data, flags)
+    except _BlockingIOError:
+        return 0
+    return sent
+
+
+def accept_fd(sock: Any) -> tuple[int, Any]:
+    """``socket._accept``: the new connection's fd and address, waiting for one cooperatively
+    (as the socket's timeout says)."""
+    st: SocketState = sock._state
+    deadline: Any = False
+    if st.timeout != 0.0:
+        rec = st.rec
+        if rec is not None:
+            entry(rec.hub)
+        else:
+            entry_here()
+    while True:
+        try:
+            return _c_accept(sock)
+        except _BlockingIOError:
+            if st.timeout == 0.0:
+                raise
+        if deadline is False:
+            deadline = deadline_of(st)
+        wait_ready(sock, False, deadline)

@@ -40,8 +40,8 @@ from typing import Any
 from greenlet import getcurrent
 
 from . import _sockio
-from ._mirror import poll_fd, rebind
-from .lowlevel import TIMED_OUT, Fiber
+from ._mirror import rebind
+from .lowlevel import Fiber
 
 __all__ = list(_stdlib.__all__)
 
@@ -56,37 +56,16 @@ _std_gethostbyname_ex = _stdlib.gethostbyname_ex
 _std_gethostbyaddr = _stdlib.gethostbyaddr
 _std_getnameinfo = _stdlib.getnameinfo
 _BlockingIOError = BlockingIOError
-#: What `_attempt` returns for a call that would block.
-_AGAIN: Any = object()
 
 
-def _attempt(op: Any, sock: Any, args: tuple[Any, ...]) -> Any:
-    """``op(sock, *args)``, or `_AGAIN` if it would block.
-
-    A function of its own for memory's sake: a frame that catches an exception gets a frame
-    object (for the traceback) that lives as long as the frame, and `socket._io`'s frame lives
-    on while its fiber waits: some 300 bytes more per idle connection. This frame ends at once.
-    """
-    try:
-        return op(sock, *args)
-    except _BlockingIOError:
-        return _AGAIN
-
-
-# The entry of a blocking call (the cancellation point and the fairness streak), and the hot
-# paths of recv and sendall, live in unknot._sockio, which mypyc compiles.
+# The entry of a blocking call (the cancellation point and the fairness streak), the blocking
+# calls' bodies and the general path they share live in unknot._sockio, which mypyc compiles.
 _entry = _sockio.entry
 _entry_slow = _sockio.entry_slow
 _entry_here = _sockio.entry_here
 _sockio_recv = _sockio.recv
-_sockio_sendall = _sockio.sendall
 _SocketState = _sockio.SocketState
 _NBIO = _sockio._NBIO  # (unknot._nbio when the compiled build runs with it, else None)
-
-
-def _blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
-    """Block the thread until ``fd`` is ready (outside fibers). False on timeout."""
-    return bool(poll_fd(fd, not write, write, timeout))
 
 
 _NS = 10**9
@@ -186,26 +165,12 @@ class socket(_StdSocket):
         t = self._state.timeout
         return None if t is None else _time.monotonic() + t
 
+    # The waiting and the general path are unknot._sockio's functions, bound as these methods
+    # below the class (as recv and sendall are: see there).
+
     def _wait(self, write: bool, deadline: float | None) -> None:
         """Wait until the socket is ready; raise `TimeoutError` once ``deadline`` passed."""
-        # INLINED-ORIGINAL(socket-recv): copied, with _io, into recv (in _sockio.py); change them
-        # together.
-        timeout = None if deadline is None else deadline - _time.monotonic()
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError("timed out")
-        f = getcurrent()
-        if type(f) is Fiber:
-            hub = f.hub
-            rec = self._state.rec
-            if rec is None or rec.hub is not hub:
-                fd = self.fileno()
-                if fd < 0:
-                    raise OSError(9, "Bad file descriptor")
-                rec = self._state.rec = hub.fd_record(fd)
-            if hub.wait_fd(f, rec, write, timeout) is TIMED_OUT:
-                raise TimeoutError("timed out")
-        elif not _blocking_wait(self.fileno(), write, timeout):
-            raise TimeoutError("timed out")
+        _sockio.wait_ready(self, write, deadline)
 
     def _forget(self) -> None:
         rec = self._state.rec
@@ -224,9 +189,13 @@ class socket(_StdSocket):
 
     # -- connection set-up ----------------------------------------------------------------------
 
+    def _accept(self) -> tuple[int, Any]:
+        """The C ``_accept``, waiting for a connection cooperatively: its fd and address."""
+        return _sockio.accept_fd(self)
+
     def accept(self) -> tuple[socket, Any]:
         """Wait for a connection; return ``(socket, address)``."""
-        fd, addr = self._accept()  # type: ignore[attr-defined]
+        fd, addr = self._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
         if _stdlib.getdefaulttimeout() is None and self._state.timeout:
             sock.setblocking(True)
@@ -265,63 +234,15 @@ class socket(_StdSocket):
 
     # -- data transfer ------------------------------------------------------------------------
 
-    def _io(
-        self,
-        write: bool,
-        op: Any,
-        size: int | None,
-        args: tuple[Any, ...],
-        deadline: Any = False,
-        entered: bool = False,
-    ) -> Any:
-        """Run the C method ``op(self, *args)`` moving up to ``size`` bytes, cooperatively.
+    def _io(self, *args: Any) -> Any:
+        """Run a C method of the socket cooperatively: `unknot._sockio.general_io`, whose
+        arguments (after the socket) these are."""
+        return _sockio.general_io(self, *args)
 
-        Uses and maintains the record's readiness hints (see `unknot.lowlevel.FdWait`): a short
-        write on a stream socket (or a short read on a TCP one) clears the hint, and a cleared
-        hint means wait for the next edge before trying the syscall again. ``size`` None: the
-        call may move fewer bytes without draining the buffer (flags such as MSG_PEEK). A
-        call moving no bytes at all never waits first: it returns at once, as in the stdlib.
-        A call that may block begins at `_entry` (a cancellation point) unless the caller
-        already did that (``entered``, or a ``deadline`` given: a continuation).
-        """
-        # INLINED-ORIGINAL(socket-recv, socket-sendall): copied into recv (with _wait) and into
-        # sendall (its first try), in _sockio.py; change them together.
-        rec = self._state.rec
-        if deadline is False and not entered and self._state.timeout != 0.0:
-            if rec is not None:
-                _entry(rec.hub)
-            else:
-                _entry_here()
-        if rec is not None and self._state.timeout != 0.0 and (size is None or size > 0):
-            if rec.hints and not (rec.writable if write else rec.readable):
-                if deadline is False:
-                    deadline = self._deadline()
-                self._wait(write, deadline)
-        while True:
-            if self._state.timeout == 0.0:
-                result = op(self, *args)  # (raises BlockingIOError, as in the stdlib)
-            else:
-                result = _attempt(op, self, args)
-            if result is _AGAIN:
-                if deadline is False:
-                    deadline = self._deadline()
-                self._wait(write, deadline)
-                continue
-            n = result if type(result) is int else len(result)
-            st = self._state
-            if size is not None and 0 < n < size and (st.stream if write else st.tcp):
-                rec = st.rec
-                if rec is not None and rec.hints:
-                    if write:
-                        rec.writable = False
-                    else:
-                        rec.readable = False
-            return result
-
-    # recv and sendall are unknot._sockio's functions: in the pure-Python build they are the
+    # The blocking calls are unknot._sockio's functions: in the pure-Python build they are the
     # methods themselves (set below the class: no frame more); in the compiled build they are
     # too, wrapped by `unknot._nbio.method` (a mypyc function does not bind as a method). These
-    # two run only in a compiled build without that extension.
+    # one-line methods run only in a compiled build without that extension.
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """As `socket.socket.recv`, suspending only the calling fiber."""
@@ -333,61 +254,23 @@ class socket(_StdSocket):
         See `unknot._sockio.sendall`: on a blocking client socket the fibers already ready go
         first.
         """
-        _sockio_sendall(self, data, flags)
+        _sockio.sendall(self, data, flags)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As `socket.socket.recv_into`, suspending only the calling fiber."""
-        # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
-        if self._state.timeout == 0.0 or (flags & _DONTWAIT and self._state.timeout is None):
-            # Never waits: the C method as it is (see recv)
-            return _Csocket.recv_into(self, buffer, nbytes, flags)
-        # INLINED-COPY-END(never-waits)
-        size = None if flags else nbytes or memoryview(buffer).nbytes
-        return self._io(False, _Csocket.recv_into, size, (buffer, nbytes, flags))
+        return _sockio.recv_into(self, buffer, nbytes, flags)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """As `socket.socket.send`, suspending only the calling fiber.
 
         On a blocking client socket the fibers already ready to run go first (see `sendall`).
         """
-        # INLINED-COPY-BEGIN(never-waits): recv's test (in _sockio.py)
-        if self._state.timeout == 0.0 or (flags & _DONTWAIT and self._state.timeout is None):
-            # Never waits: the C method as it is (see recv)
-            return _Csocket.send(self, data, flags)
-        # INLINED-COPY-END(never-waits)
-        if self._state.client and not flags & _DONTWAIT:
-            _entry_here()
-            n = self._after_ready(data, flags)
-            if n:
-                return n
-            size = len(data) if type(data) is bytes else memoryview(data).nbytes
-            return self._io(True, _Csocket.send, size, (data, flags), entered=True)
-        size = len(data) if type(data) is bytes else memoryview(data).nbytes
-        return self._io(True, _Csocket.send, size, (data, flags))
+        return _sockio.send(self, data, flags)
 
     def _after_ready(self, data: Any, flags: int) -> int:
-        """Start a blocking send on a client socket: go after the fibers already ready.
-
-        With other fibers ready (or sends already batched), bytes are handed to the hub, which
-        sends them once those fibers have run, back to back with the other fibers' requests
-        (`Hub.call_batched`); the bytes it sent are returned (0 if the buffer was full). Other
-        data types just cede (`Hub.cede`) and 0 is returned, as it is when nobody else is
-        ready: the caller then sends itself.
-        """
-        f = getcurrent()
-        if type(f) is not Fiber:
-            return 0
-        hub = f.hub
-        if not (hub.ready or hub.calls):
-            return 0
-        if type(data) is not bytes:
-            hub.cede(f)
-            return 0
-        try:
-            sent: int = hub.call_batched(f, _Csocket.send, self, data, flags)
-        except _BlockingIOError:
-            return 0
-        return sent
+        """Start a blocking send on a client socket: go after the fibers already ready
+        (`unknot._sockio.after_ready`)."""
+        return _sockio.after_ready(self, data, flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file with ``os.sendfile`` where possible, else with `send`; cooperative."""
@@ -514,7 +397,6 @@ def _cooperative(
 
 
 for _name, _write, _flags_at, _iterables in (
-    ("_accept", False, None, ()),
     ("recvfrom", False, 1, ()),
     ("recvfrom_into", False, 2, ()),
     ("recvmsg", False, 2, ()),
@@ -526,16 +408,26 @@ for _name, _write, _flags_at, _iterables in (
         setattr(socket, _name, _cooperative(_name, _write, _flags_at, _iterables))
 del _name, _write, _flags_at, _iterables
 
-if isinstance(_sockio_recv, FunctionType):  # the pure-Python build (see socket.recv)
-    socket.recv = _sockio_recv  # type: ignore[method-assign]
-    socket.sendall = _sockio_sendall  # type: ignore[method-assign]
+# The methods whose bodies are unknot._sockio's functions (see socket.recv).
+_BODIES = {
+    "recv": _sockio.recv,
+    "sendall": _sockio.sendall,
+    "recv_into": _sockio.recv_into,
+    "send": _sockio.send,
+    "_io": _sockio.general_io,
+    "_wait": _sockio.wait_ready,
+    "_after_ready": _sockio.after_ready,
+    "_accept": _sockio.accept_fd,
+}
+if isinstance(_sockio_recv, FunctionType):  # the pure-Python build: the functions themselves
+    for _name, _body in _BODIES.items():
+        setattr(socket, _name, _body)
 elif _NBIO is not None:
     # The compiled build: the mypyc functions as methods, through `unknot._nbio.method`, which
     # binds like a Python function and calls them without a frame of its own.
-    socket.recv = _NBIO.method(_sockio_recv, socket.recv.__doc__)  # type: ignore[method-assign]
-    socket.sendall = _NBIO.method(  # type: ignore[method-assign]
-        _sockio_sendall, socket.sendall.__doc__
-    )
+    for _name, _body in _BODIES.items():
+        setattr(socket, _name, _NBIO.method(_body, getattr(socket, _name).__doc__))
+del _name, _body
 
 SocketType: Any = socket
 

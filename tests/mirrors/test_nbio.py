@@ -499,6 +499,62 @@ def test_the_socket_methods_use_it_exactly_in_the_compiled_build() -> None:
         assert unknot.run(main) == (b"ping", b"pong")
 
 
+#: The socket methods whose bodies are unknot._sockio's functions (session 18: the general path).
+BODIES = {
+    "recv_into": "recv_into",
+    "send": "send",
+    "_io": "general_io",
+    "_wait": "wait_ready",
+    "_after_ready": "after_ready",
+    "_accept": "accept_fd",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_the_general_path_is_the_compiled_function_in_either_build(name: str) -> None:
+    from unknot import _sockio
+    from unknot import socket as usocket
+
+    body = getattr(_sockio, BODIES[name])
+    method = usocket.socket.__dict__[name]
+    if unknot.compiled:
+        from unknot import _nbio
+
+        # The mypyc function itself, called without a Python frame between.
+        assert type(body).__name__ == "builtin_function_or_method"
+        assert type(method) is _nbio.method and method.__wrapped__ is body
+        assert method.__doc__  # the method's own docstring, kept
+    else:
+        assert method is body
+
+
+def test_the_general_path_calls_work_through_the_bound_functions() -> None:
+    from unknot import socket as usocket
+
+    srv = usocket.create_server(("127.0.0.1", 0))
+
+    def main() -> tuple[bytes, int, bytes]:
+        def serve() -> bytes:
+            conn, _ = srv.accept()  # socket._accept: accept_fd, waiting for the connection
+            with conn:
+                buf = bytearray(8)
+                n = conn.recv_into(buf)  # waits: nothing sent yet
+                conn.send(bytes(buf[:n]).upper())
+                return bytes(buf[:n])
+
+        f = unknot.spawn(serve)
+        unknot.sleep(0.01)  # the server waits in accept
+        c = usocket.create_connection(srv.getsockname())
+        with c:
+            unknot.sleep(0.01)  # and then in recv_into
+            sent = c.send(b"ping")  # a client socket: after_ready, then the syscall
+            got = c.recv(8)
+        return f.join(), sent, got
+
+    with srv:
+        assert unknot.run(main) == (b"ping", 4, b"PING")
+
+
 # -- epoll_wait: select.epoll.poll for the compiled epoll hub -----------------------------------
 
 needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux's")
