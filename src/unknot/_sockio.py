@@ -441,12 +441,47 @@ def after_ready(sock: Any, data: Any, flags: int) -> int:
     return sent
 
 
-def accept_fd(sock: Any) -> tuple[int, Any]:
-    """``socket._accept``: the new connection's fd and address, waiting for one cooperatively
-    (as the socket's timeout says)."""
+def reusable(args: tuple[Any, ...], positions: tuple[int, ...]) -> tuple[Any, ...]:
+    """``args`` with the iterables at ``positions`` made lists, so that a retry sees them whole.
+
+    The C method consumes an iterator there (``recvmsg_into``'s buffers, ``sendmsg``'s buffers
+    and ancillary data) at its first try, even when the syscall then says EAGAIN; retried with
+    the same, now empty, iterator, it would receive into no buffer or send nothing (a datagram
+    lost either way). What ``list`` refuses is left for the C method to refuse in its own words.
+    """
+    out = list(args)
+    for i in positions:
+        if i < len(out) and type(out[i]) not in (list, tuple):
+            try:
+                out[i] = list(out[i])
+            except TypeError:
+                pass
+    return tuple(out)
+
+
+def retry_call(
+    sock: Any,
+    c_method: Any,
+    name: str,
+    write: bool,
+    flags_at: int | None,
+    iterables: tuple[int, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``c_method(sock, *args, **kwargs)``, the C socket method ``name``, retried after waiting
+    for readiness (as the socket's timeout says): the body of `accept_fd` and of the methods
+    `unknot.socket` wraps generically (``recvfrom``, ``sendmsg``...).
+
+    ``flags_at``: the position of its ``flags`` argument (which may also be passed by name):
+    with MSG_DONTWAIT there, a blocking socket's call does not wait. ``iterables``: the
+    positions of arguments the C method consumes as iterators (`reusable`).
+    """
     st: SocketState = sock._state
     deadline: Any = False
     if st.timeout != 0.0:
+        if iterables:
+            args = reusable(args, iterables)
         rec = st.rec
         if rec is not None:
             entry(rec.hub)
@@ -454,10 +489,22 @@ def accept_fd(sock: Any) -> tuple[int, Any]:
             entry_here()
     while True:
         try:
-            return _c_accept(sock)
+            return c_method(sock, *args, **kwargs)
         except _BlockingIOError:
             if st.timeout == 0.0:
                 raise
+            if st.timeout is None and flags_at is not None:
+                flags = args[flags_at] if len(args) > flags_at else kwargs.get("flags", 0)
+                if name == "sendto" and len(args) == 2:
+                    flags = 0  # sendto(data, address)
+                if flags & DONTWAIT:
+                    raise
         if deadline is False:
             deadline = deadline_of(st)
-        wait_ready(sock, False, deadline)
+        wait_ready(sock, write, deadline)
+
+
+def accept_fd(sock: Any) -> tuple[int, Any]:
+    """``socket._accept``: the new connection's fd and address, waiting for one cooperatively
+    (as the socket's timeout says)."""
+    return retry_call(sock, _c_accept, "_accept", False, None, (), (), {})

@@ -21,7 +21,6 @@ import errno
 import math
 import os
 import socket as _stdlib
-import time as _time
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
@@ -60,10 +59,9 @@ _BlockingIOError = BlockingIOError
 
 # The entry of a blocking call (the cancellation point and the fairness streak), the blocking
 # calls' bodies and the general path they share live in unknot._sockio, which mypyc compiles.
-_entry = _sockio.entry
-_entry_slow = _sockio.entry_slow
 _entry_here = _sockio.entry_here
 _sockio_recv = _sockio.recv
+_retry_call = _sockio.retry_call
 _SocketState = _sockio.SocketState
 _NBIO = _sockio._NBIO  # (unknot._nbio when the compiled build runs with it, else None)
 
@@ -162,8 +160,7 @@ class socket(_StdSocket):
     # -- waiting ------------------------------------------------------------------------------
 
     def _deadline(self) -> float | None:
-        t = self._state.timeout
-        return None if t is None else _time.monotonic() + t
+        return _sockio.deadline_of(self._state)
 
     # The waiting and the general path are unknot._sockio's functions, bound as these methods
     # below the class (as recv and sendall are: see there).
@@ -333,63 +330,19 @@ _CONNECT_PENDING = {
 }
 
 
-# MSG_DONTWAIT as a plain int (see unknot._sockio).
-_DONTWAIT = _sockio.DONTWAIT
-
-
-def _reusable(args: tuple[Any, ...], positions: tuple[int, ...]) -> tuple[Any, ...]:
-    """``args`` with the iterables at ``positions`` made lists, so that a retry sees them whole.
-
-    The C method consumes an iterator there (``recvmsg_into``'s buffers, ``sendmsg``'s buffers
-    and ancillary data) at its first try, even when the syscall then says EAGAIN; retried with
-    the same, now empty, iterator, it would receive into no buffer or send nothing (a datagram
-    lost either way). What ``list`` refuses is left for the C method to refuse in its own words.
-    """
-    out = list(args)
-    for i in positions:
-        if i < len(out) and type(out[i]) not in (list, tuple):
-            try:
-                out[i] = list(out[i])
-            except TypeError:
-                pass
-    return tuple(out)
-
-
 def _cooperative(
     name: str, write: bool, flags_at: int | None, iterables: tuple[int, ...] = ()
 ) -> Any:
     """A method that retries the C socket method ``name`` after waiting for readiness.
 
     ``flags_at``: the position of its ``flags`` argument (which may also be passed by name).
-    ``iterables``: the positions of arguments the C method consumes as iterators (`_reusable`).
+    ``iterables``: the positions of arguments the C method consumes as iterators (see
+    `unknot._sockio.retry_call`, the method's body).
     """
     c_method = getattr(_Csocket, name)
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        deadline: Any = False
-        if self._state.timeout != 0.0:
-            if iterables:
-                args = _reusable(args, iterables)
-            rec = self._state.rec
-            if rec is not None:
-                _entry(rec.hub)
-            else:
-                _entry_here()
-        while True:
-            try:
-                return c_method(self, *args, **kwargs)
-            except _BlockingIOError:
-                if self._state.timeout == 0.0:
-                    raise
-                if self._state.timeout is None and flags_at is not None:
-                    flags = args[flags_at] if len(args) > flags_at else kwargs.get("flags", 0)
-                    if name == "sendto" and len(args) == 2:
-                        flags = 0  # sendto(data, address)
-                    if flags & _DONTWAIT:
-                        raise
-            if deadline is False:
-                deadline = self._deadline()
-            self._wait(write, deadline)
+        return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"As `socket.socket.{name}`, suspending only the calling fiber."

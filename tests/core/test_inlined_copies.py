@@ -38,7 +38,7 @@ import pytest
 
 import unknot
 import unknot.socket as us
-from unknot import lowlevel
+from unknot import _sockio, lowlevel
 from unknot._core._backends import BACKENDS
 from unknot._patch import _hybrid
 
@@ -1709,7 +1709,7 @@ def test_io_entry_agrees_with_entry() -> None:
             for budget, cancelled in ((5, False), (5, True), (0, False)):
                 outcomes = []
                 for call in (
-                    lambda: us._entry(hub_of_me()),  # the original
+                    lambda: _sockio.entry(hub_of_me()),  # the original
                     lambda: (b.sendall(b"d"), a.recv(1)),  # recv's copy (sendall's first)
                     lambda: a.sendall(b"e"),  # sendall's copy
                 ):
