@@ -214,3 +214,40 @@ def test_dump_on_signal_dumps_in_the_hub_thread() -> None:
     unknot.run(main)
     assert "fiber napper: waiting on sleep" in out.getvalue()
     assert set(writers) == {"MainThread"}
+
+
+def test_the_header_says_when_the_root_has_finished_and_an_interrupt_is_pending() -> None:
+    # What a dump of a program that will not stop needs to tell: the root fiber is done (the
+    # loop should have stopped) and a Ctrl-C that has not reached anyone yet.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread (Ctrl-C)")
+    headers: list[str] = []
+
+    def header() -> str:
+        out = io.StringIO()
+        unknot.dump(out, lowlevel.current_hub())
+        return out.getvalue().splitlines()[0]
+
+    def presser() -> None:
+        headers.append(header())
+        os.kill(os.getpid(), signal.SIGINT)  # handled in this fiber: pending for the root
+        (lambda: None)()
+        headers.append(header())
+
+    def main() -> str:
+        root = unknot.current()
+        root.add_done_callback(lambda _f: headers.append(header()))
+        unknot.spawn(presser)
+        try:
+            unknot.sleep(10)
+        except KeyboardInterrupt:
+            return "interrupted"
+        return "slept"
+
+    assert unknot.run(main) == "interrupted"
+    before, pending, finished = headers
+    assert ": 2 live fibers" in before
+    assert "pending" not in before and "finished" not in before
+    assert pending.endswith("; an interrupt is pending ===")
+    assert ": 0 live fibers" in finished
+    assert finished.endswith("; the root fiber has finished ===")

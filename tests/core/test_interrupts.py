@@ -431,3 +431,31 @@ def test_ctrl_c_handled_in_a_pass_is_delivered_before_the_next_sleep(
     # before the fix the root got it only when the sleeper's timer ended the next poll (and
     # without a timer, never).
     assert _run_build(_HANDLED_IN_A_PASS, pure) == ["interrupted"]
+
+
+# A Ctrl-C that comes while the root fiber's done callbacks run (its function has returned, the
+# callbacks run in its greenlet): raised there, a callback would swallow it (logged as "error in
+# a done-callback") and the program would go on as if it never came. It must come out of `run`.
+_IN_ROOT_DONE_CALLBACK = """
+import os, signal
+import unknot
+
+def press(_fiber):
+    os.kill(os.getpid(), signal.SIGINT)
+    (lambda: None)()  # a call into Python code: the handler runs here, in the root's greenlet
+
+def main():
+    unknot.current().add_done_callback(press)
+    return "returned"
+
+try:
+    result = unknot.run(main)
+except KeyboardInterrupt:
+    result = "interrupted"
+print(unknot.compiled, result, sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_in_the_roots_done_callback_comes_out_of_run(pure: bool) -> None:
+    assert _run_build(_IN_ROOT_DONE_CALLBACK, pure) == ["interrupted"]

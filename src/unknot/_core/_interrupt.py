@@ -3,8 +3,9 @@
 The journey of one Ctrl-C:
 
 1. `install_sigint` (called by `unknot.run` in the main thread) replaces the default SIGINT
-   handler. If the root fiber itself is running, the handler raises `KeyboardInterrupt` at once,
-   as without unknot. Otherwise it sets ``hub.interrupt_pending`` and wakes the loop.
+   handler. If the root fiber itself is running (its function, not its done callbacks after it
+   returned), the handler raises `KeyboardInterrupt` at once, as without unknot. Otherwise it
+   sets ``hub.interrupt_pending`` and wakes the loop.
 2. A signal that arrives while the hub sleeps in the OS poll runs its Python handler inside the
    poll call; an exception it raises comes out of the poll. `signal_handler_raised` turns it into
    a pending interrupt for the root fiber (``hub.interrupt`` holds the exception).
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlet import getcurrent
 
-from ._fiber import PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE, Fiber
+from ._fiber import DONE, PARKED_CANCELLABLE, PARKED_INTERRUPTIBLE, Fiber
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -79,8 +80,11 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
         return lambda: None
 
     def on_sigint(signum: int, frame: Any) -> None:
-        f = getcurrent()
-        if f is hub.root and f not in _FINISHING:
+        root = hub.root
+        # (A root that has finished is running its done callbacks, which would swallow the
+        # exception: the interrupt waits for the hub, which raises it out of the loop.)
+        running = root is not None and getcurrent() is root and root._state < DONE
+        if running and root not in _FINISHING:
             raise KeyboardInterrupt()
         hub.interrupt_pending = True
         loop._write_to_self()

@@ -302,6 +302,7 @@ def format_dump(hub: Hub | None = None) -> str:
         lines.append(
             f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers"
             + ("" if h in _monitor.watches else " (blocking detector off: untimed waits undated)")
+            + _hub_notes(h)
             + " ==="
         )
         groups: dict[str | None, list[FiberInfo]] = {}
@@ -314,6 +315,18 @@ def format_dump(hub: Hub | None = None) -> str:
     if not lines:
         lines.append("=== unknot: no hub is running ===")
     return "\n".join(lines) + "\n"
+
+
+def _hub_notes(h: Hub) -> str:
+    """What a dump's header says about a hub past its fibers: a root fiber that has finished
+    (the loop should be stopping) and an interrupt (Ctrl-C) not yet delivered."""
+    notes = []
+    root = h.root
+    if root is not None and root.done():
+        notes.append("the root fiber has finished")
+    if h.interrupt_pending:
+        notes.append("an interrupt is pending")
+    return "".join(f"; {n}" for n in notes)
 
 
 def dump(file: IO[str] | None = None, hub: Hub | None = None) -> None:
