@@ -459,3 +459,108 @@ print(unknot.compiled, result, sep="|")
 @pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
 def test_ctrl_c_in_the_roots_done_callback_comes_out_of_run(pure: bool) -> None:
     assert _run_build(_IN_ROOT_DONE_CALLBACK, pure) == ["interrupted"]
+
+
+# -- Ctrl-C that does not interrupt the poll at all ------------------------------------------
+#
+# A SIGINT delivered to another thread runs its C handler there: the hub's poll in the main
+# thread goes on sleeping, and the Python handler waits for it to return. So does one that
+# reaches the main thread after its last bytecode before the poll, before the poll's system
+# call begins (in the compiled build no bytecode runs in between at all: a Ctrl-C right after a
+# busy pass could then be seen only at the next wake-up, for an idle server never). The loop's
+# self-pipe is the wakeup fd, which the C handler writes to: the poll returns at once.
+
+_TO_ANOTHER_THREAD = """
+import signal, threading, time
+import unknot
+
+def main():
+    ready = threading.Event()
+    t = threading.Thread(target=lambda: (ready.set(), time.sleep(5)), daemon=True)
+    t.start()
+    ready.wait()
+    began = time.monotonic()
+    threading.Timer(0.1, signal.pthread_kill, (t.ident, signal.SIGINT)).start()
+    try:
+        unknot.sleep(30)  # the only other wake-up of the hub's poll
+    except KeyboardInterrupt:
+        return "interrupted", time.monotonic() - began
+    return "slept", time.monotonic() - began
+
+outcome, elapsed = unknot.run(main)
+print(unknot.compiled, outcome, elapsed < 10, sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_delivered_to_another_thread_wakes_the_hubs_poll(pure: bool) -> None:
+    assert _run_build(_TO_ANOTHER_THREAD, pure) == ["interrupted", "True"]
+
+
+def _wakeup_fd() -> int:
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd)
+    return fd
+
+
+def test_run_makes_the_loops_self_pipe_the_wakeup_fd_and_clears_it_after() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+    assert _wakeup_fd() == -1
+
+    def main() -> list[bool]:
+        loop = unknot.lowlevel.current_hub().loop
+        pipe = loop._csock.fileno()  # type: ignore[attr-defined]
+        seen = [_wakeup_fd() == pipe]
+        # asyncio clears the wakeup fd with the last signal handler it removes: kept here
+        loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR2)
+        seen.append(_wakeup_fd() == pipe)
+        return seen
+
+    assert unknot.run(main) == [True, True]
+    assert _wakeup_fd() == -1
+
+
+def test_run_leaves_someone_elses_wakeup_fd_alone() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    try:
+        assert unknot.run(_wakeup_fd) == w
+        assert _wakeup_fd() == w
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_under_run_has_no_wakeup_fd() -> None:
+    # The parent's wakeup fd is its loop's self-pipe, which the child shares: the child's
+    # signals must not write there, and a hub the child starts must find none set.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+
+    def main() -> tuple[bool, str]:
+        loop = unknot.lowlevel.current_hub().loop
+        ours = _wakeup_fd() == loop._csock.fileno()  # type: ignore[attr-defined]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, and leave without running anything of the parent's
+            try:
+                os.write(w, b"%d" % _wakeup_fd())
+            finally:
+                os._exit(0)
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as f:
+                seen = f.read().decode()
+        finally:
+            os.waitpid(pid, 0)
+        return ours, seen
+
+    assert unknot.run(main) == (True, "-1")

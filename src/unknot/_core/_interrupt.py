@@ -8,7 +8,11 @@ The journey of one Ctrl-C:
    sets ``hub.interrupt_pending`` and wakes the loop.
 2. A signal that arrives while the hub sleeps in the OS poll runs its Python handler inside the
    poll call; an exception it raises comes out of the poll. `signal_handler_raised` turns it into
-   a pending interrupt for the root fiber (``hub.interrupt`` holds the exception).
+   a pending interrupt for the root fiber (``hub.interrupt`` holds the exception). A signal that
+   does not interrupt the poll (delivered to another thread, or to this one just before the
+   poll's system call began) still ends it: `wake_on_signals` made the loop's self-pipe the
+   wakeup fd, to which the C-level handler writes, and the hub runs the Python handler as soon
+   as the poll returns.
 3. After the poll, `deliver_interrupt` throws the pending interrupt into the root fiber if it is
    parked in a wait that can take an exception (`PARKED_CANCELLABLE` or `PARKED_INTERRUPTIBLE`);
    otherwise the root raises it at its next blocking call (`Hub.park` checks
@@ -27,6 +31,7 @@ for the fiber's next blocking call after it.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Collection
@@ -96,6 +101,63 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
     return restore
+
+
+def wake_on_signals(loop: Any) -> Callable[[], None]:
+    """Make every signal with a Python handler wake ``loop``'s poll; returns the undo.
+
+    A Python signal handler runs between bytecodes of the main thread, and the C code of a poll
+    runs none: a signal that does not interrupt the poll with EINTR leaves its handler waiting
+    until the poll returns for another reason (with nothing else to wake it, for ever). That
+    happens when it is delivered to another thread (a worker of `to_thread`, say), or to this
+    one after the last bytecode before the poll and before the poll's system call began (the
+    compiled hub runs no bytecode in between at all). The C-level handler writes the signal's
+    number to the wakeup fd (`signal.set_wakeup_fd`): here the loop's self-pipe, so the poll
+    returns and the handler runs before any fiber is woken (see `HubSelector.select`). asyncio
+    reads the byte and ignores a signal it has no handler of its own for.
+
+    Main thread only, and only while no other wakeup fd is set (someone else's is left alone).
+    The undo puts back "no wakeup fd"; `HubEventLoop.remove_signal_handler` keeps it set
+    meanwhile (asyncio's would clear it with the last handler it removes).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    fd = loop._csock.fileno()
+    previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    if previous != -1:
+        signal.set_wakeup_fd(previous)  # someone else's: left in place
+        return lambda: None
+    loop._wakes_on_signals = True
+    _our_wakeup_fd[0] = fd
+
+    def undo() -> None:
+        loop._wakes_on_signals = False
+        _our_wakeup_fd[0] = -1
+        current = signal.set_wakeup_fd(-1)
+        if current not in (fd, -1):  # someone else's since: left in place
+            signal.set_wakeup_fd(current)
+
+    return undo
+
+
+#: The wakeup fd `wake_on_signals` set and has not undone yet (-1: none).
+_our_wakeup_fd = [-1]
+
+
+def _forget_wakeup_fd() -> None:
+    """In a child forked while `unknot.run` ran: the wakeup fd is the parent's loop's self-pipe,
+    shared with the parent; the child's signals must not wake the parent (nor a hub the child
+    starts find a wakeup fd already set)."""
+    if _our_wakeup_fd[0] != -1:
+        _our_wakeup_fd[0] = -1
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:  # (forked from a thread other than the one that set it)
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_wakeup_fd)
 
 
 # The fibers inside `run_to_finish`.

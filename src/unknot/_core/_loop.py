@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from ._exceptions import DeadlockError
 from ._fiber import Fiber
 from ._hub import Hub
 from ._instruments import loop_closed, loop_started, loop_stopped
-from ._interrupt import install_sigint
+from ._interrupt import install_sigint, wake_on_signals
 from ._lookup import _running
 from ._monitor import hub_started, hub_stopped
 from ._parking import ParkingLot
@@ -23,6 +24,7 @@ from ._selector_hub import HubSelector
 
 T = TypeVar("T")
 log = logging.getLogger("unknot")
+
 
 class HubEventLoop(asyncio.SelectorEventLoop):
     """An `asyncio.SelectorEventLoop` that also runs fibers.
@@ -44,6 +46,8 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         hub.loop = self
         self._unknot_hub: Hub = hub
         self._executor_jobs = 0
+        #: `unknot.run` made the loop's self-pipe the wakeup fd of signals (`wake_on_signals`).
+        self._wakes_on_signals = False
 
     @property
     def hub(self) -> Hub:
@@ -72,6 +76,16 @@ class HubEventLoop(asyncio.SelectorEventLoop):
             _running.pop(hub, None)
             hub_stopped(hub)
             loop_stopped(hub)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        removed = super().remove_signal_handler(sig)
+        # asyncio clears the wakeup fd with its last handler; `unknot.run` needs it still
+        # (see `wake_on_signals`). Not once the loop is closed: its self-pipe is gone.
+        csock = getattr(self, "_csock", None)
+        handlers = getattr(self, "_signal_handlers", None)
+        if self._wakes_on_signals and not handlers and csock is not None:
+            signal.set_wakeup_fd(csock.fileno(), warn_on_full_buffer=False)
+        return removed
 
     def close(self) -> None:
         hub = getattr(self, "_unknot_hub", None)
@@ -179,6 +193,7 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
         _hosts[root] = False
     root.add_done_callback(lambda _f: loop.stop())
     restore_sigint = install_sigint(hub, loop)
+    stop_waking = wake_on_signals(loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
@@ -188,8 +203,11 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
         finally:
             restore_sigint()
             asyncio.set_event_loop(None)
-            loop.close()
-            _hosts.pop(root, None)
+            try:
+                loop.close()
+            finally:
+                stop_waking()  # (after close: the signal handlers asyncio drops there)
+                _hosts.pop(root, None)
     return root.result()
 
 
