@@ -59,6 +59,42 @@ def test_signal_handler_exception_comes_out_of_the_root_fibers_blocking_call(
         signal.signal(signal.SIGALRM, old)
 
 
+def test_signal_handler_exception_raised_while_asyncio_reads_the_self_pipe_reaches_the_root(
+    backend: str,
+) -> None:
+    # A handler that runs between two bytecodes of asyncio's self-pipe callback (a thread's
+    # call_soon_threadsafe, or an earlier signal, wrote to the pipe) and raises: asyncio would
+    # log the exception as the callback's and drop it, the root waiting on for ever. Made
+    # deterministic by raising from the callback's processing step, where the handler would.
+    def main() -> str:
+        loop = unknot.lowlevel.current_hub().loop
+        raised = []
+
+        def process(data: bytes) -> None:
+            if not raised:
+                raised.append(True)
+                raise _Alarm()
+
+        loop._process_self_data = process  # type: ignore[attr-defined]
+        writer = threading.Timer(0.05, loop.call_soon_threadsafe, (lambda: None,))
+        writer.start()
+        a, b = unknot.socket.socketpair()
+        a.settimeout(5)  # (the bound of this test: without the fix the exception is lost)
+        try:
+            with a, b:
+                try:
+                    a.recv(1)
+                except _Alarm:
+                    return "raised in recv"
+                except TimeoutError:
+                    return "recv timed out"
+            return "recv returned"
+        finally:
+            writer.join()
+
+    assert unknot.run(main) == "raised in recv"
+
+
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
 
@@ -575,3 +611,33 @@ def test_a_child_forked_under_run_has_no_wakeup_fd() -> None:
     # signals must not write there, and a hub the child starts must find none set. (In a
     # process of its own: this one has threads, and forking it may deadlock the child.)
     assert run_script(_FORKED) == ["True", "-1"]
+
+
+_RUNNER_TO_ANOTHER_THREAD = """
+import asyncio, signal, threading, time
+import unknot
+
+async def main():
+    ready = threading.Event()
+    t = threading.Thread(target=lambda: (ready.set(), time.sleep(5)), daemon=True)
+    t.start()
+    ready.wait()
+    threading.Timer(0.1, signal.pthread_kill, (t.ident, signal.SIGINT)).start()
+    await asyncio.sleep(30)  # the only other wake-up of the loop's poll
+
+began = time.monotonic()
+try:
+    with asyncio.Runner(loop_factory=unknot.new_event_loop) as runner:
+        runner.run(main())
+    outcome = "slept"
+except KeyboardInterrupt:
+    outcome = "interrupted"
+print(unknot.compiled, outcome, time.monotonic() - began < 10, sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_the_hub_loop_under_asyncio_runner_wakes_for_ctrl_c_in_another_thread(pure: bool) -> None:
+    # asyncio.Runner's own SIGINT handler cancels the main task; it runs only once the poll
+    # returns, which the wakeup fd makes happen at once (asyncio's own loop would sleep on).
+    assert _run_build(_RUNNER_TO_ANOTHER_THREAD, pure) == ["interrupted", "True"]

@@ -10,9 +10,9 @@ The journey of one Ctrl-C:
    poll call; an exception it raises comes out of the poll. `signal_handler_raised` turns it into
    a pending interrupt for the root fiber (``hub.interrupt`` holds the exception). A signal that
    does not interrupt the poll (delivered to another thread, or to this one just before the
-   poll's system call began) still ends it: `wake_on_signals` made the loop's self-pipe the
-   wakeup fd, to which the C-level handler writes, and the hub runs the Python handler as soon
-   as the poll returns.
+   poll's system call began) still ends it: while the loop runs in the main thread its self-pipe
+   is the wakeup fd (`wake_on_signals`), to which the C-level handler writes, and the hub runs
+   the Python handler as soon as the poll returns.
 3. After the poll, `deliver_interrupt` throws the pending interrupt into the root fiber if it is
    parked in a wait that can take an exception (`PARKED_CANCELLABLE` or `PARKED_INTERRUPTIBLE`);
    otherwise the root raises it at its next blocking call (`Hub.park` checks
@@ -116,15 +116,18 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
     returns and the handler runs before any fiber is woken (see `HubSelector.select`). asyncio
     reads the byte and ignores a signal it has no handler of its own for.
 
-    Main thread only, and only while no other wakeup fd is set (someone else's is left alone).
-    The undo puts back "no wakeup fd"; `HubEventLoop.remove_signal_handler` keeps it set
-    meanwhile (asyncio's would clear it with the last handler it removes).
+    `HubEventLoop.run_forever` calls it, in the main thread only, and only while no other
+    wakeup fd is set (someone else's is left alone; asyncio's ``add_signal_handler`` sets the
+    same self-pipe). The undo clears it unless asyncio's signal handlers still need it;
+    `HubEventLoop.remove_signal_handler` keeps it set meanwhile (asyncio's would clear it with
+    the last handler it removes).
     """
-    if threading.current_thread() is not threading.main_thread():
+    csock = getattr(loop, "_csock", None)
+    if csock is None or threading.current_thread() is not threading.main_thread():
         return lambda: None
-    fd = loop._csock.fileno()
+    fd = csock.fileno()
     previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-    if previous != -1:
+    if previous not in (-1, fd):
         signal.set_wakeup_fd(previous)  # someone else's: left in place
         return lambda: None
     loop._wakes_on_signals = True
@@ -133,6 +136,8 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
     def undo() -> None:
         loop._wakes_on_signals = False
         _our_wakeup_fd[0] = -1
+        if getattr(loop, "_signal_handlers", None):
+            return  # asyncio's add_signal_handler set it too, and still needs it
         current = signal.set_wakeup_fd(-1)
         if current not in (fd, -1):  # someone else's since: left in place
             signal.set_wakeup_fd(current)
@@ -145,7 +150,7 @@ _our_wakeup_fd = [-1]
 
 
 def _forget_wakeup_fd() -> None:
-    """In a child forked while `unknot.run` ran: the wakeup fd is the parent's loop's self-pipe,
+    """In a child forked while a hub's loop ran: the wakeup fd is the parent's loop's self-pipe,
     shared with the parent; the child's signals must not wake the parent (nor a hub the child
     starts find a wakeup fd already set)."""
     if _our_wakeup_fd[0] != -1:

@@ -46,7 +46,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         hub.loop = self
         self._unknot_hub: Hub = hub
         self._executor_jobs = 0
-        #: `unknot.run` made the loop's self-pipe the wakeup fd of signals (`wake_on_signals`).
+        #: The loop runs with its self-pipe as the wakeup fd of signals (`wake_on_signals`).
         self._wakes_on_signals = False
 
     @property
@@ -67,6 +67,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
             for f in hub.ready:  # fibers spawned before the loop started
                 if not f and not f.dead:
                     f.parent = runner
+        stop_waking = wake_on_signals(self)  # (main thread: signals end the poll)
         _running[hub] = None
         hub_started(hub)
         loop_started(hub)
@@ -76,10 +77,24 @@ class HubEventLoop(asyncio.SelectorEventLoop):
             _running.pop(hub, None)
             hub_stopped(hub)
             loop_stopped(hub)
+            stop_waking()
+
+    def _read_from_self(self) -> None:
+        # asyncio reads the self-pipe in a callback, which catches what it raises, logs it and
+        # goes on. A Python signal handler that runs between two of its bytecodes (a thread's
+        # call_soon_threadsafe, or a signal, wrote to the pipe; the next signal arrived while
+        # it was read) and raises would be lost there: it goes to the root fiber instead, as if
+        # raised in the poll (`signal_handler_raised`). The pipe's own errors stay asyncio's.
+        try:
+            super()._read_from_self()  # type: ignore[misc]
+        except OSError:
+            raise
+        except BaseException as e:
+            self._unknot_hub._signal_handler_raised(e)  # type: ignore[attr-defined]
 
     def remove_signal_handler(self, sig: int) -> bool:
         removed = super().remove_signal_handler(sig)
-        # asyncio clears the wakeup fd with its last handler; `unknot.run` needs it still
+        # asyncio clears the wakeup fd with its last handler; a running loop needs it still
         # (see `wake_on_signals`). Not once the loop is closed: its self-pipe is gone.
         csock = getattr(self, "_csock", None)
         handlers = getattr(self, "_signal_handlers", None)
@@ -193,7 +208,6 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
         _hosts[root] = False
     root.add_done_callback(lambda _f: loop.stop())
     restore_sigint = install_sigint(hub, loop)
-    stop_waking = wake_on_signals(loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
@@ -203,11 +217,8 @@ def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T
         finally:
             restore_sigint()
             asyncio.set_event_loop(None)
-            try:
-                loop.close()
-            finally:
-                stop_waking()  # (after close: the signal handlers asyncio drops there)
-                _hosts.pop(root, None)
+            loop.close()
+            _hosts.pop(root, None)
     return root.result()
 
 
