@@ -641,3 +641,28 @@ def test_the_hub_loop_under_asyncio_runner_wakes_for_ctrl_c_in_another_thread(pu
     # asyncio.Runner's own SIGINT handler cancels the main task; it runs only once the poll
     # returns, which the wakeup fd makes happen at once (asyncio's own loop would sleep on).
     assert _run_build(_RUNNER_TO_ANOTHER_THREAD, pure) == ["interrupted", "True"]
+
+
+def test_a_refused_run_forever_leaves_the_running_loops_wakeup_fd() -> None:
+    # run_forever called again while the loop runs raises; its way out must not clear the
+    # wakeup fd the run in progress still needs.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+
+    def main() -> bool:
+        loop = unknot.lowlevel.current_hub().loop
+        refused = []
+
+        def again() -> None:
+            try:
+                loop.run_forever()
+            except RuntimeError:
+                refused.append(True)
+
+        loop.call_soon(again)  # (from the loop's own callbacks, on the hub greenlet)
+        unknot.sleep(0.05)
+        assert refused == [True]
+        return _wakeup_fd() == loop._csock.fileno()  # type: ignore[attr-defined]
+
+    assert unknot.run(main) is True
+    assert _wakeup_fd() == -1

@@ -118,12 +118,15 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
 
     `HubEventLoop.run_forever` calls it, in the main thread only, and only while no other
     wakeup fd is set (someone else's is left alone; asyncio's ``add_signal_handler`` sets the
-    same self-pipe). The undo clears it unless asyncio's signal handlers still need it;
+    same self-pipe), and once per run (a refused second ``run_forever`` changes nothing). The
+    undo clears it unless asyncio's signal handlers still need it;
     `HubEventLoop.remove_signal_handler` keeps it set meanwhile (asyncio's would clear it with
     the last handler it removes).
     """
     csock = getattr(loop, "_csock", None)
-    if csock is None or threading.current_thread() is not threading.main_thread():
+    if csock is None or loop._wakes_on_signals:  # (closed; or set by the run in progress)
+        return lambda: None
+    if threading.current_thread() is not threading.main_thread():
         return lambda: None
     fd = csock.fileno()
     previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
