@@ -119,12 +119,11 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
     `HubEventLoop.run_forever` calls it, in the main thread only, and only while no other
     wakeup fd is set (someone else's is left alone; asyncio's ``add_signal_handler`` sets the
     same self-pipe), and once per run (a refused second ``run_forever`` changes nothing). The
-    undo clears it unless asyncio's signal handlers still need it;
-    `HubEventLoop.remove_signal_handler` keeps it set meanwhile (asyncio's would clear it with
-    the last handler it removes).
+    undo clears it unless asyncio's signal handlers still need it; `keep_waking` sets it again
+    meanwhile (asyncio clears it with the last handler it removes).
     """
     csock = getattr(loop, "_csock", None)
-    if csock is None or loop._wakes_on_signals:  # (closed; or set by the run in progress)
+    if csock is None or _our_wakeup_fd[0] != -1:  # (closed; or set by the run in progress)
         return lambda: None
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -133,11 +132,9 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
     if previous not in (-1, fd):
         signal.set_wakeup_fd(previous)  # someone else's: left in place
         return lambda: None
-    loop._wakes_on_signals = True
     _our_wakeup_fd[0] = fd
 
     def undo() -> None:
-        loop._wakes_on_signals = False
         _our_wakeup_fd[0] = -1
         if getattr(loop, "_signal_handlers", None):
             return  # asyncio's add_signal_handler set it too, and still needs it
@@ -148,7 +145,18 @@ def wake_on_signals(loop: Any) -> Callable[[], None]:
     return undo
 
 
-#: The wakeup fd `wake_on_signals` set and has not undone yet (-1: none).
+def keep_waking(loop: Any) -> None:
+    """After asyncio's ``remove_signal_handler``, which clears the wakeup fd with the last
+    handler it removes: set it again if ``loop``'s run made it its self-pipe."""
+    csock = getattr(loop, "_csock", None)
+    if csock is None or _our_wakeup_fd[0] != csock.fileno():  # (closed, or not ours)
+        return
+    if not getattr(loop, "_signal_handlers", None):
+        signal.set_wakeup_fd(_our_wakeup_fd[0], warn_on_full_buffer=False)
+
+
+#: The wakeup fd `wake_on_signals` set and has not undone yet (-1: none). One at most: only
+#: the main thread sets one, and it runs one loop at a time.
 _our_wakeup_fd = [-1]
 
 

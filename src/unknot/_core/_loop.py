@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from ._exceptions import DeadlockError
 from ._fiber import Fiber
 from ._hub import Hub
 from ._instruments import loop_closed, loop_started, loop_stopped
-from ._interrupt import install_sigint, wake_on_signals
+from ._interrupt import install_sigint, keep_waking, wake_on_signals
 from ._lookup import _running
 from ._monitor import hub_started, hub_stopped
 from ._parking import ParkingLot
@@ -46,8 +45,6 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         hub.loop = self
         self._unknot_hub: Hub = hub
         self._executor_jobs = 0
-        #: The loop runs with its self-pipe as the wakeup fd of signals (`wake_on_signals`).
-        self._wakes_on_signals = False
 
     @property
     def hub(self) -> Hub:
@@ -94,12 +91,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
 
     def remove_signal_handler(self, sig: int) -> bool:
         removed = super().remove_signal_handler(sig)
-        # asyncio clears the wakeup fd with its last handler; a running loop needs it still
-        # (see `wake_on_signals`). Not once the loop is closed: its self-pipe is gone.
-        csock = getattr(self, "_csock", None)
-        handlers = getattr(self, "_signal_handlers", None)
-        if self._wakes_on_signals and not handlers and csock is not None:
-            signal.set_wakeup_fd(csock.fileno(), warn_on_full_buffer=False)
+        keep_waking(self)  # (asyncio cleared the wakeup fd with its last handler)
         return removed
 
     def close(self) -> None:
