@@ -364,18 +364,14 @@ def test_ctrl_c_while_a_thread_starts_leaves_none_behind_at_exit(pure: bool) -> 
 # ThreadPoolExecutor.submit takes no Ctrl-C while it starts a worker (without that, two runs in
 # three hung at exit). A Ctrl-C comes out of future.result(), or, when the call had already
 # finished by then, out of the next blocking call: never lost.
-_INTERRUPTED_SUBMITS = """
-import _thread, signal, concurrent.futures
-signal.signal(signal.SIGINT, signal.default_int_handler)
-import unknot
-unknot.patch()
-POOL = concurrent.futures.ThreadPoolExecutor(40)
-
+# The rest of the submitting scripts below: ROUNDS calls of their submit_one(i), counting the
+# Ctrl-Cs that come out of the result or of the next blocking call.
+_SUBMITS_INTERRUPTED = """
 def main():
     raised = late = 0
-    for i in range(40):
+    for i in range(ROUNDS):
         try:
-            POOL.submit(_thread.interrupt_main).result()
+            submit_one(i).result()
         except KeyboardInterrupt:
             raised += 1
             continue
@@ -387,6 +383,20 @@ def main():
 
 print(unknot.compiled, unknot.run(main), sep="|")
 """
+_INTERRUPTED_SUBMITS = (
+    """
+import _thread, signal, concurrent.futures
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import unknot
+unknot.patch()
+POOL = concurrent.futures.ThreadPoolExecutor(40)
+ROUNDS = 40
+
+def submit_one(i):
+    return POOL.submit(_thread.interrupt_main)
+"""
+    + _SUBMITS_INTERRUPTED
+)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
@@ -394,6 +404,54 @@ print(unknot.compiled, unknot.run(main), sep="|")
 def test_ctrl_c_in_a_patched_pool_submit_leaves_no_worker_behind_at_exit(pure: bool) -> None:
     (delivered,) = _run_build(_INTERRUPTED_SUBMITS, pure, {min(os.sched_getaffinity(0))})
     assert delivered == "40"
+
+
+# The same for a process pool: its first submit starts the pool's manager thread and waits for
+# it to say it started; a Ctrl-C raised there leaves that thread unknown to the pool's exit
+# handler, which the interpreter's exit then waits for forever (without unknot too: CPython
+# hangs so in every run of this script). Patched, the Ctrl-C comes out of future.result() or
+# the next blocking call. The manager thread's first Python call interrupts the main thread:
+# `threading.setprofile` hooks every new thread before its run(). ``concurrent.futures.process``
+# imported before `patch`, or after it (then the lazy row of the patch table wraps submit).
+_INTERRUPTED_PROCESS_POOL_SUBMITS = (
+    """
+import _thread, signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import concurrent.futures
+if sys.argv[1] == "before":
+    import concurrent.futures.process
+import unknot
+unknot.patch()
+import concurrent.futures.process
+
+def hook(frame, event, arg):
+    if isinstance(threading.current_thread(), concurrent.futures.process._ExecutorManagerThread):
+        sys.setprofile(None)
+        _thread.interrupt_main()
+
+threading.setprofile(hook)
+POOLS = []  # (kept: a pool collected early wakes its manager thread up itself)
+ROUNDS = 10
+
+def submit_one(i):
+    POOLS.append(concurrent.futures.ProcessPoolExecutor(1))
+    return POOLS[-1].submit(abs, -i)
+"""
+    + _SUBMITS_INTERRUPTED
+)
+
+
+@pytest.mark.parametrize("imported", ["before", "after"])
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_in_a_process_pools_first_submit_leaves_no_thread_behind_at_exit(
+    pure: bool, imported: str
+) -> None:
+    built, *rest = run_script(
+        _INTERRUPTED_PROCESS_POOL_SUBMITS.replace("sys.argv[1]", repr(imported)),
+        {"UNKNOT_PURE": "1" if pure else ""},
+    )
+    assert built == str(unknot.compiled and not pure)
+    assert rest == ["10"]
 
 
 def test_ctrl_c_inside_run_to_finish_waits_for_the_next_blocking_call() -> None:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def run_patched(code: str, *args: str) -> str:
     out = subprocess.run(
@@ -167,3 +169,93 @@ def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
                   ["DeprecationWarning"] if sys.version_info >= (3, 13) else []))
     """)
     assert out.split() == ["True", "True", "True", "True"]
+
+
+# concurrent.futures.ProcessPoolExecutor: its futures wait on `threading` locks, which the patch
+# makes cooperative; its `submit` runs in `lowlevel.run_to_finish` (a *lazy* row of the patch
+# table: applied when the program imports ``concurrent.futures.process``, which `patch` itself
+# does not import).
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(method: str) -> None:
+    # Two fibers wait 0.4 s each for a worker process: together, while a third keeps ticking.
+    out = run_patched(
+        """
+        import concurrent.futures, multiprocessing, os, sys, time
+        import unknot
+        unknot.patch()
+
+        def main():
+            ctx = multiprocessing.get_context(sys.argv[1])
+            with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+                pids = {pool.submit(os.getpid).result() for _ in range(4)}  # (workers started)
+                ticks = []
+
+                def ticker():
+                    while True:
+                        ticks.append(time.monotonic())
+                        unknot.sleep(0.02)
+
+                def waiter():
+                    return pool.submit(time.sleep, 0.4).result()
+
+                t = unknot.spawn(ticker)
+                start = time.monotonic()
+                waiters = [unknot.spawn(waiter) for _ in range(2)]
+                results = [w.join() for w in waiters]
+                elapsed = time.monotonic() - start
+                t.cancel()
+            during = sum(start <= x <= start + elapsed for x in ticks)
+            return os.getpid() not in pids, results == [None, None], elapsed, during
+
+        ok_pids, ok_results, elapsed, during = unknot.run(main)
+        print(ok_pids, ok_results, f"{elapsed:.3f}", during)
+        """,
+        method,
+    ).split()
+    ok_pids, ok_results, elapsed, during = out
+    assert (ok_pids, ok_results) == ("True", "True")
+    assert 0.38 < float(elapsed) < 0.75  # the two waits overlapped
+    assert int(during) >= 8  # the hub ran the ticker meanwhile (about 20 ticks)
+
+
+_SUBMIT_WRAPPED = """
+import sys
+import unknot
+
+def wrapped():
+    from concurrent.futures.process import ProcessPoolExecutor as P
+    return P.submit.__module__.startswith("unknot.")
+"""
+
+
+def test_patch_does_not_import_the_process_pool_and_wraps_its_submit_once_imported() -> None:
+    out = run_patched(
+        _SUBMIT_WRAPPED
+        + """
+unknot.patch()
+print("concurrent.futures.process" in sys.modules, "multiprocessing" in sys.modules)
+print(bool(wrapped()))
+unknot.unpatch()
+print(bool(wrapped()))
+unknot.patch()
+print(bool(wrapped()))  # (imported before this patch: applied at once)
+unknot.unpatch()
+unknot.patch(threading=False)
+print(bool(wrapped()))
+"""
+    ).split()
+    assert out == ["False", "False", "True", "False", "True", "False"]
+
+
+def test_a_process_pool_imported_after_unpatch_keeps_the_stdlib_submit() -> None:
+    out = run_patched(
+        _SUBMIT_WRAPPED
+        + """
+unknot.patch()
+unknot.unpatch()
+print(bool(wrapped()))
+"""
+    ).split()
+    assert out == ["False"]

@@ -21,6 +21,10 @@ stdlib attribute, grouped by the keyword argument that turns the group off, and 
    `unknot._patch._drivers`. A driver already imported is fixed at once; one imported later is
    fixed by an import hook (a `sys.meta_path` finder) right after its module has run.
 
+The same import hook applies the *lazy* rows of `PATCH_TABLE`, whose modules `patch` does not
+import (``concurrent.futures.process`` would load multiprocessing into every patched program):
+when the program imports one, right after it has run.
+
 `threading.Thread` stays a real OS thread: the locks `patch` installs are *hybrid* (see
 `unknot._patch._hybrid`), correct when fibers and threads share them, so libraries that start
 background threads keep working unchanged, CPU-bound threads keep running in parallel with the
@@ -43,6 +47,8 @@ _MISSING = object()
 # (namespace object, attribute, original value or _MISSING) for every change, to undo them.
 _undo: list[tuple[Any, str, Any]] = []
 _patched_groups: set[str] = set()
+# The lazy rows of the groups patched whose module the program has not imported yet.
+_lazy_rows: list[PatchRow] = []
 
 
 def _target(module_name: str, attr: str) -> tuple[Any, str]:
@@ -108,23 +114,33 @@ def patch(
         if not enabled or group in _patched_groups:
             continue
         for row in PATCH_TABLE[group]:
-            namespace, name = _target(row.module, row.attr)
-            original = namespace.__dict__.get(name, _MISSING)
-            if original is _MISSING:
-                continue  # not on this platform or version (e.g. no kqueue on Linux)
-            value = row.resolve()
-            if value is DELETE:
-                value = _MISSING
-            if original is value:
-                continue
-            _set(namespace, name, value)
-            if value is not _MISSING and "." not in row.attr:
-                replacements[id(original)] = (original, value)
+            if row.lazy and row.module not in sys.modules:
+                _lazy_rows.append(row)  # applied when the program imports its module
+            else:
+                _apply(row, replacements)
         _patched_groups.add(group)
     _rebind_loaded_modules(replacements)
     if drivers and "drivers" not in _patched_groups:
         _integrate_drivers()
         _patched_groups.add("drivers")
+    if _lazy_rows or "drivers" in _patched_groups:
+        _install_import_hook()
+
+
+def _apply(row: PatchRow, replacements: dict[int, tuple[Any, Any]]) -> None:
+    """Apply ``row``; note its original and replacement in ``replacements`` for rebinding."""
+    namespace, name = _target(row.module, row.attr)
+    original = namespace.__dict__.get(name, _MISSING)
+    if original is _MISSING:
+        return  # not on this platform or version (e.g. no kqueue on Linux)
+    value = row.resolve()
+    if value is DELETE:
+        value = _MISSING
+    if original is value:
+        return
+    _set(namespace, name, value)
+    if value is not _MISSING and "." not in row.attr:
+        replacements[id(original)] = (original, value)
 
 
 #: gevent's ``monkey.patch_all`` keywords that `patch` does not have, and what to use instead.
@@ -189,6 +205,7 @@ def unpatch() -> None:
         except ValueError:
             pass
         _import_hook = None
+    _lazy_rows.clear()
     while _undo:
         namespace, attr, original = _undo.pop()
         if isinstance(namespace, dict):
@@ -225,8 +242,22 @@ def _integrate_module(module: Any) -> None:
     _rebind_loaded_modules(replacements, skip=module)  # ``from psycopg.waiting import wait``
 
 
-class _IntegratingLoader(importlib.abc.Loader):
-    """Wraps a driver module's loader: runs the module, then applies its integrations."""
+def _on_import(module: Any) -> None:
+    """``module`` was just imported while patched: apply its lazy rows and integrations."""
+    name = module.__name__
+    rows = [row for row in _lazy_rows if row.module == name]
+    if rows:
+        _lazy_rows[:] = [row for row in _lazy_rows if row.module != name]
+        replacements: dict[int, tuple[Any, Any]] = {}
+        for row in rows:
+            _apply(row, replacements)
+        _rebind_loaded_modules(replacements)
+    if "drivers" in _patched_groups:
+        _integrate_module(module)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Wraps a watched module's loader: runs the module, then `_on_import`."""
 
     def __init__(self, loader: Any) -> None:
         self._loader = loader
@@ -237,18 +268,19 @@ class _IntegratingLoader(importlib.abc.Loader):
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
         if _import_hook is not None:  # still patched
-            _integrate_module(module)
+            _on_import(module)
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source, is_package...
         return getattr(self._loader, name)
 
 
-class _DriverImportHook:
-    """A `sys.meta_path` finder that catches the import of a driver module listed in
-    `DRIVER_INTEGRATIONS` and hands it an `_IntegratingLoader`; it finds nothing itself."""
+class _ImportHook:
+    """A `sys.meta_path` finder that catches the import of a module with a pending lazy row or
+    a driver module of `DRIVER_INTEGRATIONS`, and hands it a `_PatchingLoader`; it finds
+    nothing itself."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if not any(hook.module == fullname for hook in DRIVER_INTEGRATIONS):
+        if not _watched(fullname):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -257,24 +289,36 @@ class _DriverImportHook:
             if spec is None:
                 continue
             if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _IntegratingLoader(spec.loader)
+                spec.loader = _PatchingLoader(spec.loader)
             return spec
         return None
 
 
-_import_hook: _DriverImportHook | None = None
+def _watched(fullname: str) -> bool:
+    """Whether importing ``fullname`` must be followed by `_on_import`."""
+    if any(row.module == fullname for row in _lazy_rows):
+        return True
+    return "drivers" in _patched_groups and any(
+        hook.module == fullname for hook in DRIVER_INTEGRATIONS
+    )
+
+
+_import_hook: _ImportHook | None = None
+
+
+def _install_import_hook() -> None:
+    global _import_hook
+    if _import_hook is None:
+        _import_hook = _ImportHook()
+        sys.meta_path.insert(0, _import_hook)
 
 
 def _integrate_drivers() -> None:
-    """Integrate the drivers already imported; catch the imports of the others."""
-    global _import_hook
+    """Integrate the drivers already imported (the import hook catches the others)."""
     for module_name in dict.fromkeys(hook.module for hook in DRIVER_INTEGRATIONS):
         module = sys.modules.get(module_name)
         if module is not None:
             _integrate_module(module)
-    if _import_hook is None:
-        _import_hook = _DriverImportHook()
-        sys.meta_path.insert(0, _import_hook)
 
 
 __all__ = [

@@ -7,6 +7,9 @@ A row says where its replacement comes from (`Source`):
 * `FACTORY`: a callable that builds the value when the group is patched;
 * `DELETE`: the attribute is removed while patched (pollers unknot cannot make cooperative are
   hidden, so that libraries picking the best poller fall back to one it can).
+
+A *lazy* row's module is not imported by `patch`: the row is applied when the program imports
+that module (at once if it has already), so a costly module nobody uses is not loaded for it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class PatchRow(NamedTuple):
     #: ``"unknot.module:attr"`` for `NAME`, a zero-argument callable for `FACTORY`, None for
     #: `DELETE`.
     source: Any = None
+    #: Applied when the program imports ``module`` (or at once, if it has): `patch` does not
+    #: import it. For modules costly to import that most programs never use.
+    lazy: bool = False
 
     def resolve(self) -> Any:
         """The replacement value (`DELETE` for a row that deletes the attribute)."""
@@ -79,11 +85,10 @@ class DriverHook(NamedTuple):
 _ORIGINAL_JOIN: Callable[..., Any] = threading.Thread.join
 
 
-def _original_submit() -> Callable[..., Any]:
+def _original_submit(module_name: str, class_name: str) -> Callable[..., Any]:
     # (Read when patching, from the class itself: unpatched then, as the group is not yet.)
-    import concurrent.futures.thread
-
-    submit: Callable[..., Any] = concurrent.futures.thread.ThreadPoolExecutor.__dict__["submit"]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    submit: Callable[..., Any] = cls.__dict__["submit"]
     return submit
 
 
@@ -139,8 +144,9 @@ def _submit_to_finish(original: Callable[..., Any]) -> Callable[..., Any]:
     def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         # In a fiber, nothing is raised inside: submit may start a worker thread and wait for
         # it to say it started, and Ctrl-C there would leave a worker the pool never recorded,
-        # which the interpreter's exit then waits for forever (see run_to_finish). Ctrl-C and
-        # cancellation come at the fiber's next blocking call, typically future.result().
+        # which the interpreter's exit then waits for forever (see run_to_finish); the process
+        # pool starts its manager thread so, at its first submit. Ctrl-C and cancellation come
+        # at the fiber's next blocking call, typically future.result().
         return run_to_finish(original, self, fn, *args, **kwargs)
 
     submit.__doc__ = original.__doc__
@@ -219,7 +225,19 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
             "concurrent.futures.thread",
             "ThreadPoolExecutor.submit",
             FACTORY,
-            lambda: _submit_to_finish(_original_submit()),
+            lambda: _submit_to_finish(
+                _original_submit("concurrent.futures.thread", "ThreadPoolExecutor")
+            ),
+        ),
+        # (Lazy: the module imports multiprocessing, some milliseconds at every patch.)
+        PatchRow(
+            "concurrent.futures.process",
+            "ProcessPoolExecutor.submit",
+            FACTORY,
+            lambda: _submit_to_finish(
+                _original_submit("concurrent.futures.process", "ProcessPoolExecutor")
+            ),
+            lazy=True,
         ),
         PatchRow("_thread", "allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
