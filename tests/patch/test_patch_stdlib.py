@@ -230,6 +230,21 @@ def wrapped():
 """
 
 
+def test_import_and_patch_load_no_module_they_do_not_use() -> None:
+    # What each costs at every start of a patched program: importlib.abc loads
+    # importlib.resources, pathlib, tempfile and shutil (about a fifth of unknot's own import
+    # time); concurrent.futures.process loads multiprocessing (its row of the patch table is
+    # lazy).
+    heavy = ["importlib.abc", "importlib.resources", "pathlib", "multiprocessing"]
+    out = run_patched(f"""
+        import sys
+        import unknot
+        unknot.patch()
+        print(*[m for m in {heavy!r} if m in sys.modules])
+    """)
+    assert out.split() == []
+
+
 def test_patch_does_not_import_the_process_pool_and_wraps_its_submit_once_imported() -> None:
     out = run_patched(
         _SUBMIT_WRAPPED

@@ -36,10 +36,11 @@ that uses it).
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
-from typing import Any, Never
+from typing import TYPE_CHECKING, Any, Never, cast
+
+if TYPE_CHECKING:
+    import importlib.abc
 
 from ._table import DELETE, DRIVER_INTEGRATIONS, PATCH_TABLE, DriverHook, PatchRow, Source
 
@@ -256,8 +257,11 @@ def _on_import(module: Any) -> None:
         _integrate_module(module)
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    """Wraps a watched module's loader: runs the module, then `_on_import`."""
+class _PatchingLoader:
+    """Wraps a watched module's loader: runs the module, then `_on_import`.
+
+    (A loader by its methods, not a subclass of `importlib.abc.Loader`: importing that module
+    loads `importlib.resources` and `pathlib`, a fifth of unknot's own import time.)"""
 
     def __init__(self, loader: Any) -> None:
         self._loader = loader
@@ -289,7 +293,7 @@ class _ImportHook:
             if spec is None:
                 continue
             if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _PatchingLoader(spec.loader)
+                spec.loader = cast("importlib.abc.Loader", _PatchingLoader(spec.loader))
             return spec
         return None
 
