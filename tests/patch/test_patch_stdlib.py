@@ -178,8 +178,12 @@ def test_threading_lock_and_rlock_keep_the_stdlib_interface() -> None:
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(method: str) -> None:
+@pytest.mark.parametrize("api", ["ProcessPoolExecutor", "multiprocessing.Pool"])
+def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(
+    api: str, method: str
+) -> None:
     # Two fibers wait 0.4 s each for a worker process: together, while a third keeps ticking.
+    # (Both pools hand results over through threading's locks: an Event, a Condition.)
     out = run_patched(
         """
         import concurrent.futures, multiprocessing, os, sys, time
@@ -188,8 +192,14 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(method: s
 
         def main():
             ctx = multiprocessing.get_context(sys.argv[1])
-            with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
-                pids = {pool.submit(os.getpid).result() for _ in range(4)}  # (workers started)
+            if sys.argv[2] == "ProcessPoolExecutor":
+                pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
+                call = lambda fn, *args: pool.submit(fn, *args).result()
+            else:
+                pool = ctx.Pool(2)
+                call = lambda fn, *args: pool.apply_async(fn, args).get()
+            with pool:
+                pids = {call(os.getpid) for _ in range(4)}  # (workers started)
                 ticks = []
 
                 def ticker():
@@ -197,12 +207,9 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(method: s
                         ticks.append(time.monotonic())
                         unknot.sleep(0.02)
 
-                def waiter():
-                    return pool.submit(time.sleep, 0.4).result()
-
                 t = unknot.spawn(ticker)
                 start = time.monotonic()
-                waiters = [unknot.spawn(waiter) for _ in range(2)]
+                waiters = [unknot.spawn(call, time.sleep, 0.4) for _ in range(2)]
                 results = [w.join() for w in waiters]
                 elapsed = time.monotonic() - start
                 t.cancel()
@@ -213,6 +220,7 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(method: s
         print(ok_pids, ok_results, f"{elapsed:.3f}", during)
         """,
         method,
+        api,
     ).split()
     ok_pids, ok_results, elapsed, during = out
     assert (ok_pids, ok_results) == ("True", "True")
