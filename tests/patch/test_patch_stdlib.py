@@ -200,6 +200,7 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(
                 call = lambda fn, *args: pool.apply_async(fn, args).get()
             with pool:
                 pids = {call(os.getpid) for _ in range(4)}  # (workers started)
+                mapped = list(pool.map(abs, [-1, -2]))
                 ticks = []
 
                 def ticker():
@@ -214,7 +215,8 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(
                 elapsed = time.monotonic() - start
                 t.cancel()
             during = sum(start <= x <= start + elapsed for x in ticks)
-            return os.getpid() not in pids, results == [None, None], elapsed, during
+            ok = results == [None, None] and mapped == [1, 2]
+            return os.getpid() not in pids, ok, elapsed, during
 
         ok_pids, ok_results, elapsed, during = unknot.run(main)
         print(ok_pids, ok_results, f"{elapsed:.3f}", during)
