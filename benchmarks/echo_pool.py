@@ -16,110 +16,102 @@ from __future__ import annotations
 import re
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import builds
-from echo_report import BUILD_TARGETS, size_label
+from echo_report import BUILD_TARGETS, Cell, Results, _table, size_label
 
 FLOOR_PEER = "greenlet-floor"
-_ROW = re.compile(r"^\| (\S+) \| (\d+ KiB|\d+ B) x (\d+) \| ([^|]*) \|$", re.M)
+_ROW = re.compile(r"^\| (\S+) \| (\d+) (KiB|B) x (\d+) \| ([^|]*) \|$", re.M)
 
 
-def _rps(text: str) -> float | None:
-    text = text.strip()
-    if text.endswith("k"):
-        return float(text[:-1]) * 1000
-    return None  # "error": that round has no number
-
-
-def all_runs(report: str) -> dict[tuple[str, str, int], list[float | None]]:
-    """The report's "All runs" table: (peer, size label, connections) -> requests/s by round."""
+def all_runs(report: str) -> Results:
+    """The report's "All runs" table (requests/s of every peer in every round) as `Results`,
+    whose medians and per-round ratios are then the report's own."""
     start = report.find("## All runs")
     if start < 0:
         raise ValueError("not an echo.py report: no 'All runs' section")
     end = report.find("\n## ", start + 1)
     section = report[start : end if end >= 0 else len(report)]
-    return {
-        (m[1], m[2], int(m[3])): [_rps(v) for v in m[4].split(",")] for m in _ROW.finditer(section)
-    }
+    cells = []
+    for m in _ROW.finditer(section):
+        size = int(m[2]) * (1024 if m[3] == "KiB" else 1)
+        for i, text in enumerate(m[5].split(",")):
+            text = text.strip()
+            if text.endswith("k"):  # (else "error": that round has no number)
+                rps = float(text[:-1]) * 1000
+                cells.append(Cell(m[1], size, int(m[4]), rps=rps, round_trips=1, round=i))
+    results = Results(
+        list(dict.fromkeys(c.peer for c in cells)),
+        sorted({c.size for c in cells}),
+        sorted({c.conns for c in cells}),
+    )
+    for cell in cells:
+        results.add(cell)
+    return results
 
 
-def _median_of_medians(runs: list[float | None]) -> float | None:
-    good = [r for r in runs if r]
-    return statistics.median(good) if good else None
+@dataclass
+class Pooled:
+    """One cell, unknot-compiled against ``peer``, over several reports."""
+
+    cell: str
+    peer: str
+    target: float | None  # (None: no target, as against the greenlet floor)
+    per_report: list[float | None]  # each report's ratio of medians (None: not measured)
+    paired: list[float]  # the per-round ratios of all the reports
+
+    def quartiles(self) -> list[float]:
+        if len(self.paired) == 1:
+            return self.paired * 3
+        return statistics.quantiles(self.paired, n=4)
+
+    def met(self) -> int:
+        """How many reports met the target by their ratio of medians."""
+        floor = self.target
+        return sum(1 for r in self.per_report if r is not None and floor and r >= floor)
 
 
-def pool(reports: list[str]) -> list[dict[str, object]]:
+def pool(reports: list[str]) -> list[Pooled]:
     """One row per cell (subject unknot-compiled): per report the ratio of the medians, and
     the per-round ratios of all reports pooled."""
-    tables = [all_runs(r) for r in reports]
-    cells = [(size, conns, peer, floor) for size, conns, peer, floor in BUILD_TARGETS]
+    runs = [all_runs(r) for r in reports]
+    cells: list[tuple[int, int, str, float | None]] = list(BUILD_TARGETS)
     cells += [
         (size, conns, FLOOR_PEER, None)
         for size, conns in dict.fromkeys((size, conns) for size, conns, _, _ in BUILD_TARGETS)
     ]
-    rows: list[dict[str, object]] = []
+    rows = []
     for size, conns, peer, floor in cells:
-        label = size_label(size)
         per_report: list[float | None] = []
         paired: list[float] = []
-        for table in tables:
-            ours = table.get((builds.COMPILED, label, conns))
-            theirs = table.get((peer, label, conns))
-            if not ours or not theirs:
-                per_report.append(None)
-                continue
-            a, b = _median_of_medians(ours), _median_of_medians(theirs)
-            per_report.append(a / b if a and b else None)
-            paired += [x / y for x, y in zip(ours, theirs, strict=True) if x and y]
-        if not paired:
-            continue
-        quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
-        rows.append(
-            {
-                "cell": f"{label} x {conns}",
-                "peer": peer,
-                "target": floor,
-                "per_report": per_report,
-                "met": sum(1 for r in per_report if r is not None and floor and r >= floor),
-                "rounds": len(paired),
-                "median": statistics.median(paired),
-                "q1": quartiles[0],
-                "q3": quartiles[2],
-            }
-        )
+        for results in runs:
+            ours = results.rps(builds.COMPILED, size, conns)
+            theirs = results.rps(peer, size, conns)
+            per_report.append(ours / theirs if ours and theirs else None)
+            paired += results.paired_ratios(size, conns, peer, builds.COMPILED)
+        if paired:
+            rows.append(Pooled(f"{size_label(size)} x {conns}", peer, floor, per_report, paired))
     return rows
 
 
-def markdown(rows: list[dict[str, object]], names: list[str]) -> str:
+def markdown(rows: list[Pooled], names: list[str]) -> str:
     """The rows as a Markdown table."""
-    head = [
-        "cell",
-        "peer",
-        "target",
-        *names,
-        "reports that met it",
-        "rounds pooled: median (quartiles)",
-        "verdict",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    header = ["cell", "peer", "target", *names, "reports that met it"]
+    header += ["rounds pooled: median (quartiles)", "verdict"]
+    lines = []
     for row in rows:
-        target = row["target"]
-        runs = [f"{r:.2f}" if r is not None else "-" for r in row["per_report"]]  # type: ignore[attr-defined]
-        pooled = f"{row['median']:.2f} ({row['q1']:.2f}-{row['q3']:.2f}), n = {row['rounds']}"
-        if target is None:
-            verdict, target_text, met = "", "", ""
+        runs = [f"{r:.2f}" if r is not None else "-" for r in row.per_report]
+        median, (q1, _, q3) = statistics.median(row.paired), row.quartiles()
+        pooled = f"{median:.2f} ({q1:.2f}-{q3:.2f}), n = {len(row.paired)}"
+        if row.target is None:
+            target, met, verdict = "", "", ""
         else:
-            verdict = "met" if row["median"] >= target else "**missed**"  # type: ignore[operator]
-            target_text, met = f">= {target:g}", f"{row['met']} of {len(runs)}"
-        lines.append(
-            "| "
-            + " | ".join(
-                [str(row["cell"]), str(row["peer"]), target_text, *runs, met, pooled, verdict]
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+            target, met = f">= {row.target:g}", f"{row.met()} of {len(runs)}"
+            verdict = "met" if median >= row.target else "**missed**"
+        lines.append([row.cell, row.peer, target, *runs, met, pooled, verdict])
+    return "\n".join(_table(header, lines))
 
 
 def main(argv: list[str] | None = None) -> int:

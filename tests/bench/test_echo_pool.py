@@ -4,6 +4,7 @@ table that the pooling can no longer read fails here. Nothing here measures spee
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -38,19 +39,19 @@ def test_pooled_ratios_are_the_per_round_ratios_of_every_report() -> None:
         }
     )
     two = _report({"c-epoll": [100e3, 100e3], "unknot-compiled": [90e3, 50e3]})
-    rows = {(r["cell"], r["peer"]): r for r in echo_pool.pool([one, two])}
+    rows = {(r.cell, r.peer): r for r in echo_pool.pool([one, two])}
     c_epoll = rows[("1 KiB x 1000", "c-epoll")]
     # per round: 0.8, 0.6, 0.75 and 0.9, 0.5
-    assert c_epoll["rounds"] == 5
-    assert c_epoll["median"] == pytest.approx(0.75)
+    assert len(c_epoll.paired) == 5
+    assert statistics.median(c_epoll.paired) == pytest.approx(0.75)
     # each report's ratio of medians: 150/200 and 70/100
-    assert c_epoll["per_report"] == [pytest.approx(0.75), pytest.approx(0.7)]
-    assert c_epoll["met"] == 2
+    assert c_epoll.per_report == [pytest.approx(0.75), pytest.approx(0.7)]
+    assert c_epoll.met() == 2
     uvloop = rows[("1 KiB x 1000", "uvloop-streams")]
-    assert uvloop["per_report"] == [pytest.approx(1.5), None]  # (the second has no uvloop)
-    assert uvloop["rounds"] == 3 and uvloop["median"] == pytest.approx(1.5)
+    assert uvloop.per_report == [pytest.approx(1.5), None]  # (the second has no uvloop)
+    assert len(uvloop.paired) == 3 and statistics.median(uvloop.paired) == pytest.approx(1.5)
     floor = rows[("1 KiB x 1000", "greenlet-floor")]
-    assert floor["target"] is None and floor["median"] == pytest.approx(150 / 160)
+    assert floor.target is None and statistics.median(floor.paired) == pytest.approx(150 / 160)
     assert ("1 KiB x 100", "c-epoll") not in rows  # (no report measured 100 connections)
 
 
