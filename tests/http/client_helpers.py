@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import unknot
+
 #: What the compressed paths decode to.
 PLAIN = b"unknot fibers " * 200
 
@@ -362,3 +364,18 @@ def silent_server() -> Iterator[tuple[str, int]]:
         for sock in accepted:
             sock.close()
         listener.close()
+
+
+def raw_server(answers: list[bytes]) -> unknot.TCPServer:
+    """A TCP server answering each request it reads (one recv) with the next of ``answers``."""
+    accepted = []
+
+    def handler(conn: Any, addr: Any) -> None:
+        accepted.append(addr)
+        while answers and conn.recv(65536):
+            conn.sendall(answers.pop(0))
+
+    tcp = unknot.TCPServer(handler, "127.0.0.1", 0)
+    tcp.accepted = accepted  # type: ignore[attr-defined]
+    unknot.spawn(tcp.serve_forever)
+    return tcp

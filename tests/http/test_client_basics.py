@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from client_helpers import PLAIN, Server, serving
+from client_helpers import PLAIN, Server, raw_server, serving
 
 import unknot
 from unknot.http._client import Client, delete, get, head, options, patch, post, put, request
@@ -347,21 +347,6 @@ def test_a_closed_client_refuses_requests(server: Server) -> None:
     assert client.is_closed
     with pytest.raises(RuntimeError):
         client.get(server.url("/echo"))
-
-
-def raw_server(answers: list[bytes]) -> unknot.TCPServer:
-    """A TCP server answering each request it reads (one recv) with the next of ``answers``."""
-    accepted = []
-
-    def handler(conn: Any, addr: Any) -> None:
-        accepted.append(addr)
-        while answers and conn.recv(65536):
-            conn.sendall(answers.pop(0))
-
-    tcp = unknot.TCPServer(handler, "127.0.0.1", 0)
-    tcp.accepted = accepted  # type: ignore[attr-defined]
-    unknot.spawn(tcp.serve_forever)
-    return tcp
 
 
 @pytest.mark.unknot

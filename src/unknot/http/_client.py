@@ -62,7 +62,7 @@ from ._client_headers import HeaderTypes, RawHeaders, header_pairs, merge_header
 from ._client_pool import ConnectionPool
 from ._client_response import ClientRequest, ClientResponse
 from ._client_timeout import DEFAULT_TIMEOUT, Timeout, TimeoutTypes, as_timeout
-from ._url import URL, QueryParams, parse_url
+from ._url import URL, QueryParams, is_absolute, parse_url
 
 __all__ = [
     "Client",
@@ -161,8 +161,9 @@ def _encode_body(
 
 
 def _basic_auth(username: str | bytes, password: str | bytes) -> bytes:
-    user = username.encode("latin-1") if isinstance(username, str) else username
-    secret = password.encode("latin-1") if isinstance(password, str) else password
+    """The Authorization value; str credentials are encoded as UTF-8 (RFC 7617, 2.1)."""
+    user = username.encode() if isinstance(username, str) else username
+    secret = password.encode() if isinstance(password, str) else password
     return b"Basic " + base64.b64encode(user + b":" + secret)
 
 
@@ -354,7 +355,7 @@ class Client:
 
     def _url(self, url: str | URL, params: QueryParams | None) -> URL:
         base = self.base_url
-        if base is not None and isinstance(url, str) and "://" not in url:
+        if base is not None and isinstance(url, str) and not is_absolute(url):
             prefix = f"{base.scheme}://{base.netloc}{base.path.rstrip('/')}"
             url = prefix + ("/" + url.lstrip("/") if url else "/")
         parsed = parse_url(url)
@@ -401,6 +402,11 @@ class Client:
         location = response.headers.get("location")
         if not location:
             return None
+        if not location.isascii():  # raw UTF-8 (header values are read as latin-1)
+            try:
+                location = location.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                pass
         status = response.status_code
         try:
             url = request.url.join(location)
@@ -459,8 +465,17 @@ class Client:
         conn.deadline = deadline
         started = _monotonic()
         try:
-            conn.send_request(method, url.target, request._raw_headers, body, timeout.write)
-            head, parts, done = conn.receive_head(timeout.read)
+            try:
+                conn.send_request(method, url.target, request._raw_headers, body, timeout.write)
+            except WriteError as write_error:
+                if conn.closed:
+                    raise
+                try:  # an answer that came before the server stopped reading (RFC 9112, 9.5)
+                    head, parts, done = conn.receive_head(timeout.read)
+                except (ReadError, RemoteProtocolError):
+                    raise write_error from None
+            else:
+                head, parts, done = conn.receive_head(timeout.read)
         except (ReadError, WriteError, RemoteProtocolError) as exc:
             pool.discard(conn)
             if reused and not conn.received and not fresh and request.method in IDEMPOTENT \
@@ -482,12 +497,16 @@ class Client:
             while not done:
                 more, done = conn.receive_body(timeout.read)
                 parts.extend(more)
-            pool.release(conn)
-            response._set_body(parts)
         except BaseException as exc:
             pool.discard(conn)
             if isinstance(exc, RequestError):
                 exc.request = request
+            raise
+        pool.release(conn)  # (the body arrived whole: a DecodingError leaves it reusable)
+        try:
+            response._set_body(parts)
+        except RequestError as exc:
+            exc.request = request
             raise
         return response
 

@@ -171,11 +171,17 @@ class HTTPConnection:
         return self._closed
 
     def is_reusable(self) -> bool:
-        """The exchange is complete and the connection is kept alive: it can go to the pool."""
-        return not self._closed and self.proto.our_state is IDLE
+        """The exchange is complete, the connection is kept alive and nothing more has arrived
+        on it: it can go to the pool."""
+        proto = self.proto
+        return not self._closed and proto.our_state is IDLE and not proto.has_unrequested_data
 
     def is_dropped(self) -> bool:
         """For an idle connection: readable means the server closed it (or sent garbage)."""
+        return self.has_input()
+
+    def has_input(self) -> bool:
+        """Whether the socket is readable now (bytes, the server's close or an error)."""
         try:
             poller = self._poller
             if poller is None:
@@ -222,7 +228,10 @@ class HTTPConnection:
                 if body is not None and len(body) > _JOIN_BODY_MAX:
                     self._send(proto.start_request(method, target, headers, len(body)),
                                write_timeout)
-                    self._send(proto.send_data(body), write_timeout)
+                    # In pieces: the write timeout bounds each piece, not the whole body.
+                    for start in range(0, len(body), _JOIN_BODY_MAX):
+                        self._send(proto.send_data(body[start : start + _JOIN_BODY_MAX]),
+                                   write_timeout)
                     self._send(proto.end_request(), write_timeout)
                 else:
                     self._send(proto.send_request(method, target, headers, body or b""),
@@ -234,6 +243,12 @@ class HTTPConnection:
                 if chunk:
                     self._send(proto.send_data(chunk), write_timeout)
             self._send(proto.end_request(), write_timeout)
+        except WriteError:
+            # The server may have answered before taking the whole body (a 413, a 401), then
+            # closed: the connection stays open for `receive_head` to read that answer.
+            if not self.has_input():
+                self.close()
+            raise
         except BaseException:
             self.close()
             raise

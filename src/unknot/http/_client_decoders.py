@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import zlib
 from email.message import Message
+from typing import Any
 
 from ._client_errors import DecodingError
 
@@ -37,25 +38,46 @@ class _Gzip:
 
 class _Deflate:
     """deflate: zlib-wrapped (RFC 1950) as the RFC says, or raw (RFC 1951) as some servers
-    send it; which one is decided on the first bytes."""
+    send it; which one is decided on the first two bytes (a zlib header or not)."""
 
-    __slots__ = ("_z", "_first")
+    __slots__ = ("_z", "_head")
 
     def __init__(self) -> None:
-        self._z = zlib.decompressobj()
-        self._first = True
+        self._z: Any = None
+        self._head = b""  # the first byte, until a second one arrives
 
     def decode(self, data: bytes) -> bytes:
-        if self._first and data:
-            self._first = False
-            try:
-                return self._z.decompress(data)
-            except zlib.error:
-                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+        if self._z is None:
+            head = self._head + data
+            if len(head) < 2:
+                self._head = head
+                return b""
+            self._head = b""
+            if _zlib_header(head):
+                self._z = zlib.decompressobj()
+                try:
+                    return self._z.decompress(head)
+                except zlib.error:
+                    pass  # raw deflate whose first bytes happen to look like a zlib header
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+            data = head
         return self._z.decompress(data)
 
     def flush(self) -> bytes:
-        return self._z.flush()
+        z = self._z
+        if z is None:  # a body of one byte cannot be deflate
+            raise zlib.error("the deflate stream is truncated")
+        out = z.flush()
+        if not z.eof:
+            raise zlib.error("the deflate stream is truncated")
+        return out
+
+
+def _zlib_header(head: bytes) -> bool:
+    """Whether two bytes open a zlib stream (RFC 1950: method 8, a window of at most 32 KiB,
+    and the check bits)."""
+    cmf, flg = head[0], head[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
 
 
 _DECODERS: dict[bytes, type[_Gzip] | type[_Deflate]] = {
@@ -64,15 +86,20 @@ _DECODERS: dict[bytes, type[_Gzip] | type[_Deflate]] = {
 
 
 class ContentDecoder:
-    """Undoes the codings of a Content-Encoding, last applied first, piece by piece."""
+    """Undoes the codings of a Content-Encoding, last applied first, piece by piece. An empty
+    body stays empty (a HEAD, 204 or 304 response, or ``Content-Length: 0``, with the
+    Content-Encoding its full response would have)."""
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_steps", "_fed")
 
     def __init__(self, codings: list[bytes]) -> None:
         self._steps = [_DECODERS[c]() for c in reversed(codings)]
+        self._fed = False
 
     def decode(self, data: bytes) -> bytes:
         """The decoded bytes of the next piece (maybe empty)."""
+        if data:
+            self._fed = True
         try:
             for step in self._steps:
                 data = step.decode(data)
@@ -81,7 +108,10 @@ class ContentDecoder:
         return data
 
     def flush(self) -> bytes:
-        """The decoded bytes held back at the end of the body."""
+        """The decoded bytes held back at the end of the body; ``DecodingError`` if the body
+        is cut short."""
+        if not self._fed:
+            return b""
         out = b""
         try:
             for step in self._steps:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import datetime
 import json as _json
+import re
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from types import TracebackType
@@ -30,6 +31,8 @@ from ._url import URL
 
 if TYPE_CHECKING:
     from ._client_connection import HTTPConnection
+
+_LINE_END = re.compile("\r\n|\r|\n")
 
 #: A body left unread by ``close()`` is drained (for the connection's reuse) up to this size.
 DRAIN_MAX = 65536
@@ -104,13 +107,17 @@ class _BodyStream:
         return DRAIN_MAX + 1
 
     def drain(self) -> None:
-        """Read the rest and give the connection back; close it on any error."""
+        """Read the rest and give the connection back; close it on any error (a cancellation
+        or Ctrl-C that interrupts the drain closes it too, and goes on)."""
         conn = self.conn
         try:
             while not self.done and conn is not None:
                 self.parts, self.done = conn.receive_body(self.read_timeout)
         except Exception:
             self.drop()
+        except BaseException:
+            self.drop()
+            raise
         else:
             self.give_back()
 
@@ -287,16 +294,17 @@ class ClientResponse:
             yield tail
 
     def iter_lines(self) -> Iterator[str]:
-        """The body's lines, without their line ends (``\\n``, ``\\r\\n`` or ``\\r``)."""
+        """The body's lines, without their line ends (``\n``, ``\r\n`` or ``\r``; no other
+        character ends a line)."""
         pending = ""
         for text in self.iter_text():
-            lines = (pending + text).splitlines(keepends=True)
-            # The last line may be incomplete, and a final "\r" may be half of a "\r\n".
-            pending = lines.pop() if lines and not lines[-1].endswith("\n") else ""
-            for line in lines:
-                yield line.splitlines()[0]
+            text = pending + text
+            cr = text.endswith("\r")  # maybe half of a "\r\n": decided by the next piece
+            lines = _LINE_END.split(text[:-1] if cr else text)
+            pending = lines.pop() + ("\r" if cr else "")
+            yield from lines
         if pending:
-            yield pending.splitlines()[0]
+            yield pending[:-1] if pending.endswith("\r") else pending
 
     def __iter__(self) -> Iterator[bytes]:
         """``iter_bytes()``."""
@@ -375,12 +383,14 @@ class ClientResponse:
         """Release the connection: back to the pool if the body was read (or what remains of
         it is small and can be drained), else closed."""
         stream = self._stream
-        if stream is not None and stream.conn is not None:
-            if stream.done or stream.remaining(self._raw_headers) <= DRAIN_MAX:
-                stream.drain()
-            else:
-                stream.drop()
-        self._finish()
+        try:
+            if stream is not None and stream.conn is not None:
+                if stream.done or stream.remaining(self._raw_headers) <= DRAIN_MAX:
+                    stream.drain()
+                else:
+                    stream.drop()
+        finally:
+            self._finish()
 
     def _finish(self) -> None:
         on_close, self.on_close = self.on_close, None

@@ -12,6 +12,7 @@ the same URL over and over (a poller, a benchmark) parses it once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
@@ -98,7 +99,11 @@ class URL:
 
     def join(self, location: str) -> URL:
         """The URL ``location`` (a ``Location`` header, maybe relative) points to from here."""
-        return URL(urljoin(str(self), location.strip()))
+        try:
+            joined = urljoin(str(self), location.strip())
+        except ValueError as exc:
+            raise InvalidURL(f"invalid URL {location!r}: {exc}") from None
+        return URL(joined)
 
     @property
     def netloc(self) -> str:
@@ -133,14 +138,32 @@ class URL:
         return hash(str(self))
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_absolute(url: str) -> bool:
+    """Whether ``url`` starts with a scheme and ``//`` (``"/next?to=http://x"`` does not)."""
+    return _SCHEME.match(url.lstrip()) is not None
+
+
 def _ascii_host(host: str, url: str) -> str:
-    """The host as sent: IDNA-encoded if it is not ASCII; an IPv6 zone is refused."""
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidURL(f"invalid host name {host!r} in {url!r}") from None
+    """The host as sent: IDNA-encoded if it is not ASCII (IDNA 2008 with UTS 46's mapping, as
+    browsers do: ``straße.de`` is ``xn--strae-oqa.de``, not IDNA 2003's ``strasse.de``), each
+    label at most 63 bytes and the whole at most 253; an IPv6 zone is refused."""
+    if "%" in host:
+        raise InvalidURL(f"invalid host {host!r} in {url!r} (an IPv6 zone is not supported)")
+    if not host.isascii():
+        import idna  # only for non-ASCII hosts
+
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidURL(f"invalid host name {host!r} in {url!r}: {exc}") from None
+    if ":" not in host and (len(host.rstrip(".")) > 253
+                            or any(len(label) > 63 for label in host.split("."))):
+        raise InvalidURL(f"invalid host name {host!r} in {url!r}: a label is longer than 63 "
+                         f"characters or the name longer than 253")
+    return host
 
 
 def encode_params(params: QueryParams | None) -> str:

@@ -65,6 +65,13 @@ class ClientConnection(Connection):
         self.receive_data = self._reader.receive_data
         self._framer = BodyFramer(LENGTH)
 
+    @property
+    def has_unrequested_data(self) -> bool:
+        """With no request outstanding: whether the server has sent bytes already (a response to
+        no request, or more than the last response's framing said). They cannot answer the
+        next request, so such a connection must not carry one: close it."""
+        return self._responses.holds_input()
+
     def send_request(
         self, method: bytes, target: bytes, headers: Headers, body: bytes = b""
     ) -> bytes:
@@ -121,6 +128,9 @@ class ClientConnection(Connection):
         our_state = self._state.states[CLIENT]
         if our_state is not IDLE:
             raise LocalProtocolError(f"cannot start a request in state {our_state}")
+        if self._responses.holds_input():
+            raise LocalProtocolError("the server sent data before this request: "
+                                     "the connection cannot carry it")
         if method == b"CONNECT":
             raise LocalProtocolError("CONNECT is not supported")
         lines = [request_line(method, target)]

@@ -70,6 +70,12 @@ class ResponseReader(Reader):
         if buffer:
             self.receive_data(buffer)
 
+    def holds_input(self) -> bool:
+        """Whether anything received is still unread: events not handed out, a response begun,
+        a parse error, or a HEAD response's bytes held back."""
+        return bool(self.ready or self.current or self._buffer or self._in_message
+                    or self.error is not None)
+
     def feed_eof(self) -> None:
         """The server closed: this ends a body delimited by the connection's end."""
         if self._until_close and not self.stopped:
@@ -110,7 +116,15 @@ class ResponseReader(Reader):
             self._informational = True  # llhttp completes it with no body
             self.current.append(InformationalResponse(status, headers, reason, version))
             return
-        chunked = bool(self._codings) and self._codings[-1] == b"chunked"
+        codings = self._codings
+        chunked = False
+        if codings:
+            # The client sends no TE header, so chunked is the only coding a server may use
+            # (RFC 9110, 10.1.4); another would reach the caller still encoded.
+            if codings != (b"chunked",):
+                self._raise(RemoteProtocolError(
+                    "unsupported transfer coding: " + b", ".join(codings).decode("latin-1")))
+            chunked = True
         if self._head_only:
             # llhttp expects a body it will never see; keep-alive is decided here instead.
             self._head_done = True
