@@ -273,6 +273,32 @@ def test_read_and_stream_are_incremental() -> None:
         r.body()
 
 
+def test_read_0_takes_nothing_and_body_still_works() -> None:
+    source = ChunkedSource(b"abc")
+    r = Request("POST", b"/", [], body=source)
+    assert r.read(0) == b""
+    assert source.calls == []  # the source is not even asked
+    assert r.body() == b"abc"
+    assert r.read(0) == b"" and r.read(1) == b"a"  # (the cached body: replayed)
+    r = request(body=b"abc")
+    assert r.read(2) == b"ab"
+    assert r.read(0) == b""
+    with pytest.raises(RuntimeError, match="partly consumed"):
+        r.body()  # bytes were taken before the read(0)
+
+
+def test_reading_an_empty_body_takes_nothing() -> None:
+    # only taking bytes makes body() refuse: an empty body read to its end is still b""
+    r = request(body=b"")
+    assert r.read(10) == b"" and list(r.stream()) == [] and r.read() == b""
+    assert r.body() == b""
+    r = request(body=b"xy")
+    assert list(r.stream()) == [b"xy"]
+    assert r.read() == b""  # the end, after bytes were taken: body() still refuses
+    with pytest.raises(RuntimeError, match="partly consumed"):
+        r.body()
+
+
 def test_read_after_body_replays_the_cached_body() -> None:
     r = request(body=b"abcdef")
     assert r.body() == b"abcdef"
@@ -372,6 +398,21 @@ def test_http_error_detail_headers_and_unknown_status() -> None:
     assert HTTPError(599).detail == "Error"
     custom = HTTPError(400, headers={"content-type": "application/json"}, detail='{"e":1}')
     assert normalize_result(custom.response())[1] == [(b"content-type", b"application/json")]
+
+
+@pytest.mark.parametrize("status", [100, 103, 204, 205, 304, HTTPStatus.NOT_MODIFIED])
+def test_http_error_with_a_status_that_has_no_body(status: int) -> None:
+    # 1xx, 204, 205 and 304 answers have no content (RFC 9110 s15): the server would refuse
+    # a body (a 500 instead of the status)
+    assert normalize_result(HTTPError(status).response())[:3] == (int(status), [], b"")
+    exc = HTTPError(status, "ignored detail", {"etag": '"v1"'})
+    assert exc.detail == "ignored detail"
+    assert normalize_result(exc.response())[:3] == (int(status), [(b"etag", b'"v1"')], b"")
+
+
+@pytest.mark.parametrize("status", [200, 201, 206, 299, 301, 400, 412])
+def test_http_error_with_other_statuses_keeps_its_text_body(status: int) -> None:
+    assert normalize_result(HTTPError(status, "why").response())[2] == b"why\n"
 
 
 # -- Response ------------------------------------------------------------------------------------

@@ -79,6 +79,34 @@ def test_parameter_values_have_their_types() -> None:
     assert [type(v) for v in seen] == [int, float, uuid.UUID, str]
 
 
+def test_path_and_str_parameters_take_any_character_newlines_included(app: App) -> None:
+    # "%0A" is a newline once decoded: {name:path} is all the rest of the path, whatever it is
+    assert params_of(app, "/files/a%0Ab") == {"p": repr("a\nb")}
+    assert params_of(app, "/files/a/%0A/b%0D%0A") == {"p": repr("a/\n/b\r\n")}
+    assert params_of(app, "/files/%0A") == {"p": repr("\n")}
+    assert params_of(app, "/users/a%0Ab") == {"name": repr("a\nb")}
+    assert params_of(app, "/users/%0A") == {"name": repr("\n")}
+    assert params_of(app, "/a/%0A/b/1") == {"x": repr("\n"), "y": "1"}
+    mounted = App()
+    mounted.add_route("/{rest:path}/end", echo)
+    assert params_of(mounted, "/x%0Ay/z/end") == {"rest": repr("x\ny/z")}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/items/1%0A",  # a trailing newline is no digit ($ would have matched before it)
+        "/items/%0A1",
+        "/prices/1.5%0A",
+        "/things/12345678-1234-5678-1234-567812345678%0A",
+        "/users/a%0A/b",
+        "/a/x/b/1%0A",
+    ],
+)
+def test_typed_parameters_refuse_newlines(app: App, target: str) -> None:
+    assert call(app, "GET", target)[0] == 404
+
+
 @pytest.mark.parametrize(
     "target",
     [

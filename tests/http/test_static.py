@@ -221,6 +221,104 @@ def test_http_dates_round_trip_in_all_three_formats() -> None:
     assert parse_http_date("Sun, 99 Nov 1994 08:49:37 GMT") is None
 
 
+@pytest.mark.parametrize(
+    "if_match", ["{etag}", "*", '"other", {etag}', ' "a,b" , {etag} ', 'W/"x", {etag}']
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_if_match_that_matches_serves_the_file(
+    files: StaticFiles, if_match: str, method: str
+) -> None:
+    etag, _ = validators(files)
+    status, headers, _ = get(files, "/hello.txt", {"If-Match": if_match.format(etag=etag)}, method)
+    assert status == 200 and headers[b"etag"] == etag.encode()
+
+
+@pytest.mark.parametrize("if_match", ['"nope"', "W/{etag}", '"a", "b"', "", "garbage", "{bare}"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_if_match_that_does_not_match_gives_412(
+    files: StaticFiles, if_match: str, method: str
+) -> None:
+    etag, _ = validators(files)
+    value = if_match.format(etag=etag, bare=etag.strip('"'))  # a weak tag: strong comparison
+    status, _, body = get(files, "/hello.txt", {"If-Match": value}, method)
+    assert status == 412
+    assert b"hello" not in body
+    with pytest.raises(HTTPError) as info:
+        files.handle(Request(method, b"/hello.txt", [(b"if-match", value.encode())]))
+    assert info.value.status == 412
+
+
+def test_if_match_on_several_header_lines(files: StaticFiles) -> None:
+    etag, _ = validators(files)
+    lines = [(b"if-match", b'"other"'), (b"if-match", etag.encode())]
+    assert normalize_result(files(Request("GET", b"/hello.txt", lines)))[0] == 200
+    lines = [(b"if-match", b'"other"'), (b"if-match", b'"another"')]
+    assert normalize_result(files(Request("GET", b"/hello.txt", lines)))[0] == 412
+
+
+def test_if_unmodified_since(files: StaticFiles, root: Path) -> None:
+    etag, last_modified = validators(files)
+    mtime = int(os.stat(root / "hello.txt").st_mtime)
+    for date, status in [
+        (last_modified, 200),
+        (http_date(mtime + 3600), 200),
+        (http_date(mtime - 1), 412),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 412),
+        ("not a date", 200),  # an invalid date is ignored
+    ]:
+        assert get(files, "/hello.txt", {"If-Unmodified-Since": date})[0] == status, date
+        assert get(files, "/hello.txt", {"If-Unmodified-Since": date}, "HEAD")[0] == status
+    # If-Match decides when present, even against a date the file is newer than
+    earlier = http_date(mtime - 1)
+    assert get(files, "/hello.txt", {"If-Match": etag, "If-Unmodified-Since": earlier})[0] == 200
+    assert (
+        get(files, "/hello.txt", {"If-Match": '"x"', "If-Unmodified-Since": last_modified})[0]
+        == 412
+    )
+
+
+def test_preconditions_come_before_304_and_ranges(files: StaticFiles) -> None:
+    # RFC 9110 s13.2.2: If-Match / If-Unmodified-Since, then If-None-Match /
+    # If-Modified-Since, then If-Range.
+    etag, last_modified = validators(files, "/data.bin")
+    stale = {"If-Match": '"stale"'}
+    assert get(files, "/data.bin", {**stale, "If-None-Match": etag})[0] == 412
+    assert get(files, "/data.bin", {**stale, "If-Modified-Since": last_modified})[0] == 412
+    assert get(files, "/data.bin", {**stale, "Range": "bytes=0-3", "If-Range": etag})[0] == 412
+    assert get(files, "/data.bin", {**stale, "Range": "bytes=5000-"})[0] == 412  # not 416
+    fresh = {"If-Match": etag}
+    assert get(files, "/data.bin", {**fresh, "If-None-Match": etag})[0] == 304
+    assert get(files, "/data.bin", {**fresh, "Range": "bytes=0-3"})[:3:2] == (206, DATA[:4])
+
+
+def test_a_download_resumed_after_the_file_changed_gets_412(files: StaticFiles, root: Path) -> None:
+    for name, size in [("resume.bin", 100), ("resume-big.bin", SMALL_FILE + 100)]:
+        (root / name).write_bytes(b"A" * size)
+        status, headers, body = get(files, "/" + name, {"Range": "bytes=0-49"})
+        assert (status, body) == (206, b"A" * 50)
+        old_etag = headers[b"etag"].decode()
+        (root / name).write_bytes(b"B" * size)
+        os.utime(root / name, ns=(3 * 10**18, 3 * 10**18))  # surely another modification time
+        resumed = {"Range": "bytes=50-", "If-Match": old_etag}
+        status, _, body = get(files, "/" + name, resumed)
+        assert status == 412 and b"B" not in body, name
+        new_etag = get(files, "/" + name)[1][b"etag"].decode()
+        assert get(files, "/" + name, {**resumed, "If-Match": new_etag})[:3:2] == (
+            206,
+            b"B" * (size - 50),
+        )
+
+
+def test_if_match_compares_with_the_gzip_variant_tag(files: StaticFiles) -> None:
+    gz = {"Accept-Encoding": "gzip"}
+    gz_etag = get(files, "/style.css", gz)[1][b"etag"].decode()
+    plain_etag = get(files, "/style.css")[1][b"etag"].decode()
+    assert gz_etag != plain_etag
+    assert get(files, "/style.css", {**gz, "If-Match": gz_etag})[0] == 200
+    assert get(files, "/style.css", {**gz, "If-Match": plain_etag})[0] == 412
+    assert get(files, "/style.css", {"If-Match": plain_etag})[0] == 200
+
+
 # -- ranges --------------------------------------------------------------------------------------
 
 
@@ -370,6 +468,36 @@ def test_index_and_directory_redirect(files: StaticFiles) -> None:
     assert get(files, "/hello.txt/")[0] == 404  # a file asked for as a directory
 
 
+@pytest.mark.parametrize(
+    "target, location",
+    [
+        (b"//sub", b"/sub/"),
+        (b"///sub", b"/sub/"),
+        (b"//sub?a=1", b"/sub/?a=1"),
+        (b"//example.com", b"/example.com/"),
+        (b"/example.com//", None),  # (served: no redirect)
+        (b"http://host//sub", b"/sub/"),
+        (b"/sub//deeper", b"/sub//deeper/"),  # an inner empty segment is harmless: kept
+    ],
+)
+def test_a_directory_redirect_never_leaves_the_origin(
+    root: Path, target: bytes, location: bytes | None
+) -> None:
+    # ``Location: //example.com/`` would be a network-path reference: another host.
+    (root / "example.com").mkdir()
+    (root / "example.com" / "index.html").write_bytes(b"a directory")
+    (root / "sub" / "deeper").mkdir()
+    files = StaticFiles(root)
+    status, headers, _ = get(files, target)
+    if location is None:
+        assert status == 200
+        return
+    assert (status, headers) == (301, {b"location": location})
+    app = App()
+    app.mount("/", files)  # a mount at the root passes the raw path unchanged
+    assert get(app, target)[:2] == (301, {b"location": location})
+
+
 def test_no_index(root: Path) -> None:
     files = StaticFiles(root, index=None)
     assert get(files, "/sub/")[0] == 404
@@ -484,6 +612,8 @@ def test_served_files_are_opened_without_leaks(files: StaticFiles, root: Path) -
     for target, headers in [
         ("/hello.txt", {}),
         ("/hello.txt", {"If-None-Match": "*"}),
+        ("/hello.txt", {"If-Match": '"stale"'}),
+        ("/data.bin", {"If-Match": '"stale"', "Range": "bytes=0-1"}),
         ("/data.bin", {"Range": "bytes=5000-"}),
         ("/style.css", {"Accept-Encoding": "gzip"}),
         ("/old.js", {"Accept-Encoding": "gzip"}),
@@ -504,6 +634,10 @@ def test_served_files_are_opened_without_leaks(files: StaticFiles, root: Path) -
     assert re.match(r"FileIO|BufferedReader", type(body.file).__name__)
     assert (body.offset, body.count) == (0, SMALL_FILE + 1)
     body.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+    # ...and closed when a precondition fails
+    assert get(files, "/big.bin", {"If-Match": '"stale"'})[0] == 412
+    assert get(files, "/big.bin", {"If-Unmodified-Since": http_date(0)})[0] == 412
     assert set(os.listdir("/proc/self/fd")) == before
 
 
@@ -569,6 +703,9 @@ def test_no_path_reaches_outside_the_directory(
     headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
     status, answer_headers, body = get(files, target, headers)
     assert status in (200, 301, 404), (target, status)
+    if status == 301:  # on this origin: a path, never a network-path reference
+        location = answer_headers[b"location"]
+        assert location[:1] == b"/" and location[:2] != b"//", (target, location)
     if status == 200:
         assert body in inside, target  # a file of the tree, byte for byte
         if answer_headers.get(b"content-encoding") == b"gzip":

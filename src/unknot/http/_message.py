@@ -56,9 +56,10 @@ def _phrase(status: int) -> str:
 class HTTPError(Exception):
     """Raise it from a handler to answer with ``status``: ``raise HTTPError(404)``.
 
-    ``detail`` (default: the status phrase) becomes a plain-text body; ``headers`` are added
-    to the answer (405 needs ``Allow``, 416 ``Content-Range``). An `App`'s error handlers see
-    it first; otherwise `response` is what is sent.
+    ``detail`` (default: the status phrase) becomes a plain-text body, except for the statuses
+    that have none (1xx, 204, 205, 304: see `response`); ``headers`` are added to the answer
+    (405 needs ``Allow``, 416 ``Content-Range``, a 304 its ``ETag``). An `App`'s error handlers
+    see it first; otherwise `response` is what is sent.
     """
 
     def __init__(self, status: int, detail: str | None = None, headers: HeadersLike = None):
@@ -68,8 +69,16 @@ class HTTPError(Exception):
         super().__init__(self.status, self.detail)
 
     def response(self) -> Response:
-        """The default answer: the status, the headers, and the detail as plain text."""
-        return Response.text(self.detail + "\n", self.status, self.headers)
+        """The default answer: the status, the headers, and the detail as plain text.
+
+        A status whose answer has no body (1xx, 204 No Content, 205 Reset Content, 304 Not
+        Modified: RFC 9110 s15) gets the status and the headers only: no body, no
+        Content-Type.
+        """
+        status = self.status
+        if status < 200 or status == 204 or status == 205 or status == 304:
+            return Response(status, self.headers)
+        return Response.text(self.detail + "\n", status, self.headers)
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
@@ -333,10 +342,14 @@ class Request:
             self._pos = end
             return body[start:end]
         source = self._source
-        if source is None:
+        if source is None or n == 0:
             return b""
-        self._pos = -1
-        return source.read(n)
+        taken = self._pos  # 0 while nothing was taken from the source, else -1
+        self._pos = -1  # (also if read raises: what it took is unknown)
+        chunk = source.read(n)
+        if not chunk:  # the end: no bytes taken by this call
+            self._pos = taken
+        return chunk
 
     def stream(self, chunk_size: int = 65536) -> Iterator[bytes]:
         """The rest of the body, in chunks of at most ``chunk_size`` bytes."""

@@ -14,7 +14,8 @@
 Path templates are matched against the percent-decoded path. ``{name}`` matches one segment
 (``str``); ``{name:int}`` digits (an ``int``); ``{name:float}`` digits with an optional
 fraction; ``{name:uuid}`` a UUID (a `uuid.UUID`); ``{name:path}`` the rest of the path, slashes
-included (possibly empty). A value that does not convert is no match (404, not 500).
+included (possibly empty). ``{name}`` and ``{name:path}`` take any other character, a decoded
+newline (``%0A``) included. A value that does not convert is no match (404, not 500).
 
 Lookup: a template without parameters is one dict lookup, and it wins over templates with
 parameters; the others are tried in the order they were added, among those whose first
@@ -129,7 +130,10 @@ def _compile(template: str) -> _Route:
     pattern.append(_literal(template, template[position:]))
     if not names:
         return _Route(template, None, ())
-    return _Route(template, re.compile("".join(pattern)), tuple(converters))
+    # DOTALL: a decoded path may hold any character, a newline (``%0A``) included, and
+    # ``{name:path}`` is all the rest of it. (Matching is ``fullmatch``: no ``$`` that would
+    # also match before a final newline.)
+    return _Route(template, re.compile("".join(pattern), re.DOTALL), tuple(converters))
 
 
 def _literal(template: str, text: str) -> str:

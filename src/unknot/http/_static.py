@@ -7,8 +7,13 @@ What a request gets:
   made of the file's modification time in nanoseconds and its size (no inode number, so
   servers sharing a copy of the files agree), ``Last-Modified``, ``Accept-Ranges: bytes``,
   and ``Cache-Control`` if one is configured.
-- 304 when ``If-None-Match`` matches (a list of tags or ``*``; weak comparison) or, without
-  ``If-None-Match``, when the file is not newer than ``If-Modified-Since``.
+- Preconditions first (RFC 9110 s13.2.2), on GET and HEAD: 412 (Precondition Failed) when
+  ``If-Match`` names no tag of the file (a list of tags or ``*``, which any file matches;
+  strong comparison: a weak tag never matches) or, without ``If-Match``, when the file is
+  newer than ``If-Unmodified-Since`` (an invalid date is ignored). So a download resumed with
+  ``If-Match`` and ``Range`` after the file changed is refused, not given bytes of the new file.
+- Then 304 when ``If-None-Match`` matches (a list of tags or ``*``; weak comparison) or,
+  without ``If-None-Match``, when the file is not newer than ``If-Modified-Since``.
 - One range (``bytes=a-b``, ``a-``, ``-n``) on GET: 206 with ``Content-Range``; a range
   starting past the end (or an empty file, or ``-0``): 416 with ``Content-Range: bytes */size``.
   Several ranges get the whole file (200): allowed by RFC 9110, and simpler than multipart.
@@ -18,7 +23,8 @@ What a request gets:
   regular file not older than ``x``: ``Content-Encoding: gzip``, the type of ``x``, its own
   tag; ``Vary: Accept-Encoding`` whenever such a sibling exists, whoever asks.
 - A directory: its index file (``index.html``) if ``index`` is set, after redirecting
-  ``/dir`` to ``/dir/`` (301); no listings.
+  ``/dir`` to ``/dir/`` (301; leading slashes collapsed into one, so ``//dir`` goes to
+  ``/dir/`` and never to ``//dir/``, which a browser would take for another host); no listings.
 
 Refused with 404, before any file system access: ``..`` and ``.`` segments, names starting
 with a dot unless ``hidden=True``, percent-encoded dots, slashes, backslashes, NULs and percent
@@ -128,6 +134,16 @@ def _qvalue(params: str) -> float:
             except ValueError:
                 return 0.0
     return 1.0
+
+
+def _etag_matches_strongly(header: str, etag: str) -> bool:
+    """Strong comparison of ``etag`` (always a strong tag here) with an If-Match list: ``*``
+    matches any file; a weak tag never matches."""
+    for match in _ETAG.finditer(header):
+        tag = match.group()
+        if tag == "*" or tag == etag:
+            return True
+    return False
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -245,7 +261,7 @@ class StaticFiles:
             return exc.response()
 
     def handle(self, request: Request) -> Response:
-        """Answer ``request``; 404, 405 and 416 are raised as `HTTPError`."""
+        """Answer ``request``; 404, 405, 412 and 416 are raised as `HTTPError`."""
         method = request.method
         if method != "GET" and method != "HEAD":
             if method == "OPTIONS":
@@ -424,15 +440,22 @@ def _answer(
     mtime: int,
     body: Any,
 ) -> Response:
-    """The answer to a GET or HEAD of a file: 304, 206, 416 (raised) or 200. ``raw`` holds its
+    """The answer to a GET or HEAD of a file: 412 (raised), 304, 206, 416 (raised) or 200, the
+    conditions evaluated in the order of RFC 9110 s13.2.2. ``raw`` holds its
     Content-Type (and Vary, Content-Encoding), ``validators`` its ETag and Last-Modified (and
     Cache-Control); ``body`` is the file's content (bytes) or the file itself, open (then
     closed here, or handed over in the response)."""
     headers = request.headers
-    if _not_modified(headers, etag, mtime):
-        _close(body)
-        vary = [pair for pair in raw if pair[0] == b"vary"]
-        return Response._build(304, [*validators, *vary], b"")
+    for name, _ in headers.raw:  # one scan: most requests carry no condition at all
+        if name[:3] == b"if-":
+            if _precondition_failed(headers, etag, mtime):
+                _close(body)
+                raise HTTPError(412)
+            if _not_modified(headers, etag, mtime):
+                _close(body)
+                vary = [pair for pair in raw if pair[0] == b"vary"]
+                return Response._build(304, [*validators, *vary], b"")
+            break
     raw = [*raw, *validators, _ACCEPT_RANGES]
     size = len(body) if type(body) is bytes else os.fstat(body.fileno()).st_size
     range_header = headers.get("range")
@@ -501,6 +524,18 @@ def _file(fd: int) -> Any:
         raise
 
 
+def _precondition_failed(headers: Any, etag: str, mtime: int) -> bool:
+    """Whether If-Match (strong comparison), or without it If-Unmodified-Since, is false."""
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        return not _etag_matches_strongly(", ".join(headers.get_all("if-match")), etag)
+    if_unmodified_since = headers.get("if-unmodified-since")
+    if if_unmodified_since is not None:
+        since = parse_http_date(if_unmodified_since)
+        return since is not None and mtime > since  # not a date: ignored
+    return False
+
+
 def _not_modified(headers: Any, etag: str, mtime: int) -> bool:
     """Whether the conditional headers ask for a 304 (If-None-Match over If-Modified-Since)."""
     if_none_match = headers.get("if-none-match")
@@ -524,8 +559,10 @@ def _if_range_matches(if_range: str, etag: str, last_modified: str) -> bool:
 
 def _redirect_to_directory(request: Request) -> Response:
     """301 to the same path with a slash added (the raw path, so the encoding is kept; control
-    characters, which a header may not carry, percent-encoded)."""
-    location = request.raw_path + b"/"
+    characters, which a header may not carry, percent-encoded). Leading slashes are collapsed
+    into one: ``//host/`` would be a network-path reference, read as another host (the file
+    is the same: empty segments are skipped)."""
+    location = b"/" + request.raw_path.lstrip(b"/") + b"/"
     if request.query_string:
         location += b"?" + request.query_string.encode("latin-1")
     return Response(301, [(b"location", _CONTROL_CHARACTER.sub(_percent_encoded, location))])
