@@ -35,6 +35,8 @@ def _cl(n: int | bytes) -> bytes:
 
 
 _CHUNKED_END = b"0\r\n\r\n"
+_UPGRADE = b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AA\r\n"
+_INNER = b"GET /inner HTTP/1.1\r\nHost: x\r\n\r\n"
 # The body if read as chunked ends before SMUGGLED; read by a Content-Length covering it all,
 # SMUGGLED is body. A server that picks either alone answers differently from its neighbour.
 _TE_BODY = _CHUNKED_END + SMUGGLED
@@ -129,6 +131,21 @@ def _cases() -> list[Case]:
         Case("obs_fold", b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", REFUSE),
         Case("two_hosts", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", REFUSE),
         Case("no_host", b"GET / HTTP/1.1\r\n\r\n", REFUSE),
+        # Upgrade is ignored (the server does not switch protocols): a plain request, whose
+        # body llhttp skips (it would read it as the next request; here, one that must never
+        # be answered: /inner).
+        Case("upgrade_no_body", _post(_UPGRADE, b""), ("/", "/smuggled")),
+        Case("upgrade_cl_body", _post(_UPGRADE + _cl(len(_INNER)), _INNER), ("/", "/smuggled")),
+        Case("upgrade_chunked_body", _post(_UPGRADE + b"Transfer-Encoding: chunked\r\n",
+                                           b"%x\r\n%s\r\n0\r\n\r\n" % (len(_INNER), _INNER)),
+             ("/", "/smuggled")),
+        Case("upgrade_cl_covers_smuggled",  # SMUGGLED is the end of the body
+             _post(_UPGRADE + _cl(len(_INNER) + len(SMUGGLED)), _INNER), ("/",)),
+        Case("upgrade_te_and_cl", _post(_UPGRADE + b"Transfer-Encoding: chunked\r\n" + _cl(3),
+                                        b"0\r\n\r\n"), REFUSE),
+        Case("upgrade_http10_body", _post(_UPGRADE + _cl(len(_INNER)), _INNER, b"1.0"), ("/",)),
+        Case("connect_with_body", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n" + _cl(2)
+             + b"\r\nab", REFUSE),
     ]
     for name, header, statuses in TE_OBFUSCATIONS:
         cases.append(Case(name + "_with_cl", _post(header + _cl(_N), _TE_BODY), REFUSE, statuses))

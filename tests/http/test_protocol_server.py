@@ -330,8 +330,7 @@ def test_trailer_block_over_the_limit_is_431() -> None:
         b"FOO / HTTP/1.1\r\n\r\n",
         b"GET /a b HTTP/1.1\r\n\r\n",
         b"GET /\x7f HTTP/1.1\r\n\r\n",
-        b"GET / HTTP/1.2\r\n\r\n",  # llhttp knows 0.9, 1.0, 1.1, 2.0 and no other version
-        b"GET / HTTP/3.0\r\n\r\n",
+        b"GET / HTTP/1.x\r\n\r\n",  # a malformed version (a well-formed unknown one is 505)
         b"GET / HTTX/1.1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
     ],
@@ -353,7 +352,14 @@ def test_transfer_encoding_is_case_insensitive() -> None:
 
 
 @pytest.mark.parametrize(
-    "version_line", [b"GET / HTTP/2.0\r\n\r\n", b"GET /\r\n\r\n"]  # (HTTP/0.9: no version)
+    "version_line",
+    [
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET /\r\n\r\n",  # (HTTP/0.9: no version)
+        # llhttp knows 0.9, 1.0, 1.1 and 2.0 only, and refuses the others itself: still 505.
+        b"GET / HTTP/1.2\r\n\r\n",
+        b"GET / HTTP/3.0\r\n\r\n",
+    ],
 )
 def test_versions_other_than_1x_are_505(version_line: bytes) -> None:
     assert refused(version_line).status_hint == 505
@@ -784,7 +790,9 @@ def test_informational_responses_rules() -> None:
 # -- upgrades -------------------------------------------------------------------------------------
 
 
-def test_upgrade_request_is_reported_not_performed() -> None:
+def test_upgrade_request_is_ignored_not_performed() -> None:
+    # RFC 9110, 7.8: the server may ignore Upgrade; this layer never switches protocols, so
+    # it does: a plain request, and what follows is HTTP again (here, not HTTP: a 400).
     conn = ServerConnection()
     conn.receive_data(
         b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
@@ -793,18 +801,17 @@ def test_upgrade_request_is_reported_not_performed() -> None:
     events = conn.next_events()
     assert isinstance(events, list)
     head = events[0]
-    assert isinstance(head, RequestHead) and head.upgrade and not head.keep_alive
+    assert isinstance(head, RequestHead) and not head.upgrade and head.keep_alive
     assert events[1] == EndOfMessage()
-    assert conn.trailing_data == b"\x81\x05hello"
-    conn.receive_data(b"\x81\x01!")
-    assert conn.trailing_data == b"\x81\x05hello\x81\x01!"
-    assert conn.their_state is MUST_CLOSE  # no HTTP message can follow on this connection
-    assert conn.next_events() is NEED_DATA
+    assert conn.trailing_data == b""
     with pytest.raises(LocalProtocolError):
         conn.send_informational(101)
     response = conn.send_response(426, [(b"upgrade", b"websocket")])
-    assert head_of(response)[b"connection"] == b"close"
-    assert conn.our_state is MUST_CLOSE
+    assert b"connection" not in head_of(response)
+    assert conn.our_state is IDLE
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_events()
+    assert info.value.status_hint == 400
 
 
 def test_upgrade_without_connection_upgrade_is_an_ordinary_request() -> None:
@@ -828,9 +835,17 @@ def test_connect_is_reported_and_a_tunnel_refused() -> None:
     assert conn.our_state is MUST_CLOSE
 
 
-def test_upgrade_request_with_a_body_is_refused() -> None:
+def test_upgrade_request_with_a_body_is_served() -> None:
     data = b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n"
-    data += b"Content-Length: 2\r\n\r\nab"
+    data += b"Content-Length: 2\r\n\r\nab" + GET
+    events = received(data)
+    assert body_of(events) == b"ab" and isinstance(events[-1], EndOfMessage)
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.keep_alive and not head.upgrade
+
+
+def test_connect_request_with_a_body_is_refused() -> None:
+    data = b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nContent-Length: 2\r\n\r\nab"
     assert refused(data).status_hint == 400
 
 

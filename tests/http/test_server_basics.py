@@ -318,10 +318,17 @@ def test_stream_failing_midway_drops_the_connection(caplog: pytest.LogCaptureFix
         with ServerThread(failing) as srv:
             with connect(srv.port) as sock:
                 sock.sendall(get("/"))
-                data = sock.makefile("rb").read()  # until the server closes
+                data = b""
+                try:
+                    while chunk := sock.recv(65536):  # until the server ends the connection
+                        data += chunk
+                    reset = False
+                except ConnectionResetError:
+                    reset = True
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"5\r\nfirst\r\n" in data
     assert not data.endswith(b"0\r\n\r\n")  # no last chunk: the client sees the cut
+    assert reset  # and the connection is reset, not closed (see test_server_review_conn.py)
     assert any("midway" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 
 
@@ -475,12 +482,20 @@ def test_serving_on_a_socket_of_ones_own() -> None:
     assert listener.fileno() == -1  # the server took it over and closed it
 
 
-def test_an_upgrade_request_is_answered_and_the_connection_closed() -> None:
+def test_an_upgrade_request_is_served_as_plain_http_and_kept_alive() -> None:
+    # The server does not switch protocols: it ignores Upgrade (RFC 9110, 7.8), reads the
+    # request's body (curl --http2 -d ... over http://) and the requests after it.
     def plain(request: Request) -> Any:
-        return 426, {"upgrade": "websocket"}, b"not here"
+        return 200, None, b"%s got %d bytes" % (request.path.encode(), len(request.body()))
 
     with ServerThread(plain) as srv:
-        request = get("/ws", extra="Connection: Upgrade\r\nUpgrade: websocket\r\n")
-        (response,), closed = raw_exchange(srv.port, request + b"\x81\x05hello")
-    assert (response.status, response.body) == (426, b"not here")
-    assert closed
+        upgrade = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n"
+        post = get("/form", extra=upgrade + "Content-Length: 7\r\n").replace(b"GET", b"POST", 1)
+        ws = get("/ws", extra="Connection: Upgrade\r\nUpgrade: websocket\r\n")
+        data = post + b"hello=1" + ws + get("/next")
+        responses, closed = raw_exchange(srv.port, data, count=3)
+    assert [(r.status, r.body) for r in responses] == [
+        (200, b"/form got 7 bytes"), (200, b"/ws got 0 bytes"), (200, b"/next got 0 bytes")
+    ]
+    assert all(r.header("connection") is None for r in responses)
+    assert not closed

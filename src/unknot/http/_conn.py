@@ -3,10 +3,12 @@
 `HTTPConnection.run` is the server's hot loop. It reads into the sans-I/O `ServerConnection`
 with one ``recv`` of up to 64 KiB, answers each complete request in order, and sends a response
 whose body is ``bytes`` as one ``send`` (head and body framed together by
-``ServerConnection.send_response``). Responses to pipelined requests already received are
-written together, when the next ``recv`` is due (or 64 KiB are waiting): a handler that blocks
-holds back the answers before its own, which a pipelining client reads in order anyway. Bodies
-that are not bytes go out from `_respond`: a file with ``sendfile``, an iterable chunk by chunk.
+``ServerConnection.send_response``). That ``send`` waits until the next ``recv`` is due, or
+the next handler is called: the answers to pipelined requests go out one by one, each before
+the next request's handler runs, so that a handler that blocks holds back only the answers
+after its own. (Without pipelining there is no handler between an answer and the next
+``recv``: one ``send`` per response all the same.) Bodies that are not bytes go out from
+`_respond`: a file with ``sendfile``, an iterable chunk by chunk.
 
 Timeouts cost no timer per request: before a call that may wait, the connection stores the
 time it must end by in `HTTPConnection.deadline` (0.0 while it runs the handler), and the
@@ -18,23 +20,41 @@ connection parked past its deadline (see ``HTTPServer``). The timeouts:
   its answer). The first request of a connection has ``head`` seconds instead, and gets 408:
   a client that connects and says nothing is told why it is dropped.
 - the head: ``head`` seconds from its first byte to its end, for all its ``recv``\\ s together
-  (a client trickling bytes is cut at the deadline), then 408 and close.
+  (a client trickling bytes is cut at the deadline), then 408 and close. A head that began in
+  the bytes of the requests before it (pipelined) is timed from when they have been answered;
+  it is no idle connection either (``stop`` gives it the grace). (The reader notices such a
+  head once its target begins: a method alone still waits as an idle connection does.)
 - the body: ``body`` seconds for each wait for more body bytes (`TimeoutError` in the
   handler; 408 if the handler lets it through).
 - each write: ``write`` seconds (a whole small response, a chunk, or 1 MiB of a larger body or
   file), then the connection is dropped.
 
 Errors: a request the protocol layer refuses gets its status hint (400, 413, 414, 431, 505)
-and ``Connection: close``; an exception from the handler is logged (``unknot.http``) and
-answered 500, or, if the response had begun, the connection is dropped. A client that goes
+and ``Connection: close``; a CONNECT request gets 501 and ``Connection: close`` without
+reaching the handler (no tunnels here; logged at debug level only). An exception from the
+handler is logged (``unknot.http``) and answered 500, or, if the response had begun, the
+connection is reset. Whenever a response is cut short after its head (the protocol layer is
+still sending its body: it failed, the client stopped reading it for the write timeout,
+``stop`` cancelled it), the connection is reset (RST: ``SO_LINGER`` 0), not closed, so that
+the client can tell; a body delimited by the close (a stream to an HTTP/1.0 client) would
+otherwise look complete. (A ``bytes`` body always has a Content-Length.) A client that goes
 away ends its connection quietly; the handler's own fibers and other connections are not
 touched.
+
+A request body the handler did not read (all of it) is read and dropped after the answer,
+when its Content-Length says at most `DRAIN_LIMIT` bytes are left; otherwise (more left, or
+a chunked body not received to its end) the answer says ``Connection: close`` and the
+connection closes after it. An answer streamed from an iterable is the exception: the iterable
+may read the request body as it goes (an echo), so the rest is dropped after it, or the
+connection closed (without notice in the answer) if more than `DRAIN_LIMIT` bytes are left.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket as _socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +67,9 @@ from ._body import RequestBody
 from ._headers import RawHeaders
 from ._message import Body, FileBody, HTTPError, Request, normalize_result
 from ._protocol import (
+    ERROR,
     NEED_DATA,
+    SEND_BODY,
     Event,
     Limits,
     LocalProtocolError,
@@ -63,10 +85,11 @@ __all__ = ["ConnectionSettings", "HTTPConnection", "Timeouts"]
 log = logging.getLogger("unknot.http")
 
 RECV_SIZE = 65536
-#: Responses to pipelined requests wait to be sent together up to this many bytes.
+#: A response waiting for the next ``recv`` (or handler) is sent at once if it is larger.
 BATCH_LIMIT = 65536
 #: After a response, at most this much of an unread request body is read and dropped so that
-#: the connection can go on; a longer rest closes it instead.
+#: the connection can go on; a longer rest closes it instead (said in the response when it is
+#: known in advance, see `_drains`).
 DRAIN_LIMIT = 65536
 #: Closing with input possibly unread: after shutting down our side, read and drop for at most
 #: this long (and this much), so that the kernel does not reset the connection under the
@@ -80,6 +103,27 @@ _METHODS = {
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _CLOSE = (b"connection", b"close")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
+#: ``SO_LINGER`` on, for 0 seconds: closing the socket resets the connection.
+_RESET = struct.pack("ii", 1, 0)
+
+
+def _other(method: bytes) -> str:
+    """The name of a method not in `_METHODS`; ``""`` for CONNECT (refused, see
+    `HTTPConnection.refuse_connect`)."""
+    return "" if method == b"CONNECT" else method.decode("latin-1")
+
+
+def _drains(head: RequestHead, body: RequestBody) -> bool:
+    """Whether the rest of ``body`` (not all received) is to be read and dropped after the
+    answer, so that the connection can go on: only a body whose Content-Length says that at
+    most `DRAIN_LIMIT` bytes are left (a chunked body's rest is of unknown length). If not, the
+    answer says ``Connection: close``. (`RequestBody.drain` stops at the same bound.)"""
+    if body.failure is not None:
+        return False
+    for name, value in head.headers:
+        if name == b"content-length":
+            return int(value) - body.received <= DRAIN_LIMIT
+    return False
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -187,6 +231,9 @@ class HTTPConnection:
             settings = self.settings
             proto = self.proto
             receive = proto.receive_data  # (the reader's method, stored on the connection)
+            # The reader, to see whether a request head has begun (not a new object: no cost
+            # to the garbage collector in a waiting frame).
+            reader = proto._reader
             sock = self.sock
             monotonic = time.monotonic
             handler = settings.handler
@@ -220,8 +267,13 @@ class HTTPConnection:
                     pending = data = b""
                     head = request = result = headers = content = None
                     try:
-                        if head_deadline:
-                            if head_deadline < 0.0:  # the head began with the previous recv
+                        # A head under way: begun with the previous recv (head_deadline -1.0),
+                        # or pipelined behind the requests just answered (0.0, but the reader
+                        # is in a request); its deadline runs from now. (The reader notices a
+                        # head once its target begins: the bytes of a method alone wait as an
+                        # idle connection does, until more come.)
+                        if head_deadline or reader._in_message:
+                            if head_deadline <= 0.0:
                                 head_deadline = monotonic() + head_timeout
                             self.deadline = head_deadline
                             data = sock.recv(RECV_SIZE)
@@ -264,12 +316,18 @@ class HTTPConnection:
                     # The common request, HTTP/1.1 without a body, answered inline (`answer` and
                     # `respond` do the same in general).
                     method = head.method
+                    # (GET first: comparing bytes costs less than hashing them)
+                    name = "GET" if method == b"GET" else _METHODS.get(method) or _other(method)
+                    if not name:  # CONNECT
+                        self.refuse_connect(head)
+                        self.linger()
+                        return
+                    # Pipelined: the answers before it go first (its handler may block).
+                    if self.pending:
+                        self.flush()
                     try:
                         request = Request(
-                            # (GET first: comparing bytes costs less than hashing them)
-                            "GET"
-                            if method == b"GET"
-                            else _METHODS.get(method) or method.decode("latin-1"),
+                            name,
                             head.target,
                             head.headers,
                             "1.1",
@@ -278,10 +336,14 @@ class HTTPConnection:
                         result = handler(request)
                         if type(result) is tuple and len(result) == 3:
                             status, headers, content = result
-                            # (status, dict or None, bytes) goes to send_response as it is: the
-                            # protocol layer checks the status and the headers itself.
-                            simple = type(content) is bytes and (
-                                headers is None or type(headers) is dict
+                            # (int, dict or None, bytes) goes to send_response as it is: the
+                            # protocol layer checks the status's range and the headers itself.
+                            # Any other status (200.0, True, an HTTPStatus) goes through
+                            # normalize_result, as in `answer`: the same answer on every path.
+                            simple = (
+                                type(content) is bytes
+                                and type(status) is int
+                                and (headers is None or type(headers) is dict)
                             )
                         else:
                             simple = False
@@ -313,6 +375,11 @@ class HTTPConnection:
         except ClientGone as exc:
             log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
         finally:
+            state = self.proto.our_state
+            if state is SEND_BODY or state is ERROR:
+                # A response cut short (its body failed, the client stopped reading, the
+                # fiber was cancelled): reset, not close, so that the client can tell.
+                self.abort()
             # What the connection leaves behind dies by reference counting, not in a cyclic
             # garbage collection (see `ServerConnection.release`).
             self.proto.release()
@@ -323,12 +390,17 @@ class HTTPConnection:
         """Answer one request; False if the connection must close now (after a linger)."""
         settings = self.settings
         method = head.method
+        name = _METHODS.get(method) or _other(method)
+        if not name:  # CONNECT
+            return self.refuse_connect(head)
         if len(events) == 2 and events[1] is END_OF_MESSAGE:
             body = None
         else:
             body = RequestBody(self, events)
+        if self.pending:  # pipelined: the answers before it go first (its handler may block)
+            self.flush()
         request = Request(
-            _METHODS.get(method) or method.decode("latin-1"),
+            name,
             head.target,
             head.headers,
             _VERSIONS[head.http_version],
@@ -353,9 +425,24 @@ class HTTPConnection:
         content: Body,
     ) -> bool:
         """Send the handler's answer to ``head``; False if the connection must close now.
-        Exceptions from a bad answer propagate (nothing is sent then)."""
+        Exceptions from a bad answer propagate (nothing is sent then).
+
+        A request body the handler left unread is read and dropped after the answer, if it
+        can be (`_drains`); if not, the answer says ``Connection: close``. (Unless the answer
+        is streamed: its iterable may read the request body as it goes, an echo; the rest is
+        dropped after it or the connection closes, as the iterable left it.)"""
         settings = self.settings
-        if settings.closing:
+        if settings.closing or (
+            body is not None
+            and not body.done
+            and (
+                type(content) is bytes
+                or type(content) is list
+                or type(content) is tuple
+                or isinstance(content, FileBody)
+            )
+            and not _drains(head, body)
+        ):
             headers = [*headers, _CLOSE]
         is_head = head.method == b"HEAD"
         if type(content) is bytes:
@@ -382,7 +469,7 @@ class HTTPConnection:
         """The handler (or its response) failed with ``exc``; False if the connection must
         close. An `HTTPError` is answered with its response; a body that could not be read is
         answered as such; anything else is logged and answered 500, unless the response had
-        begun (then the connection is dropped)."""
+        begun (then the connection is reset, see `abort`)."""
         if isinstance(exc, HTTPError):  # a plain handler's (an App answers its own)
             try:
                 return self.respond(head, body, *normalize_result(exc.response()))
@@ -402,13 +489,15 @@ class HTTPConnection:
             head.method.decode("latin-1"),
             head.target.decode("latin-1"),
             self.client,
-            " after the response began: connection dropped" if started else "",
+            " after the response began: connection reset" if started else "",
             exc_info=exc.__cause__ if started else exc,
         )
         if started:
-            self.eof = True  # (no lingering: the response is broken, the connection dropped)
+            self.eof = True  # (no lingering: `run` resets the connection, see `abort`)
             return False
-        self.answer_error(500, head, close=False)
+        self.answer_error(
+            500, head, close=body is not None and not body.done and not _drains(head, body)
+        )
         if body is not None and not body.done:
             return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
         return self.proto.keep_alive
@@ -478,11 +567,28 @@ class HTTPConnection:
         except ClientGone:
             pass
 
+    def refuse_connect(self, head: RequestHead) -> bool:
+        """A CONNECT request: the server opens no tunnels. Answered 501 (Not Implemented)
+        without calling the handler, then the connection closes (False)."""
+        log.debug("refusing CONNECT %s from %s", head.target.decode("latin-1"), self.client)
+        self.answer_error(501, head)
+        return False
+
     def refuse(self, exc: ProtocolError) -> None:
         """The client broke the protocol: answer with the status hint, then close."""
         log.debug("refusing a request from %s: %s", self.client, exc)
         self.answer_error(exc.status_hint)
         self.linger()
+
+    def abort(self) -> None:
+        """Make the close abortive: ``SO_LINGER`` 0, so that closing the socket resets the
+        connection (RST) and drops what is still unsent. For a response cut short: its end
+        would otherwise look like the end of a body delimited by the close (HTTP/1.0)."""
+        self.eof = True  # (no lingering)
+        try:
+            self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _RESET)
+        except OSError:
+            pass
 
     def linger(self) -> None:
         """Before closing with input maybe unread: send what is pending, shut our side down,

@@ -81,7 +81,7 @@ class Connection:
 
     @property
     def trailing_data(self) -> bytes:
-        """All bytes received after an Upgrade or CONNECT request, left unparsed (this layer
+        """All bytes received after a CONNECT request, left unparsed (this layer
         does not switch protocols: it is for whoever takes the connection over)."""
         return self._reader.trailing_data
 

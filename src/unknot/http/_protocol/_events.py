@@ -55,10 +55,11 @@ class RequestHead(Event):
     ``method`` and ``target`` are the raw bytes of the request line; ``http_version`` is
     ``b"1.1"`` or ``b"1.0"``. On received requests the parser also fills in:
     ``keep_alive`` (the connection may carry another request after this one: HTTP/1.1 without
-    ``Connection: close``, or HTTP/1.0 with ``Connection: keep-alive``), ``expect_continue``
-    (an HTTP/1.1 ``Expect: 100-continue``: the client may wait for a 100 before sending the body)
-    and ``upgrade`` (a CONNECT, or an ``Upgrade`` offered with ``Connection: upgrade``; this layer
-    never switches protocols, see ``ServerConnection``).
+    ``Connection: close``, or HTTP/1.0 with ``Connection: keep-alive`` and without ``close``),
+    ``expect_continue`` (an HTTP/1.1 ``Expect: 100-continue``: the client may wait for a 100
+    before sending the body) and ``upgrade`` (a CONNECT: nothing after it is parsed. An
+    ``Upgrade`` offered with ``Connection: upgrade`` leaves it false: this layer never switches
+    protocols and ignores it, see ``ServerConnection``).
     """
 
     FIELDS = (

@@ -39,6 +39,10 @@ NOTED = frozenset(
     {b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
 )
 VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+#: llhttp's reason for a version of the right form (``DIGIT "." DIGIT``) that it does not know:
+#: in strict mode it knows 0.9, 1.0, 1.1 and 2.0 only. (Malformed versions have reasons of their
+#: own: "Invalid major version", "Expected dot"...)
+_UNSUPPORTED_VERSION = "Invalid HTTP version"
 _NO_LENIENCY = dict.fromkeys(
     (
         "lenient_headers",
@@ -116,13 +120,13 @@ class Reader:
         self.current: list[Event] = []
         #: The error that stopped parsing, raised once ``ready`` and ``current`` are handed out.
         self.error: ProtocolError | None = None
-        #: Nothing more is parsed (error, end of a last message, upgrade); input is ignored.
+        #: Nothing more is parsed (error, end of a last message, CONNECT); input is ignored.
         self.stopped = False
         #: The peer closed its side (``receive_data(b"")``).
         self.eof = False
-        #: Bytes received after an Upgrade or CONNECT request (all of them), not parsed.
+        #: Bytes received after a CONNECT request (all of them), not parsed.
         self.trailing_data = b""
-        #: Parsing stopped after an Upgrade or CONNECT request.
+        #: Parsing stopped after a CONNECT request.
         self.upgraded = False
         self._headers: HeaderList = []
         self._noted = False
@@ -166,8 +170,7 @@ class Reader:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self.stopped = self.upgraded = True
-            self.trailing_data = bytes(data[exc.args[0] :])
+            self._after_upgrade(bytes(data[exc.args[0] :]))
             return
         except httptools.HttpParserError as exc:
             self._parse_failed(exc)
@@ -180,9 +183,16 @@ class Reader:
                 self._head_exact += size
                 self._head_bound += size
                 if self._head_exact > self._max_target + self._max_header:
-                    self._fail(RemoteProtocolError("request head too large", 431))
+                    self._fail(RemoteProtocolError(f"{self._kind()} head too large", 431))
             else:
                 self._head_bound = size  # the head began somewhere in this feed
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        """llhttp stopped after a CONNECT (or Upgrade) message, as if the protocol switched:
+        nothing more is parsed, and ``rest`` (what followed the message in this feed) is kept
+        for whoever takes the connection over."""
+        self.stopped = self.upgraded = True
+        self.trailing_data = rest
 
     def release_parser(self) -> None:
         """Drop the parser (it refers back to this reader through its callbacks); nothing
@@ -196,6 +206,11 @@ class Reader:
             return  # data after a message that ends the connection: ignored
         if isinstance(exc, httptools.HttpParserCallbackError) and exc.__context__ is not None:
             raise exc.__context__  # a bug in a callback, not a protocol error
+        if str(exc) == _UNSUPPORTED_VERSION:
+            # A well-formed version llhttp does not know (HTTP/1.2, HTTP/3.0): 505, as for the
+            # versions it knows but this layer does not serve. A malformed one stays a 400.
+            self._fail(RemoteProtocolError("HTTP version not supported", 505))
+            return
         self._fail(RemoteProtocolError(f"malformed {self._kind()}: {exc}", 400))
 
     def _fail(self, error: ProtocolError) -> None:

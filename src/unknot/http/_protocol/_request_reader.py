@@ -1,9 +1,19 @@
 """The server side's reader: requests in, ``RequestHead``/``Data``/``EndOfMessage`` out.
 
 Beyond what llhttp's strict mode refuses (400), it refuses: a transfer coding other than chunked
-(400), an HTTP version other than 1.0 and 1.1 (505), a missing or repeated Host (400), an
-upgrade request with a body (400), and whatever crosses the limits (413, 414, 431). An HTTP/1.0
-request with a Transfer-Encoding is answered, and the connection then closes.
+(400), an HTTP version other than 1.0 and 1.1 (505, the versions llhttp does not know included;
+a malformed version is a 400), a missing or repeated Host (400), a CONNECT request with a body
+(400), and whatever crosses the limits (413, 414, 431). An HTTP/1.0 request with a
+Transfer-Encoding is answered, and the connection then closes; so is an HTTP/1.0 request whose
+Connection says both keep-alive and close (RFC 9112, 9.3: close wins, where llhttp keeps it alive).
+
+Upgrade is ignored (RFC 9110, 7.8: this layer never switches protocols): a request that offers
+one (``Upgrade`` with ``Connection: upgrade``) is read as a plain HTTP/1.1 request, body included,
+and the connection is kept alive by the usual rules. llhttp treats such a request as the end of
+HTTP on the connection: it skips its body and stops after its head, and reading on with it would
+read the body as requests (smuggling). So the reader hands the rest to a fresh parser, which is
+first told the body's framing with a head of the reader's own (see ``_after_upgrade``). Only
+CONNECT still ends the parsing (``upgrade`` true, ``trailing_data``).
 """
 
 from __future__ import annotations
@@ -19,10 +29,18 @@ from ._reader import NOTED, VERSIONS, Reader, strict_parser
 _REQUEST_NOTED = NOTED | {b"host"}
 
 
+class _StopParsing(Exception):
+    """Raised from ``on_message_complete`` to stop llhttp after a request that ends the
+    connection where llhttp would read on (it never reaches the caller: the reader has
+    stopped, and ``_parse_failed`` ignores what llhttp reports then)."""
+
+
 class RequestReader(Reader):
     """The server side: parses requests."""
 
-    __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered")
+    __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered",
+                 "_upgrade_ignored", "_body_skipped", "_framing_head", "_stop_llhttp",
+                 "_feeding_rest", "_rest")
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
@@ -30,6 +48,19 @@ class RequestReader(Reader):
         self._hosts = 0
         self._expect_continue = False
         self._upgrade_offered = False
+        #: llhttp took the current request for an upgrade, which the reader ignores: llhttp
+        #: stops after it (``_after_upgrade`` takes over).
+        self._upgrade_ignored = False
+        #: ... and it has a body, which llhttp skipped: the message ends after it is read.
+        self._body_skipped = False
+        #: The head ``_after_upgrade`` makes up is being parsed: it is no request.
+        self._framing_head = False
+        #: The current request ends the connection where llhttp would keep it alive.
+        self._stop_llhttp = False
+        #: ``_after_upgrade`` is feeding what followed an ignored upgrade; ``_rest`` is what
+        #: followed the next one in it, for it to feed next.
+        self._feeding_rest = False
+        self._rest = b""
         self.parser = parser = httptools.HttpRequestParser(self)
         strict_parser(parser)
 
@@ -84,10 +115,15 @@ class RequestReader(Reader):
         self._special_head(method, headers, keep_alive)
 
     def _special_head(self, method: bytes, headers: HeaderList, keep_alive: bool) -> None:
-        """The rest of ``on_headers_complete``: a body, a version to check, an expectation or
-        an upgrade."""
+        """The rest of ``on_headers_complete``: a body, a version to check, an expectation, a
+        Connection header or an upgrade."""
+        if self._framing_head:
+            self._framing_head = False  # (see _after_upgrade)
+            self._target = b""
+            return
         parser = self.parser
         expect_continue = upgrade = False
+        llhttp_keep_alive = keep_alive
         if keep_alive and not self._connection:
             version = b"1.1"
         else:
@@ -99,20 +135,32 @@ class RequestReader(Reader):
             expect_continue = self._expect_continue and version == b"1.1"
             self._expect_continue = False
             self._frame_body()
-            if self._codings and version == b"1.0":
+            if keep_alive and version == b"1.0" and (
                 # RFC 9112, 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, whatever
                 # Connection says: answer, then close (no request is read after this body).
+                self._codings
+                # RFC 9112, 9.3: close wins over keep-alive (llhttp keeps an HTTP/1.0 request
+                # with both alive). (The substring test spares ab -k's requests the split.)
+                or (b"close" in self._connection and b"close" in self._connection_tokens())
+            ):
                 keep_alive = False
             self._check_content_length()
             if self._upgrade_offered or method == b"CONNECT":
                 self._upgrade_offered = False
-                upgrade = parser.should_upgrade()
-                if upgrade:
-                    if self._codings or self._content_length:
-                        self._raise(RemoteProtocolError("an upgrade request with a body"))
-                    keep_alive = False
+                if parser.should_upgrade():
+                    if method == b"CONNECT":
+                        if self._codings or self._content_length:
+                            self._raise(RemoteProtocolError("a CONNECT request with a body"))
+                        upgrade, keep_alive = True, False
+                    else:
+                        # Upgrade with Connection: upgrade. Ignored (RFC 9110, 7.8): a plain
+                        # request; llhttp stops after it anyway (see _after_upgrade).
+                        self._upgrade_ignored = True
+                        self._body_skipped = bool(self._codings or self._content_length)
         elif method == b"CONNECT":
             upgrade, keep_alive = True, False
+        if llhttp_keep_alive and not keep_alive and not upgrade:
+            self._stop_llhttp = True  # llhttp would read on after this request
         self._keep_alive = keep_alive
         self.current.append(
             RequestHead(method, self._target, headers, version, keep_alive, expect_continue,
@@ -144,7 +192,7 @@ class RequestReader(Reader):
         """The request is complete."""
         self._hosts = 0
         if self._headers or self._noted or not self._keep_alive:
-            self._end_message()
+            self._end_special()
             return
         # _end_message for the common request, inlined: this runs for every request.
         current = self.current
@@ -154,3 +202,62 @@ class RequestReader(Reader):
         self._in_message = self._in_body = False
         self._progress += 1
         self._head_exact = self._head_bound = 0
+
+    def _end_special(self) -> None:
+        """The rest of ``on_message_complete``: trailers, a framing header, or the last
+        request."""
+        if self._body_skipped:
+            return  # llhttp skipped the body (an ignored upgrade): it ends after it is read
+        self._end_message()
+        if self._stop_llhttp:
+            # The reader ends the connection here and llhttp would parse what follows (an
+            # HTTP/1.0 request with keep-alive and close, or with a Transfer-Encoding): stop it.
+            self._stop_llhttp = False
+            raise _StopParsing
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        """llhttp stopped after a request it took for an upgrade; ``rest`` followed it.
+
+        A CONNECT ends the parsing (``Reader._after_upgrade``). An Upgrade is ignored: the
+        request is a plain one, and a fresh parser reads on (llhttp's own would read a body it
+        skipped as requests). If llhttp skipped a body, the fresh parser is first fed a head
+        that frames it as the request did (its Content-Length, or chunked) and keeps the
+        connection alive or not as the request does; that head is no request (``_special_head``
+        drops it), and the body and what follows are then parsed as usual."""
+        if not self._upgrade_ignored:
+            Reader._after_upgrade(self, rest)
+            return
+        self._upgrade_ignored = False
+        if self.stopped:
+            return  # the request ended the connection: nothing after it is read
+        self.parser = parser = httptools.HttpRequestParser(self)
+        strict_parser(parser)
+        if self._body_skipped:
+            self._body_skipped = False
+            length = self._content_length
+            if self._codings or length is None:
+                framing = b"transfer-encoding: chunked"
+            else:
+                framing = b"content-length: %d" % length
+            version = b"1.1" if self._keep_alive else b"1.0"
+            # The head is not counted against the limits (the request's own head was).
+            self._head_bound = self._feed_size = 0
+            self._framing_head = True
+            try:
+                parser.feed_data(b"PUT / HTTP/%s\r\n%s\r\n\r\n" % (version, framing))
+            except httptools.HttpParserError as exc:  # (not expected: it is a plain head)
+                self._parse_failed(exc)
+                return
+        if self._feeding_rest:
+            self._rest = rest  # a pipelined upgrade in what the loop below feeds: it goes on
+            return
+        # A loop, not a call per upgrade: a read may hold hundreds of pipelined upgrades.
+        self._feeding_rest = True
+        try:
+            while rest:
+                self._rest = b""
+                self.receive_data(rest)
+                rest = self._rest
+        finally:
+            self._feeding_rest = False
+            self._rest = b""

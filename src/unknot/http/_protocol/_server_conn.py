@@ -6,10 +6,17 @@ in one ``send``, and moves the state machine on to the next request. Streaming r
 :meth:`~ServerConnection.start_response`, :meth:`~ServerConnection.send_data` and
 :meth:`~ServerConnection.end_response`.
 
-Protocol upgrades are reported, never performed: a request with ``upgrade`` true (a CONNECT, or
-``Upgrade`` with ``Connection: upgrade``) is handed out like any other, parsing stops after it
-(the bytes that followed are in ``trailing_data``), the server answers it with an ordinary
-response (101 and a 2xx to CONNECT are refused) and the connection then closes.
+Protocols are never switched. An ``Upgrade`` offered (with ``Connection: upgrade``) is ignored,
+as RFC 9110, 7.8 allows: the request is an ordinary one, body included, and the connection is
+kept alive or not by the usual rules (101 is refused). A CONNECT is handed out with ``upgrade``
+true, parsing stops after it (the bytes that followed are in ``trailing_data``), the server
+answers it with an ordinary response (a 2xx is refused: no tunnels) and the connection then
+closes.
+
+The server decides keep-alive, and writes the Connection header that says it: a caller's
+``connection: close`` closes the connection; a caller's ``keep-alive`` is taken out of its
+header when the connection closes anyway (the request said close, an HTTP/1.0 body runs until
+the close...), so a response never says both.
 """
 
 from __future__ import annotations
@@ -201,7 +208,10 @@ class ServerConnection(Connection):
     def _connection_headers(
         self, lines: list[bytes], facts: HeaderFacts | None, request: RequestHead | None
     ) -> bool:
-        """Append ``date`` and ``connection`` lines as needed; whether keep-alive goes on."""
+        """Append ``date`` and ``connection`` lines as needed; whether keep-alive goes on.
+
+        The server decides keep-alive: the caller's ``Connection: close`` closes, but its
+        ``keep-alive`` cannot keep open a connection that closes (it is taken out then)."""
         if facts is None or not facts.has_date:
             lines.append(date_line())
         keep_alive = (
@@ -210,6 +220,8 @@ class ServerConnection(Connection):
             and (facts is None or not facts.close)
         )
         if not keep_alive:
+            if facts is not None and facts.keep_alive:
+                _drop_keep_alive(lines)
             if facts is None or not facts.close:
                 lines.append(_CONNECTION_CLOSE)
         elif request is not None and request.http_version == b"1.0":
@@ -264,9 +276,7 @@ class ServerConnection(Connection):
         else:
             framer = BodyFramer(UNTIL_CLOSE)  # an HTTP/1.0 client (or none): close to end it
             force_close = True
-        if force_close and facts is not None and facts.keep_alive:
-            raise LocalProtocolError("a body without length cannot be kept alive for HTTP/1.0")
-        if force_close:
+        if force_close:  # (a caller's Connection: keep-alive is overridden)
             state.disable_keep_alive()
         keep_alive = self._connection_headers(lines, facts, request)
         lines.append(b"\r\n")
@@ -378,6 +388,24 @@ def _frame_whole_body(
         is_head = request is not None and request.method == b"HEAD"
         if body or not is_head:  # a HEAD's answer may announce the length of a GET's body
             raise LocalProtocolError("Content-Length does not match the body")
+
+
+def _drop_keep_alive(lines: list[bytes]) -> None:
+    """Take the ``keep-alive`` option out of the caller's ``connection`` lines (the server
+    closes the connection): other options stay, a line left with none goes."""
+    for index in range(len(lines) - 1, 0, -1):  # (lines[0] is the status line)
+        name, _, value = lines[index].partition(b":")
+        if name.lower() != b"connection":
+            continue
+        options = [option.strip() for option in value.split(b",")]
+        kept = [option for option in options if option.lower() != b"keep-alive"]
+        if len(kept) == len(options):
+            continue
+        kept = [option for option in kept if option]
+        if kept:
+            lines[index] = b"%s: %s\r\n" % (name, b", ".join(kept))
+        else:
+            del lines[index]
 
 
 def _refuse_status(status: int) -> bytes:

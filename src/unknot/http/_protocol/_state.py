@@ -22,8 +22,8 @@ States
     explicit ``start_next_cycle()``; doing it here saves a call on every request.)
 ``MUST_CLOSE``
     The message is complete but the connection will not carry another one (``Connection:
-    close``, HTTP/1.0 without keep-alive, a body delimited by the end of the connection, an
-    Upgrade or CONNECT request, the peer closed or failed). The next step is to close.
+    close``, HTTP/1.0 without keep-alive, a body delimited by the end of the connection, a
+    CONNECT request, the peer closed or failed). The next step is to close.
 ``CLOSED``
     This side sent (or received) the end of the connection: ``ConnectionClosed``.
 ``ERROR``
