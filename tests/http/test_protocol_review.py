@@ -338,3 +338,16 @@ def test_endless_request_head_is_a_request_head_too_large() -> None:
             assert conn.next_events() is NEED_DATA
     assert str(info.value) == "request head too large"
 
+
+
+def test_request_begun_tells_a_head_under_way() -> None:
+    conn = ServerConnection()
+    assert not conn.request_begun
+    conn.receive_data(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HT")
+    assert conn.request_begun  # /a is parsed whole, /b begun
+    events = conn.next_events()
+    assert isinstance(events, list) and events[0].target == b"/a"
+    conn.send_response(200, [], b"")
+    assert conn.request_begun  # still /b
+    conn.receive_data(b"TP/1.1\r\nHost: x\r\n\r\n")
+    assert not conn.request_begun  # /b is complete: nothing under way

@@ -231,9 +231,6 @@ class HTTPConnection:
             settings = self.settings
             proto = self.proto
             receive = proto.receive_data  # (the reader's method, stored on the connection)
-            # The reader, to see whether a request head has begun (not a new object: no cost
-            # to the garbage collector in a waiting frame).
-            reader = proto._reader
             sock = self.sock
             monotonic = time.monotonic
             handler = settings.handler
@@ -272,7 +269,7 @@ class HTTPConnection:
                         # is in a request); its deadline runs from now. (The reader notices a
                         # head once its target begins: the bytes of a method alone wait as an
                         # idle connection does, until more come.)
-                        if head_deadline or reader._in_message:
+                        if head_deadline or proto.request_begun:
                             if head_deadline <= 0.0:
                                 head_deadline = monotonic() + head_timeout
                             self.deadline = head_deadline

@@ -107,6 +107,12 @@ class ServerConnection(Connection):
         it (then the connection closes after the response)."""
         return self._state.client_waiting_for_continue
 
+    @property
+    def request_begun(self) -> bool:
+        """Bytes of a request not handed out yet have been received: its head is under way (the
+        reader notices a request once its target begins: a method alone does not count)."""
+        return self._reader._in_message
+
     # -- whole responses -------------------------------------------------------------------------
 
     def send_response(
