@@ -29,11 +29,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import InvalidStateError
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from greenlet import getcurrent
+
 from .lowlevel import (
     TIMED_OUT,
     Fiber,
     Hub,
     ParkingLot,
+    checkpoint_if_cancelled,
     current_fiber,
     current_time,
     require_fiber,
@@ -60,6 +63,20 @@ def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
 def in_thread_of(hub: Hub) -> bool:
     """Whether the calling code runs in the OS thread of ``hub``."""
     return hub.thread.ident == threading.get_ident()
+
+
+#: The fibers running a future's done callbacks. A callback reading the outcome (``result()``)
+#: meets no cancellation point there: its `Cancelled` would come out of the ``set_result`` that
+#: ran it (in a fiber cancelled meanwhile, completing a future in its cleanup) and skip the
+#: other callbacks.
+_IN_CALLBACKS: set[Fiber] = set()
+
+
+def _checkpoint() -> None:
+    """Raise `Cancelled` in a cancelled fiber, except in done callbacks; nothing elsewhere."""
+    f = getcurrent()
+    if type(f) is Fiber and f.hub.ncancel and f not in _IN_CALLBACKS:
+        checkpoint_if_cancelled()
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -151,11 +168,19 @@ class Future(Generic[T]):
                 call_in_loop(hub.loop, self._run_callbacks, callbacks)  # type: ignore[arg-type]
 
     def _run_callbacks(self, callbacks: list[Callable[[Future[T]], Any]]) -> None:
-        for fn in callbacks:
-            try:
-                fn(self)
-            except Exception as e:  # a failing callback must not stop the others
-                log.error("error in a done-callback of %r", self, exc_info=e)
+        f = getcurrent()
+        mark = type(f) is Fiber and f not in _IN_CALLBACKS
+        if mark:
+            _IN_CALLBACKS.add(f)
+        try:
+            for fn in callbacks:
+                try:
+                    fn(self)
+                except Exception as e:  # a failing callback must not stop the others
+                    log.error("error in a done-callback of %r", self, exc_info=e)
+        finally:
+            if mark:
+                _IN_CALLBACKS.discard(f)
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -166,9 +191,11 @@ class Future(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the future is complete; False if ``timeout`` seconds passed first.
 
-        In a fiber this is a blocking call (a cancellation point); in an OS thread that runs no
-        event loop it blocks the thread. From asyncio code use ``await future``.
+        In a fiber this is a blocking call (a cancellation point, also when the future is
+        complete); in an OS thread that runs no event loop it blocks the thread. From asyncio
+        code use ``await future``.
         """
+        _checkpoint()
         if self._state:
             return True
         if timeout is not None and (math.isnan(timeout) or timeout < 0):
@@ -217,6 +244,10 @@ class Future(Generic[T]):
         """
         if not self.wait(timeout):
             raise TimeoutError(f"{self!r} was not completed within {timeout} s")
+        return self._outcome()
+
+    def _outcome(self) -> T:
+        """The value of a complete future, or its exception raised."""
         if self._state == _EXCEPTION:
             raise self._value
         value: T = self._value
@@ -246,7 +277,7 @@ class Future(Generic[T]):
                     with self._lock:
                         if entry in self._loop_waiters:
                             self._loop_waiters.remove(entry)
-        return self.result()
+        return self._outcome()  # (complete now: its waiter is resolved only then)
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -262,7 +293,15 @@ class Future(Generic[T]):
                         self._hub = f.hub
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        f = getcurrent()
+        if type(f) is not Fiber or f in _IN_CALLBACKS:
+            fn(self)
+            return
+        _IN_CALLBACKS.add(f)  # (see _run_callbacks; an exception comes out, as before)
+        try:
+            fn(self)
+        finally:
+            _IN_CALLBACKS.discard(f)
 
     def remove_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
         """Forget a callback added by `add_done_callback` (every registration of it)."""
@@ -406,6 +445,8 @@ def _as_completed(
 
 
 def _failed(w: Waitable) -> bool:
+    if isinstance(w, Future):  # (a done one: its exception() would be a cancellation point)
+        return w._state == _EXCEPTION
     return w.exception() is not None
 
 

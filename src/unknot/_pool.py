@@ -181,7 +181,10 @@ class Pool:
         group = self._group
         if group is None:
             raise RuntimeError(_NEEDS_BLOCK)
-        self._acquire(require_fiber())
+        f = require_fiber()
+        if f.hub.ncancel:  # a cancellation point also when a slot is free
+            checkpoint_if_cancelled()
+        self._acquire(f)
         try:
             child = group.spawn(fn, *args, name=name, **kwargs)
         except BaseException:

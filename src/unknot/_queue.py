@@ -111,8 +111,10 @@ class Queue(Generic[T]):
         try:
             taken = self._putters.park(f, timeout, payload=item) is True
         finally:
-            if not taken:  # timed out or cancelled: the put did not happen
+            if not taken:  # timed out, cancelled or shut down: the put did not happen
                 self._unfinished -= 1
+                if not self._unfinished:  # (its item was the last thing join waited for)
+                    self._all_done.unpark_all()
         if not taken:
             raise Full
 

@@ -336,6 +336,65 @@ def test_scope_timeout_around_await_cancels_coroutine(autojump_clock: MockClock)
     assert log == ["coroutine finally at 5"]
 
 
+@pytest.mark.unknot
+def test_late_done_callback_of_cancelled_await_wakes_nothing() -> None:
+    # The future completes (its done callback is scheduled) and the fiber is cancelled in the
+    # same step: the late callback must not wake the fiber out of its next, unrelated wait.
+    fut = asyncio.get_running_loop().create_future()
+    lock = unknot.Lock()
+    lock.acquire()  # held by this fiber throughout
+    q: unknot.Queue[int] = unknot.Queue()
+    scopes: list[unknot.CancelScope] = []
+    out: list[object] = []
+
+    def waiter() -> None:
+        with unknot.CancelScope() as scope:
+            scopes.append(scope)
+            unknot.await_(fut)
+        out.append(lock.acquire(timeout=0.05))
+        with unknot.move_on_after(0.05):
+            out.append(q.get())
+
+    w = unknot.spawn(waiter)
+    unknot.sleep(0.01)
+    fut.set_result(42)
+    scopes[0].cancel()
+    w.join()
+    assert out == [False]
+    assert lock.locked()
+    lock.release()
+
+
+@pytest.mark.unknot
+def test_await_returns_result_that_arrived_before_cancellation() -> None:
+    aq: asyncio.Queue[str] = asyncio.Queue()
+    returned: list[str] = []
+    got: list[str] = []
+    scopes: list[unknot.CancelScope] = []
+
+    async def get() -> str:
+        v = await aq.get()
+        returned.append(v)
+        return v
+
+    def consumer() -> None:
+        with unknot.CancelScope() as scope:
+            scopes.append(scope)
+            got.append(unknot.await_(get()))
+            unknot.sleep(0)  # the cancellation stays in force: raised here
+            got.append("not reached")
+        assert scope.cancelled_caught
+
+    c = unknot.spawn(consumer)
+    unknot.sleep(0.01)
+    aq.put_nowait("item-1")
+    unknot.sleep(0)  # the task's step runs: the coroutine returns the item
+    assert returned == ["item-1"]
+    scopes[0].cancel()
+    c.join()
+    assert got == ["item-1"]
+
+
 def test_cancelling_task_awaiting_fiber_cancels_fiber() -> None:
     log: list[str] = []
 

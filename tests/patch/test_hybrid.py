@@ -334,6 +334,111 @@ def test_patched_queue_get_is_not_left_waiting_by_a_cancelled_getter() -> None:
     assert run_script(QUEUE_GET_NOT_LOST) == ["A cancelled", "B got x after True"]
 
 
+# A release in an OS thread hands the wake-up to the first waiting fiber through
+# call_soon_threadsafe. A fiber that leaves its wait before that wake-up runs (cancelled, or
+# timed out) must not be woken by it later, in an unrelated wait; and the lock is not lost: the
+# fiber waiting behind it gets it.
+STALE_WAKE_SETUP = """
+import unknot
+unknot.patch()
+import threading, time
+from unknot._core._calls import _thread_sleep as block_hub  # blocks the hub, once patched
+
+lock = threading.Lock()
+held = threading.Event()
+release_now = threading.Event()
+
+def thread_body():
+    lock.acquire()
+    held.set()
+    release_now.wait()
+    lock.release()  # pops the first waiter, queues its wake-up on the hub's loop
+"""
+
+STALE_WAKE_CANCELLED = """
+def main():
+    log = []
+    scopes = []
+    t = threading.Thread(target=thread_body)
+    t.start()
+    unknot.to_thread(held.wait)
+
+    def cancelled_waiter():
+        with unknot.CancelScope() as scope:
+            scopes.append(scope)
+            lock.acquire()
+            log.append("A acquired")
+        log.append(f"A then Event.wait -> {unknot.Event().wait(timeout=0.2)}")
+
+    def next_waiter():
+        t0 = time.monotonic()
+        got = lock.acquire(timeout=3.0)
+        log.append(f"B acquire -> {got} soon {time.monotonic() - t0 < 1.0}")
+        if got:
+            lock.release()
+
+    a = unknot.spawn(cancelled_waiter)
+    unknot.sleep(0.01)
+    b = unknot.spawn(next_waiter)
+    unknot.sleep(0.01)
+    release_now.set()
+    block_hub(0.2)  # the thread releases meanwhile; A is cancelled before the wake-up runs
+    scopes[0].cancel()
+    a.join()
+    b.join()
+    unknot.to_thread(t.join)
+    return sorted(log) + [str(lock.locked())]
+
+print(*unknot.run(main), sep="|")
+"""
+
+STALE_WAKE_TIMED_OUT = """
+def main():
+    log = []
+    t = threading.Thread(target=thread_body)
+    t.start()
+    unknot.to_thread(held.wait)
+
+    def timed_waiter():
+        got = lock.acquire(timeout=0.05)  # times out, and is released to, at once
+        if got:
+            lock.release()
+        log.append(f"T acquire -> {got}, then Event.wait -> {unknot.Event().wait(timeout=0.2)}")
+
+    def releaser():
+        unknot.sleep(0.01)  # woken in the same tick as T's timeout, before it
+        release_now.set()
+        block_hub(0.1)  # the thread releases meanwhile
+
+    w = unknot.spawn(timed_waiter)
+    unknot.sleep(0)
+    r = unknot.spawn(releaser)
+    unknot.sleep(0)
+    block_hub(0.1)  # both timers expire
+    w.join()
+    r.join()
+    unknot.to_thread(t.join)
+    return log + [str(lock.locked())]
+
+print(*unknot.run(main), sep="|")
+"""
+
+
+def test_late_wake_up_from_a_thread_skips_a_cancelled_waiter() -> None:
+    assert run_script(STALE_WAKE_SETUP + STALE_WAKE_CANCELLED) == [
+        "A then Event.wait -> False",
+        "B acquire -> True soon True",
+        "False",
+    ]
+
+
+def test_late_wake_up_from_a_thread_skips_a_timed_out_waiter() -> None:
+    assert run_script(STALE_WAKE_SETUP + STALE_WAKE_TIMED_OUT) == [
+        "T acquire -> True, then Event.wait -> False",
+        "False",
+    ]
+
+
 def test_patched_allocate_lock_is_not_bound_as_a_method() -> None:
     # As the C function it replaces: CPython's lock_tests hold `locktype = _thread.allocate_lock`.
     class Tests:

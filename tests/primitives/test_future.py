@@ -256,6 +256,55 @@ def test_cancelled_coroutine_leaves_the_future_usable() -> None:
     assert fut.result() == "still fine"
 
 
+@pytest.mark.unknot
+def test_waiting_on_a_complete_future_is_a_cancellation_point() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    fut.set_result(1)
+    failed: unknot.Future[int] = unknot.Future()
+    failed.set_exception(KeyError("k"))
+    with unknot.CancelScope() as scope:
+        scope.cancel()
+        for call in (fut.result, fut.exception, fut.wait, failed.result):
+            with pytest.raises(unknot.Cancelled):
+                call()
+        # Not a blocking call: unknot.wait whose condition already holds.
+        done = unknot.wait([fut, failed], return_when=unknot.FIRST_EXCEPTION).done
+        assert done == {fut, failed}
+    assert fut.result() == 1  # outside the scope
+
+
+@pytest.mark.unknot
+def test_done_callbacks_read_the_result_in_a_cancelled_fiber() -> None:
+    # A cancelled fiber completing a future (in its cleanup, say): the callbacks that read the
+    # outcome all run, and no Cancelled comes out of set_result or add_done_callback.
+    fut: unknot.Future[int] = unknot.Future()
+    seen: list[Any] = []
+    fut.add_done_callback(lambda f: seen.append(f.result()))
+    fut.add_done_callback(lambda f: seen.append(f.exception()))
+    with unknot.CancelScope() as scope:
+        scope.cancel()
+        fut.set_result(5)
+        fut.add_done_callback(lambda f: seen.append(f.result()))  # already done: at once
+    assert seen == [5, None, 5]
+
+
+def test_result_outside_fibers_and_from_asyncio_callbacks() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    fut.set_result(3)
+    assert fut.result() == 3 and fut.wait() and fut.exception() is None
+    seen: list[int] = []
+
+    def main() -> None:
+        with unknot.CancelScope() as scope:
+            scope.cancel()
+            asyncio.get_running_loop().call_soon(lambda: seen.append(fut.result()))
+            unknot.sleep(0)  # (raises Cancelled: the scope swallows it)
+        unknot.sleep(0.01)
+
+    unknot.run(main)
+    assert seen == [3]
+
+
 # -- as_completed -------------------------------------------------------------------------------
 
 

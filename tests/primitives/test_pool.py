@@ -397,6 +397,19 @@ def test_map_in_a_cancelled_scope_raises_cancelled_and_calls_nothing() -> None:
 
 
 @pytest.mark.unknot
+def test_spawn_with_a_free_slot_is_a_cancellation_point() -> None:
+    called: list[int] = []
+    with unknot.Pool(2) as pool:
+        with unknot.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(unknot.Cancelled):
+                pool.spawn(called.append, 1)
+        pool.spawn(called.append, 2)  # the slot was not taken
+        pool.spawn(called.append, 3)
+    assert called == [2, 3]
+
+
+@pytest.mark.unknot
 def test_cancelling_a_running_map_stops_its_calls_before_cancelled_comes_out() -> None:
     gauge = Gauge()
     seen: list[int] = []

@@ -288,6 +288,36 @@ def test_failed_puts_do_not_count_for_join(autojump_clock: MockClock) -> None:
 
 
 @pytest.mark.unknot
+@pytest.mark.parametrize("how", ["cancel", "shutdown", "shutdown-immediate"])
+def test_join_returns_when_a_waiting_putter_gives_up_last(how: str) -> None:
+    # The waiting putter's item counts as unfinished until it gives up; join() waiting on it
+    # must be woken then, when that was the last unfinished item.
+    q: unknot.Queue[str] = unknot.Queue(maxsize=1)
+    q.put("a")
+
+    def putter() -> None:
+        with pytest.raises(unknot.ShutDown if how.startswith("shutdown") else unknot.Cancelled):
+            q.put("b")
+
+    p = unknot.spawn(putter)
+    unknot.sleep(0.01)
+    joiner = unknot.spawn(q.join)
+    unknot.sleep(0)
+    if how == "cancel":
+        p.cancel()
+    elif how == "shutdown":
+        q.shutdown()
+    if how == "shutdown-immediate":
+        q.shutdown(immediate=True)  # "a" is dropped, counted as done
+    else:
+        assert q.get_nowait() == "a"  # the putter was woken already: "b" is not let in
+        q.task_done()
+    p.join(timeout=1)
+    assert q._unfinished == 0
+    joiner.join(timeout=1)
+
+
+@pytest.mark.unknot
 def test_multiple_joiners() -> None:
     q: unknot.Queue[int] = unknot.Queue()
     q.put(1)

@@ -13,6 +13,8 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from ._cancel import Cancelled, effectively_cancelled
+from ._fiber import Fiber
+from ._hub import Hub
 from ._lookup import require_fiber
 
 T = TypeVar("T")
@@ -37,20 +39,41 @@ def await_(awaitable: Awaitable[T]) -> T:
         raise Cancelled()  # a call that can block is a cancellation point
     fut = asyncio.ensure_future(awaitable, loop=hub.loop)
     if not fut.done():
+        # The fiber to wake, cleared when this wait ends: once asyncio has scheduled the done
+        # callback, removing it no longer stops it, and a late call must not wake the fiber
+        # out of whatever it waits for next.
+        waiter: list[Fiber | None] = [f]
 
         def wake(_fut: asyncio.Future[Any]) -> None:
-            hub.wake(f)
+            w = waiter[0]
+            if w is not None:
+                hub.wake(w)
 
         fut.add_done_callback(wake)
         try:
             while not fut.done():
                 hub.park(f)
+        except Cancelled:
+            if fut.done():
+                # The outcome arrived before the cancellation: a result is returned, not
+                # dropped (the cancellation stays in force for the next blocking call).
+                if not fut.cancelled() and fut.exception() is None:
+                    return fut.result()
+            else:
+                _cancel_and_unwind(hub, f, fut)
+            raise
         except BaseException:
             if not fut.done():
-                fut.cancel()
-                while not fut.done():  # let the task unwind before we go on
-                    hub.park(f, cancellable=False)
+                _cancel_and_unwind(hub, f, fut)
             raise
         finally:
+            waiter[0] = None
             fut.remove_done_callback(wake)
     return fut.result()
+
+
+def _cancel_and_unwind(hub: Hub, f: Fiber, fut: asyncio.Future[Any]) -> None:
+    """Cancel ``fut`` and wait, uncancellably, until it is done (its task has unwound)."""
+    fut.cancel()
+    while not fut.done():  # (woken by the done callback)
+        hub.park(f, cancellable=False)

@@ -30,6 +30,19 @@ _allocate = _thread.allocate_lock
 _monotonic = time.monotonic
 
 
+class _Waiter:
+    """One fiber's wait for a `Lock`: what a release wakes. ``fiber`` is cleared when the wait
+    ends, so that a wake-up that arrives too late (queued from another thread before the fiber
+    was cancelled or timed out) cannot wake the fiber out of a later, unrelated wait; it is
+    passed on instead. Compared by identity."""
+
+    __slots__ = ("hub", "fiber")
+
+    def __init__(self, hub: Hub, fiber: Fiber) -> None:
+        self.hub = hub
+        self.fiber: Fiber | None = fiber
+
+
 class Lock(_LockBase):
     """A non-reentrant lock usable from fibers (cooperative wait) and threads (blocking)."""
 
@@ -41,7 +54,7 @@ class Lock(_LockBase):
 
     def __init__(self) -> None:
         self._lock = _allocate()
-        self._parked: deque[tuple[Hub, Fiber]] = deque()
+        self._parked: deque[_Waiter] = deque()
         self._guard = _allocate()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -67,9 +80,17 @@ class Lock(_LockBase):
         """``must_finish``: neither cancellation nor Ctrl-C may interrupt this wait (they stay
         pending for the next blocking call)."""
         hub = f.hub
-        entry = (hub, f)
+        entry = _Waiter(hub, f)
         if not must_finish:
             must_finish = must_finish_waits(f)  # inside run_to_finish
+        try:
+            return self._wait_in_fiber(f, hub, entry, deadline, must_finish)
+        finally:
+            entry.fiber = None  # a wake-up still on its way is passed on, not delivered
+
+    def _wait_in_fiber(
+        self, f: Fiber, hub: Hub, entry: _Waiter, deadline: float | None, must_finish: bool
+    ) -> bool:
         while True:
             with self._guard:
                 self._parked.append(entry)
@@ -95,7 +116,7 @@ class Lock(_LockBase):
                     self._pass_on()
                 return False
 
-    def _forget(self, entry: tuple[Hub, Fiber]) -> bool:
+    def _forget(self, entry: _Waiter) -> bool:
         """Remove ``entry`` if still queued; False if a release already took it out."""
         with self._guard:
             try:
@@ -124,18 +145,24 @@ class Lock(_LockBase):
         with self._guard:
             if not self._parked:
                 return
-            hub, f = self._parked.popleft()
+            entry = self._parked.popleft()
+        hub = entry.hub
         if hub.thread is threading.current_thread():
-            if not hub.wake(f):
+            f = entry.fiber
+            if f is None or not hub.wake(f):
                 self._pass_on()  # it left already (cancelled or timed out): try the next
         else:
             try:
-                hub.loop.call_soon_threadsafe(self._wake_there, hub, f)  # type: ignore[union-attr]
+                hub.loop.call_soon_threadsafe(self._wake_there, entry)  # type: ignore[union-attr]
             except RuntimeError:
                 self._pass_on()  # that hub's loop is closed
 
-    def _wake_there(self, hub: Hub, f: Fiber) -> None:
-        if not hub.wake(f) and not self._lock.locked():
+    def _wake_there(self, entry: _Waiter) -> None:
+        # Only the wait this wake-up was meant for: a fiber that left it since (cancelled, timed
+        # out) may be parked in another wait now. It passed the wake-up on as it left; passing
+        # it on again when the lock is free costs at most a spurious wake-up, never a lost one.
+        f = entry.fiber
+        if (f is None or not entry.hub.wake(f)) and not self._lock.locked():
             self._pass_on()
 
     def locked(self) -> bool:
