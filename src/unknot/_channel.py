@@ -139,6 +139,8 @@ class Channel(Generic[T]):
 
 def _perform(ops: list[Operation], timeout: float | None) -> tuple[Operation, Any]:
     f = require_fiber()
+    if timeout is not None and timeout != timeout:
+        raise ValueError("timeout must not be NaN")
     if timeout is None or timeout > 0:
         checkpoint_if_cancelled()  # a call that can block is a cancellation point
     for op in ops:

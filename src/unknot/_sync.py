@@ -31,13 +31,18 @@ T = TypeVar("T")
 
 
 def _timeout_arg(blocking: bool, timeout: float | None) -> float | None:
+    """An ``acquire`` timeout as `threading`'s locks take it: -1 (or None) waits forever; a
+    float (any real number is converted); `ValueError` for another negative number or NaN."""
     if timeout is None or timeout < 0:
         if timeout is not None and timeout != -1:
             raise ValueError("timeout value must be a non-negative number or -1")
         return None
+    t = float(timeout)
+    if t != t:  # (a NaN deadline would break the hub's timer heap; threading refuses it too)
+        raise ValueError("timeout value must not be NaN")
     if not blocking:
         raise ValueError("can't specify a timeout for a non-blocking call")
-    return float(timeout)
+    return t
 
 
 class Event:
@@ -287,6 +292,8 @@ class Condition(_LockBase):
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
+        if timeout is not None and timeout != timeout:  # (before the lock is released)
+            raise ValueError("timeout must not be NaN")
         f = require_fiber()
         lock = self._lock
         if isinstance(lock, RLock):

@@ -146,6 +146,10 @@ def wait_fds(reads: Iterable[int], writes: Iterable[int], timeout: float | None 
     waits on one of the fds in the same direction.
     """
     f = require_fiber()
+    if timeout is not None:
+        timeout = float(timeout)  # (any real number; the compiled hub takes a float)
+        if timeout != timeout:
+            raise ValueError("timeout must not be NaN")
     return f.hub.wait_fds(f, reads, writes, timeout) is not TIMED_OUT
 
 

@@ -699,3 +699,32 @@ def test_asyncio_gather_fibers_and_tasks() -> None:
         return await asyncio.gather(*aws)
 
     assert run_on_hub_loop(main) == [0, 1, 2, 3, 4, 0, -1, -2, -3, -4]
+
+
+def test_runner_cancels_leftover_fibers_at_close() -> None:
+    # asyncio.Runner (and asyncio.run) call the loop's shutdown_asyncgens on their way out: a
+    # HubEventLoop cancels the fibers still running there and waits for them to unwind, as
+    # unknot.run does (docs/asyncio.md, "Leftover fibers on asyncio's runners").
+    log: list[str] = []
+
+    def leftover(name: str) -> None:
+        try:
+            unknot.sleep(3600)
+        finally:
+            with unknot.CancelScope(shield=True):
+                unknot.sleep(0.01)  # the loop still runs: it may block while unwinding
+            log.append(f"{name} unwound")
+
+    def parent() -> None:
+        unknot.spawn(leftover, "grandchild")
+        leftover("child")
+
+    async def main() -> str:
+        unknot.spawn(parent)
+        await asyncio.sleep(0.01)
+        return "returned"
+
+    with asyncio.Runner(loop_factory=unknot.new_event_loop) as runner:
+        assert runner.run(main()) == "returned"
+        assert log == []
+    assert sorted(log) == ["child unwound", "grandchild unwound"]

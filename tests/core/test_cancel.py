@@ -320,6 +320,53 @@ def test_fail_after_cancelled_by_hand_does_not_raise_timeout(autojump_clock: Moc
 
 
 @pytest.mark.unknot
+def test_fail_after_cancelled_by_hand_then_cleanup_past_deadline_does_not_raise(
+    autojump_clock: MockClock,
+) -> None:
+    # The explicit cancel() came first: leaving after the deadline time (a shielded cleanup
+    # outlived it) is still a silent exit, not a TimeoutError.
+    with unknot.fail_after(1) as scope:
+        scope.cancel()
+        try:
+            unknot.sleep(10)
+        finally:
+            with unknot.CancelScope(shield=True):
+                unknot.sleep(2)
+    assert scope.cancelled_caught
+    assert unknot.current_time() == pytest.approx(2)
+
+
+@pytest.mark.unknot
+def test_fail_after_deadline_moved_into_the_past_raises(autojump_clock: MockClock) -> None:
+    with pytest.raises(TimeoutError):
+        with unknot.fail_after(30) as scope:
+            scope.deadline = unknot.current_time() - 1  # cancels at once: by the deadline
+            unknot.sleep(10)
+
+
+@pytest.mark.unknot
+def test_fail_after_deadline_fired_then_cancel_still_raises(autojump_clock: MockClock) -> None:
+    with pytest.raises(TimeoutError):
+        with unknot.fail_after(1) as scope:
+            try:
+                unknot.sleep(10)
+            finally:
+                scope.cancel()  # after the deadline: changes nothing
+
+
+@pytest.mark.unknot
+def test_cancel_scope_rejects_a_nan_deadline() -> None:
+    with pytest.raises(ValueError):
+        unknot.CancelScope(deadline=float("nan"))
+    with unknot.CancelScope() as scope:
+        with pytest.raises(ValueError):
+            scope.deadline = float("nan")
+        assert scope.deadline == math.inf
+        assert not scope.cancel_called
+    assert not any(e[0] != e[0] for e in unknot.lowlevel.current_hub().timers)
+
+
+@pytest.mark.unknot
 def test_timeouts_reject_nan() -> None:
     with pytest.raises(ValueError):
         unknot.move_on_after(float("nan"))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import os
+import signal
+import subprocess
 import threading
 import time
 
@@ -88,6 +91,75 @@ def test_deadlock_can_be_caught_and_resolved() -> None:
         return "resolved" if waiter.join() else "no"
 
     assert unknot.run(main) == "resolved"
+
+
+@pytest.mark.usefixtures("no_foreign_threads")
+def test_a_fiber_that_ignores_cancellation_at_shutdown_is_abandoned_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A leftover fiber that waits in a shielded scope cannot be cancelled: run's shutdown logs
+    # it as abandoned and returns the root's result. It used to raise the DeadlockError anyway
+    # (the loop's shutdown_asyncgens waited for the same fiber again, uncaught).
+    log: list[str] = []
+
+    def stubborn() -> None:
+        with unknot.CancelScope(shield=True):
+            unknot.Event().wait()
+
+    def cleanup() -> None:
+        try:
+            unknot.sleep(3600)
+        finally:
+            log.append("unwound")
+
+    def main() -> str:
+        unknot.spawn(stubborn, name="stubborn")
+        unknot.spawn(cleanup)
+        unknot.sleep(0.01)
+        return "root's result"
+
+    with caplog.at_level("WARNING", logger="unknot"):
+        assert unknot.run(main) == "root's result"
+    assert log == ["unwound"]
+    assert "abandoned" in caplog.text and "stubborn" in caplog.text
+    assert "destroyed but it is pending" not in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
+@pytest.mark.usefixtures("no_foreign_threads")
+def test_no_false_deadlock_while_a_python_signal_handler_is_set() -> None:
+    # Nothing unknot or asyncio knows of will wake the root: another process's signal will,
+    # and its Python handler sets the Event. It used to be reported as a deadlock after
+    # DEADLOCK_GRACE (0.1 s).
+    def main() -> str:
+        stop = unknot.Event()
+        previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: stop.set())
+        try:
+            sender = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -USR1 {os.getpid()}"])
+            try:
+                stop.wait()
+            finally:
+                sender.wait()
+            return "woken by the signal"
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+    assert unknot.run(main) == "woken by the signal"
+
+
+@pytest.mark.usefixtures("no_foreign_threads")
+def test_a_timeouts_alarm_handler_does_not_hide_a_deadlock() -> None:
+    # A SIGALRM handler is a timeout's (pytest-timeout sets one for every test): it raises when
+    # it fires, deadlock or not; it is not taken for something that will wake a fiber.
+    def alarm(_signum: int, _frame: object) -> None:
+        raise AssertionError("timed out")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        with pytest.raises(unknot.DeadlockError):
+            unknot.run(lambda: unknot.Event().wait())
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.usefixtures("no_foreign_threads")

@@ -251,3 +251,13 @@ def test_the_header_says_when_the_root_has_finished_and_an_interrupt_is_pending(
     assert pending.endswith("; an interrupt is pending ===")
     assert ": 0 live fibers" in finished
     assert finished.endswith("; the root fiber has finished ===")
+
+
+def test_a_dump_handler_does_not_hide_a_deadlock() -> None:
+    # Python signal handlers count as something that may wake a fiber; the dump's does not.
+    restore = unknot.dump_on_signal(signal.SIGUSR1, file=io.StringIO())
+    try:
+        with pytest.raises(unknot.DeadlockError):
+            unknot.run(lambda: unknot.Event().wait())
+    finally:
+        restore()

@@ -8,6 +8,7 @@ import logging
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -190,6 +191,44 @@ def test_join_outside_fiber_is_an_error() -> None:
     target.cancel()
 
 
+def test_join_from_a_fiber_of_another_hub_is_an_error() -> None:
+    # A fiber of another hub (another OS thread's loop) would never be woken in time: a clear
+    # error at once, as 'await fiber' gives for a fiber of another loop.
+    started = threading.Event()
+    release = threading.Event()
+    box: dict[str, Any] = {}
+
+    def owner() -> None:
+        def main() -> None:
+            box["fiber"] = unknot.spawn(unknot.to_thread, release.wait, 30)
+            started.set()
+            box["fiber"].join()
+
+        unknot.run(main)
+
+    def joiner() -> None:
+        def main() -> None:
+            unknot.to_thread(started.wait, 30)
+            t0 = time.monotonic()
+            with pytest.raises(RuntimeError, match="another hub"):
+                box["fiber"].join(timeout=10)
+            box["elapsed"] = time.monotonic() - t0
+
+        try:
+            unknot.run(main)
+        finally:
+            release.set()
+
+    threads = [threading.Thread(target=owner), threading.Thread(target=joiner)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert box["elapsed"] < 5
+    assert box["fiber"].done()
+
+
 @pytest.mark.unknot
 def test_many_joiners() -> None:
     ev = unknot.Event()
@@ -305,6 +344,19 @@ def test_failing_done_callback_is_logged_not_fatal(caplog: pytest.LogCaptureFixt
     f.add_done_callback(bad)
     assert f.join() == 1
     assert any("done-callback" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.unknot
+def test_failing_done_callback_on_a_finished_fiber_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    f = unknot.spawn(lambda: 1)
+    f.join()
+    f.add_done_callback(lambda fib: 1 / 0)  # called at once, and must not raise
+    assert any(
+        "done-callback" in r.getMessage() and r.exc_info and r.exc_info[0] is ZeroDivisionError
+        for r in caplog.records
+    )
 
 
 # -- current ------------------------------------------------------------------------------------

@@ -555,6 +555,130 @@ def test_ctrl_c_in_the_roots_done_callback_comes_out_of_run(pure: bool) -> None:
     assert _run_build(_IN_ROOT_DONE_CALLBACK, pure) == ["interrupted"]
 
 
+# A Ctrl-C handled in another fiber while the root fiber yields (sleep(0), checkpoint()) is
+# pending for the root, which is queued to run again rather than parked: the hub cannot throw it
+# in. The root's yield must raise it (it used to return, and a root looping on checkpoint()
+# never got it: it came out of `run` at shutdown instead).
+_IN_A_YIELD = """
+import os, signal, sys
+import unknot
+
+def press():
+    os.kill(os.getpid(), signal.SIGINT)
+    (lambda: None)()  # a call into Python code: the handler runs here, in this fiber
+
+def main():
+    unknot.spawn(press)
+    try:
+        for i in range(1000):
+            YIELD
+        return "not interrupted"
+    except KeyboardInterrupt:
+        return f"interrupted in yield {i}"
+
+try:
+    result = unknot.run(main)
+except KeyboardInterrupt:
+    result = "out of run"
+print(unknot.compiled, result, sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+@pytest.mark.parametrize("call", ["unknot.checkpoint()", "unknot.sleep(0)"])
+def test_ctrl_c_handled_in_another_fiber_is_raised_in_the_roots_yield(
+    call: str, pure: bool
+) -> None:
+    assert _run_build(_IN_A_YIELD.replace("YIELD", call), pure) == ["interrupted in yield 0"]
+
+
+# A Ctrl-C during `run`'s shutdown (here handled in a leftover fiber's finally block) comes out of
+# `run` once the shutdown is done: the other leftover fibers are still cancelled and unwound
+# (it used to come out of the loop at once, cutting the shutdown short).
+_DURING_SHUTDOWN = """
+import os, signal
+import unknot
+
+log = []
+
+def presser():
+    try:
+        unknot.sleep(60)
+    finally:
+        os.kill(os.getpid(), signal.SIGINT)
+        (lambda: None)()  # the handler runs here: the root is done, the interrupt pending
+
+def slow_cleanup():
+    try:
+        unknot.sleep(60)
+    finally:
+        with unknot.CancelScope(shield=True):
+            unknot.sleep(0.1)  # the loop polls meanwhile, with the interrupt pending
+        log.append("unwound")
+
+def main():
+    unknot.spawn(presser)
+    unknot.spawn(slow_cleanup)
+    unknot.sleep(0)
+    return "returned"
+
+try:
+    result = unknot.run(main)
+except KeyboardInterrupt:
+    result = "interrupted"
+print(unknot.compiled, result, *log, sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+def test_ctrl_c_during_the_shutdown_lets_leftover_fibers_unwind(pure: bool) -> None:
+    assert _run_build(_DURING_SHUTDOWN, pure) == ["interrupted", "unwound"]
+
+
+# Ctrl-C while the root fiber is blocked in a TaskGroup's body (or a Pool's with-block, built on
+# one) comes out of `run` as KeyboardInterrupt, after the children unwound, as when it comes
+# while the group waits for its children; it used to come in a BaseExceptionGroup.
+_IN_A_GROUPS_BODY = """
+import os, signal
+import unknot
+
+log = []
+
+def child(i):
+    try:
+        unknot.sleep(60)
+    finally:
+        log.append(f"child {i} unwound")
+
+def press():
+    os.kill(os.getpid(), signal.SIGINT)
+    (lambda: None)()  # the handler runs here, in this fiber: the root is blocked
+
+def main():
+    with GROUP as g:
+        g.spawn(child, 1)
+        g.spawn(child, 2)
+        unknot.spawn(press)
+        unknot.sleep(60)
+
+try:
+    unknot.run(main)
+    result = "returned"
+except KeyboardInterrupt:
+    result = "KeyboardInterrupt"
+except BaseException as e:
+    result = repr(e)
+print(unknot.compiled, result, *sorted(log), sep="|")
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["default-build", "pure"])
+@pytest.mark.parametrize("group", ["unknot.TaskGroup()", "unknot.Pool(5)"])
+def test_ctrl_c_in_a_groups_body_comes_out_of_run_bare(group: str, pure: bool) -> None:
+    out = _run_build(_IN_A_GROUPS_BODY.replace("GROUP", group), pure)
+    assert out == ["KeyboardInterrupt", "child 1 unwound", "child 2 unwound"]
+
+
 # -- Ctrl-C that does not interrupt the poll at all ------------------------------------------
 #
 # A SIGINT delivered to another thread runs its C handler there: the hub's poll in the main

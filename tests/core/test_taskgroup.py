@@ -168,6 +168,33 @@ def test_base_exception_in_child() -> None:
 
 
 @pytest.mark.unknot
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_or_system_exit_from_the_body_comes_out_bare(
+    exc_type: type[BaseException],
+) -> None:
+    # As from asyncio's TaskGroup: the children are cancelled and waited for, then the body's
+    # exception comes out as it is, for ``except KeyboardInterrupt`` to catch (it used to come
+    # out in a BaseExceptionGroup; Ctrl-C in the wait for the children came out bare).
+    log: list[str] = []
+
+    def child() -> None:
+        try:
+            unknot.sleep(3600)
+        finally:
+            log.append("child unwound")
+
+    raised = exc_type()
+    with pytest.raises(exc_type) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(child)
+            unknot.sleep(0)
+            raise raised
+    assert info.value is raised
+    assert type(info.value) is exc_type
+    assert log == ["child unwound"]
+
+
+@pytest.mark.unknot
 def test_cancel_group(autojump_clock: MockClock) -> None:
     log: list[str] = []
 

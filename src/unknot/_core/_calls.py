@@ -130,8 +130,10 @@ def _wait(fd: Any, write: bool, timeout: float | None) -> None:
     fileno = _fileno(fd)
     if fileno < 0:
         raise ValueError(f"invalid file descriptor {fileno}")
-    if timeout is not None and timeout != timeout:
-        raise ValueError("timeout must not be NaN")
+    if timeout is not None:
+        timeout = float(timeout)  # (any real number; the compiled hub takes a float)
+        if timeout != timeout:
+            raise ValueError("timeout must not be NaN")
     hub = f.hub
     if hub.wait_raw_fd(f, fileno, write, timeout) is TIMED_OUT:
         what = "writable" if write else "readable"

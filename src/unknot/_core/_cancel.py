@@ -120,6 +120,7 @@ class CancelScope:
         "_shield",
         "_deadline",
         "_timer",
+        "_by_deadline",
         "_hub",
         "_active",
         "_entered",
@@ -132,8 +133,9 @@ class CancelScope:
         self._children: set[Any] | None = None
         self._cancel_called = False
         self._shield = shield
-        self._deadline = float(deadline)
+        self._deadline = _deadline_arg(deadline)
         self._timer: Any = None
+        self._by_deadline = False  # whether the deadline (not `cancel`) cancelled the scope
         self._hub: Hub | None = None
         self._active = False
         self._entered = False
@@ -149,7 +151,7 @@ class CancelScope:
 
     @deadline.setter
     def deadline(self, value: float) -> None:
-        self._deadline = float(value)
+        self._deadline = _deadline_arg(value)
         if self._active:
             self._arm_deadline()
 
@@ -261,6 +263,7 @@ class CancelScope:
         if self._cancel_called or self._deadline == math.inf:
             return
         if self._deadline <= hub.time():
+            self._by_deadline = True
             self.cancel()
         else:
             self._timer = hub.add_timer(self._deadline, _deadline_reached, self)
@@ -272,11 +275,21 @@ class CancelScope:
 
 def _deadline_reached(scope: CancelScope) -> None:
     scope._timer = None
-    scope.cancel()
+    if not scope._cancel_called:
+        scope._by_deadline = True
+        scope.cancel()
+
+
+def _deadline_arg(value: float) -> float:
+    deadline = float(value)
+    if deadline != deadline:  # (a NaN deadline would break the hub's timer heap)
+        raise ValueError("a CancelScope's deadline must not be NaN")
+    return deadline
 
 
 class TimeoutScope(CancelScope):
-    """The scope returned by `fail_after`: raises `TimeoutError` if its deadline cancelled it."""
+    """The scope returned by `fail_after`: raises `TimeoutError` if its deadline cancelled it
+    (not if an explicit `cancel` came first, even when the block leaves after the deadline)."""
 
     __slots__ = ()
 
@@ -287,7 +300,6 @@ class TimeoutScope(CancelScope):
         tb: TracebackType | None,
     ) -> bool:
         handled = self._exit(exc)
-        hub = self._hub
-        if self.cancelled_caught and hub is not None and hub.time() >= self._deadline:
+        if self.cancelled_caught and self._by_deadline:
             raise TimeoutError("operation did not finish before its deadline") from None
         return handled

@@ -3,19 +3,23 @@
 The selector hub asks `DeadlockDetection._others_can_wake` whenever it is about to sleep with no
 timeout while a root fiber exists. Nothing can wake a fiber when no fiber is ready, none waits on
 an fd, no timer is pending, no `to_thread` call is in flight, the asyncio loop has no work (no
-callbacks, timers, other fds, signal handlers, executor jobs) and no foreign thread runs. After
-`DEADLOCK_GRACE` seconds of that, the root fiber gets a `DeadlockError` listing every fiber.
+callbacks, timers, other fds, signal handlers, executor jobs), no foreign thread runs and no
+Python signal handler is set (``signal.signal``: its handler may set an event; Python's own
+SIGINT handler and unknot's do not count). After `DEADLOCK_GRACE` seconds of that, the root
+fiber gets a `DeadlockError` listing every fiber.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]
 import _thread
 import asyncio
+import signal
 import threading
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._exceptions import DeadlockError
 from ._fiber import RUNNING
@@ -54,7 +58,7 @@ class DeadlockDetection(TimerQueue):
         loop = self.loop
         if loop is not None and _loop_has_work(loop):
             return True
-        return _foreign_threads_alive()
+        return _foreign_threads_alive() or _signal_handler_set()
 
     #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
     #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
@@ -108,6 +112,53 @@ def _loop_has_work(loop: Any) -> bool:
     if getattr(loop, "_signal_handlers", None):
         return True
     return bool(getattr(loop, "_executor_jobs", 0))
+
+
+#: The signals whose Python handler may wake a fiber: those a handler can be set for, but for
+#: the interval timers' (``signal.setitimer``, ``signal.alarm``). A handler of those is taken for
+#: a timeout's, which raises in the root fiber whenever it fires, deadlock or not: pytest-timeout
+#: sets one for every test, which would otherwise turn each deadlock into a wait for it.
+_WAKING_SIGNALS: Final = tuple(
+    sorted(
+        set(map(int, signal.valid_signals()))
+        - {
+            int(getattr(signal, name))
+            for name in ("SIGKILL", "SIGSTOP", "SIGALRM", "SIGVTALRM", "SIGPROF")
+            if hasattr(signal, name)
+        }
+    )
+)
+
+# ``signal.getsignal`` makes each number it returns an enum member: 15 times slower.
+_getsignal: Any = getattr(_signal, "getsignal", signal.getsignal)
+
+#: An attribute set (true) on a Python signal handler that never wakes a fiber: unknot's own
+#: SIGINT handler (``unknot._core._interrupt``, which spells the name out: the two modules do
+#: not import each other).
+CANNOT_WAKE: Final = "__unknot_cannot_wake__"
+
+
+def _signal_handler_set() -> bool:
+    """True if a Python signal handler is set (``signal.signal``) that may wake a fiber.
+
+    A signal may come at any time (from another process, a timer), and its handler may set an
+    `Event` the root fiber waits on. Python's default SIGINT handler does not count (unknot
+    turns Ctrl-C into a `KeyboardInterrupt` in the root fiber, which no deadlock report
+    replaces), nor do handlers marked `CANNOT_WAKE` (unknot's own SIGINT handler) and those of
+    the interval timers' signals (see `_WAKING_SIGNALS`). Looked at only once nothing else can
+    wake a fiber; about 60 look-ups (2 µs).
+    """
+    default_int = signal.default_int_handler
+    for signum in _WAKING_SIGNALS:
+        handler = _getsignal(signum)
+        # (SIG_DFL, SIG_IGN and None, a handler not set from Python, are not callable.)
+        if (
+            callable(handler)
+            and handler is not default_int
+            and not getattr(handler, CANNOT_WAKE, False)
+        ):
+            return True
+    return False
 
 
 def _foreign_threads_alive() -> bool:

@@ -268,6 +268,13 @@ class Fiber(greenlet):
                 raise RuntimeError(
                     "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
                 )
+            if me.hub is not self.hub:
+                # Its joiners are woken on its own hub, from that hub's thread: a fiber of
+                # another hub (another thread's loop) would never be woken in time.
+                raise RuntimeError(
+                    f"{self!r} belongs to another hub (another thread's event loop): join it "
+                    "from a fiber of its own hub, or wait for it with a thread-safe primitive"
+                )
             joiners = self._joiners
             if joiners is None:
                 joiners = self._joiners = ParkingLot()
@@ -276,9 +283,11 @@ class Fiber(greenlet):
         return self.result()
 
     def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
-        """Call ``fn(fiber)`` on the hub when the fiber finishes (at once if it already has)."""
+        """Call ``fn(fiber)`` on the hub when the fiber finishes (at once if it already has).
+
+        Exceptions from ``fn`` are logged, not raised, in both cases."""
         if self._state >= DONE:
-            fn(self)
+            self._call_done_callback(fn)
         else:
             callbacks = self._callbacks
             if callbacks is None:
@@ -301,8 +310,6 @@ class Fiber(greenlet):
 
     def __await__(self) -> Generator[Any, None, Any]:
         return (yield from _await_fiber(self))
-
-
 
     def __repr__(self) -> str:
         state = ("pending", "running", "done", "failed", "cancelled")[self._state]

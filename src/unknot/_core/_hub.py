@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, SupportsFloat
 
 from greenlet import getcurrent, greenlet
 
@@ -42,6 +42,7 @@ from ._fiber import (
     PARKED_SHIELDED,
     Fiber,
 )
+from ._interrupt import must_finish
 from ._native import mypyc_attr
 from ._parking import TIMED_OUT
 
@@ -255,13 +256,14 @@ class Hub(DeadlockDetection):
     def park(
         self,
         f: Fiber,
-        timeout: float | None = None,
+        timeout: SupportsFloat | None = None,
         cancellable: bool = True,
         interruptible: bool | None = None,
     ) -> Any:
         """Suspend fiber ``f`` (the current one) until it is woken.
 
-        Returns the value given to `wake`, or `TIMED_OUT`; raises what `throw` delivered. A
+        Returns the value given to `wake`, or `TIMED_OUT` once ``timeout`` seconds (any real
+        number; `ValueError` for NaN) passed; raises what `throw` delivered. A
         cancellable park is a checkpoint: it raises `Cancelled` at once if ``f`` is effectively
         cancelled, and cancellation wakes it. ``cancellable=False`` is for waits that must finish
         (re-acquiring a lock, a `TaskGroup` waiting for its children). ``interruptible`` (default:
@@ -295,8 +297,13 @@ class Hub(DeadlockDetection):
                 return self._switch_out()
             finally:
                 f._parked = NOT_PARKED
+        # Any real number (an int, a Fraction...) is taken, as a float in both builds; NaN is
+        # refused here, where every timed wait passes, before it reaches the timer heap.
+        t = timeout if type(timeout) is float else self.seconds(timeout)
+        if t != t:
+            raise ValueError("timeout must not be NaN")
         now = self.time()
-        entry = self.add_timer(now + timeout, self._timeout_cb, f)
+        entry = self.add_timer(now + t, self._timeout_cb, f)
         f._wait_began = now  # (for dumps: when the timed wait began, on the hub's clock)
         f._parked = state
         try:
@@ -341,7 +348,9 @@ class Hub(DeadlockDetection):
         return False
 
     def yield_now(self, f: Fiber) -> None:
-        """Let every other ready fiber run once, then continue (``sleep(0)``). A checkpoint."""
+        """Let every other ready fiber run once, then continue (``sleep(0)``). A checkpoint:
+        `Cancelled` in a cancelled scope; in the root fiber, an interrupt (Ctrl-C) that came
+        while the others ran (or before, during a wait it could not interrupt)."""
         if self.ncancel and effectively_cancelled(f._scope):
             raise Cancelled()
         hub_greenlet = self.hub_greenlet
@@ -353,6 +362,11 @@ class Hub(DeadlockDetection):
         # (no refill of io_budget here: the hub resumes the next fiber through _switch_out,
         # which refills it)
         hub_greenlet.switch()
+        # A Ctrl-C handled while the others ran (its handler ran in one of them) is pending for
+        # the root, which `deliver_interrupt` cannot throw into: it is not parked, but queued.
+        # It is raised here, in the blocking call the root is in (one test on the hot path).
+        if self.interrupt_pending and f is self.root and not must_finish(f):
+            raise self.take_interrupt()
 
     def cede(self, f: Fiber) -> None:
         """Let the fibers already ready run before ``f`` (the current fiber) goes on.

@@ -16,13 +16,18 @@ The journey of one Ctrl-C:
 3. After the poll, `deliver_interrupt` throws the pending interrupt into the root fiber if it is
    parked in a wait that can take an exception (`PARKED_CANCELLABLE` or `PARKED_INTERRUPTIBLE`);
    otherwise the root raises it at its next blocking call (`Hub.park` checks
-   ``interrupt_pending``). A pass of ready fibers also stops extending itself once an interrupt
-   is pending, so the root gets it promptly. Before each poll the hub delivers it again
-   (`HubSelector._compute_timeout`): a handler that ran after the last poll's check wrote its
-   wake-up byte to the loop's self-pipe, which asyncio may drain in the same iteration (when
-   the poll had reported an earlier byte, a thread's ``call_soon_threadsafe``): the poll would
-   then sleep with the interrupt pending.
-4. With no root fiber left to take it, the hub raises it out of the loop.
+   ``interrupt_pending``). A root that yielded (``sleep(0)``, `checkpoint`: queued, not parked)
+   raises it in that yield once it is resumed (`Hub.yield_now` checks it then): a root looping
+   on `checkpoint` gets a Ctrl-C handled in another fiber meanwhile. A pass of ready fibers also
+   stops extending itself once an interrupt is pending, so the root gets it promptly. Before
+   each poll the hub delivers it again (`HubSelector._compute_timeout`): a handler that ran
+   after the last poll's check wrote its wake-up byte to the loop's self-pipe, which asyncio may
+   drain in the same iteration (when the poll had reported an earlier byte, a thread's
+   ``call_soon_threadsafe``): the poll would then sleep with the interrupt pending.
+4. With no root fiber left to take it, the hub raises it out of the loop. During `unknot.run`'s
+   shutdown (the root is done) that does not cut the shutdown short: `_loop._shutdown` keeps the
+   first such interrupt, lets the leftover fibers be cancelled and unwound and finishes the other
+   steps, then raises it out of `run`; a second one comes out at once.
 
 Inside `run_to_finish`, a fiber's waits on the patched `threading` locks finish whatever comes,
 and neither the SIGINT handler nor `raise_pending_interrupt` raises: Ctrl-C and cancellation wait
@@ -94,6 +99,8 @@ def install_sigint(hub: Hub, loop: Any) -> Callable[[], None]:
         hub.interrupt_pending = True
         loop._write_to_self()
 
+    # (Not a handler that can wake a fiber: `unknot._core._deadlock.CANNOT_WAKE`.)
+    on_sigint.__unknot_cannot_wake__ = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, on_sigint)
 
     def restore() -> None:

@@ -359,6 +359,8 @@ def dump_on_signal(
                 except RuntimeError:  # closing
                     pass
 
+    # (A dump wakes no fiber: not a handler the deadlock check counts, `_deadlock.CANNOT_WAKE`.)
+    handler.__unknot_cannot_wake__ = True  # type: ignore[attr-defined]
     previous = signal.signal(signum, handler)
 
     def restore() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -45,6 +45,9 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         hub.loop = self
         self._unknot_hub: Hub = hub
         self._executor_jobs = 0
+        #: Fibers that ignored cancellation at shutdown until nothing could wake them (a
+        #: `DeadlockError`): `cancel_fibers` no longer waits for them.
+        self._abandoned: set[Fiber] = set()
 
     @property
     def hub(self) -> Hub:
@@ -101,10 +104,14 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         super().close()
 
     async def cancel_fibers(self) -> None:
-        """Cancel every fiber still running on this loop and wait until all have finished."""
+        """Cancel every fiber still running on this loop and wait until all have finished
+        (but for those `run`'s shutdown abandoned)."""
         hub = self._unknot_hub
-        while hub.fibers:
-            fibers = list(hub.fibers)
+        abandoned = self._abandoned
+        while True:
+            fibers = [f for f in hub.fibers if f not in abandoned]
+            if not fibers:
+                return
             for f in fibers:
                 f.cancel()
             await self._all_finished(fibers)
@@ -253,16 +260,21 @@ def _run_hosted(root: Fiber, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
 
 
 def _shutdown(loop: HubEventLoop, hub: Hub) -> None:
-    """Cancel and drain leftover fibers, then do what `asyncio.run` does on the way out."""
-    try:
-        loop.run_until_complete(loop.cancel_fibers())
-    except DeadlockError as e:
-        log.warning("fibers ignored cancellation at shutdown and were abandoned:\n%s", e)
+    """Cancel and drain leftover fibers, then do what `asyncio.run` does on the way out.
+
+    An interrupt that comes out of the loop meanwhile (Ctrl-C, or what a signal handler raised:
+    with the root fiber done, the hub raises it out of the loop) does not cut this short: the
+    first is raised once every step is done. A second one comes out at once (a way out of a
+    shutdown that hangs). Fibers that ignore cancellation until nothing can wake them (a
+    `DeadlockError` at shutdown) are logged and abandoned.
+    """
+    steps = _ShutdownSteps(loop)
+    steps.run_fibers_step(loop.cancel_fibers)
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for t in tasks:
         t.cancel()
     if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        steps.run(asyncio.gather(*tasks, return_exceptions=True))
         for t in tasks:
             if not t.cancelled() and t.exception() is not None:
                 loop.call_exception_handler(
@@ -272,5 +284,57 @@ def _shutdown(loop: HubEventLoop, hub: Hub) -> None:
                         "task": t,
                     }
                 )
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.run_until_complete(loop.shutdown_default_executor())
+    steps.run_fibers_step(loop.shutdown_asyncgens)  # (cancels fibers spawned meanwhile)
+    steps.run(loop.shutdown_default_executor())
+    if steps.interrupt is None and hub.interrupt_pending:  # (came after the last poll)
+        steps.interrupt = hub.take_interrupt()
+    if steps.interrupt is not None:
+        raise steps.interrupt
+
+
+class _ShutdownSteps:
+    """Runs `_shutdown`'s steps on the loop, each to its end through an interrupt."""
+
+    def __init__(self, loop: HubEventLoop) -> None:
+        self.loop = loop
+        #: The first interrupt that came out of the loop, raised when the shutdown is done.
+        self.interrupt: BaseException | None = None
+
+    def run(self, step: Awaitable[Any]) -> None:
+        """Run ``step`` until it is done; an interrupt meanwhile is kept (the first one)."""
+        loop = self.loop
+        fut = asyncio.ensure_future(step, loop=loop)
+        while True:
+            try:
+                loop.run_until_complete(fut)
+                return
+            except BaseException as e:
+                if fut.done() and (fut.cancelled() or fut.exception() is e):
+                    raise  # the step's own outcome
+                if isinstance(e, DeadlockError) or self.interrupt is not None:
+                    self._drop(fut)
+                    raise
+                self.interrupt = e  # then the step goes on
+                if fut.done():
+                    return
+
+    def run_fibers_step(self, step: Callable[[], Awaitable[Any]]) -> None:
+        """`run` a step that waits for leftover fibers: if those deadlock, abandon them (logged)
+        and run it again, to do the rest of its work."""
+        while True:
+            try:
+                self.run(step())
+                return
+            except DeadlockError as e:
+                log.warning("fibers ignored cancellation at shutdown and were abandoned:\n%s", e)
+                self.loop._abandoned.update(self.loop.hub.fibers)
+
+    def _drop(self, fut: asyncio.Future[Any]) -> None:
+        """Cancel ``fut``, an unfinished step, and let it end (asyncio would complain of a task
+        destroyed while pending). What comes out of the loop meanwhile (a further interrupt)
+        is dropped: the caller raises its own exception."""
+        fut.cancel()
+        try:
+            self.loop.run_until_complete(fut)
+        except BaseException:  # noqa: B036 - its CancelledError, or what came out of the loop
+            pass

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Union, final
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsFloat, Union, final
 
 if TYPE_CHECKING:
     from ._fiber import Fiber
@@ -113,7 +113,7 @@ class ParkingLot:
     def park(
         self,
         fiber: Fiber,
-        timeout: float | None = None,
+        timeout: SupportsFloat | None = None,
         *,
         payload: Any = None,
         cancellable: bool = True,
@@ -121,7 +121,8 @@ class ParkingLot:
     ) -> Any:
         """Park ``fiber`` (the current fiber) at the back of the lot until it is unparked.
 
-        Returns the value given to `unpark`, or `TIMED_OUT` once ``timeout`` seconds passed.
+        Returns the value given to `unpark`, or `TIMED_OUT` once ``timeout`` seconds (any real
+        number; `ValueError` for NaN: see `Hub.park`) passed.
         ``payload`` is kept with the fiber for the unparker to take (`take`). A cancellable park
         is a checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope.
         However the wait ends, the fiber is no longer in the lot afterwards.

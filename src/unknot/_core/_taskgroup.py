@@ -23,8 +23,11 @@ class TaskGroup:
 
     Leaving the block waits for every child. If a child raises, the group cancels its other
     children and the body, waits for them to unwind, and raises an `ExceptionGroup` holding every
-    error (the body's included). `cancel` cancels the whole group. Cancelling the scope that
-    encloses the group cancels the children too; a child's `Cancelled` is not an error.
+    error (the body's included). A `KeyboardInterrupt` or `SystemExit` out of the body (or
+    thrown into the wait for the children: Ctrl-C) cancels the children too, and comes out bare
+    once they are gone, as from asyncio's TaskGroup. `cancel` cancels the whole group.
+    Cancelling the scope that encloses the group cancels the children too; a child's
+    `Cancelled` is not an error.
     """
 
     def __init__(self) -> None:
@@ -93,6 +96,12 @@ class TaskGroup:
         interrupt = self._wait_for_children()
         self._closed = True
         errors = self._errors
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # Ctrl-C in the body (the root fiber's blocking call in it), sys.exit(): they come
+            # out bare, the way they would come without the group (and do from asyncio's), not
+            # in a group that ``except KeyboardInterrupt`` would miss. The children's errors go.
+            self._scope._exit(exc)
+            return False
         if exc is not None and not isinstance(exc, Cancelled):
             errors.insert(0, exc)
         body_cancel = exc if isinstance(exc, Cancelled) else None

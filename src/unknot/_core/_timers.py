@@ -30,10 +30,24 @@ class TimerQueue:
         self._cancelled_timers = 0
 
     def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
-        """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle."""
+        """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle.
+
+        `ValueError` for a NaN deadline: it would break the heap's order (every comparison with
+        it is false), so that the timers behind it never fire and the loop spins."""
+        if deadline != deadline:
+            raise ValueError("a timer's deadline must not be NaN")
         entry = [deadline, next(self._seq), fn, arg]
         heapq.heappush(self.timers, entry)
         return entry
+
+    @staticmethod
+    def seconds(timeout: Any) -> float:
+        """A timeout given as another real number than a float (an int, a `Fraction`, a
+        `Decimal`) as the float seconds of the hub's clock, so that both builds take the same
+        numbers (the compiled hub computes in floats). `TypeError` for a string."""
+        if isinstance(timeout, (str, bytes, bytearray)):
+            raise TypeError(f"a timeout must be a number, not {type(timeout).__name__}")
+        return float(timeout)
 
     def cancel_timer(self, entry: list[Any]) -> None:
         """Cancel a timer returned by `add_timer` (no effect if it already fired)."""
