@@ -48,6 +48,12 @@ def _quiet_fd(wait: Callable[[int, Any], Any], timeout: Any) -> Any:
         return wait(a.fileno(), timeout)
 
 
+def _scope_runs_out(scope: Any) -> None:
+    """Wait in ``scope`` until it cancels its block (a `TimeoutError` out of `fail_after`)."""
+    with scope:
+        unknot.sleep(60)
+
+
 #: A timed wait that cannot succeed, by name: each call times out (or raises) after ``timeout``.
 WAITS: dict[str, Callable[[Any], Any]] = {
     "Event.wait": lambda t: unknot.Event().wait(t),
@@ -66,6 +72,8 @@ WAITS: dict[str, Callable[[Any], Any]] = {
     "ParkingLot.park": _lot_park,
     "wait_readable": lambda t: _quiet_fd(unknot.wait_readable, t),
     "lowlevel.wait_fds": lambda t: _quiet_fd(lambda fd, t: lowlevel.wait_fds([fd], [], t), t),
+    "move_on_after": lambda t: _scope_runs_out(unknot.move_on_after(t)),
+    "fail_after": lambda t: _scope_runs_out(unknot.fail_after(t)),
 }
 
 

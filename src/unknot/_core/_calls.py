@@ -170,6 +170,7 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
 
     Check ``scope.cancelled_caught`` to learn whether the time ran out.
     """
+    seconds = float(seconds)  # (any real number: a Fraction, a Decimal)
     if math.isnan(seconds):
         raise ValueError("timeout must not be NaN")
     return CancelScope(deadline=current_time() + seconds, shield=shield)
@@ -177,6 +178,7 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
 
 def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
     """Like `move_on_after`, but raises `TimeoutError` if the block runs out of time."""
+    seconds = float(seconds)  # (any real number: a Fraction, a Decimal)
     if math.isnan(seconds):
         raise ValueError("timeout must not be NaN")
     return TimeoutScope(deadline=current_time() + seconds, shield=shield)
