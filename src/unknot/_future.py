@@ -29,8 +29,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import InvalidStateError
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from greenlet import getcurrent
-
 from .lowlevel import (
     TIMED_OUT,
     Fiber,
@@ -74,8 +72,8 @@ _IN_CALLBACKS: set[Fiber] = set()
 
 def _checkpoint() -> None:
     """Raise `Cancelled` in a cancelled fiber, except in done callbacks; nothing elsewhere."""
-    f = getcurrent()
-    if type(f) is Fiber and f.hub.ncancel and f not in _IN_CALLBACKS:
+    f = current_fiber()
+    if f is not None and f.hub.ncancel and f not in _IN_CALLBACKS:
         checkpoint_if_cancelled()
 
 
@@ -168,10 +166,10 @@ class Future(Generic[T]):
                 call_in_loop(hub.loop, self._run_callbacks, callbacks)  # type: ignore[arg-type]
 
     def _run_callbacks(self, callbacks: list[Callable[[Future[T]], Any]]) -> None:
-        f = getcurrent()
-        mark = type(f) is Fiber and f not in _IN_CALLBACKS
-        if mark:
-            _IN_CALLBACKS.add(f)
+        f = current_fiber()
+        mark = f if f is not None and f not in _IN_CALLBACKS else None
+        if mark is not None:
+            _IN_CALLBACKS.add(mark)
         try:
             for fn in callbacks:
                 try:
@@ -179,8 +177,8 @@ class Future(Generic[T]):
                 except Exception as e:  # a failing callback must not stop the others
                     log.error("error in a done-callback of %r", self, exc_info=e)
         finally:
-            if mark:
-                _IN_CALLBACKS.discard(f)
+            if mark is not None:
+                _IN_CALLBACKS.discard(mark)
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -293,8 +291,8 @@ class Future(Generic[T]):
                         self._hub = f.hub
                 self._callbacks.append(fn)
                 return
-        f = getcurrent()
-        if type(f) is not Fiber or f in _IN_CALLBACKS:
+        f = current_fiber()
+        if f is None or f in _IN_CALLBACKS:
             fn(self)
             return
         _IN_CALLBACKS.add(f)  # (see _run_callbacks; an exception comes out, as before)
