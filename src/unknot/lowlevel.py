@@ -96,6 +96,7 @@ from ._core import (
     sleep,
     spawn,
     spawn_named,
+    timeout_seconds,
     to_thread,
 )
 from ._core import (
@@ -147,9 +148,7 @@ def wait_fds(reads: Iterable[int], writes: Iterable[int], timeout: float | None 
     """
     f = require_fiber()
     if timeout is not None:
-        timeout = float(timeout)  # (any real number; the compiled hub takes a float)
-        if timeout != timeout:
-            raise ValueError("timeout must not be NaN")
+        timeout = timeout_seconds(timeout)
     return f.hub.wait_fds(f, reads, writes, timeout) is not TIMED_OUT
 
 

@@ -130,6 +130,9 @@ def test_a_string_timeout_is_a_type_error() -> None:
     f = lowlevel.current_fiber()
     with pytest.raises(TypeError):
         lowlevel.current_hub().park(f, "1")  # type: ignore[arg-type]
+    for name in ("wait_readable", "lowlevel.wait_fds", "move_on_after", "fail_after"):
+        with pytest.raises(TypeError):
+            WAITS[name]("0.01")
 
 
 @pytest.mark.unknot

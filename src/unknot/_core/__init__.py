@@ -108,6 +108,7 @@ from ._parking import ParkedFiber, ParkingLot
 from ._stats import LoopStats, stats
 from ._taskgroup import TaskGroup
 from ._threads import from_thread, to_thread
+from ._timers import timeout_seconds
 
 __all__ = [
     "NOT_PARKED",
@@ -168,4 +169,5 @@ __all__ = [
     "to_thread",
     "wait_readable",
     "wait_writable",
+    "timeout_seconds",
 ]

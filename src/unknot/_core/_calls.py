@@ -19,6 +19,7 @@ from ._fiber import Fiber
 from ._hub import TIMED_OUT
 from ._interrupt import must_finish
 from ._lookup import get_hub, require_fiber
+from ._timers import timeout_seconds
 
 
 def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any) -> Fiber:
@@ -131,9 +132,7 @@ def _wait(fd: Any, write: bool, timeout: float | None) -> None:
     if fileno < 0:
         raise ValueError(f"invalid file descriptor {fileno}")
     if timeout is not None:
-        timeout = float(timeout)  # (any real number; the compiled hub takes a float)
-        if timeout != timeout:
-            raise ValueError("timeout must not be NaN")
+        timeout = timeout_seconds(timeout)
     hub = f.hub
     if hub.wait_raw_fd(f, fileno, write, timeout) is TIMED_OUT:
         what = "writable" if write else "readable"
@@ -170,15 +169,11 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
 
     Check ``scope.cancelled_caught`` to learn whether the time ran out.
     """
-    seconds = float(seconds)  # (any real number: a Fraction, a Decimal)
-    if math.isnan(seconds):
-        raise ValueError("timeout must not be NaN")
+    seconds = timeout_seconds(seconds)
     return CancelScope(deadline=current_time() + seconds, shield=shield)
 
 
 def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
     """Like `move_on_after`, but raises `TimeoutError` if the block runs out of time."""
-    seconds = float(seconds)  # (any real number: a Fraction, a Decimal)
-    if math.isnan(seconds):
-        raise ValueError("timeout must not be NaN")
+    seconds = timeout_seconds(seconds)
     return TimeoutScope(deadline=current_time() + seconds, shield=shield)

@@ -84,3 +84,12 @@ class TimerQueue:
             heapq.heappop(timers)
             self._cancelled_timers -= 1
         return timers[0][0] if timers else None
+
+
+def timeout_seconds(timeout: Any) -> float:
+    """A timeout given by a caller as the float seconds the hub computes with: any real number
+    (`TimerQueue.seconds`; `TypeError` for a string), `ValueError` for NaN."""
+    seconds = timeout if type(timeout) is float else TimerQueue.seconds(timeout)
+    if seconds != seconds:
+        raise ValueError("timeout must not be NaN")
+    return seconds
