@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -77,6 +79,66 @@ def test_deadlock_in_taskgroup_cancels_children() -> None:
     with pytest.raises(unknot.DeadlockError):
         unknot.run(main)
     assert log == ["child finally", "child finally"]
+
+
+# Run in a child process: the group used to wait again after each DeadlockError, for ever (a
+# new report every DEADLOCK_GRACE), and neither a watchdog thread (a live thread is a possible
+# waker: no deadlock would be reported) nor pytest-timeout's SIGALRM (its exception is thrown
+# into the same wait) can stop that in this process.
+_GROUP_WAITING_FOR_A_STUCK_CHILD = """
+import json, logging, unknot
+
+logging.disable(logging.WARNING)  # (run's notice of the abandoned child)
+
+def stuck(log):
+    try:
+        unknot.Event().wait()
+    finally:
+        with unknot.CancelScope(shield=True):  # a clean-up that can never finish
+            log.append("stuck")
+            unknot.Event().wait()
+
+def unwinds(log):
+    try:
+        unknot.Event().wait()
+    finally:
+        log.append("unwound")
+
+def fails():
+    raise ValueError("child failed")
+
+def main(failing):
+    log = []
+    try:
+        with unknot.TaskGroup() as tg:
+            s = tg.spawn(stuck, log, name="stuck-child")
+            u = tg.spawn(unwinds, log)
+            if failing:  # the group is cancelled before the deadlock: one report ends the wait
+                tg.spawn(fails)
+    except unknot.DeadlockError as e:
+        return ["DeadlockError", "stuck-child" in str(e), sorted(log), s.done(), u.cancelled()]
+    return "no error"
+
+for failing in (False, True):
+    print(json.dumps(unknot.run(main, failing)))
+"""
+
+
+def test_deadlock_while_a_group_waits_for_a_child_stuck_in_a_shield() -> None:
+    # The group's owner (the root) waits uncancellably for its children; the deadlock report
+    # thrown into that wait cancels them, but one is stuck in a shielded scope: a second report
+    # must end the wait and come out of the with-block, not make it wait again.
+    out = subprocess.run(
+        [sys.executable, "-c", _GROUP_WAITING_FOR_A_STUCK_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=30,  # (a few seconds at most; it used to run until killed)
+    )
+    assert out.returncode == 0, out.stderr
+    # Out of the with-block, naming the stuck child; the other child was cancelled and has
+    # unwound; the stuck one is left behind (run abandons it at its end).
+    outcome = ["DeadlockError", True, ["stuck", "unwound"], False, True]
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [outcome, outcome]
 
 
 @pytest.mark.usefixtures("no_foreign_threads")
@@ -228,6 +290,34 @@ def test_no_false_deadlock_while_raw_thread_alive() -> None:
         return "woken by the raw thread"
 
     assert unknot.run(main) == "woken by the raw thread"
+
+
+@pytest.mark.usefixtures("no_foreign_threads")
+def test_a_raw_thread_that_ended_does_not_hide_a_deadlock() -> None:
+    # (Placed after the test above, whose raw thread is gone by now: the fixture used to fail
+    # here with "cannot join a dummy thread", the thread's threading._DummyThread.)
+    # A raw thread that called into threading (as from_thread does, or logging) is listed as a
+    # _DummyThread, on Python 3.11 even after it ended: it used to count as a possible waker
+    # for good, and every later deadlock hung instead of being reported.
+    seen: list[threading.Thread] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def thread_body() -> None:
+        seen.append(threading.current_thread())
+        done.release()
+
+    _thread.start_new_thread(thread_body, ())
+    done.acquire()
+    assert isinstance(seen[0], threading._DummyThread)
+    from unknot._core._deadlock import _foreign_threads_alive
+
+    deadline = time.monotonic() + 10
+    while _foreign_threads_alive():  # (until the raw thread has ended: nothing to join)
+        assert time.monotonic() < deadline, "an ended raw thread still counts as a waker"
+        time.sleep(0.01)
+    with pytest.raises(unknot.DeadlockError):
+        unknot.run(lambda: unknot.Event().wait())
 
 
 def test_a_thread_not_yet_running_counts_as_a_waker(monkeypatch: pytest.MonkeyPatch) -> None:

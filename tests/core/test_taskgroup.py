@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -157,14 +158,139 @@ def test_child_errors_not_logged_as_unretrieved(caplog: pytest.LogCaptureFixture
 
 
 @pytest.mark.unknot
-def test_base_exception_in_child() -> None:
-    def fail() -> None:
-        raise KeyboardInterrupt
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_keyboard_interrupt_or_system_exit_from_a_child_comes_out_bare(
+    exc_type: type[BaseException],
+) -> None:
+    # As from asyncio's TaskGroup (and as from the body): the sibling and the body are
+    # cancelled and waited for, then the child's exception comes out as it is. It used to come
+    # out in a BaseExceptionGroup, which ``except KeyboardInterrupt`` misses.
+    log: list[str] = []
+    raised = exc_type()
 
-    with pytest.raises(BaseExceptionGroup) as info:
+    def sibling() -> None:
+        try:
+            unknot.sleep(3600)
+        finally:
+            log.append("sibling unwound")
+
+    def fail() -> None:
+        unknot.sleep(0)
+        raise raised
+
+    with pytest.raises(exc_type) as info:
         with unknot.TaskGroup() as tg:
+            tg.spawn(sibling)
             tg.spawn(fail)
-    assert isinstance(info.value.exceptions[0], KeyboardInterrupt)
+            try:
+                unknot.sleep(3600)
+            finally:
+                log.append("body unwound")
+    assert info.value is raised
+    assert sorted(log) == ["body unwound", "sibling unwound"]
+
+
+def test_sys_exit_in_a_child_keeps_its_code() -> None:
+    def main() -> None:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(unknot.sleep, 3600)
+            tg.spawn(sys.exit, 3)
+
+    with pytest.raises(SystemExit) as info:
+        unknot.run(main)
+    assert info.value.code == 3
+
+
+def _raise_when_cancelled(exc: BaseException, log: list[str] | None = None) -> None:
+    try:
+        unknot.sleep(3600)
+    except unknot.Cancelled:
+        if log is not None:
+            log.append(f"raising {exc!r}")
+        raise exc from None
+
+
+@pytest.mark.unknot
+def test_the_first_keyboard_interrupt_or_system_exit_wins_the_other_errors_go() -> None:
+    # asyncio's rule (checked on 3.11 and 3.13): the first KeyboardInterrupt or SystemExit
+    # comes out, whoever raised it; later ones and every ordinary error are dropped. The
+    # body's exception is the one's __context__ (raised while the body's is handled).
+    first = SystemExit(3)
+    log: list[str] = []
+
+    def exits() -> None:
+        unknot.sleep(0)
+        raise first
+
+    body_error = ValueError("body, on its cancellation")
+    with pytest.raises(SystemExit) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(_raise_when_cancelled, ValueError("sibling"), log)
+            tg.spawn(_raise_when_cancelled, KeyboardInterrupt(), log)
+            tg.spawn(exits)
+            try:
+                unknot.sleep(3600)
+            except unknot.Cancelled:
+                raise body_error from None
+    assert info.value is first
+    assert sorted(log) == ["raising KeyboardInterrupt()", "raising ValueError('sibling')"]
+    assert info.value.__context__ is body_error
+
+
+@pytest.mark.unknot
+def test_a_keyboard_interrupt_of_the_body_beats_a_later_system_exit_of_a_child() -> None:
+    raised = KeyboardInterrupt()
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(_raise_when_cancelled, SystemExit(3), log)
+            unknot.sleep(0)
+            raise raised
+    assert info.value is raised
+    assert log == ["raising SystemExit(3)"]
+
+
+@pytest.mark.unknot
+def test_a_system_exit_of_a_child_beats_a_later_keyboard_interrupt_of_the_body() -> None:
+    first = SystemExit(3)
+
+    def exits() -> None:
+        raise first
+
+    # (BaseException: were the KeyboardInterrupt to come out instead, it would stop pytest.)
+    with pytest.raises(BaseException) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(exits)
+            try:
+                unknot.sleep(3600)
+            except unknot.Cancelled:
+                raise KeyboardInterrupt from None
+    assert info.value is first
+    assert isinstance(info.value.__context__, KeyboardInterrupt)
+
+
+@pytest.mark.unknot
+def test_a_base_exception_of_a_child_beats_the_body_error_that_cancelled_it() -> None:
+    # The body fails first (its error would go in an ExceptionGroup); a child raises SystemExit
+    # while it is cancelled: that comes out, as in asyncio, with the body's error as context.
+    body_error = ValueError("body")
+    with pytest.raises(SystemExit) as info:
+        with unknot.TaskGroup() as tg:
+            tg.spawn(_raise_when_cancelled, SystemExit(3))
+            unknot.sleep(0)
+            raise body_error
+    assert info.value.code == 3
+    assert info.value.__context__ is body_error
+
+
+@pytest.mark.unknot
+def test_pool_child_system_exit_comes_out_bare() -> None:
+    # A Pool's with-block is a TaskGroup: the same rule.
+    with pytest.raises(SystemExit) as info:
+        with unknot.Pool(2) as pool:
+            pool.spawn(unknot.sleep, 3600)
+            pool.spawn(sys.exit, 4)
+    assert info.value.code == 4
 
 
 @pytest.mark.unknot

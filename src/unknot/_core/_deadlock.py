@@ -14,6 +14,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import _thread
 import asyncio
+import os
 import signal
 import threading
 import time
@@ -169,7 +170,7 @@ def _foreign_threads_alive() -> bool:
         known.add(monitor)
     me = threading.get_ident()
     listed = threading.enumerate()
-    if any(t.ident != me and t.ident not in known for t in listed):
+    if any(t.ident != me and t.ident not in known and _still_runs(t) for t in listed):
         return True
     # Threads started with _thread.start_new_thread are not in threading.enumerate();
     # _thread._count() counts every thread the _thread module started (threading's too).
@@ -177,3 +178,17 @@ def _foreign_threads_alive() -> bool:
     return _thread._count() > sum(
         1 for t in listed if t is not main and not isinstance(t, threading._DummyThread)
     )
+
+
+def _still_runs(t: threading.Thread) -> bool:
+    """False for a `threading._DummyThread` (a thread threading did not start, which called
+    into it: ``current_thread()``, logging) whose OS thread has ended: Python 3.11 lists one
+    for good (3.12 drops it when its thread ends), which would turn deadlock detection off for
+    the rest of the process. Its thread's entry in ``/proc/self/task`` tells; without
+    ``/proc`` it counts as running."""
+    if not isinstance(t, threading._DummyThread):
+        return True
+    native_id = t.native_id
+    if native_id is None or not os.path.isdir("/proc/self/task"):
+        return True
+    return os.path.exists(f"/proc/self/task/{native_id}")

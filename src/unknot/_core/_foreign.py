@@ -57,6 +57,10 @@ class ForeignHub(Hub):
     # -- timers: one loop TimerHandle each ------------------------------------------------------
 
     def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
+        # `ValueError` for NaN, as `TimerQueue.add_timer`: the loop's timer heap would break as
+        # ours would (every comparison with NaN is false), and asyncio does not check.
+        if deadline != deadline:
+            raise ValueError("a timer's deadline must not be NaN")
         entry: list[Any] = [deadline, 0, fn, arg, None]
         assert self.loop is not None
         entry[4] = self.loop.call_at(deadline, self._fire, entry)
