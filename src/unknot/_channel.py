@@ -34,6 +34,10 @@ class ChannelClosed(Exception):
     """The channel was closed: no more values can be sent, and none is left to receive."""
 
 
+def _closed_error() -> ChannelClosed:
+    return ChannelClosed("channel closed")
+
+
 class Operation:
     """A channel operation not yet performed: pass it to `select`.
 
@@ -106,7 +110,7 @@ class Channel(Generic[T]):
             return
         self._closed = True
         for waiting in (self._senders, self._receivers):
-            waiting.throw_all(ChannelClosed("channel closed"))
+            waiting.throw_all(_closed_error)  # (a fresh exception for each fiber)
 
     def __iter__(self) -> Iterator[T]:
         """Receive values until the channel is closed."""

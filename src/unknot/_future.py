@@ -27,6 +27,7 @@ from _thread import allocate_lock
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import InvalidStateError
+from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from .lowlevel import (
@@ -94,6 +95,7 @@ class Future(Generic[T]):
     __slots__ = (
         "_state",
         "_value",
+        "_tb",
         "_hub",
         "_lock",
         "_lots",
@@ -105,6 +107,9 @@ class Future(Generic[T]):
     def __init__(self) -> None:
         self._state = _PENDING
         self._value: Any = None
+        #: The exception's traceback when it was set: each `result` raises it with that one
+        #: (a bare ``raise`` would add the raising frames to it at every call, for ever).
+        self._tb: TracebackType | None = None
         f = current_fiber()
         #: The hub the future belongs to (where done callbacks run); see the module docs.
         self._hub: Hub | None = f.hub if f is not None else None
@@ -139,6 +144,8 @@ class Future(Generic[T]):
                 raise InvalidStateError(f"{self!r} is already complete")
             self._state = state
             self._value = value
+            if state == _EXCEPTION:
+                self._tb = value.__traceback__
             lots, self._lots = self._lots, None
             loop_waiters, self._loop_waiters = self._loop_waiters, []
             thread_waiters, self._thread_waiters = self._thread_waiters, []
@@ -247,7 +254,7 @@ class Future(Generic[T]):
     def _outcome(self) -> T:
         """The value of a complete future, or its exception raised."""
         if self._state == _EXCEPTION:
-            raise self._value
+            raise self._value.with_traceback(self._tb)
         value: T = self._value
         return value
 
@@ -282,7 +289,9 @@ class Future(Generic[T]):
     def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
         """Call ``fn(future)`` once the future is complete: at once (in the calling thread) if it
         already is, otherwise in the thread of the hub the future belongs to. Called from a
-        fiber, this makes the future belong to the fiber's hub if it belonged to none."""
+        fiber, this makes the future belong to the fiber's hub if it belonged to none. What
+        ``fn`` raises is logged (logger ``unknot``), not raised, in both cases (as
+        `concurrent.futures` and `Fiber.add_done_callback` do)."""
         with self._lock:
             if not self._state:
                 if self._hub is None:
@@ -291,15 +300,7 @@ class Future(Generic[T]):
                         self._hub = f.hub
                 self._callbacks.append(fn)
                 return
-        f = current_fiber()
-        if f is None or f in _IN_CALLBACKS:
-            fn(self)
-            return
-        _IN_CALLBACKS.add(f)  # (see _run_callbacks; an exception comes out, as before)
-        try:
-            fn(self)
-        finally:
-            _IN_CALLBACKS.discard(f)
+        self._run_callbacks([fn])  # (logged if it raises, as when it runs on completion)
 
     def remove_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
         """Forget a callback added by `add_done_callback` (every registration of it)."""
@@ -315,7 +316,7 @@ class Future(Generic[T]):
 
 
 def spawn_later(
-    seconds: float, fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any
+    seconds: float, fn: Callable[..., Any], /, *args: Any, name: str | None = None, **kwargs: Any
 ) -> Fiber:
     """Start a fiber that calls ``fn(*args, **kwargs)`` after ``seconds`` (gevent's
     ``spawn_later``) and return it at once.

@@ -3,7 +3,9 @@
 Each fiber (each greenlet, in fact: outside fibers, each thread's main greenlet has its own)
 sees its own namespace. The namespaces live in a dict keyed by the greenlet's id and are removed
 by a weak-reference callback when the greenlet is freed, so an entry never outlives its fiber
-and a new fiber that reuses the id starts empty. Attribute lookup follows Python's rules (data
+and a new fiber that reuses the id starts empty; those of greenlets that finished but are kept
+alive (by a reference in their own namespace, say) are dropped by a sweep that runs each time
+the number of namespaces doubles. Attribute lookup follows Python's rules (data
 descriptors on the class, then the fiber's namespace, then the class), so properties, methods
 and ``__getattr__`` of a subclass work as on any object.
 """
@@ -17,21 +19,27 @@ from weakref import ref
 from greenlet import getcurrent
 
 _MISSING = object()
+#: A `local` with fewer namespaces than this never looks for those of finished greenlets.
+_SWEEP_MIN = 64
 
 
 class _Namespaces:
     """The per-greenlet dicts of one `local` object, and the arguments for ``__init__``."""
 
-    __slots__ = ("dicts", "args", "kwargs", "__weakref__")
+    __slots__ = ("dicts", "args", "kwargs", "sweep_at", "__weakref__")
 
     def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         #: id(greenlet) -> (weak reference to the greenlet, its namespace)
         self.dicts: dict[int, tuple[ref[Any], dict[str, Any]]] = {}
         self.args = args
         self.kwargs = kwargs
+        #: How many namespaces make `create` drop those of finished greenlets first.
+        self.sweep_at = _SWEEP_MIN
 
     def create(self, glet: Any) -> dict[str, Any]:
         """A new, empty namespace for ``glet``, dropped when ``glet`` is freed."""
+        if len(self.dicts) >= self.sweep_at:
+            self.drop_finished()
         key = id(glet)
         me = ref(self)
 
@@ -43,6 +51,18 @@ class _Namespaces:
         namespace: dict[str, Any] = {}
         self.dicts[key] = (ref(glet, greenlet_freed), namespace)
         return namespace
+
+    def drop_finished(self) -> None:
+        """Drop the namespaces of greenlets that have finished but are not freed: a fiber that
+        stored a reference to itself (or to something holding it) in its own namespace is
+        kept alive by it, and would otherwise keep its values as long as the `local` lives.
+        Called as the count doubles, so it costs O(1) per namespace made."""
+        dicts = self.dicts
+        for key, (wr, _) in list(dicts.items()):
+            glet = wr()
+            if glet is None or glet.dead:
+                dicts.pop(key, None)
+        self.sweep_at = max(_SWEEP_MIN, 2 * len(dicts))
 
 
 def _find_on_type(tp: type, name: str) -> Any:

@@ -171,7 +171,7 @@ class Pool:
     # -- spawn and apply ---------------------------------------------------------------------
 
     def spawn(
-        self, fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any
+        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, **kwargs: Any
     ) -> Fiber:
         """Start ``fn(*args, **kwargs)`` in a fiber of the pool once a slot is free; return it.
 
@@ -198,7 +198,7 @@ class Pool:
         self._members.discard(child)
         self._release()
 
-    def apply(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    def apply(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Call ``fn(*args, **kwargs)`` once a slot is free, and return its result (or raise).
 
         The call runs in the calling fiber, in a copy of its contextvars, while holding a slot.

@@ -106,9 +106,9 @@ class Queue(Generic[T]):
         if not block:
             self._unfinished -= 1
             raise Full
-        f = require_fiber()
         taken = False
         try:
+            f = require_fiber()  # (NotInFiberError: the item was not put, nor counted)
             taken = self._putters.park(f, timeout, payload=item) is True
         finally:
             if not taken:  # timed out, cancelled or shut down: the put did not happen

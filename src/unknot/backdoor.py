@@ -16,7 +16,10 @@ import ipaddress
 import os
 import stat
 import sys
+import threading
 from typing import Any
+
+from greenlet import getcurrent
 
 from . import socket as usocket
 from ._tcp import TCPServer
@@ -54,6 +57,85 @@ class _Writer:
         return False
 
 
+class _Routed:
+    """Stands for ``sys.stdout`` or ``sys.stderr`` while backdoor commands run: what a session
+    fiber running a command writes goes to its client, what any other code writes goes to the
+    stream that was there (gevent's backdoor swaps the streams per greenlet the same way)."""
+
+    def __init__(self, original: Any) -> None:
+        self._original = original
+
+    def _target(self) -> Any:
+        writer = _clients.get(getcurrent())
+        return writer if writer is not None else self._original
+
+    def write(self, text: str) -> int:
+        target = self._target()
+        if target is None:  # (no stream at all: pythonw)
+            return len(text)
+        written: int = target.write(text)
+        return written
+
+    def flush(self) -> None:
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+    def isatty(self) -> bool:
+        target = self._target()
+        return bool(target is not None and target.isatty())
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer...
+        return getattr(self._target(), name)
+
+
+def _routed_displayhook(value: object) -> None:
+    """``sys.displayhook`` while backdoor commands run: a session echoes its results to its
+    client (with the default hook, whatever the program installed); others are unchanged."""
+    if getcurrent() in _clients:
+        sys.__displayhook__(value)  # (writes to sys.stdout, routed to the client)
+    elif _saved is not None:
+        _saved[2](value)
+
+
+#: The session fibers running a command now -> the writer to their client.
+_clients: dict[Any, _Writer] = {}
+#: ``sys.stdout``, ``sys.stderr``, ``sys.displayhook`` before the first of them began, and
+#: what was installed in their place; None while no command runs.
+_saved: tuple[Any, Any, Any] | None = None
+_installed: tuple[Any, Any, Any] | None = None
+_routes_lock = threading.Lock()  # (hubs of several threads may serve backdoors)
+
+
+def _route_to(writer: _Writer) -> None:
+    """Send the current fiber's output to ``writer`` until `_unroute`."""
+    global _saved, _installed
+    with _routes_lock:
+        if not _clients:
+            _saved = (sys.stdout, sys.stderr, sys.displayhook)
+            _installed = (_Routed(sys.stdout), _Routed(sys.stderr), _routed_displayhook)
+            sys.stdout, sys.stderr, sys.displayhook = _installed
+        _clients[getcurrent()] = writer
+
+
+def _unroute() -> None:
+    """The current fiber's command ended; once none runs, put the streams back (each one that
+    is still ours: one the program replaced meanwhile is left as it is)."""
+    global _saved, _installed
+    with _routes_lock:
+        _clients.pop(getcurrent(), None)
+        if _clients or _saved is None or _installed is None:
+            return
+        out, err, hook = _saved
+        if sys.stdout is _installed[0]:
+            sys.stdout = out
+        if sys.stderr is _installed[1]:
+            sys.stderr = err
+        if sys.displayhook is _installed[2]:
+            sys.displayhook = hook
+        _saved = _installed = None
+
+
 class _Console(code.InteractiveConsole):
     def __init__(self, conn: Any, namespace: dict[str, Any]) -> None:
         super().__init__(namespace, filename="<backdoor>")
@@ -78,15 +160,13 @@ class _Console(code.InteractiveConsole):
         self._out.write(data)
 
     def runcode(self, code_obj: Any) -> None:
-        # print() and the results echoed go to the client while the code runs (were it to
-        # block, other fibers' prints meanwhile would go there too).
-        saved = sys.stdout, sys.stderr, sys.displayhook
-        sys.stdout = sys.stderr = self._out
-        sys.displayhook = sys.__displayhook__
+        # What this fiber prints while the code runs, and the results echoed, go to the client;
+        # other fibers' output meanwhile (the code may block) goes where it went.
+        _route_to(self._out)
         try:
             super().runcode(code_obj)
         finally:
-            sys.stdout, sys.stderr, sys.displayhook = saved
+            _unroute()
 
 
 def _check_address(address: Any, allow_remote: bool) -> None:

@@ -12,6 +12,7 @@ turns it off). Its thread starts with the first hub, not with pytest.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -52,5 +53,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     kwargs: dict[str, Any] = {name: pyfuncitem.funcargs[name] for name in names}
     clock = next((v for v in kwargs.values() if isinstance(v, MockClock)), None)
-    unknot.run(pyfuncitem.obj, clock=clock, **kwargs)
+    # (Bound first: an argument named ``clock`` or ``fn`` is the test's, not run's.)
+    unknot.run(functools.partial(pyfuncitem.obj, **kwargs), clock=clock)
     return True

@@ -162,3 +162,66 @@ def test_an_endless_line_ends_the_session_not_the_server(monkeypatch: pytest.Mon
             c.sock.close()
 
     unknot.run(main)
+
+
+def test_commands_of_two_sessions_that_overlap_put_the_streams_back() -> None:
+    # Session a's command starts, then b's; a's ends first, then b's. Each used to save the
+    # streams it found and put them back: b saved a's client writer as "sys.stdout" and left it
+    # there for good, so the program's print() then wrote to a closed socket.
+    import sys
+
+    before = (sys.stdout, sys.stderr, sys.displayhook)
+    outputs: list[str] = []
+
+    def main() -> None:
+        started: unknot.Queue[str] = unknot.Queue()
+        gates = {"a": unknot.Event(), "b": unknot.Event()}
+        with backdoor.serve(locals={"started": started, "gates": gates}) as srv:
+            clients = {}
+            for name in ("a", "b"):
+                c = clients[name] = unknot.to_thread(Client, srv.address)
+                unknot.to_thread(c.until_prompt)
+                line = f"started.put({name!r}); gates[{name!r}].wait(); print('done', {name!r})\n"
+                unknot.to_thread(c.sock.sendall, line.encode())
+                assert started.get() == name  # its command runs, and waits
+            for name in ("a", "b"):
+                gates[name].set()
+                outputs.append(unknot.to_thread(clients[name].until_prompt))
+            for c in clients.values():
+                c.sock.close()
+
+    unknot.run(main)
+    assert "done a" in outputs[0] and "done b" in outputs[1]
+    assert (sys.stdout, sys.stderr, sys.displayhook) == before
+
+
+def test_what_other_fibers_print_while_a_command_waits_stays_with_the_program(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Only the session's own output (and its echoed results) goes to the client: the program's
+    # other fibers used to print to the client for as long as a console command blocked.
+    client_saw: list[str] = []
+
+    def main() -> None:
+        started, gate = unknot.Event(), unknot.Event()
+        with backdoor.serve(locals={"started": started, "gate": gate}) as srv:
+            c = unknot.to_thread(Client, srv.address)
+            unknot.to_thread(c.until_prompt)
+            line = b"started.set(); gate.wait(); print('from the console'); 6 * 7\n"
+            unknot.to_thread(c.sock.sendall, line)
+            started.wait()
+            print("from the program")
+            import sys
+
+            sys.stderr.write("program error output\n")
+            gate.set()
+            client_saw.append(unknot.to_thread(c.until_prompt))
+            c.sock.close()
+
+    unknot.run(main)
+    captured = capsys.readouterr()
+    assert "from the console" in client_saw[0] and "42" in client_saw[0]
+    assert "from the program" not in client_saw[0]
+    assert "program error output" not in client_saw[0]
+    assert "from the program" in captured.out and "program error output" in captured.err
+    assert "from the console" not in captured.out

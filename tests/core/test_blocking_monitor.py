@@ -237,3 +237,32 @@ def test_a_sample_taken_while_stop_runs_leaves_no_epoch_behind(
     worker.join(10)
     assert not stopper.is_alive() and not worker.is_alive()
     assert _monitor.EPOCH[0] is None
+
+
+def _short_busy_call() -> None:
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.001:  # never blocks for long: 1 ms
+        pass
+
+
+@pytest.mark.usefixtures("restore_monitor")
+def test_a_long_run_of_short_fibers_is_told_apart_from_one_fiber_holding_the_loop() -> None:
+    # 200 ready fibers of 1 ms each run in one pass: the loop does not come back for 200 ms, a
+    # real stall, but the report named whichever innocent fiber happened to run at that moment
+    # as if it held the loop. It now says how many fibers were seen running in the stall.
+    reports: list[unknot.BlockingReport] = []
+    unknot.start_monitor(0.05, reports.append)
+
+    def main() -> None:
+        with unknot.TaskGroup() as tg:
+            for _ in range(200):
+                tg.spawn(_short_busy_call)
+
+    unknot.run(main)
+    unknot.run(lambda: unknot.spawn(_blocks_with_time_sleep, name="sleepy").join())
+    many = [r for r in reports if r.function == "_short_busy_call"]
+    single = [r for r in reports if r.fiber == "sleepy"]
+    assert many and all(r.fibers_seen > 1 for r in many), reports
+    assert "fibers were seen running during this stall" in many[0].format()
+    assert len(single) == 1 and single[0].fibers_seen == 1, single
+    assert "seen running" not in single[0].format()

@@ -261,3 +261,35 @@ def test_a_dump_handler_does_not_hide_a_deadlock() -> None:
             unknot.run(lambda: unknot.Event().wait())
     finally:
         restore()
+
+
+def test_waits_behind_private_helpers_are_named_by_the_public_call() -> None:
+    # A channel wait used to read "_perform" (the helper send, recv and select share), a map
+    # "_Run.wait_all", an imap consumer "_Run.next", unknot.wait "_Completions.wait".
+    seen: dict[str, unknot.FiberInfo] = {}
+
+    def main() -> None:
+        incoming: unknot.Channel[int] = unknot.Channel()
+        outgoing: unknot.Channel[int] = unknot.Channel()
+        pool = unknot.Pool(1)
+        never: unknot.Future[int] = unknot.Future()
+        with unknot.TaskGroup() as tg:
+            tg.spawn(incoming.recv, name="receiver")
+            tg.spawn(outgoing.send, 1, name="sender")
+            tg.spawn(unknot.select, unknot.Channel().recv_op(), name="selector")
+            tg.spawn(pool.map, unknot.sleep, [30], name="mapper")
+            tg.spawn(unknot.wait, [never], name="waiter")
+            tg.spawn(lowlevel.park, name="bare")
+            unknot.sleep(0.01)
+            seen.update(_by_name(unknot.fibers()))
+            tg.cancel()
+
+    unknot.run(main)
+    assert seen["receiver"].waiting_on == "Channel.recv"
+    assert isinstance(seen["receiver"].wait_object, unknot.Channel)
+    assert seen["sender"].waiting_on == "Channel.send"
+    assert seen["selector"].waiting_on == "select"
+    assert seen["mapper"].waiting_on == "Pool.map"
+    assert isinstance(seen["mapper"].wait_object, unknot.Pool)
+    assert seen["waiter"].waiting_on == "wait"
+    assert seen["bare"].waiting_on is not None and seen["bare"].waiting_on.startswith("park")

@@ -168,3 +168,60 @@ def test_a_fiber_that_yields_is_reported_blocked_on_yield() -> None:
         ("resumed",),
         ("done",),
     ]
+
+
+def test_an_instrument_raising_a_base_exception_is_logged_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # "What they raise is logged and ignored": an instrument's SystemExit or KeyboardInterrupt
+    # used to come out of the hub's pass (or out of a switch, raised by the greenlet trace
+    # function), ending the run with the hub half-way through scheduling.
+    class Exits(lowlevel.Instrument):
+        def pass_started(self) -> None:
+            raise SystemExit("from pass_started")
+
+        def fiber_blocked(self, fiber: unknot.Fiber, waiting_on: str) -> None:
+            raise KeyboardInterrupt
+
+    rec = Recorder(only="worker")
+
+    def main() -> int:
+        exits = Exits()
+        lowlevel.add_instrument(exits)
+        lowlevel.add_instrument(rec)
+        result: int = unknot.spawn(lambda: (unknot.sleep(0.001), 7)[1], name="worker").join()
+        lowlevel.remove_instrument(exits)
+        lowlevel.remove_instrument(rec)
+        return result
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        assert unknot.run(main) == 7
+    raised = {type(r.exc_info[1]) for r in caplog.records if r.exc_info}
+    assert {SystemExit, KeyboardInterrupt} <= raised
+    assert ("blocked", "sleep") in rec.events and ("done",) in rec.events
+
+
+def test_a_failure_inside_the_tracing_is_logged_not_raised_from_the_switch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The greenlet trace function raising makes the switch raise it (in the hub, or in the
+    # fiber switched to) and drops the trace function: a failure to describe a wait must stay
+    # a logged error.
+    from unknot._core import _instruments
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("cannot describe")
+
+    monkeypatch.setattr(_instruments, "_describe_wait", broken)
+
+    def main() -> int:
+        rec = Recorder()
+        lowlevel.add_instrument(rec)
+        result: int = unknot.spawn(lambda: (unknot.sleep(0.001), 7)[1]).join()
+        assert greenlet.gettrace() is not None  # still tracing
+        lowlevel.remove_instrument(rec)
+        return result
+
+    with caplog.at_level(logging.ERROR, logger="unknot"):
+        assert unknot.run(main) == 7
+    assert any(r.exc_info and "cannot describe" in str(r.exc_info[1]) for r in caplog.records)

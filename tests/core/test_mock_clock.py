@@ -123,6 +123,37 @@ def test_mock_clock_validation() -> None:
     assert "2.5" in repr(clock)
 
 
+def test_changing_the_rate_keeps_the_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # trio's MockClock.rate setter: time goes on from where it is. Setting the attribute used
+    # to apply the new rate to all the real time since the clock was made (or last jumped):
+    # time leapt forward, or went back to where it stood.
+    import types
+
+    import unknot.testing
+
+    real = [1000.0]
+    monkeypatch.setattr(unknot.testing, "time", types.SimpleNamespace(monotonic=lambda: real[0]))
+    clock = MockClock()
+    real[0] += 5  # standing still
+    clock.rate = 2
+    assert clock.time() == 0
+    real[0] += 1
+    assert clock.time() == 2
+    clock.rate = 0
+    assert clock.time() == 2  # not back to 0
+    real[0] += 3
+    assert clock.time() == 2
+    clock.rate = 1
+    real[0] += 1
+    clock.jump(10)
+    assert clock.time() == 13
+    with pytest.raises(ValueError):
+        clock.rate = -1
+    with pytest.raises(ValueError):
+        clock.autojump_threshold = -1
+    assert (clock.rate, clock.autojump_threshold) == (1, float("inf"))
+
+
 def test_plain_function_as_clock() -> None:
     fake = [100.0]
 

@@ -59,3 +59,31 @@ def test_pytest_plugin(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*test_failure_is_reported*", "*test_coroutine_rejected*TypeError*"]
     )
+
+
+def test_arguments_named_like_run_parameters_reach_the_test(pytester: pytest.Pytester) -> None:
+    # The arguments were passed as keywords of unknot.run(fn, *, clock, **kwargs): a fixture
+    # named ``clock`` (or a parameter named ``fn``) made the call a TypeError.
+    pytester.makepyfile(
+        """
+        import pytest
+        import unknot
+
+        @pytest.fixture
+        def clock():
+            return "the wall clock"
+
+        @pytest.mark.unknot
+        def test_a_fixture_named_clock(clock):
+            assert clock == "the wall clock"
+            unknot.sleep(0)
+
+        @pytest.mark.unknot
+        @pytest.mark.parametrize("fn", [len])
+        def test_a_parameter_named_fn(fn, autojump_clock):
+            unknot.sleep(60)
+            assert fn("ab") == 2 and unknot.current_time() == 60
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

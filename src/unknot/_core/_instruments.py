@@ -81,7 +81,8 @@ class _HubState:
         for inst in list(self.instruments):
             try:
                 getattr(inst, event)(*args)
-            except Exception:
+            except BaseException:  # (SystemExit too: out of the trace function, it would
+                # come out of the switch, in the hub or in a fiber)
                 log.exception("instrument %r raised in %s; ignored", inst, event)
 
     def meet(self, f: Fiber) -> None:
@@ -139,10 +140,14 @@ class _HubState:
         if event not in ("switch", "throw"):
             return
         origin, target = args
-        if type(origin) is Fiber and origin.hub is self.hub:
-            self.left(origin)
-        if type(target) is Fiber and target.hub is self.hub:
-            self.entered(target)
+        try:
+            if type(origin) is Fiber and origin.hub is self.hub:
+                self.left(origin)
+            if type(target) is Fiber and target.hub is self.hub:
+                self.entered(target)
+        except BaseException:  # (an error here would come out of the switch: greenlet raises
+            # what its trace function raised, and drops the trace function)
+            log.exception("unknot's instrument tracing failed on a %s; ignored", event)
 
 
 #: The instrumented hubs (each on its own thread).

@@ -110,9 +110,18 @@ def _frames(frame: Any) -> list[Any]:
     return out
 
 
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
 def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
-    """The first unknot frame outside the core's wait machinery from ``start`` outwards whose
-    function is a method: ``("Lock.acquire", the lock)``."""
+    """What the unknot frames outside the core's wait machinery, from ``start`` outwards, say
+    the fiber waits in: ``("Lock.acquire", the lock)``, ``("Channel.recv", the channel)``,
+    ``("select", None)``. The first public API met (a method of a public class, or a public
+    function) names it; the outermost of that owner's methods, rather (Lock.acquire, not the
+    Lock._wait it calls). A private helper (``_perform``, ``_Run.next``) names it only if no
+    public API is found before the frames leave unknot."""
+    first: tuple[str | None, Any] = (None, None)
     for i in range(start, len(frames)):
         fr = frames[i]
         code = fr.f_code
@@ -120,11 +129,14 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
         if filename in (_PARKING_FILE, _HUB_FILE):
             continue
         if not filename.startswith(_PACKAGE_DIR):
-            return None, None
+            break
         owner = fr.f_locals.get("self")
         if owner is None:
-            return code.co_name, None
-        # The outermost of the owner's own methods: Lock.acquire, not the Lock._wait it calls.
+            if not _is_private(code.co_name):
+                return code.co_name, None
+            if first[0] is None:
+                first = (code.co_name, None)
+            continue
         method = code.co_name
         for outer in frames[i + 1 :]:
             if outer.f_locals.get("self") is not owner:
@@ -133,8 +145,11 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
         label = f"{type(owner).__name__}.{method}"
         if isinstance(owner, Fiber):
             label += f" ({owner.name})"
-        return label, owner
-    return None, None
+        if not (_is_private(type(owner).__name__) or _is_private(method)):
+            return label, owner
+        if first[0] is None:
+            first = (label, owner)
+    return first
 
 
 def _describe_wait(hub: Hub, f: Fiber, frames: list[Any]) -> tuple[str, Any, float | None]:

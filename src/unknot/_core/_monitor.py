@@ -98,6 +98,11 @@ class BlockingReport:
     line: str
     #: The hub thread's whole stack, outermost call first.
     stack: traceback.StackSummary
+    #: How many fibers the detector saw running, one after the other, during the stall (it
+    #: looks a few times per threshold). More than one: perhaps no fiber held the loop long,
+    #: but many ready ones ran in a row without the loop coming back; ``fiber`` is the one
+    #: running when the report was made.
+    fibers_seen: int = 1
 
     def format(self) -> str:
         """The report as the monitor logs it."""
@@ -109,17 +114,27 @@ class BlockingReport:
         )
         if self.line:
             text += f": {self.line}"
+        if self.fibers_seen > 1:
+            text += (
+                f"\n({self.fibers_seen} fibers were seen running during this stall: perhaps "
+                "many ready fibers ran in a row, none of them for long, rather than one fiber "
+                "holding the loop)"
+            )
         return text + "\nStack (most recent call last):\n" + "".join(self.stack.format())
 
 
 class _Watch:
     """What the monitor knows about one hub."""
 
-    __slots__ = ("changed", "reported", "lags", "next_probe", "probing")
+    __slots__ = ("changed", "reported", "lags", "next_probe", "probing", "running", "seen")
 
     def __init__(self, now: float) -> None:
         self.changed = now  # when the pulse was last seen set
         self.reported = False
+        # The hub's running fiber at the latest sample since the pulse was last seen set, and
+        # how many different ones the samples saw (a long pass of many fibers, or one fiber).
+        self.running: Any = None
+        self.seen = 0
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.next_probe = now
         self.probing = False
@@ -197,14 +212,27 @@ class Monitor:
             thread.unknot_pulse = False  # (a pulse set meanwhile is lost: it just came back)
             w.changed = now
             w.reported = False
-        elif not w.reported and now - w.changed > threshold:
+            w.running = None
+            w.seen = 0
+            return self._probe(hub, w, now)
+        running = getattr(hub, "running", None)
+        if running is not w.running:
+            w.running = running
+            w.seen += 1
+        if not w.reported and now - w.changed > threshold:
             frame = sys._current_frames().get(hub.thread.ident or -1)
             if frame is None or _is_polling(frame):
                 w.changed = now  # asleep in its poll: idle, not blocked
+                w.running = None
+                w.seen = 0
             else:
                 w.reported = True
                 self.stalls += 1
-                self._report(hub, frame, now - w.changed)
+                self._report(hub, frame, now - w.changed, w.seen)
+        self._probe(hub, w, now)
+
+    def _probe(self, hub: Hub, w: _Watch, now: float) -> None:
+        """Post the next loop-lag probe to ``hub``, if one is due."""
         if now >= w.next_probe and not w.probing:
             w.next_probe = now + LAG_PROBE_INTERVAL
             loop = hub.loop
@@ -215,7 +243,7 @@ class Monitor:
                 except RuntimeError:  # the loop is closing
                     w.probing = False
 
-    def _report(self, hub: Hub, frame: Any, blocked_for: float) -> None:
+    def _report(self, hub: Hub, frame: Any, blocked_for: float, fibers_seen: int) -> None:
         stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=True)
         stack.reverse()
         while len(stack) > 1 and stack[0].filename == _FIBER_FILE:
@@ -233,6 +261,7 @@ class Monitor:
             function=blame.name if blame else "?",
             line=(blame.line or "") if blame else "",
             stack=stack,
+            fibers_seen=max(1, fibers_seen),
         )
         log.warning("%s", report.format())
         callback = self.callback
