@@ -9,8 +9,9 @@ One operation at a time per file: calls from several fibers take turns on a fibe
 not occupy several worker threads), and a call left running in the pool by a cancellation is
 waited for by the next one.
 
-Cancellation: a call cancelled while it waits for its turn never runs. One cancelled while it
-runs in the pool raises `Cancelled` at once but finishes in the background: the data a read
+Cancellation: a call cancelled while it waits for its turn never runs, except ``close``, which
+closes the file all the same (shielded), then raises `Cancelled`. One cancelled while it runs in
+the pool raises `Cancelled` at once but finishes in the background: the data a read
 returns is lost to the caller while the file position has moved past it; a write is done all
 the same; ``readinto`` fills the buffer later. After a cancelled read, `seek` to a known
 position before reading on. An `open` cancelled while the pool opens the file closes the file.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._sync import Lock
-from .lowlevel import current, to_thread
+from .lowlevel import CancelScope, checkpoint_if_cancelled, current, to_thread
 
 # The OS lock itself, captured before unknot.patch() could make `threading.Lock` a hybrid one:
 # these locks are only ever held by worker threads and code outside fibers.
@@ -123,8 +124,17 @@ class CooperativeFile:
         self._call(self._file.flush)
 
     def close(self) -> None:
-        """Flush and close the file (once it is closed, this does nothing)."""
-        self._call(self._file.close)
+        """Flush and close the file (once it is closed, this does nothing).
+
+        Closes also in a cancelled scope (a ``with`` block left by a cancellation closes its
+        file, as the builtin's does), then raises `Cancelled` there, as trio's ``aclose``.
+        """
+        if current() is None:
+            self._call(self._file.close)
+            return
+        with CancelScope(shield=True):
+            self._call(self._file.close)
+        checkpoint_if_cancelled()
 
     # -- the rest ------------------------------------------------------------------------------
 

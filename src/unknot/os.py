@@ -46,6 +46,8 @@ from __future__ import annotations
 import os as _stdlib
 import select as _select
 import stat as _stat
+import sys as _sys
+from operator import index as _index
 from os import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # The public names of the stdlib module that its __all__ leaves out.
@@ -67,7 +69,7 @@ except ImportError:  # Windows
 from greenlet import getcurrent
 
 from ._mirror import poll_fd
-from .lowlevel import Fiber
+from .lowlevel import Cancelled, Fiber
 from .select import BUSY_POLL
 
 __all__ = list(_stdlib.__all__)
@@ -109,9 +111,12 @@ def _may_wait(fd: int, write: bool) -> bool:
     (A read from a write-only fd, such as the write end of a pipe, fails at once with EBADF:
     polling it for readability would wait forever instead.)
     """
-    if _fcntl is None:
-        return _get_blocking(fd)
-    flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    try:
+        if _fcntl is None:
+            return _get_blocking(fd)
+        flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    except (OSError, ValueError, OverflowError):
+        return False  # a bad fd: the stdlib's own call raises its own error for it
     if flags & _stdlib.O_NONBLOCK:
         return False
     mode = flags & _stdlib.O_ACCMODE
@@ -125,11 +130,16 @@ def _cooperative_read(f: Fiber, fd: int, op: Any, *args: Any) -> Any:
     return op(*args)
 
 
-def _cooperative_write(f: Fiber, fd: int, data: Any, op: Any, stream: bool | None = None) -> int:
+def _cooperative_write(
+    f: Fiber, fd: int, data: Any, op: Any, stream: bool | None = None, raw: bool = False
+) -> int:
     """Write all of ``data`` to blocking ``fd`` with ``op(chunk) -> int``, cooperatively.
 
     ``stream``: True if ``fd`` is known to be a pipe, socket or tty (pollable), None to ask the
-    OS. See the module docstring for the chunking rule.
+    OS. See the module docstring for the chunking rule. ``raw``: the write of a raw file, whose
+    caller (a buffered writer) must learn what was written: a cancellation after part of
+    ``data`` was written returns that count (a short write) instead of raising, and is raised
+    by the next call that waits, as a cancelled scope's calls all raise.
     """
     if not _may_wait(fd, True):
         return op(data)
@@ -150,7 +160,12 @@ def _cooperative_write(f: Fiber, fd: int, data: Any, op: Any, stream: bool | Non
         with view.cast("B") as buf:
             total = 0
             while total < nbytes:
-                _wait_ready(f, fd, True)
+                try:
+                    _wait_ready(f, fd, True)
+                except Cancelled:
+                    if raw and total:
+                        return total  # (a buffered writer would write the prefix again)
+                    raise
                 try:
                     total += op(buf[total : total + _PIPE_BUF])
                 except OSError:
@@ -163,16 +178,26 @@ def _cooperative_write(f: Fiber, fd: int, data: Any, op: Any, stream: bool | Non
 def read(fd: int, n: int, /) -> bytes:
     """As `os.read`: in a fiber, wait cooperatively until ``fd`` is readable (blocking fds)."""
     f = getcurrent()
-    if type(f) is not Fiber or not isinstance(fd, int) or not isinstance(n, int) or n <= 0:
-        return _std_read(fd, n)  # (and the stdlib's errors for bad arguments)
+    if type(f) is not Fiber:
+        return _std_read(fd, n)
+    try:
+        fd, n = _index(fd), _index(n)  # (as os.read takes them: numpy integers too)
+    except TypeError:
+        return _std_read(fd, n)  # the stdlib's error
+    if not 0 < n <= _sys.maxsize:
+        return _std_read(fd, n)  # b"" for 0, and the stdlib's errors, at once
     return _cooperative_read(f, fd, _std_read, fd, n)
 
 
 def write(fd: int, data: Any, /) -> int:
     """As `os.write`: in a fiber, write all of ``data`` to a blocking pipe cooperatively."""
     f = getcurrent()
-    if type(f) is not Fiber or not isinstance(fd, int):
+    if type(f) is not Fiber:
         return _std_write(fd, data)
+    try:
+        fd = _index(fd)
+    except TypeError:
+        return _std_write(fd, data)  # the stdlib's error
     return _cooperative_write(f, fd, data, lambda chunk: _std_write(fd, chunk))
 
 

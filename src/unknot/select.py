@@ -27,6 +27,7 @@ The module is also callable: ``unknot.select(*operations, timeout=None)`` is the
 
 from __future__ import annotations
 
+import errno as _errno
 import select as _stdlib
 import sys as _sys
 import types as _types
@@ -117,7 +118,9 @@ def _wait_loop(
                 hub.wait_fds(f, reads, writes, BUSY_POLL, BUSY_POLL)
             elif hub.wait_fds(f, reads, writes, remaining, BUSY_POLL) is TIMED_OUT:
                 return poll_now()
-        except OSError:
+        except OSError as e:
+            if e.errno != _errno.EBADF:
+                raise  # not about our fds: a signal handler's TimeoutError, say
             # An fd was closed while we waited (an unknot socket wakes its waiters with EBADF):
             # the stdlib call tells what the stdlib would say about it (EBADF, POLLNVAL...).
             ready = poll_now()

@@ -33,21 +33,32 @@ Cancellation (`unknot.Cancelled`, e.g. from `unknot.move_on_after`) never leaves
 * a cancelled ``wait()``, ``communicate()`` or pipe read/write leaves the process alone: it
   keeps running, still owned by its `Popen`, and a later ``wait()`` reaps it (as after a
   ``KeyboardInterrupt`` in the stdlib). A later ``communicate()`` continues where the cancelled
-  one stopped, losing nothing, as after ``TimeoutExpired``; a cancelled read of a pipe file
-  (``p.stdout.read()``) loses what it had read so far, as a ``KeyboardInterrupt`` does;
+  one stopped, losing nothing, as after ``TimeoutExpired`` (both send the rest of the first
+  call's input, which CPython 3.11's loop forgets: gh-141473; a cancellation while
+  ``communicate`` first flushes ``stdin`` leaves it not started); a cancelled read of a pipe
+  file (``p.stdout.read()``) loses what it had read so far, as a ``KeyboardInterrupt`` does;
+  a cancelled write of one returns what it wrote, if anything (a short write: the buffered
+  file above it writes no byte twice), and the next wait raises `Cancelled`;
 * leaving a ``with Popen(...)`` block because of cancellation kills the process (SIGKILL),
   closes the pipes and reaps it before `Cancelled` propagates (the stdlib's ``__exit__`` would
   wait for the process, which cancellation must not do indefinitely). `run`, `call`,
   `check_call`, `check_output` and `getoutput` therefore kill and reap their process when
   cancelled, as the stdlib's `run` does on any exception.
+
+``preexec_fn`` runs in the forked child in a plain greenlet, as outside fibers: the child is a
+copy of the parent, hub and fibers included, and a cooperative call there would run the
+parent's other fibers in the child.
 """
 
 from __future__ import annotations
 
 import io as _io
 import subprocess as _stdlib
+import sys as _sys
 import types as _types
 import warnings as _warnings
+from collections.abc import Callable
+from operator import index as _index
 from subprocess import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # Public names of the stdlib module that its __all__ leaves out, and the private one run() uses.
@@ -55,7 +66,7 @@ from subprocess import _mswindows, list2cmdline  # type: ignore[attr-defined]  #
 from time import monotonic as _monotonic
 from typing import Any
 
-from greenlet import getcurrent
+from greenlet import getcurrent, greenlet
 
 from . import os as _os
 from . import selectors as _selectors
@@ -89,9 +100,17 @@ class PipeIO(_io.FileIO):
         f = getcurrent()
         if type(f) is not Fiber or not self.readable():
             return _FileIO.read(self, size)
-        if size is None or size < 0:
+        if size is None:
             return self.readall()
-        return _os._cooperative_read(f, self.fileno(), _FileIO.read, self, size)
+        try:
+            n = _index(size)
+        except TypeError:
+            return _FileIO.read(self, size)  # the stdlib's error, at once
+        if n < 0:
+            return self.readall()
+        if n > _sys.maxsize:
+            return _FileIO.read(self, size)  # the stdlib's error, at once
+        return _os._cooperative_read(f, self.fileno(), _FileIO.read, self, n)
 
     def readall(self) -> bytes:
         """As `io.FileIO.readall`: read until end of file; in a fiber, cooperatively."""
@@ -109,12 +128,14 @@ class PipeIO(_io.FileIO):
             chunks.append(chunk)
 
     def write(self, data: Any, /) -> int:
-        """As `io.FileIO.write`; in a fiber, write all of ``data`` cooperatively."""
+        """As `io.FileIO.write`; in a fiber, write all of ``data`` cooperatively (cancelled
+        after writing part of it, return that count: the buffered file above must not write
+        it again)."""
         f = getcurrent()
         if type(f) is not Fiber or not self.writable():
             return _FileIO.write(self, data)
         return _os._cooperative_write(
-            f, self.fileno(), data, lambda chunk: _FileIO.write(self, chunk), stream=True
+            f, self.fileno(), data, lambda chunk: _FileIO.write(self, chunk), stream=True, raw=True
         )
 
 
@@ -151,6 +172,21 @@ _popen_globals["io"] = _types.SimpleNamespace(open=_open_pipe, TextIOWrapper=_io
 _popen_globals["_PopenSelector"] = getattr(_selectors, "PollSelector", _selectors.SelectSelector)
 
 
+def _outside_fibers(fn: Callable[[], Any]) -> Callable[[], None]:
+    """``preexec_fn`` for a child forked by a fiber: ``fn`` runs there in a plain greenlet.
+
+    The forked child is a copy of the parent, hub and fibers included, resumed inside the
+    fiber that forked it: a cooperative call in ``fn`` (a patched ``time.sleep``, a lock)
+    would switch to the copy of the hub, which would run the parent's other fibers in the
+    child before it execs. In a plain greenlet, such calls are the stdlib's, as in a thread.
+    """
+
+    def preexec() -> None:
+        greenlet(fn).switch()  # (its exception, if any, comes out here, to _fork_exec)
+
+    return preexec
+
+
 def _in_cancelled_fiber() -> bool:
     return is_cancelled()
 
@@ -166,6 +202,12 @@ class Popen(_StdPopen):
     if not _mswindows:
         _communicate = _rebind(_StdPopen._communicate, _popen_globals)  # type: ignore[attr-defined]
 
+        def _execute_child(self, args: Any, executable: Any, preexec_fn: Any, *rest: Any) -> None:
+            # (The stdlib's __init__ passes them all positionally, in this order.)
+            if preexec_fn is not None and type(getcurrent()) is Fiber:
+                preexec_fn = _outside_fibers(preexec_fn)
+            _StdPopen._execute_child(self, args, executable, preexec_fn, *rest)  # type: ignore[attr-defined]
+
     def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:
         """As `subprocess.Popen.communicate`; in a fiber, suspends only that fiber.
 
@@ -176,10 +218,23 @@ class Popen(_StdPopen):
         """
         if type(getcurrent()) is not Fiber or _mswindows:
             return _StdPopen.communicate(self, input, timeout)
-        if self._communication_started and input:  # type: ignore[has-type]
+        started: bool = self._communication_started  # type: ignore[has-type]
+        if started and input:
             raise ValueError("Cannot send input after starting communication")
         endtime = None if timeout is None else _monotonic() + timeout
         try:
+            if not started:
+                # The stdlib's loop first flushes what the caller wrote to stdin, which may
+                # wait. Done here first, so that a cancellation there leaves the communication
+                # not started: the next call starts it afresh, with its input (the loop's own
+                # flush then has nothing left to write, and does not wait).
+                self._flush_stdin()
+            elif input is None:
+                # Resumed after a cancellation or TimeoutExpired: the stdlib's loop sends input
+                # only when given some, so the rest of the first call's input would never be
+                # sent and stdin never closed (CPython gh-141473, fixed in later versions).
+                input = self._unsent_input()
+            started = True
             stdout, stderr = self._communicate(input, endtime, timeout)
         except KeyboardInterrupt:
             # As the stdlib: give the child, which got the same SIGINT, a moment to exit.
@@ -193,9 +248,31 @@ class Popen(_StdPopen):
                 pass
             raise
         finally:
-            self._communication_started = True
+            if started:
+                self._communication_started = True
         self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
         return (stdout, stderr)
+
+    def _flush_stdin(self) -> None:
+        """Flush ``stdin`` as the stdlib's ``_communicate`` starts by doing (its errors are left
+        for that code to raise or ignore: it flushes again)."""
+        if self.stdin:
+            try:
+                self.stdin.flush()
+            except (BrokenPipeError, ValueError):  # (a broken pipe, or stdin closed already)
+                pass
+
+    def _unsent_input(self) -> Any:
+        """The input of an interrupted communication, if some of it is still to be sent."""
+        pending = getattr(self, "_input", None)
+        if (
+            pending
+            and self.stdin
+            and not self.stdin.closed
+            and getattr(self, "_input_offset", 0) < len(pending)
+        ):
+            return pending
+        return None
 
     def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> None:
         """Close the pipes and wait for the process; if the fiber is cancelled, kill it first."""

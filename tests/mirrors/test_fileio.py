@@ -238,6 +238,29 @@ def test_a_read_cancelled_in_the_pool_finishes_there_and_its_data_is_lost(fifo: 
 
 
 @pytest.mark.unknot
+def test_a_with_block_left_by_a_cancellation_closes_its_file(tmp_path: Path) -> None:
+    # close() took its turn on a fiber lock, which raises Cancelled at once in a cancelled
+    # scope: the file stayed open (its fd leaked until the garbage collector found it) and
+    # what was written stayed in its buffer. Like the builtin's, the with block closes it.
+    path = tmp_path / "f.txt"
+    with unknot.CancelScope() as scope:
+        with unknot.open(path, "w") as f:
+            f.write("kept")  # buffered in the file object
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert f.closed
+    assert path.read_text() == "kept"
+    g = unknot.open(path, "a")
+    g.write(" and more")
+    with unknot.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(unknot.Cancelled):
+            g.close()  # closes, then raises Cancelled as the cancelled scope's calls do
+    assert g.closed
+    assert path.read_text() == "kept and more"
+
+
+@pytest.mark.unknot
 @bounded
 def test_an_open_cancelled_in_the_pool_closes_the_file(fifo: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import select as std
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -208,6 +210,39 @@ def test_select_on_unknot_sockets(backend: str) -> None:
         later(0.05, b.sendall, b"pong")  # the socket's own waits still work afterwards
         assert a.recv(10) == b"pong"
         assert ticker.stop() >= 2
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("kind", ["select", "poll", "epoll"])
+def test_exception_from_a_signal_handler_ends_the_wait(kind: str, pipe: tuple[int, int]) -> None:
+    # A signal handler's exception comes out of the wait, as out of the stdlib's. One that is
+    # an OSError (TimeoutError: the usual alarm-based timeout) was taken for the EBADF of an fd
+    # closed while waiting, and swallowed: the wait went on to its own timeout.
+    r, _ = pipe
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise TimeoutError("alarm")
+
+    previous = signal.signal(signal.SIGUSR1, alarm)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="alarm"):
+            if kind == "select":
+                us.select([r], [], [], 5)
+            elif kind == "poll":
+                p = us.poll()
+                p.register(r, us.POLLIN)
+                p.poll(5000)
+            else:
+                with us.epoll() as ep:
+                    ep.register(r, us.EPOLLIN)
+                    ep.poll(5)
+        assert time.monotonic() - t0 < 2.5
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def test_select_outside_fibers_is_stdlib(pipe: tuple[int, int]) -> None:

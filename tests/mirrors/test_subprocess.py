@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker
+from fiber_helpers import Ticker, outcome
 
 import unknot
 import unknot.subprocess as us
@@ -147,6 +147,37 @@ def test_stdin_stdout_file_objects() -> None:
         p.stdin.close()  # type: ignore[union-attr]
         assert p.stdout.read() == ""  # type: ignore[union-attr]
     assert p.returncode == 0
+
+
+class Index:
+    """An integer-like object (as numpy's integers): io.FileIO.read takes it as a size."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+@pytest.mark.unknot
+def test_pipe_file_read_sizes_as_the_stdlib() -> None:
+    # PipeIO.read compared its size with 0 itself: an integer-like size raised TypeError where
+    # io.FileIO.read takes it, and a size the stdlib rejects at once (a float, beyond ssize_t)
+    # waited for data before failing.
+    with us.Popen(
+        ["sh", "-c", "read line; echo abcdef"], stdin=us.PIPE, stdout=us.PIPE, bufsize=0
+    ) as p:
+        out = p.stdout  # type: ignore[union-attr]
+        with unknot.fail_after(5):  # (nothing to read until stdin gets a line)
+            for size in (1.5, "3", 2**63):
+                with open("/dev/null", "rb", buffering=0) as ref:
+                    expected = outcome(ref.read, size)
+                assert isinstance(expected, tuple)
+                assert outcome(out.read, size) == expected
+        p.stdin.write(b"go\n")  # type: ignore[union-attr]
+        assert out.read(Index(3)) == b"abc"
+        assert out.read(Index(-1)) == b"def\n"
+        p.stdin.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.unknot
@@ -330,6 +361,149 @@ def test_cancelled_communicate_then_finish() -> None:
         p.communicate()
     assert p.poll() is None
     assert p.communicate(timeout=5) == (b"a\nb\n", None)
+
+
+# A child that reads nothing until the parent opens its gates (a byte each on the gate pipe),
+# so that its stdin pipe stays full as long as a test needs. In mode "partial", after gate 1 it
+# reads 4096 bytes of stdin, says so on the report pipe and waits for gate 2; then it reads the
+# rest and prints how many bytes it got in all, and how many of them were b"f", b"x" and b"y".
+GATED_READER = """
+import os, sys
+mode, gate, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.read(gate, 1)
+first = b""
+if mode == "partial":
+    first = os.read(0, 4096)
+    os.write(report, b"!")
+    os.read(gate, 1)
+data = first + sys.stdin.buffer.read()
+print(len(data), *(data.count(c) for c in b"fxy"))
+"""
+
+
+class GatedChild:
+    def __init__(self, mode: str = "all", **kwargs: Any) -> None:
+        gate_r, self.gate_w = os.pipe()
+        self.report_r, report_w = os.pipe()
+        self.p = us.Popen(
+            [PY, "-c", GATED_READER, mode, str(gate_r), str(report_w)],
+            stdin=us.PIPE,
+            stdout=us.PIPE,
+            pass_fds=(gate_r, report_w),
+            **kwargs,
+        )
+        os.close(gate_r)
+        os.close(report_w)
+
+    def open_gate(self) -> None:
+        os.write(self.gate_w, b"g")
+
+    def reported(self) -> bytes:
+        return unknot.os.read(self.report_r, 1)  # waits cooperatively for the child's report
+
+    def fill_stdin_pipe(self) -> int:
+        """Fill the stdin pipe to the brim (O_NONBLOCK briefly, on the parent's end only)."""
+        fd = self.p.stdin.fileno()  # type: ignore[union-attr]
+        os.set_blocking(fd, False)
+        n = 0
+        try:
+            while True:
+                n += os.write(fd, b"f" * 4096)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(fd, True)
+        return n
+
+    def close(self) -> None:
+        os.close(self.gate_w)
+        os.close(self.report_r)
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("interruption", ["cancelled", "timeout"])
+def test_interrupted_communicate_resumes_sending_its_input(interruption: str) -> None:
+    # The stdlib's loop registers stdin only when given input, which a retry may not pass:
+    # the rest of the input was never sent and stdin never closed, so the retry hung
+    # (CPython gh-141473). unknot's promise: a later communicate() continues, losing nothing.
+    child = GatedChild()
+    data = b"y" * 300_000  # more than a pipe holds: the first call must stop midway
+    if interruption == "cancelled":
+        with unknot.move_on_after(0.1) as scope:
+            child.p.communicate(data)
+        assert scope.cancelled_caught
+    else:
+        with pytest.raises(us.TimeoutExpired):
+            child.p.communicate(data, timeout=0.1)
+    child.open_gate()
+    assert child.p.communicate(timeout=10) == (b"300000 0 0 300000\n", None)
+    assert child.p.returncode == 0
+    child.close()
+
+
+@pytest.mark.unknot
+def test_communicate_cancelled_while_flushing_stdin_has_not_started() -> None:
+    # communicate() first flushes what the caller wrote to stdin, which may wait. Cancelled
+    # there, it used to count as started anyway: the retry could not pass its input (ValueError),
+    # and without input it failed (AttributeError: no _fileobj2output) or never closed stdin.
+    child = GatedChild()
+    filled = child.fill_stdin_pipe()
+    child.p.stdin.write(b"x" * 100)  # type: ignore[union-attr]  # buffered: flushed by communicate
+    with unknot.move_on_after(0.1) as scope:
+        child.p.communicate(b"y" * 10)
+    assert scope.cancelled_caught
+    child.open_gate()
+    out, _ = child.p.communicate(b"y" * 10, timeout=10)  # the same call, again: not started yet
+    assert out == f"{filled + 110} {filled} 100 10\n".encode()
+    child.close()
+
+
+@pytest.mark.unknot
+def test_cancelled_flush_of_a_pipe_file_writes_nothing_twice() -> None:
+    # A pipe's raw file (PipeIO) writes big data in PIPE_BUF chunks. Cancelled after writing a
+    # chunk, it raised: the BufferedWriter above it, not told of the bytes written, kept them
+    # and wrote them again at the next flush.
+    child = GatedChild("partial", bufsize=65536)  # a buffer bigger than PIPE_BUF
+    filled = child.fill_stdin_pipe()
+    child.p.stdin.write(b"x" * 8000)  # type: ignore[union-attr]  # stays in the buffer
+    child.open_gate()
+    assert child.reported() == b"!"  # the child took 4096 bytes: room for one chunk
+    with unknot.move_on_after(0.2) as scope:
+        child.p.stdin.flush()  # type: ignore[union-attr]  # writes a chunk, then must wait
+    assert scope.cancelled_caught
+    child.open_gate()
+    out, _ = child.p.communicate(timeout=10)
+    assert out == f"{filled + 8000} {filled} 8000 0\n".encode()
+    child.close()
+
+
+@pytest.mark.unknot
+def test_preexec_fn_runs_no_fiber_of_the_parent_in_the_child() -> None:
+    # The forked child resumes in a copy of the fiber that forked it, hub and all. A
+    # cooperative call in preexec_fn (unknot.time.sleep here; time.sleep, a lock... once
+    # patched) switched to the child's copy of the hub, which ran the parent's other fibers
+    # in the child before it exec'd: here, one that reports where it runs.
+    r, w = os.pipe()
+    parent = os.getpid()
+
+    def sentinel() -> None:
+        while True:
+            if os.getpid() != parent:
+                os.write(w, b"!")
+            unknot.sleep(0.005)
+
+    s = unknot.spawn(sentinel)
+    try:
+        assert us.run(["true"], preexec_fn=lambda: unknot.time.sleep(0.05)).returncode == 0
+        with pytest.raises(us.SubprocessError, match="preexec_fn"):  # as the stdlib reports it
+            us.run(["true"], preexec_fn=lambda: 1 / 0)
+    finally:
+        s.cancel()
+    os.set_blocking(r, False)
+    with pytest.raises(BlockingIOError):
+        os.read(r, 10)  # nothing ran in a child
+    os.close(r)
+    os.close(w)
 
 
 # -- waiting without pidfds ------------------------------------------------------------------------

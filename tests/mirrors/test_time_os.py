@@ -11,6 +11,7 @@ import decimal
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -200,6 +201,67 @@ def test_read_write_errors_match_stdlib(pipe: tuple[int, int]) -> None:
         expected = outcome(std_fn, *args)
         assert isinstance(expected, tuple), args
         assert outcome(my_fn, *args) == expected, args
+
+
+class Index:
+    """An integer-like object (as numpy's integers): os.read and os.write take it."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+@pytest.mark.unknot
+def test_read_write_argument_errors_come_at_once(pipe: tuple[int, int]) -> None:
+    # The stdlib rejects these before it reads or writes anything. unknot's read waited for
+    # the empty pipe first (a size beyond ssize_t), and checked the fd with fcntl, whose error
+    # for -1 is a ValueError where os.read and os.write raise OSError(EBADF).
+    r, _ = pipe
+    calls: list[tuple[Callable[..., Any], Callable[..., Any], tuple[Any, ...]]] = [
+        (os.read, uos.read, (r, 2**63)),
+        (os.read, uos.read, (-1, 1)),
+        (os.write, uos.write, (-1, b"x")),
+    ]
+    with unknot.fail_after(2):  # (a wait would end in TimeoutError, not the stdlib's error)
+        for std_fn, my_fn, args in calls:
+            expected = outcome(std_fn, *args)
+            assert isinstance(expected, tuple), args
+            assert outcome(my_fn, *args) == expected, args
+
+
+@pytest.mark.unknot
+def test_read_write_take_integer_like_arguments_cooperatively(pipe: tuple[int, int]) -> None:
+    # os.read and os.write take any object with __index__ as fd and size: those went to the
+    # stdlib's blocking call, which stopped the whole hub until the data came.
+    r, w = pipe
+    ticker = Ticker()
+    timer = threading.Timer(0.2, os.write, (w, b"late"))  # (from a thread: the hub may block)
+    timer.start()
+    try:
+        assert uos.read(Index(r), Index(10)) == b"late"
+    finally:
+        timer.join()
+    assert ticker.stop() >= 5  # the hub ran meanwhile
+
+    received: list[int] = []
+
+    def drain() -> None:
+        n = 0
+        while n < 100_000:
+            n += len(os.read(r, 65536))
+        received.append(n)
+
+    ticker = Ticker()
+    timer = threading.Timer(0.2, drain)  # the pipe holds less: the write must wait for it
+    timer.start()
+    try:
+        assert uos.write(Index(w), b"x" * 100_000) == 100_000
+    finally:
+        timer.join()
+    assert received == [100_000]
+    assert ticker.stop() >= 5
 
 
 def test_read_write_outside_fibers(pipe: tuple[int, int]) -> None:

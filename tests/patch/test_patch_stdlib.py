@@ -201,6 +201,15 @@ def test_fibers_wait_for_process_pool_results_without_blocking_the_hub(
             with pool:
                 pids = {call(os.getpid) for _ in range(4)}  # (workers started)
                 mapped = list(pool.map(abs, [-1, -2]))
+                # Until both workers are up (the pools start them on demand or slowly: a
+                # "spawn" worker is a new interpreter, which a loaded machine may take longer
+                # than a task to start): two short sleeps at once then overlap. Bounded.
+                for _ in range(20):
+                    t0 = time.monotonic()
+                    for w in [unknot.spawn(call, time.sleep, 0.1) for _ in range(2)]:
+                        w.join()
+                    if time.monotonic() - t0 < 0.18:
+                        break
                 ticks = []
 
                 def ticker():
@@ -284,3 +293,21 @@ print(bool(wrapped()))
 """
     ).split()
     assert out == ["False"]
+
+
+def test_pool_submit_passes_any_keyword_to_the_callable() -> None:
+    # submit(fn, /, *args, **kwargs) hands every keyword to fn, one named "fn" included; the
+    # patched submit passed them on to run_to_finish(fn, *args, **kwargs), where "fn" collided
+    # with its own parameter (TypeError: got multiple values for argument 'fn').
+    out = run_patched("""
+        import concurrent.futures
+        import unknot
+        unknot.patch()
+
+        def main():
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(lambda fn, args: (fn, args), fn=1, args=2).result()
+
+        print(*unknot.run(main))
+    """)
+    assert out.split() == ["1", "2"]

@@ -146,8 +146,9 @@ def _submit_to_finish(original: Callable[..., Any]) -> Callable[..., Any]:
         # it to say it started, and Ctrl-C there would leave a worker the pool never recorded,
         # which the interpreter's exit then waits for forever (see run_to_finish); the process
         # pool starts its manager thread so, at its first submit. Ctrl-C and cancellation come
-        # at the fiber's next blocking call, typically future.result().
-        return run_to_finish(original, self, fn, *args, **kwargs)
+        # at the fiber's next blocking call, typically future.result(). (A closure: the
+        # callable's own keyword arguments may have any name, ``fn`` included.)
+        return run_to_finish(lambda: original(self, fn, *args, **kwargs))
 
     submit.__doc__ = original.__doc__
     return submit
