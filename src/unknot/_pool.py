@@ -37,6 +37,7 @@ from greenlet import GreenletExit
 from ._future import call_in_loop, in_thread_of
 from .lowlevel import (
     Cancelled,
+    DeadlockError,
     Fiber,
     FiberCancelled,
     Hub,
@@ -420,15 +421,24 @@ class _Run:
 
     def wait_for_workers(self) -> BaseException | None:
         """Wait until every worker has ended (uncancellably: they are being stopped). An
-        exception thrown in meanwhile (Ctrl-C) stops the run and is returned."""
+        exception thrown in meanwhile (Ctrl-C) stops the run and is returned.
+
+        A `DeadlockError` that comes once the workers were cancelled (every caller stops the
+        run first) ends the wait, with workers left (stuck in shielded scopes), and is
+        returned: nothing can ever wake them, and waiting again would only meet the next
+        report of the same deadlock, for ever. (`TaskGroup` does the same.)
+        """
         interrupt = None
         f = require_fiber()
         while self.live:
             try:
                 self.park(f, cancellable=False)
             except BaseException as e:  # noqa: B036 - returned, raised once the workers ended
+                stuck = self.stopping and isinstance(e, DeadlockError)
                 interrupt = interrupt or e
                 self.stop()
+                if stuck:
+                    break
         return interrupt
 
     def raise_error(self) -> None:

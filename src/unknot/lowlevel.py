@@ -56,9 +56,9 @@ from collections.abc import Iterable
 from typing import Any
 
 # Besides the low-level names, the public calls (also in `unknot`: Cancelled, CancelScope,
-# FiberCancelled, TaskGroup, current, current_time, fail_after, move_on_after, run, sleep,
-# spawn, to_thread), for unknot's own modules built on the core, which cannot import the
-# `unknot` package while it is imported.
+# DeadlockError, FiberCancelled, TaskGroup, current, current_time, fail_after, move_on_after,
+# run, sleep, spawn, to_thread), for unknot's own modules built on the core, which cannot
+# import the `unknot` package while it is imported.
 from ._core import (
     NOT_PARKED,
     PARKED_CANCELLABLE,
@@ -67,6 +67,7 @@ from ._core import (
     TIMED_OUT,
     Cancelled,
     CancelScope,
+    DeadlockError,
     FdWait,
     Fiber,
     FiberCancelled,
@@ -155,6 +156,7 @@ def wait_fds(reads: Iterable[int], writes: Iterable[int], timeout: float | None 
 __all__ = [
     "CancelScope",
     "Cancelled",
+    "DeadlockError",
     "FiberCancelled",
     "TaskGroup",
     "current",

@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,3 +267,47 @@ def test_a_long_run_of_short_fibers_is_told_apart_from_one_fiber_holding_the_loo
     assert "fibers were seen running during this stall" in many[0].format()
     assert len(single) == 1 and single[0].fibers_seen == 1, single
     assert "seen running" not in single[0].format()
+
+
+@pytest.mark.usefixtures("restore_monitor")
+def test_a_run_stopped_in_the_middle_of_a_sample_leaves_the_next_run_alone() -> None:
+    # stop_monitor() comes while the detector's thread is in the middle of a sample (here from
+    # its report callback, in that thread, between two hubs). The thread must leave the rest of
+    # that sample alone: it used to go on with the next hub in the very dict that stop() had
+    # cleared, which is the one the next start_monitor() run would use.
+    unknot.stop_monitor()
+    blocked_started = threading.Event()
+    release = threading.Event()
+    reported = threading.Event()
+    stopped_from: list[threading.Thread] = []
+
+    def blocked() -> None:
+        blocked_started.set()
+        assert release.wait(30)  # a real wait: holds this hub's loop until the test is done
+
+    def on_report(report: unknot.BlockingReport) -> None:
+        if report.thread == "blocked-hub" and not reported.is_set():
+            unknot.stop_monitor()
+            stopped_from.append(threading.current_thread())
+            reported.set()
+
+    # The blocked hub starts first, so each sample looks at it before the test's own hub.
+    blocked_hub = threading.Thread(target=unknot.run, args=(blocked,), name="blocked-hub")
+    blocked_hub.start()
+    try:
+        assert blocked_started.wait(10)
+
+        def main() -> tuple[bool, bool, dict[Any, Any]]:
+            unknot.start_monitor(0.05, on_report)
+            got_report = unknot.to_thread(reported.wait, 10)
+            old = stopped_from[0]
+            unknot.to_thread(old.join, 10)  # (it ends at its next wake-up)
+            return got_report, old.is_alive(), dict(_monitor._monitor.watches)
+
+        got_report, old_alive, watches = unknot.run(main)
+    finally:
+        release.set()
+        blocked_hub.join(10)
+    assert got_report and not old_alive
+    # Nothing of the stopped run is left where the next run keeps its watches.
+    assert watches == {}

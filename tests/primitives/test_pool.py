@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -564,3 +567,58 @@ def test_map_outside_a_fiber_raises_not_in_fiber_error() -> None:
         pool.map(double, range(3))
     with pytest.raises(unknot.NotInFiberError):
         pool.imap(double, range(3))
+
+
+# Run in a child process: the bug was a wait that re-parked after every deadlock report (a new
+# report every DEADLOCK_GRACE), and neither a watchdog thread (a live thread is a possible
+# waker: no deadlock would be reported) nor pytest-timeout's SIGALRM (its exception is thrown
+# into the same wait) can stop that in this process.
+_RUN_WAITING_FOR_A_STUCK_WORKER = """
+import json, logging, unknot
+
+logging.disable(logging.WARNING)  # (run's notice of the abandoned worker)
+
+def call(item, log):
+    if item == "fails":
+        raise ValueError("call failed")
+    try:
+        unknot.Event().wait()
+    finally:
+        with unknot.CancelScope(shield=True):  # a clean-up that can never finish
+            log.append("stuck")
+            unknot.Event().wait()
+
+def main(how):
+    log = []
+    pool = unknot.Pool(2)
+    fn = lambda item: call(item, log)
+    try:
+        if how == "map":
+            pool.map(fn, ["stuck", "fails"])
+        else:
+            list(pool.imap(fn, ["stuck", "fails"]))
+    except unknot.DeadlockError as e:
+        return ["DeadlockError", "unknot.Pool worker" in str(e), log]
+    except BaseException as e:
+        return [type(e).__name__, log]
+    return "no error"
+
+for how in ("map", "imap"):
+    print(json.dumps(unknot.run(main, how)))
+"""
+
+
+def test_a_deadlock_while_the_pool_waits_for_a_worker_stuck_in_a_shield_comes_out() -> None:
+    # One call fails, so the run cancels the other worker, which is stuck in a shielded
+    # clean-up. Every fiber is blocked: the deadlock report thrown into the caller's wait for
+    # the workers must end that wait and come out of map (or of the iterator), not make it
+    # wait again for ever.
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN_WAITING_FOR_A_STUCK_WORKER],
+        capture_output=True,
+        text=True,
+        timeout=20,  # (a second at most; it used to run until killed)
+    )
+    assert out.returncode == 0, out.stderr
+    outcome = ["DeadlockError", True, ["stuck"]]
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [outcome, outcome]

@@ -22,7 +22,10 @@ from ._lookup import get_hub, require_fiber
 from ._timers import timeout_seconds
 
 
-def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any) -> Fiber:
+# (``fn`` positional-only beside ``**kwargs``: compiled by mypyc 2.4, ``spawn(f, fn=1)`` would
+# still raise TypeError, "given by name and position"; this module, like every public entry
+# point with such a signature, is not compiled.)
+def spawn(fn: Callable[..., Any], /, *args: Any, name: str | None = None, **kwargs: Any) -> Fiber:
     """Start ``fn(*args, **kwargs)`` in a new fiber on the current hub and return the `Fiber`.
 
     The fiber starts at the spawner's next blocking call (spawn itself never switches). It gets a
@@ -31,6 +34,9 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs:
 
     Callable from a fiber, or from asyncio code running on a loop (the fiber then runs on that
     loop). For fibers whose lifetime is tied to a block, use `TaskGroup`.
+
+    ``fn`` is positional-only, so ``spawn(f, fn=1)`` calls ``f(fn=1)``; ``name`` (the fiber's
+    name) is spawn's own and never passed on.
     """
     hub = get_hub()
     if hub is None:
@@ -41,7 +47,7 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs:
     return hub.spawn(fn, args, kwargs, name)
 
 
-def spawn_named(fn: Callable[..., Any], args: tuple[Any, ...], template: str, arg: Any) -> Fiber:
+def spawn_named(fn: Callable[..., Any], /, args: tuple[Any, ...], template: str, arg: Any) -> Fiber:
     """`spawn` ``fn(*args)``, the fiber named ``template.format(arg)``, made when first read.
 
     For a server naming a fiber per connection (``"conn-{}"`` and the peer's address): no

@@ -104,8 +104,9 @@ class Fiber(greenlet):
 
     @property
     def _error(self) -> BaseException | None:
-        """The exception it raised (kept in ``_result``: one slot less), or None."""
-        return self._result if self._state == FAILED else None
+        """The exception it raised, or None. (Kept in ``_result`` with its traceback as it
+        was raised, ``(exc, tb)``: no slot of its own in every fiber.)"""
+        return self._result[0] if self._state == FAILED else None
 
     def __init__(
         self,
@@ -132,7 +133,7 @@ class Fiber(greenlet):
         self._name = name
         self._name_arg = name_arg  # (with a template in _name: see `name`)
         self._state = PENDING
-        self._result: Any = None  # the return value; the exception once FAILED (`_error`)
+        self._result: Any = None  # the return value; (exception, traceback) once FAILED
         self._joiners: ParkingLot | None = None  # fibers in join(), made on first use
         # add_done_callback's: None, one callable, or a list of them (no list for the one
         # callback most fibers get)
@@ -179,7 +180,7 @@ class Fiber(greenlet):
             filename,
             lineno,
             func,
-            exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+            exc_info=(type(err), err, self._result[1]) if err is not None else None,
         )
 
     def _call_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
@@ -241,8 +242,10 @@ class Fiber(greenlet):
         self._retrieved = True
         if state == CANCELLED:
             raise FiberCancelled(f"{self.name} was cancelled")
-        assert self._error is not None
-        raise self._error
+        # With the traceback it had when the fiber failed: a bare ``raise`` would add this
+        # call's frames to it at every call (and to what every earlier catch sees).
+        err, tb = self._result
+        raise err.with_traceback(tb)
 
     def exception(self) -> BaseException | None:
         """The exception the fiber raised, or None. Raises `RuntimeError` if not finished."""
@@ -367,7 +370,8 @@ def _fiber_main() -> None:
         # fiber -> error -> traceback -> frame -> fiber would delay the "never retrieved"
         # log (and the memory) to the next garbage collection.
         tb = e.__traceback__
-        self._result = e.with_traceback(tb.tb_next if tb is not None else None)
+        tb = tb.tb_next if tb is not None else None
+        self._result = (e.with_traceback(tb), tb)
         self._state = FAILED
     finally:
         del fn, args, kwargs

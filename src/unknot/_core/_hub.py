@@ -332,7 +332,8 @@ class Hub(DeadlockDetection):
             f._parked = NOT_PARKED
             f._wake_value = value
             self.ready.append(f)
-            self._notify()
+            if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
+                self._queued_outside_pass()
             return True
         return False
 
@@ -343,9 +344,38 @@ class Hub(DeadlockDetection):
             f._parked = NOT_PARKED
             f._wake_value = Raise(exc)
             self.ready.append(f)
-            self._notify()
+            if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
+                self._queued_outside_pass()
             return True
         return False
+
+    def _queued_outside_pass(self) -> None:
+        """`wake` or `throw` queued a fiber while no pass runs: from a timer or a loop callback
+        of this hub, or from another OS thread.
+
+        Inside a pass nothing is needed (the common case, a hand-off between fibers: one test of
+        ``_budget``): the pass runs the fiber, or the driver finds it in ``ready`` once the pass
+        ends (the selector hub before it polls again, `ForeignHub` after its drive). A pass
+        ends by setting ``_budget`` to 0 and then looks at ``ready``; another thread appends
+        first and then reads ``_budget``: whichever comes second sees the other's write, so a
+        fiber another thread queues during a pass is never left behind.
+
+        Outside a pass, in this hub's thread the driver is told (`_notify`). From another
+        thread the hub may be asleep in its poll, which nothing else would end: the loop is
+        woken through ``call_soon_threadsafe``, which runs `_notify` in the hub's thread.
+        """
+        cur = getcurrent()
+        if cur is self.hub_greenlet or (type(cur) is Fiber and cur.hub is self):
+            self._notify()  # (this hub's thread: a timer, a loop callback)
+            return
+        loop = self.loop
+        if loop is None or self.thread.ident == threading.get_ident():
+            self._notify()  # (its thread, before its loop runs)
+            return
+        try:
+            loop.call_soon_threadsafe(self._notify)
+        except RuntimeError:
+            pass  # the loop is closed: none of its fibers will run again
 
     def yield_now(self, f: Fiber) -> None:
         """Let every other ready fiber run once, then continue (``sleep(0)``). A checkpoint:
@@ -393,7 +423,8 @@ class Hub(DeadlockDetection):
             self._switch_out()
 
     def _notify(self) -> None:
-        """Called when ``ready`` grew; drivers that need a nudge to run it override this."""
+        """Called in the hub's thread when ``ready`` grew (but when a pass grew it: see
+        `_queued_outside_pass`); drivers that need a nudge to run it override this."""
 
     running: Fiber | None
 

@@ -187,7 +187,7 @@ if hasattr(os, "register_at_fork"):
 _FINISHING: set[Fiber] = set()
 
 
-def run_to_finish(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def run_to_finish(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` with nothing raised into the current fiber's waits on the way.
 
     Neither cancellation nor Ctrl-C is raised in the waits that honour this (those of the

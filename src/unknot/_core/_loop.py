@@ -173,7 +173,7 @@ def new_event_loop(*, clock: Any = None) -> HubEventLoop:
     return HubEventLoop(clock=clock)
 
 
-def run(fn: Callable[..., T], *args: Any, clock: Any = None, **kwargs: Any) -> T:
+def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` as the root fiber of a new hub and return its result.
 
     Blocks the calling thread until the root fiber finishes, then cancels any fibers still

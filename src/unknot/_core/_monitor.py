@@ -147,6 +147,8 @@ class Monitor:
         self.threshold: float | None = None
         self.callback: Callable[[BlockingReport], Any] | None = None
         self.explicit = False  # start_monitor/stop_monitor was called: ignore defaults
+        #: The current run's watches (each run of the thread has its own dict: a thread that
+        #: stop() ended may still finish its sample, in a dict nobody else uses any more).
         self.watches: dict[Hub, _Watch] = {}
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -163,7 +165,11 @@ class Monitor:
             self.threshold = float(threshold)
             self.callback = callback
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="unknot-monitor", daemon=True)
+                watches: dict[Hub, _Watch] = {}
+                self.watches = watches
+                self.thread = threading.Thread(
+                    target=self._run, args=(watches,), name="unknot-monitor", daemon=True
+                )
                 self.thread.start()
 
     def stop(self) -> None:
@@ -171,11 +177,12 @@ class Monitor:
             self.threshold = None
             self.thread = None  # the thread sees it and ends at its next wake-up
             EPOCH[0] = None  # (no longer kept up to date)
-            self.watches.clear()
+            self.watches = {}  # (not cleared: the ending thread may still be using its dict)
 
     # -- the thread ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, watches: dict[Hub, _Watch]) -> None:
+        """The thread's loop: sample every running hub, into ``watches`` (this run's own)."""
         global BEGAN
         me = threading.current_thread()
         while True:
@@ -190,8 +197,9 @@ class Monitor:
                     BEGAN = now
                 EPOCH[0] = now
             hubs = list(_hubs)
-            watches = self.watches
             for hub in hubs:
+                if self.thread is not me:
+                    return  # stopped meanwhile (maybe restarted): leave the hubs to the new run
                 w = watches.get(hub)
                 if w is None:
                     watches[hub] = _Watch(now)

@@ -28,7 +28,9 @@ Otherwise its entry stays behind in ``rest``, dead: a place is marked, and a fib
 after it left). Dead entries are skipped when met and compacted away once they are the
 majority, so a lot where every wait times out stays small.
 
-A lot is used from its fibers' hub thread only. That is why the hybrid locks `unknot.patch`
+A lot is meant to be used from its fibers' hub thread: nothing in it is guarded by a lock. (An
+unpark from another thread still wakes the fiber, since `Hub.wake` interrupts the hub's poll;
+but it races with the hub's own use of the lot.) That is why the hybrid locks `unknot.patch`
 installs keep their own guarded queue: their waiters can be fibers of several hubs, in several
 OS threads, and OS threads themselves.
 """

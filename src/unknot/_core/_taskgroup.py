@@ -58,11 +58,12 @@ class TaskGroup:
         self._scope.cancel()
 
     def spawn(
-        self, fn: Callable[..., Any], *args: Any, name: str | None = None, **kwargs: Any
+        self, fn: Callable[..., Any], /, *args: Any, name: str | None = None, **kwargs: Any
     ) -> Fiber:
         """Start ``fn(*args, **kwargs)`` as a child fiber of the group and return it.
 
-        Allowed while the group is open, including from its children.
+        Allowed while the group is open, including from its children. As with `unknot.spawn`,
+        ``fn`` is positional-only and ``name`` names the fiber (it is not passed on).
         """
         if not self._open or self._closed:
             raise RuntimeError("TaskGroup.spawn() called on a group that is not open")

@@ -34,13 +34,14 @@ def _in_worker(hub: Hub, fn: Callable[..., T], args: tuple[Any, ...], kwargs: An
         _worker.hub = None
 
 
-def to_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def to_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in a worker thread; the current fiber waits, others run.
 
     For blocking calls that cannot be made cooperative (C libraries, CPU-heavy work, file
     I/O). The worker sees a copy of the fiber's contextvars. If the fiber is cancelled while
     waiting, it raises `Cancelled` at once; a call that had not started is dropped, one already
-    running finishes in the background and its result is discarded.
+    running finishes in the background and its result is discarded. ``fn`` is positional-only:
+    every keyword argument goes to it.
     """
     f = require_fiber()
     hub = f.hub
@@ -94,14 +95,19 @@ def _hub_for(loop: asyncio.AbstractEventLoop | None) -> Hub:
 
 
 def from_thread(
-    fn: Callable[..., T], *args: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    loop: asyncio.AbstractEventLoop | None = None,
+    **kwargs: Any,
 ) -> T:
     """From an OS thread, run ``fn(*args, **kwargs)`` in a new fiber on a hub; return its result.
 
     The thread blocks until the fiber finishes; the fiber's exception is re-raised here
     (`FiberCancelled` if it was cancelled, for example because the hub shut down; `RuntimeError`
     if the loop closed before the call could finish). The hub is ``loop``'s, else the one that
-    started this worker with `to_thread`, else the only running one.
+    started this worker with `to_thread`, else the only running one. ``fn`` is positional-only;
+    ``loop`` is this function's own, never passed on.
     """
     hub = _hub_for(loop)
     if hub.thread is threading.current_thread():
