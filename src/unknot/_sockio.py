@@ -35,6 +35,7 @@ _c_recv: Final = _socket.socket.recv
 _c_recv_into: Final = _socket.socket.recv_into
 _c_send: Final = _socket.socket.send
 _c_accept: Final = _socket.socket._accept  # type: ignore[attr-defined]
+_c_sendall: Final = _socket.socket.sendall
 
 # The TCP sockets' syscalls without flags: `unknot._nbio`'s recv(2) and send(2) in the compiled
 # build (os.read and os.write on a socket, keeping the GIL: src/unknot/_nbio.c says why),
@@ -52,6 +53,11 @@ _Fiber: Final = Fiber
 # readiness and retries, as for any call.
 # A plain int: `flags & DONTWAIT` runs on every call, and with the MsgFlag enum it costs ~0.5 us.
 DONTWAIT: Final = int(getattr(_socket, "MSG_DONTWAIT", 0))
+# MSG_WAITALL (without MSG_PEEK): on a blocking socket the stdlib's recv waits in the kernel until
+# all the bytes asked for came; on unknot's non-blocking fd the kernel returns what is there, so
+# `recv_waitall` waits for the rest.
+WAITALL: Final = int(getattr(_socket, "MSG_WAITALL", 0))
+PEEK: Final = int(getattr(_socket, "MSG_PEEK", 0))
 
 
 class SocketState:
@@ -196,6 +202,12 @@ def _recv_io(sock: Any, bufsize: int, flags: int, entered: bool) -> bytes:
     arguments of these calls would take room in ``recv``'s C frame, which stays on the stack of
     every fiber idle in ``recv`` (docs/internals.md, "Memory per idle connection")."""
     if flags:
+        if flags & WAITALL and not flags & PEEK and bufsize > 0:
+            st: SocketState = sock._state
+            if st.stream and st.timeout is None:
+                buf = bytearray(bufsize)
+                n = recv_waitall(sock, buf, bufsize, flags)
+                return bytes(buf) if n == bufsize else bytes(memoryview(buf)[:n])
         data: bytes = general_io(sock, False, _c_recv, None, (bufsize, flags), False, entered)
     else:
         data = general_io(sock, False, _c_recv, bufsize, (bufsize,), False, entered)
@@ -262,13 +274,30 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
                     if sent and rec is not None and rec.hints and st.stream:
                         rec.writable = False  # a short write: the buffer is full
             # INLINED-COPY-END(socket-sendall)
+    elif timeout is None:
+        # MSG_DONTWAIT on a blocking socket: the stdlib's sendall sends what fits and raises
+        # BlockingIOError (its fd is blocking; the flag makes the kernel say EAGAIN). The C
+        # method does that on unknot's non-blocking fd.
+        _c_sendall(sock, data, flags)
+        return
     deadline = deadline_of(st)
     if type(data) is bytes and not sent:
         size = len(data)
         sent = general_io(sock, True, _c_send, size, (data, flags), deadline)
         if sent == size:
             return
-    with memoryview(data) as view, view.cast("B") as buf:
+    # Not a bytes-like object, or not a contiguous one: the C method raises its own error
+    # (TypeError, BufferError), before it sends anything.
+    try:
+        view = memoryview(data)
+    except TypeError:
+        _c_sendall(sock, data, flags)
+        return
+    if not view.c_contiguous:
+        view.release()
+        _c_sendall(sock, data, flags)
+        return
+    with view, view.cast("B") as buf:
         total = len(buf)
         while sent < total:
             sent += general_io(sock, True, _c_send, total - sent, (buf[sent:], flags), deadline)
@@ -388,8 +417,42 @@ def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         # Never waits: the C method as it is (see recv)
         return _c_recv_into(sock, buffer, nbytes, flags)
     # INLINED-COPY-END(never-waits)
-    size = None if flags else nbytes or memoryview(buffer).nbytes
+    if flags:
+        if flags & WAITALL and not flags & PEEK and timeout is None and st.stream:
+            return recv_waitall(sock, buffer, nbytes, flags)
+        size = None
+    else:
+        size = nbytes or memoryview(buffer).nbytes
     return general_io(sock, False, _c_recv_into, size, (buffer, nbytes, flags))
+
+
+def recv_waitall(sock: Any, buffer: Any, nbytes: int, flags: int) -> int:
+    """``recv_into(buffer, nbytes, flags)`` with MSG_WAITALL on a blocking (timeout None) stream
+    socket: as the stdlib's, it returns once ``nbytes`` (or the buffer's size) came, or at EOF.
+
+    The kernel returns only what is there on unknot's non-blocking fd, so this receives the rest
+    with more calls. As the kernel's own MSG_WAITALL returns what it has when a signal or an
+    error interrupts it, a cancellation (or an error, such as the socket closed by another
+    fiber) that comes after some of the bytes returns those bytes: none is lost, and the
+    cancellation, still in force, is raised by the next blocking call.
+    """
+    # The first call as it is: the C method checks the arguments with its own errors.
+    total: int = general_io(sock, False, _c_recv_into, None, (buffer, nbytes, flags))
+    if total == 0:
+        return 0
+    with memoryview(buffer) as mv, mv.cast("B") as view:
+        wanted = nbytes or view.nbytes
+        while total < wanted:
+            try:
+                n: int = general_io(
+                    sock, False, _c_recv_into, None, (view[total:], wanted - total, flags), None
+                )
+            except (Cancelled, OSError):
+                return total
+            if n == 0:
+                break  # EOF
+            total += n
+    return total
 
 
 def send(sock: Any, data: Any, flags: int = 0) -> int:
@@ -409,10 +472,21 @@ def send(sock: Any, data: Any, flags: int = 0) -> int:
         n = after_ready(sock, data, flags)
         if n:
             return n
-        size = len(data) if type(data) is bytes else memoryview(data).nbytes
+        size = len(data) if type(data) is bytes else buffer_size(data)
         return general_io(sock, True, _c_send, size, (data, flags), False, True)
-    size = len(data) if type(data) is bytes else memoryview(data).nbytes
+    size = len(data) if type(data) is bytes else buffer_size(data)
     return general_io(sock, True, _c_send, size, (data, flags))
+
+
+def buffer_size(data: Any) -> int:
+    """The size in bytes of ``data``, a buffer for `send`; for what is not one, the `TypeError`
+    the C method raises (``memoryview``'s own message is another)."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    with view:
+        return view.nbytes
 
 
 def after_ready(sock: Any, data: Any, flags: int) -> int:

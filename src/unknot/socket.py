@@ -21,6 +21,7 @@ import errno
 import math
 import os
 import socket as _stdlib
+import time as _time
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
@@ -41,6 +42,7 @@ from greenlet import getcurrent
 from . import _sockio
 from ._mirror import rebind
 from .lowlevel import Fiber
+from .lowlevel import sleep as _fiber_sleep
 
 __all__ = list(_stdlib.__all__)
 
@@ -212,11 +214,14 @@ class socket(_StdSocket):
     def _connect(self, address: Any, ex: bool) -> int:
         if self._state.timeout != 0.0:
             _entry_here()
-        deadline = self._deadline()
         if self.family in _INET_FAMILIES and _in_fiber():
             address = _resolve_host(self.family, address)
+        # (after the look-up, as the C method's timeout starts after its own)
+        deadline = self._deadline()
         err = _Csocket.connect_ex(self, address)
         self._state.client = True
+        if err == errno.EAGAIN and self.family == _AF_UNIX and self._state.timeout != 0.0:
+            return self._connect_again(address, deadline, ex)
         if err in _CONNECT_PENDING:
             if self._state.timeout == 0.0:
                 return err
@@ -228,6 +233,33 @@ class socket(_StdSocket):
                 raise
             err = self.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
         return err
+
+    def _connect_again(self, address: Any, deadline: float | None, ex: bool) -> int:
+        """An AF_UNIX ``connect`` said EAGAIN: the listener's accept queue is full.
+
+        Unlike EINPROGRESS, no connection is under way and no event will say when there is
+        room: the stdlib's blocking connect waits in the kernel for it (and, with a timeout,
+        raises `BlockingIOError` at once, its fd being non-blocking). Here the call tries again
+        after a pause, longer each time (1 ms up to 50 ms), until it connects, fails otherwise,
+        or the timeout runs out (`TimeoutError`; ``connect_ex`` returns EWOULDBLOCK).
+        """
+        pause = 0.001
+        while True:
+            if deadline is not None:
+                left = deadline - _time.monotonic()
+                if left <= 0:
+                    if ex:
+                        return errno.EWOULDBLOCK
+                    raise TimeoutError("timed out")
+                pause = min(pause, left)
+            if _in_fiber():
+                _fiber_sleep(pause)  # (a cancellation point)
+            else:
+                _time.sleep(pause)
+            err = _Csocket.connect_ex(self, address)
+            if err != errno.EAGAIN:
+                return err
+            pause = min(pause * 2, 0.05)
 
     # -- data transfer ------------------------------------------------------------------------
 
@@ -286,13 +318,13 @@ class socket(_StdSocket):
             fsize = os.fstat(fileno).st_size
         except (AttributeError, OSError, ValueError) as err:
             raise giveup(err) from None
-        if self._state.timeout == 0.0:
+        if self._state.timeout != 0.0:
+            _entry_here()
+        elif fsize:  # (an empty file returns 0 first, as in the stdlib)
             raise ValueError("non-blocking sockets are not supported")
-        _entry_here()
         if not fsize:
             return 0
         blocksize = min(count or fsize, 2**30)
-        deadline = self._deadline()
         total = 0
         try:
             while not count or total < count:
@@ -300,7 +332,9 @@ class socket(_StdSocket):
                 try:
                     sent = os.sendfile(self.fileno(), fileno, offset, n)
                 except _BlockingIOError:
-                    self._wait(True, deadline)
+                    # The timeout bounds each wait, as in the stdlib's sendfile (unlike
+                    # sendall, whose timeout bounds the whole call).
+                    self._wait(True, self._deadline())
                     continue
                 except OSError as err:
                     if total == 0:
@@ -323,6 +357,8 @@ def _cede() -> None:
         f.hub.cede(f)  # (which does nothing when no fiber is ready and no call is batched)
 
 
+_AF_UNIX = getattr(_stdlib, "AF_UNIX", None)
+
 _CONNECT_PENDING = {
     getattr(errno, name)
     for name in ("EINPROGRESS", "EWOULDBLOCK", "EAGAIN", "EALREADY")
@@ -340,14 +376,41 @@ def _cooperative(
     `unknot._sockio.retry_call`, the method's body).
     """
     c_method = getattr(_Csocket, name)
+    address_at = _ADDRESS_AT.get(name)
+    if address_at is None:
 
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
+
+    else:
+        at = address_at
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            # A host name in the address is resolved off the hub (as `connect` does): the C
+            # method would resolve it with a blocking getaddrinfo on the hub's thread.
+            i = at(len(args))
+            if i is not None and _in_fiber():
+                family = _c_family(self)
+                if family in _INET_FAMILIES:
+                    address = args[i]
+                    resolved = _resolve_host(family, address)
+                    if resolved is not address:
+                        args = (*args[:i], resolved, *args[i + 1 :])
+            return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"As `socket.socket.{name}`, suspending only the calling fiber."
     return method
 
+
+# The position of the address among the positional arguments of the calls that take one (by
+# their number): sendto(data, address) or sendto(data, flags, address); sendmsg(buffers,
+# ancdata, flags, address).
+_ADDRESS_AT = {
+    "sendto": lambda n: n - 1 if n in (2, 3) else None,
+    "sendmsg": lambda n: 3 if n >= 4 else None,
+}
+_c_family = _Csocket.family.__get__  # (the C attribute: the stdlib's property makes an enum)
 
 for _name, _write, _flags_at, _iterables in (
     ("recvfrom", False, 1, ()),
@@ -434,7 +497,7 @@ def _resolve_host(family: int, address: Any) -> Any:
     if host in ("", "<broadcast>"):
         return address
     try:
-        _stdlib.inet_pton(family, host.partition("%")[0])
+        _stdlib.inet_pton(family, host if "%" not in host else host.partition("%")[0])
         return address  # numeric
     except (OSError, ValueError):
         pass
@@ -479,7 +542,43 @@ def _rebind(fn: Any) -> Any:
 
 
 # create_connection and create_server (and getfqdn) are the stdlib's own code, looking up
-# `socket`, `getaddrinfo` and `gethostbyaddr` here instead of in the stdlib module.
-create_connection = _rebind(_stdlib.create_connection)
+# `socket`, `getaddrinfo` and `gethostbyaddr` here instead of in the stdlib module;
+# create_connection within a wrapper that closes the socket of an attempt a cancellation ended.
+_create_connection = _rebind(_stdlib.create_connection)
+
+
+def create_connection(
+    address: tuple[str | None, int],
+    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+) -> socket:
+    try:
+        return _create_connection(address, timeout, source_address, all_errors=all_errors)
+    except BaseException as e:
+        if not isinstance(e, OSError):
+            _close_attempt(e)
+        raise
+
+
+def _close_attempt(e: BaseException) -> None:
+    """Close the socket of the attempt that ``e`` interrupted in the stdlib's create_connection.
+
+    Its code closes that socket on an `OSError` only: a cancellation (or Ctrl-C) in the middle
+    of a connect left it to the garbage collector, with a `ResourceWarning`. The socket is the
+    function's local ``sock``, in its frame on the traceback.
+    """
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is _create_connection.__code__:
+            sock = tb.tb_frame.f_locals.get("sock")
+            if isinstance(sock, _StdSocket):
+                sock.close()
+            return
+        tb = tb.tb_next
+
+
+create_connection.__doc__ = _stdlib.create_connection.__doc__
 create_server = _rebind(_stdlib.create_server)
 getfqdn = _rebind(_stdlib.getfqdn)

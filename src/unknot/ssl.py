@@ -77,6 +77,8 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
     if TYPE_CHECKING:  # from unknot.socket.socket and the stdlib SSLSocket
         _state: _SocketState
         _connected: bool
+        do_handshake_on_connect: bool
+        suppress_ragged_eofs: bool
 
         def _wait(self, write: bool, deadline: float | None) -> None: ...
         def _check_connected(self) -> None: ...
@@ -184,6 +186,24 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
     def unwrap(self) -> Any:
         """Shut TLS down (close_notify both ways) and return the socket, now plaintext."""
         return self._ssl_io(_SHUTDOWN_TIMEOUT, _NOT_GIVEN, super().unwrap)
+
+    def accept(self) -> tuple[SSLSocket, Any]:
+        """Wait for a connection; return it wrapped in a server-side `SSLSocket`, and its address.
+
+        As the stdlib's, but wrapped by `wrap`: with a stdlib context (a listening socket given
+        to `wrap`), the stdlib's ``context.wrap_socket`` would return a socket that blocks the
+        thread, and its eager handshake would hold the hub (and the client, if it is a fiber of
+        the same hub, forever).
+        """
+        newsock, addr = _usocket.socket.accept(self)
+        tls = wrap(
+            newsock,
+            self.context,
+            do_handshake_on_connect=self.do_handshake_on_connect,
+            suppress_ragged_eofs=self.suppress_ragged_eofs,
+            server_side=True,
+        )
+        return tls, addr
 
     def _real_connect(self, addr: Any, connect_ex: bool) -> Any:
         try:

@@ -201,7 +201,11 @@ def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -
         )
     loop = new_event_loop(clock=clock)
     hub = loop.hub
-    root = hub.spawn(fn, args, kwargs, name="root")
+    try:
+        root = hub.spawn(fn, args, kwargs, name="root")
+    except BaseException:
+        loop.close()  # (not left to the garbage collector: "unclosed event loop")
+        raise
     hub.root = root
     if getattr(fn, HOSTS_RUN, False):
         _hosts[root] = False

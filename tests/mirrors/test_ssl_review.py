@@ -1,0 +1,75 @@
+"""unknot.ssl as a demanding user calls it: cases a review found wrong (each test fails on the
+code before its fix). Loopback only; certificates from `trustme`."""
+
+from __future__ import annotations
+
+import socket as std
+import ssl as stdlib_ssl
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import unknot
+from unknot import socket as usocket
+from unknot import ssl
+
+trustme = pytest.importorskip("trustme")
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(scope="module")
+def ca() -> Any:
+    return trustme.CA()
+
+
+@pytest.mark.parametrize("context_module", ["stdlib", "unknot"])
+def test_accept_on_a_wrapped_listener_is_cooperative(ca: Any, context_module: str) -> None:
+    # ssl.wrap(listener, context) takes a context of either module; the stdlib's accept wraps
+    # the new connection with context.wrap_socket, which for a stdlib context returned a stdlib
+    # socket, and its eager handshake blocked the hub (a client fiber on the same hub: for ever).
+    module: Any = stdlib_ssl if context_module == "stdlib" else ssl
+    server_ctx = module.create_default_context(module.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = stdlib_ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    hello_sent = threading.Event()
+
+    def client(address: Any) -> bytes:
+        # A thread, so that a hub blocked in the handshake cannot keep it from finishing.
+        with std.create_connection(address, timeout=10) as raw:
+            time.sleep(0.2)  # (the server's handshake waits meanwhile)
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                hello_sent.set()
+                return tls.recv(10)
+
+    def main() -> None:
+        ticks = [0]
+
+        def ticker() -> None:
+            while True:
+                unknot.sleep(0.01)
+                ticks[0] += 1
+
+        t = unknot.spawn(ticker)
+        listener = ssl.wrap(usocket.create_server(("127.0.0.1", 0)), server_ctx, server_side=True)
+        with listener:
+            result: list[bytes] = []
+            th = threading.Thread(
+                target=lambda: result.append(client(listener.getsockname())), daemon=True
+            )
+            th.start()
+            unknot.sleep(0)
+            before = ticks[0]
+            conn, _ = listener.accept()  # accepts, then handshakes (eagerly)
+            assert ticks[0] - before >= 5  # the hub ran during the 0.2 s handshake
+            with conn:
+                assert isinstance(conn, ssl.SSLSocket) and conn.version() is not None
+                conn.sendall(b"hi")
+            unknot.to_thread(th.join, 10)
+            assert result == [b"hi"] and hello_sent.is_set()
+        t.cancel()
+
+    unknot.run(main)
