@@ -37,7 +37,7 @@ class RequestBody:
     (possibly none), ``feed`` gives the rest.
     """
 
-    __slots__ = ("_feed", "_buffer", "done", "failure", "received")
+    __slots__ = ("_feed", "_buffer", "done", "failure", "received", "started")
 
     def __init__(self, feed: BodyFeed, events: list[Event]) -> None:
         self._feed = feed
@@ -48,6 +48,8 @@ class RequestBody:
         self.failure: BaseException | None = None
         #: Body bytes received so far.
         self.received = 0
+        #: The handler has begun reading (`read` was called).
+        self.started = False
         self._take(events)
 
     def _take(self, events: list[Event]) -> None:
@@ -77,6 +79,7 @@ class RequestBody:
         Waits only while nothing is buffered: a positive ``n`` returns what is there, as a
         socket's ``recv`` does, so a handler copying the body through never holds it whole.
         """
+        self.started = True
         buffer = self._buffer
         if n < 0:
             while not self.done:
@@ -90,8 +93,9 @@ class RequestBody:
         del buffer[:n]
         return data
 
-    def drain(self, limit: int) -> bool:
-        """Receive and drop the rest of the body, up to ``limit`` more bytes; whether it ended.
+    def drain(self, limit: int | None) -> bool:
+        """Receive and drop the rest of the body, up to ``limit`` more bytes (``None``: all of
+        it, as long as the client sends it); whether it ended.
 
         The server calls it after the response, so that the next request is not parsed from
         body bytes; False (more than ``limit`` bytes left, or an error) means close instead.
@@ -102,7 +106,7 @@ class RequestBody:
         start = self.received
         try:
             while not self.done:
-                if self.received - start > limit:
+                if limit is not None and self.received - start > limit:
                     return False
                 self._pull()
                 self._buffer.clear()

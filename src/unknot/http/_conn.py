@@ -22,8 +22,8 @@ connection parked past its deadline (see ``HTTPServer``). The timeouts:
 - the head: ``head`` seconds from its first byte to its end, for all its ``recv``\\ s together
   (a client trickling bytes is cut at the deadline), then 408 and close. A head that began in
   the bytes of the requests before it (pipelined) is timed from when they have been answered;
-  it is no idle connection either (``stop`` gives it the grace). (The reader notices such a
-  head once its target begins: a method alone still waits as an idle connection does.)
+  it is no idle connection either (``stop`` gives it the grace), from its first byte (a
+  method alone counts; empty lines between requests do not, RFC 9112, 2.2).
 - the body: ``body`` seconds for each wait for more body bytes (`TimeoutError` in the
   handler; 408 if the handler lets it through).
 - each write: ``write`` seconds (a whole small response, a chunk, or 1 MiB of a larger body or
@@ -44,9 +44,12 @@ touched.
 A request body the handler did not read (all of it) is read and dropped after the answer,
 when its Content-Length says at most `DRAIN_LIMIT` bytes are left; otherwise (more left, or
 a chunked body not received to its end) the answer says ``Connection: close`` and the
-connection closes after it. An answer streamed from an iterable is the exception: the iterable
-may read the request body as it goes (an echo), so the rest is dropped after it, or the
-connection closed (without notice in the answer) if more than `DRAIN_LIMIT` bytes are left.
+connection closes after it. An answer streamed from an iterable may read the request body as
+it goes (an echo); its head, written with its first chunk, says keep-alive if the handler has
+begun reading the body by then (whatever it leaves is then read and dropped after the answer,
+however long), and close otherwise (see `_body_closes`). Whenever the server closes the
+connection after an answer of its own choice (an unread body, ``stop``), the answer's head
+says so, if it had not gone out before the choice was made.
 """
 
 from __future__ import annotations
@@ -124,6 +127,26 @@ def _drains(head: RequestHead, body: RequestBody) -> bool:
         if name == b"content-length":
             return int(value) - body.received <= DRAIN_LIMIT
     return False
+
+
+def _body_closes(head: RequestHead, body: RequestBody | None, streamed: bool) -> bool:
+    """Whether the answer to ``head``, its head about to be written, must close the connection
+    because of the request body: some of it is still to come and will not be read to its end.
+
+    What the handler left is read and dropped after the answer if at most `DRAIN_LIMIT` bytes
+    of it are left (`_drains`). An answer streamed from an iterable that runs after the head
+    (``streamed``) may read the body as it goes (an echo), but its head goes out with its first
+    chunk, before it is known how much it will read: if the handler has begun reading the body
+    by then, the head says keep-alive and whatever is left after the answer is read and dropped
+    however long it is (the body size limit bounds it), so that the head holds; if it has not,
+    the head says close (and the connection closes, however much the iterable reads later)."""
+    if body is None or body.done:
+        return False
+    if body.failure is not None:
+        return True
+    if streamed and body.started:
+        return False
+    return not _drains(head, body)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -266,9 +289,8 @@ class HTTPConnection:
                     try:
                         # A head under way: begun with the previous recv (head_deadline -1.0),
                         # or pipelined behind the requests just answered (0.0, but the reader
-                        # is in a request); its deadline runs from now. (The reader notices a
-                        # head once its target begins: the bytes of a method alone wait as an
-                        # idle connection does, until more come.)
+                        # is in a request, a method alone included); its deadline runs from
+                        # now.
                         if head_deadline or proto.request_begun:
                             if head_deadline <= 0.0:
                                 head_deadline = monotonic() + head_timeout
@@ -334,9 +356,11 @@ class HTTPConnection:
                         if type(result) is tuple and len(result) == 3:
                             status, headers, content = result
                             # (int, dict or None, bytes) goes to send_response as it is: the
-                            # protocol layer checks the status's range and the headers itself.
-                            # Any other status (200.0, True, an HTTPStatus) goes through
-                            # normalize_result, as in `answer`: the same answer on every path.
+                            # protocol layer checks the status and the headers itself. What it
+                            # refuses (before any change of state), and any other answer or
+                            # status (200.0, True, an HTTPStatus), goes through normalize_result
+                            # and `respond`, as in `answer`: the same answer (and the same
+                            # error, logged) on every path.
                             simple = (
                                 type(content) is bytes
                                 and type(status) is int
@@ -344,11 +368,21 @@ class HTTPConnection:
                             )
                         else:
                             simple = False
-                        if not simple or settings.closing:
+                        data = b""
+                        if simple and not settings.closing:
+                            try:
+                                data = proto.send_response(status, headers, content)
+                            except LocalProtocolError:
+                                simple = False  # (a bad status or header: see above)
+                        else:
+                            simple = False
+                        if not simple:
                             status, headers, content = normalize_result(result)
-                            simple = type(content) is bytes and not settings.closing
+                            if type(content) is bytes and not settings.closing:
+                                data = proto.send_response(status, headers, content)
+                                simple = True
                         if simple:
-                            pending = self.pending + proto.send_response(status, headers, content)
+                            pending = self.pending + data
                             if len(pending) > BATCH_LIMIT:
                                 self.pending = b""
                                 write(self, pending)
@@ -425,24 +459,13 @@ class HTTPConnection:
         Exceptions from a bad answer propagate (nothing is sent then).
 
         A request body the handler left unread is read and dropped after the answer, if it
-        can be (`_drains`); if not, the answer says ``Connection: close``. (Unless the answer
-        is streamed: its iterable may read the request body as it goes, an echo; the rest is
-        dropped after it or the connection closes, as the iterable left it.)"""
+        can be; if not, the answer says ``Connection: close`` (see `_body_closes`, also for an
+        answer streamed from an iterable, which may read the request body as it goes)."""
         settings = self.settings
-        if settings.closing or (
-            body is not None
-            and not body.done
-            and (
-                type(content) is bytes
-                or type(content) is list
-                or type(content) is tuple
-                or isinstance(content, FileBody)
-            )
-            and not _drains(head, body)
-        ):
-            headers = [*headers, _CLOSE]
         is_head = head.method == b"HEAD"
         if type(content) is bytes:
+            if settings.closing or body is not None:
+                headers = self.head_headers(head, body, headers, False)
             data = self.pending + self.proto.send_response(status, headers, content)
             sent = 0 if is_head else len(content)
             if len(data) > BATCH_LIMIT:
@@ -450,15 +473,33 @@ class HTTPConnection:
                 write(self, data)
             else:
                 self.pending = data
+            limit: int | None = DRAIN_LIMIT
         elif isinstance(content, FileBody):
+            if settings.closing or body is not None:
+                headers = self.head_headers(head, body, headers, False)
             sent = send_file(self, status, headers, content, is_head)
+            limit = DRAIN_LIMIT
         else:
-            sent = send_stream(self, status, headers, content, is_head)
+            # (The head is written, and `head_headers` asked, when the first chunk is known.)
+            sent = send_stream(self, status, headers, content, head, body)
+            limit = None  # kept alive with more left only because the iterable was reading
         if settings.access_log is not None:
             settings.access_log.log(self.client, head, status, sent)
         if body is not None and not body.done:
-            return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
+            return self.proto.keep_alive and body.drain(limit)
         return True
+
+    def head_headers(
+        self, head: RequestHead, body: RequestBody | None, headers: RawHeaders, streamed: bool
+    ) -> RawHeaders:
+        """``headers`` for the head of the answer to ``head``, being written now, with
+        ``Connection: close`` added if the connection is to close after the answer: the server
+        is stopping, or the request body will not be read to its end (`_body_closes`; the
+        protocol layer adds it in its own cases). Asked when the head is written: a streamed
+        answer's head waits for its first chunk, and ``stop`` may have been called meanwhile."""
+        if self.settings.closing or _body_closes(head, body, streamed):
+            return [*headers, _CLOSE]
+        return headers
 
     def handler_failed(
         self, head: RequestHead, body: RequestBody | None, exc: Exception
@@ -492,9 +533,7 @@ class HTTPConnection:
         if started:
             self.eof = True  # (no lingering: `run` resets the connection, see `abort`)
             return False
-        self.answer_error(
-            500, head, close=body is not None and not body.done and not _drains(head, body)
-        )
+        self.answer_error(500, head, close=self.settings.closing or _body_closes(head, body, False))
         if body is not None and not body.done:
             return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
         return self.proto.keep_alive

@@ -4,10 +4,12 @@ A `FileBody` goes out with ``sendfile`` (zero-copy) on plain sockets, and read i
 pieces and written over TLS; the file is closed afterwards, whatever happens. An iterable
 goes out chunk by chunk, each chunk in one write: chunked for an HTTP/1.1 client (unless the
 handler gave a Content-Length), until the connection closes for an HTTP/1.0 one. The head waits
-for the first chunk, so that an iterable failing at once still gets a clean 500; a list or a
-tuple of bytes is joined and sent as one response with a Content-Length. The iterable's
-``close()`` is always called (a generator's ``finally`` runs), also when the client goes away.
-A HEAD request gets the head only: the file is not read, the iterable not iterated.
+for the first chunk, so that an iterable failing at once still gets a clean 500, and whether
+it says ``Connection: close`` is decided then (the iterable may have read the request body to
+make that chunk; see ``_conn._body_closes``); a list or a tuple of bytes is joined and sent as
+one response with a Content-Length. The iterable's ``close()`` is always called (a
+generator's ``finally`` runs), also when the client goes away. A HEAD request gets the head
+only: the file is not read, the iterable not iterated.
 
 Failures: `ClientGone` when the client cannot be written to (it went away or stopped reading
 for the write timeout): the connection ends quietly. `ResponseAborted` when the body failed
@@ -28,7 +30,9 @@ from ._headers import RawHeaders
 from ._message import FileBody
 
 if TYPE_CHECKING:
+    from ._body import RequestBody
     from ._conn import HTTPConnection
+    from ._protocol import RequestHead
 
 __all__ = ["ClientGone", "ResponseAborted", "send_file", "send_stream", "write"]
 
@@ -127,24 +131,37 @@ def _send_file_bytes(conn: HTTPConnection, body: FileBody, length: int) -> int:
 
 
 def send_stream(
-    conn: HTTPConnection, status: int, headers: RawHeaders, chunks: Iterable[Any], is_head: bool
+    conn: HTTPConnection,
+    status: int,
+    headers: RawHeaders,
+    chunks: Iterable[Any],
+    head: RequestHead,
+    body: RequestBody | None,
 ) -> int:
-    """Send a response whose body is the bytes ``chunks`` yields; the body bytes sent."""
+    """Send a response to ``head`` whose body is the bytes ``chunks`` yields; the body bytes
+    sent. Whether the head says ``Connection: close`` is decided when it is written (see
+    `HTTPConnection.head_headers`): after the first chunk, which the iterable may have read
+    ``body`` to make, and ``stop`` may have been called meanwhile."""
     proto = conn.proto
+    is_head = head.method == b"HEAD"
     try:
         if type(chunks) is list or type(chunks) is tuple:
             content = b"".join([_as_bytes(chunk) for chunk in chunks])
+            headers = conn.head_headers(head, body, headers, False)
             data = conn.pending + proto.send_response(status, headers, content)
             conn.pending = b""
             write(conn, data)
             return 0 if is_head else len(content)
         if is_head or status == 204 or status == 304:
+            # (the iterable is not iterated: it reads nothing)
+            headers = conn.head_headers(head, body, headers, False)
             data = conn.pending + proto.start_response(status, headers) + proto.end_response()
             conn.pending = b""
             write(conn, data)
             return 0
         iterator = iter(chunks)
         first = _as_bytes(next(iterator, b""))
+        headers = conn.head_headers(head, body, headers, True)
         data = conn.pending + proto.start_response(status, headers) + proto.send_data(first)
         conn.pending = b""
         try:

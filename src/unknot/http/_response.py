@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json as _json
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,6 +21,8 @@ from urllib.parse import quote
 from ._headers import HeadersLike, MutableHeaders, RawHeaders, header_pair, normalize_headers
 
 __all__ = ["Body", "FileBody", "Response", "normalize_result"]
+
+log = logging.getLogger("unknot.http")
 
 
 class FileBody:
@@ -246,18 +249,30 @@ def _attachment(filename: str) -> str:
 def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
     """What a handler returned, as ``(status, headers, body)`` ready for the server.
 
-    ``result`` is a `Response` or a ``(status, headers, body)`` tuple. ``headers`` comes back
-    as a list of lowercased byte pairs (the server must not change it: it may be a
-    `Response`'s own list). ``body`` comes back as bytes, a `FileBody` (a binary file becomes
-    one, from its current position), or an iterable of bytes (a generator, a list, a file-like
-    object without a descriptor read in chunks). A ``str`` body is encoded as UTF-8 and gets
+    ``result`` is a `Response` or a ``(status, headers, body)`` tuple. ``status`` is an int
+    from 100 to 999 (an `HTTPStatus` too, not a bool; the server refuses 1xx, which are not
+    final, when it writes the answer). ``headers`` comes back as a list of lowercased byte
+    pairs (the server must not change it: it may be a `Response`'s own list). ``body`` comes
+    back as bytes, a `FileBody` (a binary file becomes one, from its current position), or an
+    iterable of bytes (a generator, a list, a file-like object without a descriptor read in
+    chunks). A ``str`` body is encoded as UTF-8 and gets
     ``Content-Type: text/plain; charset=utf-8`` unless the headers have a Content-Type.
     Anything else raises `TypeError` naming what was returned. The server adds Date,
     Content-Length or Transfer-Encoding, and Connection.
+
+    A body that was handed over (a file, a `FileBody`, a generator...) is closed if the
+    status or the headers are refused: it will not be sent, and a file would stay open.
     """
     if type(result) is tuple and len(result) == 3:
         status, headers, body = result
-        raw = [] if headers is None else normalize_headers(headers)
+        if headers is None:
+            raw = []
+        else:
+            try:
+                raw = normalize_headers(headers)
+            except BaseException:
+                _discard(body)
+                raise
     elif isinstance(result, Response):
         status = result.status
         raw = result._raw
@@ -268,16 +283,32 @@ def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
             f"{type(result).__name__}: {result!r:.100}"
         )
     if type(status) is not int or not 100 <= status <= 999:
-        status = _check_status(status)
+        status = _check_status(status, body)
     if type(body) is bytes:
         return status, raw, body
     return _normalize_body(status, raw, body)
 
 
-def _check_status(status: Any) -> int:
+def _check_status(status: Any, body: Any) -> int:
+    """``status`` as an int (an `HTTPStatus`, say) if it is one from 100 to 999; else
+    `TypeError`, the one error the server logs for it whatever the answer's form and path,
+    and ``body`` is closed (see `_discard`)."""
     if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 999:
-        return int(status)  # an HTTPStatus, say
+        return int(status)
+    _discard(body)
     raise TypeError(f"the status must be an int from 100 to 999, not {status!r:.50}")
+
+
+def _discard(body: Any) -> None:
+    """Close a body that will not be sent, as the server closes one it sent (a file, a
+    `FileBody`, a generator: anything with a ``close``); what closing raises is logged, not
+    propagated."""
+    close = getattr(body, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing the body of a refused answer failed")
 
 
 def _normalize_body(status: int, raw: RawHeaders, body: Any) -> tuple[int, RawHeaders, Body]:

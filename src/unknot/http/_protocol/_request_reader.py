@@ -86,9 +86,15 @@ class RequestReader(Reader):
             else:
                 self._note(name, value)
 
+    def on_message_begin(self) -> None:
+        """A request begins: its first byte has come (llhttp skips empty lines before one, as
+        RFC 9112, 2.2 asks). From now on a request is under way (``request_begun``), also while
+        only its method has come, pipelined behind the requests before it: a server times it
+        as a head, and does not take the connection for an idle one. (One call per request.)"""
+        self._in_message = True
+
     def on_url(self, url: bytes) -> None:
         """The request target, maybe in pieces (llhttp reports what each feed holds)."""
-        self._in_message = True
         target = self._target + url
         if len(target) > self._max_target:
             self._raise(RemoteProtocolError("request target too long", 414))

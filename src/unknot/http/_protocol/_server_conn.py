@@ -109,8 +109,8 @@ class ServerConnection(Connection):
 
     @property
     def request_begun(self) -> bool:
-        """Bytes of a request not handed out yet have been received: its head is under way (the
-        reader notices a request once its target begins: a method alone does not count)."""
+        """Bytes of a request not handed out yet have been received: its head is under way, from
+        its first byte (a method alone counts; empty lines before a request do not)."""
         return self._reader._in_message
 
     # -- whole responses -------------------------------------------------------------------------
