@@ -10,11 +10,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from fiber_helpers import run_script
 
 import unknot
 from unknot.testing import MockClock
@@ -128,17 +128,11 @@ def test_deadlock_while_a_group_waits_for_a_child_stuck_in_a_shield() -> None:
     # The group's owner (the root) waits uncancellably for its children; the deadlock report
     # thrown into that wait cancels them, but one is stuck in a shielded scope: a second report
     # must end the wait and come out of the with-block, not make it wait again.
-    out = subprocess.run(
-        [sys.executable, "-c", _GROUP_WAITING_FOR_A_STUCK_CHILD],
-        capture_output=True,
-        text=True,
-        timeout=30,  # (a few seconds at most; it used to run until killed)
-    )
-    assert out.returncode == 0, out.stderr
+    (out,) = run_script(_GROUP_WAITING_FOR_A_STUCK_CHILD)  # (it used to run until killed)
     # Out of the with-block, naming the stuck child; the other child was cancelled and has
     # unwound; the stuck one is left behind (run abandons it at its end).
     outcome = ["DeadlockError", True, ["stuck", "unwound"], False, True]
-    assert [json.loads(line) for line in out.stdout.splitlines()] == [outcome, outcome]
+    assert [json.loads(line) for line in out.splitlines()] == [outcome, outcome]
 
 
 @pytest.mark.usefixtures("no_foreign_threads")

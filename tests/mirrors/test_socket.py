@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import FullBacklog, Where
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,78 +34,6 @@ import unknot.socket as us
 from unknot._core._backends import BACKENDS
 
 pytestmark = pytest.mark.timeout(60)
-
-HUB_CLASS = {"epoll": "EpollHub", "poll": "PollHub", "select": "SelectHub"}
-
-
-# -- running the same test in fibers and in threads ---------------------------------------------
-
-
-class _Thread:
-    """A started OS thread whose `join` re-raises what the function raised, like Fiber.join."""
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, args=(fn, args), daemon=True)
-        self.thread.start()
-
-    def _main(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self.result = fn(*args)
-        except BaseException as e:
-            self.error = e
-
-    def join(self, timeout: float = 20.0) -> Any:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "peer thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class Where:
-    """Runs a test body in a fiber (on a given backend) or plainly; starts peers to match."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.fiber = name != "thread"
-        self.backend = name.split("-")[1] if self.fiber else None
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self.fiber:
-            return fn(*args)
-
-        def root() -> Any:
-            hub = unknot.current().hub  # type: ignore[union-attr]
-            assert type(hub).__name__ == HUB_CLASS[self.backend or ""]
-            return fn(*args)
-
-        return unknot.run(root)
-
-    def start(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A concurrent peer: a fiber in fiber mode, else a thread. ``.join()`` it."""
-        if self.fiber:
-            return unknot.spawn(fn, *args)
-        return _Thread(fn, args)
-
-    def sleep(self, seconds: float) -> None:
-        if self.fiber:
-            unknot.sleep(seconds)
-        else:
-            time.sleep(seconds)
-
-
-WHERE = [f"fiber-{name}" for name in sorted(BACKENDS)] + ["thread"]
-
-
-@pytest.fixture(params=WHERE)
-def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Where:
-    w = Where(request.param)
-    if w.backend:
-        monkeypatch.setenv("UNKNOT_SELECTOR", w.backend)
-    return w
-
 
 @pytest.fixture
 def default_timeout() -> Iterator[None]:
@@ -142,27 +71,6 @@ def recv_all(sock: Any) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-class FullBacklog:
-    """A listener whose accept queue is full, so that a further connect hangs (SYN dropped)."""
-
-    def __init__(self) -> None:
-        self.listener = std.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.address = self.listener.getsockname()
-        self.fillers = []
-        for _ in range(3):
-            c = std.socket()
-            c.setblocking(False)
-            c.connect_ex(self.address)
-            self.fillers.append(c)
-        time.sleep(0.05)  # handshakes done: the queue is full
-
-    def close(self) -> None:
-        for s in [*self.fillers, self.listener]:
-            s.close()
 
 
 def wait_once(reader: Any, writer: Any) -> None:

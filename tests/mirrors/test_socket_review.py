@@ -8,6 +8,7 @@ bounded in time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import os
@@ -16,70 +17,18 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import FullBacklog, Ticker, Where
 
 import unknot
 import unknot.socket as us
-from unknot._core._backends import BACKENDS
 
 pytestmark = pytest.mark.timeout(60)
 
 WAITALL = std.MSG_WAITALL
-
-
-class _Thread:
-    """A started OS thread whose `join` re-raises what the function raised, like Fiber.join."""
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, args=(fn, args), daemon=True)
-        self.thread.start()
-
-    def _main(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self.result = fn(*args)
-        except BaseException as e:
-            self.error = e
-
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
-    def join(self, timeout: float = 20.0) -> Any:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "peer thread did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class Where:
-    """Runs a test body in a fiber (on a given backend) or plainly; starts peers to match."""
-
-    def __init__(self, name: str) -> None:
-        self.fiber = name != "thread"
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return unknot.run(fn, *args) if self.fiber else fn(*args)
-
-    def start(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return unknot.spawn(fn, *args) if self.fiber else _Thread(fn, args)
-
-    def sleep(self, seconds: float) -> None:
-        if self.fiber:
-            unknot.sleep(seconds)
-        else:
-            time.sleep(seconds)
-
-
-@pytest.fixture(params=[f"fiber-{name}" for name in sorted(BACKENDS)] + ["thread"])
-def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Where:
-    if request.param != "thread":
-        monkeypatch.setenv("UNKNOT_SELECTOR", request.param.split("-")[1])
-    return Where(request.param)
 
 
 def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
@@ -192,14 +141,10 @@ def test_msg_waitall_on_a_blocking_socket_waits_for_every_byte(where: Where, cal
     where.run(main)
 
 
-@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
-def test_msg_waitall_cancelled_returns_what_came(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_msg_waitall_cancelled_returns_what_came(backend: str) -> None:
     # A cancellation after part of the bytes came returns them (as the kernel returns what it
     # has when a signal interrupts MSG_WAITALL): nothing is lost, and the next blocking call
     # raises the cancellation. With nothing received yet, the call raises it.
-    monkeypatch.setenv("UNKNOT_SELECTOR", backend_name)
 
     def main() -> None:
         a, b = us.socketpair()
@@ -291,7 +236,7 @@ def unix_path() -> Iterator[str]:
 
 def fill_unix_backlog(listener: Any, path: str) -> list[std.socket]:
     """Connect until the listener's accept queue is full (the next connect says EAGAIN)."""
-    fillers = []
+    fillers: list[std.socket] = []
     for _ in range(10):
         c = std.socket(std.AF_UNIX)
         c.setblocking(False)
@@ -302,32 +247,40 @@ def fill_unix_backlog(listener: Any, path: str) -> list[std.socket]:
     raise AssertionError("the accept queue never filled")
 
 
+@contextlib.contextmanager
+def full_unix_listener(path: str) -> Iterator[tuple[us.socket, list[std.socket]]]:
+    """An AF_UNIX listener at ``path`` whose accept queue is full, and the sockets that fill it
+    (closed at the end)."""
+    with us.socket(us.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(0)
+        fillers = fill_unix_backlog(listener, path)
+        try:
+            yield listener, fillers
+        finally:
+            for c in fillers:
+                c.close()
+
+
 def test_unix_connect_to_a_full_accept_queue_waits_for_room(where: Where, unix_path: str) -> None:
     # connect(2) says EAGAIN (not EINPROGRESS) for a non-blocking AF_UNIX socket whose listener
     # is full: nothing is under way. unknot waited for "writable" (at once) and returned as if
     # connected; the socket was not (ENOTCONN at the first send). The stdlib's blocking connect
     # waits for room.
     def main() -> None:
-        with us.socket(us.AF_UNIX) as listener:
-            listener.bind(unix_path)
-            listener.listen(0)
-            fillers = fill_unix_backlog(listener, unix_path)
-            try:
-                client = us.socket(us.AF_UNIX)
-                connecting = where.start(client.connect, unix_path)
-                where.sleep(0.05)
-                assert not connecting.done()  # still waiting for room
-                accepted = [listener.accept()[0] for _ in fillers]  # room
-                connecting.join()
-                with client, listener.accept()[0] as server:
-                    assert client.getpeername() == unix_path
-                    client.sendall(b"hello")
-                    assert server.recv(10) == b"hello"
-                for s in accepted:
-                    s.close()
-            finally:
-                for c in fillers:
-                    c.close()
+        with full_unix_listener(unix_path) as (listener, fillers):
+            client = us.socket(us.AF_UNIX)
+            connecting = where.start(client.connect, unix_path)
+            where.sleep(0.05)
+            assert not connecting.done()  # still waiting for room
+            accepted = [listener.accept()[0] for _ in fillers]  # room
+            connecting.join()
+            with client, listener.accept()[0] as server:
+                assert client.getpeername() == unix_path
+                client.sendall(b"hello")
+                assert server.recv(10) == b"hello"
+            for s in accepted:
+                s.close()
 
     where.run(main)
 
@@ -337,48 +290,29 @@ def test_unix_connect_to_a_full_accept_queue_times_out(where: Where, unix_path: 
     # raises BlockingIOError at once (its fd is non-blocking); non-blocking: EAGAIN at once, as
     # the stdlib.
     def main() -> None:
-        with us.socket(us.AF_UNIX) as listener:
-            listener.bind(unix_path)
-            listener.listen(0)
-            fillers = fill_unix_backlog(listener, unix_path)
-            try:
-                with us.socket(us.AF_UNIX) as c:
-                    c.settimeout(0.1)
-                    t0 = time.monotonic()
-                    with pytest.raises(TimeoutError, match="^timed out$"):
-                        c.connect(unix_path)
-                    assert 0.09 < time.monotonic() - t0 < 2.0
-                    assert c.connect_ex(unix_path) == errno.EWOULDBLOCK
-                with us.socket(us.AF_UNIX) as c:
-                    c.setblocking(False)
-                    with pytest.raises(BlockingIOError):
-                        c.connect(unix_path)
-                    assert c.connect_ex(unix_path) == errno.EAGAIN
-            finally:
-                for f in fillers:
-                    f.close()
+        with full_unix_listener(unix_path) as (listener, fillers):
+            with us.socket(us.AF_UNIX) as c:
+                c.settimeout(0.1)
+                t0 = time.monotonic()
+                with pytest.raises(TimeoutError, match="^timed out$"):
+                    c.connect(unix_path)
+                assert 0.09 < time.monotonic() - t0 < 2.0
+                assert c.connect_ex(unix_path) == errno.EWOULDBLOCK
+            with us.socket(us.AF_UNIX) as c:
+                c.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    c.connect(unix_path)
+                assert c.connect_ex(unix_path) == errno.EAGAIN
 
     where.run(main)
 
 
-@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
-def test_unix_connect_waiting_for_room_is_cancellable(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch, unix_path: str
-) -> None:
-    monkeypatch.setenv("UNKNOT_SELECTOR", backend_name)
-
+def test_unix_connect_waiting_for_room_is_cancellable(backend: str, unix_path: str) -> None:
     def main() -> None:
-        with us.socket(us.AF_UNIX) as listener:
-            listener.bind(unix_path)
-            listener.listen(0)
-            fillers = fill_unix_backlog(listener, unix_path)
-            try:
-                with us.socket(us.AF_UNIX) as c, unknot.move_on_after(0.05) as scope:
-                    c.connect(unix_path)
-                assert scope.cancelled_caught
-            finally:
-                for f in fillers:
-                    f.close()
+        with full_unix_listener(unix_path) as (listener, fillers):
+            with us.socket(us.AF_UNIX) as c, unknot.move_on_after(0.05) as scope:
+                c.connect(unix_path)
+            assert scope.cancelled_caught
 
     unknot.run(main)
 
@@ -386,13 +320,11 @@ def test_unix_connect_waiting_for_room_is_cancellable(
 # -- connect's timeout starts after the name look-up -----------------------------------------------
 
 
-@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
 def test_connect_timeout_starts_after_the_name_lookup(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch
+    backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The C connect resolves the name first and times the connection only; unknot set the
     # deadline before its look-up (on the thread pool), so a slow resolver ate the timeout.
-    monkeypatch.setenv("UNKNOT_SELECTOR", backend_name)
 
     def slow_getaddrinfo(host: Any, port: Any, *args: Any) -> Any:
         if len(args) == 4 and args[3] & std.AI_NUMERICHOST:
@@ -414,34 +346,11 @@ def test_connect_timeout_starts_after_the_name_lookup(
 # -- a cancelled create_connection closes its socket -----------------------------------------------
 
 
-class FullBacklog:
-    """A TCP listener whose accept queue is full, so that a further connect hangs."""
-
-    def __init__(self) -> None:
-        self.listener = std.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.address = self.listener.getsockname()
-        self.fillers = []
-        for _ in range(3):
-            c = std.socket()
-            c.setblocking(False)
-            c.connect_ex(self.address)
-            self.fillers.append(c)
-        time.sleep(0.05)  # handshakes done: the queue is full
-
-    def close(self) -> None:
-        for s in [*self.fillers, self.listener]:
-            s.close()
-
-
-@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
 def test_cancelled_create_connection_closes_its_socket(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch
+    backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The stdlib's create_connection closes its socket on OSError only: a cancellation left it
     # to the garbage collector (a ResourceWarning, the fd open meanwhile).
-    monkeypatch.setenv("UNKNOT_SELECTOR", backend_name)
     made: list[us.socket] = []
     real_socket = us.socket
 
@@ -474,13 +383,11 @@ def test_cancelled_create_connection_closes_its_socket(
 # -- sendto and sendmsg resolve host names off the hub ---------------------------------------------
 
 
-@pytest.mark.parametrize("backend_name", sorted(BACKENDS))
 def test_sendto_and_sendmsg_resolve_names_off_the_hub(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch
+    backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The C sendto resolves a host name with a blocking getaddrinfo on the calling thread: in a
     # fiber, the hub's. unknot resolves it on the thread pool, as connect does.
-    monkeypatch.setenv("UNKNOT_SELECTOR", backend_name)
     release = threading.Event()
     threads: set[int] = set()
 
@@ -497,14 +404,7 @@ def test_sendto_and_sendmsg_resolve_names_off_the_hub(
     monkeypatch.setattr(us, "_std_getaddrinfo", resolver)
 
     def main() -> None:
-        ticks = [0]
-
-        def ticker() -> None:
-            while True:
-                unknot.sleep(0.01)
-                ticks[0] += 1
-
-        t = unknot.spawn(ticker)
+        ticker = Ticker()
         a = us.socket(us.AF_INET, us.SOCK_DGRAM)
         b = us.socket(us.AF_INET, us.SOCK_DGRAM)
         try:
@@ -521,15 +421,15 @@ def test_sendto_and_sendmsg_resolve_names_off_the_hub(
                     lambda: a.sendto(b"x", ("slow.example", port)),
                     lambda: a.sendmsg([b"x"], [], 0, ("slow.example", port)),
                 ):
-                    before = ticks[0]
+                    before = ticker.count
                     with unknot.move_on_after(0.06) as scope:
                         call()
                     assert scope.cancelled_caught
-                    assert ticks[0] - before >= 2  # the hub kept running meanwhile
+                    assert ticker.count - before >= 2  # the hub kept running meanwhile
                 assert threading.get_ident() not in threads
         finally:
             release.set()
-            t.cancel()
+            ticker.stop()
 
     unknot.run(main)
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from fiber_helpers import Ticker
 
 import unknot
 from unknot import socket as usocket
@@ -46,14 +47,7 @@ def test_accept_on_a_wrapped_listener_is_cooperative(ca: Any, context_module: st
                 return tls.recv(10)
 
     def main() -> None:
-        ticks = [0]
-
-        def ticker() -> None:
-            while True:
-                unknot.sleep(0.01)
-                ticks[0] += 1
-
-        t = unknot.spawn(ticker)
+        ticker = Ticker()
         listener = ssl.wrap(usocket.create_server(("127.0.0.1", 0)), server_ctx, server_side=True)
         with listener:
             result: list[bytes] = []
@@ -62,14 +56,14 @@ def test_accept_on_a_wrapped_listener_is_cooperative(ca: Any, context_module: st
             )
             th.start()
             unknot.sleep(0)
-            before = ticks[0]
+            before = ticker.count
             conn, _ = listener.accept()  # accepts, then handshakes (eagerly)
-            assert ticks[0] - before >= 5  # the hub ran during the 0.2 s handshake
+            assert ticker.count - before >= 5  # the hub ran during the 0.2 s handshake
             with conn:
                 assert isinstance(conn, ssl.SSLSocket) and conn.version() is not None
                 conn.sendall(b"hi")
             unknot.to_thread(th.join, 10)
             assert result == [b"hi"] and hello_sent.is_set()
-        t.cancel()
+        ticker.stop()
 
     unknot.run(main)

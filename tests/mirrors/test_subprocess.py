@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, outcome
+from fiber_helpers import IntLike, Ticker, outcome
 
 import unknot
 import unknot.subprocess as us
@@ -149,16 +149,6 @@ def test_stdin_stdout_file_objects() -> None:
     assert p.returncode == 0
 
 
-class Index:
-    """An integer-like object (as numpy's integers): io.FileIO.read takes it as a size."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-
 @pytest.mark.unknot
 def test_pipe_file_read_sizes_as_the_stdlib() -> None:
     # PipeIO.read compared its size with 0 itself: an integer-like size raised TypeError where
@@ -175,8 +165,8 @@ def test_pipe_file_read_sizes_as_the_stdlib() -> None:
                 assert isinstance(expected, tuple)
                 assert outcome(out.read, size) == expected
         p.stdin.write(b"go\n")  # type: ignore[union-attr]
-        assert out.read(Index(3)) == b"abc"
-        assert out.read(Index(-1)) == b"def\n"
+        assert out.read(IntLike(3)) == b"abc"
+        assert out.read(IntLike(-1)) == b"def\n"
         p.stdin.close()  # type: ignore[union-attr]
 
 

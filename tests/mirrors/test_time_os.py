@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, fill, later, outcome
+from fiber_helpers import IntLike, Ticker, fill, later, outcome
 
 import unknot
 import unknot.os as uos
@@ -203,16 +203,6 @@ def test_read_write_errors_match_stdlib(pipe: tuple[int, int]) -> None:
         assert outcome(my_fn, *args) == expected, args
 
 
-class Index:
-    """An integer-like object (as numpy's integers): os.read and os.write take it."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-
 @pytest.mark.unknot
 def test_read_write_argument_errors_come_at_once(pipe: tuple[int, int]) -> None:
     # The stdlib rejects these before it reads or writes anything. unknot's read waited for
@@ -240,7 +230,7 @@ def test_read_write_take_integer_like_arguments_cooperatively(pipe: tuple[int, i
     timer = threading.Timer(0.2, os.write, (w, b"late"))  # (from a thread: the hub may block)
     timer.start()
     try:
-        assert uos.read(Index(r), Index(10)) == b"late"
+        assert uos.read(IntLike(r), IntLike(10)) == b"late"
     finally:
         timer.join()
     assert ticker.stop() >= 5  # the hub ran meanwhile
@@ -257,7 +247,7 @@ def test_read_write_take_integer_like_arguments_cooperatively(pipe: tuple[int, i
     timer = threading.Timer(0.2, drain)  # the pipe holds less: the write must wait for it
     timer.start()
     try:
-        assert uos.write(Index(w), b"x" * 100_000) == 100_000
+        assert uos.write(IntLike(w), b"x" * 100_000) == 100_000
     finally:
         timer.join()
     assert received == [100_000]

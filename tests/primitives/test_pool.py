@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextvars
 import gc
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import run_script
 
 import unknot
 from unknot.testing import MockClock
@@ -613,12 +612,6 @@ def test_a_deadlock_while_the_pool_waits_for_a_worker_stuck_in_a_shield_comes_ou
     # clean-up. Every fiber is blocked: the deadlock report thrown into the caller's wait for
     # the workers must end that wait and come out of map (or of the iterator), not make it
     # wait again for ever.
-    out = subprocess.run(
-        [sys.executable, "-c", _RUN_WAITING_FOR_A_STUCK_WORKER],
-        capture_output=True,
-        text=True,
-        timeout=20,  # (a second at most; it used to run until killed)
-    )
-    assert out.returncode == 0, out.stderr
+    (out,) = run_script(_RUN_WAITING_FOR_A_STUCK_WORKER)  # (it used to run until killed)
     outcome = ["DeadlockError", True, ["stuck"]]
-    assert [json.loads(line) for line in out.stdout.splitlines()] == [outcome, outcome]
+    assert [json.loads(line) for line in out.splitlines()] == [outcome, outcome]
