@@ -182,9 +182,19 @@ class socket(_StdSocket):
         _ss.close(self)
 
     def detach(self) -> int:
-        """Stop managing the fd and return it (it is left open)."""
+        """Stop managing the fd and return it (it is left open).
+
+        As the stdlib's: the fd of a blocking socket (timeout None) comes back blocking. unknot
+        keeps every socket's fd non-blocking while it manages it; what takes the fd over
+        (``multiprocessing.Pipe``'s connections, ``socket.fromfd`` of the stdlib, a child
+        process) expects the stdlib's fd, and a read would fail with EAGAIN instead of waiting.
+        """
         self._forget()
-        return super().detach()
+        timeout = self._state.timeout
+        fd = super().detach()
+        if fd >= 0 and timeout is None:
+            os.set_blocking(fd, True)
+        return fd
 
     # -- connection set-up ----------------------------------------------------------------------
 

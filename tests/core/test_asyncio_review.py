@@ -45,3 +45,22 @@ def test_run_of_a_coroutine_object_is_refused_and_leaves_nothing_open() -> None:
         coro.close()
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_run_of_an_async_function_is_refused_with_a_hint() -> None:
+    # Called in the root fiber, an async function returns a coroutine that nobody awaits: run()
+    # returned it (with a "never awaited" warning later). It is refused before anything runs,
+    # saying what to use instead.
+    ran = []
+
+    async def main() -> int:
+        ran.append(1)
+        return 1
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match="async function.*loop_factory=unknot.new_event_loop"):
+            unknot.run(main)
+        gc.collect()
+    assert ran == []
+    assert not [w for w in caught if issubclass(w.category, (ResourceWarning, RuntimeWarning))]

@@ -311,3 +311,35 @@ def test_pool_submit_passes_any_keyword_to_the_callable() -> None:
         print(*unknot.run(main))
     """)
     assert out.split() == ["1", "2"]
+
+
+def test_multiprocessing_pipes_and_managers_work_under_the_patch() -> None:
+    # multiprocessing.Pipe() makes its connections from a socketpair: under the patch, unknot
+    # sockets, whose fds unknot keeps non-blocking. The stdlib's detach() hands over the fd of
+    # a blocking socket blocking; unknot's left it non-blocking, and Connection.recv() (os.read)
+    # failed with BlockingIOError when no data was there yet, which broke Manager() too.
+    out = run_patched("""
+        import unknot
+        unknot.patch()
+        import multiprocessing, os, socket, threading
+
+        a, b = multiprocessing.Pipe()
+        threading.Timer(0.1, b.send, ("late",)).start()
+        got = [a.recv(), os.get_blocking(a.fileno())]
+
+        s = socket.socket()
+        timed = socket.socket()
+        timed.settimeout(5)
+        fds = [s.detach(), timed.detach()]
+        got += [os.get_blocking(fds[0]), os.get_blocking(fds[1])]
+        for fd in fds:
+            os.close(fd)
+
+        with multiprocessing.Manager() as manager:
+            d = manager.dict()
+            d["a"] = 1
+            got.append(dict(d))
+        print(got)
+    """)
+    # The stdlib's fd of a socket with a timeout is non-blocking too.
+    assert out.strip() == "['late', True, True, False, {'a': 1}]"

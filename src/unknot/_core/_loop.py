@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -198,6 +199,13 @@ def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -
         raise RuntimeError(
             "unknot.run() cannot be called while an event loop is running in this thread; "
             "use unknot.spawn() instead"
+        )
+    if inspect.iscoroutinefunction(fn):
+        # (Called, it would return a coroutine never awaited: run() would return that.)
+        raise TypeError(
+            f"unknot.run() runs a plain function in a fiber, and {fn!r} is an async function: "
+            "run it on unknot's loop with asyncio.Runner(loop_factory=unknot.new_event_loop), "
+            "or call it from a fiber with unknot.await_()"
         )
     loop = new_event_loop(clock=clock)
     hub = loop.hub
