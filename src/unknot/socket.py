@@ -193,7 +193,10 @@ class socket(_StdSocket):
         timeout = self._state.timeout
         fd = super().detach()
         if fd >= 0 and timeout is None:
-            os.set_blocking(fd, True)
+            try:
+                os.set_blocking(fd, True)
+            except OSError:
+                pass  # (closed behind the socket's back: detach itself never fails)
         return fd
 
     # -- connection set-up ----------------------------------------------------------------------
