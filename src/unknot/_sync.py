@@ -45,6 +45,19 @@ def _timeout_arg(blocking: bool, timeout: float | None) -> float | None:
     return t
 
 
+def _semaphore_timeout(blocking: bool, timeout: float | None) -> float | None:
+    """A `Semaphore.acquire` timeout as `threading.Semaphore` takes it: None waits for ever, a
+    negative number does not wait at all (threading's loop gives up at once), NaN is refused."""
+    if timeout is None:
+        return None
+    if not blocking:
+        raise ValueError("can't specify a timeout for a non-blocking call")
+    t = float(timeout)
+    if t != t:
+        raise ValueError("timeout value must not be NaN")
+    return t if t > 0.0 else 0.0
+
+
 class Event:
     """A flag fibers can wait for (`threading.Event` for fibers)."""
 
@@ -224,8 +237,11 @@ class Semaphore(_LockBase):
         return self._value
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take a slot, waiting for one if needed; False on ``blocking=False``/timeout."""
-        t = _timeout_arg(blocking, -1 if timeout is None else timeout)
+        """Take a slot, waiting for one if needed; False on ``blocking=False``/timeout.
+
+        As `threading.Semaphore`'s: ``timeout`` None waits for ever, a negative one does not
+        wait (unlike a lock's -1), and a timeout with ``blocking=False`` is a `ValueError`."""
+        t = _semaphore_timeout(blocking, timeout)
         if blocking:
             f = getcurrent()
             if type(f) is Fiber and f.hub.ncancel:

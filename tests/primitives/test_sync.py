@@ -605,3 +605,32 @@ def test_ctrl_c_does_not_break_condition_reacquire() -> None:
     with pytest.raises(KeyboardInterrupt):
         unknot.run(main)
     assert order == ["holder releases", "root has the lock again"]
+
+
+def test_semaphore_negative_timeout_does_not_wait_as_threading() -> None:
+    # threading.Semaphore.acquire(timeout=-1) gives up at once when no slot is free (-1 means
+    # "for ever" only for locks); unknot's waited for ever. A timeout with blocking=False is a
+    # ValueError in both.
+    import threading
+
+    std = threading.Semaphore(0)
+    assert std.acquire(timeout=-1) is False
+    with pytest.raises(ValueError):
+        std.acquire(False, 1)
+
+    def main() -> list[object]:
+        sem = unknot.Semaphore(0)
+        out: list[object] = []
+        with unknot.move_on_after(5) as scope:
+            t0 = unknot.current_time()
+            out.append(sem.acquire(timeout=-1))
+            out.append(sem.acquire(timeout=-0.5))
+            out.append(unknot.current_time() - t0 < 1)
+        out.append(scope.cancelled_caught)
+        with pytest.raises(ValueError):
+            sem.acquire(False, 1)
+        sem.release()
+        out.append(sem.acquire(timeout=-1))  # a free slot is still taken
+        return out
+
+    assert unknot.run(main) == [False, False, True, False, True]
