@@ -415,6 +415,14 @@ def test_http_error_with_other_statuses_keeps_its_text_body(status: int) -> None
     assert normalize_result(HTTPError(status, "why").response())[2] == b"why\n"
 
 
+@pytest.mark.parametrize("status", ["404", 404.0, 404.9, True, 99, 1000, -404, None])
+def test_http_error_refuses_a_status_that_is_not_an_int_from_100_to_999(status: object) -> None:
+    # int() made 404 of "404" and 404.9, and 1 of True (a 500 later, with a puzzling log):
+    # the mistake is named where it is made, as for a handler's own status.
+    with pytest.raises(TypeError, match="HTTPError's status must be an int from 100 to 999"):
+        HTTPError(status)  # type: ignore[arg-type]
+
+
 # -- Response ------------------------------------------------------------------------------------
 
 

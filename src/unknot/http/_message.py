@@ -63,6 +63,12 @@ class HTTPError(Exception):
     """
 
     def __init__(self, status: int, detail: str | None = None, headers: HeadersLike = None):
+        # (As a handler's own status: an int from 100 to 999, an HTTPStatus too; int() would
+        # make 1 of True and 404 of "404" or 404.9, and hide the mistake.)
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
+            raise TypeError(
+                f"HTTPError's status must be an int from 100 to 999, not {status!r:.50}"
+            )
         self.status = int(status)
         self.detail = _phrase(self.status) if detail is None else detail
         self.headers = normalize_headers(headers)
