@@ -84,7 +84,7 @@ class ResponseReader(Reader):
         Reader.feed_eof(self)
 
     def on_message_begin(self) -> None:
-        """A response begins (unlike a server, a client can afford this callback)."""
+        """A response begins: its first byte has come (as for a request: see RequestReader)."""
         self._in_message = True
 
     def on_status(self, reason: bytes) -> None:
