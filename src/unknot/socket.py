@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import math
 import os
 import socket as _stdlib
 import time as _time
+from collections.abc import Callable
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
 
 # _GLOBAL_DEFAULT_TIMEOUT, and the public names of the stdlib module that its __all__ leaves out.
@@ -560,28 +562,29 @@ def _rebind(fn: Any) -> Any:
 _create_connection = _rebind(_stdlib.create_connection)
 
 
-def create_connection(
-    address: tuple[str | None, int],
-    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
-    source_address: Any = None,
-    *,
-    all_errors: bool = False,
-) -> socket:
-    try:
-        return _create_connection(address, timeout, source_address, all_errors=all_errors)
-    except BaseException as e:
-        if not isinstance(e, OSError):
-            _close_attempt(e)
-        raise
+def closing_interrupted_attempts(create: Callable[..., Any]) -> Callable[..., Any]:
+    """``create``, the stdlib's ``create_connection`` code (this module's copy, or the stdlib's
+    function itself, which `unknot.patch` wraps so), closing the socket of an attempt that an
+    exception other than `OSError` interrupts: its code closes that socket on an `OSError`
+    only, and a cancellation (or Ctrl-C) in the middle of a connect left it to the garbage
+    collector, with a `ResourceWarning`."""
+
+    @functools.wraps(create)
+    def create_connection(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return create(*args, **kwargs)
+        except BaseException as e:
+            if not isinstance(e, OSError):
+                _close_attempt(e)
+            raise
+
+    return create_connection
 
 
 def _close_attempt(e: BaseException) -> None:
-    """Close the socket of the attempt that ``e`` interrupted in the stdlib's create_connection.
-
-    Its code closes that socket on an `OSError` only: a cancellation (or Ctrl-C) in the middle
-    of a connect left it to the garbage collector, with a `ResourceWarning`. The socket is the
-    function's local ``sock``, in its frame on the traceback.
-    """
+    """Close the socket of the attempt that ``e`` interrupted in the stdlib's create_connection:
+    the function's local ``sock``, in its frame on the traceback (the same code in both
+    copies)."""
     tb = e.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code is _create_connection.__code__:
@@ -592,6 +595,6 @@ def _close_attempt(e: BaseException) -> None:
         tb = tb.tb_next
 
 
-create_connection.__doc__ = _stdlib.create_connection.__doc__
+create_connection = closing_interrupted_attempts(_create_connection)
 create_server = _rebind(_stdlib.create_server)
 getfqdn = _rebind(_stdlib.getfqdn)

@@ -34,6 +34,7 @@ run against this module's names, so they create our `SSLContext` and connect coo
 
 from __future__ import annotations
 
+import os
 import ssl as _stdlib
 import time as _time
 from ssl import *  # noqa: F403 - this module mirrors the whole stdlib module
@@ -105,6 +106,11 @@ class SSLSocket(_stdlib.SSLSocket, _usocket.socket):
             context=context,
             session=session,
         )
+        # The stdlib's constructor adopts ``sock``'s fd, then detaches ``sock``, whose `detach`
+        # makes the fd of a blocking socket blocking again (for the fd's next owner, as the
+        # stdlib's): this socket is that next owner, and unknot's fds stay non-blocking.
+        if self.fileno() >= 0:
+            os.set_blocking(self.fileno(), False)
         self.do_handshake_on_connect = do_handshake_on_connect
         if do_handshake_on_connect and self._connected:
             try:

@@ -3,6 +3,7 @@ code before its fix). Loopback only; certificates from `trustme`."""
 
 from __future__ import annotations
 
+import os
 import socket as std
 import ssl as stdlib_ssl
 import threading
@@ -67,3 +68,34 @@ def test_accept_on_a_wrapped_listener_is_cooperative(ca: Any, context_module: st
         ticker.stop()
 
     unknot.run(main)
+
+
+def test_a_blocking_socket_wrapped_in_tls_keeps_its_fd_non_blocking(ca: Any) -> None:
+    # The stdlib's SSLSocket._create adopts the socket's fd, then detaches the socket; unknot's
+    # detach makes a blocking socket's fd blocking (for its next owner, as the stdlib's does:
+    # multiprocessing.Pipe needs it), which left the TLS socket's own fd blocking: its
+    # handshake and reads then held the hub (a server fiber on the same hub: for ever).
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    def main() -> tuple[bool, bytes]:
+        with usocket.create_server(("127.0.0.1", 0)) as listener:
+
+            def serve() -> None:
+                raw, _ = listener.accept()
+                with server_ctx.wrap_socket(raw, server_side=True) as conn:
+                    conn.sendall(b"hello")
+
+            server = unknot.spawn(serve)
+            raw = usocket.create_connection(listener.getsockname())
+            assert raw.gettimeout() is None
+            with unknot.fail_after(10), raw:
+                with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    blocking = os.get_blocking(tls.fileno())
+                    data = tls.recv(10)
+            server.join()
+            return blocking, data
+
+    assert unknot.run(main) == (False, b"hello")

@@ -343,3 +343,40 @@ def test_multiprocessing_pipes_and_managers_work_under_the_patch() -> None:
     """)
     # The stdlib's fd of a socket with a timeout is non-blocking too.
     assert out.strip() == "['late', True, True, False, {'a': 1}]"
+
+
+def test_a_cancelled_create_connection_closes_its_socket_under_the_patch() -> None:
+    # The stdlib's create_connection closes its socket on OSError only: a cancellation in the
+    # connect left it to the garbage collector (a ResourceWarning, the fd open meanwhile). The
+    # patch wraps the stdlib's function (its code keeps finding the patched names, and a later
+    # mock of socket.socket still applies).
+    out = run_patched("""
+        import unknot
+        unknot.patch()
+        import gc, os, socket, time, warnings
+
+        listener = socket.socket()   # a full accept queue: a further connect hangs
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(listener.getsockname())
+            fillers.append(c)
+        time.sleep(0.05)
+
+        def main():
+            before = len(os.listdir("/proc/self/fd"))
+            with unknot.move_on_after(0.1) as scope:
+                socket.create_connection(listener.getsockname())
+            return scope.cancelled_caught, len(os.listdir("/proc/self/fd")) - before
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            cancelled, leaked = unknot.run(main)
+            gc.collect()
+        print(cancelled, leaked, [str(w.message) for w in caught])
+        print(socket.create_connection.__wrapped__.__module__)
+    """)
+    assert out.splitlines() == ["True 0 []", "socket"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import importlib
 import importlib.util
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -174,7 +175,19 @@ def _socket_names() -> list[str]:
     # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
     # replaced they are cooperative as they are (and a later mock of socket.socket still
     # applies, as CPython's test_socket expects). unknot.socket has copies bound to its names.
+    # (create_connection is wrapped, below, to close the socket of a cancelled attempt.)
     return ["socket", "socketpair", "fromfd"]
+
+
+_ORIGINAL_CREATE_CONNECTION: Callable[..., Any] = socket.create_connection
+
+
+def _create_connection() -> Callable[..., Any]:
+    """The stdlib's ``create_connection`` itself, closing the socket of an attempt that a
+    cancellation interrupts (its own code closes it on `OSError` only)."""
+    from unknot.socket import closing_interrupted_attempts
+
+    return closing_interrupted_attempts(_ORIGINAL_CREATE_CONNECTION)
 
 
 def _dns_names() -> list[str]:
@@ -182,7 +195,10 @@ def _dns_names() -> list[str]:
 
 
 PATCH_TABLE: dict[str, list[PatchRow]] = {
-    "socket": [PatchRow("socket", n, NAME, f"unknot.socket:{n}") for n in _socket_names()],
+    "socket": [
+        *(PatchRow("socket", n, NAME, f"unknot.socket:{n}") for n in _socket_names()),
+        PatchRow("socket", "create_connection", FACTORY, _create_connection),
+    ],
     "dns": [PatchRow("socket", n, NAME, f"unknot.socket:{n}") for n in _dns_names()],
     "ssl": [
         # Every context (also one created before patching) wraps sockets in unknot's
