@@ -70,6 +70,8 @@ Everything outside this package uses the core through `unknot.lowlevel` or the p
 import-linter contracts in ``pyproject.toml`` keep it so.
 """
 
+# (_fork: imported for its hook; a child forked while a hub runs keeps only the forking fiber.)
+from . import _fork  # noqa: F401
 from ._bridge import await_
 from ._calls import (
     checkpoint,

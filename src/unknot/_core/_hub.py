@@ -20,6 +20,7 @@ from the selector's ``select()`` inside our own asyncio loop (the fast path);
 from __future__ import annotations
 
 import errno
+import heapq
 import threading
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from greenlet import getcurrent, greenlet
 
 from .._compiled import nbio
 from . import _monitor
-from ._cancel import Cancelled, effectively_cancelled, fiber_finished
+from ._cancel import Cancelled, count_cancellations, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
 from ._exceptions import NotInFiberError
 from ._fiber import (
@@ -832,3 +833,70 @@ class Hub(DeadlockDetection):
     def _disarm(self, rec: FdWait) -> None:
         """Stop watching ``rec`` at all."""
         raise NotImplementedError
+
+    # After a fork (`unknot._core._fork`) ---------------------------------------------------------
+
+    def _reset_after_fork(self, keep: Fiber | None) -> list[Fiber]:
+        """In a child process forked while this hub ran: only ``keep`` goes on.
+
+        ``keep`` is the fiber that called fork (None: fork was called outside any fiber). As a
+        forked process keeps only the thread that forked, every other fiber is left as it is,
+        never to run again: marked not parked (then no wake-up, timer, fd event or parking lot
+        resumes it), out of the ready queue, the batched calls and the hub's table of fibers.
+        Their timers go; a scope deadline of ``keep``'s stays. Returns the fibers left behind
+        (the caller keeps them alive: a collected greenlet would run its ``finally`` blocks).
+        The backend's kernel object is the caller's business (`_reset_fd_records_after_fork`).
+        """
+        others = [f for f in self.fibers if f is not keep]
+        for f in others:
+            f._parked = NOT_PARKED
+        self.fibers = {keep: None} if keep is not None and keep in self.fibers else {}
+        self.ready.clear()
+        self.calls = []
+        self._yielded = False
+        self.running = keep
+        self.fd_waiters = 0  # (nobody waits: ``keep`` runs)
+        self.threads_in_flight = 0  # (the pool's threads are not in the child)
+        self._deadlock_since = None
+        # Timers: those whose argument is another fiber (a timed wait) or another fiber's
+        # scope (a deadline) go; hub-level ones (`lowlevel.add_timer`) stay.
+        live = []
+        for entry in self.timers:
+            if entry[2] is None:
+                continue
+            owner = getattr(entry[3], "_owner", entry[3])
+            if type(owner) is Fiber and owner is not keep:
+                continue
+            live.append(entry)
+        heapq.heapify(live)
+        self.timers = live
+        self._cancelled_timers = 0
+        # The cancellations in force: only those on ``keep``'s scope chain can still end (it
+        # exits its scopes, or finishes), so the count is theirs.
+        n = 0
+        node: Any = keep._scope if keep is not None else None
+        while node is not None:
+            if type(node) is Fiber:
+                if node._cancel_called == 2 and not node.dead:
+                    n += 1
+            elif node._cancel_called and node._active:
+                n += 1
+            node = node._parent
+        count_cancellations(self, n - self.ncancel)
+        return others
+
+    def _reset_fd_records_after_fork(self) -> None:
+        """The fd records, for a new kernel object made in a forked child: nobody waits on any,
+        none is registered; the sockets' records stay (their next wait registers them in the
+        new object), the others go. Readiness hints say "try the syscall first"."""
+        kept: dict[int, FdWait] = {}
+        for key, rec in self.fds.items():
+            rec.reader = None
+            rec.writer = None
+            rec.armed = False
+            rec.events = 0
+            if rec.persistent:
+                rec.readable = True
+                rec.writable = True
+                kept[key] = rec
+        self.fds = kept

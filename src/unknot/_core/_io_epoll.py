@@ -207,3 +207,16 @@ class EpollHub(HubSelector):
         if self.fds.get(rec.fd) is rec:
             del self.fds[rec.fd]
 
+    def _reset_backend_after_fork(self) -> None:
+        """See `HubSelector._reset_backend_after_fork`: a new epoll object. The child's copy
+        of the parent's is closed, which leaves the parent's interest set as it is (an
+        ``epoll_ctl`` on the copy would change it)."""
+        old = self._selector
+        self._sel = selectors.EpollSelector()
+        self._selector = self._sel._selector  # type: ignore[attr-defined]
+        self._fd_to_key = self._sel._fd_to_key  # type: ignore[attr-defined]
+        old.close()
+        self._reset_fd_records_after_fork()
+
+    def _close_after_fork(self) -> None:
+        self._selector.close()

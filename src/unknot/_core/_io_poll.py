@@ -83,6 +83,13 @@ class SelectorHub(HubSelector):
         except (KeyError, ValueError, OSError):
             pass
 
+    def _reset_backend_after_fork(self) -> None:
+        """See `HubSelector._reset_backend_after_fork`. poll and select keep no kernel object
+        (the parent's registrations are in this process's memory only): the stdlib selector's
+        state starts afresh."""
+        self._base.__init__(self)
+        self._reset_fd_records_after_fork()
+
 
 class PollHub(SelectorHub, selectors.PollSelector):
     """Level-triggered hub over ``poll(2)``."""
@@ -102,4 +109,3 @@ class SelectHub(SelectorHub, selectors.SelectSelector):
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         selectors.SelectSelector.__init__(self)
         self._hub_init(clock)
-

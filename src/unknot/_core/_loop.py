@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import socket
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -103,6 +106,51 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         if hub is not None:
             loop_closed(hub)  # (its instruments go, as it does)
         super().close()
+
+    def _reset_after_fork(self) -> list[Any]:
+        """In a child forked while this loop ran in the forking thread (`unknot._core._fork`,
+        after the hub's backend got a kernel object of its own): the parent's asyncio work is
+        dropped, never run: its pending callbacks, its timers, its fd readers and writers and
+        transports (already gone with the parent's registrations), its tasks (no longer listed
+        by ``asyncio.all_tasks``, so `run`'s shutdown does not cancel, hence run, them: they
+        are returned, for the caller to keep alive), its executor's jobs (a new default
+        executor is made when needed). The self-pipe is made anew, the same fd numbers now
+        naming a pipe of the child's own: the parent's was shared with the child."""
+        # Cancelled, not removed: a fork made in a loop callback returns into asyncio's walk
+        # over ``_ready``, which skips cancelled handles.
+        for handle in self._ready:  # type: ignore[attr-defined]
+            handle.cancel()
+        for timer in self._scheduled:  # type: ignore[attr-defined]
+            timer.cancel()
+        self._scheduled.clear()  # type: ignore[attr-defined]
+        self._timer_cancelled_count = 0
+        self._transports.clear()  # type: ignore[attr-defined]
+        self._default_executor = None
+        self._executor_jobs = 0
+        tasks = []
+        current = asyncio.current_task(self) if self.is_running() else None
+        for task in asyncio.all_tasks(self):
+            if task is not current:
+                asyncio.tasks._unregister_task(task)
+                tasks.append(task)
+        ssock = self._ssock  # type: ignore[attr-defined]
+        csock = self._csock  # type: ignore[attr-defined]
+        if ssock is not None and csock is not None and ssock.fileno() >= 0:
+            a, b = socket.socketpair()
+            try:
+                a.setblocking(False)
+                b.setblocking(False)
+                os.dup2(a.fileno(), ssock.fileno(), inheritable=False)
+                os.dup2(b.fileno(), csock.fileno(), inheritable=False)
+            finally:
+                a.close()
+                b.close()
+            self._add_reader(ssock.fileno(), self._read_from_self)  # type: ignore[attr-defined]
+        if self.is_running():
+            # (Python 3.12+ forgets the running loop in a forked child: it still runs here.)
+            self._thread_id = threading.get_ident()
+            asyncio.events._set_running_loop(self)
+        return tasks
 
     async def cancel_fibers(self) -> None:
         """Cancel every fiber still running on this loop and wait until all have finished

@@ -114,3 +114,15 @@ class HubSelector(Hub):
         del self.fds[fd]
         if rec.armed:
             self._disarm(rec)
+
+    # After a fork (`unknot._core._fork`): the backends' kernel objects.
+
+    def _reset_backend_after_fork(self) -> None:
+        """In a child forked while this hub ran in the forking thread: a kernel object of its
+        own (the parent's is shared with the child), with none of the parent's registrations
+        (asyncio's are dropped; the loop registers its new self-pipe again)."""
+        self._reset_fd_records_after_fork()
+
+    def _close_after_fork(self) -> None:
+        """In a child forked while this hub ran in another thread (not in the child): close
+        the child's copy of its kernel object (that of the parent stays open)."""
