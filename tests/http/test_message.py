@@ -419,7 +419,7 @@ def test_http_error_with_other_statuses_keeps_its_text_body(status: int) -> None
 def test_http_error_refuses_a_status_that_is_not_an_int_from_100_to_999(status: object) -> None:
     # int() made 404 of "404" and 404.9, and 1 of True (a 500 later, with a puzzling log):
     # the mistake is named where it is made, as for a handler's own status.
-    with pytest.raises(TypeError, match="HTTPError's status must be an int from 100 to 999"):
+    with pytest.raises(TypeError, match="the status must be an int from 100 to 999"):
         HTTPError(status)  # type: ignore[arg-type]
 
 

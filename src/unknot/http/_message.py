@@ -67,7 +67,7 @@ class HTTPError(Exception):
         # make 1 of True and 404 of "404" or 404.9, and hide the mistake.)
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
             raise TypeError(
-                f"HTTPError's status must be an int from 100 to 999, not {status!r:.50}"
+                f"the status must be an int from 100 to 999, not {status!r:.50}"
             )
         self.status = int(status)
         self.detail = _phrase(self.status) if detail is None else detail
