@@ -62,9 +62,12 @@ class HTTPError(Exception):
     see it first; otherwise `response` is what is sent.
     """
 
-    def __init__(self, status: int, detail: str | None = None, headers: HeadersLike = None):
+    def __init__(
+        self, status: int | HTTPStatus, detail: str | None = None, headers: HeadersLike = None
+    ):
         # (As a handler's own status: an int from 100 to 999, an HTTPStatus too; int() would
-        # make 1 of True and 404 of "404" or 404.9, and hide the mistake.)
+        # make 1 of True and 404 of "404" or 404.9, and hide the mistake. A union, not ``int``:
+        # compiled, an ``int`` parameter would already have made 1 of True.)
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
             raise TypeError(
                 f"the status must be an int from 100 to 999, not {status!r:.50}"
