@@ -223,18 +223,11 @@ class Popen(_StdPopen):
             raise ValueError("Cannot send input after starting communication")
         endtime = None if timeout is None else _monotonic() + timeout
         try:
-            if not started:
-                # The stdlib's loop first flushes what the caller wrote to stdin, which may
-                # wait. Done here first, so that a cancellation there leaves the communication
-                # not started: the next call starts it afresh, with its input (the loop's own
-                # flush then has nothing left to write, and does not wait).
-                self._flush_stdin()
-            elif input is None:
+            if started and input is None:
                 # Resumed after a cancellation or TimeoutExpired: the stdlib's loop sends input
                 # only when given some, so the rest of the first call's input would never be
                 # sent and stdin never closed (CPython gh-141473, fixed in later versions).
                 input = self._unsent_input()
-            started = True
             stdout, stderr = self._communicate(input, endtime, timeout)
         except KeyboardInterrupt:
             # As the stdlib: give the child, which got the same SIGINT, a moment to exit.
@@ -248,19 +241,14 @@ class Popen(_StdPopen):
                 pass
             raise
         finally:
-            if started:
+            # The stdlib's loop first flushes what the caller wrote to stdin, which may wait;
+            # then it makes its table of outputs. Interrupted before that table exists (in the
+            # flush: a cancellation), the communication has not started: the next call starts
+            # it afresh, with its input.
+            if started or hasattr(self, "_fileobj2output"):
                 self._communication_started = True
         self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
         return (stdout, stderr)
-
-    def _flush_stdin(self) -> None:
-        """Flush ``stdin`` as the stdlib's ``_communicate`` starts by doing (its errors are left
-        for that code to raise or ignore: it flushes again)."""
-        if self.stdin:
-            try:
-                self.stdin.flush()
-            except (BrokenPipeError, ValueError):  # (a broken pipe, or stdin closed already)
-                pass
 
     def _unsent_input(self) -> Any:
         """The input of an interrupted communication, if some of it is still to be sent."""
