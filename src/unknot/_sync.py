@@ -25,6 +25,7 @@ from .lowlevel import (
     checkpoint_if_cancelled,
     current_time,
     require_fiber,
+    timeout_seconds,
 )
 
 T = TypeVar("T")
@@ -52,9 +53,7 @@ def _semaphore_timeout(blocking: bool, timeout: float | None) -> float | None:
         return None
     if not blocking:
         raise ValueError("can't specify a timeout for a non-blocking call")
-    t = float(timeout)
-    if t != t:
-        raise ValueError("timeout value must not be NaN")
+    t = timeout_seconds(timeout)
     return t if t > 0.0 else 0.0
 
 

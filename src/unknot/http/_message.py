@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from .._native import mypyc_attr
 from ._headers import Headers, HeadersLike, RawHeaders, normalize_headers
-from ._response import Body, FileBody, Response, normalize_result
+from ._response import Body, FileBody, Response, check_status, normalize_result
 
 __all__ = [
     "Body",
@@ -65,14 +65,10 @@ class HTTPError(Exception):
     def __init__(
         self, status: int | HTTPStatus, detail: str | None = None, headers: HeadersLike = None
     ):
-        # (As a handler's own status: an int from 100 to 999, an HTTPStatus too; int() would
-        # make 1 of True and 404 of "404" or 404.9, and hide the mistake. A union, not ``int``:
-        # compiled, an ``int`` parameter would already have made 1 of True.)
-        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
-            raise TypeError(
-                f"the status must be an int from 100 to 999, not {status!r:.50}"
-            )
-        self.status = int(status)
+        # (Checked as a handler's own status, with its error: int() would make 1 of True and
+        # 404 of "404" or 404.9, and hide the mistake. A union, not ``int``: compiled, an
+        # ``int`` parameter would already have made 1 of True.)
+        self.status = check_status(status, None)
         self.detail = _phrase(self.status) if detail is None else detail
         self.headers = normalize_headers(headers)
         super().__init__(self.status, self.detail)

@@ -283,16 +283,16 @@ def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
             f"{type(result).__name__}: {result!r:.100}"
         )
     if type(status) is not int or not 100 <= status <= 999:
-        status = _check_status(status, body)
+        status = check_status(status, body)
     if type(body) is bytes:
         return status, raw, body
     return _normalize_body(status, raw, body)
 
 
-def _check_status(status: Any, body: Any) -> int:
+def check_status(status: Any, body: Any) -> int:
     """``status`` as an int (an `HTTPStatus`, say) if it is one from 100 to 999; else
-    `TypeError`, the one error the server logs for it whatever the answer's form and path,
-    and ``body`` is closed (see `_discard`)."""
+    `TypeError`, the one error the server logs for it whatever the answer's form and path
+    (`HTTPError` checks its status with it too), and ``body`` is closed (see `_discard`)."""
     if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 999:
         return int(status)
     _discard(body)
