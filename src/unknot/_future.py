@@ -14,6 +14,8 @@ The threading rules, in one place:
 * ``await future`` works in coroutines on any event loop; OS threads that are not running an
   event loop may block in `Future.result` too (the thread blocks, as with
   `concurrent.futures`).
+* `Future.cancel` is a completion like the others (under the same lock, waking the same
+  waiters): it and a racing `set_result` cannot both win.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("unknot")
 
-_PENDING, _RESULT, _EXCEPTION = 0, 1, 2
+_PENDING, _RESULT, _EXCEPTION, _CANCELLED = 0, 1, 2, 3
 
 
 def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -86,10 +88,10 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 class Future(Generic[T]):
     """A value or an exception that becomes available once (gevent's ``AsyncResult``).
 
-    Set it once with `set_result` or `set_exception`, from a fiber, an OS thread or asyncio code;
-    any number of fibers wait for it with `result`, `exception` or `wait` (each with an optional
-    timeout), and coroutines with ``await future``. See the module documentation for how the
-    hand-over between threads works.
+    Set it once with `set_result` or `set_exception` (or `cancel` it), from a fiber, an OS thread
+    or asyncio code; any number of fibers wait for it with `result`, `exception` or `wait` (each
+    with an optional timeout), and coroutines with ``await future``. See the module
+    documentation for how the hand-over between threads works.
     """
 
     __slots__ = (
@@ -137,6 +139,20 @@ class Future(Generic[T]):
         if not isinstance(exc, BaseException):
             raise TypeError(f"set_exception() needs an exception, got {exc!r}")
         self._complete(_EXCEPTION, exc)
+
+    def cancel(self) -> bool:
+        """Cancel the future if it is pending (`concurrent.futures.Future.cancel`): True if it
+        is cancelled now (or was already), False if it has a result or an exception.
+
+        Cancelling completes it: its waiters wake, its done callbacks run, `result` and
+        `exception` raise ``concurrent.futures.CancelledError`` (``await future``:
+        ``asyncio.CancelledError``), and `set_result`/`set_exception` raise `InvalidStateError`.
+        """
+        try:
+            self._complete(_CANCELLED, None)
+        except InvalidStateError:  # (completed first, perhaps racing in another thread)
+            return self._state == _CANCELLED
+        return True
 
     def _complete(self, state: int, value: Any) -> None:
         with self._lock:
@@ -190,8 +206,12 @@ class Future(Generic[T]):
     # -- waiting -----------------------------------------------------------------------------
 
     def done(self) -> bool:
-        """Whether a result or an exception has been set."""
+        """Whether a result or an exception has been set, or the future was cancelled."""
         return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        """Whether the future was cancelled (`cancel`)."""
+        return self._state == _CANCELLED
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the future is complete; False if ``timeout`` seconds passed first.
@@ -245,7 +265,8 @@ class Future(Generic[T]):
     def result(self, timeout: float | None = None) -> T:
         """Wait for the future (see `wait`) and return its value, or raise its exception.
 
-        Raises `TimeoutError` if ``timeout`` seconds pass first.
+        Raises `TimeoutError` if ``timeout`` seconds pass first, and
+        ``concurrent.futures.CancelledError`` if the future was cancelled.
         """
         if not self.wait(timeout):
             raise TimeoutError(f"{self!r} was not completed within {timeout} s")
@@ -253,20 +274,30 @@ class Future(Generic[T]):
 
     def _outcome(self) -> T:
         """The value of a complete future, or its exception raised."""
-        if self._state == _EXCEPTION:
+        if self._state != _RESULT:
+            if self._state == _CANCELLED:
+                raise concurrent.futures.CancelledError()
             raise self._value.with_traceback(self._tb)
         value: T = self._value
         return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the future (see `wait`) and return its exception, or None if it has a
-        result. Raises `TimeoutError` if ``timeout`` seconds pass first."""
+        result. Raises `TimeoutError` if ``timeout`` seconds pass first, and
+        ``concurrent.futures.CancelledError`` if the future was cancelled."""
         if not self.wait(timeout):
             raise TimeoutError(f"{self!r} was not completed within {timeout} s")
-        return self._value if self._state == _EXCEPTION else None
+        state = self._state
+        if state == _CANCELLED:
+            raise concurrent.futures.CancelledError()
+        return self._value if state == _EXCEPTION else None
 
     def __await__(self) -> Generator[Any, None, T]:
-        """``await future`` in a coroutine: wait without blocking the event loop."""
+        """``await future`` in a coroutine: wait without blocking the event loop.
+
+        A cancelled future raises ``asyncio.CancelledError`` here (as awaiting
+        ``asyncio.wrap_future`` of a cancelled ``concurrent.futures.Future`` does), so that an
+        asyncio task awaiting it ends cancelled."""
         if not self._state:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
@@ -282,6 +313,8 @@ class Future(Generic[T]):
                     with self._lock:
                         if entry in self._loop_waiters:
                             self._loop_waiters.remove(entry)
+        if self._state == _CANCELLED:
+            raise asyncio.CancelledError()
         return self._outcome()  # (complete now: its waiter is resolved only then)
 
     # -- callbacks ---------------------------------------------------------------------------
@@ -312,6 +345,8 @@ class Future(Generic[T]):
             return f"<Future result={self._value!r}>"
         if self._state == _EXCEPTION:
             return f"<Future exception={self._value!r}>"
+        if self._state == _CANCELLED:
+            return "<Future cancelled>"
         return "<Future pending>"
 
 
@@ -444,6 +479,7 @@ def _as_completed(
 
 
 def _failed(w: Waitable) -> bool:
+    """Whether done ``w`` ended by raising (a cancelled one did not, as in concurrent.futures)."""
     if isinstance(w, Future):  # (a done one: its exception() would be a cancellation point)
         return w._state == _EXCEPTION
     return w.exception() is not None
@@ -466,10 +502,10 @@ def wait(
     ``wait``); return ``(done, not_done)``, two sets.
 
     ``return_when`` is `ALL_COMPLETED` (the default), `FIRST_COMPLETED` or `FIRST_EXCEPTION`
-    (a fiber that was cancelled did not raise). After ``timeout`` seconds it returns what is
-    done so far; it never raises `TimeoutError`. A blocking call, unless the condition already
-    holds. `FIRST_EXCEPTION` looks at the exceptions of the done ones, which counts as
-    retrieving them (a failed fiber is then not logged as unretrieved).
+    (a fiber or a future that was cancelled did not raise). After ``timeout`` seconds it
+    returns what is done so far; it never raises `TimeoutError`. A blocking call, unless the
+    condition already holds. `FIRST_EXCEPTION` looks at the exceptions of the done ones, which
+    counts as retrieving them (a failed fiber is then not logged as unretrieved).
     """
     if return_when not in (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED):
         raise ValueError(f"invalid return_when: {return_when!r}")

@@ -1,4 +1,5 @@
-"""`Pool`: at most ``size`` calls at once, with `spawn`, `map`, `imap`, `imap_unordered`, `apply`.
+"""`Pool`: at most ``size`` calls at once (any number for ``Pool(None)``), with `spawn`, `map`,
+`imap`, `imap_unordered`, `apply`.
 
 How it works. The pool is a count of free *slots* and a fair queue (a `ParkingLot`) of fibers
 waiting for one; a call runs only while it holds a slot. `Pool.spawn` takes a slot and starts a
@@ -6,25 +7,36 @@ fiber that gives it back when it ends. `map` and the `imap` variants do not star
 item (starting a fiber costs far more than a call): a `_Run` starts *workers*, each of which
 loops "take a slot, take the next item, call, give the slot back, store the result". Before
 each call a worker makes sure a helper is on its way (an idle worker woken, or a new one while
-fewer than ``size`` exist), unless one already is: a function that never blocks is served by
-one worker with no switch per item, while one that blocks brings up to ``size`` workers. Each
-call runs in its own copy of the caller's contextvars (as if spawned).
+fewer than ``size`` exist), unless one already is (not yet started, woken, or in the pool's
+queue for a slot): a function that never blocks is served by one worker with no switch per
+item, while one that blocks brings up to ``size`` workers. A helper is started even when no
+slot is free (the pool is shared): it waits in the queue, so that a slot another call frees
+goes to the run at once. Workers waiting for a slot when the input ends are woken without one
+and end (a run need not wait for a slot only to learn it is over). Each call runs in its own
+copy of the caller's contextvars (as if spawned).
 
 Memory. `map` keeps the results (it returns them all). `imap` and `imap_unordered` take an item
-from the input only while fewer than ``size`` items are taken and not yet handed to the
-consumer. A worker that finds this window full parks, idle (no call in flight), until the
-consumer takes a result; the consumer then wakes one, unless one it woke has not run yet. Idle
-workers end when the input is exhausted, when the iterator is closed or dropped, and when the
-pool's with-block exits (a consumer that comes back later starts new ones).
+from the input only while fewer than ``size`` items (`UNBOUNDED_WINDOW` for an unbounded pool)
+are taken and not yet handed to the consumer. A worker that finds this window full parks, idle
+(no call in flight), until the consumer takes a result; the consumer then wakes one, unless one
+it woke has not run yet. Idle workers end when the input is exhausted, when the iterator is
+closed or dropped, and when the pool's with-block exits (a consumer that comes back later
+starts new ones).
 
 Failure. The first call that raises (or the input iterator raising) stops the run: the calls
 in flight are cancelled (`Cancelled` at their next blocking call), the run waits for them to
 unwind, and the caller gets the first exception itself. Exceptions other calls raised while
 being cancelled are listed in a note on it. Results not yet handed over are dropped.
+
+Cancellation. A cancellation (or Ctrl-C) that reaches the consumer of an `imap` while it waits
+in ``next()`` stops the run the same way; the results and items in flight are lost, so every
+later ``next()`` raises `FiberCancelled`, naming the iteration, rather than ending it as if
+the input were exhausted.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -62,9 +74,15 @@ _MAP, _ORDERED, _UNORDERED = 0, 1, 2
 _MISSING: Any = object()
 _WORKER_NAME = "unknot.Pool worker"
 
+#: How many items `Pool.imap` and `Pool.imap_unordered` take ahead of their consumer on an
+#: unbounded pool (``Pool(None)``): their memory stays bounded, and so does the number of
+#: their calls running at once. (`Pool.map` has no such bound.)
+UNBOUNDED_WINDOW = 1000
+
 
 class Pool:
-    """A bounded group of fibers: at most ``size`` calls run at once (gevent's ``Pool``).
+    """A bounded group of fibers: at most ``size`` calls run at once (gevent's ``Pool``);
+    ``Pool()`` or ``Pool(None)`` sets no bound.
 
     As a with-block it is structured like a `TaskGroup`: ``pool.spawn(fn, ...)`` starts
     ``fn`` in a fiber once a slot is free, the block waits for every fiber it started, a
@@ -82,11 +100,14 @@ class Pool:
     block too. All the calls of one pool share its ``size`` slots.
     """
 
-    def __init__(self, size: int) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"Pool size must be a positive integer, got {size!r}")
+    def __init__(self, size: int | None = None) -> None:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"Pool size must be a positive integer or None, got {size!r}")
         self._size = size
-        self._free = size
+        #: The bound the slots count against: ``size``, or one never reached for Pool(None)
+        #: (so that taking and giving back a slot is the same code for both).
+        self._limit: int = size if size is not None else sys.maxsize
+        self._free = self._limit
         self._slot_waiters = ParkingLot()
         self._nwaiting = 0  # fibers in _slot_waiters (or just woken from it)
         self._group: TaskGroup | None = None
@@ -99,16 +120,18 @@ class Pool:
         self._closing = False
 
     @property
-    def size(self) -> int:
-        """The most calls that run at once."""
+    def size(self) -> int | None:
+        """The most calls that run at once; None for an unbounded pool."""
         return self._size
 
     def free_count(self) -> int:
-        """How many more calls could start now without waiting."""
-        return self._free
+        """How many more calls could start now without waiting (1 for an unbounded pool, as
+        in gevent: never 0)."""
+        return self._free if self._size is not None else 1
 
     def full(self) -> bool:
-        """Whether every slot is taken (the next `spawn` would wait)."""
+        """Whether every slot is taken (the next `spawn` would wait); never for an unbounded
+        pool."""
         return self._free == 0
 
     # -- slots -------------------------------------------------------------------------------
@@ -238,10 +261,13 @@ class Pool:
     ) -> PoolIterator[R]:
         """Like `map`, but an iterator yielding the results in input order as they come.
 
-        The input is read lazily: at most ``size`` items are taken ahead of the consumer. Work
-        starts at once. A failing call cancels the calls in flight and the iterator raises its
-        exception. Use it in a ``with`` statement (or call ``close()``) to end its fibers when
-        you stop iterating early; dropping it cancels them too.
+        The input is read lazily: at most ``size`` items (`UNBOUNDED_WINDOW` on an unbounded
+        pool) are taken ahead of the consumer. Work starts at once. A failing call cancels the
+        calls in flight and the iterator raises its exception. A cancellation that reaches the
+        consumer while it waits for a result cancels them too, and the iterator then raises
+        `FiberCancelled` at every ``next()``. Use it in a ``with`` statement (or call
+        ``close()``) to end its fibers when you stop iterating early; dropping it cancels them
+        too.
         """
         checkpoint_if_cancelled()
         return PoolIterator(_Run(self, fn, iterable, iterables, _ORDERED))
@@ -255,6 +281,8 @@ class Pool:
 
     def __repr__(self) -> str:
         block = " in its with-block" if self._group is not None else ""
+        if self._size is None:
+            return f"<Pool size=None running={self._limit - self._free}{block}>"
         return f"<Pool size={self._size} free={self._free}{block}>"
 
 
@@ -295,6 +323,10 @@ class PoolIterator(Iterator[R]):
     def __del__(self) -> None:
         self._run.abandon()
 
+    def __repr__(self) -> str:
+        run = self._run
+        return f"<PoolIterator {run.describe()} taken={run.taken}>"
+
 
 class _Run:
     """One `map`, `imap` or `imap_unordered` call: its input, workers and results."""
@@ -329,6 +361,8 @@ class _Run:
         "idle",
         "waking",
         "idle_workers",
+        "queued",
+        "stop_reason",
         "__weakref__",
         "_worker_done_cb",
     )
@@ -351,7 +385,7 @@ class _Run:
         self.ctx = copy_context()
         self.mode = mode
         #: Items taken from the input and not yet handed to the consumer, at most.
-        self.window: float = float("inf") if mode == _MAP else pool.size
+        self.window: float = float("inf") if mode == _MAP else pool._size or UNBOUNDED_WINDOW
         self.pulled = 0  # items taken from the input
         self.taken = 0  # results handed to the consumer (imap modes)
         self.exhausted = False  # the input is finished
@@ -369,6 +403,10 @@ class _Run:
         self.idle_workers = ParkingLot()  # workers waiting for room in the window
         self.idle = 0  # workers parked there (not counting those woken)
         self.waking = 0  # workers woken from there that have not run yet
+        #: Workers in the pool's queue for a slot (helpers on their way).
+        self.queued: set[Fiber] = set()
+        #: Why a consumer's next() stopped the run (the imap modes): later ones raise it.
+        self.stop_reason: str | None = None
         self.results: Any = [] if mode == _MAP else {} if mode == _ORDERED else deque()
         self.waiters = ParkingLot()  # the consumer (or map's caller)
         self.nwaiting = 0  # fibers parked in (or just woken from) waiters
@@ -394,6 +432,13 @@ class _Run:
             raise
         self.workers[worker] = False
         worker.add_done_callback(self._worker_done_cb)
+
+    def describe(self) -> str:
+        """The call that made this run, for messages: ``Pool.imap(fn)``."""
+        how = ("map", "imap", "imap_unordered")[self.mode]
+        fn = self.fn
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        return f"Pool.{how}({name})"
 
     def _worker_done(self, worker: Fiber) -> None:
         """A worker ended, or was cancelled before it started (then `_work` never ran)."""
@@ -493,6 +538,8 @@ class _Run:
         ordered = self.mode == _ORDERED
         while True:
             if self.finished:
+                if self.stop_reason is not None:
+                    raise FiberCancelled(self.stop_reason)
                 raise StopIteration
             if self.error is not None:
                 self.finished = True
@@ -526,7 +573,37 @@ class _Run:
             try:
                 self.park(require_fiber())
             except BaseException as e:  # noqa: B036 - re-raised once the calls are stopped
+                # Its calls in flight are cancelled and their items lost: going on would skip
+                # them silently (imap) or end early as if the input were exhausted.
+                self.stop_reason = (
+                    f"{self.describe()} was stopped by {type(e).__name__} while its consumer "
+                    f"waited in next(), after {self.taken} result(s): the calls in flight "
+                    "were cancelled and the rest of its input was not processed"
+                )
                 self.stopped_by_caller(e)
+
+    def wait_for_slot(self, f: Fiber) -> bool:
+        """In worker ``f``: wait in the pool's queue for a slot; False if woken without one
+        because the input ended (`release_queued`) or was already over."""
+        if self.exhausted:
+            return False
+        pool = self.pool
+        queued = self.queued
+        queued.add(f)
+        pool._nwaiting += 1
+        try:
+            # Woken by Pool._release, which hands its slot over (True), or by release_queued.
+            return pool._slot_waiters.park(f) is True
+        finally:
+            pool._nwaiting -= 1
+            queued.discard(f)
+
+    def release_queued(self) -> None:
+        """The input ended: the workers waiting for a slot leave the queue without one.
+
+        (One that a release woke first keeps its slot: it sees the end and gives it back.)"""
+        for worker in list(self.queued):
+            worker.hub.wake(worker, False)
 
     def park(self, f: Fiber, cancellable: bool = True) -> None:
         """Wait (the consumer, or map's caller) for a result or the workers' end."""
@@ -607,8 +684,8 @@ def _work(run: _Run) -> None:
                 continue
             if pool._free:
                 pool._free -= 1
-            else:
-                pool._wait_for_slot(me)
+            elif not run.wait_for_slot(me):
+                break  # the input ended meanwhile: no slot, nothing to do
             try:
                 while run.pulling:  # the input blocked in another worker: wait for it
                     run.wait_for_input(me)
@@ -623,6 +700,8 @@ def _work(run: _Run) -> None:
                 except StopIteration:
                     run.exhausted = True
                     run.wake_idle(every=True)  # they end too
+                    if run.queued:
+                        run.release_queued()  # and those waiting for a slot
                     break
                 finally:
                     run.pulling = False
@@ -632,10 +711,12 @@ def _work(run: _Run) -> None:
                 if mode == _MAP:
                     results.append(None)
                 if not run.pending and not run.waking:
-                    # A helper, in case this call blocks: an idle worker, else a new one.
+                    # A helper, in case this call blocks: an idle worker, else a new one, unless
+                    # one waits for a slot already. (Started also when no slot is free: it then
+                    # queues for the next one freed, which another call of the pool may free.)
                     if run.idle:
                         run.wake_idle()
-                    elif run.live < pool._size and pool._free:
+                    elif run.live < pool._limit and not run.queued:
                         run.add_worker()
                 value = ctx.copy().run(fn, *item) if star else ctx.copy().run(fn, item)
             finally:

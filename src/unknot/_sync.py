@@ -186,6 +186,10 @@ class RLock(_LockBase):
         self._lock = Lock()
         self._count = 0
 
+    def locked(self) -> bool:
+        """Whether some fiber holds the lock (`threading.RLock.locked`, Python 3.14)."""
+        return self._lock._owner is not None
+
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire (or re-acquire, if already the owner) the lock."""
         if self._lock._owner is getcurrent() and self._count:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import InvalidStateError
+from concurrent.futures import CancelledError, InvalidStateError
 from typing import Any
 
 import pytest
@@ -303,6 +303,130 @@ def test_result_outside_fibers_and_from_asyncio_callbacks() -> None:
 
     unknot.run(main)
     assert seen == [3]
+
+
+# -- Future.cancel (concurrent.futures semantics) -----------------------------------------------
+
+
+@pytest.mark.unknot
+def test_cancel_a_pending_future_and_not_a_complete_one() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    assert fut.cancelled() is False
+    assert fut.cancel() is True
+    assert fut.cancelled() and fut.done() and fut.wait() is True
+    assert fut.cancel() is True  # already cancelled: still True, as concurrent.futures says
+    assert "cancelled" in repr(fut)
+    with pytest.raises(CancelledError):
+        fut.result()
+    with pytest.raises(CancelledError):
+        fut.exception()
+    with pytest.raises(InvalidStateError):
+        fut.set_result(1)
+    with pytest.raises(InvalidStateError):
+        fut.set_exception(KeyError("k"))
+    assert fut.cancelled()
+    done: unknot.Future[int] = unknot.Future()
+    done.set_result(7)
+    failed: unknot.Future[int] = unknot.Future()
+    failed.set_exception(KeyError("k"))
+    assert done.cancel() is False and failed.cancel() is False  # complete: unchanged
+    assert not done.cancelled() and done.result() == 7
+    assert not failed.cancelled() and isinstance(failed.exception(), KeyError)
+
+
+@pytest.mark.unknot
+def test_cancel_wakes_fibers_threads_coroutines_and_runs_callbacks() -> None:
+    fut: unknot.Future[int] = unknot.Future()
+    seen: list[Any] = []
+    fut.add_done_callback(lambda f: seen.append(("callback", f.cancelled())))
+
+    def fiber_waiter() -> None:
+        try:
+            fut.result()
+        except CancelledError:
+            seen.append("fiber")
+
+    fibers = [unknot.spawn(fiber_waiter) for _ in range(2)]
+    thread_waiter = unknot.spawn(unknot.to_thread, fut.result, 5)
+    task = asyncio.get_running_loop().create_task(waiter_of(fut))
+    for _ in range(5000):  # until every waiter waits (the thread needs real time to start)
+        if len(fut._lots or {}) and fut._thread_waiters and fut._loop_waiters:
+            break
+        unknot.sleep(0.001)
+    assert fut._thread_waiters and fut._loop_waiters and not any(f.done() for f in fibers)
+    assert fut.cancel() is True
+    for f in fibers:
+        f.join()
+    with pytest.raises(CancelledError):  # concurrent.futures' CancelledError, in the thread
+        thread_waiter.join()
+    with pytest.raises(asyncio.CancelledError):  # a coroutine sees asyncio's: its task ends
+        unknot.await_(task)
+    assert task.cancelled()
+    assert sorted(map(str, seen)) == ["('callback', True)", "fiber", "fiber"]
+
+
+def test_await_a_future_cancelled_from_a_thread_on_a_stock_loop() -> None:
+    async def main() -> tuple[bool, bool]:
+        fut: unknot.Future[str] = unknot.Future()
+        task = asyncio.get_running_loop().create_task(waiter_of(fut))
+        await asyncio.sleep(0)  # the task waits
+        t = threading.Thread(target=fut.cancel)
+        t.start()
+        try:
+            await asyncio.wait_for(task, 5)
+        except asyncio.CancelledError:
+            pass
+        t.join()
+        return task.cancelled(), fut.cancelled()
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_cancel_racing_set_result_in_threads_exactly_one_wins() -> None:
+    for _ in range(50):
+        fut: unknot.Future[int] = unknot.Future()
+        outcome: dict[str, Any] = {}
+
+        def setter(fut: unknot.Future[int] = fut, outcome: dict[str, Any] = outcome) -> None:
+            try:
+                fut.set_result(1)
+                outcome["set"] = True
+            except InvalidStateError:
+                outcome["set"] = False
+
+        def canceller(fut: unknot.Future[int] = fut, outcome: dict[str, Any] = outcome) -> None:
+            outcome["cancel"] = fut.cancel()
+
+        threads = [threading.Thread(target=setter), threading.Thread(target=canceller)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcome["set"] != outcome["cancel"]
+        assert fut.cancelled() is outcome["cancel"]
+        if outcome["set"]:
+            assert fut.result(timeout=1) == 1
+
+
+@pytest.mark.unknot
+def test_as_completed_and_wait_count_a_cancelled_future_as_done_not_failed() -> None:
+    cancelled: unknot.Future[int] = unknot.Future()
+    later: unknot.Future[int] = unknot.Future()
+    unknot.spawn(cancelled.cancel)
+    assert list(unknot.as_completed([cancelled])) == [cancelled]
+    fresh: unknot.Future[int] = unknot.Future()
+    unknot.spawn(fresh.cancel)
+    done, not_done = unknot.wait([fresh, later], return_when=unknot.FIRST_COMPLETED)
+    assert done == {fresh} and not_done == {later}
+
+    def set_later() -> None:
+        unknot.sleep(0)
+        later.set_result(2)
+
+    unknot.spawn(set_later)
+    # A cancelled future did not raise: FIRST_EXCEPTION waits for the other one.
+    done, not_done = unknot.wait([cancelled, later], return_when=unknot.FIRST_EXCEPTION)
+    assert done == {cancelled, later} and not_done == set()
 
 
 # -- as_completed -------------------------------------------------------------------------------

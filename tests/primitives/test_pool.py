@@ -13,6 +13,7 @@ import pytest
 from fiber_helpers import run_script
 
 import unknot
+from unknot import _pool as unknot_pool
 from unknot.testing import MockClock
 
 pytestmark = pytest.mark.timeout(30)
@@ -160,11 +161,54 @@ def test_spawn_waits_for_a_free_slot(autojump_clock: MockClock) -> None:
 
 
 @pytest.mark.unknot
-def test_pool_size_must_be_positive() -> None:
-    for bad in (0, -1, 1.5, True, None):
+def test_pool_size_must_be_positive_or_none() -> None:
+    for bad in (0, -1, 1.5, True, False, "3"):
         with pytest.raises(ValueError):
             unknot.Pool(bad)  # type: ignore[arg-type]
     assert unknot.Pool(7).size == 7
+    assert unknot.Pool(None).size is None and unknot.Pool().size is None
+
+
+# -- an unbounded pool -------------------------------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_an_unbounded_pool_never_waits_for_a_slot(autojump_clock: MockClock) -> None:
+    # gevent's Pool(None) (and Pool()): it used to raise ValueError.
+    gauge = Gauge()
+    pool = unknot.Pool(None)
+    assert pool.free_count() == 1 and not pool.full()  # as gevent's: never 0
+    assert "size=None" in repr(pool)
+    with pool:
+        fibers = [pool.spawn(gauge.call, 1, i) for i in range(50)]
+        unknot.sleep(0)
+        assert gauge.now == 50 and unknot.current_time() == 0  # no spawn waited
+        assert pool.free_count() == 1 and not pool.full()
+        assert "running=50" in repr(pool)
+        assert pool.apply(gauge.call, 1, "apply") == "apply"  # beside the 50
+        assert gauge.peak == 51
+    assert [f.result() for f in fibers] == list(range(50))
+    gauge.peak = 0
+    assert pool.map(lambda x: gauge.call(1, x), range(300)) == list(range(300))
+    assert gauge.peak == 300 and unknot.current_time() == pytest.approx(2)  # all at once
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("how", ["imap", "imap_unordered"])
+def test_imap_on_an_unbounded_pool_reads_a_bounded_window_ahead(
+    how: str, autojump_clock: MockClock
+) -> None:
+    window = unknot_pool.UNBOUNDED_WINDOW
+    source = Counted(10 * window)
+    gauge = Gauge()
+    it = getattr(unknot.Pool(), how)(lambda x: gauge.call(1, x), source)
+    unknot.sleep(0.5)
+    assert source.pulled == window and gauge.now == window  # that many calls at once
+    got = [next(it) for _ in range(window + 5)]
+    assert sorted(got) == list(range(window + 5))
+    assert source.pulled <= len(got) + window
+    it.close()
+    assert gauge.now == 0
 
 
 # -- the with-block ----------------------------------------------------------------------------
@@ -445,6 +489,101 @@ def test_a_dropped_imap_cancels_its_calls() -> None:
     gc.collect()
     unknot.sleep(0.01)
     assert gauge.now == 0 and sorted(gauge.cancelled) == [0, 1, 2]
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("how", ["imap", "imap_unordered"])
+def test_imap_after_its_consumer_was_cancelled_raises_instead_of_ending(how: str) -> None:
+    # The cancellation stops the run (its calls in flight are cancelled, their items lost).
+    # Later next() calls used to raise StopIteration, so `for` loops and list() ended early
+    # as if the input were exhausted, silently dropping results.
+    gate = unknot.Event()
+    cancelled: list[int] = []
+
+    def call(x: int) -> int:
+        if x >= 2:
+            try:
+                gate.wait()
+            except unknot.Cancelled:
+                cancelled.append(x)
+                raise
+        return x
+
+    it = getattr(unknot.Pool(2), how)(call, range(10))
+    got = [next(it), next(it)]
+    with unknot.CancelScope() as scope:
+        unknot.spawn(scope.cancel)
+        next(it)  # waits for item 2: cancelled
+    assert scope.cancelled_caught and sorted(got) == [0, 1]
+    assert sorted(cancelled) == [2, 3]  # the window's two calls, stopped before next() left
+    for _ in range(2):  # every time, not once
+        with pytest.raises(unknot.FiberCancelled, match=rf"Pool\.{how}\(.*call\).*Cancelled"):
+            next(it)
+    with pytest.raises(unknot.FiberCancelled):
+        list(it)
+    it.close()  # nothing left to stop
+    assert f"Pool.{how}(" in repr(it)
+
+
+# -- slots shared between spawn, apply and map -------------------------------------------------
+
+
+@pytest.mark.unknot
+def test_a_slot_freed_by_a_spawned_fiber_goes_to_a_running_map_at_once() -> None:
+    # The map's one worker ran item 0 while the pool was full; it added no helper then (no slot
+    # was free), so the slot the spawned fiber freed stayed unused until item 0 finished.
+    log: list[str] = []
+    spawned_may_end = unknot.Event()
+    item0_may_end = unknot.Event()
+
+    def spawned() -> None:
+        spawned_may_end.wait()
+        log.append("spawned ends")
+
+    def call(x: int) -> int:
+        log.append(f"{x} starts")
+        if x == 0:
+            item0_may_end.wait()
+        return x
+
+    with unknot.Pool(2) as pool:
+        pool.spawn(spawned)
+        mapping = unknot.spawn(pool.map, call, [0, 1])
+        for _ in range(10):
+            unknot.sleep(0)
+        assert log == ["0 starts"] and pool.full()
+        spawned_may_end.set()
+        for _ in range(10):
+            unknot.sleep(0)
+        assert log == ["0 starts", "spawned ends", "1 starts"]  # item 0 still runs
+        item0_may_end.set()
+        assert mapping.join() == [0, 1]
+
+
+@pytest.mark.unknot
+def test_a_map_whose_input_ended_does_not_wait_for_a_slot_to_end() -> None:
+    # A worker queued for a slot when the input ends leaves the queue without one: the map
+    # returns although the other calls of the pool (a spawned fiber, an apply) hold every slot.
+    spawned_may_end = unknot.Event()
+    applied_may_end = unknot.Event()
+    item_may_end = unknot.Event()
+    with unknot.Pool(2) as pool:
+        pool.spawn(spawned_may_end.wait)
+        mapping = unknot.spawn(pool.map, lambda x: item_may_end.wait() and x, [7])
+        for _ in range(10):
+            unknot.sleep(0)
+        applying = unknot.spawn(pool.apply, applied_may_end.wait)  # waits for a slot
+        for _ in range(10):
+            unknot.sleep(0)
+        item_may_end.set()
+        for _ in range(10):
+            unknot.sleep(0)
+        assert mapping.done() and mapping.result() == [7]
+        assert pool.full() and not applying.done()  # the apply got the map's slot
+        applied_may_end.set()
+        spawned_may_end.set()
+        assert applying.join() is True
+    assert pool.free_count() == 2
 
 
 # -- memory: imap reads its input lazily ----------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 import unknot
+from unknot._patch import _hybrid
 from unknot.testing import MockClock
 
 
@@ -286,6 +288,36 @@ def test_rlock_waiter_gets_it_after_full_release(autojump_clock: MockClock) -> N
         assert got_at == []
     w.join()
     assert got_at == [pytest.approx(2)]
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("make", [unknot.RLock, _hybrid.RLock], ids=["RLock", "hybrid RLock"])
+def test_rlock_locked_says_whether_anyone_holds_it(make: Any) -> None:
+    # threading.RLock.locked() (Python 3.14): held by any fiber or thread, at any depth.
+    rlock = make()
+    assert rlock.locked() is False
+    with rlock:
+        with rlock:
+            assert rlock.locked() is True
+        assert rlock.locked() is True  # released once: still held
+        seen = unknot.spawn(rlock.locked)  # another fiber sees it held too
+        assert seen.join() is True
+    assert rlock.locked() is False
+    if make is _hybrid.RLock:  # held by an OS thread
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with rlock:
+                held.set()
+                release.wait(5)
+
+        t = threading.Thread(target=holder)
+        t.start()
+        assert held.wait(5)
+        assert rlock.locked() is True
+        release.set()
+        t.join()
+        assert rlock.locked() is False
 
 
 @pytest.mark.unknot

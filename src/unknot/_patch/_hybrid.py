@@ -262,6 +262,10 @@ class RLock(_LockBase):
                 block._pass_on()
             # INLINED-COPY-END(hybrid-release)
 
+    def locked(self) -> bool:
+        """Whether a fiber or a thread holds the lock (`threading.RLock.locked`, 3.14)."""
+        return self._block.locked()
+
     # The protocol threading.Condition uses.
     def _is_owned(self) -> bool:
         return self._owner is _me()
