@@ -15,8 +15,9 @@ expires. Results are therefore always the stdlib's own, computed by the stdlib.
 Limits of the cooperative wait (the results stay exact; only how soon the fiber notices):
 
 * conditions the hub does not watch (``select``'s exceptional list ``xlist``, a `poll`
-  registration without POLLIN/POLLOUT such as POLLPRI alone) and fds another fiber is already
-  waiting on in the same direction are polled again every `BUSY_POLL` seconds;
+  registration without POLLIN/POLLOUT such as POLLPRI alone) are polled again every
+  `BUSY_POLL` seconds (fds another fiber already waits on in the same direction are watched:
+  the fibers queue, `Hub.wait_fds`);
 * ``poll`` objects refuse two concurrent ``poll()`` calls with ``RuntimeError`` as the stdlib
   does; ``epoll`` objects allow them, as the stdlib does.
 

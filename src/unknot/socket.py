@@ -10,8 +10,9 @@ How: the OS-level socket is always non-blocking. Each call first tries the sysca
 would block does the fiber wait on the hub for readiness (an edge-triggered epoll registration
 made once per socket) and try again.
 
-Closing a socket another fiber is waiting on wakes that fiber with `OSError` (EBADF). Two fibers
-waiting to read (or to write) the same socket at once get a `RuntimeError`.
+Closing a socket other fibers are waiting on wakes them with `OSError` (EBADF). Several fibers
+may wait to read (or to write) the same socket at once, as threads may: they queue, and each
+that stops waiting wakes the next to try its call again (`unknot.lowlevel.Hub.wait_fd`).
 """
 
 from __future__ import annotations

@@ -110,8 +110,8 @@ class ForeignHub(Hub):
             rec.events &= ~2
         if not rec.events:
             rec.armed = False
-            if not rec.persistent and self.fds.get(rec.fd) is rec:
-                del self.fds[rec.fd]
+            if not rec.persistent:
+                self._drop(rec)
 
     def _disarm(self, rec: FdWait) -> None:
         loop = self.loop

@@ -90,6 +90,9 @@ def _nothing() -> None:
 class FdWait:
     """The fibers waiting on one file descriptor, and how the OS is watching it.
 
+    ``reader`` and ``writer`` are the fibers the OS's events wake; others waiting the same way
+    queue behind them (`FdQueue`, kept outside the record: `Hub._wait_queued`).
+
     ``persistent`` records (sockets owned by unknot) stay registered, edge-triggered where the
     backend supports it, until `Hub.forget_fd`. Other records exist only while a fiber waits.
 
@@ -136,6 +139,25 @@ class FdWait:
 
     def __repr__(self) -> str:
         return f"<FdWait fd={self.fd} reader={self.reader} writer={self.writer}>"
+
+
+class FdQueue:
+    """The fibers queued behind an fd record's ``reader`` (``writer``): those that came to wait
+    the same way on the same fd while another already did, oldest first (`Hub.wait_fd`)."""
+
+    __slots__ = ("readers", "writers")
+
+    def __init__(self) -> None:
+        self.readers: deque[Fiber] = deque()
+        self.writers: deque[Fiber] = deque()
+
+
+#: The queues of the records that have one, made when a second fiber waits on the same fd in
+#: the same direction and dropped when the last queued fiber leaves: the slow path. Module-level,
+#: keyed by the record (each belongs to one hub), so that neither `FdWait` (kept per idle
+#: connection) nor the hub (see the note in `Hub._hub_init`) grows an attribute; the waits'
+#: common path tests only that the dict is empty.
+_QUEUED: Final[dict[FdWait, FdQueue]] = {}
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -568,7 +590,7 @@ class Hub(DeadlockDetection):
         """
         old = self.fds.get(fd)
         if old is not None:
-            if old.reader is not None or old.writer is not None:
+            if self._has_waiters(old):
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
@@ -586,25 +608,47 @@ class Hub(DeadlockDetection):
         # before the close, about to retry its syscall on ``rec.fd``) gets EBADF instead.
         rec.fd = -1
         rec.fdobj = -1
-        for f in (rec.reader, rec.writer):
+        waiters = [rec.reader, rec.writer]
+        q = _QUEUED.get(rec)
+        if q is not None:
+            waiters += q.readers
+            waiters += q.writers
+        for f in waiters:
             if f is not None:
                 self.throw(f, OSError(errno.EBADF, "the file descriptor was closed while waiting"))
+
+    def _has_waiters(self, rec: FdWait) -> bool:
+        """Whether a fiber waits on ``rec``: as its ``reader`` or ``writer``, or queued."""
+        return rec.reader is not None or rec.writer is not None or rec in _QUEUED
+
+    def _fd_queue(self, rec: FdWait) -> tuple[list[Fiber], list[Fiber]]:
+        """The fibers queued behind ``rec.reader`` and behind ``rec.writer``, oldest first."""
+        q = _QUEUED.get(rec)
+        if q is None:
+            return [], []
+        return list(q.readers), list(q.writers)
 
     def wait_fd(self, f: Fiber, rec: FdWait, write: bool, timeout: float | None) -> Any:
         """Park ``f`` until ``rec.fd`` is readable (or writable). Returns None or `TIMED_OUT`.
 
         Call it only after the non-blocking syscall failed with EAGAIN (an edge-triggered record
-        reports only changes). A second fiber waiting the same way on the same fd is an error.
+        reports only changes), and when it returns None, make the syscall again (and wait
+        again if it would still block): the wake-up may be spurious.
+
+        One fiber per direction is the record's ``reader`` (``writer``), the one the OS's events
+        wake. Others that come to wait the same way meanwhile queue behind it (`_wait_queued`),
+        and whoever leaves the wait wakes the first of them if that leaves nobody as the waiter
+        (`_pass_on`).
         """
         # INLINED-ORIGINAL(wait-readable): the read, untimed, edge-triggered case is copied into
         # Hub.wait_readable; change them together.
         if write:
             if rec.writer is not None:
-                raise RuntimeError(f"another fiber is already waiting to write to fd {rec.fd}")
+                return self._wait_queued(f, rec, True, timeout)
             rec.writer = f
         else:
             if rec.reader is not None:
-                raise RuntimeError(f"another fiber is already waiting to read from fd {rec.fd}")
+                return self._wait_queued(f, rec, False, timeout)
             rec.reader = f
         self.fd_waiters += 1
         try:
@@ -666,8 +710,69 @@ class Hub(DeadlockDetection):
                 rec.writer = None
             else:
                 rec.reader = None
+            if _QUEUED:  # (some fd has fibers queued: the slow path)
+                self._pass_on(rec, write)
             if not rec.persistent or not self.edge_triggered:
                 self._after_wait(rec)
+
+    def _wait_queued(self, f: Fiber, rec: FdWait, write: bool, timeout: float | None) -> Any:
+        """`wait_fd` when another fiber already waits the same way on ``rec``: ``f`` queues
+        behind it, and parks until `_pass_on` wakes it (None), or its timeout, a cancellation,
+        or `forget_fd` ends the wait.
+
+        How no readiness is lost. An edge-triggered record reports a change once, and one
+        report may cover several pending connections or datagrams: whoever leaves the wait
+        while nobody else is the waiter (the waiter woken by the event, one that timed out or
+        was cancelled, a queued fiber woken to retry) wakes the first queued fiber, which
+        retries its syscall; if that would still block, it waits again, as the waiter if the
+        place is free (queued last otherwise). So after each event, queued fibers retry one
+        after another until one finds the fd drained and waits as the waiter: the OS reports
+        the next change to it. A fiber queued while a waiter waits needs no wake-up: the waiter
+        made its syscall, found nothing, and no event has come since (it would have been woken).
+        """
+        if rec.fd < 0:
+            raise OSError(errno.EBADF, "the file descriptor was closed")
+        q = _QUEUED.get(rec)
+        if q is None:
+            q = _QUEUED[rec] = FdQueue()
+        line = q.writers if write else q.readers
+        line.append(f)
+        self.fd_waiters += 1
+        try:
+            return self.park(f, timeout)
+        finally:
+            self.fd_waiters -= 1
+            self._unqueue(f, rec, write)
+
+    def _unqueue(self, f: Fiber, rec: FdWait, write: bool) -> None:
+        """End a queued wait of ``f`` on ``rec``: out of the queue if `_pass_on` did not take
+        it out (a timeout, a cancellation, `forget_fd`), then `_pass_on`."""
+        q = _QUEUED.get(rec)
+        if q is not None:
+            line = q.writers if write else q.readers
+            try:
+                line.remove(f)
+            except ValueError:
+                pass  # (woken by _pass_on, which took it out)
+        self._pass_on(rec, write)
+        if not rec.persistent or not self.edge_triggered:
+            self._after_wait(rec)  # (a record kept for the queue may go now)
+
+    def _pass_on(self, rec: FdWait, write: bool) -> None:
+        """A fiber left its wait on ``rec`` (readiness, a timeout, a cancellation, a close):
+        if nobody is the waiter now, wake the first fiber queued that way, to retry its syscall
+        (see `_wait_queued`). A fiber taken out here that something else woke first (it is no
+        longer parked) passes on when it leaves in turn. Drops the queues once empty."""
+        q = _QUEUED.get(rec)
+        if q is None:
+            return
+        if write:
+            if rec.writer is None and q.writers:
+                self.wake(_popleft(q.writers))
+        elif rec.reader is None and q.readers:
+            self.wake(_popleft(q.readers))
+        if not q.readers and not q.writers:
+            del _QUEUED[rec]
 
     def wait_readable(self, f: Fiber, rec: FdWait) -> Any:
         """``wait_fd(f, rec, False, None)``: where an idle connection's fiber waits in ``recv``.
@@ -725,6 +830,8 @@ class Hub(DeadlockDetection):
         finally:
             self.fd_waiters -= 1
             rec.reader = None
+            if _QUEUED:
+                self._pass_on(rec, False)
             if not rec.persistent:
                 self._after_wait(rec)
         # INLINED-COPY-END(wait-readable)
@@ -754,12 +861,14 @@ class Hub(DeadlockDetection):
         else first. As with `wait_fd`, call it only after such a poll found none ready. Fds unknot
         does not own are watched only while ``f`` waits; persistent records stay as they are.
 
-        An fd that cannot be watched for ``f`` (another fiber already waits on it in the same
-        direction, or asyncio watches it) raises `RuntimeError`, leaving nothing registered;
-        unless ``busy_poll`` is given: such fds are then skipped and the wait ends (returning
-        None) after at most ``busy_poll`` seconds, so that the caller polls them again.
+        Where another fiber already waits on an fd in the same direction, ``f`` queues behind
+        it, as in `wait_fd`, and is woken when that one leaves its wait. An fd asyncio watches
+        raises `RuntimeError`, leaving nothing registered; unless ``busy_poll`` is given: such
+        fds are then skipped and the wait ends (returning None) after at most ``busy_poll``
+        seconds, so that the caller polls them again.
         """
         taken: list[tuple[FdWait, bool]] = []
+        queued: list[tuple[FdWait, bool]] = []
         skipped = False
         self.fd_waiters += 1
         try:
@@ -773,12 +882,12 @@ class Hub(DeadlockDetection):
                     if waiter is f:
                         continue  # listed twice
                     if waiter is not None:
-                        if busy_poll is None:
-                            what = "write to" if write else "read from"
-                            raise RuntimeError(
-                                f"another fiber is already waiting to {what} fd {fd}"
-                            )
-                        skipped = True
+                        if (rec, write) not in queued:  # (not listed twice)
+                            q = _QUEUED.get(rec)
+                            if q is None:
+                                q = _QUEUED[rec] = FdQueue()
+                            (q.writers if write else q.readers).append(f)
+                            queued.append((rec, write))
                         continue
                     if write:
                         rec.writer = f
@@ -802,6 +911,8 @@ class Hub(DeadlockDetection):
             self.fd_waiters -= 1
             for rec, write in taken:
                 self._release(rec, write)
+            for rec, write in queued:
+                self._unqueue(f, rec, write)
 
     def _release(self, rec: FdWait, write: bool) -> None:
         """End one direction of a fiber's wait on ``rec`` (narrow or drop its registration)."""
@@ -809,8 +920,16 @@ class Hub(DeadlockDetection):
             rec.writer = None
         else:
             rec.reader = None
+        if _QUEUED:
+            self._pass_on(rec, write)
         if not rec.persistent or not self.edge_triggered:
             self._after_wait(rec)
+
+    def _drop(self, rec: FdWait) -> None:
+        """Take a record nobody waits on (as ``reader`` or ``writer``) out of the table, unless
+        fibers are queued on it: the one woken to retry comes back to the same record."""
+        if self.fds.get(rec.fd) is rec and rec not in _QUEUED:
+            del self.fds[rec.fd]
 
     def _fd_event(self, rec: FdWait, readable: bool, writable: bool) -> None:
         # INLINED-ORIGINAL(fd-wake): copied, with Hub.wake, into EpollHub.select (which also
@@ -847,6 +966,8 @@ class Hub(DeadlockDetection):
         (the caller keeps them alive: a collected greenlet would run its ``finally`` blocks).
         The backend's kernel object is the caller's business (`_reset_fd_records_after_fork`).
         """
+        for rec in [rec for rec in _QUEUED if rec.hub is self]:
+            del _QUEUED[rec]  # (nobody waits: ``keep`` runs)
         others = [f for f in self.fibers if f is not keep]
         for f in others:
             f._parked = NOT_PARKED
@@ -890,6 +1011,8 @@ class Hub(DeadlockDetection):
         none is registered; the sockets' records stay (their next wait registers them in the
         new object), the others go. Readiness hints say "try the syscall first"."""
         kept: dict[int, FdWait] = {}
+        for rec in [rec for rec in _QUEUED if rec.hub is self]:
+            del _QUEUED[rec]
         for key, rec in self.fds.items():
             rec.reader = None
             rec.writer = None

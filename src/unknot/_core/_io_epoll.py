@@ -203,10 +203,6 @@ class EpollHub(HubSelector):
         except (OSError, ValueError):
             pass  # already closed: the kernel dropped it
 
-    def _drop(self, rec: FdWait) -> None:
-        if self.fds.get(rec.fd) is rec:
-            del self.fds[rec.fd]
-
     def _reset_backend_after_fork(self) -> None:
         """See `HubSelector._reset_backend_after_fork`: a new epoll object. The child's copy
         of the parent's is closed, which leaves the parent's interest set as it is (an

@@ -70,8 +70,8 @@ class SelectorHub(HubSelector):
         if mask == 0:
             if rec.armed:
                 self._disarm(rec)
-            if not rec.persistent and self.fds.get(rec.fd) is rec:
-                del self.fds[rec.fd]
+            if not rec.persistent:
+                self._drop(rec)
         elif rec.armed and mask != rec.events:
             self._base.modify(self, rec.fd, mask, rec)
             rec.events = mask

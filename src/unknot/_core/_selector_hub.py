@@ -58,14 +58,7 @@ class HubSelector(Hub):
             wait = min(max(0.0, deadline - self.time()), MAX_POLL_TIMEOUT)
             timeout = wait if timeout is None else min(timeout, wait)
         if timeout is None:
-            root = self.root
-            if root is not None and not self._others_can_wake():
-                grace = self._deadlock_grace()
-                if grace is not None:
-                    return grace
-                self._report_deadlock()
-                return 0
-            return None
+            return self._idle_timeout()  # (None, or when to look for a deadlock again)
         mock = self.mock_clock
         if mock is not None and timeout > 0:
             real = mock.real_timeout(timeout)
@@ -107,7 +100,7 @@ class HubSelector(Hub):
         rec = self.fds.get(fd)
         if rec is None:
             return
-        if rec.reader is not None or rec.writer is not None:
+        if self._has_waiters(rec):
             raise RuntimeError(
                 f"fd {fd} is being waited on by a fiber; asyncio cannot watch it at the same time"
             )
