@@ -18,7 +18,10 @@ connection parked past its deadline (see ``HTTPServer``). The timeouts:
 - before a request: ``keep_alive`` seconds for its first byte, then the connection closes
   silently (the client may be sending a request at that very moment: a 408 would be taken as
   its answer). The first request of a connection has ``head`` seconds instead, and gets 408:
-  a client that connects and says nothing is told why it is dropped.
+  a client that connects and says nothing is told why it is dropped. Empty lines before a
+  request (some old clients send a CRLF after a POST body) are ignored (RFC 9112, 2.2): they
+  neither begin a head nor prolong the wait, and the reader counts them as a head (431 past
+  the head size limit), so that endless ones end the connection as well.
 - the head: ``head`` seconds from its first byte to its end, for all its ``recv``\\ s together
   (a client trickling bytes is cut at the deadline), then 408 and close. A head that began in
   the bytes of the requests before it (pipelined) is timed from when they have been answered;
@@ -41,6 +44,14 @@ otherwise look complete. (A ``bytes`` body always has a Content-Length.) A clien
 away ends its connection quietly; the handler's own fibers and other connections are not
 touched.
 
+``stop`` closes the idle connections at once, and gives the others the grace: their answers
+say ``Connection: close``, unless their heads went out before (a streamed answer's head goes
+with its first chunk). A connection whose last answer said keep-alive takes a request that
+has already come (answered, saying close) and otherwise closes cleanly, our side shut down
+first (see `HTTPConnection.after_stop`); one that closes at ``stop`` after an answer while the
+client has sent more lingers (see `HTTPConnection.linger`): no reset can wipe out the answer
+under the client's feet.
+
 A request body the handler did not read (all of it) is read and dropped after the answer,
 when its Content-Length says at most `DRAIN_LIMIT` bytes are left; otherwise (more left, or
 a chunked body not received to its end) the answer says ``Connection: close`` and the
@@ -57,6 +68,7 @@ from __future__ import annotations
 import logging
 import math
 import socket as _socket
+import ssl as _ssl
 import struct
 import time
 from collections.abc import Callable
@@ -263,7 +275,9 @@ class HTTPConnection:
             wait_timeout = head_timeout  # for the first byte of the next request
             inline = settings.access_log is None and not settings.tls
             first = True
-            head_deadline = 0.0  # the end of the head under way (0.0: none has begun)
+            # The end of the head under way; 0.0: none has begun; negative: none has, and minus
+            # the end of the idle wait under way (empty lines came, which do not prolong it).
+            head_deadline = 0.0
             result: Any = None  # (the handler's last result, let go before each wait)
             headers: Any = None
             content: Any = None
@@ -287,25 +301,35 @@ class HTTPConnection:
                     pending = data = b""
                     head = request = result = headers = content = None
                     try:
-                        # A head under way: begun with the previous recv (head_deadline -1.0),
-                        # or pipelined behind the requests just answered (0.0, but the reader
-                        # is in a request, a method alone included); its deadline runs from
-                        # now.
-                        if head_deadline or proto.request_begun:
+                        # A head under way: the reader is in a request (a method alone
+                        # included), begun with the previous recv or pipelined behind the
+                        # requests just answered; its deadline runs from now (head_deadline
+                        # <= 0.0), or on (> 0.0: the head went on with the previous recv).
+                        if head_deadline > 0.0 or proto.request_begun:
                             if head_deadline <= 0.0:
                                 head_deadline = monotonic() + head_timeout
                             self.deadline = head_deadline
                             data = sock.recv(RECV_SIZE)
                         else:
+                            # Idle: no byte of a request yet. head_deadline is 0.0, or minus
+                            # the end of this wait if the previous recv brought empty lines
+                            # only: they are ignored (RFC 9112, 2.2), and neither begin a head
+                            # nor prolong the wait (the reader counts them as a head: 431 past
+                            # its size limit).
                             if settings.closing:
-                                return
-                            self.idle = True
-                            self.deadline = monotonic() + wait_timeout
-                            data = sock.recv(RECV_SIZE)
-                            self.idle = False
-                            head_deadline = -1.0  # timed from the next recv, if one is needed
+                                # (bytes of a request that had come, answered: see after_stop)
+                                data = b"" if first else self.after_stop()
+                                if not data:
+                                    return
+                            else:
+                                if not head_deadline:
+                                    head_deadline = -(monotonic() + wait_timeout)
+                                self.idle = True
+                                self.deadline = -head_deadline
+                                data = sock.recv(RECV_SIZE)
+                                self.idle = False
                     except TimeoutError:
-                        if head_deadline or first:
+                        if head_deadline > 0.0 or first:
                             self.answer_error(408)
                             self.linger()
                         return
@@ -402,6 +426,11 @@ class HTTPConnection:
                     return
                 if not proto.keep_alive:
                     self.flush()
+                    if settings.closing and self.read_now():
+                        # `stop`, and the client has sent more (pipelined, or after an answer
+                        # whose head said keep-alive, see `after_stop`): closing with it unread
+                        # would reset the connection under the client's feet.
+                        self.linger()
                     return
         except ClientGone as exc:
             log.debug("client %s went away: %s", self.client, exc.__cause__ or exc)
@@ -625,6 +654,48 @@ class HTTPConnection:
             self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _RESET)
         except OSError:
             pass
+
+    def after_stop(self) -> bytes:
+        """``stop`` has begun, and the connection waits for the next request after answers
+        whose heads said keep-alive (they went out before: a streamed answer's head goes with
+        its first chunk). The client may be sending a request at this very moment, and the
+        connection cannot take the keep-alive back.
+
+        The bytes that have already come, read without waiting: the request is answered, as
+        any request under way at ``stop``, within the grace and saying ``Connection: close``
+        (the client may not be able to retry it: a POST is not retried on its own). ``b""``
+        if none had (or the client closed its side): the connection is to close, and closes
+        cleanly (`linger`: a FIN after the last answer, then what the client still sends is
+        read and dropped until it closes its side), so that a request crossing our FIN gets
+        no reset that could wipe out the answers before it (RFC 9112, 9.6); the client sees
+        the connection closed without an answer to that request, and retries it on a new
+        one."""
+        data = self.read_now()
+        if data is None:
+            self.linger()
+            return b""
+        if not data:
+            self.eof = True
+        return data
+
+    def read_now(self) -> bytes | None:
+        """What the client has sent and is not read yet, read without waiting; ``b""`` if it
+        has closed its side, None if nothing is there (or the connection failed: `eof` is
+        set then, and `linger` does not wait)."""
+        sock = self.sock
+        try:
+            sock.settimeout(0.0)
+            try:
+                data: bytes = sock.recv(RECV_SIZE)
+                return data
+            finally:
+                sock.settimeout(None)
+        except (BlockingIOError, _ssl.SSLWantReadError):
+            return None
+        except OSError as exc:
+            log.debug("reading from %s failed: %s", self.client, exc)
+            self.eof = True
+            return None
 
     def linger(self) -> None:
         """Before closing with input maybe unread: send what is pending, shut our side down,

@@ -261,7 +261,8 @@ def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
     Content-Length or Transfer-Encoding, and Connection.
 
     A body that was handed over (a file, a `FileBody`, a generator...) is closed if the
-    status or the headers are refused: it will not be sent, and a file would stay open.
+    status or the headers are refused: it will not be sent, and a file would stay open. So is
+    a file opened in text mode, refused (`TypeError`) as a body.
     """
     if type(result) is tuple and len(result) == 3:
         status, headers, body = result
@@ -321,6 +322,7 @@ def _normalize_body(status: int, raw: RawHeaders, body: Any) -> tuple[int, RawHe
     if isinstance(body, FileBody):
         return status, raw, body
     if isinstance(body, io.TextIOBase):
+        _discard(body)  # (handed over, and refused: closed, as a refused answer's body)
         raise TypeError("a file body must be opened in binary mode ('rb'), not text mode")
     if hasattr(body, "read"):
         return status, raw, _file_body(body)
