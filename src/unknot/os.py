@@ -5,7 +5,7 @@ each is exactly the stdlib function, blocking the thread):
 
 * `read` and `write` on pipes, FIFOs and ttys (and sockets, though `unknot.socket` is the
   efficient way to use those);
-* `waitpid`, `wait` (waiting for a child process) and `system`;
+* `waitpid`, `wait`, `wait3`, `wait4`, `waitid` (waiting for a child process) and `system`;
 * `popen`, whose file and ``close()`` are those of `unknot.subprocess`.
 
 **File descriptors keep their mode.** Unlike gevent's ``nb_read``/``nb_write``, which require
@@ -29,16 +29,24 @@ operation (reading a pipe's write end fails at once with EBADF, as in the stdlib
 are always "ready" and are read and written directly (disk I/O cannot be polled; use
 `unknot.to_thread` for slow file systems). The one race this leaves is another process
 consuming the readiness between the poll and the syscall (two readers of one pipe): the syscall
-then blocks the thread, as it would have with threads. Several fibers may wait on one fd: the
-hub wakes one, the others poll again every `unknot.select.BUSY_POLL` seconds.
+then blocks the thread, as it would have with threads. Several fibers may wait on one fd: they
+queue on the hub, and each that stops waiting wakes the next to poll again.
 
-Child processes: ``waitpid(pid, 0)`` for a specific child waits on a pidfd
-(``os.pidfd_open``, Linux 5.3+); waiting for any child (``pid <= 0``), with ``WUNTRACED`` or
-``WCONTINUED``, or where pidfds are unavailable, polls ``waitpid(..., WNOHANG)`` with sleeps
-growing from 1 ms to 50 ms. `system` runs ``/bin/sh -c command`` with ``posix_spawn`` and waits
-with `waitpid`; unlike C's ``system()`` it does not ignore SIGINT and SIGQUIT in the parent
-meanwhile (the other fibers keep running). If the fiber is cancelled, the shell is killed and
-reaped before `unknot.Cancelled` propagates, so no zombie is left.
+Child processes: ``waitpid(pid, 0)``, ``wait4(pid, 0)`` and ``waitid(P_PID, pid, WEXITED)``
+for a specific child wait on a pidfd (``os.pidfd_open``, Linux 5.3+), ``waitid(P_PIDFD, fd,
+WEXITED)`` on the caller's pidfd; waiting for any child (``wait``, ``wait3``, ``pid <= 0``,
+``P_ALL``, ``P_PGID``), for a stop or a continue (``WUNTRACED``/``WSTOPPED``, ``WCONTINUED``),
+or where pidfds are unavailable, polls with ``WNOHANG`` with sleeps growing from 1 ms to 50 ms.
+With ``WNOHANG`` each is the stdlib's call. Results are the stdlib's (``wait3`` and ``wait4``
+return the rusage; ``WNOWAIT`` leaves the child waitable).
+
+`system` runs ``/bin/sh -c command`` with ``posix_spawn``, in the process's C environment (as
+C's ``system()``: what ``os.putenv``/``os.unsetenv`` or a C extension changed behind
+``os.environ``'s back counts), and waits with `waitpid`. Unlike C's ``system()`` it does not
+ignore SIGINT and SIGQUIT, nor block SIGCHLD, in the caller while the shell runs: the other
+fibers keep running and Ctrl-C keeps reaching the program. If the fiber is cancelled (or gets
+the `KeyboardInterrupt`), the shell is killed and reaped before the exception propagates, so
+no zombie is left.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ import os as _stdlib
 import select as _select
 import stat as _stat
 import sys as _sys
+from collections.abc import Callable
 from operator import index as _index
 from os import *  # noqa: F403 - this module mirrors the whole stdlib module
 
@@ -59,7 +68,7 @@ from os import (  # noqa: F401
     supports_fd,
     supports_follow_symlinks,
 )
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl as _fcntl
@@ -67,6 +76,9 @@ except ImportError:  # Windows
     _fcntl = None  # type: ignore[assignment]
 
 from greenlet import getcurrent
+
+if TYPE_CHECKING:
+    import resource as _resource
 
 from ._mirror import poll_fd
 from .lowlevel import Cancelled, Fiber
@@ -83,12 +95,25 @@ _std_read = _stdlib.read
 _std_write = _stdlib.write
 _std_waitpid = _stdlib.waitpid
 _std_system = _stdlib.system
+_std_wait3: Any = getattr(_stdlib, "wait3", None)
+_std_wait4: Any = getattr(_stdlib, "wait4", None)
+_std_waitid: Any = getattr(_stdlib, "waitid", None)
 _get_blocking = _stdlib.get_blocking
 _posix_spawn = getattr(_stdlib, "posix_spawn", None)
 _pidfd_open = getattr(_stdlib, "pidfd_open", None)
 _PIPE_BUF: int = getattr(_select, "PIPE_BUF", 512)
 _WNOHANG: int = getattr(_stdlib, "WNOHANG", 1)
-_NO_PIDFD_OPTIONS: int = getattr(_stdlib, "WUNTRACED", 0) | getattr(_stdlib, "WCONTINUED", 0)
+# (A pidfd becomes readable when its process exits, not when it stops or continues.)
+_NO_PIDFD_OPTIONS: int = (
+    getattr(_stdlib, "WUNTRACED", 0)
+    | getattr(_stdlib, "WSTOPPED", 0)
+    | getattr(_stdlib, "WCONTINUED", 0)
+)
+_P_PID: Any = getattr(_stdlib, "P_PID", None)
+_P_PIDFD: Any = getattr(_stdlib, "P_PIDFD", None)
+# Python 3.13's posix_spawn takes env=None for the process's C environment.
+_SPAWN_TAKES_NO_ENV = _sys.version_info >= (3, 13)
+_c_environ: Any = None  # ctypes' view of C's ``environ`` (char **), once looked up
 
 
 def _ready(fd: int, write: bool) -> bool:
@@ -201,30 +226,53 @@ def write(fd: int, data: Any, /) -> int:
     return _cooperative_write(f, fd, data, lambda chunk: _std_write(fd, chunk))
 
 
-def _wait_child(f: Fiber, pid: int, options: int) -> tuple[int, int]:
-    """``waitpid(pid, options)`` (options without WNOHANG), suspending only fiber ``f``."""
+def _wait_child_with(f: Fiber, attempt: Callable[[], Any], pid: int, fd: int | None = None) -> Any:
+    """``attempt()`` (a wait with WNOHANG: None while no child is ready) until it returns a
+    result, suspending only fiber ``f`` in between: on ``fd`` (a pidfd of the caller's) if
+    given, else on a pidfd of child ``pid`` if ``pid > 0`` and one can be opened, else in
+    sleeps growing from 1 ms to 50 ms."""
     from .lowlevel import sleep
 
     pidfd = None
-    if _pidfd_open is not None and pid > 0 and not options & _NO_PIDFD_OPTIONS:
+    if fd is None and pid > 0 and _pidfd_open is not None:
         try:
-            pidfd = _pidfd_open(pid)  # before the first waitpid: an exit after it is seen
+            pidfd = _pidfd_open(pid)  # before the first attempt: an exit after it is seen
         except OSError:
-            pidfd = None  # no such process (waitpid reports it) or no pidfds here: poll
+            pidfd = None  # no such process (the attempt reports it) or no pidfds here: poll
+    ready_fd = fd if fd is not None else pidfd
     delay = 0.001
     try:
         while True:
-            result = _std_waitpid(pid, options | _WNOHANG)
-            if result[0] != 0:
+            result = attempt()
+            if result is not None:
                 return result
-            if pidfd is not None:
-                _wait_ready(f, pidfd, False)
+            if ready_fd is not None:
+                _wait_ready(f, ready_fd, False)
             else:
                 sleep(delay)
                 delay = min(delay * 2, 0.05)
     finally:
         if pidfd is not None:
             _stdlib.close(pidfd)
+
+
+def _reaped(result: Any) -> Any:
+    """The result of a ``waitpid``/``wait3``/``wait4`` with WNOHANG, or None if it reaped
+    nothing (its pid is 0)."""
+    return result if result[0] != 0 else None
+
+
+def _pidfd_target(pid: int, options: int) -> int:
+    """``pid`` if a wait for it with ``options`` can wait on its pidfd, else 0 (poll)."""
+    return pid if isinstance(pid, int) and pid > 0 and not options & _NO_PIDFD_OPTIONS else 0
+
+
+def _wait_child(f: Fiber, pid: int, options: int) -> tuple[int, int]:
+    """``waitpid(pid, options)`` (options without WNOHANG), suspending only fiber ``f``."""
+    result: tuple[int, int] = _wait_child_with(
+        f, lambda: _reaped(_std_waitpid(pid, options | _WNOHANG)), _pidfd_target(pid, options)
+    )
+    return result
 
 
 def waitpid(pid: int, options: int, /) -> tuple[int, int]:
@@ -245,11 +293,84 @@ if hasattr(_stdlib, "wait"):
         return _wait_child(f, -1, 0)
 
 
+if _std_wait3 is not None:
+
+    def wait3(options: int) -> tuple[int, int, _resource.struct_rusage]:
+        """As `os.wait3`: wait for any child, with its resource usage; in a fiber,
+        cooperatively (by polling)."""
+        f = getcurrent()
+        if type(f) is not Fiber or not isinstance(options, int) or options & _WNOHANG:
+            return _std_wait3(options)
+        return _wait_child_with(f, lambda: _reaped(_std_wait3(options | _WNOHANG)), 0)
+
+
+if _std_wait4 is not None:
+
+    def wait4(pid: int, options: int) -> tuple[int, int, _resource.struct_rusage]:
+        """As `os.wait4`: wait for child ``pid``, with its resource usage; in a fiber,
+        cooperatively (a pidfd, or polling: see the module docs)."""
+        f = getcurrent()
+        if type(f) is not Fiber or not isinstance(options, int) or options & _WNOHANG:
+            return _std_wait4(pid, options)
+        return _wait_child_with(
+            f,
+            lambda: _reaped(_std_wait4(pid, options | _WNOHANG)),
+            _pidfd_target(pid, options),
+        )
+
+
+if _std_waitid is not None:
+
+    def waitid(idtype: int, id: int, options: int, /) -> _stdlib.waitid_result | None:
+        """As `os.waitid`: in a fiber, wait cooperatively (a pidfd for ``P_PID`` and
+        ``P_PIDFD`` without WSTOPPED/WCONTINUED, else polling). With WNOHANG, the stdlib's:
+        None when no child is ready."""
+        f = getcurrent()
+        if type(f) is not Fiber or not isinstance(options, int) or options & _WNOHANG:
+            return _std_waitid(idtype, id, options)
+        pid, fd = 0, None
+        if isinstance(id, int) and not options & _NO_PIDFD_OPTIONS:
+            if _P_PIDFD is not None and idtype == _P_PIDFD:
+                fd = id  # the caller's pidfd: readable once the process has exited
+            elif _P_PID is not None and idtype == _P_PID:
+                pid = id
+        return _wait_child_with(f, lambda: _std_waitid(idtype, id, options | _WNOHANG), pid, fd)
+
+
+def _spawn_env() -> Any:
+    """The environment for `system`'s shell: the process's C environment, which
+    ``os.putenv``, ``os.unsetenv`` and C code change without ``os.environ`` knowing (C's
+    ``system()`` uses it). None (that environment) where ``posix_spawn`` takes it; else a copy
+    read through ctypes; `os.environ` if ctypes cannot reach it."""
+    global _c_environ
+    if _SPAWN_TAKES_NO_ENV:
+        return None
+    if _c_environ is None:
+        try:
+            import ctypes
+
+            _c_environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+        except (ImportError, OSError, ValueError, AttributeError):
+            _c_environ = False
+    if _c_environ is False:
+        return _stdlib.environ
+    env: dict[bytes, bytes] = {}
+    i = 0
+    while _c_environ and (entry := _c_environ[i]) is not None:  # (NULL after clearenv())
+        key, sep, value = entry.partition(b"=")
+        if sep and key and key not in env:  # (getenv finds the first of duplicates)
+            env[key] = value
+        i += 1
+    return env
+
+
 def system(command: Any) -> int:
     """As `os.system`: run ``command`` in a shell; in a fiber, wait cooperatively.
 
-    Returns the wait status. In a fiber the shell is started with ``posix_spawn``; if the fiber
-    is cancelled while it runs, the shell is killed and reaped, then `Cancelled` propagates.
+    Returns the wait status. In a fiber the shell is started with ``posix_spawn``, in the
+    process's C environment; if the fiber is cancelled while it runs, the shell is killed and
+    reaped, then `Cancelled` propagates. SIGINT and SIGQUIT are not ignored meanwhile (see
+    the module docs).
     """
     f = getcurrent()
     if (
@@ -258,7 +379,7 @@ def system(command: Any) -> int:
         or not isinstance(command, (str, bytes, PathLike))  # (the stdlib raises TypeError)
     ):
         return _std_system(command)
-    pid = _posix_spawn("/bin/sh", ["sh", "-c", command], _stdlib.environ)
+    pid = _posix_spawn("/bin/sh", ["sh", "-c", command], _spawn_env())
     try:
         return _wait_child(f, pid, 0)[1]
     except BaseException:

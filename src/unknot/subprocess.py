@@ -214,13 +214,26 @@ class Popen(_StdPopen):
         In a fiber it always runs the stdlib's multiplexed loop (the stdlib skips the loop when
         at most one pipe is open and no timeout is given), which keeps the input sent and the
         output read so far on the Popen: after a cancellation, as after `TimeoutExpired`,
-        calling ``communicate()`` again continues where it stopped and loses nothing.
+        calling ``communicate()`` again continues where it stopped and loses nothing. Called
+        again after it finished, it gives what the stdlib's gives: the output again after the
+        stdlib's loop, `ValueError` (a closed pipe) after its shortcut.
         """
         if type(getcurrent()) is not Fiber or _mswindows:
             return _StdPopen.communicate(self, input, timeout)
         started: bool = self._communication_started  # type: ignore[has-type]
         if started and input:
             raise ValueError("Cannot send input after starting communication")
+        # The stdlib's shortcut (no timeout, at most one pipe) never marks the communication
+        # started, so calling communicate() again takes it again, on a pipe it closed: reading
+        # stdout (or stderr) raises ValueError, and so does writing input to stdin. The loop
+        # below would return the output again instead, as the stdlib does after its loop.
+        shortcut = (
+            timeout is None
+            and not started
+            and [self.stdin, self.stdout, self.stderr].count(None) >= 2
+        )
+        if shortcut and all(p is None or p.closed for p in (self.stdin, self.stdout, self.stderr)):
+            return _StdPopen.communicate(self, input, timeout)  # nothing there can block
         endtime = None if timeout is None else _monotonic() + timeout
         try:
             if started and input is None:
@@ -248,6 +261,9 @@ class Popen(_StdPopen):
             if started or hasattr(self, "_fileobj2output"):
                 self._communication_started = True
         self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
+        if shortcut:  # leave it as the stdlib's shortcut does (see above)
+            self._communication_started = False
+            self.__dict__.pop("_fileobj2output", None)
         return (stdout, stderr)
 
     def _unsent_input(self) -> Any:

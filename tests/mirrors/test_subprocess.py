@@ -240,6 +240,45 @@ def test_results_match_stdlib_in_and_outside_fibers(case: Callable[[Any], Any]) 
     assert unknot.run(describe, lambda: case(us)) == expected  # in a fiber
 
 
+SECOND_COMMUNICATE = [
+    # (the stdlib's one-pipe shortcut: the second call reads the closed pipe, ValueError)
+    ("stdout", dict(stdout=std.PIPE), (), {}),
+    ("stdout text", dict(stdout=std.PIPE, text=True), (), {}),
+    ("stderr", dict(stderr=std.PIPE), (), {}),
+    ("stdin", dict(stdin=std.PIPE), (b"in",), {}),
+    ("stdin no input", dict(stdin=std.PIPE), (), {}),
+    ("no pipe", {}, (), {}),
+    # (the stdlib's loop: the second call returns the output again)
+    ("stdout and stderr", dict(stdout=std.PIPE, stderr=std.PIPE), (), {}),
+    ("stdout with a timeout", dict(stdout=std.PIPE), (), dict(timeout=10)),
+    ("stdin and stdout", dict(stdin=std.PIPE, stdout=std.PIPE), (b"in",), {}),
+]
+
+
+def communicate_twice(
+    popen: Any, options: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[Any]:
+    script = "import sys; sys.stdin.read(); print('out'); print('err', file=sys.stderr)"
+    with popen([PY, "-c", script], **options) as p:
+        return [outcome(lambda: p.communicate(*args, **kwargs)) for _ in range(2)] + [p.returncode]
+
+
+@pytest.mark.parametrize(
+    "options,args,kwargs",
+    [c[1:] for c in SECOND_COMMUNICATE],
+    ids=[c[0] for c in SECOND_COMMUNICATE],
+)
+def test_second_communicate_as_the_stdlib(
+    options: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """A second communicate() gives what the stdlib's does: the output again after its
+    multiplexing loop, but ValueError (the pipe it closed) after its one-pipe shortcut, which
+    unknot's communicate in a fiber never takes (it always runs the loop)."""
+    options = dict(options, stdin=options.get("stdin", std.DEVNULL))
+    expected = communicate_twice(std.Popen, options, args, kwargs)
+    assert unknot.run(communicate_twice, us.Popen, options, args, kwargs) == expected
+
+
 def test_names_mirror_the_stdlib() -> None:
     for name in dir(std):  # the public names (the modules it imports are not part of its API)
         if not name.startswith("_") and not isinstance(getattr(std, name), types.ModuleType):

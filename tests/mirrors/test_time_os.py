@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -93,7 +94,7 @@ def test_sleep_outside_fibers_is_stdlib() -> None:
 
 
 def test_os_mirrors_the_stdlib() -> None:
-    overridden = {"read", "write", "waitpid", "wait", "system", "popen"}
+    overridden = {"read", "write", "waitpid", "wait", "wait3", "wait4", "waitid", "system", "popen"}
     helpers = {"GenericAlias", "Mapping", "MutableMapping"}  # os's own imports, not its API
     for name in set(dir(os)) - helpers:
         if not name.startswith("_") and not isinstance(getattr(os, name), type(os)):
@@ -317,6 +318,118 @@ unknot.run(main)
     assert out.stdout.strip() == "ok", out.stderr
 
 
+class ChildOnCue:
+    """A shell child that exits with ``status`` once `release` is called: a fiber calls it
+    after the ticker counted 5, so a wait that blocked the hub would never see the child exit
+    (the test times out), and one that lets other fibers run returns."""
+
+    def __init__(self, status: int, group: bool = False) -> None:
+        self.r, self.w = os.pipe()
+        self.pid = os.posix_spawnp(
+            "sh",
+            ["sh", "-c", f"read line; exit {status}"],
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, self.r, 0)],
+            **({"setpgroup": 0} if group else {}),
+        )
+        os.close(self.r)
+
+    def release_after(self, ticker: Ticker) -> unknot.Fiber:
+        def release() -> None:
+            while ticker.count < 5:
+                unknot.sleep(0.01)
+            os.write(self.w, b"go\n")
+            os.close(self.w)
+
+        return unknot.spawn(release)
+
+
+@linux
+@pytest.mark.unknot
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_wait4_and_waitid_are_cooperative(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:
+        monkeypatch.setattr(uos, "_pidfd_open", None)
+    ticker = Ticker()
+    child = ChildOnCue(5)
+    assert uos.wait4(child.pid, os.WNOHANG)[:2] == (0, 0)  # the stdlib's, rusage included
+    child.release_after(ticker)
+    pid, status, usage = uos.wait4(child.pid, 0)
+    assert (pid, status) == (child.pid, 5 << 8)
+    assert isinstance(usage, resource.struct_rusage)
+    assert ticker.count >= 5
+
+    ticker = Ticker()
+    child = ChildOnCue(4)
+    assert uos.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG) is None
+    child.release_after(ticker)
+    info = uos.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # leaves it waitable
+    assert (info.si_pid, info.si_code, info.si_status) == (child.pid, os.CLD_EXITED, 4)
+    assert uos.waitid(os.P_PID, child.pid, os.WEXITED).si_pid == child.pid  # reaped now
+    assert ticker.stop() >= 5
+    # The stdlib's errors: no such child, no wait type in the options.
+    assert outcome(uos.wait4, child.pid, 0) == outcome(os.wait4, child.pid, 0)
+    assert outcome(uos.waitid, os.P_PID, child.pid, os.WEXITED) == outcome(
+        os.waitid, os.P_PID, child.pid, os.WEXITED
+    )
+    assert outcome(uos.waitid, os.P_ALL, 0, 0) == outcome(os.waitid, os.P_ALL, 0, 0)
+
+
+@linux
+@pytest.mark.unknot
+@pytest.mark.skipif(not hasattr(os, "P_PIDFD"), reason="P_PIDFD (Linux 5.4+)")
+def test_waitid_on_a_pidfd_is_cooperative() -> None:
+    ticker = Ticker()
+    child = ChildOnCue(6)
+    try:
+        fd = os.pidfd_open(child.pid)
+    except OSError as e:
+        pytest.skip(f"no pidfds here: {e}")
+    try:
+        assert uos.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is None
+        child.release_after(ticker)
+        info = uos.waitid(os.P_PIDFD, fd, os.WEXITED)
+    finally:
+        os.close(fd)
+    assert (info.si_pid, info.si_status) == (child.pid, 6)
+    assert ticker.stop() >= 5
+
+
+@linux
+@pytest.mark.unknot
+def test_wait3_and_waitid_for_any_child_poll() -> None:
+    """wait3, and waitid for a process group, reap any matching child: polling. (A process
+    group of the child's own, so that no other child of the test process is reaped.)"""
+    ticker = Ticker()
+    child = ChildOnCue(3, group=True)
+    child.release_after(ticker)
+    info = uos.waitid(os.P_PGID, child.pid, os.WEXITED)
+    assert (info.si_pid, info.si_status) == (child.pid, 3)
+    assert ticker.stop() >= 5
+    code = """
+import os, unknot, unknot.os as uos
+def main():
+    r, w = os.pipe()
+    pid = os.posix_spawnp("sh", ["sh", "-c", "read line; exit 2"], os.environ,
+                          file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)])
+    ticks = []
+    def release():
+        while len(ticks) < 5:
+            ticks.append(unknot.sleep(0.01))
+        os.write(w, b"go\\n")
+    unknot.spawn(release)
+    got, status, usage = uos.wait3(0)
+    assert (got, status) == (pid, 2 << 8) and usage.ru_maxrss >= 0, (got, status)
+    try:
+        uos.wait3(0)  # no child left: the stdlib's error, at once
+    except ChildProcessError:
+        print("ok", len(ticks))
+unknot.run(main)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert out.stdout.split() == ["ok", "5"], out.stderr
+
+
 def test_waitpid_outside_fibers() -> None:
     pid = spawn_child("true")
     assert uos.waitpid(pid, 0) == (pid, 0)
@@ -341,6 +454,24 @@ def test_system(tmp_path: Path) -> None:
     assert scope.cancelled_caught
     with pytest.raises(ProcessLookupError):  # killed and reaped: not even a zombie
         os.kill(int(pidfile.read_text()), 0)
+
+
+@linux
+def test_system_uses_the_c_environment() -> None:
+    """C's system() runs the shell in the process's C environment, which os.putenv and
+    os.unsetenv change without os.environ knowing (as a C extension's setenv does): so does
+    unknot's. (A fresh interpreter: the test process's environment is left alone.)"""
+    code = """
+import os, unknot, unknot.os as uos
+os.putenv("UNKNOT_C_ONLY", "c-level")           # in the C environment only
+os.environ["UNKNOT_GONE"] = "x"
+os.unsetenv("UNKNOT_GONE")                      # still in os.environ, not in C's
+assert os.environ["UNKNOT_GONE"] == "x" and "UNKNOT_C_ONLY" not in os.environ
+cmd = 'test "$UNKNOT_C_ONLY" = c-level && test -z "${UNKNOT_GONE+set}"'
+print(os.system(cmd), unknot.run(uos.system, cmd))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert out.stdout.split() == ["0", "0"], out.stderr
 
 
 @linux

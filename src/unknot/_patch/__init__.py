@@ -148,8 +148,9 @@ def _apply(row: PatchRow, replacements: dict[int, tuple[Any, Any]]) -> None:
 GEVENT_KEYWORDS = {
     "thread": "unknot's is threading=...: threads stay OS threads, and patch() makes their "
     "locks hybrid (fiber- and thread-safe) and threading.local fiber-local",
-    "os": "unknot patches no os functions (gevent's os=True replaces fork and waitpid): call "
-    "unknot.os.waitpid/wait (or use unknot.subprocess) to wait for a child cooperatively",
+    "os": "unknot's is subprocess=...: it installs unknot.os.waitpid, wait, wait3, wait4 and "
+    "waitid in os (pidfd waits, no SIGCHLD handler) along with unknot.subprocess's Popen; fork "
+    "needs no patch (a child forked in a fiber keeps only that fiber)",
     "signal": "signals stay with the event loop: install handlers with "
     "asyncio.get_running_loop().add_signal_handler(...) (the hub is an asyncio loop)",
     "aggressive": "unknot has no equivalent: select=True already makes select, poll and epoll "

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import enum
 import importlib
-import importlib.util
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -99,10 +99,16 @@ JOIN_SLICE = 0.05
 
 
 def _join_in_worker(
-    original: Callable[..., Any], thread: threading.Thread, timeout: float | None, left: list[bool]
+    original: Callable[..., Any],
+    thread: threading.Thread,
+    timeout: float | None,
+    left: list[bool],
+    started: list[bool],
 ) -> None:
     """The stdlib's join, in slices, until ``thread`` ends, ``timeout`` runs out or the fiber
-    stops waiting (``left`` is no longer empty). At least one call, with the stdlib's checks."""
+    stops waiting (``left`` is no longer empty). At least one call, with the stdlib's checks.
+    Appends to ``started`` first."""
+    started.append(True)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if deadline is None:
@@ -129,8 +135,16 @@ def _thread_join(original: Callable[..., Any]) -> Callable[..., Any]:
             # few abandoned joins of a long-lived thread would hold every worker, and with them
             # to_thread, DNS and file I/O.
             left: list[bool] = []
+            started: list[bool] = []
             try:
-                return to_thread(_join_in_worker, original, self, timeout, left)
+                return to_thread(_join_in_worker, original, self, timeout, left, started)
+            except RuntimeError:
+                if started:
+                    raise  # the stdlib's join raised it
+                # The pool takes no more work: the interpreter is shutting down, which a
+                # process forked by a fiber (multiprocessing's "fork") does in that fiber,
+                # joining its threads. Wait here, as the stdlib does.
+                return original(self, timeout)
             finally:
                 left.append(True)
         return original(self, timeout)
@@ -155,21 +169,6 @@ def _submit_to_finish(original: Callable[..., Any]) -> Callable[..., Any]:
     return submit
 
 
-def _fiber_local_class() -> type:
-    """`threading.local` with one namespace per fiber: the stdlib's pure-Python implementation
-    (``_threading_local``), loaded privately with "current thread" meaning "current greenlet"."""
-    spec = importlib.util.find_spec("_threading_local")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from ._hybrid import RLock
-
-    module.current_thread = getcurrent  # type: ignore[attr-defined]
-    module.RLock = RLock  # type: ignore[attr-defined]
-    local: type = module.local
-    return local
-
-
 def _socket_names() -> list[str]:
     # Not create_connection, create_server and getfqdn: the stdlib's own look up socket(),
     # getaddrinfo() and gethostbyaddr() in the socket module when called, so once these are
@@ -188,6 +187,44 @@ def _create_connection() -> Callable[..., Any]:
     from unknot.socket import closing_interrupted_attempts
 
     return closing_interrupted_attempts(_ORIGINAL_CREATE_CONNECTION)
+
+
+def _os_wait_names() -> list[str]:
+    return ["waitpid", "wait", "wait3", "wait4", "waitid"]
+
+
+def _multiprocessing_rows() -> list[PatchRow]:
+    """multiprocessing's pipes and queues. Class attributes, so connections and queues made
+    before `patch` (or unpickled in a child) are cooperative too; lazy: `patch` does not load
+    multiprocessing. (Not on Windows, where Connection is over sockets or named pipes.)"""
+    if sys.platform == "win32":
+        return []
+    rows = [
+        # Connection binds os.read/os.write at class creation, as default arguments.
+        ("connection", "Connection._recv", "_recv"),
+        ("connection", "Connection._send", "_send"),
+        # A message is read or written whole once begun: cancellation comes only before.
+        ("connection", "Connection._recv_bytes", "_recv_bytes"),
+        ("connection", "Connection._send_bytes", "_send_bytes"),
+        ("connection", "Connection._poll", "_poll"),
+        ("connection", "wait", "wait"),
+        # Their locks are semaphores shared between processes, acquired in C.
+        ("queues", "Queue.get", "_queue_get"),
+        ("queues", "Queue.put", "_queue_put"),
+        ("queues", "JoinableQueue.put", "_joinable_queue_put"),
+        ("queues", "SimpleQueue.get", "_simple_queue_get"),
+        ("queues", "SimpleQueue.put", "_simple_queue_put"),
+    ]
+    return [
+        PatchRow(
+            f"multiprocessing.{module}",
+            attr,
+            NAME,
+            f"unknot.multiprocessing.{module}:{name}",
+            lazy=True,
+        )
+        for module, attr, name in rows
+    ]
 
 
 def _dns_names() -> list[str]:
@@ -223,10 +260,17 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("selectors", "DevpollSelector", DELETE),
     ],
     "time": [PatchRow("time", "sleep", NAME, "unknot.time:sleep")],
-    # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
-    # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
-    # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
-    "subprocess": [PatchRow("subprocess", "Popen", NAME, "unknot.subprocess:Popen")],
+    # Child processes.
+    "subprocess": [
+        # Only Popen: the stdlib's run, call, check_call, check_output, getoutput and
+        # getstatusoutput look Popen (and run, check_output) up in the subprocess module when
+        # called, so they use unknot's, and a later mock of subprocess.Popen still applies.
+        PatchRow("subprocess", "Popen", NAME, "unknot.subprocess:Popen"),
+        # Waiting for a child (multiprocessing's Process.join among others). Not os.system
+        # (C's ignores SIGINT in the caller meanwhile, unknot.os's cannot) nor os.read/write.
+        *(PatchRow("os", n, NAME, f"unknot.os:{n}") for n in _os_wait_names()),
+        *_multiprocessing_rows(),
+    ],
     "threading": [
         # The class (threading.Lock is one on Python 3.13: `Lock | None`, isinstance).
         PatchRow("threading", "Lock", NAME, "unknot._patch._hybrid:Lock"),
@@ -236,7 +280,9 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("threading", "_CRLock", NAME, "unknot._patch._hybrid:RLock"),
         # (Event, Semaphore, Barrier and queue.Queue make theirs from this name.)
         PatchRow("threading", "Condition", NAME, "unknot._patch._hybrid:Condition"),
-        PatchRow("threading", "local", FACTORY, _fiber_local_class),
+        # (unknot.local: one namespace per greenlet, as the C _thread._local's per thread,
+        # whose subclasses may list __dict__ in __slots__, which _threading_local's refuse.)
+        PatchRow("threading", "local", NAME, "unknot._local:local"),
         PatchRow("threading", "Thread.join", FACTORY, lambda: _thread_join(_ORIGINAL_JOIN)),
         PatchRow(
             "concurrent.futures.thread",
@@ -259,7 +305,7 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("_thread", "allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "RLock", NAME, "unknot._patch._hybrid:RLock"),
-        PatchRow("_thread", "_local", FACTORY, _fiber_local_class),
+        PatchRow("_thread", "_local", NAME, "unknot._local:local"),
     ],
     "queue": [
         # (pure Python: its blocking get waits on a patched lock; its put takes no Ctrl-C)
