@@ -1,12 +1,15 @@
 """Deadlock detection: every fiber is blocked and nothing outside them can wake one.
 
-The selector hub asks `DeadlockDetection._others_can_wake` whenever it is about to sleep with no
-timeout while a root fiber exists. Nothing can wake a fiber when no fiber is ready, none waits on
-an fd, no timer is pending, no `to_thread` call is in flight, the asyncio loop has no work (no
-callbacks, timers, other fds, signal handlers, executor jobs), no foreign thread runs and no
-Python signal handler is set (``signal.signal``: its handler may set an event; Python's own
-SIGINT handler and unknot's do not count). After `DEADLOCK_GRACE` seconds of that, the root
-fiber gets a `DeadlockError` listing every fiber.
+The selector hub asks `DeadlockDetection._idle_timeout` whenever it is about to sleep with no
+timeout. Nothing can wake a fiber when no fiber is ready, none waits on an fd, no timer is
+pending, no `to_thread` call is in flight, the asyncio loop has no work (no callbacks, timers,
+other fds, signal handlers, executor jobs), no Python signal handler is set (``signal.signal``:
+its handler may set an event; Python's own SIGINT handler, unknot's and pytest-timeout's do not
+count, nor do those of the interval timers' signals but for a SIGALRM handler with its timer
+running), and no foreign thread runs. After `DEADLOCK_GRACE` seconds of that, the root fiber
+gets a `DeadlockError` listing every fiber. A foreign thread or a pending alarm may end without
+waking anything: while one is the only possible waker, the hub looks again every
+`FOREIGN_RECHECK` seconds (or once the alarm is due) instead of sleeping for good.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._exceptions import DeadlockError
-from ._fiber import RUNNING
+from ._fiber import PARKED_SHIELDED, RUNNING
 from ._monitor import monitor_thread_ident
 from ._native import mypyc_attr
 from ._thread_pool import pool_thread_idents
@@ -51,7 +54,8 @@ class DeadlockDetection(TimerQueue):
         raise NotImplementedError
 
     def _others_can_wake(self) -> bool:
-        """Whether anything outside the fibers (I/O, timers, threads, signals) may wake one."""
+        """Whether anything (I/O, timers, threads, asyncio, signal handlers) may wake a fiber and
+        would wake the hub's poll when it does."""
         if self.ready or self.fd_waiters or self.threads_in_flight:
             return True
         if self.next_deadline() is not None:
@@ -59,7 +63,39 @@ class DeadlockDetection(TimerQueue):
         loop = self.loop
         if loop is not None and _loop_has_work(loop):
             return True
-        return _foreign_threads_alive() or _signal_handler_set()
+        return _signal_handler_set()
+
+    def _idle_timeout(self) -> float | None:
+        """The poll's timeout when the selector hub is about to sleep with none (nothing ready,
+        no timer): None to sleep until woken; else the seconds after which to look again.
+
+        Looks for a deadlock only under `run` (a root fiber exists) or while
+        `HubEventLoop.close` unwinds leftover fibers; reports it (and returns 0) once nothing
+        could wake a fiber for `DEADLOCK_GRACE` seconds. A foreign thread may end, and an
+        alarm fire, without waking the poll: while those are the only possible wakers, the
+        check runs again every `FOREIGN_RECHECK` seconds or when the alarm is due.
+        """
+        if self.root is None and not getattr(self.loop, UNWINDING_AT_CLOSE, False):
+            return None
+        if self._others_can_wake():
+            return None
+        recheck = _alarm_due()
+        if _foreign_threads_alive():
+            foreign = self.FOREIGN_RECHECK
+            recheck = foreign if recheck is None else min(recheck, foreign)
+        if recheck is not None:
+            self._deadlock_since = None  # (a possible waker: no suspicion yet)
+            return recheck
+        grace = self._deadlock_grace()
+        if grace is not None:
+            return grace
+        self._report_deadlock()
+        return 0
+
+    #: Seconds between two deadlock checks while a foreign thread runs and nothing else can
+    #: wake a fiber: the thread may end without waking anything (then the deadlock is reported
+    #: at the next check, after `DEADLOCK_GRACE`). A check costs some microseconds.
+    FOREIGN_RECHECK: ClassVar[float] = 0.5
 
     #: Seconds everything must stay blocked before a deadlock is reported: a thread just started
     #: with ``_thread.start_new_thread`` is seen (``_thread._count``) only once it has begun to run.
@@ -94,9 +130,23 @@ class DeadlockDetection(TimerQueue):
         return "\n".join(lines)
 
     def _report_deadlock(self) -> None:
+        """Throw the `DeadlockError` into the root fiber; raise it out of the loop instead if
+        the root is not parked in a wait that can take it.
+
+        A shielded wait (`PARKED_SHIELDED`: re-acquiring a lock in `Condition.wait`, a bridge
+        waiting for its task to unwind) must finish: an exception out of it would leave, say,
+        a lock held by another fiber that the root goes on to release. Out of the loop, the
+        error ends `run`, whose shutdown cancels every fiber: the lock's holder lets go, and
+        the root's wait ends as it must, then the root unwinds.
+        """
         root = self.root
         err = DeadlockError(self.deadlock_report())
-        if root is not None and root._state == RUNNING and self.throw(root, err):
+        if (
+            root is not None
+            and root._state == RUNNING
+            and root._parked != PARKED_SHIELDED
+            and self.throw(root, err)
+        ):
             return
         raise err
 
@@ -116,9 +166,10 @@ def _loop_has_work(loop: Any) -> bool:
 
 
 #: The signals whose Python handler may wake a fiber: those a handler can be set for, but for
-#: the interval timers' (``signal.setitimer``, ``signal.alarm``). A handler of those is taken for
-#: a timeout's, which raises in the root fiber whenever it fires, deadlock or not: pytest-timeout
-#: sets one for every test, which would otherwise turn each deadlock into a wait for it.
+#: the interval timers' (``signal.setitimer``, ``signal.alarm``), whose handlers are there for
+#: their timers. SIGALRM's counts only while its timer runs (`_alarm_due`). SIGVTALRM's and
+#: SIGPROF's timers count CPU time, which a process whose fibers are all blocked does not spend
+#: (a foreign thread that does is a waker of its own): they cannot fire.
 _WAKING_SIGNALS: Final = tuple(
     sorted(
         set(map(int, signal.valid_signals()))
@@ -130,6 +181,9 @@ _WAKING_SIGNALS: Final = tuple(
     )
 )
 
+#: SIGALRM's number, or None where there is no ``signal.setitimer`` (Windows).
+_SIGALRM: Final = int(signal.SIGALRM) if hasattr(signal, "setitimer") else None
+
 # ``signal.getsignal`` makes each number it returns an enum member: 15 times slower.
 _getsignal: Any = getattr(_signal, "getsignal", signal.getsignal)
 
@@ -137,6 +191,26 @@ _getsignal: Any = getattr(_signal, "getsignal", signal.getsignal)
 #: SIGINT handler (``unknot._core._interrupt``, which spells the name out: the two modules do
 #: not import each other).
 CANNOT_WAKE: Final = "__unknot_cannot_wake__"
+
+#: The attribute `HubEventLoop.close` sets (true) on its loop while it unwinds leftover fibers
+#: (``unknot._core._loop``, which imports this module): deadlocks are looked for then too.
+UNWINDING_AT_CLOSE: Final = "_unknot_unwinding_at_close"
+
+#: Modules whose signal handlers are a timeout's, never a waker's: they raise when they fire,
+#: deadlock or not (pytest-timeout sets one for SIGALRM for every test, with its timer).
+_TIMEOUT_MODULES: Final = frozenset({"pytest_timeout"})
+
+
+def _may_wake(handler: Any) -> bool:
+    """Whether a signal handler (from ``signal.getsignal``) is Python code that may wake a
+    fiber: not SIG_DFL, SIG_IGN or None (a handler not set from Python: none is callable),
+    Python's default SIGINT handler, one marked `CANNOT_WAKE`, or a timeout's."""
+    return (
+        callable(handler)
+        and handler is not signal.default_int_handler
+        and not getattr(handler, CANNOT_WAKE, False)
+        and getattr(handler, "__module__", None) not in _TIMEOUT_MODULES
+    )
 
 
 def _signal_handler_set() -> bool:
@@ -146,20 +220,29 @@ def _signal_handler_set() -> bool:
     `Event` the root fiber waits on. Python's default SIGINT handler does not count (unknot
     turns Ctrl-C into a `KeyboardInterrupt` in the root fiber, which no deadlock report
     replaces), nor do handlers marked `CANNOT_WAKE` (unknot's own SIGINT handler) and those of
-    the interval timers' signals (see `_WAKING_SIGNALS`). Looked at only once nothing else can
-    wake a fiber; about 60 look-ups (2 µs).
+    the interval timers' signals (see `_WAKING_SIGNALS` and `_alarm_due`). Looked at only once
+    nothing else can wake a fiber; about 60 look-ups (2 µs).
     """
-    default_int = signal.default_int_handler
     for signum in _WAKING_SIGNALS:
-        handler = _getsignal(signum)
-        # (SIG_DFL, SIG_IGN and None, a handler not set from Python, are not callable.)
-        if (
-            callable(handler)
-            and handler is not default_int
-            and not getattr(handler, CANNOT_WAKE, False)
-        ):
+        if _may_wake(_getsignal(signum)):
             return True
     return False
+
+
+#: Seconds past an alarm's time at which the deadlock check runs again: by then its handler has
+#: run (in the main thread; one there also ends the hub's poll as soon as the signal comes).
+_ALARM_SLACK: Final = 0.01
+
+
+def _alarm_due() -> float | None:
+    """The seconds (plus `_ALARM_SLACK`) until SIGALRM's timer fires (``signal.setitimer``
+    with ``ITIMER_REAL``, or ``signal.alarm``, which sets the same timer), if it runs and
+    SIGALRM has a Python handler that may wake a fiber (`_may_wake`: not pytest-timeout's);
+    else None. Such a handler may set an `Event` the root fiber waits on."""
+    if _SIGALRM is None or not _may_wake(_getsignal(_SIGALRM)):
+        return None
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    return left + _ALARM_SLACK if left > 0 else None
 
 
 def _foreign_threads_alive() -> bool:

@@ -418,18 +418,60 @@ def _done_future(
     return fut, finished
 
 
+#: asyncio tasks waiting in ``await fiber``, each with the fiber it waits for (`_await_fiber`).
+TASK_AWAITS: dict[asyncio.Future[Any], Fiber] = {}
+#: Fibers waiting in `unknot.await_` for a task or future, each with it (``_bridge``).
+FIBER_AWAITS: dict[Fiber, asyncio.Future[Any]] = {}
+
+
+def waits_for(fut: asyncio.Future[Any] | None, target: Any) -> bool:
+    """Whether ``fut`` (a task) waits for ``target`` (a fiber or a task): is it, or does it
+    await it, through fibers it awaits (``await fiber``), tasks those wait for (`await_`) and
+    tasks a task awaits (``await task``). Used to refuse an await that would close a cycle,
+    which nothing could end (a cancellation would wait for itself)."""
+    node: Any = fut
+    for _ in range(10_000):  # (a chain is acyclic, as every link is checked: a bound anyway)
+        if node is None:
+            return False
+        if node is target:
+            return True
+        fiber = TASK_AWAITS.get(node)
+        if fiber is not None:
+            if fiber is target:
+                return True
+            node = FIBER_AWAITS.get(fiber)
+        else:
+            # (An asyncio task awaiting another task waits on it: its ``_fut_waiter``.)
+            waiter = getattr(node, "_fut_waiter", None)
+            node = waiter if isinstance(waiter, asyncio.Task) else None
+    return False
+
+
 def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
-    """The body of ``Fiber.__await__`` (the asyncio side of the bridge; see `_bridge`)."""
+    """The body of ``Fiber.__await__`` (the asyncio side of the bridge; see `_bridge`).
+
+    Cancelled, the task cancels the fiber and waits for it to unwind; then, as when an asyncio
+    task awaits another task, the fiber's outcome is the task's: `asyncio.CancelledError` if
+    it ended cancelled, else its value (it caught the cancellation and returned) or its error.
+    """
     if not fiber.done():
         loop = asyncio.get_running_loop()
         if loop is not fiber.hub.loop:
             raise RuntimeError(f"{fiber!r} belongs to another event loop")
+        task = asyncio.current_task(loop)
+        if task is not None and waits_for(FIBER_AWAITS.get(fiber), task):
+            raise RuntimeError(
+                f"{task!r} cannot await {fiber!r}: the fiber waits (unknot.await_) for this "
+                "task, and neither could ever finish"
+            )
         fut, finished = _done_future(loop, fiber)
+        if task is not None:
+            TASK_AWAITS[task] = fiber
         try:
             yield from fut
         except asyncio.CancelledError:
             fiber.cancel()
-            while not fiber.done():  # let the fiber unwind, then report the cancellation
+            while not fiber.done():  # let the fiber unwind, then report its outcome
                 inner, inner_finished = _done_future(loop, fiber)
                 try:
                     yield from inner
@@ -437,9 +479,13 @@ def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
                     pass
                 finally:
                     fiber.remove_done_callback(inner_finished)
-            raise
+            if fiber.cancelled():
+                fiber._retrieved = True
+                raise  # (the task's own CancelledError, with its message)
         finally:
             fiber.remove_done_callback(finished)
+            if task is not None:
+                TASK_AWAITS.pop(task, None)
     if fiber.cancelled():
         fiber._retrieved = True
         raise asyncio.CancelledError(f"{fiber.name} was cancelled")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from greenlet import getcurrent
 
 from ._backends import make_hub_selector
+from ._deadlock import UNWINDING_AT_CLOSE
 from ._exceptions import DeadlockError
 from ._fiber import Fiber
 from ._hub import Hub
@@ -102,10 +103,62 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         return removed
 
     def close(self) -> None:
+        """Close the loop, after unwinding the fibers still running on it.
+
+        They are cancelled and the loop runs until they have finished (their ``finally``
+        blocks run), as `run`'s shutdown and ``asyncio.run`` (`shutdown_asyncgens`) do; one
+        that ignores its cancellation until nothing can wake it is logged and abandoned. Not
+        when the loop is running (asyncio's `RuntimeError`), nor from another thread or from
+        inside another running loop (the fibers are logged, left as they are).
+        """
         hub = getattr(self, "_unknot_hub", None)
-        if hub is not None:
-            loop_closed(hub)  # (its instruments go, as it does)
-        super().close()
+        interrupt = None
+        try:
+            if hub is not None and not self.is_closed() and not self.is_running():
+                interrupt = self._unwind_fibers(hub)
+        finally:
+            if hub is not None:
+                loop_closed(hub)  # (its instruments go, as it does)
+            super().close()
+        if interrupt is not None:
+            raise interrupt
+
+    def _unwind_fibers(self, hub: Hub) -> BaseException | None:
+        """`close`'s unwinding of leftover fibers; returns an interrupt (Ctrl-C) it met, to be
+        raised once the loop is closed."""
+        leftovers = [f for f in hub.fibers if f not in self._abandoned]
+        if not leftovers:
+            return None
+        if (
+            not self._unwind_at_close
+            or hub.thread is not threading.current_thread()
+            or asyncio._get_running_loop() is not None
+        ):
+            if self._unwind_at_close:  # (not from the garbage collector: see __del__)
+                log.warning(
+                    "%r closed with %d fibers still running, which cannot be unwound from "
+                    "here (another thread, or inside a running loop): %s",
+                    self,
+                    len(leftovers),
+                    ", ".join(f.name for f in leftovers[:10]),
+                )
+            return None
+        steps = _ShutdownSteps(self)
+        # (Deadlocks are looked for meanwhile, with or without a root fiber: an abandoned
+        # fiber, not a close that hangs.)
+        setattr(self, UNWINDING_AT_CLOSE, True)
+        try:
+            steps.run_fibers_step(self.cancel_fibers)
+        finally:
+            setattr(self, UNWINDING_AT_CLOSE, False)
+        return steps.interrupt
+
+    #: False while the garbage collector closes the loop (`__del__`): no fiber runs then.
+    _unwind_at_close = True
+
+    def __del__(self) -> None:
+        self._unwind_at_close = False
+        super().__del__()  # (asyncio's: "unclosed event loop", then close)
 
     def _reset_after_fork(self) -> list[Any]:
         """In a child forked while this loop ran in the forking thread (`unknot._core._fork`,
@@ -265,12 +318,19 @@ def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -
     hub.root = root
     if getattr(fn, HOSTS_RUN, False):
         _hosts[root] = False
-    root.add_done_callback(lambda _f: loop.stop())
+
+    def stop(_f: Fiber) -> None:
+        loop.stop()
+
+    root.add_done_callback(stop)
     restore_sigint = install_sigint(hub, loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_forever()
     finally:
+        # (A root still running here, as when a deadlock was raised out of the loop, finishes
+        # in the shutdown: that must not stop the loop under one of its steps.)
+        root.remove_done_callback(stop)
         try:
             _shutdown(loop, hub)
         finally:
