@@ -181,8 +181,9 @@ _WAKING_SIGNALS: Final = tuple(
     )
 )
 
-#: SIGALRM's number, or None where there is no ``signal.setitimer`` (Windows).
-_SIGALRM: Final = int(signal.SIGALRM) if hasattr(signal, "setitimer") else None
+#: SIGALRM's number, or -1 where there is no ``signal.setitimer`` (Windows). (An int either
+#: way: mypyc mis-compiles a `Final` whose value is an int or None.)
+_SIGALRM: Final[int] = int(signal.SIGALRM) if hasattr(signal, "setitimer") else -1
 
 # ``signal.getsignal`` makes each number it returns an enum member: 15 times slower.
 _getsignal: Any = getattr(_signal, "getsignal", signal.getsignal)
@@ -239,7 +240,7 @@ def _alarm_due() -> float | None:
     with ``ITIMER_REAL``, or ``signal.alarm``, which sets the same timer), if it runs and
     SIGALRM has a Python handler that may wake a fiber (`_may_wake`: not pytest-timeout's);
     else None. Such a handler may set an `Event` the root fiber waits on."""
-    if _SIGALRM is None or not _may_wake(_getsignal(_SIGALRM)):
+    if _SIGALRM < 0 or not _may_wake(_getsignal(_SIGALRM)):
         return None
     left = signal.getitimer(signal.ITIMER_REAL)[0]
     return left + _ALARM_SLACK if left > 0 else None
