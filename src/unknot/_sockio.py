@@ -20,6 +20,7 @@ calls of `unknot.socket` that use them.
 from __future__ import annotations
 
 import _socket
+import operator
 import os
 import time as _time
 from typing import Any, Final
@@ -422,8 +423,20 @@ def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
             return recv_waitall(sock, buffer, nbytes, flags)
         size = None
     else:
-        size = nbytes or memoryview(buffer).nbytes
+        size = nbytes or writable_size(sock, buffer, nbytes)
     return general_io(sock, False, _c_recv_into, size, (buffer, nbytes, flags))
+
+
+def writable_size(sock: Any, buffer: Any, nbytes: int) -> int:
+    """The size in bytes of ``buffer``, for `recv_into`; for what is not a buffer, the C
+    method's own `TypeError` (``memoryview``'s message is another): it checks its arguments
+    before any I/O, and refuses what ``memoryview`` refuses."""
+    try:
+        return memoryview(buffer).nbytes  # (the view is released at once, as in buffer_size)
+    except TypeError:
+        pass
+    _c_recv_into(sock, buffer, nbytes, 0)  # (raises, outside the except: no chained error)
+    return memoryview(buffer).nbytes
 
 
 def recv_waitall(sock: Any, buffer: Any, nbytes: int, flags: int) -> int:
@@ -453,6 +466,147 @@ def recv_waitall(sock: Any, buffer: Any, nbytes: int, flags: int) -> int:
                 break  # EOF
             total += n
     return total
+
+
+# -- MSG_WAITALL for the other receiving calls (the methods `unknot.socket` wraps) -------------
+
+_c_recvfrom: Final = _socket.socket.recvfrom
+_c_recvfrom_into: Final = _socket.socket.recvfrom_into
+_c_recvmsg: Final[Any] = getattr(_socket.socket, "recvmsg", None)
+_c_recvmsg_into: Final[Any] = getattr(_socket.socket, "recvmsg_into", None)
+
+
+def wants_waitall(sock: Any, flags: Any) -> bool:
+    """Whether a receiving call with ``flags`` on ``sock`` must wait for all the bytes asked
+    for, as the stdlib's blocking socket would (`recv_waitall`): MSG_WAITALL without MSG_PEEK,
+    on a blocking (timeout None) stream socket. Flags the C method refuses say no (it raises
+    its own error)."""
+    st: SocketState = sock._state
+    if st.timeout is not None or not st.stream:
+        return False
+    try:
+        f = operator.index(flags)
+    except TypeError:
+        return False
+    return bool(f & WAITALL) and not f & PEEK
+
+
+def more(sock: Any, op: Any, args: tuple[Any, ...]) -> Any:
+    """``op(sock, *args)`` for bytes a MSG_WAITALL call still waits for, waiting for them without
+    limit; None if a cancellation or an error (the socket closed by another fiber) came first,
+    as in `recv_waitall`: the call then returns what it has."""
+    try:
+        return general_io(sock, False, op, None, args, None)
+    except (Cancelled, OSError):
+        return None
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], at: int, name: str, default: Any) -> Any:
+    return args[at] if len(args) > at else kwargs.get(name, default)
+
+
+def recvfrom_waitall(sock: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``recvfrom(bufsize, flags)`` with MSG_WAITALL (`wants_waitall`): the bytes until
+    ``bufsize`` came, or EOF, and the address the first call gave."""
+    # The first call as it is: the C method checks the arguments with its own errors.
+    data, address = retry_call(sock, _c_recvfrom, "recvfrom", False, 1, (), args, kwargs)
+    bufsize = operator.index(args[0])
+    total = len(data)
+    if total == 0 or total >= bufsize:
+        return data, address
+    chunks = [data]
+    while total < bufsize:
+        got = more(sock, _c_recvfrom, (bufsize - total, args[1]))
+        if got is None or not got[0]:
+            break  # (interrupted, or EOF)
+        chunks.append(got[0])
+        total += len(got[0])
+    return b"".join(chunks), address
+
+
+def recvfrom_into_waitall(sock: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``recvfrom_into(buffer, nbytes, flags)`` with MSG_WAITALL (`wants_waitall`)."""
+    n, address = retry_call(sock, _c_recvfrom_into, "recvfrom_into", False, 2, (), args, kwargs)
+    if n == 0:
+        return n, address
+    flags = _arg(args, kwargs, 2, "flags", 0)
+    total: int = n
+    with memoryview(_arg(args, kwargs, 0, "buffer", None)) as mv, mv.cast("B") as view:
+        wanted = operator.index(_arg(args, kwargs, 1, "nbytes", 0)) or view.nbytes
+        while total < wanted:
+            got = more(sock, _c_recvfrom_into, (view[total:], wanted - total, flags))
+            if got is None or got[0] == 0:
+                break
+            total += got[0]
+    return total, address
+
+
+def recvmsg_waitall(sock: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``recvmsg(bufsize, ancbufsize, flags)`` with MSG_WAITALL (`wants_waitall`): the bytes
+    until ``bufsize`` came, or EOF, or ancillary data came on a socket other than TCP (an
+    AF_UNIX socket's blocking call stops there: after a message that carries descriptors,
+    and between messages of writers of other credentials); the message flags of the calls
+    together, the ancillary data of the last call that had any, the first call's address."""
+    first = retry_call(sock, _c_recvmsg, "recvmsg", False, 2, (), args, kwargs)
+    data, ancdata, msg_flags, address = first
+    bufsize = operator.index(args[0])
+    tcp = sock._state.tcp
+    total = len(data)
+    if total == 0 or total >= bufsize or (ancdata and not tcp):
+        return first
+    chunks = [data]
+    while total < bufsize:
+        got = more(sock, _c_recvmsg, (bufsize - total, args[1], args[2]))
+        if got is None or not got[0]:
+            break
+        chunks.append(got[0])
+        total += len(got[0])
+        msg_flags |= got[2]
+        if got[1]:
+            ancdata = got[1]
+            if not tcp:
+                break
+    return b"".join(chunks), ancdata, msg_flags, address
+
+
+def recvmsg_into_waitall(sock: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``recvmsg_into(buffers, ancbufsize, flags)`` with MSG_WAITALL: as `recvmsg_waitall`,
+    until the buffers are full."""
+    args = reusable(args, (0,))  # (the buffers, once more for the next calls)
+    first = retry_call(sock, _c_recvmsg_into, "recvmsg_into", False, 2, (), args, kwargs)
+    total, ancdata, msg_flags, address = first
+    tcp = sock._state.tcp
+    if total == 0 or (ancdata and not tcp):
+        return first
+    views = [memoryview(b).cast("B") for b in args[0]]
+    try:
+        wanted = sum([v.nbytes for v in views])
+        while total < wanted:
+            got = more(sock, _c_recvmsg_into, (_unfilled(views, total), args[1], args[2]))
+            if got is None or got[0] == 0:
+                break
+            total += got[0]
+            msg_flags |= got[2]
+            if got[1]:
+                ancdata = got[1]
+                if not tcp:
+                    break
+    finally:
+        for v in views:
+            v.release()
+    return total, ancdata, msg_flags, address
+
+
+def _unfilled(views: list[memoryview], filled: int) -> list[memoryview]:
+    """What remains of ``views`` (byte views, in order) once ``filled`` bytes went into them."""
+    out = []
+    for v in views:
+        if filled >= v.nbytes:
+            filled -= v.nbytes
+        else:
+            out.append(v[filled:])
+            filled = 0
+    return out
 
 
 def send(sock: Any, data: Any, flags: int = 0) -> int:

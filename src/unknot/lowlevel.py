@@ -47,7 +47,8 @@ Spawning: `spawn_named(fn, args, template, arg)` is `spawn` with a name made whe
 (``template.format(arg)``), for a server naming a fiber per connection.
 
 Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
-`add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events).
+`add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events);
+`unretrieved_error` (a fiber's error that nobody retrieved, for test runners).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ from ._core import (
     spawn_named,
     timeout_seconds,
     to_thread,
+    unretrieved_error,
 )
 from ._core import (
     enable_monitor_by_default as enable_by_default,
@@ -144,8 +146,9 @@ def wait_fds(reads: Iterable[int], writes: Iterable[int], timeout: float | None 
     writable; False once ``timeout`` seconds passed first.
 
     It does not say which fd fired, and readiness can be spurious: poll them again. Call it only
-    after such a poll found none ready. A checkpoint. `RuntimeError` if another fiber already
-    waits on one of the fds in the same direction.
+    after such a poll found none ready. A checkpoint. Where another fiber already waits on one
+    of the fds in the same direction, this one queues behind it (`unknot.wait_readable`).
+    `RuntimeError` if asyncio watches one of the fds.
     """
     f = require_fiber()
     if timeout is not None:
@@ -195,6 +198,7 @@ __all__ = [
     "running_hubs",
     "spawn_named",
     "throw",
+    "unretrieved_error",
     "wait_fds",
     "wake",
 ]

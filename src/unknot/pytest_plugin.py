@@ -5,6 +5,11 @@ Mark a test with ``@pytest.mark.unknot`` and it runs as the root fiber of a fres
 fixture gives the hub a `MockClock` whose time jumps whenever all fibers wait, so tests of
 timeouts finish instantly; ``mock_clock`` gives one that only moves when you call ``jump``.
 
+A fiber that ends with an exception nobody retrieves during such a test (one marked, or one
+requesting either clock fixture) fails the test, with the fiber's traceback in the report.
+``@pytest.mark.unknot(background_errors="log")``, or the ini option
+``unknot_background_errors = log`` for the whole run, leaves such errors logged only.
+
 Under the plugin the blocking detector (`unknot.start_monitor`) is on by default: a test whose
 fiber blocks the loop for more than 100 ms logs a warning naming the line (``UNKNOT_MONITOR=0``
 turns it off). Its thread starts with the first hub, not with pytest.
@@ -14,16 +19,37 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import threading
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from .testing import MockClock
 
+#: The clock fixtures: a test requesting one is an unknot test even without the marker.
+_FIXTURES = frozenset({"autojump_clock", "mock_clock"})
+_MODES = ("fail", "log")
+#: How the hub logs a fiber's error that nobody retrieved (logger ``unknot``: the start of
+#: the format string of ``Fiber._log_unhandled``, both when the fiber ends and at collection).
+_UNHANDLED = "Unhandled exception in fiber"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "unknot_background_errors",
+        "unknot tests: 'fail' (default) fails a test in which a fiber ends with an exception "
+        "nobody retrieved; 'log' only logs it",
+        default="fail",
+    )
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "unknot: run the test function as the root fiber of a fresh unknot hub"
+        "markers",
+        "unknot(background_errors='fail'): run the test function as the root fiber of a fresh "
+        "unknot hub; background_errors='log' does not fail it for a fiber's unretrieved error",
     )
     from . import lowlevel
 
@@ -56,3 +82,134 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     # (Bound first: an argument named ``clock`` or ``fn`` is the test's, not run's.)
     unknot.run(functools.partial(pyfuncitem.obj, **kwargs), clock=clock)
     return True
+
+
+class _UnretrievedErrors(logging.Handler):
+    """Notes the errors of fibers that ended with an exception nobody retrieved, as the hub
+    logs them, on one thread (the test's: its hub runs there).
+
+    A fiber that fails while nobody waits for it is logged at once, from its own greenlet; the
+    test may still retrieve the error later (``join`` the fibers one after the other, say), so
+    such a fiber counts only if its error is still unretrieved when the test ends. One logged
+    when it is garbage-collected (a done callback ignored its outcome) was never retrieved."""
+
+    def __init__(self, thread: int) -> None:
+        super().__init__(logging.ERROR)
+        from greenlet import getcurrent
+
+        from . import lowlevel
+
+        self.thread = thread
+        self.getcurrent = getcurrent
+        self.fiber_type = lowlevel.Fiber
+        self.unretrieved_error = lowlevel.unretrieved_error
+        self.ended: list[tuple[str, Any]] = []  # logged when they ended: look again at the end
+        self.collected: list[tuple[str, BaseException]] = []  # logged when collected
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc_info = record.exc_info
+        if not (
+            record.thread == self.thread
+            and isinstance(record.msg, str)
+            and record.msg.startswith(_UNHANDLED)
+            and exc_info
+            and exc_info[1] is not None
+        ):
+            return
+        error = exc_info[1]
+        where = record.getMessage()[len(_UNHANDLED) - len("fiber") :]  # "fiber NAME (spawned..."
+        fiber = self.getcurrent()
+        if isinstance(fiber, self.fiber_type) and self.unretrieved_error(fiber) is error:
+            self.ended.append((where, fiber))
+        else:
+            self.collected.append((where, error))
+
+    def unretrieved(self) -> list[tuple[str, BaseException]]:
+        """The errors nobody retrieved, in the order they were logged."""
+        errors = list(self.collected)
+        for where, fiber in self.ended:
+            error = self.unretrieved_error(fiber)
+            if error is not None:
+                errors.append((where, error))
+        return errors
+
+
+def _background_errors(item: pytest.Item) -> str | None:
+    """What to do with a fiber's unretrieved error in ``item``: "fail", "log", or None for a
+    test that is not an unknot test."""
+    marker = item.get_closest_marker("unknot")
+    if marker is None and _FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return None
+    mode = marker.kwargs.get("background_errors") if marker is not None else None
+    if mode is None:
+        mode = item.config.getini("unknot_background_errors") or "fail"
+    if mode not in _MODES:
+        pytest.fail(
+            f"unknot: background_errors must be 'fail' or 'log', not {mode!r}", pytrace=False
+        )
+    return str(mode)
+
+
+def _unretrieved_group(handler: _UnretrievedErrors) -> BaseExceptionGroup[BaseException] | None:
+    """The errors ``handler`` saw that are still unretrieved, as one group (None: there are
+    none)."""
+    errors = handler.unretrieved()
+    if not errors:
+        return None
+    if len(errors) == 1:
+        message = f"{errors[0][0]} ended with an exception nobody retrieved"
+    else:
+        where = "; ".join(where for where, _ in errors)
+        message = f"{len(errors)} fibers ended with an exception nobody retrieved: {where}"
+    return BaseExceptionGroup(message, [error for _, error in errors])
+
+
+def _watching(item: pytest.Item) -> _UnretrievedErrors | None:
+    """For an unknot test that fails on its fibers' unretrieved errors, the handler that notes
+    them, installed on the ``unknot`` logger (which still logs them: pytest shows them under
+    "Captured log call"); else None."""
+    if _background_errors(item) != "fail":
+        return None
+    handler = _UnretrievedErrors(threading.get_ident())
+    logging.getLogger("unknot").addHandler(handler)
+    return handler
+
+
+def _runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """A new-style wrapper of the test's call: a test that failed on its own keeps its own
+    error; one that passed fails with its fibers' unretrieved errors."""
+    handler = _watching(item)
+    if handler is None:
+        return (yield)
+    try:
+        result = yield
+    finally:
+        logging.getLogger("unknot").removeHandler(handler)
+    group = _unretrieved_group(handler)
+    if group is not None:
+        raise group
+    return result
+
+
+def _runtest_call_old_style(item: pytest.Item) -> Generator[None, Any, None]:
+    """`_runtest_call` as an old-style wrapper, for pluggy before 1.1 (pytest 7)."""
+    handler = _watching(item)
+    if handler is None:
+        yield
+        return
+    try:
+        outcome = yield
+    finally:
+        logging.getLogger("unknot").removeHandler(handler)
+    group = _unretrieved_group(handler)
+    if group is not None and outcome.excinfo is None:
+        if hasattr(outcome, "force_exception"):
+            outcome.force_exception(group)
+        else:
+            raise group  # (pluggy 1.0: a wrapper's exception is the call's)
+
+
+try:
+    pytest_runtest_call = pytest.hookimpl(wrapper=True)(_runtest_call)
+except TypeError:  # pluggy before 1.1
+    pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(_runtest_call_old_style)

@@ -23,6 +23,7 @@ import functools
 import math
 import os
 import socket as _stdlib
+import sys
 import time as _time
 from collections.abc import Callable
 from socket import *  # noqa: F403 - this module mirrors the whole stdlib module
@@ -228,19 +229,24 @@ class socket(_StdSocket):
         return self._connect(address, True)
 
     def _connect(self, address: Any, ex: bool) -> int:
-        if self._state.timeout != 0.0:
+        st = self._state
+        timeout = st.timeout
+        if timeout != 0.0:
             _entry_here()
         if self.family in _INET_FAMILIES and _in_fiber():
             address = _resolve_host(self.family, address)
         # (after the look-up, as the C method's timeout starts after its own)
         deadline = self._deadline()
         err = _Csocket.connect_ex(self, address)
-        self._state.client = True
-        if err == errno.EAGAIN and self.family == _AF_UNIX and self._state.timeout != 0.0:
+        st.client = True
+        if timeout == 0.0:
+            return err
+        if err == errno.EAGAIN and self.family == _AF_UNIX:
             return self._connect_again(address, deadline, ex)
-        if err in _CONNECT_PENDING:
-            if self._state.timeout == 0.0:
-                return err
+        # The stdlib's socket with a timeout (a non-blocking fd) waits only for a connection
+        # under way (EINPROGRESS), and says EALREADY for one an earlier call started; a
+        # blocking socket's connect waits in the kernel for either.
+        if err in _CONNECT_IN_PROGRESS or (timeout is None and err in _CONNECT_ALREADY):
             try:
                 self._wait(True, deadline)
             except TimeoutError:
@@ -248,7 +254,29 @@ class socket(_StdSocket):
                     return errno.EWOULDBLOCK  # what the stdlib's connect_ex returns
                 raise
             err = self.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+            if timeout is None and _SETTLE_CONNECT and st.tcp and self.proto in _TCP_PROTOS:
+                err = self._settle_connect(address, err)
         return err
+
+    def _settle_connect(self, address: Any, err: int) -> int:
+        """After a blocking socket's connection finished (``err``: 0 or why it failed), leave
+        the socket as the stdlib's blocking ``connect`` leaves it; return ``err``, or the
+        error of a connection reset meanwhile.
+
+        Linux keeps a TCP socket whose non-blocking connect completed "connecting" until the
+        next ``connect`` call, which then succeeds (or reports the failure, ECONNABORTED
+        once SO_ERROR was read) and leaves it connected (or unconnected): a second
+        ``connect`` of a connected socket would succeed once instead of raising EISCONN, and
+        one after a refused connection would say ECONNABORTED instead of trying again. The
+        kernel's blocking connect leaves the socket connected, or unconnected, at once; this
+        one more call (which starts no connection: the socket is still "connecting") does
+        the same. (A socket with a timeout keeps the quirk: the stdlib's fd is non-blocking
+        then, and its connect leaves the socket as this does.)
+        """
+        again = _Csocket.connect_ex(self, address)
+        if err:
+            return err
+        return 0 if again == errno.EISCONN else again
 
     def _connect_again(self, address: Any, deadline: float | None, ex: bool) -> int:
         """An AF_UNIX ``connect`` said EAGAIN: the listener's accept queue is full.
@@ -375,11 +403,19 @@ def _cede() -> None:
 
 _AF_UNIX = getattr(_stdlib, "AF_UNIX", None)
 
-_CONNECT_PENDING = {
-    getattr(errno, name)
-    for name in ("EINPROGRESS", "EWOULDBLOCK", "EAGAIN", "EALREADY")
-    if hasattr(errno, name)
-}
+# What a non-blocking connect says of a connection it started (Windows: WSAEWOULDBLOCK), and of
+# one an earlier call started and that is still under way.
+_CONNECT_IN_PROGRESS = frozenset(
+    getattr(errno, name) for name in ("EINPROGRESS", "WSAEWOULDBLOCK") if hasattr(errno, name)
+)
+_CONNECT_ALREADY = frozenset(
+    getattr(errno, name) for name in ("EALREADY", "WSAEALREADY") if hasattr(errno, name)
+)
+# Where a blocking socket's connect needs `socket._settle_connect` (Linux TCP and MPTCP).
+_SETTLE_CONNECT = sys.platform.startswith("linux")
+_TCP_PROTOS = frozenset(
+    {0, _stdlib.IPPROTO_TCP, getattr(_stdlib, "IPPROTO_MPTCP", _stdlib.IPPROTO_TCP)}
+)
 
 
 def _cooperative(
@@ -393,7 +429,19 @@ def _cooperative(
     """
     c_method = getattr(_Csocket, name)
     address_at = _ADDRESS_AT.get(name)
-    if address_at is None:
+    waitall = _WAITALL.get(name)
+    if waitall is not None:
+        assert flags_at is not None
+        at_flags: int = flags_at
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if (len(args) > at_flags or kwargs) and _sockio.wants_waitall(
+                self, args[at_flags] if len(args) > at_flags else kwargs.get("flags", 0)
+            ):
+                return waitall(self, args, kwargs)  # (MSG_WAITALL on a blocking stream)
+            return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
+
+    elif address_at is None:
 
         def method(self: Any, *args: Any, **kwargs: Any) -> Any:
             return _retry_call(self, c_method, name, write, flags_at, iterables, args, kwargs)
@@ -426,6 +474,13 @@ _ADDRESS_AT = {
     "sendto": lambda n: n - 1 if n in (2, 3) else None,
     "sendmsg": lambda n: 3 if n >= 4 else None,
 }
+# The receiving calls' MSG_WAITALL on a blocking stream socket (see unknot._sockio.recv_waitall).
+_WAITALL = {
+    "recvfrom": _sockio.recvfrom_waitall,
+    "recvfrom_into": _sockio.recvfrom_into_waitall,
+    "recvmsg": _sockio.recvmsg_waitall,
+    "recvmsg_into": _sockio.recvmsg_into_waitall,
+}
 _c_family = _Csocket.family.__get__  # (the C attribute: the stdlib's property makes an enum)
 
 for _name, _write, _flags_at, _iterables in (
@@ -454,12 +509,13 @@ _BODIES = {
 if isinstance(_sockio_recv, FunctionType):  # the pure-Python build: the functions themselves
     for _name, _body in _BODIES.items():
         setattr(socket, _name, _body)
+    del _name, _body
 elif _NBIO is not None:
     # The compiled build: the mypyc functions as methods, through `unknot._nbio.method`, which
     # binds like a Python function and calls them without a frame of its own.
     for _name, _body in _BODIES.items():
         setattr(socket, _name, _NBIO.method(_body, getattr(socket, _name).__doc__))
-del _name, _body
+    del _name, _body
 
 SocketType: Any = socket
 

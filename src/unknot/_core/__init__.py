@@ -97,6 +97,7 @@ from ._fiber import (
     PARKED_SHIELDED,
     Fiber,
     FiberCancelled,
+    unretrieved_error,
 )
 from ._hub import TIMED_OUT, FdWait, Hub
 from ._instruments import Instrument, add_instrument, remove_instrument
@@ -169,6 +170,7 @@ __all__ = [
     "stats",
     "stop_monitor",
     "to_thread",
+    "unretrieved_error",
     "wait_readable",
     "wait_writable",
     "timeout_seconds",

@@ -150,7 +150,8 @@ class Fiber(greenlet):
         # What the blocking call it parks in returns, or a `Raise` (set by whoever wakes it).
         self._wake_value: Any = None
         self._group: Any = None
-        self._retrieved = False
+        # Whether its error was retrieved: False, True, or `_LOGGED` (see `unretrieved_error`).
+        self._retrieved: int = False
         self._since: float | None = None  # about when it last parked (`_monitor.EPOCH`)
         f: Any = sys._getframe(1)
         while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
@@ -325,6 +326,20 @@ class Fiber(greenlet):
             self._log_unhandled()
 
 
+#: ``Fiber._retrieved`` of a fiber whose error was logged when it ended, nobody waiting for it,
+#: and has not been retrieved since (true, so that it is not logged again when collected).
+_LOGGED: Final = 2
+
+
+def unretrieved_error(fiber: Fiber) -> BaseException | None:
+    """The exception ``fiber`` ended with, if nobody retrieved it (`Fiber.join`, ``result``,
+    ``exception``, a task group, ``await fiber``...), else None; reading it retrieves nothing.
+    (`unknot.lowlevel.unretrieved_error`, for test runners: unknot's pytest plugin.)"""
+    if fiber._state == FAILED and fiber._retrieved != 1:  # (0/False or _LOGGED; True == 1)
+        return fiber._result[0]
+    return None
+
+
 # -- the fiber body ------------------------------------------------------------------------
 
 
@@ -397,7 +412,7 @@ def _fiber_main() -> None:
     if self._state == FAILED and not (waited_for or self._retrieved):
         # Nobody is waiting for this fiber (no join, group, done callback or awaiting
         # coroutine): show the error now, not at garbage collection, which may be never.
-        self._retrieved = True
+        self._retrieved = _LOGGED  # (not again at collection; still not retrieved)
         self._log_unhandled()
 
 
