@@ -358,7 +358,9 @@ def _spawn_env() -> Any:
     i = 0
     while _c_environ and (entry := _c_environ[i]) is not None:  # (NULL after clearenv())
         key, sep, value = entry.partition(b"=")
-        if sep and key and key not in env:  # (getenv finds the first of duplicates)
+        if sep and key:
+            # (Of a name listed twice the shell keeps the last, as it does under C's system()
+            # and posix_spawn(env=None): each entry it reads assigns its variable.)
             env[key] = value
         i += 1
     return env

@@ -208,19 +208,57 @@ def unpatch() -> None:
             pass
         _import_hook = None
     _lazy_rows.clear()
+    # unknot's replacements still in place, and the originals they replaced.
+    originals: dict[int, tuple[Any, Any]] = {}
     while _undo:
         namespace, attr, original = _undo.pop()
         if isinstance(namespace, dict):
+            current = namespace.get(attr, _MISSING)
             if original is _MISSING:
                 namespace.pop(attr, None)
             else:
                 namespace[attr] = original
-        elif original is _MISSING:
-            if attr in namespace.__dict__:
-                delattr(namespace, attr)
         else:
-            setattr(namespace, attr, original)
+            current = namespace.__dict__.get(attr, _MISSING)
+            if original is _MISSING:
+                if attr in namespace.__dict__:
+                    delattr(namespace, attr)
+            else:
+                setattr(namespace, attr, original)
+        if original is not _MISSING and _is_unknots(current):
+            originals[id(current)] = (current, original)
+    _unbind_stdlib_copies(originals)
     _patched_groups.clear()
+
+
+def _is_unknots(value: Any) -> bool:
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and (module == "unknot" or module.startswith("unknot."))
+
+
+def _unbind_stdlib_copies(originals: dict[int, tuple[Any, Any]]) -> None:
+    """Point the globals of standard-library modules that still hold a replacement at its
+    original: modules imported while patched copied it (``multiprocessing.pool``'s ``from
+    .connection import wait``, ``multiprocessing.connection``'s ``_WaitSelector =
+    selectors.PollSelector``), and no rebinding recorded that. (Other modules are left alone:
+    a copy cannot be told from a deliberate ``from unknot.time import sleep``.)"""
+    if not originals:
+        return
+    stdlib = sys.stdlib_module_names
+    for name, module in list(sys.modules.items()):
+        if module is None or name.partition(".")[0] not in stdlib:
+            continue
+        if name in sys.builtin_module_names or str(getattr(module, "__file__", "")).endswith(
+            (".so", ".pyd")
+        ):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for key, value in list(namespace.items()):
+            hit = originals.get(id(value))
+            if hit is not None and hit[0] is value and not key.startswith("__"):
+                namespace[key] = hit[1]
 
 
 def is_patched(group: str | None = None) -> bool:

@@ -194,9 +194,10 @@ def _os_wait_names() -> list[str]:
 
 
 def _multiprocessing_rows() -> list[PatchRow]:
-    """multiprocessing's pipes and queues. Class attributes, so connections and queues made
-    before `patch` (or unpickled in a child) are cooperative too; lazy: `patch` does not load
-    multiprocessing. (Not on Windows, where Connection is over sockets or named pipes.)"""
+    """multiprocessing's pipes, queues, managers' proxies and pickler. Class attributes, so
+    connections, queues and proxies made before `patch` (or unpickled in a child) are
+    cooperative too; lazy: `patch` does not load multiprocessing. (Not on Windows, where
+    Connection is over sockets or named pipes.)"""
     if sys.platform == "win32":
         return []
     rows = [
@@ -214,6 +215,11 @@ def _multiprocessing_rows() -> list[PatchRow]:
         ("queues", "JoinableQueue.put", "_joinable_queue_put"),
         ("queues", "SimpleQueue.get", "_simple_queue_get"),
         ("queues", "SimpleQueue.put", "_simple_queue_put"),
+        # A manager's proxies: one connection per fiber, dropped when a call is interrupted.
+        ("managers", "BaseProxy._callmethod", "_callmethod"),
+        # Sockets sent to another process: unknot's as the stdlib's, whichever class the
+        # reducer was registered for at import.
+        ("reduction", "ForkingPickler.__init__", "_forking_pickler_init"),
     ]
     return [
         PatchRow(
