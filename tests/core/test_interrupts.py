@@ -767,12 +767,17 @@ def wakeup_fd():
     return fd
 
 def main():
-    ours = wakeup_fd() == unknot.lowlevel.current_hub().loop._csock.fileno()
+    csock = unknot.lowlevel.current_hub().loop._csock
+    ours = wakeup_fd() == csock.fileno()
+    parents = os.fstat(csock.fileno()).st_ino
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, and leave without running anything of the parent's
         try:
-            os.write(w, b"%d" % wakeup_fd())
+            # Its wakeup fd: its loop's self-pipe (the same fd number), a socket of its own.
+            fd = wakeup_fd()
+            own = fd == csock.fileno() and os.fstat(fd).st_ino != parents
+            os.write(w, b"%d" % own)
         finally:
             os._exit(0)
     os.close(w)
@@ -788,11 +793,12 @@ print(*unknot.run(main), sep="|")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_child_forked_under_run_has_no_wakeup_fd() -> None:
-    # The parent's wakeup fd is its loop's self-pipe, which the child shares: the child's
-    # signals must not write there, and a hub the child starts must find none set. (In a
-    # process of its own: this one has threads, and forking it may deadlock the child.)
-    assert run_script(_FORKED) == ["True", "-1"]
+def test_a_child_forked_under_run_wakes_its_own_self_pipe() -> None:
+    # The parent's wakeup fd is its loop's self-pipe, which the child shared: the child's
+    # signals must not write there, but into the child loop's own (made in the child with the
+    # same fd number, `HubEventLoop._reset_after_fork`). (In a process of its own: this one has
+    # threads, and forking it may deadlock the child.)
+    assert run_script(_FORKED) == ["True", "1"]
 
 
 _RUNNER_TO_ANOTHER_THREAD = """

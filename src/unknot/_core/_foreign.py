@@ -5,6 +5,14 @@ run from a ``call_soon`` callback, timers are ``call_at`` handles, and a waiting
 watched with ``add_reader``/``add_writer`` only while it waits. Correct, but every wait costs
 loop callbacks and ``epoll_ctl`` calls; the design brief measured it at about a quarter of the
 fast path's throughput.
+
+In a child forked while the loop ran (`unknot._core._fork`), the loop cannot be used: it is the
+parent's, as asyncio leaves it (its epoll instance and self-pipe shared with the parent, the
+parent's tasks and callbacks in it; asyncio does not support a loop running across a fork).
+So that the child neither runs the parent's asyncio work nor changes the parent's epoll
+interest set, the fiber that forked may go on computing there, but not wait: whatever would
+hand it to the loop (a timer, an fd wait, scheduling a fiber) raises `RuntimeError`
+(`_FORKED_MESSAGE`). The child ends when that fiber does (`_fork._exit_child`).
 """
 
 from __future__ import annotations
@@ -16,10 +24,19 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from ._fiber import Fiber
 from ._hub import FdWait, Hub
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ForeignHub] = (
     weakref.WeakKeyDictionary()
+)
+
+
+_FORKED_MESSAGE = (
+    "this process was forked while fibers ran on an asyncio loop that is not unknot's: that "
+    "loop is the parent's (asyncio does not support it in a forked child), so a fiber cannot "
+    "wait here; end the child with os._exit() or exec(), or run the fibers with unknot.run() "
+    "(whose loop is reset in a forked child)"
 )
 
 
@@ -40,8 +57,23 @@ class ForeignHub(Hub):
         self.loop = loop
         self.hub_greenlet = getcurrent()
         self._scheduled = False
+        #: In a child forked while the loop ran: nothing may reach the loop (see the module).
+        self._forked = False
+
+    def _reset_after_fork(self, keep: Fiber | None) -> list[Fiber]:
+        """`Hub._reset_after_fork`, and the loop closed to this hub's fibers (see the module
+        docs). Its fd records go: their registrations are in the parent's selector."""
+        others = super()._reset_after_fork(keep)
+        self._forked = True
+        self.fds = {}
+        return others
+
+    def _refuse_in_forked_child(self) -> None:
+        raise RuntimeError(_FORKED_MESSAGE)
 
     def _notify(self) -> None:
+        if self._forked:
+            self._refuse_in_forked_child()
         if not self._scheduled:
             self._scheduled = True
             assert self.loop is not None
@@ -61,6 +93,8 @@ class ForeignHub(Hub):
         # ours would (every comparison with NaN is false), and asyncio does not check.
         if deadline != deadline:
             raise ValueError("a timer's deadline must not be NaN")
+        if self._forked:
+            self._refuse_in_forked_child()
         entry: list[Any] = [deadline, 0, fn, arg, None]
         assert self.loop is not None
         entry[4] = self.loop.call_at(deadline, self._fire, entry)
@@ -88,6 +122,8 @@ class ForeignHub(Hub):
     # -- fds: add_reader/add_writer while a fiber waits ----------------------------------------
 
     def _arm(self, rec: FdWait) -> bool:
+        if self._forked:
+            self._refuse_in_forked_child()
         loop = self.loop
         assert loop is not None
         if rec.reader is not None and not rec.events & 1:

@@ -13,9 +13,10 @@ plain ``os.fork()``). In the child, before fork returns there (`_after_fork_in_c
 * the backend gets a kernel object of its own (`HubSelector._reset_backend_after_fork`); the
   sockets' fd records stay, to be registered in it at their next wait;
 * the loop drops the parent's asyncio callbacks, timers, readers, tasks and executor jobs and
-  gets a self-pipe of its own (`HubEventLoop._reset_after_fork`). (The signal wakeup fd stays
-  unset, as `_interrupt` leaves it in every forked child: the child's only thread is the one
-  its signals interrupt, in the poll too.)
+  gets a self-pipe of its own (`HubEventLoop._reset_after_fork`). If the parent's loop had made
+  its self-pipe the signal wakeup fd (`wake_on_signals`, main thread), the child's is made the
+  child's wakeup fd (`_interrupt` clears the parent's in every forked child first), so that a
+  signal arriving just before the child's poll still ends it;
 * if the forking fiber is not the hub's root fiber, it becomes the child's root (Ctrl-C and
   deadlock reports go to it), and when it finishes the child process exits (`_exit_child`), as
   a single-threaded process ends when its only thread does.
@@ -29,6 +30,7 @@ hub) keeps no fiber of the forking thread's hub.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -38,6 +40,7 @@ from greenlet import getcurrent
 
 from ._fiber import CANCELLED, FAILED, Fiber
 from ._hub import Hub
+from ._interrupt import _our_wakeup_fd
 from ._lookup import _running
 from ._loop import HubEventLoop
 from ._selector_hub import HubSelector
@@ -46,6 +49,14 @@ from ._selector_hub import HubSelector
 #: Never collected, for the child's life: a collected greenlet that is still suspended gets a
 #: `GreenletExit` thrown in, which would run the parent's fibers' ``finally`` blocks here.
 _LEFT_BEHIND: list[Any] = []
+
+#: The signal wakeup fd a loop's run had set (`wake_on_signals`) when this process last forked
+#: (-1: none); read in the child, where `_interrupt` has cleared it before `_after_fork_in_child`.
+_wakeup_fd_at_fork = [-1]
+
+
+def _before_fork() -> None:
+    _wakeup_fd_at_fork[0] = _our_wakeup_fd[0]
 
 
 def _after_fork_in_child() -> None:
@@ -77,9 +88,24 @@ def _reset_hub(hub: Hub, keep: Fiber | None) -> None:
     if isinstance(hub, HubSelector) and isinstance(loop, HubEventLoop):
         hub._reset_backend_after_fork()
         _LEFT_BEHIND.extend(loop._reset_after_fork())
+        _wake_on_signals_again(loop)
     if keep is not None and keep is not hub.root:
         hub.root = keep
         keep.add_done_callback(_exit_child)
+
+
+def _wake_on_signals_again(loop: HubEventLoop) -> None:
+    """The parent's wakeup fd was this loop's self-pipe: make it the child's (the same fd
+    number, now the child's own pipe), as the loop's run set it (and will clear it)."""
+    fd = _wakeup_fd_at_fork[0]
+    csock = loop._csock  # type: ignore[attr-defined]
+    if fd == -1 or csock is None or csock.fileno() != fd:
+        return  # (none; or another thread's loop's, closed in the child)
+    try:
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    except ValueError:  # (not the main thread: cannot happen, the forking thread is the child's)
+        return
+    _our_wakeup_fd[0] = fd
 
 
 def _exit_child(f: Fiber) -> None:
@@ -119,4 +145,4 @@ def _exit_child(f: Fiber) -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -230,6 +230,15 @@ def _multiprocessing_rows() -> list[PatchRow]:
             lazy=True,
         )
         for module, attr, name in rows
+    ] + [
+        # A threading.local's __init__ runs in each fiber: registered for the fork once.
+        PatchRow(
+            "multiprocessing.util",
+            "ForkAwareLocal.__init__",
+            NAME,
+            "unknot.multiprocessing._util:_fork_aware_local_init",
+            lazy=True,
+        ),
     ]
 
 

@@ -10,7 +10,10 @@ The stdlib registers its socket reducer for the class that ``socket.socket`` is 
 imported before the patch (as in every "spawn" or "forkserver" child, which imports it before
 its main module), the table knows only the stdlib's class, and a socket made while patched,
 unknot's, could not be sent (``TypeError: cannot pickle 'socket' object``); imported while
-patched, only unknot's. Each pickler's table gets the reducer for both classes.
+patched, only unknot's. Each pickler's table gets the reducer for both classes; and importing
+this module (which applying the row does) registers it for the stdlib's class as the stdlib
+would have, so that after `unknot.unpatch` (``ForkingPickler.__init__`` the stdlib's again) the
+stdlib's sockets can still be sent.
 """
 
 from __future__ import annotations
@@ -41,3 +44,10 @@ def _forking_pickler_init(self: Any, *args: Any) -> None:
     if reduce is not None:
         table.setdefault(_STD_SOCKET, reduce)
         table.setdefault(_SOCKET, reduce)
+
+
+# Imported while patched, the stdlib registered its reducer for unknot's class only: register
+# it for the stdlib's too, for the picklers made after `unknot.unpatch`.
+_extra_reducers: dict[type, Any] = _stdlib.ForkingPickler.__dict__["_extra_reducers"]
+if _SOCKET in _extra_reducers:
+    _extra_reducers.setdefault(_STD_SOCKET, _extra_reducers[_SOCKET])
