@@ -482,6 +482,9 @@ def _failed(w: Waitable) -> bool:
     """Whether done ``w`` ended by raising (a cancelled one did not, as in concurrent.futures)."""
     if isinstance(w, Future):  # (a done one: its exception() would be a cancellation point)
         return w._state == _EXCEPTION
+    cancelled = getattr(w, "cancelled", None)  # (an asyncio future's exception() would raise)
+    if cancelled is not None and cancelled():
+        return False
     return w.exception() is not None
 
 

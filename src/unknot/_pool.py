@@ -5,15 +5,21 @@ How it works. The pool is a count of free *slots* and a fair queue (a `ParkingLo
 waiting for one; a call runs only while it holds a slot. `Pool.spawn` takes a slot and starts a
 fiber that gives it back when it ends. `map` and the `imap` variants do not start a fiber per
 item (starting a fiber costs far more than a call): a `_Run` starts *workers*, each of which
-loops "take a slot, take the next item, call, give the slot back, store the result". Before
+loops "take the next item, take a slot, call, give the slot back, store the result". Before
 each call a worker makes sure a helper is on its way (an idle worker woken, or a new one while
 fewer than ``size`` exist), unless one already is (not yet started, woken, or in the pool's
 queue for a slot): a function that never blocks is served by one worker with no switch per
 item, while one that blocks brings up to ``size`` workers. A helper is started even when no
-slot is free (the pool is shared): it waits in the queue, so that a slot another call frees
-goes to the run at once. Workers waiting for a slot when the input ends are woken without one
-and end (a run need not wait for a slot only to learn it is over). Each call runs in its own
-copy of the caller's contextvars (as if spawned).
+slot is free (the pool is shared): it takes an item and waits in the queue, so that a slot
+another call frees goes to the run at once. A worker waits for a slot only with an item to
+call: one that finds the input over ends without a slot (a run whose calls are done never
+waits for the pool to learn that it is over). Each call runs in its own copy of the caller's
+contextvars (as if spawned).
+
+Nesting. A `map` called from inside a call of the same pool (a spawned fiber, a worker) is
+lent the caller's slot, which holds it and only waits meanwhile: the map's first call runs in
+that slot, so that calls of the pool that map over it cannot take every slot and wait for each
+other for ever (as `apply` called from inside runs at once).
 
 Memory. `map` keeps the results (it returns them all). `imap` and `imap_unordered` take an item
 from the input only while fewer than ``size`` items (`UNBOUNDED_WINDOW` for an unbounded pool)
@@ -72,6 +78,8 @@ _NEEDS_BLOCK = (
 # What a run does with its results.
 _MAP, _ORDERED, _UNORDERED = 0, 1, 2
 _MISSING: Any = object()
+#: What a worker waiting for a slot is woken with when it gets the slot lent to its run.
+_LENT: Any = object()
 _WORKER_NAME = "unknot.Pool worker"
 
 #: How many items `Pool.imap` and `Pool.imap_unordered` take ahead of their consumer on an
@@ -252,7 +260,10 @@ class Pool:
         them before `Cancelled` comes out.
         """
         checkpoint_if_cancelled()
-        run = _Run(self, fn, iterable, iterables, _MAP)
+        # Called from inside a call of this pool: that call's slot is lent to the run (its
+        # fiber waits in wait_all meanwhile). See "Nesting" in the module notes.
+        lend = require_fiber() in self._members
+        run = _Run(self, fn, iterable, iterables, _MAP, lend)
         results: list[R] = run.wait_all()
         return results
 
@@ -362,6 +373,7 @@ class _Run:
         "waking",
         "idle_workers",
         "queued",
+        "lent",
         "stop_reason",
         "__weakref__",
         "_worker_done_cb",
@@ -374,6 +386,7 @@ class _Run:
         iterable: Iterable[Any],
         iterables: tuple[Iterable[Any], ...],
         mode: int,
+        lend: bool = False,
     ) -> None:
         self.hub: Hub = require_fiber().hub
         self.pool = pool
@@ -403,8 +416,11 @@ class _Run:
         self.idle_workers = ParkingLot()  # workers waiting for room in the window
         self.idle = 0  # workers parked there (not counting those woken)
         self.waking = 0  # workers woken from there that have not run yet
-        #: Workers in the pool's queue for a slot (helpers on their way).
-        self.queued: set[Fiber] = set()
+        #: Workers in the pool's queue for a slot, each with an item (a dict: oldest first).
+        self.queued: dict[Fiber, None] = {}
+        #: 1 while the slot the caller lent (`Pool.map` from inside a call of the pool) is
+        #: free for the next call of the run.
+        self.lent = 1 if lend else 0
         #: Why a consumer's next() stopped the run (the imap modes): later ones raise it.
         self.stop_reason: str | None = None
         self.results: Any = [] if mode == _MAP else {} if mode == _ORDERED else deque()
@@ -567,7 +583,12 @@ class _Run:
                 if self.stopping or self.exhausted:
                     self.finished = True
                     if self.aborted:
-                        raise FiberCancelled("the pool's calls were cancelled")
+                        # (Every later next() too, as after the consumer's own cancellation.)
+                        self.stop_reason = (
+                            f"{self.describe()} was stopped after {self.taken} result(s): the "
+                            "pool's calls were cancelled"
+                        )
+                        raise FiberCancelled(self.stop_reason)
                     raise StopIteration
                 self.add_worker()
             try:
@@ -583,27 +604,26 @@ class _Run:
                 self.stopped_by_caller(e)
 
     def wait_for_slot(self, f: Fiber) -> bool:
-        """In worker ``f``: wait in the pool's queue for a slot; False if woken without one
-        because the input ended (`release_queued`) or was already over."""
-        if self.exhausted:
-            return False
+        """In worker ``f``, which has an item to call: wait in the pool's queue for a slot.
+        True if it got the slot lent to the run (`give_back_lent`), False for one of the
+        pool's (handed over by `Pool._release`)."""
         pool = self.pool
         queued = self.queued
-        queued.add(f)
+        queued[f] = None
         pool._nwaiting += 1
         try:
-            # Woken by Pool._release, which hands its slot over (True), or by release_queued.
-            return pool._slot_waiters.park(f) is True
+            return pool._slot_waiters.park(f) is _LENT
         finally:
             pool._nwaiting -= 1
-            queued.discard(f)
+            del queued[f]
 
-    def release_queued(self) -> None:
-        """The input ended: the workers waiting for a slot leave the queue without one.
-
-        (One that a release woke first keeps its slot: it sees the end and gives it back.)"""
+    def give_back_lent(self) -> None:
+        """A call that ran in the lent slot ended: the slot goes to the run's worker queued
+        longest, else it waits for the run's next call."""
         for worker in list(self.queued):
-            worker.hub.wake(worker, False)
+            if worker.hub.wake(worker, _LENT):  # (it leaves the pool's queue as it wakes)
+                return
+        self.lent = 1
 
     def park(self, f: Fiber, cancellable: bool = True) -> None:
         """Wait (the consumer, or map's caller) for a result or the workers' end."""
@@ -665,7 +685,7 @@ class _Run:
 
 
 def _work(run: _Run) -> None:
-    """A worker: take a slot, take an item, call, hand the result over; park while the window
+    """A worker: take an item, take a slot, call, hand the result over; park while the window
     is full; end when the input ends or the run stops."""
     me = current_fiber()
     assert me is not None
@@ -682,34 +702,39 @@ def _work(run: _Run) -> None:
                     break
                 run.park_idle(me)
                 continue
-            if pool._free:
-                pool._free -= 1
-            elif not run.wait_for_slot(me):
-                break  # the input ended meanwhile: no slot, nothing to do
+            while run.pulling:  # the input blocked in another worker: wait for it
+                run.wait_for_input(me)
+            i = run.pulled
+            if run.stopping or run.exhausted:
+                break
+            if i - run.taken >= window:
+                continue  # another worker filled it meanwhile: park
+            run.pulling = True
             try:
-                while run.pulling:  # the input blocked in another worker: wait for it
-                    run.wait_for_input(me)
-                i = run.pulled
-                if run.stopping or run.exhausted:
-                    break
-                if i - run.taken >= window:
-                    continue  # another worker filled it meanwhile: park (the slot goes back)
-                run.pulling = True
-                try:
-                    item = next(source)
-                except StopIteration:
-                    run.exhausted = True
-                    run.wake_idle(every=True)  # they end too
-                    if run.queued:
-                        run.release_queued()  # and those waiting for a slot
-                    break
-                finally:
-                    run.pulling = False
-                    if run.npull_waiting:  # each looks again (one pulls, the rest may be done)
-                        run.pull_waiters.unpark_all()
-                run.pulled = i + 1
-                if mode == _MAP:
-                    results.append(None)
+                item = next(source)
+            except StopIteration:
+                run.exhausted = True
+                run.wake_idle(every=True)  # they end too
+                break
+            finally:
+                run.pulling = False
+                if run.npull_waiting:  # each looks again (one pulls, the rest may be done)
+                    run.pull_waiters.unpark_all()
+            run.pulled = i + 1
+            if mode == _MAP:
+                results.append(None)
+            # A slot for the call: the one lent to the run, a free one, or the next one freed.
+            if run.lent:
+                run.lent = 0
+                lent = True
+            elif pool._free:
+                pool._free -= 1
+                lent = False
+            else:
+                lent = run.wait_for_slot(me)
+            try:
+                if run.stopping:
+                    break  # stopped while this worker waited (the slot goes back)
                 if not run.pending and not run.waking:
                     # A helper, in case this call blocks: an idle worker, else a new one, unless
                     # one waits for a slot already. (Started also when no slot is free: it then
@@ -720,7 +745,9 @@ def _work(run: _Run) -> None:
                         run.add_worker()
                 value = ctx.copy().run(fn, *item) if star else ctx.copy().run(fn, item)
             finally:
-                if not pool._nwaiting or pool._slot_waiters.unpark() is None:
+                if lent:
+                    run.give_back_lent()
+                elif not pool._nwaiting or pool._slot_waiters.unpark() is None:
                     pool._free += 1
             if mode == _MAP:
                 results[i] = value

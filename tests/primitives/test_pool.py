@@ -562,8 +562,9 @@ def test_a_slot_freed_by_a_spawned_fiber_goes_to_a_running_map_at_once() -> None
 
 @pytest.mark.unknot
 def test_a_map_whose_input_ended_does_not_wait_for_a_slot_to_end() -> None:
-    # A worker queued for a slot when the input ends leaves the queue without one: the map
-    # returns although the other calls of the pool (a spawned fiber, an apply) hold every slot.
+    # A worker waits for a slot only with an item to call (one that finds the input over ends
+    # without a slot): the map returns although the other calls of the pool (a spawned fiber,
+    # an apply) hold every slot.
     spawned_may_end = unknot.Event()
     applied_may_end = unknot.Event()
     item_may_end = unknot.Event()

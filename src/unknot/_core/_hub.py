@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import os
 import threading
 import time
 from collections import deque
@@ -158,6 +159,11 @@ class FdQueue:
 #: connection) nor the hub (see the note in `Hub._hub_init`) grows an attribute; the waits'
 #: common path tests only that the dict is empty.
 _QUEUED: Final[dict[FdWait, FdQueue]] = {}
+
+if hasattr(os, "register_at_fork"):
+    # A forked child keeps only the forking thread, which was not waiting on an fd: no fiber
+    # of any hub (its own, other threads') is queued there, nor will its queue end to say so.
+    os.register_at_fork(after_in_child=_QUEUED.clear)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -628,6 +634,27 @@ class Hub(DeadlockDetection):
             return [], []
         return list(q.readers), list(q.writers)
 
+    def _queued_on(self, f: Fiber) -> tuple[list[FdWait], list[FdWait]]:
+        """The records of this hub ``f`` is queued on, to read and to write (for dumps: it
+        looks at the queues only, not at every record)."""
+        reads: list[FdWait] = []
+        writes: list[FdWait] = []
+        if _QUEUED:
+            for rec, q in list(_QUEUED.items()):  # (one C call: other hubs' threads add keys)
+                if rec.hub is self:
+                    if f in q.readers:
+                        reads.append(rec)
+                    if f in q.writers:
+                        writes.append(rec)
+        return reads, writes
+
+    def _drop_queues(self) -> None:
+        """Forget the queues of this hub's records: its fibers will not run again (the hub is
+        closed, or this is a forked child), so none of them will leave its queue."""
+        for rec in list(_QUEUED):  # (one C call: other hubs' threads add and remove keys)
+            if rec.hub is self:
+                _QUEUED.pop(rec, None)
+
     def wait_fd(self, f: Fiber, rec: FdWait, write: bool, timeout: float | None) -> Any:
         """Park ``f`` until ``rec.fd`` is readable (or writable). Returns None or `TIMED_OUT`.
 
@@ -652,7 +679,7 @@ class Hub(DeadlockDetection):
             rec.reader = f
         self.fd_waiters += 1
         try:
-            if rec.armed and self.edge_triggered:
+            if rec.armed and self.edge_triggered and rec.persistent:
                 untimed = timeout is None
             elif not self._arm(rec):
                 return None  # the fd cannot be polled (a regular file): it is always ready
@@ -775,7 +802,8 @@ class Hub(DeadlockDetection):
             del _QUEUED[rec]
 
     def wait_readable(self, f: Fiber, rec: FdWait) -> Any:
-        """``wait_fd(f, rec, False, None)``: where an idle connection's fiber waits in ``recv``.
+        """``wait_fd(f, rec, False, None)`` for a socket's record (`fd_record`): where an idle
+        connection's fiber waits in ``recv``.
 
         The same, with less kept while the fiber waits. Compiled, the C frames between the
         fiber's entry and its switch stay on its stack, which greenlet copies to the heap at
@@ -895,7 +923,11 @@ class Hub(DeadlockDetection):
                         rec.reader = f
                     taken.append((rec, write))
                     try:
-                        if (not rec.armed or not self.edge_triggered) and not self._arm(rec):
+                        # (A record that is not a socket's is armed level-triggered for its
+                        # waiters' directions: armed for one, it is armed again for both.)
+                        if (
+                            not rec.armed or not rec.persistent or not self.edge_triggered
+                        ) and not self._arm(rec):
                             return None  # cannot be polled (a regular file): always ready
                     except RuntimeError:  # asyncio watches this fd
                         if busy_poll is None:
@@ -966,8 +998,7 @@ class Hub(DeadlockDetection):
         (the caller keeps them alive: a collected greenlet would run its ``finally`` blocks).
         The backend's kernel object is the caller's business (`_reset_fd_records_after_fork`).
         """
-        for rec in [rec for rec in _QUEUED if rec.hub is self]:
-            del _QUEUED[rec]  # (nobody waits: ``keep`` runs)
+        self._drop_queues()  # (nobody waits: ``keep`` runs)
         others = [f for f in self.fibers if f is not keep]
         for f in others:
             f._parked = NOT_PARKED
@@ -1011,8 +1042,7 @@ class Hub(DeadlockDetection):
         none is registered; the sockets' records stay (their next wait registers them in the
         new object), the others go. Readiness hints say "try the syscall first"."""
         kept: dict[int, FdWait] = {}
-        for rec in [rec for rec in _QUEUED if rec.hub is self]:
-            del _QUEUED[rec]
+        self._drop_queues()
         for key, rec in self.fds.items():
             rec.reader = None
             rec.writer = None

@@ -163,14 +163,12 @@ def _describe_wait(hub: Hub, f: Fiber, frames: list[Any]) -> tuple[str, Any, flo
     began, left = _timer_times(hub, f)
     what: str | None = None
     obj: Any = None
-    reads = []
-    writes = []
-    for rec in list(hub.fds.values()):  # (as the waiter, or queued behind it: `Hub.wait_fd`)
-        queued_reads, queued_writes = hub._fd_queue(rec)
-        if rec.reader is f or f in queued_reads:
-            reads.append(rec)
-        if rec.writer is f or f in queued_writes:
-            writes.append(rec)
+    records = list(hub.fds.values())
+    # As the waiter, or queued behind it (`Hub.wait_fd`): the queues are looked at apart, as
+    # they are few, so that a dump of many idle connections stays as cheap as it was.
+    reads, writes = hub._queued_on(f)
+    reads += [rec for rec in records if rec.reader is f]
+    writes += [rec for rec in records if rec.writer is f]
     if len(reads) + len(writes) == 1:
         obj = (reads or writes)[0]
         what = f"fd {obj.fd} ({'write' if writes else 'read'})"

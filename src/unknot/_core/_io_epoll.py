@@ -86,7 +86,9 @@ class EpollHub(HubSelector):
         return self._sel.fileno()
 
     def close(self) -> None:
-        """`selectors.BaseSelector.close`: closes the epoll object."""
+        """`selectors.BaseSelector.close`: closes the epoll object (the loop's close). Fibers
+        still queued on an fd will not run on this hub again: their queues go."""
+        self._drop_queues()
         self._sel.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:

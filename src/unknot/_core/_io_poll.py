@@ -83,6 +83,12 @@ class SelectorHub(HubSelector):
         except (KeyError, ValueError, OSError):
             pass
 
+    def close(self) -> None:
+        """The stdlib selector's ``close`` (the loop's close). Fibers still queued on an fd will
+        not run on this hub again: their queues go (as `EpollHub.close`)."""
+        self._drop_queues()
+        self._base.close(self)
+
     def _reset_backend_after_fork(self) -> None:
         """See `HubSelector._reset_backend_after_fork`. poll and select keep no kernel object
         (the parent's registrations are in this process's memory only): the stdlib selector's
