@@ -1,9 +1,10 @@
 """Helpers shared by the test modules of the stdlib mirrors (select, selectors, time, os,
 subprocess, socket) and the core's: evidence that the hub kept running while a fiber blocked,
 and outcomes to compare with the stdlib's; a script run in a child process where Ctrl-C works as
-usual (and where a hang cannot be mistaken for a deadlock waker); a listener with a full accept
-queue; an integer-like object; and `Where`, which runs a test body in a fiber or in a thread
-(the ``where`` fixture of tests/mirrors/conftest.py)."""
+usual (and where a hang cannot be mistaken for a deadlock waker), or a script file in a fresh
+interpreter; a listener with a full accept queue; an integer-like object; the current fiber's hub
+and a socket's fd record; and `Where`, which runs a test body in a fiber or in a thread (the
+``where`` fixture of tests/mirrors/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import unknot
+
+if TYPE_CHECKING:
+    import unknot.socket as us
+    from unknot._core._hub import FdWait, Hub
 
 
 class Ticker:
@@ -92,6 +98,23 @@ def run_script(
     return out.stdout.strip().split("|")
 
 
+def run_script_file(tmp_path: Path, source: str, *args: str) -> list[str]:
+    """Write ``source`` to ``tmp_path / "script.py"`` and run it with ``args`` in a fresh
+    interpreter, in ``tmp_path`` (so that multiprocessing's "spawn" children can import it); it
+    must exit with 0 within 50 s. Its printed words."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout.split()
+
+
 class FullBacklog:
     """A listener whose accept queue is full, so that a further connect hangs (SYN dropped)."""
 
@@ -113,6 +136,18 @@ class FullBacklog:
             s.close()
 
 
+def fill_send_buffer(sock: Any) -> int:
+    """Write until the socket's send buffer is full (non-blocking); the bytes written."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    total = 0
+    for _ in range(10_000):
+        try:
+            total += sock.send(b"x" * 65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return total
+    raise AssertionError("the send buffer never filled")
+
+
 class IntLike:
     """An integer-like object (as numpy's integers): what takes a size or an fd takes it."""
 
@@ -121,6 +156,23 @@ class IntLike:
 
     def __index__(self) -> int:
         return self.value
+
+
+# -- the hub's records ---------------------------------------------------------------------------
+
+
+def current_hub() -> Hub:
+    """The hub of the current fiber (in a fiber only)."""
+    f = unknot.current()
+    assert f is not None
+    return f.hub
+
+
+def fd_record_of(sock: us.socket) -> FdWait:
+    """The fd record of an unknot socket (it has waited at least once)."""
+    rec = sock._state.rec  # type: ignore[attr-defined]
+    assert rec is not None
+    return rec
 
 
 # -- running the same test in fibers and in threads -------------------------------------------
@@ -185,3 +237,15 @@ class Where:
             unknot.sleep(seconds)
         else:
             time.sleep(seconds)
+
+
+def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
+    """Wait (bounded) until nothing is queued to read on ``sock``: ``peer`` took it."""
+    for _ in range(5000):
+        try:
+            socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        assert not peer.done(), "the reader returned early"
+        where.sleep(0.001)
+    raise AssertionError("the reader never took the data")

@@ -15,29 +15,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fiber_helpers import run_script
+from fiber_helpers import current_hub, fd_record_of, fill_send_buffer, run_script
 
 import unknot
 import unknot.socket as us
 from unknot import lowlevel
 from unknot._core import _hub
-from unknot._core._hub import FdWait, Hub
-
-
-def _hub_of_current() -> Hub:
-    f = unknot.current()
-    assert f is not None
-    return f.hub
-
-
-def _rec(sock: us.socket) -> FdWait:
-    rec = sock._state.rec  # type: ignore[attr-defined]
-    assert rec is not None
-    return rec
+from unknot._core._hub import FdWait
 
 
 def _queued(rec: FdWait, write: bool = False) -> int:
-    readers, writers = _hub_of_current()._fd_queue(rec)
+    readers, writers = current_hub()._fd_queue(rec)
     return len(writers if write else readers)
 
 
@@ -52,18 +40,6 @@ def pair() -> Iterator[tuple[us.socket, us.socket]]:
     a, b = us.socketpair()
     with a, b:
         yield a, b
-
-
-def _fill(sock: Any) -> int:
-    """Write until the socket's send buffer is full (non-blocking); the bytes written."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    total = 0
-    for _ in range(10_000):
-        try:
-            total += sock.send(b"x" * 65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return total
-    raise AssertionError("the send buffer never filled")
 
 
 @pytest.mark.unknot
@@ -97,7 +73,7 @@ def test_accept_burst_is_shared_by_the_waiting_fibers(backend: str) -> None:
                 for i in range(n_fibers):
                     tg.spawn(worker, i)
                 _settle()
-                rec = _rec(listener)
+                rec = fd_record_of(listener)
                 assert rec.reader is not None and _queued(rec) == n_fibers - 1
                 for _ in range(n_clients):  # the burst: blocking connects, no switch between
                     clients.append(socket.create_connection(listener.getsockname()))
@@ -146,7 +122,7 @@ def test_udp_burst_is_received_exactly_once(backend: str) -> None:
             for i in range(n_fibers):
                 tg.spawn(worker, i)
             _settle()
-            rec = _rec(server)
+            rec = fd_record_of(server)
             assert rec.reader is not None and _queued(rec) == n_fibers - 1
             for k in range(n_datagrams):
                 client.sendto(b"%d" % k, server.getsockname())
@@ -165,7 +141,7 @@ def test_two_fibers_reading_one_stream(backend: str) -> None:
         first = unknot.spawn(a.recv, 1)
         second = unknot.spawn(a.recv, 1)
         _settle()
-        assert _rec(a).reader is not None and _queued(_rec(a)) == 1
+        assert fd_record_of(a).reader is not None and _queued(fd_record_of(a)) == 1
         b.sendall(b"xy")
         with unknot.fail_after(10):
             assert sorted([first.join(), second.join()]) == [b"x", b"y"]
@@ -180,18 +156,18 @@ def test_two_fibers_reading_one_stream(backend: str) -> None:
                 unknot.sleep(0.001)
             b.sendall(b"def")
             assert sorted([first.join(), second.join()]) == [b"abc", b"def"]
-        assert _rec(a) not in _hub._QUEUED
+        assert fd_record_of(a) not in _hub._QUEUED
 
 
 @pytest.mark.unknot
 def test_two_writers_on_a_full_socket(backend: str, pair: tuple[us.socket, us.socket]) -> None:
     a, b = pair
-    filled = _fill(a)
+    filled = fill_send_buffer(a)
     size = 100_000
     w1 = unknot.spawn(a.sendall, b"1" * size)
     w2 = unknot.spawn(a.sendall, b"2" * size)
     _settle()
-    assert _rec(a).writer is not None and _queued(_rec(a), write=True) == 1
+    assert fd_record_of(a).writer is not None and _queued(fd_record_of(a), write=True) == 1
     total = 0
     with unknot.fail_after(10):
         while total < filled + 2 * size:
@@ -209,11 +185,11 @@ def test_raw_fd_waiters_writable_once(backend: str) -> None:
     with a, b:
         a.setblocking(False)
         b.setblocking(False)
-        _fill(a)
+        fill_send_buffer(a)
         w1 = unknot.spawn(unknot.wait_writable, a)
         w2 = unknot.spawn(unknot.wait_writable, a)
         _settle()
-        hub = _hub_of_current()
+        hub = current_hub()
         rec = hub.fds[a.fileno()]
         assert rec.writer is not None and _queued(rec, write=True) == 1
         with unknot.fail_after(10):
@@ -248,7 +224,7 @@ def test_queued_waiter_timeout_is_honoured(backend: str) -> None:
         _settle()
         with pytest.raises(TimeoutError):
             _recv_retrying(a, 0.05)  # queued behind ``first``
-        rec = _hub_of_current().fds[a.fileno()]
+        rec = current_hub().fds[a.fileno()]
         assert rec.reader is first and rec not in _hub._QUEUED
         b.send(b"x")
         with unknot.fail_after(10):
@@ -265,14 +241,14 @@ def test_waiter_timeout_hands_on_to_the_queued_one(backend: str) -> None:
         unknot.sleep(0)
         second = unknot.spawn(_recv_retrying, a)
         _settle()
-        rec = _hub_of_current().fds[a.fileno()]
+        rec = current_hub().fds[a.fileno()]
         assert rec.reader is first and _queued(rec) == 1
         with pytest.raises(TimeoutError):
             first.join()
         unknot.sleep(0)
         # (``second`` was woken to retry and waits again: on a new record, as the old one
         # went with its last waiter.)
-        rec = _hub_of_current().fds[a.fileno()]
+        rec = current_hub().fds[a.fileno()]
         assert rec.reader is second and rec not in _hub._QUEUED
         b.send(b"x")
         with unknot.fail_after(10):
@@ -286,7 +262,7 @@ def test_cancelled_waiters_hand_on(backend: str, pair: tuple[us.socket, us.socke
     a, b = pair
     fibers = [unknot.spawn(a.recv, 100) for _ in range(3)]
     _settle()
-    rec = _rec(a)
+    rec = fd_record_of(a)
     assert rec.reader is fibers[0] and _queued(rec) == 2
     fibers[1].cancel()
     unknot.sleep(0)
@@ -326,10 +302,10 @@ def test_close_wakes_every_waiter_with_ebadf(backend: str) -> None:
     a, b = us.socketpair()
     with b:
         readers = [unknot.spawn(a.recv, 100) for _ in range(3)]
-        _fill(a)
+        fill_send_buffer(a)
         writers = [unknot.spawn(a.sendall, b"x" * 100_000) for _ in range(2)]
         _settle()
-        rec = _rec(a)
+        rec = fd_record_of(a)
         assert _queued(rec) == 2 and _queued(rec, write=True) == 1
         a.close()
         with unknot.fail_after(10):

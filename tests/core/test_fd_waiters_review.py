@@ -5,6 +5,7 @@ a dump costs with many records; and, as guards, two races the hand-on survives."
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fiber_helpers import run_script
+from fiber_helpers import current_hub, fd_record_of, fill_send_buffer, run_script
 
 import unknot
 import unknot.select as uselect
@@ -23,24 +24,6 @@ from unknot import lowlevel
 from unknot._core import _hub
 from unknot._core._hub import Hub
 from unknot._core._loop import HubEventLoop
-
-
-def _hub_of_current() -> Hub:
-    f = unknot.current()
-    assert f is not None
-    return f.hub
-
-
-def _fill(sock: Any) -> int:
-    """Write until the socket's send buffer is full (non-blocking); the bytes written."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    total = 0
-    for _ in range(10_000):
-        try:
-            total += sock.send(b"x" * 65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return total
-    raise AssertionError("the send buffer never filled")
 
 
 def _drain(sock: socket.socket) -> None:
@@ -60,7 +43,7 @@ def raw_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     with a, b:
         a.setblocking(False)
         b.setblocking(False)
-        _fill(a)
+        fill_send_buffer(a)
         yield a, b
 
 
@@ -80,7 +63,7 @@ def test_reader_comes_while_a_writer_waits_on_a_raw_fd(
     unknot.sleep(0)
     reader = unknot.spawn(unknot.wait_readable, a)
     unknot.sleep(0)
-    rec = _hub_of_current().fds[a.fileno()]
+    rec = current_hub().fds[a.fileno()]
     assert rec.writer is writer and rec.reader is reader
     b.send(b"x")
     with unknot.move_on_after(5):
@@ -90,7 +73,7 @@ def test_reader_comes_while_a_writer_waits_on_a_raw_fd(
     _drain(b)
     with unknot.fail_after(5):
         writer.join()
-    assert a.fileno() not in _hub_of_current().fds
+    assert a.fileno() not in current_hub().fds
 
 
 @pytest.mark.unknot
@@ -103,7 +86,7 @@ def test_wait_fds_one_raw_fd_read_and_write(
     me = unknot.current()
     assert me is not None
     unknot.spawn(lambda: (unknot.sleep(0), _drain(b)))
-    assert _hub_of_current().wait_fds(me, [a.fileno()], [a.fileno()], 5) is None
+    assert current_hub().wait_fds(me, [a.fileno()], [a.fileno()], 5) is None
 
 
 @pytest.mark.unknot
@@ -268,9 +251,13 @@ def udp() -> Iterator[tuple[socket.socket, socket.socket]]:
         yield server, client
 
 
-def _readers(hub: Hub, rec: Any, server: socket.socket, timeouts: list[Any]) -> list[Any]:
-    """Fibers each receiving one datagram through ``hub.wait_fd`` on ``rec`` (the first is
-    its reader, the others queue in order): each returns the datagram, or "timeout"."""
+@contextlib.contextmanager
+def _readers(server: socket.socket, timeouts: list[Any]) -> Iterator[tuple[Hub, Any, list[Any]]]:
+    """The current hub, its record for ``server``'s fd (forgotten at the end), and fibers each
+    receiving one datagram through ``hub.wait_fd`` on that record (the first is its reader, the
+    others queue in order): each returns the datagram, or "timeout"."""
+    hub = current_hub()
+    rec = hub.fd_record(server.fileno())
 
     def reader(timeout: float | None) -> Any:
         f = unknot.current()
@@ -282,11 +269,14 @@ def _readers(hub: Hub, rec: Any, server: socket.socket, timeouts: list[Any]) -> 
                 if hub.wait_fd(f, rec, False, timeout) is lowlevel.TIMED_OUT:
                     return "timeout"
 
-    fibers = []
-    for t in timeouts:
-        fibers.append(unknot.spawn(reader, t))
-        unknot.sleep(0)
-    return fibers
+    try:
+        fibers = []
+        for t in timeouts:
+            fibers.append(unknot.spawn(reader, t))
+            unknot.sleep(0)
+        yield hub, rec, fibers
+    finally:
+        hub.forget_fd(rec)
 
 
 def _two_datagrams(server: socket.socket, client: socket.socket) -> None:
@@ -303,10 +293,7 @@ def test_a_queued_timeout_and_the_readiness_in_one_pass(
     # pass: the reader's hand-on finds that one already woken; it hands on in turn as it
     # leaves, so the second queued fiber still gets the second datagram.
     server, client = udp
-    hub = _hub_of_current()
-    rec = hub.fd_record(server.fileno())
-    try:
-        r, q1, q2 = _readers(hub, rec, server, [None, 100, None])
+    with _readers(server, [None, 100, None]) as (hub, rec, (r, q1, q2)):
         assert rec.reader is r and hub._fd_queue(rec)[0] == [q1, q2]
         _two_datagrams(server, client)
         hub.wake(q1, lowlevel.TIMED_OUT)  # (what its timer does)
@@ -314,8 +301,6 @@ def test_a_queued_timeout_and_the_readiness_in_one_pass(
         with unknot.fail_after(10):
             assert [f.join() for f in (r, q1, q2)] == [b"1", "timeout", b"2"]
         assert rec not in _hub._QUEUED
-    finally:
-        hub.forget_fd(rec)
 
 
 @pytest.mark.unknot
@@ -326,10 +311,7 @@ def test_a_fiber_woken_by_the_hand_on_then_cancelled_still_hands_on(
     # cancellation waits for its next checkpoint): it hands on as it leaves its wait, retries
     # and takes the second datagram; the last one, woken in turn, waits again as the reader.
     server, client = udp
-    hub = _hub_of_current()
-    rec = hub.fd_record(server.fileno())
-    try:
-        r, q1, q2 = _readers(hub, rec, server, [None, None, None])
+    with _readers(server, [None, None, None]) as (hub, rec, (r, q1, q2)):
         _two_datagrams(server, client)
         hub.wake(r)
         unknot.sleep(0)  # the reader runs: it takes "1" and wakes q1
@@ -343,8 +325,6 @@ def test_a_fiber_woken_by_the_hand_on_then_cancelled_still_hands_on(
         client.sendto(b"3", server.getsockname())
         with unknot.fail_after(10):
             assert q2.join() == b"3"
-    finally:
-        hub.forget_fd(rec)
 
 
 @pytest.mark.unknot
@@ -356,8 +336,8 @@ def test_a_reused_fd_number_does_not_inherit_the_queue(backend: str) -> None:
     fd = a.fileno()
     readers = [unknot.spawn(a.recv, 1) for _ in range(3)]
     unknot.sleep(0)
-    old = _rec_of(a)
-    assert _hub_of_current()._fd_queue(old)[0] == readers[1:]
+    old = fd_record_of(a)
+    assert current_hub()._fd_queue(old)[0] == readers[1:]
     a.close()
     b.close()
     c, d = us.socketpair()
@@ -368,7 +348,7 @@ def test_a_reused_fd_number_does_not_inherit_the_queue(backend: str) -> None:
         other = d if mine is c else c
         new_reader = unknot.spawn(mine.recv, 1)
         unknot.sleep(0)
-        new = _rec_of(mine)
+        new = fd_record_of(mine)
         assert new is not old and new.reader is new_reader and new not in _hub._QUEUED
         for f in readers:
             with pytest.raises(OSError):
@@ -377,9 +357,3 @@ def test_a_reused_fd_number_does_not_inherit_the_queue(backend: str) -> None:
         other.send(b"x")
         with unknot.fail_after(10):
             assert new_reader.join() == b"x"
-
-
-def _rec_of(sock: us.socket) -> Any:
-    rec = sock._state.rec  # type: ignore[attr-defined]
-    assert rec is not None
-    return rec

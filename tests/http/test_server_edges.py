@@ -5,6 +5,7 @@ already come and otherwise closes the connection cleanly (a FIN, not a reset: RF
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
@@ -50,6 +51,19 @@ def clean_eof(sock: socket.socket, f: BinaryIO, timeout: float = 5.0) -> None:
     assert f.read1(1) == b""  # type: ignore[attr-defined]  # (ConnectionResetError fails)
 
 
+@contextlib.contextmanager
+def answered_once(**server_kwargs: Any) -> Iterator[tuple[ServerThread, socket.socket, BinaryIO]]:
+    """A server of `ok` (with ``server_kwargs``) and a keep-alive connection to it that has had
+    one answer (to ``GET /a``): the server, the socket and its reading file."""
+    with ServerThread(ok, **server_kwargs) as srv:
+        with connect(srv.port) as sock:
+            f = sock.makefile("rb")
+            sock.sendall(get("/a"))
+            assert read_response(f).body == b"/a"
+            yield srv, sock, f
+            f.close()
+
+
 # -- 1. empty lines before a request ---------------------------------------------------------
 
 
@@ -58,65 +72,50 @@ def test_an_empty_line_after_an_answer_gets_the_idle_timeout_not_a_408() -> None
     # is closed without a word at the keep-alive timeout, where it used to be timed as a head
     # and answered 408 (which the client would take as the answer to its next request).
     timeouts = Timeouts(head=0.2, keep_alive=0.2)
-    with ServerThread(ok, timeouts=timeouts) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            sock.sendall(get("/a"))
-            assert read_response(f).body == b"/a"
-            sock.sendall(b"\r\n")
-            assert closed_by_server(sock, f, 5)  # (fails on any byte: a 408)
-            f.close()
+    with answered_once(timeouts=timeouts) as (_, sock, f):
+        sock.sendall(b"\r\n")
+        assert closed_by_server(sock, f, 5)  # (fails on any byte: a 408)
 
 
 def test_empty_lines_do_not_prolong_the_idle_wait() -> None:
     # Each empty line is ignored: none of them starts a head timer, and none restarts the
     # keep-alive one, so that a client sending CRLFs cannot hold the connection for ever.
     timeouts = Timeouts(head=30.0, keep_alive=0.3)
-    with ServerThread(ok, timeouts=timeouts) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            sock.sendall(get("/a"))
-            assert read_response(f).body == b"/a"
-            sock.settimeout(0.05)
-            closed = False
-            for _ in range(200):  # bounded: 10 s, against a keep-alive timeout of 0.3 s
-                try:
-                    sock.sendall(b"\r\n")
-                    data = sock.recv(1)  # (f holds no byte: the server sent nothing more)
-                except TimeoutError:
-                    continue
-                except (BrokenPipeError, ConnectionResetError):
-                    closed = True  # (a CRLF crossed the close)
-                    break
-                assert data == b"", f"unexpected bytes: {data!r}"
-                closed = True
+    with answered_once(timeouts=timeouts) as (_, sock, f):
+        sock.settimeout(0.05)
+        closed = False
+        for _ in range(200):  # bounded: 10 s, against a keep-alive timeout of 0.3 s
+            try:
+                sock.sendall(b"\r\n")
+                data = sock.recv(1)  # (f holds no byte: the server sent nothing more)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True  # (a CRLF crossed the close)
                 break
-            assert closed, "the empty lines kept the connection open"
-            f.close()
+            assert data == b"", f"unexpected bytes: {data!r}"
+            closed = True
+            break
+        assert closed, "the empty lines kept the connection open"
 
 
 def test_empty_lines_leave_the_connection_idle_for_stop() -> None:
     # stop() closes idle connections at once: one that sent empty lines only is one of them
     # (it used to wait in a head for the grace).
     timeouts = Timeouts(head=30.0, keep_alive=30.0)
-    with ServerThread(ok, grace=20.0, timeouts=timeouts) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            sock.sendall(get("/a"))
-            assert read_response(f).body == b"/a"
-            sock.sendall(b"\r\n\r\n")
-            server = server_of(srv)
+    with answered_once(grace=20.0, timeouts=timeouts) as (srv, sock, f):
+        sock.sendall(b"\r\n\r\n")
+        server = server_of(srv)
 
-            # The empty lines have been received (the reader counted them), and the connection
-            # waits as an idle one again.
-            def idle_after_empty_lines() -> bool:
-                (conn,) = server._connections.values()
-                return conn.proto._reader._head_exact > 0 and conn.idle
+        # The empty lines have been received (the reader counted them), and the connection
+        # waits as an idle one again.
+        def idle_after_empty_lines() -> bool:
+            (conn,) = server._connections.values()
+            return conn.proto._reader._head_exact > 0 and conn.idle
 
-            wait_until(idle_after_empty_lines)
-            srv._stop.set()
-            assert closed_by_server(sock, f, 5)
-            f.close()
+        wait_until(idle_after_empty_lines)
+        srv._stop.set()
+        assert closed_by_server(sock, f, 5)
 
 
 def test_requests_after_empty_lines_are_answered() -> None:
@@ -142,19 +141,14 @@ def test_requests_after_empty_lines_are_answered() -> None:
 
 def test_endless_empty_lines_are_cut_off_as_a_head_too_large() -> None:
     limits = Limits(max_target_size=1024, max_header_size=1024)
-    with ServerThread(ok, limits=limits) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            sock.sendall(get("/a"))
-            assert read_response(f).body == b"/a"
-            try:
-                sock.sendall(b"\r\n" * 2048)  # 4 KiB, over 1 KiB + 1 KiB
-            except OSError:
-                pass  # (the server may have answered and closed already)
-            refused = read_response(f)
-            assert refused.status == 431 and refused.closes
-            assert closed_by_server(sock, f, 5)
-            f.close()
+    with answered_once(limits=limits) as (_, sock, f):
+        try:
+            sock.sendall(b"\r\n" * 2048)  # 4 KiB, over 1 KiB + 1 KiB
+        except OSError:
+            pass  # (the server may have answered and closed already)
+        refused = read_response(f)
+        assert refused.status == 431 and refused.closes
+        assert closed_by_server(sock, f, 5)
 
 
 # -- 2. a file body opened in text mode --------------------------------------------------------
@@ -239,24 +233,36 @@ def stopping(srv: ServerThread) -> None:
     wait_until(lambda: server._settings.closing)
 
 
+@contextlib.contextmanager
+def stream_at_stop(
+    srv: ServerThread, client_tls: ssl.SSLContext | None = None
+) -> Iterator[tuple[socket.socket, BinaryIO]]:
+    """A connection to ``srv`` (over TLS with ``client_tls``) whose ``/stream`` has begun
+    (`start_stream`) when the server's ``stop()`` begins (`stopping`): the socket and its
+    reading file."""
+    raw = connect(srv.port)
+    sock = client_tls.wrap_socket(raw, server_hostname="127.0.0.1") if client_tls else raw
+    with sock:
+        f = sock.makefile("rb")
+        start_stream(sock, f)
+        stopping(srv)
+        yield sock, f
+        f.close()
+
+
 def test_a_request_already_come_after_a_keep_alive_stream_is_answered_at_stop() -> None:
     # The stream's head said keep-alive before stop(): the client was right to send another
     # request, which is in the server's buffer when the stream ends. It is answered, saying
     # close, then the connection ends with a FIN. (It used to be closed with the request
     # unread: a reset, and the request lost.)
     handler = Stream()
-    with ServerThread(handler, grace=5.0) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            start_stream(sock, f)
-            stopping(srv)
-            sock.sendall(get("/second"))
-            handler.release.set()
-            end_stream(f)
-            second = read_response(f)
-            assert second.body == b"/second" and second.closes
-            clean_eof(sock, f)
-            f.close()
+    with ServerThread(handler, grace=5.0) as srv, stream_at_stop(srv) as (sock, f):
+        sock.sendall(get("/second"))
+        handler.release.set()
+        end_stream(f)
+        second = read_response(f)
+        assert second.body == b"/second" and second.closes
+        clean_eof(sock, f)
 
 
 def test_a_request_pipelined_behind_the_one_answered_at_stop_gets_no_reset() -> None:
@@ -265,21 +271,16 @@ def test_a_request_pipelined_behind_the_one_answered_at_stop_gets_no_reset() -> 
     # reset, which may wipe out the answer before it): it shuts its side down and drops what
     # comes until the client closes.
     handler = Stream()
-    with ServerThread(handler, grace=5.0) as srv:
-        with connect(srv.port) as sock:
-            f = sock.makefile("rb")
-            start_stream(sock, f)
-            stopping(srv)
-            sock.sendall(get("/slow"))
-            handler.release.set()
-            end_stream(f)
-            assert handler.slow_started.wait(5)
-            sock.sendall(get("/third"))
-            handler.release_slow.set()
-            second = read_response(f)
-            assert second.body == b"/slow" and second.closes
-            clean_eof(sock, f)
-            f.close()
+    with ServerThread(handler, grace=5.0) as srv, stream_at_stop(srv) as (sock, f):
+        sock.sendall(get("/slow"))
+        handler.release.set()
+        end_stream(f)
+        assert handler.slow_started.wait(5)
+        sock.sendall(get("/third"))
+        handler.release_slow.set()
+        second = read_response(f)
+        assert second.body == b"/slow" and second.closes
+        clean_eof(sock, f)
 
 
 @pytest.fixture(scope="module")
@@ -301,15 +302,9 @@ def test_a_keep_alive_stream_ended_at_stop_closes_cleanly(
     handler = Stream()
     kwargs: dict[str, Any] = {"ssl": tls[0]} if scheme == "https" else {}
     with ServerThread(handler, grace=5.0, **kwargs) as srv:
-        raw = connect(srv.port)
-        sock = tls[1].wrap_socket(raw, server_hostname="127.0.0.1") if kwargs else raw
-        with sock:
-            f = sock.makefile("rb")
-            start_stream(sock, f)
-            stopping(srv)
+        with stream_at_stop(srv, tls[1] if kwargs else None) as (sock, f):
             handler.release.set()
             end_stream(f)
             clean_eof(sock, f)
-            f.close()
         server = server_of(srv)
         wait_until(lambda: server.connections == 0)

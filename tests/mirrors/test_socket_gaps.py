@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fiber_helpers import FullBacklog, Where
+from fiber_helpers import FullBacklog, Where, wait_consumed
 
 import unknot
 import unknot.socket as us
@@ -41,18 +41,6 @@ def unix_pair(mod: Any) -> tuple[Any, Any]:
 
 
 PAIRS = {"tcp": tcp_pair, "unix": unix_pair}
-
-
-def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
-    """Wait (bounded) until nothing is queued to read on ``sock``: ``peer`` took it."""
-    for _ in range(5000):
-        try:
-            std.socket.recv(sock, 1, std.MSG_PEEK | std.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
-        assert not peer.done(), "the reader returned early"
-        where.sleep(0.001)
-    raise AssertionError("the reader never took the data")
 
 
 # -- MSG_WAITALL ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fiber_helpers import FullBacklog, Ticker, Where
+from fiber_helpers import FullBacklog, Ticker, Where, wait_consumed
 
 import unknot
 import unknot.socket as us
@@ -29,18 +29,6 @@ import unknot.socket as us
 pytestmark = pytest.mark.timeout(60)
 
 WAITALL = std.MSG_WAITALL
-
-
-def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
-    """Wait (bounded) until nothing is queued to read on ``sock``: ``peer`` took it."""
-    for _ in range(5000):
-        try:
-            std.socket.recv(sock, 1, std.MSG_PEEK | std.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
-        assert not peer.done(), "the reader returned early"
-        where.sleep(0.001)
-    raise AssertionError("the reader never took the data")
 
 
 def wait_taken(sock: Any) -> None:

@@ -10,12 +10,12 @@ has seen its request arrive and has cancelled it.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from fiber_helpers import run_script_file
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -25,17 +25,7 @@ pytestmark = [
 
 def run_script(tmp_path: Path, source: str, *args: str) -> list[str]:
     """Run ``source`` in a fresh interpreter (in ``tmp_path``); its printed words."""
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(source))
-    out = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    return out.stdout.split()
+    return run_script_file(tmp_path, textwrap.dedent(source), *args)
 
 
 GATE = """

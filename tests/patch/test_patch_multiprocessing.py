@@ -10,12 +10,12 @@ a script, and the test fails.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from fiber_helpers import run_script_file
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -68,18 +68,8 @@ def exit_when_told(go, status):
 def run_script(tmp_path: Path, body: str, *args: str) -> list[str]:
     """Run the prelude and ``body`` (its ``main(*sys.argv[1:])`` in `unknot.run`) in a fresh
     interpreter; its printed words."""
-    script = tmp_path / "script.py"
     main = "\nif __name__ == '__main__':\n    print(*unknot.run(main, *sys.argv[1:]))\n"
-    script.write_text(PRELUDE + textwrap.dedent(body) + main)
-    out = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    return out.stdout.split()
+    return run_script_file(tmp_path, PRELUDE + textwrap.dedent(body) + main, *args)
 
 
 METHODS = ["fork", "spawn"]
