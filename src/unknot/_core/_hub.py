@@ -160,9 +160,20 @@ class FdQueue:
 #: common path tests only that the dict is empty.
 _QUEUED: Final[dict[FdWait, FdQueue]] = {}
 
+def _enqueue(f: Fiber, rec: FdWait, write: bool) -> None:
+    """Queue ``f`` last behind ``rec``'s ``writer`` (or ``reader``), making the record's queue
+    if it has none (`Hub._wait_queued`, `Hub.wait_fds`)."""
+    q = _QUEUED.get(rec)
+    if q is None:
+        q = _QUEUED[rec] = FdQueue()
+    (q.writers if write else q.readers).append(f)
+
+
 if hasattr(os, "register_at_fork"):
     # A forked child keeps only the forking thread, which was not waiting on an fd: no fiber
     # of any hub (its own, other threads') is queued there, nor will its queue end to say so.
+    # (Registered at this module's import, so it runs before `_fork`'s reset of the forking
+    # thread's hub, which relies on it.)
     os.register_at_fork(after_in_child=_QUEUED.clear)
 
 
@@ -649,8 +660,9 @@ class Hub(DeadlockDetection):
         return reads, writes
 
     def _drop_queues(self) -> None:
-        """Forget the queues of this hub's records: its fibers will not run again (the hub is
-        closed, or this is a forked child), so none of them will leave its queue."""
+        """Forget the queues of this hub's records: the hub is closed, its fibers will not run
+        again, so none of them will leave its queue. (A forked child drops every queue at
+        once: see `_QUEUED`.)"""
         for rec in list(_QUEUED):  # (one C call: other hubs' threads add and remove keys)
             if rec.hub is self:
                 _QUEUED.pop(rec, None)
@@ -759,11 +771,7 @@ class Hub(DeadlockDetection):
         """
         if rec.fd < 0:
             raise OSError(errno.EBADF, "the file descriptor was closed")
-        q = _QUEUED.get(rec)
-        if q is None:
-            q = _QUEUED[rec] = FdQueue()
-        line = q.writers if write else q.readers
-        line.append(f)
+        _enqueue(f, rec, write)
         self.fd_waiters += 1
         try:
             return self.park(f, timeout)
@@ -911,10 +919,7 @@ class Hub(DeadlockDetection):
                         continue  # listed twice
                     if waiter is not None:
                         if (rec, write) not in queued:  # (not listed twice)
-                            q = _QUEUED.get(rec)
-                            if q is None:
-                                q = _QUEUED[rec] = FdQueue()
-                            (q.writers if write else q.readers).append(f)
+                            _enqueue(f, rec, write)
                             queued.append((rec, write))
                         continue
                     if write:
@@ -998,7 +1003,7 @@ class Hub(DeadlockDetection):
         (the caller keeps them alive: a collected greenlet would run its ``finally`` blocks).
         The backend's kernel object is the caller's business (`_reset_fd_records_after_fork`).
         """
-        self._drop_queues()  # (nobody waits: ``keep`` runs)
+        # (The fd queues are gone already: `_QUEUED` is cleared in every forked child.)
         others = [f for f in self.fibers if f is not keep]
         for f in others:
             f._parked = NOT_PARKED
@@ -1042,7 +1047,6 @@ class Hub(DeadlockDetection):
         none is registered; the sockets' records stay (their next wait registers them in the
         new object), the others go. Readiness hints say "try the syscall first"."""
         kept: dict[int, FdWait] = {}
-        self._drop_queues()
         for key, rec in self.fds.items():
             rec.reader = None
             rec.writer = None
