@@ -154,10 +154,12 @@ class Pool:
         else:
             self._wait_for_slot(f)
 
-    def _wait_for_slot(self, f: Fiber) -> None:
+    def _wait_for_slot(self, f: Fiber) -> Any:
+        """Wait in line for a slot; returns what woke ``f``: `_release`, handing its slot
+        over, or a run lending its caller's (`_Run.give_back_lent`)."""
         self._nwaiting += 1
         try:
-            self._slot_waiters.park(f)  # woken by _release, which hands its slot over
+            return self._slot_waiters.park(f)
         finally:
             self._nwaiting -= 1
 
@@ -607,14 +609,11 @@ class _Run:
         """In worker ``f``, which has an item to call: wait in the pool's queue for a slot.
         True if it got the slot lent to the run (`give_back_lent`), False for one of the
         pool's (handed over by `Pool._release`)."""
-        pool = self.pool
         queued = self.queued
         queued[f] = None
-        pool._nwaiting += 1
         try:
-            return pool._slot_waiters.park(f) is _LENT
+            return self.pool._wait_for_slot(f) is _LENT
         finally:
-            pool._nwaiting -= 1
             del queued[f]
 
     def give_back_lent(self) -> None:
