@@ -456,12 +456,9 @@ def recv_waitall(sock: Any, buffer: Any, nbytes: int, flags: int) -> int:
     with memoryview(buffer) as mv, mv.cast("B") as view:
         wanted = nbytes or view.nbytes
         while total < wanted:
-            try:
-                n: int = general_io(
-                    sock, False, _c_recv_into, None, (view[total:], wanted - total, flags), None
-                )
-            except (Cancelled, OSError):
-                return total
+            n: int | None = more(sock, _c_recv_into, (view[total:], wanted - total, flags))
+            if n is None:
+                return total  # (interrupted)
             if n == 0:
                 break  # EOF
             total += n
