@@ -30,7 +30,7 @@ processes, waited for in C), the locks, semaphores, events and conditions of
 from __future__ import annotations
 
 import multiprocessing.queues as _stdlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.queues import *  # noqa: F403 - this module mirrors the whole stdlib module
 from queue import Empty, Full
 from typing import Any
@@ -49,6 +49,15 @@ globals().update(
 
 #: The longest sleep between two tries of a lock, or of a full queue.
 _MAX_DELAY = 0.05
+
+
+def _delays() -> Iterator[float]:
+    """The sleeps between two tries of a lock, or of a full queue: 1 ms, doubling up to
+    `_MAX_DELAY`."""
+    delay = 0.001
+    while True:
+        yield delay
+        delay = min(delay * 2, _MAX_DELAY)
 
 _std_queue_get: Any = _stdlib.Queue.__dict__["get"]
 _std_queue_put: Any = _stdlib.Queue.__dict__["put"]
@@ -69,7 +78,7 @@ def _queue_get(self: Any, block: bool = True, timeout: float | None = None) -> A
         return _std_queue_get(self, block, timeout)
     hub = f.hub
     deadline = None if timeout is None else hub.time() + timeout
-    delay = 0.001
+    delays = _delays()
     while True:
         try:
             return _std_queue_get(self, False)
@@ -82,8 +91,8 @@ def _queue_get(self: Any, block: bool = True, timeout: float | None = None) -> A
         if not poll_fd(fd, True, False):
             hub.wait_fds(f, (fd,), (), remaining, BUSY_POLL)
         else:  # something to read, but another reader holds the lock
+            delay = next(delays)
             sleep(delay if remaining is None else min(delay, remaining))
-            delay = min(delay * 2, _MAX_DELAY)
 
 
 def _cooperative_put(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,7 +103,7 @@ def _cooperative_put(original: Callable[..., Any]) -> Callable[..., Any]:
             return
         hub = f.hub
         deadline = None if timeout is None else hub.time() + timeout
-        delay = 0.001
+        delays = _delays()
         while True:
             try:
                 original(self, obj, False)
@@ -104,8 +113,8 @@ def _cooperative_put(original: Callable[..., Any]) -> Callable[..., Any]:
             remaining = None if deadline is None else deadline - hub.time()
             if remaining is not None and not remaining > 0:
                 raise Full
+            delay = next(delays)
             sleep(delay if remaining is None else min(delay, remaining))
-            delay = min(delay * 2, _MAX_DELAY)
 
     put.__doc__ = "As the stdlib's put: in a fiber, a full queue waits on the hub (see above)."
     put.__qualname__ = original.__qualname__
@@ -121,15 +130,14 @@ def _simple_queue_get(self: Any) -> Any:
     f = getcurrent()
     if type(f) is not Fiber:
         return _std_simple_queue_get(self)
-    delay = 0.001
+    delays = _delays()
     while True:
         fd = self._reader.fileno()  # (OSError "handle is closed", as the stdlib's get)
         if not poll_fd(fd, True, False):
             f.hub.wait_fds(f, (fd,), (), None, BUSY_POLL)
             continue
         if not self._rlock.acquire(False):
-            sleep(delay)  # another reader holds the lock
-            delay = min(delay * 2, _MAX_DELAY)
+            sleep(next(delays))  # another reader holds the lock
             continue
         try:
             if not poll_fd(fd, True, False):
@@ -148,10 +156,9 @@ def _simple_queue_put(self: Any, obj: Any) -> None:
         _std_simple_queue_put(self, obj)
         return
     data = _pickler().dumps(obj)  # serialize the data before acquiring the lock
-    delay = 0.001
+    delays = _delays()
     while not self._wlock.acquire(False):
-        sleep(delay)
-        delay = min(delay * 2, _MAX_DELAY)
+        sleep(next(delays))
     try:
         self._writer.send_bytes(data)
     finally:
