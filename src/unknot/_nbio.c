@@ -684,10 +684,220 @@ static PyTypeObject MethodType = {
     .tp_new = method_new,
 };
 
+/* slot(name, setter, /): reads (or writes) the attribute `name` of an object whose type holds
+ * it in a __slots__ member, with one C load (or store) instead of Python's generic attribute
+ * access.
+ *
+ * The compiled hub reads and writes a few attributes of objects whose classes mypyc cannot lay
+ * out: `Fiber` derives from greenlet and `unknot.socket.socket` from _socket.socket, so their
+ * classes stay interpreted. Compiled code reaches their attributes through PyObject_GetAttr and
+ * PyObject_SetAttr: the type's MRO lookup (through its method cache), the descriptor's checks,
+ * PyMember_GetOne. callgrind counts about 160 instructions for each read and 190 for each
+ * write, six of them per echo round trip (docs/compiled.md, "Slots read in C").
+ *
+ * An instance caches, for one type, the offset of the member the name resolves to, as
+ * CPython's own attribute caches do: it is valid while the type keeps the version tag it had
+ * when the lookup was made (any change to the type or its bases invalidates the tag; the next
+ * lookup gives it a new one, never one used before). A call
+ * on an object of that type loads (stores) the slot directly; any other call takes the generic
+ * path, PyObject_GetAttr (PyObject_SetAttr), and caches the object's type if the name
+ * resolves there to a writable object member (T_OBJECT_EX, what __slots__ makes) and the
+ * type keeps the generic attribute hooks. So the result, errors included, is always the
+ * generic access's. tests/mirrors/test_nbio.py checks both paths against getattr and
+ * setattr. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;
+    vectorcallfunc vectorcall;
+    PyTypeObject *type; /* the cached type (a strong reference), or NULL */
+    unsigned int version;
+    Py_ssize_t offset;
+} SlotObject;
+
+/* Whether `tp` has a valid version tag: a nonzero one (3.12 and later), with the flag that
+ * 3.11 clears when the type changes. */
+static int
+slot_version_valid(PyTypeObject *tp)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return 0;
+    }
+#endif
+    return tp->tp_version_tag != 0;
+}
+
+static int
+slot_type_valid(SlotObject *s, PyTypeObject *tp)
+{
+    return tp == s->type && tp->tp_version_tag == s->version && slot_version_valid(tp);
+}
+
+/* After a generic access: cache `tp` if `name` resolves there to a writable object member. */
+static void
+slot_learn(SlotObject *s, PyTypeObject *tp)
+{
+    if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_setattro != PyObject_GenericSetAttr) {
+        return;
+    }
+    PyObject *descr = _PyType_Lookup(tp, s->name); /* (borrowed; tags the type's version) */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        return;
+    }
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || !slot_version_valid(tp)) {
+        return;
+    }
+    Py_INCREF(tp);
+    Py_XSETREF(s->type, tp);
+    s->version = tp->tp_version_tag;
+    s->offset = m->offset;
+}
+
+/* The arguments of a call: `want` positional ones and no keywords (0), or TypeError (-1). */
+static int
+slot_check_args(Py_ssize_t want, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == want && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "a slot %s takes %zd positional argument%s (%zd given)",
+                 want == 1 ? "reader" : "writer", want, want == 1 ? "" : "s", nargs);
+    return -1;
+}
+
+static PyObject *
+slot_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SlotObject *s = (SlotObject *)self;
+    if (slot_check_args(1, nargsf, kwnames) < 0) {
+        return NULL;
+    }
+    PyObject *obj = args[0];
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (slot_type_valid(s, tp)) {
+        PyObject *v = *(PyObject **)((char *)obj + s->offset);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    PyObject *v = PyObject_GetAttr(obj, s->name); /* (also the error of an unset slot) */
+    if (v != NULL && !slot_type_valid(s, tp)) {
+        slot_learn(s, tp);
+    }
+    return v;
+}
+
+static PyObject *
+slot_set_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SlotObject *s = (SlotObject *)self;
+    if (slot_check_args(2, nargsf, kwnames) < 0) {
+        return NULL;
+    }
+    PyObject *obj = args[0];
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (slot_type_valid(s, tp)) {
+        PyObject **addr = (PyObject **)((char *)obj + s->offset);
+        PyObject *old = *addr;
+        *addr = Py_NewRef(args[1]);
+        Py_XDECREF(old);
+        Py_RETURN_NONE;
+    }
+    if (PyObject_SetAttr(obj, s->name, args[1]) < 0) {
+        return NULL;
+    }
+    slot_learn(s, tp);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+slot_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *name;
+    int setter = 0;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "slot() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "U|p:slot", &name, &setter)) {
+        return NULL;
+    }
+    SlotObject *s = (SlotObject *)type->tp_alloc(type, 0);
+    if (s == NULL) {
+        return NULL;
+    }
+    Py_INCREF(name);
+    PyUnicode_InternInPlace(&name);
+    s->name = name;
+    s->vectorcall = setter ? slot_set_vectorcall : slot_vectorcall;
+    s->type = NULL;
+    s->version = 0;
+    s->offset = 0;
+    return (PyObject *)s;
+}
+
+static int
+slot_traverse(SlotObject *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->type);
+    return 0;
+}
+
+static void
+slot_dealloc(SlotObject *s)
+{
+    PyObject_GC_UnTrack(s);
+    Py_CLEAR(s->name);
+    Py_CLEAR(s->type);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *
+slot_repr(SlotObject *s)
+{
+    return PyUnicode_FromFormat("<unknot._nbio.slot %s %R>",
+                                s->vectorcall == slot_vectorcall ? "reading" : "writing",
+                                s->name);
+}
+
+static PyMemberDef slot_members[] = {
+    {"name", T_OBJECT, offsetof(SlotObject, name), READONLY, "The attribute's name."},
+    {"cached_type", T_OBJECT, offsetof(SlotObject, type), READONLY,
+     "The type whose member it loads or stores directly (None: none yet). The cache is used only\n"
+     "while that type keeps its version; other types take the generic path."},
+    {NULL},
+};
+
+PyDoc_STRVAR(slot_doc,
+"slot(name, setter=False, /)\n--\n\n"
+"A callable that reads the attribute name of its argument, slot(name)(obj), or writes it,\n"
+"slot(name, True)(obj, value), as getattr and setattr do; for a type that keeps name in a\n"
+"__slots__ member it loads or stores the member directly once it has seen that type.");
+
+static PyTypeObject SlotType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "unknot._nbio.slot",
+    .tp_basicsize = sizeof(SlotObject),
+    .tp_dealloc = (destructor)slot_dealloc,
+    .tp_vectorcall_offset = offsetof(SlotObject, vectorcall),
+    .tp_repr = (reprfunc)slot_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = slot_doc,
+    .tp_traverse = (traverseproc)slot_traverse,
+    .tp_members = slot_members,
+    .tp_new = slot_new,
+};
+
 static int
 nbio_exec(PyObject *module)
 {
-    if (PyType_Ready(&MethodType) < 0) {
+    if (PyType_Ready(&MethodType) < 0 || PyType_Ready(&SlotType) < 0) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "slot", (PyObject *)&SlotType) < 0) {
         return -1;
     }
     return PyModule_AddObjectRef(module, "method", (PyObject *)&MethodType);

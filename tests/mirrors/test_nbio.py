@@ -861,3 +861,158 @@ def test_the_hubs_fd_records_hold_the_fd_int_objects() -> None:
         b.close()
     assert rec.fd == -1 and rec.fdobj == -1  # forgotten: the syscalls get EBADF
     assert all(r is not rec for r in rec.hub.fds.values())
+
+
+# -- slot: the hub's reads and writes of fiber and socket slots (docs/compiled.md) ----------------
+
+
+class Slotted:
+    __slots__ = ("x", "y")
+
+
+class SlottedChild(Slotted):
+    __slots__ = ("z",)
+
+
+class WithDict:
+    def __init__(self) -> None:
+        self.x = "dict"
+
+
+class Hooked:
+    __slots__ = ("x", "log")
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "x":
+            return "hooked"
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, "log", (name, value))
+
+
+class ReadOnly:
+    @property
+    def x(self) -> str:
+        return "property"
+
+
+def _objects() -> list[Any]:
+    unset = Slotted()
+    full = Slotted()
+    full.x = "slot"
+    child = SlottedChild()
+    child.x = "child"
+    hooked = Hooked()
+    return [unset, full, child, WithDict(), hooked, ReadOnly(), object(), 7]
+
+
+def test_slot_reads_as_getattr_does(nbio: ModuleType) -> None:
+    read = nbio.slot("x")
+    for _ in range(3):  # first calls learn the types; later ones take the direct load
+        for obj in _objects():
+            assert outcome(read, obj) == outcome(getattr, obj, "x"), obj
+    unset = Slotted()
+    with pytest.raises(AttributeError, match="'x'"):
+        read(unset)
+    assert read.name == "x"
+
+
+def test_slot_writes_as_setattr_does(nbio: ModuleType) -> None:
+    write = nbio.slot("x", True)
+    for _ in range(3):
+        for obj in _objects():
+            mine, theirs = obj, obj
+            if type(obj) in (Slotted, SlottedChild, Hooked):
+                theirs = type(obj)()  # a twin for setattr
+            assert outcome(write, mine, "v") == outcome(setattr, theirs, "x", "v"), obj
+            if outcome(getattr, theirs, "x")[0] == "ok":
+                assert outcome(getattr, mine, "x") == outcome(getattr, theirs, "x")
+            if type(obj) is Hooked:
+                assert object.__getattribute__(mine, "log") == ("x", "v")  # the hook ran
+
+
+def test_slot_takes_the_direct_path_only_for_a_type_it_learned(nbio: ModuleType) -> None:
+    read, write = nbio.slot("x"), nbio.slot("x", True)
+    assert read.cached_type is None and write.cached_type is None
+    obj = Slotted()
+    write(obj, 1)
+    assert read(obj) == 1
+    assert read.cached_type is Slotted and write.cached_type is Slotted
+    for other in (WithDict(), Hooked(), ReadOnly()):
+        outcome(read, other)
+        assert read.cached_type is Slotted  # none of them keeps x in a plain slot
+    child = SlottedChild()
+    write(child, 2)
+    assert read(child) == 2 and write.cached_type is SlottedChild
+
+
+def test_slot_follows_a_change_to_the_learned_type(nbio: ModuleType) -> None:
+    class Changing:
+        __slots__ = ("x",)
+
+    read, write = nbio.slot("x"), nbio.slot("x", True)
+    obj = Changing()
+    write(obj, "before")
+    assert read(obj) == "before" and read.cached_type is Changing
+    member = Changing.__dict__["x"]
+    Changing.x = property(lambda self: "property", lambda self, v: None)  # type: ignore[assignment]
+    assert read(obj) == "property"
+    write(obj, "ignored")  # the property's setter, which drops it
+    assert member.__get__(obj) == "before"
+    Changing.x = member  # type: ignore[assignment]  # the slot again, under a new version tag
+    assert read(obj) == "before"
+    write(obj, "after")
+    assert member.__get__(obj) == "after" and read(obj) == "after"
+
+
+def test_slot_calls_leak_no_references(nbio: ModuleType) -> None:
+    read, write = nbio.slot("x"), nbio.slot("x", True)
+    obj, value = Slotted(), object()
+    write(obj, value)
+    for _ in range(10):
+        read(obj)
+    before = (sys.getrefcount(obj), sys.getrefcount(value))
+    for _ in range(1000):
+        read(obj)
+        write(obj, value)
+    assert (sys.getrefcount(obj), sys.getrefcount(value)) == before
+    old = WithDict()
+    ref = weakref.ref(old)
+    write(obj, old)
+    del old
+    write(obj, None)  # the replaced value is released
+    assert ref() is None
+
+
+def test_slot_frees_a_learned_type(nbio: ModuleType) -> None:
+    def make() -> Any:
+        class Temporary:
+            __slots__ = ("x",)
+
+        return Temporary
+
+    read = nbio.slot("x")
+    cls = make()
+    obj = cls()
+    obj.x = 1
+    assert read(obj) == 1 and read.cached_type is cls
+    ref = weakref.ref(cls)
+    holder = [read]
+    cls.holder = holder  # a cycle through the slot object: cls -> holder -> read -> cls
+    del cls, obj, read, holder
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize(
+    ("args", "setter"), [((), False), ((1, 2), False), ((1,), True), ((1, 2, 3), True)]
+)
+def test_slot_rejects_bad_calls(nbio: ModuleType, args: tuple[Any, ...], setter: bool) -> None:
+    with pytest.raises(TypeError):
+        nbio.slot("x", setter)(*args)
+    with pytest.raises(TypeError):
+        nbio.slot("x")(Slotted(), key=1)
+    with pytest.raises(TypeError):
+        nbio.slot(1)
+
