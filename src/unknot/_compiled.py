@@ -20,12 +20,14 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import operator
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
 
 #: The modules setup.py compiles (dotted names; their sources are under src/).
 MODULES = (
@@ -124,3 +126,24 @@ def nbio() -> ModuleType | None:
         return importlib.import_module("unknot._nbio")
     except ImportError:
         return None
+
+
+def slot_reader(name: str) -> Callable[[Any], Any]:
+    """``getattr(obj, name)`` as a callable for the compiled hot paths: `unknot._nbio.slot`,
+    one C load for a type that keeps ``name`` in a ``__slots__`` member, where compiled code
+    would make a generic attribute access (about 160 instructions: the objects whose slots
+    the hub reads, fibers and sockets, derive from C types, so mypyc cannot lay them out). In
+    the pure build, ``operator.attrgetter(name)``."""
+    n = nbio()
+    return operator.attrgetter(name) if n is None else n.slot(name)
+
+
+def slot_writer(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """``setattr(obj, name, value)`` as a callable, the writing twin of `slot_reader`
+    (``unknot._nbio.slot(name, True)``). In the pure build, the ``__set__`` of ``cls``'s
+    member ``name``."""
+    n = nbio()
+    if n is None:
+        setter: Callable[[Any, Any], None] = getattr(cls, name).__set__
+        return setter
+    return n.slot(name, True)

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from greenlet import getcurrent
 
-from ._compiled import nbio
+from ._compiled import nbio, slot_reader
 from ._mirror import poll_fd
 from .lowlevel import TIMED_OUT, Cancelled, FdWait, Fiber, Hub, is_cancelled
 
@@ -48,6 +48,12 @@ _BlockingIOError: Final = BlockingIOError
 # Compiled, a Final name is a C static; other module-level names are looked up at each use.
 _getcurrent: Final = getcurrent
 _Fiber: Final = Fiber
+# ``sock._state`` for the blocking calls: compiled, one C load (`unknot._compiled.slot_reader`)
+# where the attribute would be a generic access (``unknot.socket.socket`` derives from the C
+# type ``_socket.socket``, so mypyc cannot lay it out). Interpreted, the attribute is faster
+# than any call: the pure build keeps it (``_SLOTS_IN_C`` False).
+_SLOTS_IN_C: Final = _NBIO is not None
+_state_of: Final = slot_reader("_state")
 
 # MSG_DONTWAIT: the call must not wait on a blocking socket (timeout None), where the stdlib's
 # fd is blocking and the flag makes the kernel say EAGAIN; with a timeout the stdlib waits for
@@ -63,8 +69,8 @@ PEEK: Final = int(getattr(_socket, "MSG_PEEK", 0))
 
 class SocketState:
     """What `unknot.socket.socket` keeps beside the C socket, in one native object (the
-    socket's ``_state``): compiled, `recv` and `sendall` read it with one generic attribute
-    access, its fields as C struct fields."""
+    socket's ``_state``): compiled, `recv` and `sendall` read it with one C load (``_state_of``),
+    its fields as C struct fields."""
 
     __slots__ = ("timeout", "rec", "stream", "tcp", "client")
 
@@ -124,7 +130,7 @@ def entry_here() -> None:
 
 def recv(sock: Any, bufsize: int, flags: int = 0) -> bytes:
     """As `socket.socket.recv`, suspending only the calling fiber."""
-    st: SocketState = sock._state
+    st: SocketState = _state_of(sock) if _SLOTS_IN_C else sock._state
     timeout = st.timeout
     # INLINED-ORIGINAL(never-waits): this test is copied into recv_into and send; change them
     # together.
@@ -225,7 +231,7 @@ def sendall(sock: Any, data: Any, flags: int = 0) -> None:
     server's replies go to many peers, and delaying them would only add latency.
     """
     sent = 0
-    st: SocketState = sock._state
+    st: SocketState = _state_of(sock) if _SLOTS_IN_C else sock._state
     timeout = st.timeout
     if (timeout is None or timeout != 0.0) and not flags & DONTWAIT:
         rec = st.rec
@@ -411,7 +417,7 @@ def general_io(
 
 def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
     """As `socket.socket.recv_into`, suspending only the calling fiber."""
-    st: SocketState = sock._state
+    st: SocketState = _state_of(sock) if _SLOTS_IN_C else sock._state
     timeout = st.timeout
     # INLINED-COPY-BEGIN(never-waits): recv's test
     if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):
@@ -611,7 +617,7 @@ def send(sock: Any, data: Any, flags: int = 0) -> int:
 
     On a blocking client socket the fibers already ready to run go first (see `sendall`).
     """
-    st: SocketState = sock._state
+    st: SocketState = _state_of(sock) if _SLOTS_IN_C else sock._state
     timeout = st.timeout
     # INLINED-COPY-BEGIN(never-waits): recv's test
     if (timeout is not None and timeout == 0.0) or (flags & DONTWAIT and timeout is None):

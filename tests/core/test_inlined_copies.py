@@ -20,6 +20,7 @@ from __future__ import annotations
 import _socket
 import ast
 import errno
+import gc
 import io
 import os
 import re
@@ -29,6 +30,7 @@ import struct
 import threading
 import time
 import tokenize
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,7 @@ AGREEMENT = {
         "test_switch_out_copy_keeps_the_pass_rule",
         "test_park_checks_agree_with_park",
     ],
+    "resume": ["test_park_checks_agree_with_park", "test_resume_copies_agree_whoever_switches"],
     "batched-wake": ["test_batched_wake_agrees_with_wake_and_throw"],
     "socket-recv": ["test_recv_agrees_with_io"],
     "socket-sendall": [
@@ -558,6 +561,131 @@ def test_park_checks_agree_with_park(scenario: str) -> None:
     for path in ("readable", "readable-first", "readable-level"):
         assert got[path] == got["inlined"], path
     assert got["inlined"] == PARK_SCENARIOS[scenario][1]
+
+
+# -- resume: the value or exception a fiber was woken with, read by the fiber itself ----------
+#
+# The switch carries nothing (`Hub._switch_out`): the fiber resumed reads its ``_wake_value``
+# where it parked, in `Hub._switch_out` or in the copies in `Hub.wait_fd` and
+# `Hub.wait_readable`. Whoever switches to it (the hub's pass, or another fiber parking through
+# any of the three, straight to it), it gets the same outcome.
+
+RESUMERS = ("hub", "park", "fd", "readable")
+RECEIVERS = ("park", "fd", "readable")
+
+
+def _resume_main(receiver: str, resumer: str, kind: str) -> tuple[Any, ...]:
+    hub = hub_of_me()
+    pairs = [std.socketpair() for _ in range(2)]
+    for a, b in pairs:
+        a.setblocking(False)
+        b.setblocking(False)
+    recs = [hub.fd_record(a.fileno()) for a, _ in pairs]
+    exc = LookupError("thrown")
+    got: list[Any] = []
+
+    def park_by(how: str, f: lowlevel.Fiber, rec: Any, timeout: float | None = None) -> Any:
+        if how == "park":
+            return hub.park(f, timeout)
+        if how == "fd":
+            return hub.wait_fd(f, rec, False, None)
+        return hub.wait_readable(f, rec)
+
+    def waiter() -> None:
+        f = me()
+        try:
+            got.append(("returned", park_by(receiver, f, recs[0])))
+        except LookupError as e:
+            got.append(("raised", e is exc))
+        got.append((f._wake_value, f._parked))
+
+    def resumer_main() -> None:
+        if kind == "value":
+            assert hub.wake(w, "value")
+        else:
+            assert hub.throw(w, exc)
+        if resumer == "hub":
+            return  # it ends: the hub's pass resumes the waiter
+        pairs[1][1].send(b"x")  # (so that its own wait ends too, once the waiter ran)
+        # It parks (a park times out, after the waiter ran): straight to the waiter, which the
+        # wake queued.
+        park_by(resumer, me(), recs[1], 0.01)
+
+    w = unknot.spawn(waiter)
+    unknot.sleep(0)  # the waiter parks
+    r = unknot.spawn(resumer_main)
+    w.join(5)
+    r.join(5)
+    for rec in recs:
+        hub.forget_fd(rec)
+    for a, b in pairs:
+        a.close()
+        b.close()
+    return tuple(got)
+
+
+@needs_epoll
+@pytest.mark.parametrize("kind", ["value", "exception"])
+@pytest.mark.parametrize("resumer", RESUMERS)
+@pytest.mark.parametrize("receiver", RECEIVERS)
+def test_resume_copies_agree_whoever_switches(receiver: str, resumer: str, kind: str) -> None:
+    got = run_on("epoll", _resume_main, receiver, resumer, kind)
+    outcome = ("returned", "value") if kind == "value" else ("raised", True)
+    assert got[0] == outcome
+    assert got[1] == (None, 0)  # the value taken, the fiber no longer parked
+
+
+class Thrown(LookupError):
+    """An exception that can be referred to weakly (built-in exceptions cannot)."""
+
+
+def _thrown_main(receiver: str) -> bool:
+    """A fiber parked through ``receiver`` is thrown an exception, which it catches and drops;
+    whether the exception is then freed at once (no reference cycle keeps it)."""
+    hub = hub_of_me()
+    a, b = std.socketpair()
+    rec = hub.fd_record(a.fileno())
+    refs: list[Any] = []
+
+    def waiter() -> None:
+        f = me()
+        try:
+            if receiver == "park":
+                hub.park(f)
+            elif receiver == "fd":
+                hub.wait_fd(f, rec, False, None)
+            else:
+                hub.wait_readable(f, rec)
+        except LookupError:
+            pass
+
+    def thrower() -> None:
+        exc = Thrown("thrown")
+        refs.append(weakref.ref(exc))
+        assert hub.throw(w, exc)
+
+    w = unknot.spawn(waiter)
+    unknot.sleep(0)
+    unknot.spawn(thrower).join(5)
+    w.join(5)
+    hub.forget_fd(rec)
+    a.close()
+    b.close()
+    return refs[0]() is None
+
+
+@needs_epoll
+@pytest.mark.parametrize("receiver", RECEIVERS)
+def test_a_thrown_exception_makes_no_reference_cycle(receiver: str) -> None:
+    # The resumed fiber raises the exception it was thrown where it parked: the frame doing so
+    # must not keep it (its traceback holds that frame), or every cancelled wait would leave
+    # garbage for the cyclic collector.
+    gc.collect()
+    gc.disable()
+    try:
+        assert run_on("epoll", _thrown_main, receiver)
+    finally:
+        gc.enable()
 
 
 # -- fd-wake: EpollHub.select copies Hub._fd_event and Hub.wake ---------------------------------

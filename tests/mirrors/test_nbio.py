@@ -1016,3 +1016,38 @@ def test_slot_rejects_bad_calls(nbio: ModuleType, args: tuple[Any, ...], setter:
     with pytest.raises(TypeError):
         nbio.slot(1)
 
+
+def test_the_hub_and_sockets_read_their_slots_directly_in_the_compiled_build() -> None:
+    """The hot paths' accessors are `_nbio.slot`s in the compiled build, and after an echo they
+    have learned the fiber and socket types (so the direct loads and stores are the ones run)."""
+    import operator
+
+    from unknot import _sockio
+    from unknot import socket as usocket
+    from unknot._core import _hub
+    from unknot.lowlevel import Fiber
+
+    a, b = usocket.socketpair()
+    with a, b:
+
+        def echo() -> None:
+            b.sendall(b.recv(16))
+
+        def main() -> bytes:
+            unknot.spawn(echo)
+            unknot.sleep(0)
+            a.sendall(b"ping")
+            return a.recv(16)
+
+        assert unknot.run(main) == b"ping"
+    readers = (_hub._parked_of, _hub._wake_value_of, _sockio._state_of)
+    if unknot.compiled:
+        from unknot import _nbio
+
+        assert all(type(r) is _nbio.slot for r in readers)
+        assert type(_hub._set_parked) is _nbio.slot
+        assert _hub._parked_of.cached_type is Fiber and _hub._set_parked.cached_type is Fiber
+        assert _hub._wake_value_of.cached_type is Fiber
+        assert _sockio._state_of.cached_type is usocket.socket
+    else:
+        assert all(type(r) is operator.attrgetter for r in readers)

@@ -42,6 +42,9 @@ to the hub. Whoever wakes it first (`Hub.wake`, `Hub.throw`, a timer, an fd even
 clears ``_parked``; later wake-ups see it not parked and return False. That one rule is what
 keeps a value handed to a waiter from being lost or duplicated when a timeout or a cancellation
 races it.
+The winner leaves the value (or a `Raise`, for an exception) in the fiber's ``_wake_value``;
+the switch that resumes the fiber carries nothing, and the fiber takes its value where it parked
+(`Hub._switch_out`), raising a `Raise`'s exception there.
 
 Where cancellation is delivered. `CancelScope.cancel` (or a deadline) marks the scope and throws
 `Cancelled` into every fiber parked cancellably inside it (`deliver_cancel`); a fiber that is

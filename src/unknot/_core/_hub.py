@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final, SupportsFloat
 
 from greenlet import getcurrent, greenlet
 
-from .._compiled import nbio
+from .._compiled import nbio, slot_reader, slot_writer
 from . import _monitor
 from ._cancel import Cancelled, count_cancellations, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
@@ -58,10 +58,9 @@ PASS_EXTRA: Final = 256
 PASS_HOOKS: Final[list[Callable[[Any, bool], None]]] = []
 
 
-#: greenlet's switch and throw, called as functions: compiled, ``f.switch(v)`` would look the
-#: method up by name (in the type, then in the greenlet's ``__dict__``) at every switch.
+#: greenlet's switch, called as a function: compiled, ``f.switch()`` would look the method up
+#: by name (in the type, then in the greenlet's ``__dict__``) at every switch.
 _switch: Final = greenlet.switch
-_throw: Final = greenlet.throw
 #: The same for the ready queue's popleft.
 _popleft: Final = deque.popleft
 #: The blocking detector's latest sample, or None (`unknot._core._monitor.EPOCH`): the list.
@@ -70,18 +69,52 @@ _EPOCH: Final = _monitor.EPOCH
 # build's; its epoll_wait returns these), or None: the pure build passes the fd it was given.
 _NBIO: Final = nbio()
 _FD_INT: Final = None if _NBIO is None else _NBIO.fd_int
+# The fiber slots that parking, waking and switching read and write on their common paths.
+# Compiled, ``f._parked`` is a generic attribute access (about 160 instructions to read, 190 to
+# write: `Fiber` derives from greenlet, so mypyc cannot lay it out); these callables make it one C
+# load or store (`unknot._compiled.slot_reader`, about 60 with the call). Interpreted, the
+# attribute is the fastest (a call costs more than the access), so those paths test
+# ``_SLOTS_IN_C`` and keep the attribute in the pure build. The rare paths keep the attribute.
+_SLOTS_IN_C: Final = _NBIO is not None
+_parked_of: Final = slot_reader("_parked")
+_set_parked: Final = slot_writer(Fiber, "_parked")
+_wake_value_of: Final = slot_reader("_wake_value")
+_set_wake_value: Final = slot_writer(Fiber, "_wake_value")
 
 
 class Raise:
     """A fiber's wake value that says "raise ``exc``" (`Hub.throw`), not "return it".
 
-    One slot for both outcomes: the hub's switch reads one fiber attribute, not two (compiled,
-    each is a generic attribute access). Never handed to the woken code itself."""
+    One slot for both outcomes: the resumed fiber reads one attribute, not two (`_switch_out`).
+    Never handed to the woken code itself."""
 
     __slots__ = ("exc",)
 
     def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+        self.exc: BaseException | None = exc
+
+    def take(self) -> BaseException:
+        """The exception, which this object then lets go of: the fiber raising it keeps this
+        object in a local of the frame that its traceback holds, which would otherwise be a
+        reference cycle (exception, traceback, frame, this object). Taken once."""
+        exc = self.exc
+        assert exc is not None, "a Raise is raised once"
+        self.exc = None
+        return exc
+
+
+def _unpark(f: Fiber) -> bool:
+    """Mark ``f`` not parked if it is: True for the first wake-up, False for any later one (the
+    park/wake rule: the module docstring). `Hub.wake` and `EpollHub.select` (an fd's waiters)."""
+    if _SLOTS_IN_C:
+        if _parked_of(f):
+            _set_parked(f, NOT_PARKED)
+            return True
+        return False
+    if f._parked:
+        f._parked = NOT_PARKED
+        return True
+    return False
 
 
 def _nothing() -> None:
@@ -332,11 +365,17 @@ class Hub(DeadlockDetection):
         if epoch is not None:  # (for dumps: about when the wait began, while the detector runs)
             f._since = epoch
         if timeout is None:
-            f._parked = state
+            if _SLOTS_IN_C:
+                _set_parked(f, state)
+            else:
+                f._parked = state
             try:
-                return self._switch_out()
+                return self._switch_out(f)
             finally:
-                f._parked = NOT_PARKED
+                if _SLOTS_IN_C:
+                    _set_parked(f, NOT_PARKED)
+                else:
+                    f._parked = NOT_PARKED
         # Any real number (an int, a Fraction...) is taken, as a float in both builds; NaN is
         # refused here, where every timed wait passes, before it reaches the timer heap.
         t = timeout if type(timeout) is float else self.seconds(timeout)
@@ -345,11 +384,17 @@ class Hub(DeadlockDetection):
         now = self.time()
         entry = self.add_timer(now + t, self._timeout_cb, f)
         f._wait_began = now  # (for dumps: when the timed wait began, on the hub's clock)
-        f._parked = state
+        if _SLOTS_IN_C:
+            _set_parked(f, state)
+        else:
+            f._parked = state
         try:
-            return self._switch_out()
+            return self._switch_out(f)
         finally:
-            f._parked = NOT_PARKED
+            if _SLOTS_IN_C:
+                _set_parked(f, NOT_PARKED)
+            else:
+                f._parked = NOT_PARKED
             if entry[2] is not None:
                 self.cancel_timer(entry)
 
@@ -368,14 +413,16 @@ class Hub(DeadlockDetection):
         """Resume parked fiber ``f`` with ``value``. False (and nothing done) if not parked."""
         # INLINED-ORIGINAL(fd-wake, batched-wake): copied into EpollHub.select (the fd's
         # waiters) and Hub._run_calls (a batched call's fiber); change them together.
-        if f._parked:
-            f._parked = NOT_PARKED
+        if not _unpark(f):
+            return False
+        if _SLOTS_IN_C:
+            _set_wake_value(f, value)
+        else:
             f._wake_value = value
-            self.ready.append(f)
-            if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
-                self._queued_outside_pass()
-            return True
-        return False
+        self.ready.append(f)
+        if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
+            self._queued_outside_pass()
+        return True
 
     def throw(self, f: Fiber, exc: BaseException) -> bool:
         """Resume parked fiber ``f`` by raising ``exc`` in it. False if not parked."""
@@ -460,7 +507,7 @@ class Hub(DeadlockDetection):
             # No _notify(): a fiber runs only inside a pass, and every driver looks at
             # ``ready`` again once a pass ends.
             self.ready.append(f)
-            self._switch_out()
+            self._switch_out(f)
 
     def _notify(self) -> None:
         """Called in the hub's thread when ``ready`` grew (but when a pass grew it: see
@@ -540,11 +587,17 @@ class Hub(DeadlockDetection):
         """
         call = [f, fn, args]
         self.calls.append(call)
-        f._parked = PARKED_SHIELDED
+        if _SLOTS_IN_C:
+            _set_parked(f, PARKED_SHIELDED)
+        else:
+            f._parked = PARKED_SHIELDED
         try:
-            return self._switch_out()
+            return self._switch_out(f)
         finally:
-            f._parked = NOT_PARKED
+            if _SLOTS_IN_C:
+                _set_parked(f, NOT_PARKED)
+            else:
+                f._parked = NOT_PARKED
             call[0] = None  # resumed: by _run_calls, or woken otherwise (then: call dropped)
 
     def _run_calls(self) -> None:
@@ -558,19 +611,30 @@ class Hub(DeadlockDetection):
             # without their test (the fiber is parked: its call is still wanted) and without
             # _notify (this runs inside a pass, which then runs the fiber).
             try:
-                f._wake_value = fn(*args)
+                v = fn(*args)
             except Exception as exc:
-                f._wake_value = Raise(exc)
-            f._parked = NOT_PARKED
+                v = Raise(exc)
+            if _SLOTS_IN_C:
+                _set_wake_value(f, v)
+                _set_parked(f, NOT_PARKED)
+            else:
+                f._wake_value = v
+                f._parked = NOT_PARKED
             ready.append(f)
             # INLINED-COPY-END(batched-wake)
 
-    def _switch_out(self) -> Any:
-        """Leave the current greenlet (a parking fiber, or the hub in `_run_ready`).
+    def _switch_out(self, f: Fiber | None = None) -> Any:
+        """Leave the current greenlet: fiber ``f`` parking (or yielding), or the hub in
+        `_run_ready` (None).
 
-        Within a pass whose budget allows it, the next ready fiber is resumed directly, with its
-        wake value or exception; otherwise control goes back to the hub. Returns (or raises)
-        what the caller is later resumed with.
+        Within a pass whose budget allows it, the next ready fiber is resumed directly;
+        otherwise control goes back to the hub. Once ``f`` is resumed in turn, returns the
+        value it was woken with, or raises the exception (`Raise`).
+
+        The wake value travels in the fiber's ``_wake_value``, not through the switch: the
+        resumed fiber reads its own. A switch with an argument makes greenlet build a 1-tuple
+        for it, and the switch's caller never needs the value itself (about 150 instructions
+        per switch compiled: docs/compiled.md, "The wake value read by the fiber resumed").
         """
         # INLINED-ORIGINAL(switch-out): copied whole into Hub.wait_fd (its untimed
         # edge-triggered wait, where idle connections park) and Hub.wait_readable; change them
@@ -587,15 +651,22 @@ class Hub(DeadlockDetection):
                 and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
             ):
                 self._budget = n - 1
-                f = self.running = _popleft(ready)
-                v = f._wake_value
-                if v is not None:
-                    f._wake_value = None
-                    if isinstance(v, Raise):
-                        return _throw(f, v.exc)
-                # None must be passed explicitly: a bare switch() would hand park() ().
-                return _switch(f, v)
-        return _switch(self.hub_greenlet)
+                self.running = _popleft(ready)
+                _switch(self.running)  # (not held in a local: this frame waits on)
+            else:
+                _switch(self.hub_greenlet)
+        else:
+            _switch(self.hub_greenlet)
+        if f is None:
+            return None  # (the hub: nobody gives it a value)
+        # INLINED-ORIGINAL(resume): copied into Hub.wait_fd and Hub.wait_readable (within
+        # their copies of this method); change them together.
+        v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+        if v is not None:
+            f._wake_value = None
+            if isinstance(v, Raise):
+                raise v.take()
+        return v
 
     # -- file descriptors ------------------------------------------------------------------------
 
@@ -711,7 +782,10 @@ class Hub(DeadlockDetection):
                 epoch = _EPOCH[0]
                 if epoch is not None:
                     f._since = epoch
-                f._parked = PARKED_CANCELLABLE
+                if _SLOTS_IN_C:
+                    _set_parked(f, PARKED_CANCELLABLE)
+                else:
+                    f._parked = PARKED_CANCELLABLE
                 try:
                     # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (a frame less
                     # for every fiber waiting here: about 215 bytes each on 3.12+).
@@ -727,14 +801,20 @@ class Hub(DeadlockDetection):
                             )
                         ):
                             self._budget = n - 1
-                            nxt = self.running = _popleft(ready)
-                            v = nxt._wake_value
-                            if v is not None:
-                                nxt._wake_value = None
-                                if isinstance(v, Raise):
-                                    return _throw(nxt, v.exc)
-                            return _switch(nxt, v)
-                    return _switch(self.hub_greenlet)
+                            self.running = _popleft(ready)
+                            _switch(self.running)
+                        else:
+                            _switch(self.hub_greenlet)
+                    else:
+                        _switch(self.hub_greenlet)
+                    # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
+                    v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+                    if v is not None:
+                        f._wake_value = None
+                        if isinstance(v, Raise):
+                            raise v.take()
+                    return v
+                    # INLINED-COPY-END(resume)
                     # INLINED-COPY-END(switch-out)
                 except BaseException:
                     # (Resumed normally, ``f`` was woken by one who cleared ``_parked``: only
@@ -835,7 +915,10 @@ class Hub(DeadlockDetection):
             epoch = _EPOCH[0]
             if epoch is not None:
                 f._since = epoch
-            f._parked = PARKED_CANCELLABLE
+            if _SLOTS_IN_C:
+                _set_parked(f, PARKED_CANCELLABLE)
+            else:
+                f._parked = PARKED_CANCELLABLE
             # INLINED-COPY-BEGIN(switch-out): Hub._switch_out, whole (its own C frame, about
             # 110 bytes, would stay on the idle fiber's stack too).
             self.io_budget = self.io_budget_full
@@ -848,14 +931,20 @@ class Hub(DeadlockDetection):
                     and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
                 ):
                     self._budget = n - 1
-                    nxt = self.running = _popleft(ready)
-                    v = nxt._wake_value
-                    if v is not None:
-                        nxt._wake_value = None
-                        if isinstance(v, Raise):
-                            return _throw(nxt, v.exc)
-                    return _switch(nxt, v)
-            return _switch(self.hub_greenlet)
+                    self.running = _popleft(ready)
+                    _switch(self.running)
+                else:
+                    _switch(self.hub_greenlet)
+            else:
+                _switch(self.hub_greenlet)
+            # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
+            v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+            if v is not None:
+                f._wake_value = None
+                if isinstance(v, Raise):
+                    raise v.take()
+            return v
+            # INLINED-COPY-END(resume)
             # INLINED-COPY-END(switch-out)
         except BaseException:
             # Resumed normally, ``f`` was woken by one who cleared ``_parked`` (`wake`, an fd

@@ -16,7 +16,7 @@ import selectors
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
-from ._hub import _NBIO, FdWait
+from ._hub import _NBIO, FdWait, _unpark
 from ._native import mypyc_attr
 from ._selector_hub import POLLING_FILES, HubSelector
 
@@ -130,20 +130,18 @@ class EpollHub(HubSelector):
                 # INLINED-COPY-BEGIN(fd-wake): Hub._fd_event with Hub.wake inlined (reader
                 # first, then writer), plus the readiness hints. No _notify: the fibers run in
                 # _after_poll below. ``_wake_value`` is not set: it is None whenever a fiber
-                # parks (whoever resumes a fiber clears it).
+                # parks (a resumed fiber clears its own).
                 if ev & _HANGUP:
                     rec.hints = False  # no edge will follow: always try the syscall from now on
                 if ev & _READ:
                     rec.readable = True
                     f = rec.reader
-                    if f is not None and f._parked:
-                        f._parked = 0
+                    if f is not None and _unpark(f):
                         ready(f)
                 if ev & _WRITE:
                     rec.writable = True
                     f = rec.writer
-                    if f is not None and f._parked:
-                        f._parked = 0
+                    if f is not None and _unpark(f):
                         ready(f)
                 # INLINED-COPY-END(fd-wake)
                 continue
