@@ -413,11 +413,14 @@ class Hub(DeadlockDetection):
         """Resume parked fiber ``f`` with ``value``. False (and nothing done) if not parked."""
         # INLINED-ORIGINAL(fd-wake, batched-wake): copied into EpollHub.select (the fd's
         # waiters) and Hub._run_calls (a batched call's fiber); change them together.
-        if not _unpark(f):
-            return False
         if _SLOTS_IN_C:
+            if not _unpark(f):
+                return False
             _set_wake_value(f, value)
-        else:
+        else:  # (`_unpark` inlined: a call costs the interpreter more than this)
+            if not f._parked:
+                return False
+            f._parked = NOT_PARKED
             f._wake_value = value
         self.ready.append(f)
         if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
