@@ -644,20 +644,18 @@ class Hub(DeadlockDetection):
         # together.
         self.io_budget = self.io_budget_full
         n = self._budget
-        if n:
-            ready = self.ready
-            # INLINED-ORIGINAL(pass-rule): this test is copied into Hub._run_pass (which hands
-            # over to this method exactly when it passes); change them together.
-            if (
-                ready
-                and ready[0]
-                and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
-            ):
-                self._budget = n - 1
-                self.running = _popleft(ready)
-                _switch(self.running)  # (not held in a local: this frame waits on)
-            else:
-                _switch(self.hub_greenlet)
+        ready = self.ready
+        # INLINED-ORIGINAL(pass-rule): this test is copied into Hub._run_pass (which hands
+        # over to this method exactly when it passes); change them together.
+        if (
+            n
+            and ready
+            and ready[0]
+            and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+        ):
+            self._budget = n - 1
+            self.running = _popleft(ready)
+            _switch(self.running)  # (not held in a local: this frame waits on)
         else:
             _switch(self.hub_greenlet)
         if f is None:
@@ -794,20 +792,16 @@ class Hub(DeadlockDetection):
                     # for every fiber waiting here: about 215 bytes each on 3.12+).
                     self.io_budget = self.io_budget_full
                     n = self._budget
-                    if n:
-                        ready = self.ready
-                        if (
-                            ready
-                            and ready[0]
-                            and (
-                                n > PASS_EXTRA or not (self._yielded or self.interrupt_pending)
-                            )
-                        ):
-                            self._budget = n - 1
-                            self.running = _popleft(ready)
-                            _switch(self.running)
-                        else:
-                            _switch(self.hub_greenlet)
+                    ready = self.ready
+                    if (
+                        n
+                        and ready
+                        and ready[0]
+                        and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+                    ):
+                        self._budget = n - 1
+                        self.running = _popleft(ready)
+                        _switch(self.running)
                     else:
                         _switch(self.hub_greenlet)
                     # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
@@ -926,18 +920,16 @@ class Hub(DeadlockDetection):
             # 110 bytes, would stay on the idle fiber's stack too).
             self.io_budget = self.io_budget_full
             n = self._budget
-            if n:
-                ready = self.ready
-                if (
-                    ready
-                    and ready[0]
-                    and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
-                ):
-                    self._budget = n - 1
-                    self.running = _popleft(ready)
-                    _switch(self.running)
-                else:
-                    _switch(self.hub_greenlet)
+            ready = self.ready
+            if (
+                n
+                and ready
+                and ready[0]
+                and (n > PASS_EXTRA or not (self._yielded or self.interrupt_pending))
+            ):
+                self._budget = n - 1
+                self.running = _popleft(ready)
+                _switch(self.running)
             else:
                 _switch(self.hub_greenlet)
             # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
