@@ -140,10 +140,29 @@ def slot_reader(name: str) -> Callable[[Any], Any]:
 
 def slot_writer(cls: type, name: str) -> Callable[[Any, Any], None]:
     """``setattr(obj, name, value)`` as a callable, the writing twin of `slot_reader`
-    (``unknot._nbio.slot(name, True)``). In the pure build, the ``__set__`` of ``cls``'s
+    (``unknot._nbio.slot(name, 1)``). In the pure build, the ``__set__`` of ``cls``'s
     member ``name``."""
     n = nbio()
     if n is None:
         setter: Callable[[Any, Any], None] = getattr(cls, name).__set__
         return setter
-    return n.slot(name, True)
+    return n.slot(name, 1)
+
+
+def slot_swapper(cls: type, name: str) -> Callable[[Any, Any], Any]:
+    """Set ``obj.name`` to ``value`` and return the value it replaced, in one call: the
+    swapping twin of `slot_reader` (``unknot._nbio.slot(name, 2)``). In the pure build, the
+    read and the ``__set__`` of ``cls``'s member ``name``, one after the other."""
+    n = nbio()
+    if n is not None:
+        swapper: Callable[[Any, Any], Any] = n.slot(name, 2)
+        return swapper
+    read = operator.attrgetter(name)
+    write = getattr(cls, name).__set__
+
+    def swap(obj: Any, value: Any) -> Any:
+        old = read(obj)
+        write(obj, value)
+        return old
+
+    return swap

@@ -684,9 +684,9 @@ static PyTypeObject MethodType = {
     .tp_new = method_new,
 };
 
-/* slot(name, setter, /): reads (or writes) the attribute `name` of an object whose type holds
- * it in a __slots__ member, with one C load (or store) instead of Python's generic attribute
- * access.
+/* slot(name, mode, /): reads (mode 0), writes (1) or swaps (2: writes and returns the value it
+ * replaced) the attribute `name` of an object whose type holds it in a __slots__ member, with one
+ * C load (or store) instead of Python's generic attribute access.
  *
  * The compiled hub reads and writes a few attributes of objects whose classes mypyc cannot lay
  * out: `Fiber` derives from greenlet and `unknot.socket.socket` from _socket.socket, so their
@@ -763,7 +763,7 @@ slot_check_args(Py_ssize_t want, size_t nargsf, PyObject *kwnames)
         return 0;
     }
     PyErr_Format(PyExc_TypeError, "a slot %s takes %zd positional argument%s (%zd given)",
-                 want == 1 ? "reader" : "writer", want, want == 1 ? "" : "s", nargs);
+                 want == 1 ? "reader" : "writer or swapper", want, want == 1 ? "" : "s", nargs);
     return -1;
 }
 
@@ -789,10 +789,13 @@ slot_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *
     return v;
 }
 
-static PyObject *
-slot_set_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+/* Modes 1 and 2: store args[1]; a swap (`swap` 1) returns the value it replaced, as getattr
+ * then setattr would (an unset slot: getattr's AttributeError, and nothing stored). A swap is
+ * one call where the hub would make two to test and clear a flag (`unknot._core._hub._unpark`).
+ * (gcc inlines this into both callers, each with its constant `swap`.) */
+static inline PyObject *
+slot_store(SlotObject *s, PyObject *const *args, size_t nargsf, PyObject *kwnames, int swap)
 {
-    SlotObject *s = (SlotObject *)self;
     if (slot_check_args(2, nargsf, kwnames) < 0) {
         return NULL;
     }
@@ -801,27 +804,57 @@ slot_set_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObje
     if (slot_type_valid(s, tp)) {
         PyObject **addr = (PyObject **)((char *)obj + s->offset);
         PyObject *old = *addr;
-        *addr = Py_NewRef(args[1]);
-        Py_XDECREF(old);
-        Py_RETURN_NONE;
+        if (!swap || old != NULL) {
+            *addr = Py_NewRef(args[1]);
+            if (swap) {
+                return old; /* (the slot's reference, now the caller's) */
+            }
+            Py_XDECREF(old);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *old = NULL;
+    if (swap && (old = PyObject_GetAttr(obj, s->name)) == NULL) {
+        return NULL;
     }
     if (PyObject_SetAttr(obj, s->name, args[1]) < 0) {
+        Py_XDECREF(old);
         return NULL;
     }
     slot_learn(s, tp);
+    if (swap) {
+        return old;
+    }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+slot_set_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return slot_store((SlotObject *)self, args, nargsf, kwnames, 0);
+}
+
+static PyObject *
+slot_swap_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return slot_store((SlotObject *)self, args, nargsf, kwnames, 1);
 }
 
 static PyObject *
 slot_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *name;
-    int setter = 0;
+    int mode = 0;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "slot() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "U|p:slot", &name, &setter)) {
+    if (!PyArg_ParseTuple(args, "U|i:slot", &name, &mode)) {
+        return NULL;
+    }
+    if (mode < 0 || mode > 2) {
+        PyErr_Format(PyExc_ValueError, "slot() mode must be 0 (read), 1 (write) or 2 (swap), not %d",
+                     mode);
         return NULL;
     }
     SlotObject *s = (SlotObject *)type->tp_alloc(type, 0);
@@ -831,7 +864,8 @@ slot_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_INCREF(name);
     PyUnicode_InternInPlace(&name);
     s->name = name;
-    s->vectorcall = setter ? slot_set_vectorcall : slot_vectorcall;
+    s->vectorcall = mode == 0 ? slot_vectorcall : mode == 1 ? slot_set_vectorcall
+                                                            : slot_swap_vectorcall;
     s->type = NULL;
     s->version = 0;
     s->offset = 0;
@@ -858,7 +892,9 @@ static PyObject *
 slot_repr(SlotObject *s)
 {
     return PyUnicode_FromFormat("<unknot._nbio.slot %s %R>",
-                                s->vectorcall == slot_vectorcall ? "reading" : "writing",
+                                s->vectorcall == slot_vectorcall       ? "reading"
+                                : s->vectorcall == slot_set_vectorcall ? "writing"
+                                                                       : "swapping",
                                 s->name);
 }
 
@@ -871,10 +907,11 @@ static PyMemberDef slot_members[] = {
 };
 
 PyDoc_STRVAR(slot_doc,
-"slot(name, setter=False, /)\n--\n\n"
-"A callable that reads the attribute name of its argument, slot(name)(obj), or writes it,\n"
-"slot(name, True)(obj, value), as getattr and setattr do; for a type that keeps name in a\n"
-"__slots__ member it loads or stores the member directly once it has seen that type.");
+"slot(name, mode=0, /)\n--\n\n"
+"A callable that reads the attribute name of its argument, slot(name)(obj), writes it,\n"
+"slot(name, 1)(obj, value), or swaps it, slot(name, 2)(obj, value) (writes it and returns\n"
+"the value replaced), as getattr and setattr do; for a type that keeps name in a __slots__\n"
+"member it loads or stores the member directly once it has seen that type.");
 
 static PyTypeObject SlotType = {
     PyVarObject_HEAD_INIT(NULL, 0)

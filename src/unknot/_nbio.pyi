@@ -22,11 +22,11 @@ class method:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 class slot:
-    """A reader (``slot(name)(obj)``) or writer (``slot(name, True)(obj, value)``) of the
-    attribute ``name``, with one C load or store for a type that keeps it in a ``__slots__``
-    member."""
+    """A reader (``slot(name)(obj)``), writer (``slot(name, 1)(obj, value)``) or swapper
+    (``slot(name, 2)(obj, value)``: writes and returns the value replaced) of the attribute
+    ``name``, with one C load or store for a type that keeps it in a ``__slots__`` member."""
 
     name: str
     cached_type: type | None
-    def __init__(self, name: str, setter: bool = False, /) -> None: ...
+    def __init__(self, name: str, mode: int = 0, /) -> None: ...
     def __call__(self, *args: Any) -> Any: ...

@@ -932,6 +932,73 @@ def test_slot_writes_as_setattr_does(nbio: ModuleType) -> None:
                 assert object.__getattribute__(mine, "log") == ("x", "v")  # the hook ran
 
 
+def _swap_by_getattr_and_setattr(obj: Any, value: Any) -> Any:
+    old = obj.x
+    obj.x = value
+    return old
+
+
+def test_slot_swaps_as_getattr_then_setattr_do(nbio: ModuleType) -> None:
+    swap = nbio.slot("x", 2)
+    for _ in range(3):  # first calls learn the types; later ones take the direct store
+        for mine, theirs in zip(_objects(), _objects(), strict=True):  # (twins: a swap changes it)
+            assert outcome(swap, mine, "v") == outcome(_swap_by_getattr_and_setattr, theirs, "v")
+            assert outcome(getattr, mine, "x") == outcome(getattr, theirs, "x"), mine
+            if type(mine) is Hooked:
+                assert object.__getattribute__(mine, "log") == ("x", "v")  # the hook ran
+    obj = Slotted()
+    with pytest.raises(AttributeError, match="'x'"):
+        swap(obj, 1)  # an unset slot: getattr's error, and nothing stored
+    with pytest.raises(AttributeError):
+        obj.x  # noqa: B018
+    obj.x = "first"
+    assert swap(obj, "second") == "first" and swap(obj, "third") == "second"
+    assert obj.x == "third" and swap.cached_type is Slotted
+
+
+def test_slot_swap_keeps_the_references_right(nbio: ModuleType) -> None:
+    swap = nbio.slot("x", 2)
+    obj, a, b = Slotted(), object(), object()
+    obj.x = a
+    swap(obj, b)  # (the type learned)
+    swap(obj, a)
+    before = (sys.getrefcount(obj), sys.getrefcount(a), sys.getrefcount(b))
+    for _ in range(1000):
+        assert swap(obj, b) is a
+        assert swap(obj, a) is b
+    assert (sys.getrefcount(obj), sys.getrefcount(a), sys.getrefcount(b)) == before
+    old = WithDict()
+    ref = weakref.ref(old)
+    obj.x = old
+    del old
+    returned = swap(obj, None)
+    assert ref() is returned  # handed over, not freed while still returned
+    del returned
+    assert ref() is None  # and not kept by the slot object either
+
+
+@pytest.mark.parametrize("build", ["compiled", "pure"])
+def test_the_slot_accessors_of_either_build_agree(
+    build: str, nbio: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`unknot._compiled`'s reader, writer and swapper: `_nbio.slot`s, or their pure fallbacks
+    (attrgetter, the member's ``__set__``, the two in turn), with the same results."""
+    from unknot import _compiled
+
+    monkeypatch.setattr(_compiled, "nbio", lambda: nbio if build == "compiled" else None)
+    read, write = _compiled.slot_reader("x"), _compiled.slot_writer(Slotted, "x")
+    swap = _compiled.slot_swapper(Slotted, "x")
+    assert (type(swap) is nbio.slot) == (build == "compiled")
+    obj = Slotted()
+    with pytest.raises(AttributeError):
+        read(obj)
+    with pytest.raises(AttributeError):
+        swap(obj, 1)
+    write(obj, 1)
+    assert read(obj) == 1
+    assert swap(obj, 2) == 1 and swap(obj, 3) == 2 and read(obj) == 3 == obj.x
+
+
 def test_slot_takes_the_direct_path_only_for_a_type_it_learned(nbio: ModuleType) -> None:
     read, write = nbio.slot("x"), nbio.slot("x", True)
     assert read.cached_type is None and write.cached_type is None
@@ -1006,15 +1073,19 @@ def test_slot_frees_a_learned_type(nbio: ModuleType) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "setter"), [((), False), ((1, 2), False), ((1,), True), ((1, 2, 3), True)]
+    ("args", "mode"),
+    [((), 0), ((1, 2), 0), ((1,), 1), ((1, 2, 3), 1), ((1,), 2), ((1, 2, 3), 2)],
 )
-def test_slot_rejects_bad_calls(nbio: ModuleType, args: tuple[Any, ...], setter: bool) -> None:
+def test_slot_rejects_bad_calls(nbio: ModuleType, args: tuple[Any, ...], mode: int) -> None:
     with pytest.raises(TypeError):
-        nbio.slot("x", setter)(*args)
+        nbio.slot("x", mode)(*args)
     with pytest.raises(TypeError):
-        nbio.slot("x")(Slotted(), key=1)
+        nbio.slot("x", mode)(Slotted(), key=1)
     with pytest.raises(TypeError):
         nbio.slot(1)
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match="mode"):
+            nbio.slot("x", bad)
 
 
 def test_the_hub_and_sockets_read_their_slots_directly_in_the_compiled_build() -> None:
@@ -1040,13 +1111,13 @@ def test_the_hub_and_sockets_read_their_slots_directly_in_the_compiled_build() -
             return a.recv(16)
 
         assert unknot.run(main) == b"ping"
-    readers = (_hub._parked_of, _hub._wake_value_of, _sockio._state_of)
+    readers = (_hub._wake_value_of, _sockio._state_of)
     if unknot.compiled:
         from unknot import _nbio
 
         assert all(type(r) is _nbio.slot for r in readers)
-        assert type(_hub._set_parked) is _nbio.slot
-        assert _hub._parked_of.cached_type is Fiber and _hub._set_parked.cached_type is Fiber
+        assert type(_hub._set_parked) is _nbio.slot and type(_hub._swap_parked) is _nbio.slot
+        assert _hub._swap_parked.cached_type is Fiber and _hub._set_parked.cached_type is Fiber
         assert _hub._wake_value_of.cached_type is Fiber
         assert _sockio._state_of.cached_type is usocket.socket
     else:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Final, SupportsFloat
 
 from greenlet import getcurrent, greenlet
 
-from .._compiled import nbio, slot_reader, slot_writer
+from .._compiled import nbio, slot_reader, slot_swapper, slot_writer
 from . import _monitor
 from ._cancel import Cancelled, count_cancellations, effectively_cancelled, fiber_finished
 from ._deadlock import DeadlockDetection
@@ -76,8 +76,9 @@ _FD_INT: Final = None if _NBIO is None else _NBIO.fd_int
 # attribute is the fastest (a call costs more than the access), so those paths test
 # ``_SLOTS_IN_C`` and keep the attribute in the pure build. The rare paths keep the attribute.
 _SLOTS_IN_C: Final = _NBIO is not None
-_parked_of: Final = slot_reader("_parked")
 _set_parked: Final = slot_writer(Fiber, "_parked")
+# (Clearing the flag and learning whether it was set, in one call: `_unpark`.)
+_swap_parked: Final = slot_swapper(Fiber, "_parked")
 _wake_value_of: Final = slot_reader("_wake_value")
 _set_wake_value: Final = slot_writer(Fiber, "_wake_value")
 
@@ -107,10 +108,9 @@ def _unpark(f: Fiber) -> bool:
     """Mark ``f`` not parked if it is: True for the first wake-up, False for any later one (the
     park/wake rule: the module docstring). `Hub.wake` and `EpollHub.select` (an fd's waiters)."""
     if _SLOTS_IN_C:
-        if _parked_of(f):
-            _set_parked(f, NOT_PARKED)
-            return True
-        return False
+        # (Storing NOT_PARKED over NOT_PARKED changes nothing: one call, not a read and a
+        # write.)
+        return bool(_swap_parked(f, NOT_PARKED))
     if f._parked:
         f._parked = NOT_PARKED
         return True
