@@ -570,6 +570,16 @@ def test_park_checks_agree_with_park(scenario: str) -> None:
 # `Hub.wait_readable`. Whoever switches to it (the hub's pass, or another fiber parking through
 # any of the three, straight to it), it gets the same outcome.
 
+
+def _close(hub: Any, recs: list[Any], pairs: list[tuple[std.socket, std.socket]]) -> None:
+    """Forget the records ``recs`` and close the socket ``pairs`` they were made for."""
+    for rec in recs:
+        hub.forget_fd(rec)
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
 RESUMERS = ("hub", "park", "fd", "readable")
 RECEIVERS = ("park", "fd", "readable")
 
@@ -616,11 +626,7 @@ def _resume_main(receiver: str, resumer: str, kind: str) -> tuple[Any, ...]:
     r = unknot.spawn(resumer_main)
     w.join(5)
     r.join(5)
-    for rec in recs:
-        hub.forget_fd(rec)
-    for a, b in pairs:
-        a.close()
-        b.close()
+    _close(hub, recs, pairs)
     return tuple(got)
 
 
@@ -633,6 +639,80 @@ def test_resume_copies_agree_whoever_switches(receiver: str, resumer: str, kind:
     outcome = ("returned", "value") if kind == "value" else ("raised", True)
     assert got[0] == outcome
     assert got[1] == (None, 0)  # the value taken, the fiber no longer parked
+
+
+def _many_woken_main() -> tuple[Any, ...]:
+    """Nine fibers parked through each of the three places, then woken before any runs: with
+    None, with a value, with an exception, and two by batched calls (one returning a value, one
+    raising). What each got, and the hub's count of wake values not yet taken, before the
+    fibers ran and after."""
+    hub = hub_of_me()
+    pairs = [std.socketpair() for _ in range(9)]
+    recs = [hub.fd_record(a.fileno()) for a, _ in pairs]
+    got: dict[str, Any] = {}
+
+    def parked(name: str, how: str, rec: Any) -> None:
+        f = me()
+        try:
+            if how == "park":
+                got[name] = ("returned", hub.park(f))
+            elif how == "fd":
+                got[name] = ("returned", hub.wait_fd(f, rec, False, None))
+            else:
+                got[name] = ("returned", hub.wait_readable(f, rec))
+        except LookupError as e:
+            got[name] = ("raised", str(e))
+
+    def fail() -> None:
+        raise LookupError("from the call")
+
+    def batched(name: str, fn: Callable[[], Any]) -> None:
+        try:
+            got[name] = ("returned", hub.call_batched(me(), fn))
+        except LookupError as e:
+            got[name] = ("raised", str(e))
+
+    fibers = {}
+    places = [(how, kind) for how in RECEIVERS for kind in ("none", "value", "exception")]
+    for (how, kind), rec in zip(places, recs, strict=True):
+        name = f"{how}-{kind}"
+        fibers[name] = unknot.spawn(parked, name, how, rec)
+    unknot.sleep(0)  # they all park
+    for name, f in fibers.items():
+        kind = name.split("-")[1]
+        if kind == "exception":
+            assert hub.throw(f, LookupError(name))
+        else:
+            assert hub.wake(f, None if kind == "none" else name)
+    fibers["batched-value"] = unknot.spawn(batched, "batched-value", lambda: "called")
+    fibers["batched-raise"] = unknot.spawn(batched, "batched-raise", fail)
+    counted_before = hub.wake_values
+    for f in fibers.values():
+        f.join(5)
+    _close(hub, recs, pairs)
+    return got, counted_before, hub.wake_values, "wake_values" in getattr(hub, "__dict__", {})
+
+
+@needs_epoll
+def test_the_count_of_wake_values_lets_no_value_be_missed() -> None:
+    # Compiled, a resumed fiber reads its wake value only while the hub counts some not yet
+    # taken (`Hub.wake_values`); every way of giving one must count it, every fiber taking one
+    # must uncount it.
+    got, before, after, attribute = run_on("epoll", _many_woken_main)
+    expected = {
+        "batched-value": ("returned", "called"),
+        "batched-raise": ("raised", "from the call"),
+    }
+    for how in RECEIVERS:
+        expected[f"{how}-none"] = ("returned", None)
+        expected[f"{how}-value"] = ("returned", f"{how}-value")
+        expected[f"{how}-exception"] = ("raised", f"{how}-exception")
+    assert got == expected
+    assert after == 0
+    if unknot.compiled:
+        assert before == 6  # a value or an exception given to six fibers, not yet run
+    else:
+        assert before == 0 and not attribute  # the pure hub never counts (29 attributes)
 
 
 class Thrown(LookupError):

@@ -232,6 +232,13 @@ class Hub(DeadlockDetection):
     io_budget: int
     io_streak: int
     calls: list[list[Any]]
+    #: Compiled build only: how many fibers of this hub were given a wake value other than None
+    #: (`wake`, `throw`, `_run_calls`) that they have not taken yet. While it is 0, a resumed
+    #: fiber knows its ``_wake_value`` is None without reading it (one slot call saved per
+    #: resume: docs/compiled.md, "One call to unpark, and the wake value read only when one was
+    #: given"). A class default: the pure build never writes it, so the hub keeps its 29
+    #: instance attributes (see `_hub_init`).
+    wake_values: int = 0
 
     def _hub_init(
         self, clock: Callable[[], float] | None = None, edge_triggered: bool = False
@@ -417,6 +424,8 @@ class Hub(DeadlockDetection):
             if not _unpark(f):
                 return False
             _set_wake_value(f, value)
+            if value is not None:
+                self.wake_values += 1
         else:  # (`_unpark` inlined: a call costs the interpreter more than this)
             if not f._parked:
                 return False
@@ -433,6 +442,8 @@ class Hub(DeadlockDetection):
         if f._parked:
             f._parked = NOT_PARKED
             f._wake_value = Raise(exc)
+            if _SLOTS_IN_C:
+                self.wake_values += 1
             self.ready.append(f)
             if not self._budget:  # (outside a pass: see `_queued_outside_pass`)
                 self._queued_outside_pass()
@@ -620,6 +631,8 @@ class Hub(DeadlockDetection):
             if _SLOTS_IN_C:
                 _set_wake_value(f, v)
                 _set_parked(f, NOT_PARKED)
+                if v is not None:
+                    self.wake_values += 1
             else:
                 f._wake_value = v
                 f._parked = NOT_PARKED
@@ -662,8 +675,13 @@ class Hub(DeadlockDetection):
             return None  # (the hub: nobody gives it a value)
         # INLINED-ORIGINAL(resume): copied into Hub.wait_fd and Hub.wait_readable (within
         # their copies of this method); change them together.
-        v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+        if _SLOTS_IN_C:
+            v = _wake_value_of(f) if self.wake_values else None
+        else:
+            v = f._wake_value
         if v is not None:
+            if _SLOTS_IN_C:
+                self.wake_values -= 1
             f._wake_value = None
             if isinstance(v, Raise):
                 raise v.take()
@@ -805,8 +823,13 @@ class Hub(DeadlockDetection):
                     else:
                         _switch(self.hub_greenlet)
                     # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
-                    v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+                    if _SLOTS_IN_C:
+                        v = _wake_value_of(f) if self.wake_values else None
+                    else:
+                        v = f._wake_value
                     if v is not None:
+                        if _SLOTS_IN_C:
+                            self.wake_values -= 1
                         f._wake_value = None
                         if isinstance(v, Raise):
                             raise v.take()
@@ -933,8 +956,13 @@ class Hub(DeadlockDetection):
             else:
                 _switch(self.hub_greenlet)
             # INLINED-COPY-BEGIN(resume): Hub._switch_out's, for ``f``
-            v = _wake_value_of(f) if _SLOTS_IN_C else f._wake_value
+            if _SLOTS_IN_C:
+                v = _wake_value_of(f) if self.wake_values else None
+            else:
+                v = f._wake_value
             if v is not None:
+                if _SLOTS_IN_C:
+                    self.wake_values -= 1
                 f._wake_value = None
                 if isinstance(v, Raise):
                     raise v.take()
