@@ -1,6 +1,6 @@
 """Pool the rounds of several echo.py reports: issue 13's cells over every round of every run.
 
-usage: python benchmarks/echo_pool.py REPORT.md [REPORT.md ...]
+usage: python benchmarks/echo_pool.py [--subject PEER] REPORT.md [REPORT.md ...]
 
 Each REPORT is a Markdown report written by ``echo.py --markdown`` with ``--unknot-python``
 (its "All runs" table: requests/s of every peer in every round). For each of issue 13's cells
@@ -9,10 +9,15 @@ ratio unknot-compiled / peer within each round, pooled over all the reports: med
 quartiles, beside each report's own ratio of medians and how many reports met the target. On a
 host whose speed drifts between runs, the pooled per-round ratios say more than any one run
 (BENCHMARKS.md, "Issue 13 on an Intel Xeon host (session 18)").
+
+``--subject greenlet-floor`` puts the floor in unknot-compiled's place: whether any greenlet
+server that makes the same syscalls and switches could meet the cells on the host at hand
+(BENCHMARKS.md, "Issue 13 on a faster AMD EPYC host (session 26)").
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import sys
@@ -54,7 +59,7 @@ def all_runs(report: str) -> Results:
 
 @dataclass
 class Pooled:
-    """One cell, unknot-compiled against ``peer``, over several reports."""
+    """One cell, the subject (unknot-compiled) against ``peer``, over several reports."""
 
     cell: str
     peer: str
@@ -73,24 +78,27 @@ class Pooled:
         return sum(1 for r in self.per_report if r is not None and floor and r >= floor)
 
 
-def pool(reports: list[str]) -> list[Pooled]:
-    """One row per cell (subject unknot-compiled): per report the ratio of the medians, and
-    the per-round ratios of all reports pooled."""
+def pool(reports: list[str], subject: str = builds.COMPILED) -> list[Pooled]:
+    """One row per cell of ``subject`` (unknot-compiled, or another peer of the reports): per
+    report the ratio of the medians, and the per-round ratios of all reports pooled. The
+    rows against the greenlet floor come after the targets' (unless the floor is the
+    subject)."""
     runs = [all_runs(r) for r in reports]
     cells: list[tuple[int, int, str, float | None]] = list(BUILD_TARGETS)
-    cells += [
-        (size, conns, FLOOR_PEER, None)
-        for size, conns in dict.fromkeys((size, conns) for size, conns, _, _ in BUILD_TARGETS)
-    ]
+    if subject != FLOOR_PEER:
+        cells += [
+            (size, conns, FLOOR_PEER, None)
+            for size, conns in dict.fromkeys((size, conns) for size, conns, _, _ in BUILD_TARGETS)
+        ]
     rows = []
     for size, conns, peer, floor in cells:
         per_report: list[float | None] = []
         paired: list[float] = []
         for results in runs:
-            ours = results.rps(builds.COMPILED, size, conns)
+            ours = results.rps(subject, size, conns)
             theirs = results.rps(peer, size, conns)
             per_report.append(ours / theirs if ours and theirs else None)
-            paired += results.paired_ratios(size, conns, peer, builds.COMPILED)
+            paired += results.paired_ratios(size, conns, peer, subject)
         if paired:
             rows.append(Pooled(f"{size_label(size)} x {conns}", peer, floor, per_report, paired))
     return rows
@@ -115,15 +123,22 @@ def markdown(rows: list[Pooled], names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
-    if not paths:
-        print(__doc__.splitlines()[2], file=sys.stderr)
-        return 2
-    rows = pool([p.read_text() for p in paths])
+    parser = argparse.ArgumentParser(
+        description="Pool the rounds of several echo.py reports over issue 13's cells."
+    )
+    parser.add_argument("reports", nargs="+", type=Path, metavar="REPORT.md")
+    parser.add_argument(
+        "--subject",
+        default=builds.COMPILED,
+        help=f"the peer whose ratios are pooled (default {builds.COMPILED}; "
+        f"{FLOOR_PEER}: could the floor meet the cells?)",
+    )
+    args = parser.parse_args(argv)
+    rows = pool([p.read_text() for p in args.reports], args.subject)
     if not rows:
-        print("no report has unknot-compiled beside a target peer", file=sys.stderr)
+        print(f"no report has {args.subject} beside a target peer", file=sys.stderr)
         return 1
-    print(markdown(rows, [p.name for p in paths]))
+    print(markdown(rows, [p.name for p in args.reports]))
     return 0
 
 

@@ -71,3 +71,32 @@ def test_the_table_gives_the_verdict_of_the_pooled_median(tmp_path: Path, capsys
 def test_a_file_that_is_not_an_echo_report_is_refused() -> None:
     with pytest.raises(ValueError, match="not an echo.py report"):
         echo_pool.all_runs("# something else\n")
+
+
+def test_the_floor_can_be_the_subject(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "run.md"
+    path.write_text(
+        _report(
+            {
+                "c-epoll": [200e3, 200e3, 200e3],
+                "uvloop-streams": [100e3, 100e3, 100e3],
+                "greenlet-floor": [140e3, 160e3, 150e3],
+                "unknot-compiled": [130e3, 150e3, 140e3],
+            }
+        )
+    )
+    assert echo_pool.main(["--subject", "greenlet-floor", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = "| 1 KiB x 1000 | c-epoll | >= 0.7 | 0.75 | 1 of 1 | 0.75 (0.70-0.80), n = 3 | met |"
+    assert row in out
+    assert "| 1 KiB x 1000 | uvloop-streams | >= 1.5 | 1.50 | 1 of 1 |" in out
+    assert "| greenlet-floor |" not in out  # (no row of the floor against itself)
+    rows = {(r.cell, r.peer) for r in echo_pool.pool([path.read_text()])}
+    assert ("1 KiB x 1000", "greenlet-floor") in rows  # (unknot-compiled: the floor's row too)
+
+
+def test_a_subject_no_report_has_is_said(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "run.md"
+    path.write_text(_report({"c-epoll": [100e3, 90e3], "unknot-compiled": [70e3, 60e3]}))
+    assert echo_pool.main(["--subject", "gevent", str(path)]) == 1
+    assert "no report has gevent beside a target peer" in capsys.readouterr().err
