@@ -27,9 +27,15 @@ from greenlet import getcurrent
 from ._fiber import Fiber
 from ._hub import FdWait, Hub
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ForeignHub] = (
-    weakref.WeakKeyDictionary()
-)
+#: The hub of each foreign loop, by the loop's ``id``, held weakly. The hub holds its loop, so
+#: a mapping that held the hub as long as its loop (a weak-key dictionary, loop -> hub) would
+#: keep both for ever: every stock asyncio loop that ever ran a fiber (one per test under
+#: pytest-asyncio, say) would stay in memory with its hub. Instead, what needs the hub holds
+#: it: its fibers (``Fiber.hub``), the loop's handles for its callbacks, timers and fd watches,
+#: the sockets' fd records, its instruments. Once nothing does, the hub goes, and the loop with
+#: it once its user drops it; a later fiber on the same loop gets a new hub, as the first.
+#: (While the hub lives, so does its loop: no other loop can have that ``id``.)
+_hubs: weakref.WeakValueDictionary[int, ForeignHub] = weakref.WeakValueDictionary()
 
 
 _FORKED_MESSAGE = (
@@ -46,10 +52,10 @@ class ForeignHub(Hub):
     @classmethod
     def attach(cls, loop: asyncio.AbstractEventLoop) -> ForeignHub:
         """The hub for ``loop`` (created on first use, from the greenlet running the loop)."""
-        hub = _hubs.get(loop)
-        if hub is None:
+        hub = _hubs.get(id(loop))
+        if hub is None or hub.loop is not loop:
             hub = cls(loop)
-            _hubs[loop] = hub
+            _hubs[id(loop)] = hub
         return hub
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
