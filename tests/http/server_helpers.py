@@ -9,6 +9,7 @@ byte by byte with stdlib sockets, to check exactly what the server sends.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,20 @@ import unknot
 from unknot.http import HTTPServer
 
 TIMEOUT = 10.0
+
+
+def tls_server_context(ca: Any) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 issued by ``ca`` (a `trustme.CA`)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def tls_client_context(ca: Any) -> ssl.SSLContext:
+    """A client context that trusts ``ca`` (a `trustme.CA`)."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
 
 
 class ServerThread:

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 import trustme
 from fault_helpers import no_logged_errors, open_fds, reset
-from server_helpers import ServerThread, connect, get, read_response
+from server_helpers import (
+    ServerThread,
+    connect,
+    get,
+    read_response,
+    tls_client_context,
+    tls_server_context,
+)
 
 from unknot.http import Request
 
@@ -34,17 +41,14 @@ def ca() -> trustme.CA:
 
 @pytest.fixture(scope="module")
 def srv(ca: trustme.CA) -> Iterator[ServerThread]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context = tls_server_context(ca)
     with ServerThread(handler, ssl=context, handshake_timeout=HANDSHAKE_TIMEOUT) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def client_ctx(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
+    return tls_client_context(ca)
 
 
 def https_answers(port: int, context: ssl.SSLContext) -> bool:

@@ -43,6 +43,8 @@ the client can tell; a body delimited by the close (a stream to an HTTP/1.0 clie
 otherwise look complete. (A ``bytes`` body always has a Content-Length.) A client that goes
 away ends its connection quietly; the handler's own fibers and other connections are not
 touched.
+Every other end is clean, and on TLS begins with the close_notify alert (see
+`HTTPConnection.close_notify`), so that the client can tell it from a truncation.
 
 ``stop`` closes the idle connections at once, and gives the others the grace: their answers
 say ``Connection: close``, unless their heads went out before (a streamed answer's head goes
@@ -440,6 +442,10 @@ class HTTPConnection:
                 # A response cut short (its body failed, the client stopped reading, the
                 # fiber was cancelled): reset, not close, so that the client can tell.
                 self.abort()
+            elif self.settings.tls:
+                # Any other end is clean: the TLS stream ends with its close_notify (sent by
+                # `linger` already, if it ran), or the client takes it for a truncation.
+                self.close_notify()
             # What the connection leaves behind dies by reference counting, not in a cyclic
             # garbage collection (see `ServerConnection.release`).
             self.proto.release()
@@ -697,14 +703,41 @@ class HTTPConnection:
             self.eof = True
             return None
 
+    def close_notify(self) -> None:
+        """TLS: send the close_notify alert, which ends the TLS stream cleanly, without waiting
+        for the client's. Without it, the end of the connection looks to a TLS client like a
+        truncation (Python's `ssl` raises `ssl.SSLEOFError` instead of returning ``b""``), and
+        the end of an answer saying ``Connection: close`` like an attack cutting it short.
+
+        It never waits (the socket is non-blocking for the call, so that a client that never
+        answers, or has gone, holds nothing up, and a cancelled fiber can call it): the alert
+        is sent if the socket takes it at once, and any failure (the client has gone, TLS was
+        shut down already) is ignored, as the connection is closing anyway."""
+        sock = self.sock
+        try:
+            sock.settimeout(0.0)
+            try:
+                # The first step of the TLS shutdown sends our alert; the second waits for the
+                # client's, and raises SSLWantReadError here.
+                sock.unwrap()
+            finally:
+                sock.settimeout(None)
+        except (OSError, ValueError):  # (ValueError: shut down already, see `linger`)
+            pass
+
     def linger(self) -> None:
-        """Before closing with input maybe unread: send what is pending, shut our side down,
-        then read and drop what the client still sends, for a short while."""
+        """Before closing with input maybe unread: send what is pending, shut our side down
+        (on TLS, the close_notify alert first: `close_notify`), then read and drop what the
+        client still sends, for a short while."""
         sock = self.sock
         try:
             self.flush()
             if self.eof:
                 return
+            if self.settings.tls:
+                self.close_notify()
+            # (On TLS, this drops the TLS layer too: what the client still sends, its own
+            # close_notify included, is read and dropped as it comes.)
             sock.shutdown(1)  # SHUT_WR
             self.deadline = time.monotonic() + LINGER_TIME
             dropped = 0
