@@ -8,7 +8,6 @@ import logging
 import random
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -189,44 +188,6 @@ def test_join_outside_fiber_is_an_error() -> None:
     assert isinstance(errors[0], RuntimeError)
     assert "must be called from a fiber" in str(errors[0])
     target.cancel()
-
-
-def test_join_from_a_fiber_of_another_hub_is_an_error() -> None:
-    # A fiber of another hub (another OS thread's loop) would never be woken in time: a clear
-    # error at once, as 'await fiber' gives for a fiber of another loop.
-    started = threading.Event()
-    release = threading.Event()
-    box: dict[str, Any] = {}
-
-    def owner() -> None:
-        def main() -> None:
-            box["fiber"] = unknot.spawn(unknot.to_thread, release.wait, 30)
-            started.set()
-            box["fiber"].join()
-
-        unknot.run(main)
-
-    def joiner() -> None:
-        def main() -> None:
-            unknot.to_thread(started.wait, 30)
-            t0 = time.monotonic()
-            with pytest.raises(RuntimeError, match="another hub"):
-                box["fiber"].join(timeout=10)
-            box["elapsed"] = time.monotonic() - t0
-
-        try:
-            unknot.run(main)
-        finally:
-            release.set()
-
-    threads = [threading.Thread(target=owner), threading.Thread(target=joiner)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads)
-    assert box["elapsed"] < 5
-    assert box["fiber"].done()
 
 
 @pytest.mark.unknot

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import logging
 import os
 import sys
+import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, SupportsFloat
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -37,6 +40,13 @@ _SITES_MAX = 4096
 
 #: `Fiber._name_arg` when the name is not a template (see `Fiber.name`).
 _NO_ARG: Any = object()
+
+#: How often, in seconds, a joiner in another thread looks whether the fiber's hub was closed
+#: with the fiber unfinished (`Fiber._join_elsewhere`): nothing would tell it otherwise.
+_CLOSED_POLL = 1.0
+#: The OS's lock, taken before `unknot.patch` can replace ``_thread``'s: a thread outside any
+#: fiber blocks on one in `Fiber.join`, and must not depend on what the patch installs.
+_allocate_lock: Final = _thread.allocate_lock
 
 # Fiber._state values
 PENDING, RUNNING, DONE, FAILED, CANCELLED = range(5)
@@ -260,7 +270,11 @@ class Fiber(greenlet):
 
         Raises `TimeoutError` if ``timeout`` seconds pass first (the fiber keeps running),
         `FiberCancelled` if the fiber was cancelled. Called from a fiber this suspends only the
-        caller; it is itself a blocking call, so the caller's cancellation interrupts it.
+        caller, also from a fiber of another hub (another thread's loop); it is itself a
+        blocking call, so the caller's cancellation interrupts it. Called outside any fiber in
+        another thread, it blocks that thread, as `threading.Thread.join` does; but not in the
+        fiber's own hub's thread (`RuntimeError`): the hub could not run the fiber meanwhile.
+        `RuntimeError` too if the fiber's hub is closed before the fiber finished.
         """
         me = getcurrent()
         if type(me) is Fiber and me.hub.ncancel and effectively_cancelled(me._scope):
@@ -268,22 +282,103 @@ class Fiber(greenlet):
         if self._state < DONE:
             if me is self:
                 raise RuntimeError("a fiber cannot join itself")
-            if type(me) is not Fiber:
-                raise RuntimeError(
-                    "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
-                )
-            if me.hub is not self.hub:
-                # Its joiners are woken on its own hub, from that hub's thread: a fiber of
-                # another hub (another thread's loop) would never be woken in time.
-                raise RuntimeError(
-                    f"{self!r} belongs to another hub (another thread's event loop): join it "
-                    "from a fiber of its own hub, or wait for it with a thread-safe primitive"
-                )
+            if type(me) is not Fiber or me.hub is not self.hub:
+                return self._join_elsewhere(me, timeout)
             joiners = self._joiners
             if joiners is None:
                 joiners = self._joiners = ParkingLot()
             if joiners.park(me, timeout) is TIMED_OUT and self._state < DONE:
                 raise TimeoutError(f"{self.name} did not finish within {timeout} s")
+        return self.result()
+
+    def _join_elsewhere(self, me: greenlet, timeout: SupportsFloat | None) -> Any:
+        """`join` of an unfinished fiber from another thread: from a fiber of another hub, or
+        from a thread outside any fiber (refused in the fiber's own hub's thread).
+
+        The fiber's joiners and done callbacks belong to its hub's thread, where nothing guards
+        them, so the joiner's done callback is added there, through the loop's
+        ``call_soon_threadsafe``. That also settles the race with the fiber's end: in that thread
+        the fiber has either finished, and the callback is called at once, or it has not, and
+        will call it. The callback, run in the fiber's thread, sends the news back the same way
+        to a fiber's hub, where `Hub.wake` is safe to call; a thread waits on a lock it releases.
+        A joiner that stops waiting (timeout, cancellation, Ctrl-C) takes the callback off in
+        the fiber's thread too. A hub closed with the fiber unfinished runs none of this, so the
+        joiner looks at the loop every `_CLOSED_POLL` seconds to stop waiting then.
+        """
+        hub = self.hub
+        fiber = me if type(me) is Fiber else None
+        if fiber is None and hub.thread is threading.current_thread():
+            raise RuntimeError(
+                "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
+            )
+        t: float | None = None
+        if timeout is not None:
+            if isinstance(timeout, (str, bytes, bytearray)):
+                raise TypeError(f"a timeout must be a number, not {type(timeout).__name__}")
+            t = float(timeout)
+            if t != t:
+                raise ValueError("timeout must not be NaN")
+        loop = hub.loop
+        closed = f"{self!r} cannot finish: its hub (another thread's event loop) was closed"
+        if loop is None:
+            raise RuntimeError(closed)
+        waiting = [True]  # until the joiner stops waiting: the callback is then not wanted
+        if fiber is not None:
+            joiner = fiber
+            my_hub = joiner.hub
+            my_loop = my_hub.loop
+            assert my_loop is not None  # (a running fiber's hub has its loop)
+            clock = my_hub.time
+
+            def deliver() -> None:  # in the joiner's thread
+                if waiting[0]:
+                    my_hub.wake(joiner)
+
+            def finished(_f: Fiber) -> None:  # in the fiber's thread
+                try:
+                    my_loop.call_soon_threadsafe(deliver)
+                except RuntimeError:
+                    pass  # the joiner's loop is closed: nobody waits any more
+
+        else:
+            lock = _allocate_lock()
+            lock.acquire()
+            clock = time.monotonic
+
+            def finished(_f: Fiber) -> None:  # in the fiber's thread; called once
+                lock.release()
+
+        def register() -> None:  # in the fiber's thread
+            if waiting[0]:
+                self.add_done_callback(finished)  # (called at once if the fiber has finished)
+
+        try:
+            loop.call_soon_threadsafe(register)
+        except RuntimeError:
+            if self._state < DONE:
+                raise RuntimeError(closed) from None
+        deadline = None if t is None else clock() + t
+        try:
+            while self._state < DONE:
+                if loop.is_closed() and self._state < DONE:
+                    raise RuntimeError(closed)
+                wait = _CLOSED_POLL
+                if deadline is not None:
+                    left = deadline - clock()
+                    if left <= 0:
+                        raise TimeoutError(f"{self.name} did not finish within {timeout} s")
+                    wait = min(wait, left)
+                if fiber is not None:
+                    my_hub.park(fiber, wait)  # (a checkpoint: cancellation, Ctrl-C)
+                else:
+                    lock.acquire(True, wait)
+        finally:
+            waiting[0] = False
+            if self._state < DONE:
+                try:
+                    loop.call_soon_threadsafe(self.remove_done_callback, finished)
+                except RuntimeError:
+                    pass  # the loop is closed: its fibers' callbacks will never run
         return self.result()
 
     def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
