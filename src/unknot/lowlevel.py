@@ -48,7 +48,9 @@ Spawning: `spawn_named(fn, args, template, arg)` is `spawn` with a name made whe
 
 Observing: `fiber_info` (one fiber as `unknot.fibers` describes it); `Instrument` with
 `add_instrument`/`remove_instrument` (callbacks on a hub's scheduling events);
-`unretrieved_error` (a fiber's error that nobody retrieved, for test runners).
+`unretrieved_error` (a fiber's error that nobody retrieved, for test runners) and
+`add_unretrieved_hook`/`remove_unretrieved_hook` (told of each such error as the core reports it,
+whatever the logging configuration).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from ._core import (
     ParkingLot,
     TaskGroup,
     add_instrument,
+    add_unretrieved_hook,
     checkpoint,
     checkpoint_if_cancelled,
     current,
@@ -91,6 +94,7 @@ from ._core import (
     must_finish,
     raise_pending_interrupt,
     remove_instrument,
+    remove_unretrieved_hook,
     require_fiber,
     run,
     run_to_finish,
@@ -182,6 +186,7 @@ __all__ = [
     "ParkedFiber",
     "ParkingLot",
     "add_instrument",
+    "add_unretrieved_hook",
     "checkpoint",
     "checkpoint_if_cancelled",
     "current_fiber",
@@ -194,6 +199,7 @@ __all__ = [
     "raise_pending_interrupt",
     "run_to_finish",
     "remove_instrument",
+    "remove_unretrieved_hook",
     "require_fiber",
     "running_hubs",
     "spawn_named",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import threading
 from collections.abc import Generator
 from typing import Any
@@ -31,9 +30,6 @@ from .testing import MockClock
 #: The clock fixtures: a test requesting one is an unknot test even without the marker.
 _FIXTURES = frozenset({"autojump_clock", "mock_clock"})
 _MODES = ("fail", "log")
-#: How the hub logs a fiber's error that nobody retrieved (logger ``unknot``: the start of
-#: the format string of ``Fiber._log_unhandled``, both when the fiber ends and at collection).
-_UNHANDLED = "Unhandled exception in fiber"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,48 +80,40 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-class _UnretrievedErrors(logging.Handler):
-    """Notes the errors of fibers that ended with an exception nobody retrieved, as the hub
-    logs them, on one thread (the test's: its hub runs there).
+class _UnretrievedErrors:
+    """Notes the errors of fibers that ended with an exception nobody retrieved, as the core
+    reports them (a `lowlevel.add_unretrieved_hook` hook: not the log's wording, which a logging
+    configuration may filter), on one thread (the test's: its hub runs there).
 
-    A fiber that fails while nobody waits for it is logged at once, from its own greenlet; the
+    A fiber that fails while nobody waits for it is reported at once, from its own greenlet; the
     test may still retrieve the error later (``join`` the fibers one after the other, say), so
-    such a fiber counts only if its error is still unretrieved when the test ends. One logged
+    such a fiber counts only if its error is still unretrieved when the test ends. One reported
     when it is garbage-collected (a done callback ignored its outcome) was never retrieved."""
 
     def __init__(self, thread: int) -> None:
-        super().__init__(logging.ERROR)
         from greenlet import getcurrent
 
         from . import lowlevel
 
         self.thread = thread
         self.getcurrent = getcurrent
-        self.fiber_type = lowlevel.Fiber
+        self.fiber_info = lowlevel.fiber_info
         self.unretrieved_error = lowlevel.unretrieved_error
-        self.ended: list[tuple[str, Any]] = []  # logged when they ended: look again at the end
-        self.collected: list[tuple[str, BaseException]] = []  # logged when collected
+        self.ended: list[tuple[str, Any]] = []  # reported when they ended: look again at the end
+        self.collected: list[tuple[str, BaseException]] = []  # reported when collected
 
-    def emit(self, record: logging.LogRecord) -> None:
-        exc_info = record.exc_info
-        if not (
-            record.thread == self.thread
-            and isinstance(record.msg, str)
-            and record.msg.startswith(_UNHANDLED)
-            and exc_info
-            and exc_info[1] is not None
-        ):
+    def __call__(self, fiber: Any, error: BaseException) -> None:
+        if threading.get_ident() != self.thread:
             return
-        error = exc_info[1]
-        where = record.getMessage()[len(_UNHANDLED) - len("fiber") :]  # "fiber NAME (spawned..."
-        fiber = self.getcurrent()
-        if isinstance(fiber, self.fiber_type) and self.unretrieved_error(fiber) is error:
+        filename, lineno, func = self.fiber_info(fiber).spawned_at
+        where = f"fiber {fiber.name} (spawned at {filename}:{lineno} in {func})"
+        if fiber is self.getcurrent() and self.unretrieved_error(fiber) is error:
             self.ended.append((where, fiber))
-        else:
+        else:  # (not the fiber itself: being collected; keep only its error)
             self.collected.append((where, error))
 
     def unretrieved(self) -> list[tuple[str, BaseException]]:
-        """The errors nobody retrieved, in the order they were logged."""
+        """The errors nobody retrieved, in the order they were reported."""
         errors = list(self.collected)
         for where, fiber in self.ended:
             error = self.unretrieved_error(fiber)
@@ -165,14 +153,22 @@ def _unretrieved_group(handler: _UnretrievedErrors) -> BaseExceptionGroup[BaseEx
 
 
 def _watching(item: pytest.Item) -> _UnretrievedErrors | None:
-    """For an unknot test that fails on its fibers' unretrieved errors, the handler that notes
-    them, installed on the ``unknot`` logger (which still logs them: pytest shows them under
-    "Captured log call"); else None."""
+    """For an unknot test that fails on its fibers' unretrieved errors, the hook that notes
+    them, added with `lowlevel.add_unretrieved_hook` (the core still logs them: pytest shows
+    them under "Captured log call"); else None."""
     if _background_errors(item) != "fail":
         return None
+    from . import lowlevel
+
     handler = _UnretrievedErrors(threading.get_ident())
-    logging.getLogger("unknot").addHandler(handler)
+    lowlevel.add_unretrieved_hook(handler)
     return handler
+
+
+def _unwatch(handler: _UnretrievedErrors) -> None:
+    from . import lowlevel
+
+    lowlevel.remove_unretrieved_hook(handler)
 
 
 def _runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
@@ -184,7 +180,7 @@ def _runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     try:
         result = yield
     finally:
-        logging.getLogger("unknot").removeHandler(handler)
+        _unwatch(handler)
     group = _unretrieved_group(handler)
     if group is not None:
         raise group
@@ -200,7 +196,7 @@ def _runtest_call_old_style(item: pytest.Item) -> Generator[None, Any, None]:
     try:
         outcome = yield
     finally:
-        logging.getLogger("unknot").removeHandler(handler)
+        _unwatch(handler)
     group = _unretrieved_group(handler)
     if group is not None and outcome.excinfo is None:
         if hasattr(outcome, "force_exception"):

@@ -191,3 +191,77 @@ def test_ini_option_leaves_them_logged(pytester: pytest.Pytester) -> None:
             "*unknot: background_errors must be 'fail' or 'log', not 'ignore'",
         ]
     )
+
+
+def test_found_whatever_the_log_says(pytester: pytest.Pytester) -> None:
+    # The plugin is told by the core (`lowlevel.add_unretrieved_hook`), not by the log: these
+    # failed to fail while it read the ``unknot`` logger's records for their wording.
+    pytester.makepyfile(
+        test_background_unlogged="""
+        import logging
+        import pytest
+        import unknot
+        from unknot._core import _fiber
+
+        def explode():
+            raise ValueError("boom")
+
+        def fail_in_background():
+            unknot.spawn(explode, name="unseen")
+            unknot.sleep(0.01)
+
+        @pytest.mark.unknot
+        def test_logging_disabled():
+            logging.disable(logging.CRITICAL)
+            try:
+                fail_in_background()
+            finally:
+                logging.disable(logging.NOTSET)
+
+        @pytest.mark.unknot
+        def test_logger_filtered():
+            logger = logging.getLogger("unknot")
+            drop = lambda record: False
+            logger.addFilter(drop)
+            try:
+                fail_in_background()
+            finally:
+                logger.removeFilter(drop)
+
+        @pytest.mark.unknot
+        def test_logger_level_raised():
+            logger = logging.getLogger("unknot")
+            level = logger.level
+            logger.setLevel(logging.CRITICAL)
+            try:
+                fail_in_background()
+            finally:
+                logger.setLevel(level)
+
+        class Reworded:
+            # The core's logger, its message worded otherwise.
+            def __init__(self, log):
+                self.log = log
+
+            def error(self, msg, *args, **kwargs):
+                msg = msg.replace("Unhandled exception in fiber", "Fiber failed unnoticed:")
+                self.log.error(msg, *args, **kwargs)
+
+        @pytest.mark.unknot
+        def test_reworded(monkeypatch, caplog):
+            monkeypatch.setattr(_fiber, "log", Reworded(_fiber.log))
+            fail_in_background()
+            assert "Fiber failed unnoticed: unseen" in caplog.text
+
+        @pytest.mark.unknot
+        def test_hub_in_another_thread_passes():
+            # As before: only the errors reported on the test's own thread count.
+            import threading
+            t = threading.Thread(target=unknot.run, args=(fail_in_background,))
+            t.start()
+            t.join(10)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=4)
+    assert result.stdout.str().count("ExceptionGroup: fiber unseen (spawned at ") == 4

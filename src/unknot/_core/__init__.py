@@ -100,6 +100,8 @@ from ._fiber import (
     PARKED_SHIELDED,
     Fiber,
     FiberCancelled,
+    add_unretrieved_hook,
+    remove_unretrieved_hook,
     unretrieved_error,
 )
 from ._hub import TIMED_OUT, FdWait, Hub
@@ -139,6 +141,7 @@ __all__ = [
     "ParkingLot",
     "TaskGroup",
     "add_instrument",
+    "add_unretrieved_hook",
     "await_",
     "checkpoint",
     "checkpoint_cancel",
@@ -162,6 +165,7 @@ __all__ = [
     "raise_pending_interrupt",
     "run_to_finish",
     "remove_instrument",
+    "remove_unretrieved_hook",
     "require_fiber",
     "run",
     "running_hubs",

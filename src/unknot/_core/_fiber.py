@@ -184,6 +184,8 @@ class Fiber(greenlet):
 
     def _log_unhandled(self) -> None:
         err = self._error
+        if err is not None and _UNRETRIEVED_HOOKS:  # (before the log, which may be filtered)
+            _call_unretrieved_hooks(self, err)
         filename, lineno, func = self._spawned_at
         log.error(
             "Unhandled exception in fiber %s (spawned at %s:%d in %s)",
@@ -433,6 +435,45 @@ def unretrieved_error(fiber: Fiber) -> BaseException | None:
     if fiber._state == FAILED and fiber._retrieved != 1:  # (0/False or _LOGGED; True == 1)
         return fiber._result[0]
     return None
+
+
+#: The hooks of `add_unretrieved_hook`. A tuple, replaced (under `_HOOKS_LOCK`) and never
+#: changed, so that the hub of any thread reads a whole one without taking the lock.
+_UNRETRIEVED_HOOKS: tuple[Callable[[Fiber, BaseException], object], ...] = ()
+_HOOKS_LOCK = threading.Lock()
+
+
+def add_unretrieved_hook(hook: Callable[[Fiber, BaseException], object]) -> None:
+    """Call ``hook(fiber, error)`` wherever the core reports a fiber's error nobody retrieved
+    (see `unretrieved_error`): when the fiber ends with nobody waiting for it, on its hub's
+    thread, and when a fiber whose error was never retrieved is garbage-collected, on the
+    collecting thread. Each hook is called before the error is logged, whatever the logging
+    configuration says; one that raises is logged and skipped. A fiber reported when it ended
+    may still have its error retrieved later (joined after it ended): `unretrieved_error` tells.
+
+    (`unknot.lowlevel.add_unretrieved_hook`, for test runners, which need not read the log's
+    wording: unknot's pytest plugin uses it.) Adding a hook twice adds it once."""
+    global _UNRETRIEVED_HOOKS
+    with _HOOKS_LOCK:
+        if hook not in _UNRETRIEVED_HOOKS:
+            _UNRETRIEVED_HOOKS = (*_UNRETRIEVED_HOOKS, hook)
+
+
+def remove_unretrieved_hook(hook: Callable[[Fiber, BaseException], object]) -> None:
+    """Forget a hook added by `add_unretrieved_hook`; `ValueError` if it is not there."""
+    global _UNRETRIEVED_HOOKS
+    with _HOOKS_LOCK:
+        hooks = list(_UNRETRIEVED_HOOKS)
+        hooks.remove(hook)  # (ValueError)
+        _UNRETRIEVED_HOOKS = tuple(hooks)
+
+
+def _call_unretrieved_hooks(fiber: Fiber, error: BaseException) -> None:
+    for hook in _UNRETRIEVED_HOOKS:
+        try:
+            hook(fiber, error)
+        except BaseException as e:  # a failing hook must not take the hub down
+            log.error("error in an unretrieved-error hook %r", hook, exc_info=e)
 
 
 # -- the fiber body ------------------------------------------------------------------------
