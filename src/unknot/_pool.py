@@ -16,10 +16,17 @@ call: one that finds the input over ends without a slot (a run whose calls are d
 waits for the pool to learn that it is over). Each call runs in its own copy of the caller's
 contextvars (as if spawned).
 
-Nesting. A `map` called from inside a call of the same pool (a spawned fiber, a worker) is
-lent the caller's slot, which holds it and only waits meanwhile: the map's first call runs in
-that slot, so that calls of the pool that map over it cannot take every slot and wait for each
-other for ever (as `apply` called from inside runs at once).
+Nesting. A `map` called from inside a call of the same pool (a spawned fiber, a worker while
+it calls: one pulling from the input holds no slot) is lent the caller's slot, which holds it
+and only waits meanwhile: the map's first call runs in that slot, so that calls of the pool
+that map over it cannot take every slot and wait for each other for ever (as `apply` called
+from inside runs at once). An imap's consumer runs on between results, so it lends its slot
+only while it waits in ``next()`` and takes it back before it returns. The slot may then be
+held by a call of the run: the consumer takes a free slot of the pool instead (the lent one
+goes to the pool when that call ends), or waits for whichever of the two comes first, ahead of
+the run's queued workers. So the bound is never exceeded, and a consumer waits at most for one
+call of its own run, which waits only for its own nested calls: nothing waits in a circle.
+(The consumer may get a result a call later than it would holding a second slot.)
 
 Memory. `map` keeps the results (it returns them all). `imap` and `imap_unordered` take an item
 from the input only while fewer than ``size`` items (`UNBOUNDED_WINDOW` for an unbounded pool)
@@ -119,8 +126,9 @@ class Pool:
         self._slot_waiters = ParkingLot()
         self._nwaiting = 0  # fibers in _slot_waiters (or just woken from it)
         self._group: TaskGroup | None = None
-        #: Fibers running calls of this pool (spawned ones and workers), for `apply`.
-        self._members: set[Fiber] = set()
+        #: Fibers running calls of this pool: spawned ones (-> None) and workers (-> their
+        #: run), for `apply` and for lending to nested runs (see `_in_call`).
+        self._members: dict[Fiber, _Run | None] = {}
         self._fiber_done_cb = self._fiber_done
         #: The imap runs, whose idle workers the with-block's exit sends away.
         self._runs: weakref.WeakSet[_Run] = weakref.WeakSet()
@@ -154,12 +162,12 @@ class Pool:
         else:
             self._wait_for_slot(f)
 
-    def _wait_for_slot(self, f: Fiber) -> Any:
+    def _wait_for_slot(self, f: Fiber, cancellable: bool = True) -> Any:
         """Wait in line for a slot; returns what woke ``f``: `_release`, handing its slot
         over, or a run lending its caller's (`_Run.give_back_lent`)."""
         self._nwaiting += 1
         try:
-            return self._slot_waiters.park(f)
+            return self._slot_waiters.park(f, cancellable=cancellable)
         finally:
             self._nwaiting -= 1
 
@@ -167,6 +175,13 @@ class Pool:
         """Give a slot back: straight to the longest-waiting fiber, if any."""
         if not self._nwaiting or self._slot_waiters.unpark() is None:
             self._free += 1
+
+    def _in_call(self, f: Fiber) -> bool:
+        """Whether ``f`` runs a call of this pool, so holds a slot: a spawned fiber, or a
+        worker except while it takes the next item from its input (it holds no slot then, so
+        a map or imap of this pool iterated by the input must not be lent one)."""
+        run = self._members.get(f, _MISSING)
+        return run is None or (run is not _MISSING and run.pulling is not f)
 
     # -- the with-block ----------------------------------------------------------------------
 
@@ -224,12 +239,12 @@ class Pool:
         except BaseException:
             self._release()
             raise
-        self._members.add(child)
+        self._members[child] = None
         child.add_done_callback(self._fiber_done_cb)
         return child
 
     def _fiber_done(self, child: Fiber) -> None:
-        self._members.discard(child)
+        self._members.pop(child, None)
         self._release()
 
     def apply(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
@@ -240,7 +255,7 @@ class Pool:
         already), as in gevent.
         """
         f = require_fiber()
-        if f in self._members:
+        if self._in_call(f):
             return fn(*args, **kwargs)
         checkpoint_if_cancelled()
         self._acquire(f)
@@ -264,7 +279,7 @@ class Pool:
         checkpoint_if_cancelled()
         # Called from inside a call of this pool: that call's slot is lent to the run (its
         # fiber waits in wait_all meanwhile). See "Nesting" in the module notes.
-        lend = require_fiber() in self._members
+        lend = self._in_call(require_fiber())
         run = _Run(self, fn, iterable, iterables, _MAP, lend)
         results: list[R] = run.wait_all()
         return results
@@ -281,6 +296,15 @@ class Pool:
         `FiberCancelled` at every ``next()``. Use it in a ``with`` statement (or call
         ``close()``) to end its fibers when you stop iterating early; dropping it cancels them
         too.
+
+        Iterated from inside a call of the same pool, the consumer lends its slot to the
+        iterator's calls while it waits in ``next()`` (as a nested `map` is lent its caller's),
+        so imaps nested in the calls of a full pool finish. It takes the slot back before
+        ``next()`` returns or raises, waiting if need be for the call running in it to end
+        (or for another slot of the pool, whichever is first), so the pool never runs more
+        than ``size`` calls; between results the iterator reads ahead only in the pool's
+        other slots. A consumer cancelled meanwhile stops the calls first, so that wait is
+        short.
         """
         checkpoint_if_cancelled()
         return PoolIterator(_Run(self, fn, iterable, iterables, _ORDERED))
@@ -288,7 +312,8 @@ class Pool:
     def imap_unordered(
         self, fn: Callable[..., R], iterable: Iterable[Any], *iterables: Iterable[Any]
     ) -> PoolIterator[R]:
-        """Like `imap`, but the results come in the order the calls finish."""
+        """Like `imap`, but the results come in the order the calls finish. Nested in a call
+        of the same pool it lends the caller's slot while it waits, as `imap` does."""
         checkpoint_if_cancelled()
         return PoolIterator(_Run(self, fn, iterable, iterables, _UNORDERED))
 
@@ -376,6 +401,10 @@ class _Run:
         "idle_workers",
         "queued",
         "lent",
+        "lenders",
+        "owed",
+        "forfeit",
+        "reclaimers",
         "stop_reason",
         "__weakref__",
         "_worker_done_cb",
@@ -409,7 +438,7 @@ class _Run:
         self.aborted = False  # the workers were cancelled from outside (the pool's block)
         self.error: BaseException | None = None
         self.other_errors: list[BaseException] = []
-        self.pulling = False  # a worker is inside next(source)
+        self.pulling: Fiber | None = None  # the worker inside next(source)
         self.pull_waiters = ParkingLot()
         self.npull_waiting = 0
         self.live = 0  # workers started and not finished
@@ -420,9 +449,21 @@ class _Run:
         self.waking = 0  # workers woken from there that have not run yet
         #: Workers in the pool's queue for a slot, each with an item (a dict: oldest first).
         self.queued: dict[Fiber, None] = {}
-        #: 1 while the slot the caller lent (`Pool.map` from inside a call of the pool) is
-        #: free for the next call of the run.
+        #: How many of the slots lent to the run are free for its next calls: the slot of
+        #: map's caller (`Pool.map` from inside a call of the pool), or of an imap consumer
+        #: waiting in ``next()`` (see `lend`).
         self.lent = 1 if lend else 0
+        #: How many slots callers lend the run now (map's caller for good, consumers while
+        #: they wait). The lent slots held by calls are ``lenders + owed + forfeit - lent``.
+        self.lenders = 1 if lend else 0
+        #: Lent slots held by calls whose lender took a slot of the pool instead of waiting
+        #: for them: each goes to the pool when its call ends.
+        self.owed = 0
+        #: Lent slots held by calls whose lender took them back without waiting (a wait that
+        #: could not end: `reclaim`): each is dropped when its call ends.
+        self.forfeit = 0
+        #: Consumers waiting to take their lent slot back (in the pool's queue), oldest first.
+        self.reclaimers: dict[Fiber, None] = {}
         #: Why a consumer's next() stopped the run (the imap modes): later ones raise it.
         self.stop_reason: str | None = None
         self.results: Any = [] if mode == _MAP else {} if mode == _ORDERED else deque()
@@ -462,7 +503,7 @@ class _Run:
         """A worker ended, or was cancelled before it started (then `_work` never ran)."""
         if not self.workers.pop(worker, True):
             self.pending -= 1
-        self.pool._members.discard(worker)
+        self.pool._members.pop(worker, None)
         self.live -= 1
         if not self.live and self.nwaiting:
             self.waiters.unpark_all()
@@ -551,7 +592,8 @@ class _Run:
     # -- imap --------------------------------------------------------------------------------
 
     def next(self) -> Any:
-        """For `PoolIterator.__next__`: the next result."""
+        """For `PoolIterator.__next__`: the next result. A consumer that runs a call of the
+        pool lends the run its slot while it waits (see `lend`)."""
         results = self.results
         ordered = self.mode == _ORDERED
         while True:
@@ -593,8 +635,12 @@ class _Run:
                         raise FiberCancelled(self.stop_reason)
                     raise StopIteration
                 self.add_worker()
+            f = require_fiber()
+            lender = self.pool._in_call(f)
+            if lender:
+                self.lend()
             try:
-                self.park(require_fiber())
+                self.park(f)
             except BaseException as e:  # noqa: B036 - re-raised once the calls are stopped
                 # Its calls in flight are cancelled and their items lost: going on would skip
                 # them silently (imap) or end early as if the input were exhausted.
@@ -603,7 +649,13 @@ class _Run:
                     f"waited in next(), after {self.taken} result(s): the calls in flight "
                     "were cancelled and the rest of its input was not processed"
                 )
-                self.stopped_by_caller(e)
+                try:
+                    self.stopped_by_caller(e)
+                finally:
+                    if lender:  # (once the calls are stopped: one may hold the slot)
+                        self.reclaim(f)
+            if lender:
+                self.reclaim(f)
 
     def wait_for_slot(self, f: Fiber) -> bool:
         """In worker ``f``, which has an item to call: wait in the pool's queue for a slot.
@@ -617,12 +669,64 @@ class _Run:
             del queued[f]
 
     def give_back_lent(self) -> None:
-        """A call that ran in the lent slot ended: the slot goes to the run's worker queued
-        longest, else it waits for the run's next call."""
-        for worker in list(self.queued):
-            if worker.hub.wake(worker, _LENT):  # (it leaves the pool's queue as it wakes)
+        """A call that ran in a lent slot ended: the slot is dropped or goes to the pool if its
+        lender took another (`reclaim`), else to its lender waiting for it, else to the run's
+        worker queued longest, else it waits for the run's next call."""
+        if self.forfeit:
+            self.forfeit -= 1
+            return
+        if self.owed:
+            self.owed -= 1
+            self.pool._release()
+            return
+        for consumer in list(self.reclaimers):
+            if consumer.hub.wake(consumer, _LENT):  # (it leaves the pool's queue as it wakes)
+                self.lenders -= 1
                 return
-        self.lent = 1
+        for worker in list(self.queued):
+            if worker.hub.wake(worker, _LENT):
+                return
+        self.lent += 1
+
+    def lend(self) -> None:
+        """The consumer, which runs a call of the pool (so holds a slot), is about to wait in
+        ``next()``: lend its slot to the run meanwhile (as `Pool.map` from inside a call is
+        lent its caller's), so that imaps nested in the calls of one pool cannot take every
+        slot and wait for each other for ever. `reclaim` takes it back."""
+        self.lenders += 1
+        self.give_back_lent()
+
+    def reclaim(self, f: Fiber) -> None:
+        """The consumer ``f`` stops waiting: take its lent slot back before it runs on, so
+        the pool's bound holds. A free lent slot is taken at once; if every lent slot is held
+        by a call, a free slot of the pool is taken instead (the lent one goes to the pool when
+        its call ends); else ``f`` waits, uncancellably, for the first of the two. A call
+        blocks while it holds a lent slot only as long as its own calls do, so the wait ends
+        as they do (and nested imaps never wait on each other's consumers)."""
+        if self.lent:
+            self.lent -= 1
+            self.lenders -= 1
+            return
+        pool = self.pool
+        if pool._free:
+            pool._free -= 1
+            self.lenders -= 1
+            self.owed += 1
+            return
+        self.reclaimers[f] = None
+        try:
+            got = pool._wait_for_slot(f, cancellable=False)
+        except BaseException:
+            # Thrown in (a deadlock report): the calls holding lent slots may never end. Run
+            # on in the slot lent, and drop it when its call ends, rather than wait for ever.
+            self.lenders -= 1
+            self.forfeit += 1
+            raise
+        finally:
+            del self.reclaimers[f]
+        if got is not _LENT:  # a slot of the pool (give_back_lent counted the lent one)
+            self.lenders -= 1
+            self.owed += 1
 
     def park(self, f: Fiber, cancellable: bool = True) -> None:
         """Wait (the consumer, or map's caller) for a result or the workers' end."""
@@ -693,7 +797,7 @@ def _work(run: _Run) -> None:
     mode, window, results, waiters = run.mode, run.window, run.results, run.waiters
     run.pending -= 1
     run.workers[me] = True
-    pool._members.add(me)
+    pool._members[me] = run
     try:
         while not run.stopping:
             if run.pulled - run.taken >= window:
@@ -708,7 +812,7 @@ def _work(run: _Run) -> None:
                 break
             if i - run.taken >= window:
                 continue  # another worker filled it meanwhile: park
-            run.pulling = True
+            run.pulling = me
             try:
                 item = next(source)
             except StopIteration:
@@ -716,7 +820,7 @@ def _work(run: _Run) -> None:
                 run.wake_idle(every=True)  # they end too
                 break
             finally:
-                run.pulling = False
+                run.pulling = None
                 if run.npull_waiting:  # each looks again (one pulls, the rest may be done)
                     run.pull_waiters.unpark_all()
             run.pulled = i + 1
@@ -724,7 +828,7 @@ def _work(run: _Run) -> None:
                 results.append(None)
             # A slot for the call: the one lent to the run, a free one, or the next one freed.
             if run.lent:
-                run.lent = 0
+                run.lent -= 1
                 lent = True
             elif pool._free:
                 pool._free -= 1
