@@ -41,6 +41,7 @@ services:
 ## (lint-imports: the contracts in pyproject.toml, drawn in docs/internals.md).
 test: $(STAMP) services
 	$(BIN)/python -m ruff check src tests examples benchmarks conformance fuzz
+	$(BIN)/python -m ruff format --check src tests examples benchmarks conformance fuzz
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
@@ -57,6 +58,7 @@ conformance: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests examples benchmarks conformance fuzz
+	$(BIN)/python -m ruff format --check src tests examples benchmarks conformance fuzz
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -86,8 +86,11 @@ def h11_cycle() -> Callable[[], bytes] | None:
         conn.receive_data(REQUEST)
         conn.next_event()  # Request
         conn.next_event()  # EndOfMessage
-        out = conn.send(h11.Response(status_code=200, headers=[
-            ("content-type", "text/plain"), ("content-length", "13")]))
+        out = conn.send(
+            h11.Response(
+                status_code=200, headers=[("content-type", "text/plain"), ("content-length", "13")]
+            )
+        )
         out += conn.send(h11.Data(data=BODY))
         out += conn.send(h11.EndOfMessage())
         conn.start_next_cycle()
@@ -111,8 +114,10 @@ def main() -> None:
         ("unknot.http ServerConnection", unknot_cycle()),
         ("h11", h11_cycle()),
     ]
-    print(f"python {sys.version.split()[0]}, httptools {httptools.__version__}; "
-          f"best of {args.repeat} x {args.number} cycles (parse 1 request + frame 1 response)")
+    print(
+        f"python {sys.version.split()[0]}, httptools {httptools.__version__}; "
+        f"best of {args.repeat} x {args.number} cycles (parse 1 request + frame 1 response)"
+    )
     floor = None
     for name, fn in cases:
         if fn is None:

@@ -63,6 +63,7 @@ def demo_sleeper(scale: float) -> None:
 # 2. run_server, a handler that calls http_get, and concurrent fetches with timeouts
 # -----------------------------------------------------------------------------------------------
 
+
 def http_get(url: str) -> tuple[int, bytes]:
     """GET ``url`` and return (status, body): reads like synchronous code."""
     response = unknot.http.get(url)

@@ -85,6 +85,7 @@ def __getattr__(name: str) -> object:
         return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module 'unknot' has no attribute {name!r}")
 
+
 __all__ = [
     "compiled",
     "ALL_COMPLETED",

@@ -231,9 +231,7 @@ def test_patching_chapter_lists_every_patch_table_row() -> None:
     text = (ROOT / "docs" / "tutorial" / "03-patching.md").read_text()
     documented = re.findall(r"^\| `(\w+)` \| `([\w.]+)` \|", text, re.M)
     expected = [
-        (group, f"{row.module}.{row.attr}")
-        for group, rows in PATCH_TABLE.items()
-        for row in rows
+        (group, f"{row.module}.{row.attr}") for group, rows in PATCH_TABLE.items() for row in rows
     ]
     expected += [("drivers", f"{hook.module}.{hook.attr}") for hook in DRIVER_INTEGRATIONS]
     assert sorted(documented) == sorted(expected)

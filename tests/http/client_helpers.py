@@ -68,9 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def reply(
-        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
+    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         """A response with Content-Length (none for HEAD's body)."""
         self.send_response(status)
         for name, value in (headers or {}).items():

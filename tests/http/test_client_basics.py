@@ -60,8 +60,9 @@ def test_get_sends_host_user_agent_accept_encoding_and_params(server: Server) ->
 @pytest.mark.unknot
 def test_headers_override_and_remove_defaults(server: Server) -> None:
     with Client(headers={"X-Client": "c", "Accept": "text/plain"}) as client:
-        r = client.get(server.url("/echo"), headers={"x-request": "r", "User-Agent": None,
-                                                      "X-CLIENT": "again"})
+        r = client.get(
+            server.url("/echo"), headers={"x-request": "r", "User-Agent": None, "X-CLIENT": "again"}
+        )
     headers = echo(r)["headers"]
     assert headers["x-client"] == "again"
     assert headers["x-request"] == "r"
@@ -98,7 +99,10 @@ def test_post_json_form_and_bytes_bodies(server: Server) -> None:
 
     seen = echo(patch(server.url("/echo"), content="text body", headers={"content-type": "a/b"}))
     assert (seen["method"], seen["body"], seen["headers"]["content-type"]) == (
-        "PATCH", "text body", "a/b")
+        "PATCH",
+        "text body",
+        "a/b",
+    )
 
 
 @pytest.mark.unknot
@@ -138,8 +142,14 @@ def test_a_large_bytes_body_and_a_file_body(server: Server, tmp_path: Any) -> No
 
 @pytest.mark.unknot
 def test_every_method_shortcut(server: Server) -> None:
-    for call, method in ((get, "GET"), (post, "POST"), (put, "PUT"), (patch, "PATCH"),
-                         (delete, "DELETE"), (options, "OPTIONS")):
+    for call, method in (
+        (get, "GET"),
+        (post, "POST"),
+        (put, "PUT"),
+        (patch, "PATCH"),
+        (delete, "DELETE"),
+        (options, "OPTIONS"),
+    ):
         assert echo(call(server.url("/echo")))["method"] == method
     r = head(server.url("/echo"))
     assert r.status_code == 200
@@ -351,9 +361,11 @@ def test_a_closed_client_refuses_requests(server: Server) -> None:
 
 @pytest.mark.unknot
 def test_informational_responses_are_skipped() -> None:
-    answer = (b"HTTP/1.1 100 Continue\r\n\r\n"
-              b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
-              b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-final: yes\r\n\r\nfinal")
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-final: yes\r\n\r\nfinal"
+    )
     with raw_server([answer]) as tcp, Client() as client:
         r = client.get(f"http://127.0.0.1:{tcp.address[1]}/")
         assert (r.status_code, r.content, r.headers["x-final"]) == (200, b"final", "yes")
@@ -375,8 +387,12 @@ def test_connection_close_from_the_server_is_honoured() -> None:
 def test_connection_close_from_the_caller_is_honoured(server: Server) -> None:
     accepts = server.accepts
     with Client() as client:
-        assert echo(client.get(server.url("/echo"), headers={"connection": "close"}))[
-            "headers"]["connection"] == "close"
+        assert (
+            echo(client.get(server.url("/echo"), headers={"connection": "close"}))["headers"][
+                "connection"
+            ]
+            == "close"
+        )
         assert client.pool.connections == 0
         client.get(server.url("/echo"))
     assert server.accepts == accepts + 2

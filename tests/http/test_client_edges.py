@@ -45,10 +45,15 @@ def _url(tcp: unknot.TCPServer, path: str = "/") -> str:
 @pytest.mark.parametrize(
     ("method", "first"),
     [
-        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst"
-                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTALE"),
-        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"
-                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTALE"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst"
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTALE",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTALE",
+        ),
         ("HEAD", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"),
     ],
     ids=["a second response", "bytes after a 204", "a body after a HEAD response"],
@@ -68,8 +73,10 @@ def test_bytes_after_a_response_keep_its_connection_out_of_the_pool(
 def test_the_protocol_layer_refuses_a_request_after_unrequested_bytes() -> None:
     conn = ClientConnection()
     conn.send_request(b"GET", b"/", [(b"host", b"x")])
-    conn.receive_data(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"
-                      b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb")
+    conn.receive_data(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb"
+    )
     events = conn.next_events()
     assert isinstance(events, list) and len(events) == 3  # head, data, end
     assert conn.has_unrequested_data
@@ -185,8 +192,10 @@ def test_deflate_decodes_however_the_body_is_split(raw: bool) -> None:
 @pytest.mark.unknot
 def test_a_transfer_coding_other_than_chunked_is_refused() -> None:
     coded = gzip.compress(b"hello world")
-    answer = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
-              b"%x\r\n%s\r\n0\r\n\r\n" % (len(coded), coded))
+    answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+        len(coded),
+        coded,
+    )
     with raw_server([answer]) as tcp, Client() as client:
         with pytest.raises(RemoteProtocolError, match="transfer coding"):
             client.get(_url(tcp))
@@ -286,5 +295,4 @@ def test_credentials_beyond_latin_1_are_sent_as_utf8() -> None:
         server.start()
         with Client() as client:
             r = client.get(f"http://127.0.0.1:{server.port}/", auth=("jürgen€", "pw"))
-            assert r.content == b"Basic " + __import__("base64").b64encode(
-                "jürgen€:pw".encode())
+            assert r.content == b"Basic " + __import__("base64").b64encode("jürgen€:pw".encode())

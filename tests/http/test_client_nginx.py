@@ -44,8 +44,10 @@ def free_port() -> int:
 
 
 def config(root: Path, port: int, upstream: int) -> str:
-    temp = "\n".join(f"    {kind}_temp_path {root / kind};"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "\n".join(
+        f"    {kind}_temp_path {root / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""
 daemon off;
 master_process off;
@@ -98,8 +100,11 @@ def nginx(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterato
     (root / "files" / "big.bin").write_bytes(pattern(BIG))
     port = free_port()
     (root / "nginx.conf").write_text(config(root, port, upstream.port))
-    process = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [binary, "-p", str(root), "-c", str(root / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -128,7 +133,10 @@ def test_get_and_keep_alive(nginx: str) -> None:
     with Client(base_url=nginx) as client:
         r = client.get("/hello")
         assert (r.status_code, r.text, r.headers["server"].split("/")[0]) == (
-            200, "Hello, world!", "nginx")
+            200,
+            "Hello, world!",
+            "nginx",
+        )
         seen = [client.get("/conn").text.split() for _ in range(10)]
     assert len({connection for connection, _ in seen}) == 1  # one connection...
     assert [int(n) for _, n in seen] == list(range(2, 12))  # ...carrying every request

@@ -64,6 +64,7 @@ def test_max_connections_makes_fibers_wait_their_turn(server: Server) -> None:
 
 def test_max_connections_per_host() -> None:
     with serving() as one, serving() as two, Client(max_connections_per_host=2) as client:
+
         def fetch(server: Server) -> None:
             assert client.get(server.url("/sleep?s=0.05")).content == b"late"
 
@@ -160,8 +161,7 @@ def test_waiters_that_gave_up_do_not_take_a_released_connection(server: Server) 
     with Client(max_connections=1) as client:
         busy = unknot.spawn(client.get, server.url("/sleep?s=0.4"))
         unknot.sleep(0.05)
-        impatient = unknot.spawn(client.get, server.url("/text?body=b"),
-                                 timeout=Timeout(pool=0.1))
+        impatient = unknot.spawn(client.get, server.url("/text?body=b"), timeout=Timeout(pool=0.1))
         cancelled = unknot.spawn(client.get, server.url("/text?body=c"))
         patient = unknot.spawn(client.get, server.url("/text?body=d"))
         unknot.sleep(0.05)

@@ -42,8 +42,9 @@ def echo(response: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("code", [301, 302, 303])
 def test_post_becomes_get_without_its_body(server: Server, code: int) -> None:
-    r = post(redirect(server, code, "/echo"), content=b"payload",
-             headers={"content-type": "text/plain"})
+    r = post(
+        redirect(server, code, "/echo"), content=b"payload", headers={"content-type": "text/plain"}
+    )
     seen = echo(r)
     assert seen["method"] == "GET"
     assert seen["body"] == ""
@@ -57,8 +58,9 @@ def test_post_becomes_get_without_its_body(server: Server, code: int) -> None:
 
 @pytest.mark.parametrize("code", [307, 308])
 def test_307_and_308_keep_the_method_and_the_body(server: Server, code: int) -> None:
-    r = post(redirect(server, code, "/echo"), content=b"payload",
-             headers={"content-type": "text/plain"})
+    r = post(
+        redirect(server, code, "/echo"), content=b"payload", headers={"content-type": "text/plain"}
+    )
     seen = echo(r)
     assert (seen["method"], seen["body"]) == ("POST", "payload")
     assert seen["headers"]["content-type"] == "text/plain"
@@ -133,8 +135,10 @@ def test_authorization_is_kept_on_the_same_origin(server: Server) -> None:
 def test_authorization_is_dropped_across_origins(server: Server, other: Server) -> None:
     r = get(redirect(server, 302, other.url("/echo")), auth=("u", "p"))
     assert "authorization" not in echo(r)["headers"]
-    r = get(redirect(server, 307, other.url("/echo")), headers={"Authorization": "Bearer t",
-                                                                  "X-Other": "kept"})
+    r = get(
+        redirect(server, 307, other.url("/echo")),
+        headers={"Authorization": "Bearer t", "X-Other": "kept"},
+    )
     headers = echo(r)["headers"]
     assert "authorization" not in headers
     assert headers["x-other"] == "kept"

@@ -96,8 +96,7 @@ def test_total_timeout_covers_connecting() -> None:
 def test_write_timeout_when_the_server_does_not_read() -> None:
     with silent_server() as (host, port):
         with pytest.raises(WriteTimeout):
-            get(f"http://{host}:{port}/", content=b"x" * 50_000_000,
-                timeout=Timeout(write=0.2))
+            get(f"http://{host}:{port}/", content=b"x" * 50_000_000, timeout=Timeout(write=0.2))
 
 
 def test_pool_timeout_when_every_connection_is_busy(server: Server) -> None:

@@ -119,5 +119,7 @@ def test_the_seed_example_a_handler_fetches_from_an_https_upstream(
 
 def test_the_seed_snippet(server: Server, ca_path: str) -> None:
     port = server.port
-    assert unknot.http._client.get(f"https://127.0.0.1:{port}/text?body=seed",
-                                   verify=ca_path).text == "seed"
+    assert (
+        unknot.http._client.get(f"https://127.0.0.1:{port}/text?body=seed", verify=ca_path).text
+        == "seed"
+    )

@@ -112,8 +112,9 @@ def test_http_client(server: ServerThread, file_path: Path) -> None:
         assert response.getheader("transfer-encoding") == "chunked"
         assert response.read() == b"".join(STREAM_CHUNKS)
         data, expected = upload(100_000)
-        conn.request("POST", "/echo", body=iter([data[:50_000], data[50_000:]]),
-                     encode_chunked=True)
+        conn.request(
+            "POST", "/echo", body=iter([data[:50_000], data[50_000:]]), encode_chunked=True
+        )
         response = conn.getresponse()
         assert response.status == 200
         import json
@@ -152,8 +153,9 @@ def test_requests(server: ServerThread, file_path: Path) -> None:
         assert session.get(server.url + "/missing", timeout=10).status_code == 404
 
 
-def test_requests_https(tls_server: ServerThread, tls: tuple[ssl.SSLContext, str],
-                        file_path: Path) -> None:
+def test_requests_https(
+    tls_server: ServerThread, tls: tuple[ssl.SSLContext, str], file_path: Path
+) -> None:
     requests = pytest.importorskip("requests")
     with requests.Session() as session:
         session.trust_env = False
@@ -188,8 +190,9 @@ def test_httpx(server: ServerThread, file_path: Path) -> None:
 def test_httpx_https(tls_server: ServerThread, tls: tuple[ssl.SSLContext, str]) -> None:
     httpx = pytest.importorskip("httpx")
     verify = ssl.create_default_context(cafile=tls[1])
-    with httpx.Client(base_url=tls_server.url, trust_env=False, verify=verify,
-                      timeout=10) as client:
+    with httpx.Client(
+        base_url=tls_server.url, trust_env=False, verify=verify, timeout=10
+    ) as client:
         assert client.get("/").text == "Hello, world!"
         assert client.get("/stream").content == b"".join(STREAM_CHUNKS)
 
@@ -278,8 +281,9 @@ def test_curl(server: ServerThread, file_path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
-def test_curl_https(tls_server: ServerThread, tls: tuple[ssl.SSLContext, str],
-                    file_path: Path) -> None:
+def test_curl_https(
+    tls_server: ServerThread, tls: tuple[ssl.SSLContext, str], file_path: Path
+) -> None:
     assert curl("--cacert", tls[1], tls_server.url + "/").stdout == b"Hello, world!"
     assert curl("--cacert", tls[1], tls_server.url + "/file").stdout == file_path.read_bytes()
     failed = subprocess.run(

@@ -67,8 +67,8 @@ def test_get_has_no_content_length() -> None:
 
 
 def test_post_announces_its_length_even_when_empty() -> None:
-    assert ClientConnection().send_request(b"POST", b"/", HOST).endswith(
-        b"content-length: 0\r\n\r\n"
+    assert (
+        ClientConnection().send_request(b"POST", b"/", HOST).endswith(b"content-length: 0\r\n\r\n")
     )
     out = ClientConnection().send_request(b"PUT", b"/x", HOST, b"data")
     assert out == b"PUT /x HTTP/1.1\r\nhost: example.com\r\ncontent-length: 4\r\n\r\ndata"

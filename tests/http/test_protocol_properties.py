@@ -150,9 +150,11 @@ def serve(pieces: list[bytes], eof: bool = False) -> list[Event]:
 
 
 def expected_events(request: GeneratedRequest) -> Iterator[object]:
-    yield (request.method, request.target, [(b"host", b"example.com")] + [
-        (name.lower(), value) for name, value in request.headers
-    ])
+    yield (
+        request.method,
+        request.target,
+        [(b"host", b"example.com")] + [(name.lower(), value) for name, value in request.headers],
+    )
     if request.body:
         yield Data(request.body)
     yield EndOfMessage([(name.lower(), value) for name, value in request.trailers])
@@ -212,7 +214,12 @@ def test_byte_by_byte_and_anywhere_for_a_fixed_tricky_request(cuts: list[int]) -
     )
     whole = merged(serve([wire], eof=True))
     assert [type(e) for e in whole] == [
-        RequestHead, Data, EndOfMessage, RequestHead, EndOfMessage, ConnectionClosed
+        RequestHead,
+        Data,
+        EndOfMessage,
+        RequestHead,
+        EndOfMessage,
+        ConnectionClosed,
     ]
     assert merged(serve(split(wire, cuts), eof=True)) == whole
     assert merged(serve([wire[i : i + 1] for i in range(len(wire))], eof=True)) == whole

@@ -24,8 +24,10 @@ from unknot.http._protocol import (
 )
 
 NEXT = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
-H2C = (b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-       b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n")
+H2C = (
+    b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+)
 WEBSOCKET = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
 
 
@@ -148,10 +150,18 @@ def test_many_pipelined_upgrades_in_one_read() -> None:
     [
         # HTTP/1.0 (RFC 9110, 7.8: Upgrade is ignored in HTTP/1.0 anyway): closes after.
         (b"POST / HTTP/1.0\r\n" + WEBSOCKET + b"Content-Length: 2\r\n\r\nab", [b"/"]),
-        (b"POST / HTTP/1.0\r\nConnection: keep-alive\r\n" + WEBSOCKET
-         + b"Content-Length: 2\r\n\r\nab", [b"/", b"/next"]),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + WEBSOCKET
-         + b"Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n", [b"/"]),
+        (
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+            + WEBSOCKET
+            + b"Content-Length: 2\r\n\r\nab",
+            [b"/", b"/next"],
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + WEBSOCKET
+            + b"Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+            [b"/"],
+        ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + WEBSOCKET + b"\r\n", [b"/"]),
     ],
 )
@@ -188,9 +198,7 @@ def test_connect_with_a_body_is_still_refused() -> None:
 # -- 2. unsupported HTTP versions -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "version", [b"1.2", b"1.9", b"2.0", b"3.0", b"9.9", b"0.9", b"0.0"]
-)
+@pytest.mark.parametrize("version", [b"1.2", b"1.9", b"2.0", b"3.0", b"9.9", b"0.9", b"0.0"])
 def test_well_formed_unsupported_version_is_505(version: bytes) -> None:
     conn = ServerConnection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -246,8 +254,9 @@ def test_handler_connection_options_other_than_keep_alive_are_kept() -> None:
     conn = ServerConnection()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     drain(conn)
-    response = conn.send_response(426, [(b"Upgrade", b"websocket"),
-                                        (b"Connection", b"Keep-Alive, Upgrade")])
+    response = conn.send_response(
+        426, [(b"Upgrade", b"websocket"), (b"Connection", b"Keep-Alive, Upgrade")]
+    )
     assert connection_lines(response) == [b"Connection: Upgrade", b"connection: close"]
 
 
@@ -306,8 +315,10 @@ def test_http10_close_wins_over_keep_alive(connection: bytes) -> None:
 def test_http10_with_chunked_and_keep_alive_parses_nothing_after() -> None:
     # The reader ends the connection where llhttp would read on: nothing after is parsed.
     conn = ServerConnection()
-    conn.receive_data(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked"
-                      b"\r\n\r\n0\r\n\r\n" + NEXT)
+    conn.receive_data(
+        b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n0\r\n\r\n" + NEXT
+    )
     drain(conn)
     conn.send_response(200, [], b"ok")
     assert conn.our_state is MUST_CLOSE
@@ -337,7 +348,6 @@ def test_endless_request_head_is_a_request_head_too_large() -> None:
             conn.receive_data(b"v" * 100)
             assert conn.next_events() is NEED_DATA
     assert str(info.value) == "request head too large"
-
 
 
 def test_request_begun_tells_a_head_under_way() -> None:

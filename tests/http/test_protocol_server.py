@@ -285,6 +285,7 @@ def test_trailer_block_over_the_limit_is_431() -> None:
 
 # -- ambiguous and malformed requests -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -521,9 +522,10 @@ def test_response_to_head_keeps_the_length_and_drops_the_body() -> None:
     conn2 = ServerConnection()
     conn2.receive_data(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
     drain(conn2)
-    assert head_of(conn2.send_response(200, [(b"content-length", b"1234")]))[
-        b"content-length"
-    ] == b"1234"
+    assert (
+        head_of(conn2.send_response(200, [(b"content-length", b"1234")]))[b"content-length"]
+        == b"1234"
+    )
 
 
 def test_streamed_response_to_head_drops_the_data() -> None:

@@ -495,7 +495,9 @@ def test_an_upgrade_request_is_served_as_plain_http_and_kept_alive() -> None:
         data = post + b"hello=1" + ws + get("/next")
         responses, closed = raw_exchange(srv.port, data, count=3)
     assert [(r.status, r.body) for r in responses] == [
-        (200, b"/form got 7 bytes"), (200, b"/ws got 0 bytes"), (200, b"/next got 0 bytes")
+        (200, b"/form got 7 bytes"),
+        (200, b"/ws got 0 bytes"),
+        (200, b"/next got 0 bytes"),
     ]
     assert all(r.header("connection") is None for r in responses)
     assert not closed

@@ -117,8 +117,7 @@ def test_an_unread_body_too_big_to_drain_is_answered_with_connection_close() -> 
         body = b"x" * 500_000
         with connect(srv.port) as sock:
             sock.sendall(
-                b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
-                + body
+                b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
             )
             f = sock.makefile("rb")
             response = read_response(f)

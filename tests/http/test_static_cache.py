@@ -126,9 +126,7 @@ def test_a_changed_file_is_read_again(root: Path) -> None:
     assert same_answers(cached, plain, "/a.txt")[2] == b"x" * 100
 
 
-def test_a_removed_or_relinked_file_is_not_served_from_memory(
-    root: Path, tmp_path: Path
-) -> None:
+def test_a_removed_or_relinked_file_is_not_served_from_memory(root: Path, tmp_path: Path) -> None:
     cached, plain = StaticFiles(root), StaticFiles(root, memory_cache=0)
     path = root / "a.txt"
     same_answers(cached, plain, "/a.txt")

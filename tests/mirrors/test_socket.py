@@ -35,6 +35,7 @@ from unknot._core._backends import BACKENDS
 
 pytestmark = pytest.mark.timeout(60)
 
+
 @pytest.fixture
 def default_timeout() -> Iterator[None]:
     """Restore the process-wide default socket timeout after the test."""

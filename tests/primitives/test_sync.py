@@ -31,6 +31,7 @@ def most_inside_at_once(lock: Any, fibers: int, rounds: int, pause: float) -> in
             tg.spawn(worker)
     return most
 
+
 # -- Event ----------------------------------------------------------------------------------------
 
 

@@ -193,6 +193,7 @@ class FdQueue:
 #: common path tests only that the dict is empty.
 _QUEUED: Final[dict[FdWait, FdQueue]] = {}
 
+
 def _enqueue(f: Fiber, rec: FdWait, write: bool) -> None:
     """Queue ``f`` last behind ``rec``'s ``writer`` (or ``reader``), making the record's queue
     if it has none (`Hub._wait_queued`, `Hub.wait_fds`)."""

@@ -302,8 +302,9 @@ class Client:
         while (following := self._redirect(request, body, response)) is not None:
             response.close()
             if len(history) >= limit:
-                raise TooManyRedirects(f"more than {limit} redirects", request=request,
-                                       response=response)
+                raise TooManyRedirects(
+                    f"more than {limit} redirects", request=request, response=response
+                )
             history.append(response)
             request, body = following
             response = self._send(request, body, t, deadline, stream)
@@ -375,8 +376,9 @@ class Client:
         target = self._url(url, params)
         method = method.upper()
         raw = [(b"host", target.host_header), *self._headers]
-        body, content_type = (None, None) if content is data is json is None else _encode_body(
-            content, data, json)
+        body, content_type = (
+            (None, None) if content is data is json is None else _encode_body(content, data, json)
+        )
         if headers or content_type or auth or target.username is not None:
             extra: list[tuple[bytes, bytes | None]] = []
             if content_type is not None:
@@ -384,8 +386,9 @@ class Client:
             if auth:  # auth= wins over credentials in the URL
                 extra.append((b"authorization", _basic_auth(*auth)))
             elif target.username is not None:
-                extra.append((b"authorization", _basic_auth(target.username,
-                                                            target.password or "")))
+                extra.append(
+                    (b"authorization", _basic_auth(target.username, target.password or ""))
+                )
             if headers:
                 given = header_pairs(headers)
                 names = {name for name, _ in given}
@@ -395,8 +398,7 @@ class Client:
         return request, body
 
     def _redirect(
-        self, request: ClientRequest, body: bytes | Iterable[bytes] | None,
-        response: ClientResponse
+        self, request: ClientRequest, body: bytes | Iterable[bytes] | None, response: ClientResponse
     ) -> tuple[ClientRequest, bytes | Iterable[bytes] | None] | None:
         """The request that follows a redirect response, or None to stop here."""
         location = response.headers.get("location")
@@ -424,12 +426,14 @@ class Client:
         same_origin = url.origin == request.url.origin
         headers = [(b"host", url.host_header)]
         headers.extend(
-            pair for pair in raw
+            pair
+            for pair in raw
             if pair[0] != b"host" and (same_origin or pair[0] != b"authorization")
         )
         if url.username is not None:
             headers = merge_headers(
-                headers, [(b"authorization", _basic_auth(url.username, url.password or ""))])
+                headers, [(b"authorization", _basic_auth(url.username, url.password or ""))]
+            )
         return ClientRequest(method, url, headers, body if type(body) is bytes else None), body
 
     # -- sending ---------------------------------------------------------------------------------
@@ -478,8 +482,13 @@ class Client:
                 head, parts, done = conn.receive_head(timeout.read)
         except (ReadError, WriteError, RemoteProtocolError) as exc:
             pool.discard(conn)
-            if reused and not conn.received and not fresh and request.method in IDEMPOTENT \
-                    and (body is None or type(body) is bytes):
+            if (
+                reused
+                and not conn.received
+                and not fresh
+                and request.method in IDEMPOTENT
+                and (body is None or type(body) is bytes)
+            ):
                 return self._send(request, body, timeout, deadline, stream, fresh=True)
             exc.request = request
             raise
@@ -488,8 +497,14 @@ class Client:
             if isinstance(exc, RequestError):
                 exc.request = request
             raise
-        response = ClientResponse(head.status, head.reason, head.http_version, head.headers,
-                                  request, _monotonic() - started)
+        response = ClientResponse(
+            head.status,
+            head.reason,
+            head.http_version,
+            head.headers,
+            request,
+            _monotonic() - started,
+        )
         if stream:
             response._set_stream(conn, pool.release, parts, done, timeout.read)
             return response
@@ -536,11 +551,24 @@ def request(
 ) -> ClientResponse:
     """Send one request with a fresh `Client` (closed once the response is complete, or, with
     ``stream=True``, when the response is closed); see `Client.request`."""
-    client = Client(timeout=timeout, verify=verify, follow_redirects=follow_redirects,
-                    max_redirects=max_redirects)
+    client = Client(
+        timeout=timeout,
+        verify=verify,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+    )
     try:
-        response = client.request(method, url, params=params, headers=headers, content=content,
-                                  data=data, json=json, auth=auth, stream=stream)
+        response = client.request(
+            method,
+            url,
+            params=params,
+            headers=headers,
+            content=content,
+            data=data,
+            json=json,
+            auth=auth,
+            stream=stream,
+        )
     except BaseException:
         client.close()
         raise
@@ -584,4 +612,3 @@ def put(url: str | URL, **kwargs: Any) -> ClientResponse:
 def patch(url: str | URL, **kwargs: Any) -> ClientResponse:
     """A PATCH request with a fresh client (see `request`)."""
     return request("PATCH", url, **kwargs)
-

@@ -75,8 +75,11 @@ def open_connection(
         left = _remaining(deadline)
         if timeout is None or left < timeout:
             timeout, total_first = left, True
-    timeout_error = (TotalTimeout("the request took longer than its total timeout") if total_first
-                     else ConnectTimeout(f"connecting to {host}:{port} timed out"))
+    timeout_error = (
+        TotalTimeout("the request took longer than its total timeout")
+        if total_first
+        else ConnectTimeout(f"connecting to {host}:{port} timed out")
+    )
     try:
         if timeout is not None and lowlevel.current_fiber() is not None:
             # The DNS look-up (on the thread pool) is bounded too, not only each connect().
@@ -146,8 +149,19 @@ class HTTPConnection:
     that failed before that may be retried); ``idle_since`` is set by the pool.
     """
 
-    __slots__ = ("sock", "key", "counted", "proto", "requests", "received", "idle_since",
-                 "deadline", "_timeout", "_closed", "_poller")
+    __slots__ = (
+        "sock",
+        "key",
+        "counted",
+        "proto",
+        "requests",
+        "received",
+        "idle_since",
+        "deadline",
+        "_timeout",
+        "_closed",
+        "_poller",
+    )
 
     def __init__(self, sock: Any, timeout: float | None, key: PoolKey) -> None:
         self.sock = sock
@@ -226,16 +240,19 @@ class HTTPConnection:
         try:
             if body is None or type(body) is bytes:
                 if body is not None and len(body) > _JOIN_BODY_MAX:
-                    self._send(proto.start_request(method, target, headers, len(body)),
-                               write_timeout)
+                    self._send(
+                        proto.start_request(method, target, headers, len(body)), write_timeout
+                    )
                     # In pieces: the write timeout bounds each piece, not the whole body.
                     for start in range(0, len(body), _JOIN_BODY_MAX):
-                        self._send(proto.send_data(body[start : start + _JOIN_BODY_MAX]),
-                                   write_timeout)
+                        self._send(
+                            proto.send_data(body[start : start + _JOIN_BODY_MAX]), write_timeout
+                        )
                     self._send(proto.end_request(), write_timeout)
                 else:
-                    self._send(proto.send_request(method, target, headers, body or b""),
-                               write_timeout)
+                    self._send(
+                        proto.send_request(method, target, headers, body or b""), write_timeout
+                    )
                 return
             self._send(proto.start_request(method, target, headers), write_timeout)
             assert not isinstance(body, bytes)
@@ -287,8 +304,9 @@ class HTTPConnection:
                     data = sock.recv(RECV_SIZE)
                 except builtins.TimeoutError:
                     if total_first:
-                        raise TotalTimeout("the request took longer than its total timeout") \
-                            from None
+                        raise TotalTimeout(
+                            "the request took longer than its total timeout"
+                        ) from None
                     raise ReadTimeout("the server sent nothing for the read timeout") from None
                 except OSError as exc:
                     raise ReadError(f"receiving the response failed: {exc}") from exc
@@ -296,7 +314,8 @@ class HTTPConnection:
                     self.received = True
                 elif not self.received:
                     raise RemoteProtocolError(
-                        "the server closed the connection without sending a response")
+                        "the server closed the connection without sending a response"
+                    )
                 proto.receive_data(data)
         except ProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from exc
@@ -321,7 +340,8 @@ class HTTPConnection:
                         return event, parts, False
                     if kind is ConnectionClosed:
                         raise RemoteProtocolError(
-                            "the server closed the connection without sending a response")
+                            "the server closed the connection without sending a response"
+                        )
                     if kind is not InformationalResponse:
                         raise RemoteProtocolError(f"unexpected {kind.__name__} before the head")
         except BaseException:

@@ -81,7 +81,9 @@ def _zlib_header(head: bytes) -> bool:
 
 
 _DECODERS: dict[bytes, type[_Gzip] | type[_Deflate]] = {
-    b"gzip": _Gzip, b"x-gzip": _Gzip, b"deflate": _Deflate,
+    b"gzip": _Gzip,
+    b"x-gzip": _Gzip,
+    b"deflate": _Deflate,
 }
 
 

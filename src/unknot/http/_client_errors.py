@@ -130,8 +130,6 @@ class DecodingError(RequestError):
 class HTTPStatusError(ClientError):
     """A 4xx or 5xx response, raised by ``ClientResponse.raise_for_status()``."""
 
-    def __init__(
-        self, message: str, *, request: ClientRequest, response: ClientResponse
-    ) -> None:
+    def __init__(self, message: str, *, request: ClientRequest, response: ClientResponse) -> None:
         super().__init__(message, request=request)
         self.response = response

@@ -42,8 +42,9 @@ def _value(name: bytes, value: Any) -> bytes:
     elif isinstance(value, int) and not isinstance(value, bool):
         return b"%d" % value
     else:
-        raise TypeError(f"header {name.decode()!r}: a value is str, bytes or int, not "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"header {name.decode()!r}: a value is str, bytes or int, not {type(value).__name__}"
+        )
     if _BAD_VALUE.search(data):
         raise ValueError(f"header {name.decode()!r}: invalid character in value {value!r}")
     return data.strip(b" \t")
@@ -67,9 +68,7 @@ def header_pairs(headers: HeaderTypes | Headers | None) -> list[tuple[bytes, byt
     return pairs
 
 
-def merge_headers(
-    base: RawHeaders, override: list[tuple[bytes, bytes | None]]
-) -> RawHeaders:
+def merge_headers(base: RawHeaders, override: list[tuple[bytes, bytes | None]]) -> RawHeaders:
     """``base`` with every name in ``override`` replaced by its lines there (None: removed)."""
     if not override:
         return base

@@ -57,8 +57,10 @@ class ConnectionPool:
         max_connections_per_host: int | None = None,
         keepalive_expiry: float | None = 5.0,
     ) -> None:
-        for name, limit in (("max_connections", max_connections),
-                            ("max_connections_per_host", max_connections_per_host)):
+        for name, limit in (
+            ("max_connections", max_connections),
+            ("max_connections_per_host", max_connections_per_host),
+        ):
             if limit is not None and limit < 1:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")
         self.max_connections = max_connections
@@ -177,8 +179,10 @@ class ConnectionPool:
                 pool_timeout, total_first = left, True
         fiber = lowlevel.current_fiber()
         if fiber is None:
-            raise PoolTimeout("the connection pool is full (and this is not a fiber: it cannot "
-                              "wait for a connection to be released)")
+            raise PoolTimeout(
+                "the connection pool is full (and this is not a fiber: it cannot "
+                "wait for a connection to be released)"
+            )
         waiter = _Waiter(fiber, key)
         self._waiters.append(waiter)
         try:
@@ -299,4 +303,3 @@ class ConnectionPool:
             if not waiter.done:
                 waiter.done = True
                 lowlevel.throw(waiter.fiber, RuntimeError("the client was closed"))
-

@@ -130,8 +130,19 @@ class ClientResponse:
     (`ClientRequest`), ``history`` (the redirect responses that led here, oldest first).
     """
 
-    __slots__ = ("status_code", "_reason", "_version", "_raw_headers", "request", "history",
-                 "_content", "_stream", "_elapsed", "_encoding", "on_close")
+    __slots__ = (
+        "status_code",
+        "_reason",
+        "_version",
+        "_raw_headers",
+        "request",
+        "history",
+        "_content",
+        "_stream",
+        "_elapsed",
+        "_encoding",
+        "on_close",
+    )
 
     def __init__(
         self,
@@ -218,8 +229,9 @@ class ClientResponse:
         if self._content is None:
             stream = self._stream
             if stream is not None and stream.consumed:
-                raise RequestError("the body was already read with iter_*(): it is not kept",
-                                   request=self.request)
+                raise RequestError(
+                    "the body was already read with iter_*(): it is not kept", request=self.request
+                )
             self._content = b"".join(self.iter_bytes())
         return self._content
 
@@ -228,8 +240,9 @@ class ClientResponse:
         bytes (the last may be shorter) or as received."""
         stream = self._stream
         if self._content is not None or stream is None:
-            raise RequestError("iter_raw() needs a streamed response whose body is unread",
-                               request=self.request)
+            raise RequestError(
+                "iter_raw() needs a streamed response whose body is unread", request=self.request
+            )
         if chunk_size is not None:
             yield from _rechunk(self.iter_raw(), chunk_size)
             return
@@ -246,8 +259,9 @@ class ClientResponse:
                     break
                 conn = stream.conn
                 if conn is None:
-                    raise RequestError("the response was closed before its body was read",
-                                       request=self.request)
+                    raise RequestError(
+                        "the response was closed before its body was read", request=self.request
+                    )
                 stream.parts, stream.done = conn.receive_body(stream.read_timeout)
         except GeneratorExit:
             raise  # the caller stopped early: close() drains or drops what is left

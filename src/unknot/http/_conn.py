@@ -536,9 +536,7 @@ class HTTPConnection:
             return [*headers, _CLOSE]
         return headers
 
-    def handler_failed(
-        self, head: RequestHead, body: RequestBody | None, exc: Exception
-    ) -> bool:
+    def handler_failed(self, head: RequestHead, body: RequestBody | None, exc: Exception) -> bool:
         """The handler (or its response) failed with ``exc``; False if the connection must
         close. An `HTTPError` is answered with its response; a body that could not be read is
         answered as such; anything else is logged and answered 500, unless the response had

@@ -43,8 +43,20 @@ class URL:
     is not the scheme's default) and ``origin`` (``(scheme, host, port)``).
     """
 
-    __slots__ = ("scheme", "host", "port", "path", "query", "fragment", "username", "password",
-                 "target", "host_header", "origin", "_text")
+    __slots__ = (
+        "scheme",
+        "host",
+        "port",
+        "path",
+        "query",
+        "fragment",
+        "username",
+        "password",
+        "target",
+        "host_header",
+        "origin",
+        "_text",
+    )
 
     def __init__(self, url: str | URL) -> None:
         if isinstance(url, URL):
@@ -159,10 +171,13 @@ def _ascii_host(host: str, url: str) -> str:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise InvalidURL(f"invalid host name {host!r} in {url!r}: {exc}") from None
-    if ":" not in host and (len(host.rstrip(".")) > 253
-                            or any(len(label) > 63 for label in host.split("."))):
-        raise InvalidURL(f"invalid host name {host!r} in {url!r}: a label is longer than 63 "
-                         f"characters or the name longer than 253")
+    if ":" not in host and (
+        len(host.rstrip(".")) > 253 or any(len(label) > 63 for label in host.split("."))
+    ):
+        raise InvalidURL(
+            f"invalid host name {host!r} in {url!r}: a label is longer than 63 "
+            f"characters or the name longer than 253"
+        )
     return host
 
 

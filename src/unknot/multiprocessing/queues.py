@@ -59,6 +59,7 @@ def _delays() -> Iterator[float]:
         yield delay
         delay = min(delay * 2, _MAX_DELAY)
 
+
 _std_queue_get: Any = _stdlib.Queue.__dict__["get"]
 _std_queue_put: Any = _stdlib.Queue.__dict__["put"]
 _std_joinable_queue_put: Any = _stdlib.JoinableQueue.__dict__["put"]

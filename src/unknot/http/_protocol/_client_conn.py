@@ -81,8 +81,9 @@ class ClientConnection(Connection):
         the method is POST, PUT or PATCH), unless given (it must then match)."""
         lines, facts = self._head(method, target, headers)
         if facts.chunked:
-            raise LocalProtocolError("send_request frames with Content-Length; "
-                                     "stream with start_request to send chunked")
+            raise LocalProtocolError(
+                "send_request frames with Content-Length; stream with start_request to send chunked"
+            )
         if facts.content_length is None:
             if body or method in _BODY_METHODS:
                 lines.append(b"content-length: %d\r\n" % len(body))
@@ -129,8 +130,9 @@ class ClientConnection(Connection):
         if our_state is not IDLE:
             raise LocalProtocolError(f"cannot start a request in state {our_state}")
         if self._responses.holds_input():
-            raise LocalProtocolError("the server sent data before this request: "
-                                     "the connection cannot carry it")
+            raise LocalProtocolError(
+                "the server sent data before this request: the connection cannot carry it"
+            )
         if method == b"CONNECT":
             raise LocalProtocolError("CONNECT is not supported")
         lines = [request_line(method, target)]

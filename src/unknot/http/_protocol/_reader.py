@@ -35,9 +35,7 @@ from ._events import (
 from ._limits import Limits
 
 #: Header names that decide how a message is framed or handled; only these get a closer look.
-NOTED = frozenset(
-    {b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
-)
+NOTED = frozenset({b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"})
 VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 #: llhttp's reason for a version of the right form (``DIGIT "." DIGIT``) that it does not know:
 #: in strict mode it knows 0.9, 1.0, 1.1 and 2.0 only. (Malformed versions have reasons of their

@@ -38,9 +38,18 @@ class _StopParsing(Exception):
 class RequestReader(Reader):
     """The server side: parses requests."""
 
-    __slots__ = ("_target", "_hosts", "_expect_continue", "_upgrade_offered",
-                 "_upgrade_ignored", "_body_skipped", "_framing_head", "_stop_llhttp",
-                 "_feeding_rest", "_rest")
+    __slots__ = (
+        "_target",
+        "_hosts",
+        "_expect_continue",
+        "_upgrade_offered",
+        "_upgrade_ignored",
+        "_body_skipped",
+        "_framing_head",
+        "_stop_llhttp",
+        "_feeding_rest",
+        "_rest",
+    )
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
@@ -141,13 +150,17 @@ class RequestReader(Reader):
             expect_continue = self._expect_continue and version == b"1.1"
             self._expect_continue = False
             self._frame_body()
-            if keep_alive and version == b"1.0" and (
-                # RFC 9112, 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, whatever
-                # Connection says: answer, then close (no request is read after this body).
-                self._codings
-                # RFC 9112, 9.3: close wins over keep-alive (llhttp keeps an HTTP/1.0 request
-                # with both alive). (The substring test spares ab -k's requests the split.)
-                or (b"close" in self._connection and b"close" in self._connection_tokens())
+            if (
+                keep_alive
+                and version == b"1.0"
+                and (
+                    # RFC 9112, 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, whatever
+                    # Connection says: answer, then close (no request is read after this body).
+                    self._codings
+                    # RFC 9112, 9.3: close wins over keep-alive (llhttp keeps an HTTP/1.0 request
+                    # with both alive). (The substring test spares ab -k's requests the split.)
+                    or (b"close" in self._connection and b"close" in self._connection_tokens())
+                )
             ):
                 keep_alive = False
             self._check_content_length()
@@ -169,8 +182,9 @@ class RequestReader(Reader):
             self._stop_llhttp = True  # llhttp would read on after this request
         self._keep_alive = keep_alive
         self.current.append(
-            RequestHead(method, self._target, headers, version, keep_alive, expect_continue,
-                        upgrade)
+            RequestHead(
+                method, self._target, headers, version, keep_alive, expect_continue, upgrade
+            )
         )
         self._target = b""
 

@@ -20,8 +20,7 @@ class ResponseReader(Reader):
     """The client side: parses responses. Tell it about a HEAD request with
     :meth:`expect_head_response` before the response arrives."""
 
-    __slots__ = ("_reason", "_informational", "_head_only", "_head_done", "_until_close",
-                 "_buffer")
+    __slots__ = ("_reason", "_informational", "_head_only", "_head_done", "_until_close", "_buffer")
 
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
@@ -73,8 +72,9 @@ class ResponseReader(Reader):
     def holds_input(self) -> bool:
         """Whether anything received is still unread: events not handed out, a response begun,
         a parse error, or a HEAD response's bytes held back."""
-        return bool(self.ready or self.current or self._buffer or self._in_message
-                    or self.error is not None)
+        return bool(
+            self.ready or self.current or self._buffer or self._in_message or self.error is not None
+        )
 
     def feed_eof(self) -> None:
         """The server closed: this ends a body delimited by the connection's end."""
@@ -122,8 +122,11 @@ class ResponseReader(Reader):
             # The client sends no TE header, so chunked is the only coding a server may use
             # (RFC 9110, 10.1.4); another would reach the caller still encoded.
             if codings != (b"chunked",):
-                self._raise(RemoteProtocolError(
-                    "unsupported transfer coding: " + b", ".join(codings).decode("latin-1")))
+                self._raise(
+                    RemoteProtocolError(
+                        "unsupported transfer coding: " + b", ".join(codings).decode("latin-1")
+                    )
+                )
             chunked = True
         if self._head_only:
             # llhttp expects a body it will never see; keep-alive is decided here instead.

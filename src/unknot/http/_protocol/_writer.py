@@ -59,6 +59,7 @@ def request_line(method: bytes, target: bytes) -> bytes:
 
 # -- the Date header -----------------------------------------------------------------------------
 
+
 class DateLine:
     """The ``date: <IMF-fixdate>\\r\\n`` line, formatted at most once per second.
 
@@ -189,8 +190,16 @@ def field_pairs(fields: dict[Any, Any]) -> list[tuple[bytes, bytes]]:
 class HeaderFacts:
     """What the framing headers among a caller's headers say (only built when there are any)."""
 
-    __slots__ = ("content_length", "chunked", "close", "keep_alive", "has_date", "has_host",
-                 "upgrade", "expect_continue")
+    __slots__ = (
+        "content_length",
+        "chunked",
+        "close",
+        "keep_alive",
+        "has_date",
+        "has_host",
+        "upgrade",
+        "expect_continue",
+    )
 
     def __init__(self) -> None:
         self.content_length: int | None = None
