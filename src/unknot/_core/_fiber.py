@@ -18,6 +18,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ._cancel import Cancelled, cancel_fiber, effectively_cancelled
 from ._parking import TIMED_OUT, ParkingLot
+from ._timers import timeout_seconds
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -313,13 +314,7 @@ class Fiber(greenlet):
             raise RuntimeError(
                 "Fiber.join() must be called from a fiber (use 'await fiber' in asyncio code)"
             )
-        t: float | None = None
-        if timeout is not None:
-            if isinstance(timeout, (str, bytes, bytearray)):
-                raise TypeError(f"a timeout must be a number, not {type(timeout).__name__}")
-            t = float(timeout)
-            if t != t:
-                raise ValueError("timeout must not be NaN")
+        t = None if timeout is None else timeout_seconds(timeout)
         loop = hub.loop
         closed = f"{self!r} cannot finish: its hub (another thread's event loop) was closed"
         if loop is None:
