@@ -185,6 +185,11 @@ class Fiber(greenlet):
 
     def _log_unhandled(self) -> None:
         err = self._error
+        if isinstance(err, asyncio.CancelledError):
+            # A cancellation, not an error: the task the fiber awaited (`await_`) was cancelled,
+            # as asyncio's runners do to every task on their way out. asyncio does not report a
+            # task that ends so either. The outcome stays the error, for whoever asks.
+            return
         if err is not None and _UNRETRIEVED_HOOKS:  # (before the log, which may be filtered)
             _call_unretrieved_hooks(self, err)
         filename, lineno, func = self._spawned_at
