@@ -11,13 +11,23 @@ psycopg 3
     cancelling); the default ``wait`` is ``wait_c``, a C loop over ``poll``. The replacements
     below drive the same generators but wait for the connection's fd on the hub, so only the
     calling fiber waits. Outside fibers (threads, code before `unknot.run`) they call the
-    original. Differences from psycopg's own loops: no periodic wake-up every ``interval``
-    seconds (its purpose, noticing Ctrl-C, is the hub's job), and cancelling the fiber leaves
-    the query running on the server, as with any other interrupted wait (``conn.cancel()``).
+    original. Difference from psycopg's own loops: no periodic wake-up every ``interval``
+    seconds (its purpose, noticing Ctrl-C, is the hub's job).
+
+    A fiber cancelled in ``wait`` (a query, a fetch, a commit...) would leave psycopg's
+    generator half-way through the protocol, and the connection refusing every later command.
+    psycopg's ``Connection.wait`` recovers from Ctrl-C (and its ``AsyncConnection`` from
+    asyncio's cancellation) by cancelling the query on the server and finishing the generator;
+    ``wait`` does the same for `unknot.Cancelled` (`_psycopg_recover`), shielded and bounded,
+    before the `Cancelled` goes on. It finds the connection in the frame of its caller,
+    ``Connection.wait``: `patch` fills hooks of modules, not of classes.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import sys
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -26,9 +36,10 @@ from typing import Any
 from greenlet import getcurrent
 
 from .._mirror import POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, poll_fd
-from ..lowlevel import TIMED_OUT, Fiber, Hub
+from ..lowlevel import TIMED_OUT, Cancelled, Fiber, Hub, move_on_after
 
 _monotonic = time.monotonic
+log = logging.getLogger("unknot")
 
 _READ = 1  # psycopg's Wait.R / Ready.R (selectors.EVENT_READ)
 _WRITE = 2  # Wait.W / Ready.W (selectors.EVENT_WRITE)
@@ -75,7 +86,13 @@ def psycopg_wait(waiting: ModuleType, original: Callable[..., Any]) -> Callable[
         f = getcurrent()
         if type(f) is not Fiber:
             return original(gen, fileno, interval=interval, timeout=timeout)
-        return _psycopg_drive(waiting, f, gen, fileno, interval, timeout)
+        try:
+            return _psycopg_drive(waiting, f, gen, fileno, interval, timeout)
+        except Cancelled:
+            conn = _psycopg_waiting_connection(sys._getframe(1), gen)
+            if conn is not None:
+                _psycopg_recover(waiting, f, conn, gen, fileno, interval)
+            raise
 
     return _replacing(original, wait)
 
@@ -121,6 +138,91 @@ def _psycopg_drive(
                 raise waiting.e._WaitTimeout("wait timeout expired")
     except StopIteration as ex:
         return ex.value
+
+
+#: How long the clean-up of a psycopg operation interrupted by a fiber's cancellation may take
+#: (cancelling the query on the server, reading the rest of its results) before the connection
+#: is closed instead: psycopg's own bound after Ctrl-C.
+PSYCOPG_CLEANUP_SECONDS = 5.0
+
+
+def _psycopg_waiting_connection(frame: Any, gen: Any) -> Any:
+    """The ``psycopg.Connection`` whose ``wait`` (the function of ``frame``) drives ``gen``; None
+    if ``frame`` is not that."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or frame is None:
+        return None
+    names = frame.f_locals
+    conn = names.get("self")
+    if names.get("gen") is not gen or not isinstance(conn, psycopg.Connection):
+        return None
+    return conn
+
+
+def _psycopg_recover(
+    waiting: ModuleType, f: Fiber, conn: Any, gen: Any, fileno: int, interval: float | None
+) -> None:
+    """Bring ``conn`` back to a known state after fiber ``f`` was cancelled while ``gen`` (an
+    operation of ``conn``) waited, before the `Cancelled` goes on.
+
+    If a command is still in progress: ask the server to cancel it, run ``gen`` to its end (it
+    normally raises ``QueryCanceled``; an operation that reads a result row by row,
+    ``cursor.stream``, may leave more of it, read too). All of it shielded from the fiber's
+    cancellation, which stays in force, and within `PSYCOPG_CLEANUP_SECONDS`. The connection is
+    then idle (or in a failed transaction, as after psycopg's own recovery from Ctrl-C).
+    Otherwise it is closed (``pgconn.finish()``, as psycopg does: ``conn.broken``), with a
+    warning: the clean-up ran out of time, failed, or was interrupted (Ctrl-C); a new
+    interruption is raised, replacing the `Cancelled`, an error is not.
+    """
+    psycopg = sys.modules["psycopg"]
+    pq = psycopg.pq
+    pgconn = conn.pgconn
+    if pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+        return  # nothing in progress (waiting for notifications, say): nothing to undo
+    try:
+        with move_on_after(PSYCOPG_CLEANUP_SECONDS, shield=True) as scope:
+            _psycopg_cancel_on_server(conn)
+            try:
+                _psycopg_drive(waiting, f, gen, fileno, interval, None)
+            except psycopg.Error:
+                pass  # QueryCanceled, as asked (or the operation's own error): it is over
+            if (
+                pgconn.transaction_status == pq.TransactionStatus.ACTIVE
+                and pgconn.pipeline_status == pq.PipelineStatus.OFF
+            ):
+                fetch_many = importlib.import_module("psycopg.generators").fetch_many
+                _psycopg_drive(waiting, f, fetch_many(pgconn), fileno, interval, None)
+    except BaseException as exc:
+        # (The scope's own Cancelled, its time up, goes on to the enclosing cancelled scope.)
+        if not (isinstance(exc, Cancelled) and scope.cancel_called):
+            log.warning(
+                "psycopg: cleaning up after a cancelled fiber failed (%s: %s): "
+                "closing the connection",
+                type(exc).__name__,
+                exc,
+            )
+            pgconn.finish()
+            if not isinstance(exc, Exception):
+                raise  # interrupted again (Ctrl-C): that goes on instead
+            return
+    if scope.cancel_called or pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+        log.warning(
+            "psycopg: query not over %s s after its cancellation: closing the connection",
+            PSYCOPG_CLEANUP_SECONDS,
+        )
+        pgconn.finish()
+
+
+def _psycopg_cancel_on_server(conn: Any) -> None:
+    """Ask the server to cancel ``conn``'s query (a failure is logged: the caller's bound on the
+    clean-up then decides)."""
+    try:
+        if hasattr(conn, "cancel_safe"):  # psycopg >= 3.2: a non-blocking cancel request
+            conn.cancel_safe(timeout=PSYCOPG_CLEANUP_SECONDS)
+        else:
+            conn.cancel()
+    except Exception as exc:
+        log.warning("psycopg: query cancellation failed: %s", exc)
 
 
 def _replacing(original: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
