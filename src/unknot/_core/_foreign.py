@@ -13,18 +13,32 @@ So that the child neither runs the parent's asyncio work nor changes the parent'
 interest set, the fiber that forked may go on computing there, but not wait: whatever would
 hand it to the loop (a timer, an fd wait, scheduling a fiber) raises `RuntimeError`
 (`_FORKED_MESSAGE`). The child ends when that fiber does (`_fork._exit_child`).
+
+Such a loop has no shutdown hook of ours (`HubEventLoop.shutdown_asyncgens` cancels its fibers
+when ``asyncio.run`` shuts it down), so the hub keeps an asyncio task on the loop while it has
+fibers: the *keeper* (`_keep_fibers`, named `KEEPER_NAME`). Made when a fiber is spawned and
+there is none, it waits until the hub has no fiber left, then ends: an idle hub leaves no task
+behind. What cancels every task of the loop on its way out (``asyncio.run``, ``asyncio.Runner``,
+pytest-asyncio, most frameworks) cancels the keeper too, and the keeper then cancels the fibers
+still running and waits, the loop running, until they have unwound (their ``finally`` blocks
+run), those spawned meanwhile too (`cancel_fibers`, which `HubEventLoop` shares). A loop closed
+by hand, without cancelling its tasks, unwinds nothing: its fibers stay suspended (and, as
+suspended greenlets, in memory with the hub and the loop); should they end nonetheless, asyncio
+reports the keeper, by its name, as a task destroyed while pending. The keeper holds its hub
+weakly (its fibers hold it), so that it keeps nothing alive once they are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
+from ._fiber import _NO_ARG, Fiber
 from ._hub import FdWait, Hub
 
 #: The hub of each foreign loop, by the loop's ``id``, held weakly. The hub holds its loop, so
@@ -46,6 +60,67 @@ _FORKED_MESSAGE = (
 )
 
 
+#: The name of the keeper task (see the module docs): what asyncio's "Task was destroyed but it is
+#: pending!" names for a loop closed by hand with fibers still running on it.
+KEEPER_NAME = "unknot: fibers still running on this loop (cancelled with its tasks)"
+
+
+async def cancel_fibers(hub: Hub, abandoned: Container[Fiber] = ()) -> None:
+    """Cancel every fiber still running on ``hub`` and wait (the loop running) until all have
+    finished, those spawned meanwhile too; but for ``abandoned`` ones (`HubEventLoop`'s: fibers
+    that ignored their cancellation until nothing could wake them)."""
+    while True:
+        fibers = [f for f in hub.fibers if f not in abandoned]
+        if not fibers:
+            return
+        for f in fibers:
+            f.cancel()
+        await _all_finished(hub, fibers)
+
+
+def _all_finished(hub: Hub, fibers: list[Fiber]) -> asyncio.Future[None]:
+    """A future (of the hub's loop) resolved once every fiber in ``fibers`` has finished."""
+    assert hub.loop is not None
+    done: asyncio.Future[None] = hub.loop.create_future()
+    remaining = set(fibers)
+
+    def finished(f: Fiber) -> None:
+        remaining.discard(f)
+        if not remaining and not done.done():
+            done.set_result(None)
+
+    for f in fibers:
+        f.add_done_callback(finished)
+    return done
+
+
+async def _keep_fibers(hub_ref: weakref.ref[ForeignHub], idle: asyncio.Future[None]) -> None:
+    """The keeper task of a `ForeignHub` (see the module docs): waits for ``idle``, which the hub
+    resolves when its last fiber finishes; cancelled first, cancels and unwinds the fibers."""
+    try:
+        await idle
+    except asyncio.CancelledError:
+        if idle.cancelled():  # (not when the last fiber had finished already: nothing to do)
+            await _unwind(hub_ref, idle)
+        raise
+
+
+async def _unwind(hub_ref: weakref.ref[ForeignHub], idle: asyncio.Future[None]) -> None:
+    # (A frame of its own: the keeper's, which its `CancelledError`'s traceback holds, keeps no
+    # reference to the hub.)
+    hub = hub_ref()
+    if hub is None:
+        return
+    try:
+        await cancel_fibers(hub)
+    except asyncio.CancelledError:
+        if hub._idle is idle:  # cancelled again meanwhile, fibers left: a new keeper for them
+            hub._idle = None
+            if hub.fibers and not hub._forked:
+                hub._start_keeper()
+        raise
+
+
 class ForeignHub(Hub):
     """A hub driven by callbacks on a foreign asyncio loop."""
 
@@ -65,6 +140,47 @@ class ForeignHub(Hub):
         self._scheduled = False
         #: In a child forked while the loop ran: nothing may reach the loop (see the module).
         self._forked = False
+        #: While the hub has fibers: the future its keeper task waits on (see the module).
+        self._idle: asyncio.Future[None] | None = None
+
+    def spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        parent: Any = None,
+        name_arg: Any = _NO_ARG,
+    ) -> Fiber:
+        """`Hub.spawn`, and a keeper task made if there is none (see the module docs)."""
+        f = super().spawn(fn, args, kwargs, name, parent, name_arg)
+        if self._idle is None and not self._forked:
+            self._start_keeper()
+        return f
+
+    def _start_keeper(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        idle: asyncio.Future[None] = loop.create_future()
+        keeper = _keep_fibers(weakref.ref(self), idle)
+        try:
+            # In an empty context: the keeper keeps no context variable of the spawner's alive.
+            contextvars.Context().run(loop.create_task, keeper, name=KEEPER_NAME)
+        except BaseException:
+            keeper.close()  # (a closed loop, say: no "never awaited" warning on top)
+            raise
+        self._idle = idle
+
+    def _fiber_finished(self, f: Fiber) -> None:
+        """`Hub._fiber_finished`; the last fiber ending lets the keeper task end."""
+        super()._fiber_finished(f)
+        idle = self._idle
+        if idle is not None and not self.fibers:
+            self._idle = None
+            # (Unless it was cancelled: the keeper unwinds the fibers; or the loop was closed
+            # by hand with fibers left over, which ended since: nothing may go on the loop.)
+            if not idle.done() and not idle.get_loop().is_closed():
+                idle.set_result(None)
 
     def _reset_after_fork(self, keep: Fiber | None) -> list[Fiber]:
         """`Hub._reset_after_fork`, and the loop closed to this hub's fibers (see the module
@@ -72,6 +188,7 @@ class ForeignHub(Hub):
         others = super()._reset_after_fork(keep)
         self._forked = True
         self.fds = {}
+        self._idle = None  # (the keeper is the parent's: not resolved here, on its loop)
         return others
 
     def _refuse_in_forked_child(self) -> None:

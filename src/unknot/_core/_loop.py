@@ -18,6 +18,7 @@ from ._backends import make_hub_selector
 from ._deadlock import UNWINDING_AT_CLOSE
 from ._exceptions import DeadlockError
 from ._fiber import Fiber
+from ._foreign import cancel_fibers
 from ._hub import Hub
 from ._instruments import loop_closed, loop_started, loop_stopped
 from ._interrupt import install_sigint, keep_waking, wake_on_signals
@@ -208,29 +209,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
     async def cancel_fibers(self) -> None:
         """Cancel every fiber still running on this loop and wait until all have finished
         (but for those `run`'s shutdown abandoned)."""
-        hub = self._unknot_hub
-        abandoned = self._abandoned
-        while True:
-            fibers = [f for f in hub.fibers if f not in abandoned]
-            if not fibers:
-                return
-            for f in fibers:
-                f.cancel()
-            await self._all_finished(fibers)
-
-    def _all_finished(self, fibers: list[Fiber]) -> asyncio.Future[None]:
-        """A future resolved once every fiber in ``fibers`` has finished."""
-        done: asyncio.Future[None] = self.create_future()
-        remaining = set(fibers)
-
-        def finished(f: Fiber) -> None:
-            remaining.discard(f)
-            if not remaining and not done.done():
-                done.set_result(None)
-
-        for f in fibers:
-            f.add_done_callback(finished)
-        return done
+        await cancel_fibers(self._unknot_hub, self._abandoned)
 
     async def shutdown_asyncgens(self) -> None:
         """Cancel leftover fibers and let them unwind, then shut down async generators.
