@@ -21,6 +21,11 @@ from ._native import mypyc_attr
 from ._selector_hub import POLLING_FILES, HubSelector
 
 POLLING_FILES.add(__file__)
+# The stdlib's selector class, taken when unknot is imported, before any `unknot.patch()`: the
+# patch puts its cooperative `unknot.selectors.EpollSelector` (over a cooperative
+# `unknot.select.epoll`) in the stdlib modules, whose wait would only add a Python layer under
+# every loop iteration here (and a frame the blocking detector cannot tell from a blocked hub).
+_STD_EPOLL_SELECTOR: Final = selectors.EpollSelector
 _EV_READ: Final = selectors.EVENT_READ
 _EV_WRITE: Final = selectors.EVENT_WRITE
 _ET_MASK: Final = (
@@ -53,7 +58,7 @@ class EpollHub(HubSelector):
     _fd_to_key: dict[int, selectors.SelectorKey]
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._sel = selectors.EpollSelector()
+        self._sel = _STD_EPOLL_SELECTOR()
         self._selector = self._sel._selector  # type: ignore[attr-defined]
         self._fd_to_key = self._sel._fd_to_key  # type: ignore[attr-defined]
         self._hub_init(clock, edge_triggered=True)
