@@ -52,6 +52,7 @@ from ._client_connection import PoolKey
 from ._client_decoders import ACCEPT_ENCODING
 from ._client_errors import (
     InvalidURL,
+    LocalProtocolError,
     ReadError,
     RemoteProtocolError,
     RequestError,
@@ -62,6 +63,8 @@ from ._client_headers import HeaderTypes, RawHeaders, header_pairs, merge_header
 from ._client_pool import ConnectionPool
 from ._client_response import ClientRequest, ClientResponse
 from ._client_timeout import DEFAULT_TIMEOUT, Timeout, TimeoutTypes, as_timeout
+from ._protocol import LocalProtocolError as _ProtocolLocalError
+from ._protocol._writer import render_headers, request_line
 from ._url import URL, QueryParams, is_absolute, parse_url
 
 __all__ = [
@@ -167,6 +170,47 @@ def _basic_auth(username: str | bytes, password: str | bytes) -> bytes:
     return b"Basic " + base64.b64encode(user + b":" + secret)
 
 
+def _method_bytes(method: str) -> bytes:
+    """The method as sent, checked (a token of ASCII letters and the like; not CONNECT)."""
+    try:
+        raw = method.encode("ascii")
+        request_line(raw, b"/")
+    except (UnicodeEncodeError, _ProtocolLocalError):
+        raise LocalProtocolError(f"invalid method {method!r}") from None
+    if raw == b"CONNECT":
+        raise LocalProtocolError("CONNECT is not supported")
+    return raw
+
+
+def _check_head(request: ClientRequest, body: bytes | Iterable[bytes] | None) -> None:
+    """Refuse, before connecting, a request the protocol layer would refuse once connected:
+    bad header names or values, a Content-Length the bytes body contradicts, chunked framing
+    asked for a bytes body (or none), a protocol upgrade."""
+    try:
+        facts = render_headers(request._raw_headers, [])
+        if facts is None:
+            return
+        if body is None or type(body) is bytes:
+            if facts.chunked:
+                raise LocalProtocolError(
+                    "Transfer-Encoding: chunked needs a streamed body (an iterable of bytes or "
+                    "a file), not bytes"
+                )
+            length = 0 if body is None else len(body)
+            if facts.content_length is not None and facts.content_length != length:
+                raise LocalProtocolError(
+                    f"the Content-Length header ({facts.content_length}) does not match the "
+                    f"body ({length} bytes)"
+                )
+        if facts.upgrade:
+            raise LocalProtocolError("protocol upgrades are not supported")
+    except LocalProtocolError as exc:
+        exc.request = request
+        raise
+    except _ProtocolLocalError as exc:
+        raise LocalProtocolError(str(exc), request=request) from None
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -210,6 +254,7 @@ class Client:
             (b"accept-encoding", ACCEPT_ENCODING),
         ]
         self._headers = merge_headers(defaults, header_pairs(headers))
+        self._check_headers = bool(headers)  # (the defaults need no check)
         self.auth = auth
         self.timeout = as_timeout(timeout)
         self._verify = verify
@@ -271,8 +316,10 @@ class Client:
     ) -> ClientResponse:
         """Send a request and return its `ClientResponse` (its body read, unless ``stream``).
 
-        ``params`` are added to the URL's query. One body at most: ``content`` (bytes or str,
-        sent with Content-Length; an iterable of bytes or a binary file, sent chunked),
+        ``params`` are added to the URL's query (a str or bytes is percent-encoded as the same
+        query in the URL would be; a ``#`` in it is sent as ``%23``). One body at most:
+        ``content`` (bytes or str, sent with Content-Length; an iterable of bytes or a binary
+        file, sent chunked),
         ``data`` (a dict, form-encoded; other values as ``content``) or ``json`` (serialised,
         ``Content-Type: application/json``). ``auth``, ``timeout``, ``follow_redirects`` and
         ``max_redirects`` override the client's.
@@ -299,7 +346,14 @@ class Client:
             return response
         limit = self.max_redirects if max_redirects is None else max_redirects
         history: list[ClientResponse] = []
-        while (following := self._redirect(request, body, response)) is not None:
+        while True:
+            try:
+                following = self._redirect(request, body, response)
+            except BaseException:
+                response.close()  # (a streamed one holds its connection)
+                raise
+            if following is None:
+                break
             response.close()
             if len(history) >= limit:
                 raise TooManyRedirects(
@@ -375,6 +429,8 @@ class Client:
     ) -> tuple[ClientRequest, bytes | Iterable[bytes] | None]:
         target = self._url(url, params)
         method = method.upper()
+        if method not in self._methods:
+            self._methods[method] = _method_bytes(method)
         raw = [(b"host", target.host_header), *self._headers]
         body, content_type = (
             (None, None) if content is data is json is None else _encode_body(content, data, json)
@@ -395,6 +451,8 @@ class Client:
                 extra = [pair for pair in extra if pair[0] not in names] + given
             raw = merge_headers(raw, extra)
         request = ClientRequest(method, target, raw, body if type(body) is bytes else None)
+        if headers or self._check_headers:
+            _check_head(request, body)
         return request, body
 
     def _redirect(
@@ -480,6 +538,12 @@ class Client:
                     raise write_error from None
             else:
                 head, parts, done = conn.receive_head(timeout.read)
+        except _ProtocolLocalError as exc:  # (what _check_head could not see: a short body)
+            pool.discard(conn)
+            if not isinstance(exc, LocalProtocolError):
+                raise LocalProtocolError(str(exc), request=request) from exc
+            exc.request = request
+            raise
         except (ReadError, WriteError, RemoteProtocolError) as exc:
             pool.discard(conn)
             if (

@@ -56,6 +56,17 @@ _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 PoolKey = tuple[str, str, int, Any]
 
 
+#: The socket timeout that stands for a timeout of 0: ``settimeout(0)`` would make the socket
+#: non-blocking (``BlockingIOError``), where a zero time limit means "unless ready at once,
+#: time out". This one tries the call once, and times out if it would wait.
+_AT_ONCE = 1e-9
+
+
+def _socket_timeout(timeout: float | None) -> float | None:
+    """``timeout`` as given to ``settimeout``: 0 becomes `_AT_ONCE`."""
+    return _AT_ONCE if timeout is not None and timeout <= 0 else timeout
+
+
 def _remaining(deadline: float) -> float:
     left = deadline - _monotonic()
     if left <= 0:
@@ -104,7 +115,7 @@ def _tcp_connect(host: str, port: int, timeout: float | None) -> Any:
     for family, kind, proto, _name, address in infos:
         sock = usocket.socket(family, kind, proto)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(_socket_timeout(timeout))
             sock.connect(address)
         except OSError as exc:
             sock.close()
@@ -219,7 +230,7 @@ class HTTPConnection:
             if timeout is None or left < timeout:
                 timeout, total_first = left, True
         if timeout != self._timeout:
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(_socket_timeout(timeout))
             self._timeout = timeout
         return total_first
 

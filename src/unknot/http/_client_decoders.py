@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import zlib
+from collections.abc import Iterator
 from email.message import Message
 from typing import Any
 
@@ -13,64 +14,73 @@ from ._client_errors import DecodingError
 ACCEPT_ENCODING = b"gzip, deflate"
 
 
-class _Gzip:
-    """gzip (RFC 1952); members that follow one another are decoded one after the other."""
-
-    __slots__ = ("_z",)
-
-    def __init__(self) -> None:
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-
-    def decode(self, data: bytes) -> bytes:
-        out = self._z.decompress(data)
-        while self._z.eof and self._z.unused_data:  # a next gzip member
-            rest = self._z.unused_data
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += self._z.decompress(rest)
-        return out
-
-    def flush(self) -> bytes:
-        out = self._z.flush()
-        if not self._z.eof:
-            raise zlib.error("the gzip stream is truncated")
-        return out
+#: Output of one decoding step when none is asked for (`ContentDecoder.read`), and what a
+#: coding stacked under another is given at a time: memory stays bounded by it whatever the
+#: compression ratio (a few KB of gzip may expand to GBs).
+DECODE_STEP = 65536
 
 
-class _Deflate:
-    """deflate: zlib-wrapped (RFC 1950) as the RFC says, or raw (RFC 1951) as some servers
-    send it; which one is decided on the first two bytes (a zlib header or not)."""
+class _Zlib:
+    """One zlib-based coding, decoded with bounded output: `feed` takes body bytes, `read`
+    returns at most ``limit`` decoded bytes (the rest of the input is kept: zlib's
+    ``unconsumed_tail``). gzip (RFC 1952): members that follow one another are decoded one
+    after the other. deflate: zlib-wrapped (RFC 1950) as the RFC says, or raw (RFC 1951) as
+    some servers send it; which one is decided on the first two bytes (a zlib header or not)."""
 
-    __slots__ = ("_z", "_head")
+    __slots__ = ("_z", "_input", "_gzip", "_full", "_started")
 
-    def __init__(self) -> None:
-        self._z: Any = None
-        self._head = b""  # the first byte, until a second one arrives
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+        self._input = b""  # received, not decoded yet
+        self._full = False  # the last step filled its output: zlib may hold more
+        self._started = False  # (deflate) the first step succeeded: the kind is decided
 
-    def decode(self, data: bytes) -> bytes:
-        if self._z is None:
-            head = self._head + data
-            if len(head) < 2:
-                self._head = head
-                return b""
-            self._head = b""
-            if _zlib_header(head):
-                self._z = zlib.decompressobj()
-                try:
-                    return self._z.decompress(head)
-                except zlib.error:
-                    pass  # raw deflate whose first bytes happen to look like a zlib header
-            self._z = zlib.decompressobj(-zlib.MAX_WBITS)
-            data = head
-        return self._z.decompress(data)
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._input = self._input + data if self._input else data
 
-    def flush(self) -> bytes:
+    def read(self, limit: int) -> bytes:
+        """At most ``limit`` (> 0) decoded bytes; empty when more input is needed."""
         z = self._z
-        if z is None:  # a body of one byte cannot be deflate
-            raise zlib.error("the deflate stream is truncated")
-        out = z.flush()
-        if not z.eof:
-            raise zlib.error("the deflate stream is truncated")
-        return out
+        if z is None:  # deflate, its kind not decided yet
+            if len(self._input) < 2:
+                return b""
+            z = self._z = zlib.decompressobj(
+                zlib.MAX_WBITS if _zlib_header(self._input) else -zlib.MAX_WBITS
+            )
+        parts: list[bytes] = []
+        size = 0
+        while size < limit and (self._input or self._full):
+            if z.eof:
+                if not self._gzip or not self._input:
+                    self._input = b""  # (after the end of a deflate stream: ignored)
+                    break
+                z = self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a next gzip member
+            data, self._input = self._input, b""
+            want = limit - size
+            try:
+                out = z.decompress(data, want)
+            except zlib.error:
+                if self._gzip or self._started:
+                    raise
+                # Raw deflate whose first bytes happen to look like a zlib header.
+                z = self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                out = z.decompress(data, want)
+            self._started = True
+            self._input = z.unused_data if z.eof else z.unconsumed_tail
+            self._full = len(out) == want and not z.eof
+            if out:
+                parts.append(out)
+                size += len(out)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def check_end(self) -> None:
+        """The body ended (and everything was read): ``zlib.error`` if it was cut short."""
+        z = self._z
+        if z is None or not z.eof:
+            kind = "gzip" if self._gzip else "deflate"
+            raise zlib.error(f"the {kind} stream is truncated")
 
 
 def _zlib_header(head: bytes) -> bool:
@@ -80,47 +90,86 @@ def _zlib_header(head: bytes) -> bool:
     return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
 
 
-_DECODERS: dict[bytes, type[_Gzip] | type[_Deflate]] = {
-    b"gzip": _Gzip,
-    b"x-gzip": _Gzip,
-    b"deflate": _Deflate,
+#: The codings decoded, and whether each is gzip (else deflate).
+_DECODERS: dict[bytes, bool] = {
+    b"gzip": True,
+    b"x-gzip": True,
+    b"deflate": False,
 }
 
 
 class ContentDecoder:
-    """Undoes the codings of a Content-Encoding, last applied first, piece by piece. An empty
-    body stays empty (a HEAD, 204 or 304 response, or ``Content-Length: 0``, with the
-    Content-Encoding its full response would have)."""
+    """Undoes the codings of a Content-Encoding, last applied first, piece by piece, with
+    bounded output: `feed` the body's pieces, `read` at most so many decoded bytes at a time
+    (a coding under another is given at most `DECODE_STEP` bytes at a time), and `finish` at
+    the end. An empty body stays empty (a HEAD, 204 or 304 response, or ``Content-Length:
+    0``, with the Content-Encoding its full response would have). `decode` and `flush` are the
+    unbounded forms (everything at once)."""
 
     __slots__ = ("_steps", "_fed")
 
     def __init__(self, codings: list[bytes]) -> None:
-        self._steps = [_DECODERS[c]() for c in reversed(codings)]
+        self._steps = [_Zlib(_DECODERS[c]) for c in reversed(codings)]
         self._fed = False
 
-    def decode(self, data: bytes) -> bytes:
-        """The decoded bytes of the next piece (maybe empty)."""
+    def feed(self, data: bytes) -> None:
+        """The next piece of the body, as received."""
         if data:
             self._fed = True
+            self._steps[0].feed(data)
+
+    def read(self, limit: int = DECODE_STEP) -> bytes:
+        """At most ``limit`` decoded bytes; empty when the pieces fed so far are all decoded."""
         try:
-            for step in self._steps:
-                data = step.decode(data)
+            return self._pull(len(self._steps) - 1, limit)
         except zlib.error as exc:
             raise DecodingError(f"the body does not decode: {exc}") from exc
-        return data
+
+    def _pull(self, index: int, limit: int) -> bytes:
+        step = self._steps[index]
+        while True:
+            out = step.read(limit)
+            if out or index == 0:
+                return out
+            more = self._pull(index - 1, DECODE_STEP)
+            if not more:
+                return b""
+            step.feed(more)
+
+    def finish(self, limit: int = DECODE_STEP) -> Iterator[bytes]:
+        """The body ended: the decoded bytes still held back, at most ``limit`` at a time;
+        ``DecodingError`` if the body is cut short."""
+        if not self._fed:
+            return
+        while True:
+            out = self.read(limit)
+            if not out:
+                break
+            yield out
+        try:
+            for step in self._steps:
+                step.check_end()
+        except zlib.error as exc:
+            raise DecodingError(f"the body does not decode: {exc}") from exc
+
+    def decode(self, data: bytes) -> bytes:
+        """The decoded bytes of the next piece (maybe empty), all of them."""
+        self.feed(data)
+        parts: list[bytes] = []
+        while True:
+            out = self.read(_WHOLE_STEP)
+            if not out:
+                return b"".join(parts)
+            parts.append(out)
 
     def flush(self) -> bytes:
         """The decoded bytes held back at the end of the body; ``DecodingError`` if the body
         is cut short."""
-        if not self._fed:
-            return b""
-        out = b""
-        try:
-            for step in self._steps:
-                out = step.decode(out) + step.flush() if out else step.flush()
-        except zlib.error as exc:
-            raise DecodingError(f"the body does not decode: {exc}") from exc
-        return out
+        return b"".join(self.finish(_WHOLE_STEP))
+
+
+#: The step of the unbounded `ContentDecoder.decode` (a non-streamed body is decoded whole).
+_WHOLE_STEP = 1 << 20
 
 
 def content_decoder(headers: list[tuple[bytes, bytes]]) -> ContentDecoder | None:

@@ -5,6 +5,8 @@
     ClientError                      every client error (aiohttp's name: HTTPError is the server's)
       InvalidURL (also ValueError)   not an http(s) URL, or a malformed one
       RequestError                   the request failed; ``.request`` says which
+        LocalProtocolError           the request cannot be sent as given (also the protocol
+                                     layer's error): a bad header, framing the body contradicts
         TransportError               ...at the connection level
           TimeoutError               (also the builtin TimeoutError)
             ConnectTimeout, ReadTimeout, WriteTimeout, PoolTimeout, TotalTimeout
@@ -26,6 +28,7 @@ from __future__ import annotations
 import builtins
 from typing import TYPE_CHECKING, Any
 
+from ._protocol import LocalProtocolError as _ProtocolLocalError
 from ._protocol import RemoteProtocolError as _ProtocolRemoteError
 
 if TYPE_CHECKING:
@@ -57,6 +60,14 @@ class InvalidURL(ClientError, ValueError):
 
 class RequestError(ClientError):
     """Sending the request or receiving its response failed."""
+
+
+class LocalProtocolError(RequestError, _ProtocolLocalError):
+    """The request cannot be sent as given: a method, header name or value HTTP/1.1 does not
+    allow, a Content-Length that the body does not match, ``Transfer-Encoding: chunked`` with a
+    bytes body. Raised before connecting when the request shows it (a streamed body that ends
+    short of its Content-Length shows it only while being sent). Also an instance of the
+    protocol layer's ``LocalProtocolError``."""
 
 
 class TransportError(RequestError):

@@ -9,7 +9,8 @@ idle or busy), or waits. `release` takes a connection back when its exchange is 
 Waiting is fair and direct: a fiber that must wait queues itself (FIFO) and parks; a released
 connection goes straight to the first waiter for its key, and a freed slot (a connection closed)
 to the first waiter whose key has room. When the pool is full of idle connections to other
-hosts, the oldest of them is closed to make room.
+hosts, the oldest of them is closed to make room, for the first waiter it can serve (a waiter
+whose own host is at its limit is skipped, not waited behind).
 
 The pool is fiber-safe without locks: all its bookkeeping runs between two switches, and a
 fiber only ever waits in `acquire`, parked, or while connecting with its slot already counted.
@@ -264,13 +265,35 @@ class ConnectionPool:
         self._prune_waiters()
 
     def _hand_slot_from_idle(self) -> None:
-        """Waiters for other keys are blocked by the total limit: close an idle connection."""
-        for waiter in self._waiters:
-            if not waiter.done and not self._has_room(waiter.key):
-                self._make_room(waiter.key)
-                if self._has_room(waiter.key):
-                    self._hand_slot()
+        """Serve the waiters that an idle connection to another host holds back (the total
+        limit alone stops them): close such a connection for each, first come first served,
+        skipping the waiters that no idle connection can help (their host is at its limit)."""
+        while True:
+            chosen: _Waiter | None = None
+            for waiter in self._waiters:
+                if waiter.done:
+                    continue
+                key = waiter.key
+                if self._has_room(key) or (
+                    (self.max_per_host is None or self._open.get(key, 0) < self.max_per_host)
+                    and self._idle_elsewhere(key)
+                ):
+                    chosen = waiter
+                    break
+            if chosen is None:
                 return
+            if not self._has_room(chosen.key):
+                self._make_room(chosen.key)
+            # The first waiter with room now (``chosen``, unless the closed connection freed
+            # room for an earlier one) is served, or found gone: each turn settles one waiter.
+            self._hand_slot()
+
+    def _idle_elsewhere(self, key: PoolKey) -> bool:
+        """Whether an idle connection to a key other than ``key`` could be closed."""
+        for other, idle in self._idle.items():
+            if idle and other != key:
+                return True
+        return False
 
     def _prune_waiters(self) -> None:
         """Drop the waiters that are served or gone from the front of the queue."""

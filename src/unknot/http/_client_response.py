@@ -23,7 +23,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._client_decoders import ContentDecoder, charset, content_decoder
+from ._client_decoders import DECODE_STEP, ContentDecoder, charset, content_decoder
 from ._client_errors import HTTPStatusError, RequestError
 from ._client_headers import RawHeaders
 from ._headers import Headers
@@ -36,6 +36,8 @@ _LINE_END = re.compile("\r\n|\r|\n")
 
 #: A body left unread by ``close()`` is drained (for the connection's reuse) up to this size.
 DRAIN_MAX = 65536
+#: The smallest decoding step of ``iter_bytes(chunk_size)`` (tiny steps would be slow).
+_DECODE_MIN = 16384
 
 
 class ClientRequest:
@@ -275,7 +277,11 @@ class ClientResponse:
         self._finish()
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        """The body, decoded from gzip or deflate, in pieces (see `iter_raw`)."""
+        """The body, decoded from gzip or deflate, in pieces (see `iter_raw`). A streamed body
+        is decoded a step at a time: memory stays bounded by ``chunk_size`` (or 64 KiB)
+        however much the body expands."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
         if self._content is not None:
             content = self._content
             step = chunk_size or max(len(content), 1)
@@ -283,18 +289,28 @@ class ClientResponse:
                 yield content[i : i + step]
             return
         if chunk_size is not None:
-            yield from _rechunk(self.iter_bytes(), chunk_size)
+            limit = max(chunk_size, _DECODE_MIN)
+            yield from _rechunk(self._decoded(limit), chunk_size)
             return
+        yield from self._decoded(DECODE_STEP)
+
+    def _decoded(self, limit: int) -> Iterator[bytes]:
+        """The decoded pieces of a streamed body, each at most ``limit`` bytes if it was
+        encoded (the raw pieces as received otherwise)."""
         decoder: ContentDecoder | None = content_decoder(self._raw_headers)
+        if decoder is None:
+            for part in self.iter_raw():
+                if part:
+                    yield part
+            return
         for part in self.iter_raw():
-            if decoder is not None:
-                part = decoder.decode(part)
-            if part:
-                yield part
-        if decoder is not None:
-            tail = decoder.flush()
-            if tail:
-                yield tail
+            decoder.feed(part)
+            while True:
+                out = decoder.read(limit)
+                if not out:
+                    break
+                yield out
+        yield from decoder.finish(limit)
 
     def iter_text(self, chunk_size: int | None = None) -> Iterator[str]:
         """The body as text (see `encoding`), piece by piece."""

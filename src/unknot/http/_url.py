@@ -65,6 +65,10 @@ class URL:
             return
         if not isinstance(url, str):
             raise TypeError(f"a URL is a str, not {type(url).__name__}")
+        authority = _AUTHORITY.match(url.strip())
+        if authority is not None and _CONTROL.search(authority.group(1)):
+            # (urlsplit would drop a tab, CR or LF silently, and the resolver stop at a NUL)
+            raise InvalidURL(f"invalid URL {url!r}: a control character in its host part")
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -151,6 +155,13 @@ class URL:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: The authority (``user@host:port``) of an absolute URL, as written.
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+#: ASCII control characters (and DEL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a host cannot hold (after IDNA): controls, space, and what RFC 3986 excludes from a
+#: host that urlsplit lets through.
+_BAD_HOST = re.compile(r"[\x00-\x20\x7f\"<>\\^`{|}]")
 
 
 def is_absolute(url: str) -> bool:
@@ -161,7 +172,8 @@ def is_absolute(url: str) -> bool:
 def _ascii_host(host: str, url: str) -> str:
     """The host as sent: IDNA-encoded if it is not ASCII (IDNA 2008 with UTS 46's mapping, as
     browsers do: ``straße.de`` is ``xn--strae-oqa.de``, not IDNA 2003's ``strasse.de``), each
-    label at most 63 bytes and the whole at most 253; an IPv6 zone is refused."""
+    label at most 63 bytes and the whole at most 253; an IPv6 zone, a control character, a
+    space or one of ``"<>\\^`{|}`` is refused."""
     if "%" in host:
         raise InvalidURL(f"invalid host {host!r} in {url!r} (an IPv6 zone is not supported)")
     if not host.isascii():
@@ -171,6 +183,8 @@ def _ascii_host(host: str, url: str) -> str:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise InvalidURL(f"invalid host name {host!r} in {url!r}: {exc}") from None
+    if _BAD_HOST.search(host):
+        raise InvalidURL(f"invalid character in host {host!r} in {url!r}")
     if ":" not in host and (
         len(host.rstrip(".")) > 253 or any(len(label) > 63 for label in host.split("."))
     ):
@@ -183,13 +197,16 @@ def _ascii_host(host: str, url: str) -> str:
 
 def encode_params(params: QueryParams | None) -> str:
     """``params`` as a query string: a mapping or pairs are form-encoded (a list or tuple value
-    repeats the name; None values are left out), a string is taken as it is."""
+    repeats the name; None values are left out); a string (or bytes) is percent-encoded as a
+    query written in the URL is (``%XX`` stays as it is, a space becomes ``%20``, non-ASCII its
+    UTF-8 bytes), except that a ``#`` is part of the query, sent as ``%23`` (it cannot start a
+    fragment there); a leading ``?`` is dropped."""
     if not params:
         return ""
     if isinstance(params, bytes):
-        return params.decode("ascii")
+        return quote(params.lstrip(b"?"), safe=_QUERY_SAFE)
     if isinstance(params, str):
-        return params.lstrip("?")
+        return quote(params.lstrip("?"), safe=_QUERY_SAFE)
     items = params.items() if isinstance(params, Mapping) else params
     pairs: list[tuple[str, Any]] = []
     for name, value in items:
