@@ -14,10 +14,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from greenlet import GreenletExit
+
 from . import socket as usocket
 from . import ssl as ussl
 from ._sync import Event, Semaphore
 from .lowlevel import (
+    Cancelled,
     CancelScope,
     Fiber,
     checkpoint_if_cancelled,
@@ -275,7 +278,9 @@ class TCPServer:
             e = f.exception()
             if isinstance(e, ConnectionError):  # the peer went away: routine for a server
                 log.debug("connection %s ended: %s", f.name, e)
-            elif isinstance(e, Exception):
+            elif e is not None and not isinstance(e, (Cancelled, GreenletExit)):
+                # Any other error, SystemExit and KeyboardInterrupt included: as from a fiber
+                # nobody waits for, logged with its traceback; the server goes on (`stop` it).
                 log.error("handler for %s failed", f.name, exc_info=e)
         conn.close()  # (the handler's own socket: closed here, whatever became of it)
         if self._slots is not None:

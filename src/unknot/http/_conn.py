@@ -78,7 +78,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from greenlet import GreenletExit
+
 from .._native import mypyc_attr
+from ..lowlevel import Cancelled
 from ._access_log import AccessLog
 from ._body import RequestBody
 from ._headers import RawHeaders
@@ -95,7 +98,15 @@ from ._protocol import (
     ServerConnection,
 )
 from ._protocol._events import END_OF_MESSAGE
-from ._respond import ClientGone, ResponseAborted, send_file, send_stream, write
+from ._respond import (
+    ClientGone,
+    ResponseAborted,
+    record_sent,
+    send_file,
+    send_stream,
+    sent_before,
+    write,
+)
 
 __all__ = ["ConnectionSettings", "HTTPConnection", "Timeouts"]
 
@@ -421,6 +432,10 @@ class HTTPConnection:
                         raise
                     except Exception as exc:
                         ok = self.handler_failed(head, None, exc)
+                    except (Cancelled, GreenletExit):
+                        raise
+                    except BaseException as exc:  # SystemExit, KeyboardInterrupt...
+                        ok = self.handler_interrupted(head, exc)
                 else:
                     ok = self.answer(head, events)  # type: ignore[arg-type]
                 if not ok:
@@ -481,6 +496,10 @@ class HTTPConnection:
             raise
         except Exception as exc:
             return self.handler_failed(head, body, exc)
+        except (Cancelled, GreenletExit):
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt...
+            return self.handler_interrupted(head, exc)
 
     def respond(
         self,
@@ -495,29 +514,45 @@ class HTTPConnection:
 
         A request body the handler left unread is read and dropped after the answer, if it
         can be; if not, the answer says ``Connection: close`` (see `_body_closes`, also for an
-        answer streamed from an iterable, which may read the request body as it goes)."""
+        answer streamed from an iterable, which may read the request body as it goes).
+
+        An answer cut short after its head went out is logged to the access log all the same,
+        with the body bytes written before the cut (see `sent_before`), then the exception
+        propagates."""
         settings = self.settings
         is_head = head.method == b"HEAD"
-        if type(content) is bytes:
-            if settings.closing or body is not None:
-                headers = self.head_headers(head, body, headers, False)
-            data = self.pending + self.proto.send_response(status, headers, content)
-            sent = 0 if is_head else len(content)
-            if len(data) > BATCH_LIMIT:
-                self.pending = b""
-                write(self, data)
+        try:
+            if type(content) is bytes:
+                if settings.closing or body is not None:
+                    headers = self.head_headers(head, body, headers, False)
+                data = self.pending + self.proto.send_response(status, headers, content)
+                sent = 0 if is_head else len(content)
+                if len(data) > BATCH_LIMIT:
+                    self.pending = b""
+                    try:
+                        write(self, data)
+                    except ClientGone as exc:
+                        # (the head and the answers before it come first in ``data``)
+                        record_sent(exc, max(0, min(sent, exc.written - (len(data) - sent))))
+                        raise
+                else:
+                    self.pending = data
+                limit: int | None = DRAIN_LIMIT
+            elif isinstance(content, FileBody):
+                if settings.closing or body is not None:
+                    headers = self.head_headers(head, body, headers, False)
+                sent = send_file(self, status, headers, content, is_head)
+                limit = DRAIN_LIMIT
             else:
-                self.pending = data
-            limit: int | None = DRAIN_LIMIT
-        elif isinstance(content, FileBody):
-            if settings.closing or body is not None:
-                headers = self.head_headers(head, body, headers, False)
-            sent = send_file(self, status, headers, content, is_head)
-            limit = DRAIN_LIMIT
-        else:
-            # (The head is written, and `head_headers` asked, when the first chunk is known.)
-            sent = send_stream(self, status, headers, content, head, body)
-            limit = None  # kept alive with more left only because the iterable was reading
+                # (The head is written, and `head_headers` asked, when the first chunk is known.)
+                sent = send_stream(self, status, headers, content, head, body)
+                limit = None  # kept alive with more left only because the iterable was reading
+        except BaseException as exc:
+            if settings.access_log is not None:
+                cut = sent_before(exc)
+                if cut is not None:  # (None: no head went out; the error is answered)
+                    settings.access_log.log(self.client, head, status, cut)
+            raise
         if settings.access_log is not None:
             settings.access_log.log(self.client, head, status, sent)
         if body is not None and not body.done:
@@ -570,6 +605,29 @@ class HTTPConnection:
         if body is not None and not body.done:
             return self.proto.keep_alive and body.drain(DRAIN_LIMIT)
         return self.proto.keep_alive
+
+    def handler_interrupted(self, head: RequestHead, exc: BaseException) -> bool:
+        """The handler (or its response) raised ``exc``, a `BaseException` that is no
+        cancellation (`SystemExit`, `KeyboardInterrupt`...). As from a fiber nobody waits for,
+        it is logged with its traceback, and the server goes on; the request is answered 500,
+        or the connection reset if the response had begun (see `abort`), and the connection
+        closes (False)."""
+        state = self.proto.our_state
+        started = state is SEND_BODY or state is ERROR
+        log.error(
+            "handler raised %s for %s %s from %s: %s",
+            type(exc).__name__,
+            head.method.decode("latin-1"),
+            head.target.decode("latin-1"),
+            self.client,
+            "connection reset" if started else "answered 500, connection closed",
+            exc_info=exc,
+        )
+        if started:
+            self.eof = True  # (no lingering: `run` resets the connection, see `abort`)
+        else:
+            self.answer_error(500, head)
+        return False
 
     # -- body events for RequestBody -----------------------------------------------------------
 

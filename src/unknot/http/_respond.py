@@ -12,7 +12,9 @@ generator's ``finally`` runs), also when the client goes away. A HEAD request ge
 only: the file is not read, the iterable not iterated.
 
 Failures: `ClientGone` when the client cannot be written to (it went away or stopped reading
-for the write timeout): the connection ends quietly. `ResponseAborted` when the body failed
+for the write timeout): the connection ends quietly. Whatever cuts a response short after its
+head was handed to the socket carries the body bytes written before it (`sent_before`), for
+the access log. `ResponseAborted` when the body failed
 after the head went out (the iterable raised, the file shrank): the connection is dropped, the
 only way left to tell the client, and the cause is logged. Anything raised before the head
 went out propagates unchanged: the server answers it with a 500.
@@ -34,7 +36,15 @@ if TYPE_CHECKING:
     from ._conn import HTTPConnection
     from ._protocol import RequestHead
 
-__all__ = ["ClientGone", "ResponseAborted", "send_file", "send_stream", "write"]
+__all__ = [
+    "ClientGone",
+    "ResponseAborted",
+    "record_sent",
+    "send_file",
+    "send_stream",
+    "sent_before",
+    "write",
+]
 
 log = logging.getLogger("unknot.http")
 
@@ -47,10 +57,34 @@ class ClientGone(ConnectionError):
     """The connection to the client broke: it went away, or stopped reading for longer than
     the write timeout. Raised to a handler reading the body, too."""
 
+    #: Raised by `write`: how many bytes of its data went out before the failure (in whole
+    #: blocks of `WRITE_BLOCK`: what the failed ``sendall`` sent is not known).
+    written = 0
+
 
 class ResponseAborted(Exception):
     """The response failed after its head was sent (``__cause__`` says why): the connection
     must be dropped."""
+
+
+#: The attribute `record_sent` sets on an exception.
+_SENT = "_unknot_body_sent"
+
+
+def record_sent(exc: BaseException, sent: int) -> None:
+    """Note on ``exc``, which cut a response short after its head was handed to the socket,
+    the body bytes written before it (for the access log: see `sent_before`)."""
+    try:
+        setattr(exc, _SENT, sent)
+    except (AttributeError, TypeError):  # (an exception class without a __dict__)
+        pass
+
+
+def sent_before(exc: BaseException) -> int | None:
+    """The body bytes `record_sent` noted on ``exc``; None if the response's head had not gone
+    out (nothing was sent for it)."""
+    sent: int | None = getattr(exc, _SENT, None)
+    return sent
 
 
 def write(conn: HTTPConnection, data: bytes, more: bool = False) -> None:
@@ -58,6 +92,7 @@ def write(conn: HTTPConnection, data: bytes, more: bool = False) -> None:
     bytes follow at once (``MSG_MORE``: the kernel may hold this piece to fill a packet)."""
     sock = conn.sock
     timeout = conn.settings.write_timeout
+    start = 0
     try:
         conn.deadline = monotonic() + timeout
         if len(data) <= WRITE_BLOCK:
@@ -71,7 +106,9 @@ def write(conn: HTTPConnection, data: bytes, more: bool = False) -> None:
                 conn.deadline = monotonic() + timeout
                 sock.sendall(view[start : start + WRITE_BLOCK])
     except OSError as exc:
-        raise ClientGone(f"cannot write to the client: {exc}") from exc
+        gone = ClientGone(f"cannot write to the client: {exc}")
+        gone.written = start
+        raise gone from exc
     finally:
         conn.deadline = 0.0
 
@@ -85,37 +122,48 @@ def send_file(
         length = None if status == 204 or status == 304 else body.length()
         data = conn.pending + proto.start_response(status, headers, content_length=length)
         conn.pending = b""
-        if is_head or not length:
-            write(conn, data + proto.end_response())
-            return 0
-        write(conn, data, more=True)
+        sent = 0
         try:
+            if is_head or not length:
+                write(conn, data + proto.end_response())
+                return 0
+            write(conn, data, more=True)
             sent = _send_file_bytes(conn, body, length)
             if sent < length:
                 raise OSError(f"the file ended {length - sent} bytes short of its length")
             proto.data_sent(sent)
             proto.end_response()
-        except ClientGone:
+        except ClientGone as exc:
+            record_sent(exc, sent_before(exc) or sent)
             raise
         except Exception as exc:
-            raise ResponseAborted("sending the file failed") from exc
+            aborted = ResponseAborted("sending the file failed")
+            record_sent(aborted, sent_before(exc) or sent)
+            raise aborted from exc
+        except BaseException as exc:  # (cancelled by ``stop``...)
+            record_sent(exc, sent_before(exc) or sent)
+            raise
         return sent
     finally:
         body.close()
 
 
 def _send_file_bytes(conn: HTTPConnection, body: FileBody, length: int) -> int:
-    """Up to ``length`` bytes of ``body`` sent (fewer if the file is shorter)."""
+    """Up to ``length`` bytes of ``body`` sent (fewer if the file is shorter). An exception
+    out of it carries the bytes sent before it (`record_sent`)."""
+    sent = 0
     if conn.settings.tls:  # no sendfile through TLS: read and write
-        sent = 0
-        for chunk in body.chunks():
-            write(conn, chunk)
-            sent += len(chunk)
+        try:
+            for chunk in body.chunks():
+                write(conn, chunk)
+                sent += len(chunk)
+        except BaseException as exc:
+            record_sent(exc, sent)
+            raise
         return sent
     sock = conn.sock
     timeout = conn.settings.write_timeout
     file, offset = body.file, body.offset
-    sent = 0
     try:
         while sent < length:
             conn.deadline = monotonic() + timeout
@@ -124,7 +172,12 @@ def _send_file_bytes(conn: HTTPConnection, body: FileBody, length: int) -> int:
                 break
             sent += n
     except (ConnectionError, TimeoutError) as exc:
-        raise ClientGone(f"cannot write to the client: {exc}") from exc
+        gone = ClientGone(f"cannot write to the client: {exc}")
+        record_sent(gone, sent)
+        raise gone from exc
+    except BaseException as exc:
+        record_sent(exc, sent)
+        raise
     finally:
         conn.deadline = 0.0
     return sent
@@ -150,20 +203,30 @@ def send_stream(
             headers = conn.head_headers(head, body, headers, False)
             data = conn.pending + proto.send_response(status, headers, content)
             conn.pending = b""
-            write(conn, data)
-            return 0 if is_head else len(content)
+            size = 0 if is_head else len(content)
+            try:
+                write(conn, data)
+            except ClientGone as exc:
+                record_sent(exc, max(0, min(size, exc.written - (len(data) - size))))
+                raise
+            return size
         if is_head or status == 204 or status == 304:
             # (the iterable is not iterated: it reads nothing)
             headers = conn.head_headers(head, body, headers, False)
             data = conn.pending + proto.start_response(status, headers) + proto.end_response()
             conn.pending = b""
-            write(conn, data)
+            try:
+                write(conn, data)
+            except ClientGone as exc:
+                record_sent(exc, 0)
+                raise
             return 0
         iterator = iter(chunks)
         first = _as_bytes(next(iterator, b""))
         headers = conn.head_headers(head, body, headers, True)
         data = conn.pending + proto.start_response(status, headers) + proto.send_data(first)
         conn.pending = b""
+        sent = 0
         try:
             write(conn, data)
             sent = len(first)
@@ -172,10 +235,16 @@ def send_stream(
                     write(conn, proto.send_data(chunk))
                     sent += len(chunk)
             write(conn, proto.end_response())
-        except ClientGone:
+        except ClientGone as exc:
+            record_sent(exc, sent)
             raise
         except Exception as exc:
-            raise ResponseAborted("streaming the response failed") from exc
+            aborted = ResponseAborted("streaming the response failed")
+            record_sent(aborted, sent)
+            raise aborted from exc
+        except BaseException as exc:  # (cancelled by ``stop``...)
+            record_sent(exc, sent)
+            raise
         return sent
     finally:
         _close(chunks)

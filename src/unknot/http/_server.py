@@ -157,10 +157,11 @@ class HTTPServer:
         """Stop accepting, close idle connections, give the requests under way up to ``grace``
         seconds, then cancel them. Called from a handler, it returns at once and the server
         stops in a fiber of its own."""
+        # First of all: the answer of a handler calling this says ``Connection: close``.
+        self._settings.closing = True
         if unknot.current() in self._connections:
             unknot.spawn(self.stop, grace, name="http-server-stop")
             return
-        self._settings.closing = True
         for fiber, connection in list(self._connections.items()):
             if connection.idle:
                 fiber.cancel()

@@ -357,7 +357,10 @@ class StaticFiles:
             etag_suffix = ""
             exists = False
             if self.precompressed and not real.endswith(".gz"):
-                exists, sibling = self._gzip_sibling(real, st, headers.get("accept-encoding"))
+                accept = headers.get_all("accept-encoding")  # (repeated lines: one list)
+                exists, sibling = self._gzip_sibling(
+                    real, st, ", ".join(accept) if accept else None
+                )
                 if exists:
                     raw.append((b"vary", b"Accept-Encoding"))
                 if sibling is not None:
@@ -540,7 +543,8 @@ def _not_modified(headers: Any, etag: str, mtime: int) -> bool:
     """Whether the conditional headers ask for a 304 (If-None-Match over If-Modified-Since)."""
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        return _etag_matches(if_none_match, etag)
+        # Repeated lines are one comma-separated list (RFC 9110, 5.3), as for If-Match.
+        return _etag_matches(", ".join(headers.get_all("if-none-match")), etag)
     if_modified_since = headers.get("if-modified-since")
     if if_modified_since is not None:
         since = parse_http_date(if_modified_since)

@@ -10,7 +10,8 @@ class Limits:
     """What a connection accepts from its peer; crossing a limit is a ``RemoteProtocolError``.
 
     The defaults follow common servers (nginx, Apache, Node) and are safe for the open
-    internet; ``None`` turns a size limit off.
+    internet; ``None`` turns a limit off. Each is ``None`` or an ``int`` of at least 0
+    (``TypeError``, ``ValueError`` otherwise).
 
     ``max_target_size`` (8 KiB)
         Bytes in the request target (or a response's reason phrase). Status hint 414.
@@ -27,10 +28,30 @@ class Limits:
         when it grows past it. Status hint 413.
     """
 
-    max_target_size: int = 8 * 1024
-    max_header_size: int = 16 * 1024
-    max_header_count: int = 100
+    max_target_size: int | None = 8 * 1024
+    max_header_size: int | None = 16 * 1024
+    max_header_count: int | None = 100
     max_body_size: int | None = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_target_size", "max_header_size", "max_header_count", "max_body_size"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Limits.{name} must be an int or None, not {value!r:.80}")
+            if value < 0:
+                raise ValueError(f"Limits.{name} must not be negative, got {value}")
+
+
+#: What a limit set to None becomes in the readers: more than any input can reach, yet a small
+#: int (no boxed int on the hot path of a compiled build; two of them still add up to one).
+NO_LIMIT = 1 << 60
+
+
+def limit_value(limit: int | None) -> int:
+    """``limit`` as the readers compare with it: None (off) is `NO_LIMIT`."""
+    return NO_LIMIT if limit is None else limit
 
 
 #: The server side's defaults.

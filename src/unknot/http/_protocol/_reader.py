@@ -32,7 +32,7 @@ from ._events import (
     Event,
     HeaderList,
 )
-from ._limits import Limits
+from ._limits import Limits, limit_value
 
 #: Header names that decide how a message is framed or handled; only these get a closer look.
 NOTED = frozenset({b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"})
@@ -142,9 +142,11 @@ class Reader:
         self._head_exact = 0
         self._head_bound = 0
         self._feed_size = 0
-        self._max_target = limits.max_target_size
-        self._max_header = limits.max_header_size
-        self._max_count = limits.max_header_count
+        # A limit that is off (None) becomes a huge int here, once: the checks on the hot path
+        # compare ints only.
+        self._max_target = limit_value(limits.max_target_size)
+        self._max_header = limit_value(limits.max_header_size)
+        self._max_count = limit_value(limits.max_header_count)
         self._max_body = limits.max_body_size
 
     # -- feeding ---------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Beyond what llhttp's strict mode refuses (400), it refuses: a transfer coding other than chunked
 (400), an HTTP version other than 1.0 and 1.1 (505, the versions llhttp does not know included;
-a malformed version is a 400), a missing or repeated Host (400), a CONNECT request with a body
-(400), and whatever crosses the limits (413, 414, 431). An HTTP/1.0 request with a
+a malformed version is a 400), a missing, repeated or invalid Host (400), a request target with
+a fragment (``#``, 400), a CONNECT request with a body (400), and whatever crosses the limits
+(413, 414, 431). An HTTP/1.0 request with a
 Transfer-Encoding is answered, and the connection then closes; so is an HTTP/1.0 request whose
 Connection says both keep-alive and close (RFC 9112, 9.3: close wins, where llhttp keeps it alive).
 
@@ -18,6 +19,8 @@ CONNECT still ends the parsing (``upgrade`` true, ``trailing_data``).
 
 from __future__ import annotations
 
+import re
+
 import httptools
 
 from ._errors import RemoteProtocolError
@@ -27,6 +30,18 @@ from ._reader import NOTED, VERSIONS, Reader, strict_parser
 
 #: The names ``Reader`` notes, and Host (exactly one in HTTP/1.1, at most one in HTTP/1.0).
 _REQUEST_NOTED = NOTED | {b"host"}
+
+#: A valid Host value (RFC 9110, 7.2: ``uri-host [ ":" port ]``, RFC 3986's grammar; empty
+#: too, RFC 9112, 3.2): an IP literal in brackets or a reg-name, then maybe a port.
+_HOST = re.compile(
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
+#: Host values found valid: clients send the same few over and over, and a lookup costs less
+#: than the match. Dropped whole when full (bounded, whatever hosts clients make up).
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX = 256
 
 
 class _StopParsing(Exception):
@@ -92,8 +107,18 @@ class RequestReader(Reader):
         if name in _REQUEST_NOTED and not self._in_body:
             if name == b"host":
                 self._hosts += 1
+                if value not in _GOOD_HOSTS:
+                    self._check_host(value)
             else:
                 self._note(name, value)
+
+    def _check_host(self, value: bytes) -> None:
+        """A Host value not seen before: 400 unless it is valid (RFC 9112, 3.2)."""
+        if _HOST.fullmatch(value.strip(b" \t")) is None:
+            self._raise(RemoteProtocolError("invalid Host header"))
+        if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS.add(bytes(value))
 
     def on_message_begin(self) -> None:
         """A request begins: its first byte has come (llhttp skips empty lines before one, as
@@ -107,6 +132,9 @@ class RequestReader(Reader):
         target = self._target + url
         if len(target) > self._max_target:
             self._raise(RemoteProtocolError("request target too long", 414))
+        if url.find(b"#") >= 0:
+            # RFC 9112, 3.2: no form of request target has a fragment (llhttp takes one).
+            self._raise(RemoteProtocolError("a fragment (#) in the request target"))
         self._target = target
 
     def on_headers_complete(self) -> None:
