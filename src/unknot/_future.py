@@ -218,13 +218,17 @@ class Future(Generic[T]):
 
         In a fiber this is a blocking call (a cancellation point, also when the future is
         complete); in an OS thread that runs no event loop it blocks the thread. From asyncio
-        code use ``await future``.
+        code use ``await future``. A negative ``timeout`` counts as 0, as in
+        `concurrent.futures`; NaN is a `ValueError`.
         """
         _checkpoint()
         if self._state:
             return True
-        if timeout is not None and (math.isnan(timeout) or timeout < 0):
-            raise ValueError(f"timeout must be a non-negative number, got {timeout!r}")
+        if timeout is not None:
+            if math.isnan(timeout):
+                raise ValueError(f"timeout must not be NaN, got {timeout!r}")
+            if timeout < 0:
+                timeout = 0.0
         f = current_fiber()
         if f is None:
             if asyncio._get_running_loop() is not None:

@@ -16,17 +16,17 @@ call: one that finds the input over ends without a slot (a run whose calls are d
 waits for the pool to learn that it is over). Each call runs in its own copy of the caller's
 contextvars (as if spawned).
 
-Nesting. A `map` called from inside a call of the same pool (a spawned fiber, a worker while
-it calls: one pulling from the input holds no slot) is lent the caller's slot, which holds it
-and only waits meanwhile: the map's first call runs in that slot, so that calls of the pool
-that map over it cannot take every slot and wait for each other for ever (as `apply` called
-from inside runs at once). An imap's consumer runs on between results, so it lends its slot
-only while it waits in ``next()`` and takes it back before it returns. The slot may then be
-held by a call of the run: the consumer takes a free slot of the pool instead (the lent one
-goes to the pool when that call ends), or waits for whichever of the two comes first, ahead of
-the run's queued workers. So the bound is never exceeded, and a consumer waits at most for one
-call of its own run, which waits only for its own nested calls: nothing waits in a circle.
-(The consumer may get a result a call later than it would holding a second slot.)
+Nesting. A `map` called from inside a call of the same pool (a spawned fiber, a fiber inside
+`apply`, a worker while it calls: one pulling from the input holds no slot) is lent the caller's
+slot, which holds it and only waits meanwhile: the map's first call runs in that slot, so that
+calls of the pool that map over it cannot take every slot and wait for each other for ever (as
+`apply` called from inside runs at once). An imap's consumer runs on between results, so it
+lends its slot only while it waits in ``next()`` and takes it back before it returns. The slot
+may then be held by a call of the run: the consumer takes a free slot of the pool instead (the
+lent one goes to the pool when that call ends), or waits for whichever of the two comes first,
+ahead of the run's queued workers. So the bound is never exceeded, and a consumer waits at most
+for one call of its own run, which waits only for its own nested calls: nothing waits in a
+circle. (The consumer may get a result a call later than it would holding a second slot.)
 
 Memory. `map` keeps the results (it returns them all). `imap` and `imap_unordered` take an item
 from the input only while fewer than ``size`` items (`UNBOUNDED_WINDOW` for an unbounded pool)
@@ -126,8 +126,9 @@ class Pool:
         self._slot_waiters = ParkingLot()
         self._nwaiting = 0  # fibers in _slot_waiters (or just woken from it)
         self._group: TaskGroup | None = None
-        #: Fibers running calls of this pool: spawned ones (-> None) and workers (-> their
-        #: run), for `apply` and for lending to nested runs (see `_in_call`).
+        #: Fibers running calls of this pool: spawned ones and those inside `apply` (-> None)
+        #: and workers (-> their run), for `apply` and for lending to nested runs (see
+        #: `_in_call`).
         self._members: dict[Fiber, _Run | None] = {}
         self._fiber_done_cb = self._fiber_done
         #: The imap runs, whose idle workers the with-block's exit sends away.
@@ -177,9 +178,9 @@ class Pool:
             self._free += 1
 
     def _in_call(self, f: Fiber) -> bool:
-        """Whether ``f`` runs a call of this pool, so holds a slot: a spawned fiber, or a
-        worker except while it takes the next item from its input (it holds no slot then, so
-        a map or imap of this pool iterated by the input must not be lent one)."""
+        """Whether ``f`` runs a call of this pool, so holds a slot: a spawned fiber, one inside
+        `apply`, or a worker except while it takes the next item from its input (it holds no
+        slot then, so a map or imap of this pool iterated by the input must not be lent one)."""
         run = self._members.get(f, _MISSING)
         return run is None or (run is not _MISSING and run.pulling is not f)
 
@@ -252,16 +253,27 @@ class Pool:
 
         The call runs in the calling fiber, in a copy of its contextvars, while holding a slot.
         Called from inside a call of this pool it runs at once (its caller holds a slot
-        already), as in gevent.
+        already), as in gevent. While ``fn`` runs, the calling fiber counts as running a call
+        of the pool (a member, as a spawned fiber), so an `apply`, `map` or `imap` of this pool
+        nested in it runs in, or is lent, the slot ``fn`` holds instead of waiting for it.
         """
         f = require_fiber()
         if self._in_call(f):
             return fn(*args, **kwargs)
         checkpoint_if_cancelled()
         self._acquire(f)
+        members = self._members
+        # (A worker of this pool pulling from its input holds no slot, so lands here: it is a
+        # member again, of its run, once fn is done.)
+        outer = members.get(f, _MISSING)
+        members[f] = None
         try:
             return copy_context().run(fn, *args, **kwargs)
         finally:
+            if outer is _MISSING:
+                members.pop(f, None)
+            else:
+                members[f] = outer
             self._release()
 
     # -- map and friends ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .lowlevel import (
     Fiber,
     ParkingLot,
     checkpoint_if_cancelled,
+    current_time,
     require_fiber,
 )
 
@@ -43,9 +44,37 @@ else:
 
 T = TypeVar("T")
 
+#: The storage hooks a subclass may override (as the stdlib's `queue.Queue` allows).
+_HOOKS = ("_init", "_put", "_get")
+#: Those of `Queue`, `LifoQueue` and `PriorityQueue`, which only store (see `Queue._hooked`).
+_PLAIN_HOOKS: set[Any] = set()
+
+
+class _HandOff:
+    """What a getter of a queue with its own storage hooks is woken with by `Queue.put`: the
+    item, filled in through ``_put`` and ``_get`` once the getter is known to take it."""
+
+    __slots__ = ("item",)
+
+    def __init__(self) -> None:
+        self.item: Any = _NONE
+
+
+_NONE: Any = object()
+
 
 class Queue(Generic[T]):
     """A FIFO queue for fibers. ``maxsize`` None or ``<= 0`` means unbounded."""
+
+    #: Whether the class has storage hooks of its own (not those of `Queue`, `LifoQueue` and
+    #: `PriorityQueue`, which only store): `put` then hands an item to a waiting getter
+    #: through ``_put`` and ``_get``, as the stdlib's queue always does. Decided once per
+    #: class, so the plain queues hand items over directly.
+    _hooked: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hooked = any(getattr(cls, name) not in _PLAIN_HOOKS for name in _HOOKS)
 
     def __init__(self, maxsize: int | None = 0) -> None:
         self.maxsize = 0 if maxsize is None else maxsize
@@ -98,8 +127,13 @@ class Queue(Generic[T]):
             raise ShutDown
         self._unfinished += 1
         # A waiting getter means the queue is empty: hand the item over directly.
-        if self._getters.head is not None and self._getters.unpark(item) is not None:
-            return
+        if self._getters.head is not None:
+            if not self._hooked:
+                if self._getters.unpark(item) is not None:
+                    return
+            else:
+                self._hand_over(item)
+                return
         if not self.full():
             self._put(item)
             return
@@ -137,10 +171,45 @@ class Queue(Generic[T]):
         if not block:
             raise Empty
         f = require_fiber()
+        if self._hooked:
+            return self._wait_hand_over(f, timeout)
         r = self._getters.park(f, timeout)
         if r is TIMED_OUT:
             raise Empty
         return r
+
+    def _hand_over(self, item: T) -> None:
+        """`put` on a queue with its own storage hooks, with a getter waiting (so the queue is
+        empty): the item goes through ``_put`` and ``_get`` (as in the stdlib), and what
+        ``_get`` returns to the longest-waiting getter that can still be woken, or stays
+        stored if none can."""
+        try:
+            self._put(item)
+        except BaseException:
+            self._unfinished -= 1  # (nothing was put)
+            raise
+        box = _HandOff()
+        if self._getters.unpark(box) is not None:
+            box.item = self._get()  # (the getter runs only once this fiber blocks)
+
+    def _wait_hand_over(self, f: Fiber, timeout: float | None) -> T:
+        """`get` waiting on an empty queue with its own storage hooks: woken by `put` with a
+        `_HandOff`, which holds the item (`_hand_over`)."""
+        deadline = None if timeout is None else current_time() + timeout
+        while True:
+            r = self._getters.park(f, timeout)
+            if r is TIMED_OUT:
+                raise Empty
+            if r.item is not _NONE:
+                item: T = r.item
+                return item
+            # The put's _get raised after this getter was woken: look again.
+            try:
+                return self.get(block=False)
+            except Empty:
+                pass
+            if deadline is not None:
+                timeout = max(deadline - current_time(), 0.0)
 
     def _admit_putter(self) -> None:
         """Room was made: move the longest-waiting putter's item in, if it can be woken."""
@@ -229,5 +298,10 @@ class PriorityQueue(Queue[T]):
     def _get(self) -> T:
         return heapq.heappop(self._items)
 
+
+_PLAIN_HOOKS.update(
+    getattr(cls, name) for cls in (Queue, LifoQueue, PriorityQueue) for name in _HOOKS
+)
+LifoQueue._hooked = PriorityQueue._hooked = False  # (set before their hooks were known)
 
 __all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue", "ShutDown"]

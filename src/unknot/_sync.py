@@ -233,6 +233,9 @@ class Semaphore(_LockBase):
             raise ValueError("semaphore initial value must be >= 0")
         self._value = value
         self._waiters = ParkingLot()
+        #: Slots `release` handed to waiters that have not run yet (`threading` counts them in
+        #: its value until the waiter takes them): `BoundedSemaphore` bounds them too.
+        self._handed = 0
 
     @property
     def value(self) -> int:
@@ -255,7 +258,12 @@ class Semaphore(_LockBase):
         if not blocking:
             return False
         f = require_fiber()
-        return self._waiters.park(f, t) is not TIMED_OUT
+        if self._waiters.park(f, t) is TIMED_OUT:
+            return False
+        # Woken by release with a slot (a fiber woken runs on with it, even if it was cancelled
+        # meanwhile: the cancellation comes at its next blocking call).
+        self._handed -= 1
+        return True
 
     def release(self, n: int = 1) -> None:
         """Return ``n`` slots, handing each to a waiting fiber first."""
@@ -264,6 +272,8 @@ class Semaphore(_LockBase):
         for _ in range(n):
             if self._waiters.unpark() is None:
                 self._value += 1
+            else:
+                self._handed += 1
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} value={self._value} waiters={len(self._waiters)}>"
@@ -277,8 +287,11 @@ class BoundedSemaphore(Semaphore):
         self._initial = value
 
     def release(self, n: int = 1) -> None:
-        """Return ``n`` slots; `ValueError` if that would exceed the initial value."""
-        if self._value + n > self._initial:
+        """Return ``n`` slots; `ValueError` (and nothing released) if that would exceed the
+        initial value. A slot handed to a waiter that has not run yet counts as free, as in
+        `threading.BoundedSemaphore`: releasing it again is the error, raised here, rather
+        than letting a third fiber in and failing later in a correct release."""
+        if self._value + self._handed + n > self._initial:
             raise ValueError("Semaphore released too many times")
         super().release(n)
 

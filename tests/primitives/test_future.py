@@ -88,8 +88,10 @@ def test_timeouts(autojump_clock: MockClock) -> None:
     with pytest.raises(TimeoutError):
         fut.exception(timeout=1)
     assert unknot.current_time() == pytest.approx(7)
+    assert fut.wait(-1) is False  # (a negative timeout is 0, as in concurrent.futures)
+    assert unknot.current_time() == pytest.approx(7)
     with pytest.raises(ValueError):
-        fut.wait(-1)
+        fut.wait(float("nan"))
 
 
 @pytest.mark.unknot
