@@ -131,6 +131,9 @@ class TCPServer:
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        if ssl is not None and not callable(getattr(ssl, "wrap_socket", None)):
+            # (else each connection would fail, logged one by one, with an AttributeError)
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         self.handler = handler
         self.ssl = ssl
         self.nodelay = nodelay

@@ -328,3 +328,23 @@ def test_an_invalid_or_repeated_host_is_400() -> None:
             assert read_response(f).status == 200
             assert not closed_by_server(sock, f, 0.1)
             f.close()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "message"),
+    [
+        ("limits", {"max_body_size": 10}, "limits must be an unknot.http.Limits, not dict"),
+        ("timeouts", 5, "timeouts must be an unknot.http.Timeouts, not int"),
+        ("ssl", "cert.pem", "ssl must be an ssl.SSLContext or None, not str"),
+    ],
+)
+def test_wrong_argument_types_are_refused_when_the_server_is_made(
+    keyword: str, value: object, message: str
+) -> None:
+    """Not per connection, where each would fail and be logged on its own."""
+
+    def main() -> None:
+        with pytest.raises(TypeError, match=message):
+            unknot.http.HTTPServer(lambda request: "hi", port=0, **{keyword: value})
+
+    unknot.run(main)

@@ -90,6 +90,13 @@ class HTTPServer:
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        # (Checked here: a wrong type would otherwise fail every connection, logged one by one.)
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be an unknot.http.Limits, not {type(limits).__name__}")
+        if not isinstance(timeouts, Timeouts):
+            raise TypeError(
+                f"timeouts must be an unknot.http.Timeouts, not {type(timeouts).__name__}"
+            )
         if access_log:
             access: AccessLog | None = AccessLog(
                 log_format="combined" if access_log is True else str(access_log)
