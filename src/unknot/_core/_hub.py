@@ -694,11 +694,13 @@ class Hub(DeadlockDetection):
         """A new persistent record for ``fd``, owned by one socket; `forget_fd` it on close.
 
         An idle record left for the same fd number (its socket was garbage-collected without
-        close, and the number reused) is replaced.
+        close, and the number reused) is replaced. So is one that fibers still wait on if its
+        file is gone (`_forget_if_stale`: the fd was closed behind its socket's back); its
+        waiters get `OSError` (EBADF) as from `forget_fd`.
         """
         old = self.fds.get(fd)
         if old is not None:
-            if self._has_waiters(old):
+            if self._has_waiters(old) and not self._forget_if_stale(old):
                 raise RuntimeError(f"fd {fd} is already being waited on through another object")
             if old.armed:
                 self._disarm(old)
@@ -724,6 +726,39 @@ class Hub(DeadlockDetection):
         for f in waiters:
             if f is not None:
                 self.throw(f, OSError(errno.EBADF, "the file descriptor was closed while waiting"))
+
+    def _forget_if_stale(self, rec: FdWait) -> bool:
+        """`forget_fd` ``rec`` if it is a socket's registered record whose file is gone: True if
+        so. For a wait that finds the record by the fd number, as another user of the number
+        (`_raw_record`, `fd_record`), never the socket's own waits (the hot path).
+
+        A socket's fd closed behind its back (``os.close(sock.fileno())``, a C library closing
+        it) leaves its record in the table, registered as far as the hub knows, while the
+        kernel dropped the closed file from its interest set. Whoever gets the number next
+        (a pipe, a pidfd, a new socket) would find the record, take it for registered, and
+        never be woken. The backend's check costs one syscall (`_registration_lost`), made only
+        for a record the hub keeps registered between waits (persistent, armed: the
+        edge-triggered hub's); the others are registered afresh by the wait itself.
+        """
+        if not (rec.persistent and rec.armed and self.edge_triggered):
+            return False
+        if not self._registration_lost(rec):
+            return False
+        rec.armed = False  # (nothing to unregister: the kernel dropped it)
+        self.forget_fd(rec)
+        return True
+
+    def _raw_record(self, f: Fiber, fd: int) -> FdWait:
+        """The record for a wait on ``fd`` by number (`wait_raw_fd`, `wait_fds`): the one in the
+        table, a socket's record too (checked by `_forget_if_stale` unless ``f`` waits on it
+        already), or a new one, watched only while fibers wait."""
+        rec = self.fds.get(fd)
+        if rec is not None:
+            if rec.reader is f or rec.writer is f or not self._forget_if_stale(rec):
+                return rec
+        rec = FdWait(fd, False, False, self)
+        self.fds[fd] = rec
+        return rec
 
     def _has_waiters(self, rec: FdWait) -> bool:
         """Whether a fiber waits on ``rec``: as its ``reader`` or ``writer``, or queued."""
@@ -987,11 +1022,7 @@ class Hub(DeadlockDetection):
 
     def wait_raw_fd(self, f: Fiber, fd: int, write: bool, timeout: float | None) -> Any:
         """`wait_fd` for an fd unknot does not own: watched only while the fiber waits."""
-        rec = self.fds.get(fd)
-        if rec is None:
-            rec = FdWait(fd, False, False, self)
-            self.fds[fd] = rec
-        return self.wait_fd(f, rec, write, timeout)
+        return self.wait_fd(f, self._raw_record(f, fd), write, timeout)
 
     def wait_fds(
         self,
@@ -1023,10 +1054,7 @@ class Hub(DeadlockDetection):
         try:
             for write, fds in ((False, reads), (True, writes)):
                 for fd in fds:
-                    rec = self.fds.get(fd)
-                    if rec is None:
-                        rec = FdWait(fd, False, False, self)
-                        self.fds[fd] = rec
+                    rec = self._raw_record(f, fd)
                     waiter = rec.writer if write else rec.reader
                     if waiter is f:
                         continue  # listed twice
@@ -1102,6 +1130,13 @@ class Hub(DeadlockDetection):
     def _disarm(self, rec: FdWait) -> None:
         """Stop watching ``rec`` at all."""
         raise NotImplementedError
+
+    def _registration_lost(self, rec: FdWait) -> bool:
+        """Whether the OS no longer watches ``rec``, an armed persistent record, because the
+        file it was registered for is gone (the number closed, perhaps reused since): see
+        `_forget_if_stale`. Only backends that keep such records registered between waits
+        (edge-triggered) can lose one."""
+        return False
 
     # After a fork (`unknot._core._fork`) ---------------------------------------------------------
 

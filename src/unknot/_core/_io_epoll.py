@@ -11,6 +11,7 @@ compiled class: see docs/compiled.md).
 
 from __future__ import annotations
 
+import errno
 import select
 import selectors
 from collections.abc import Callable, Mapping
@@ -35,6 +36,8 @@ _READ: Final = (
     select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP | select.EPOLLPRI
 )
 _WRITE: Final = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+# What EPOLL_CTL_MOD says for a registration whose file is gone (`EpollHub._registration_lost`).
+_LOST: Final = (errno.ENOENT, errno.EBADF, errno.EPERM)
 # After these no further edge is promised for data already queued (a FIN behind the last
 # data; a read stopping at TCP's urgent mark): readiness hints are turned off for the fd.
 _HANGUP: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLPRI
@@ -166,6 +169,8 @@ class EpollHub(HubSelector):
         fd = rec.fd
         if rec.persistent:
             if not rec.armed:
+                if fd < 0:  # (forgotten: `Hub._forget_if_stale` with the socket still open)
+                    raise OSError(errno.EBADF, "the file descriptor was closed")
                 self._check_not_asyncio(fd, self._fd_to_key)
                 try:
                     epoll.register(fd, _ET_MASK)
@@ -207,6 +212,23 @@ class EpollHub(HubSelector):
             self._selector.unregister(rec.fd)
         except (OSError, ValueError):
             pass  # already closed: the kernel dropped it
+
+    def _registration_lost(self, rec: FdWait) -> bool:
+        """See `Hub._registration_lost`: one ``EPOLL_CTL_MOD`` with the record's own mask.
+
+        epoll keys a registration by the file and the number: once the socket's file is closed
+        the kernel drops it, and MOD on the number, whatever file has it now, fails with ENOENT
+        (EBADF: nothing has the number; EPERM: a regular file has it). For a live registration
+        it changes nothing but re-arms the edge (an event comes if the fd is ready: a spurious
+        wake-up at most). (asyncio's registrations share the epoll object, but none can be under
+        the number: registering it drops an idle record, and one with waiters refuses it.)"""
+        try:
+            self._selector.modify(rec.fd, _ET_MASK)
+        except OSError as e:
+            if e.errno in _LOST:
+                return True
+            raise
+        return False
 
     def _reset_backend_after_fork(self) -> None:
         """See `HubSelector._reset_backend_after_fork`: a new epoll object. The child's copy
