@@ -12,6 +12,7 @@ and ``__getattr__`` of a subclass work as on any object.
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable
 from typing import Any
 from weakref import ref
@@ -21,6 +22,34 @@ from greenlet import getcurrent
 _MISSING = object()
 #: A `local` with fewer namespaces than this never looks for those of finished greenlets.
 _SWEEP_MIN = 64
+
+
+class _Finalizing:
+    """Stands for the greenlet running while the interpreter finalizes, if `_exiting` could
+    not note it: greenlet's ``getcurrent()`` then raises RuntimeError."""
+
+    __slots__ = ("__weakref__",)
+    dead = False
+
+
+#: The main thread's greenlet that ran the atexit handlers: the one running, outside any fiber
+#: (none can run then), while the interpreter finalizes (``__del__`` methods, say).
+_exit_greenlet: Any = _Finalizing()
+
+
+@atexit.register
+def _exiting() -> None:
+    global _exit_greenlet
+    _exit_greenlet = getcurrent()
+
+
+def _current() -> Any:
+    """``getcurrent()``, or, while the interpreter finalizes, the greenlet that ran the atexit
+    handlers. (For the rare paths: the common ones inline the ``try``, free unless it raises.)"""
+    try:
+        return getcurrent()
+    except RuntimeError:  # "greenlet is being finalized"
+        return _exit_greenlet
 
 
 class _Namespaces:
@@ -99,7 +128,7 @@ class local:  # noqa: N801 - named after threading.local
         self = object.__new__(cls)
         namespaces = _Namespaces(args, kwargs)
         object.__setattr__(self, "_local__namespaces", namespaces)
-        namespaces.create(getcurrent())  # the creator's namespace; type() calls __init__ on it
+        namespaces.create(_current())  # the creator's namespace; type() calls __init__ on it
         return self
 
     def __getattribute__(self, name: str) -> Any:
@@ -145,6 +174,11 @@ class local:  # noqa: N801 - named after threading.local
         except KeyError:
             raise AttributeError(name) from None
 
+    def __reduce__(self) -> Any:
+        # As the C threading.local: copy.copy, deepcopy and pickle refuse it (a copy would
+        # share its namespaces). A subclass may define its own.
+        raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
+
 
 _get_namespaces: Callable[[local], _Namespaces] = local.__dict__["_local__namespaces"].__get__
 
@@ -152,7 +186,10 @@ _get_namespaces: Callable[[local], _Namespaces] = local.__dict__["_local__namesp
 def _namespace(obj: local) -> dict[str, Any]:
     """The current greenlet's namespace of ``obj``, made (and ``__init__`` run) on first use."""
     namespaces = _get_namespaces(obj)
-    glet = getcurrent()
+    try:
+        glet = getcurrent()
+    except RuntimeError:  # "greenlet is being finalized": the interpreter exits, no fiber runs
+        glet = _exit_greenlet
     entry = namespaces.dicts.get(id(glet))
     if entry is not None:
         return entry[1]

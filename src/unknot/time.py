@@ -71,7 +71,11 @@ def sleep(secs: float, /) -> None:
     Outside fibers this is the stdlib's `time.sleep`. ``sleep(0)`` in a fiber lets the other
     ready fibers run once.
     """
-    f = getcurrent()
+    try:
+        f = getcurrent()
+    except RuntimeError:  # "greenlet is being finalized": the interpreter exits, no fiber runs
+        _std_sleep(secs)
+        return
     if type(f) is not Fiber:
         _std_sleep(secs)
         return

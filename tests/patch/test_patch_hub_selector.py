@@ -6,24 +6,16 @@ waiting in that layer's frame, for a blocked one."""
 from __future__ import annotations
 
 import select
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from fiber_helpers import run_script
 
 pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll: Linux only")
 
 
 def run_patched(code: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    return out.stdout
+    return "|".join(run_script(textwrap.dedent(code)))
 
 
 def test_the_hub_polls_the_stdlib_epoll() -> None:

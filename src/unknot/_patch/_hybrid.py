@@ -199,6 +199,16 @@ class Lock(_LockBase):
         state = "locked" if self._lock.locked() else "unlocked"
         return f"<{state} {_qualname(self)} object parked={len(self._parked)} at {id(self):#x}>"
 
+    # The C lock's old names for its methods.
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = locked
+
+    def __reduce__(self) -> Any:
+        # As the C lock: copy.copy, deepcopy and pickle refuse it (else a copy would share
+        # the underlying lock, a second name for one lock).
+        raise TypeError(f"cannot pickle {_qualname(self)!r} object")
+
 
 def _me() -> Any:
     """The owner identity for reentrant locks: the fiber, or the thread's main greenlet."""
@@ -298,6 +308,9 @@ class RLock(_LockBase):
             f"<{state} {_qualname(self)} object owner={self._owner!r} count={self._count} "
             f"at {id(self):#x}>"
         )
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {_qualname(self)!r} object")  # (as Lock's)
 
 
 def _qualname(obj: Any) -> str:

@@ -14,7 +14,10 @@ that module (at once if it has already), so a costly module nobody uses is not l
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import enum
+import gc
 import importlib
 import socket
 import sys
@@ -25,7 +28,7 @@ from typing import Any, NamedTuple
 
 from greenlet import getcurrent
 
-from ..lowlevel import Fiber
+from ..lowlevel import CancelScope, Fiber
 
 
 class Source(enum.Enum):
@@ -242,6 +245,90 @@ def _multiprocessing_rows() -> list[PatchRow]:
     ]
 
 
+_ORIGINAL_ASYNCIO_RUN: Callable[..., Any] = asyncio.run
+
+# Set, in the context a fiber's asyncio.run runs its coroutine in, to an object of that call:
+# tasks the coroutine creates inherit it, which tells its leftover tasks from the hub's others.
+_ASYNCIO_RUN_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("unknot_asyncio_run")
+
+
+def _task_context(task: asyncio.Task[Any]) -> contextvars.Context | None:
+    get_context = getattr(task, "get_context", None)  # Python 3.12+
+    if get_context is not None:
+        context: contextvars.Context = get_context()
+        return context
+    # Python 3.11's C Task does not expose its context; the garbage collector sees it.
+    for referent in gc.get_referents(task):
+        if isinstance(referent, contextvars.Context):
+            return referent
+    return None
+
+
+def _asyncio_run() -> Callable[..., Any]:
+    """``asyncio.run`` that, called in a fiber (whose thread's loop, the hub's, already runs),
+    runs the coroutine on the hub's loop as a task and waits for it there (`unknot.await_`);
+    anywhere else it is asyncio's own."""
+    original = _ORIGINAL_ASYNCIO_RUN
+    # (By name, at patch time, as the rows' replacements: `_patch` sits below the root face.)
+    await_: Callable[[Any], Any] = getattr(importlib.import_module("unknot"), "await_")  # noqa: B009
+    takes_loop_factory = sys.version_info >= (3, 12)
+
+    def run(main: Any, *, debug: bool | None = None, loop_factory: Any = None) -> Any:
+        f = getcurrent()
+        if type(f) is not Fiber or (loop := f.hub.loop) is None:
+            if loop_factory is None:
+                return original(main, debug=debug)
+            return original(main, debug=debug, loop_factory=loop_factory)
+        if loop_factory is not None and not takes_loop_factory:
+            raise TypeError("run() got an unexpected keyword argument 'loop_factory'")
+        if not asyncio.iscoroutine(main):
+            raise ValueError(f"a coroutine was expected, got {main!r}")
+        # The hub's loop is shared: ``debug`` is not applied to it, ``loop_factory`` not called.
+        call = object()
+        context = contextvars.copy_context()  # as asyncio.run's: the caller's stays unchanged
+        context.run(_ASYNCIO_RUN_CALL.set, call)
+        task = loop.create_task(main, context=context)
+        try:
+            return await_(task)
+        finally:
+            _cancel_leftover_tasks(loop, call, await_)
+
+    run.__doc__ = original.__doc__
+    return run
+
+
+def _cancel_leftover_tasks(
+    loop: asyncio.AbstractEventLoop,
+    call: object,
+    await_: Callable[[Any], Any],
+) -> None:
+    """Cancel the tasks a fiber's asyncio.run left running (those created in its coroutine's
+    context) and wait for them, as asyncio.run does with all the tasks of its own loop. (The
+    main task too if `unknot.await_` did not wait for it: a fiber cancelled before the call.)"""
+    leftovers = [
+        t
+        for t in asyncio.all_tasks(loop)
+        if not t.done()
+        and (context := _task_context(t)) is not None
+        and context.get(_ASYNCIO_RUN_CALL, None) is call
+    ]
+    if not leftovers:
+        return
+    for t in leftovers:
+        t.cancel()
+    with CancelScope(shield=True):  # (asyncio.run waits for them whatever happens)
+        await_(asyncio.gather(*leftovers, return_exceptions=True))
+    for t in leftovers:
+        if not t.cancelled() and t.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during asyncio.run() shutdown",
+                    "exception": t.exception(),
+                    "task": t,
+                }
+            )
+
+
 def _dns_names() -> list[str]:
     return ["getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"]
 
@@ -299,6 +386,9 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         # whose subclasses may list __dict__ in __slots__, which _threading_local's refuse.)
         PatchRow("threading", "local", NAME, "unknot._local:local"),
         PatchRow("threading", "Thread.join", FACTORY, lambda: _thread_join(_ORIGINAL_JOIN)),
+        # A fiber is a thread of control whose thread's loop (the hub's) already runs: there
+        # asyncio.run runs its coroutine on that loop, and the fiber waits for it.
+        PatchRow("asyncio", "run", FACTORY, _asyncio_run),
         PatchRow(
             "concurrent.futures.thread",
             "ThreadPoolExecutor.submit",
