@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from greenlet import getcurrent
 
 from ..lowlevel import CancelScope, Fiber
+from . import _hybrid
 
 
 class Source(enum.Enum):
@@ -170,6 +171,33 @@ def _submit_to_finish(original: Callable[..., Any]) -> Callable[..., Any]:
 
     submit.__doc__ = original.__doc__
     return submit
+
+
+def _thread_wakeup_method(name: str) -> Callable[..., Any]:
+    """``_ThreadWakeup.wakeup`` or ``.close`` of ``concurrent.futures.process``, run under one
+    lock (`_THREAD_WAKEUP_LOCK`, a hybrid lock: threads and fibers), so that a wake-up never
+    writes to a pipe that another thread is closing.
+
+    CPython before 3.12.8 and 3.13.1 lets them race (gh-125451 added a lock of the wake-up's
+    own): at exit ``_python_exit`` wakes every pool's manager thread without a lock, while a
+    manager thread that is ending closes its pipe; the write then fails (``EBADF``), the exit
+    handler stops before it has woken and joined the other pools' manager threads, and the
+    interpreter waits for them for ever. Harmless where the stdlib has its own lock (this one
+    is taken first, always).
+    """
+    cls = importlib.import_module("concurrent.futures.process")._ThreadWakeup
+    original: Callable[[Any], Any] = cls.__dict__[name]
+
+    def method(self: Any) -> Any:
+        with _THREAD_WAKEUP_LOCK:
+            return original(self)
+
+    method.__name__ = method.__qualname__ = original.__name__
+    method.__doc__ = original.__doc__
+    return method
+
+
+_THREAD_WAKEUP_LOCK = _hybrid.Lock()
 
 
 def _socket_names() -> list[str]:
@@ -406,6 +434,17 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
                 _original_submit("concurrent.futures.process", "ProcessPoolExecutor")
             ),
             lazy=True,
+        ),
+        # A pool's wake-up pipe written at exit while its manager thread closes it (3.11-3.13.0).
+        *(
+            PatchRow(
+                "concurrent.futures.process",
+                f"_ThreadWakeup.{name}",
+                FACTORY,
+                lambda name=name: _thread_wakeup_method(name),
+                lazy=True,
+            )
+            for name in ("wakeup", "close")
         ),
         PatchRow("_thread", "allocate_lock", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
