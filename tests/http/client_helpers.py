@@ -377,3 +377,8 @@ def raw_server(answers: list[bytes]) -> unknot.TCPServer:
     tcp.accepted = accepted  # type: ignore[attr-defined]
     unknot.spawn(tcp.serve_forever)
     return tcp
+
+
+def url_of(tcp: unknot.TCPServer, path: str = "/") -> str:
+    """The URL of ``path`` on a loopback `unknot.TCPServer` (`raw_server`'s, say)."""
+    return f"http://127.0.0.1:{tcp.address[1]}{path}"

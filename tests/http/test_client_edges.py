@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from client_helpers import raw_server
+from client_helpers import raw_server, url_of
 
 import unknot
 from unknot import http
@@ -32,10 +32,6 @@ from unknot.http._url import URL
 pytestmark = [pytest.mark.timeout(30)]
 
 TWO = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo"
-
-
-def _url(tcp: unknot.TCPServer, path: str = "/") -> str:
-    return f"http://127.0.0.1:{tcp.address[1]}{path}"
 
 
 # -- bytes that answer no request ----------------------------------------------------------------
@@ -64,9 +60,9 @@ def test_bytes_after_a_response_keep_its_connection_out_of_the_pool(
     # The next request must get the server's answer to it, on a new connection: bytes that
     # came before it was sent cannot be its response.
     with raw_server([first, TWO]) as tcp, Client() as client:
-        client.request(method, _url(tcp, "/one"))
+        client.request(method, url_of(tcp, "/one"))
         assert client.pool.connections == 0
-        assert client.post(_url(tcp, "/two"), content=b"data").content == b"two"
+        assert client.post(url_of(tcp, "/two"), content=b"data").content == b"two"
         assert len(tcp.accepted) == 2  # type: ignore[attr-defined]
 
 
@@ -100,12 +96,12 @@ def test_a_cancellation_during_the_drain_closes_the_connection() -> None:
     stalled = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 10
     with raw_server([stalled, TWO]) as tcp, Client(max_connections=1) as client:
         with unknot.move_on_after(0.2) as scope:
-            with client.stream("GET", _url(tcp)) as r:
+            with client.stream("GET", url_of(tcp)) as r:
                 next(r.iter_bytes())
         assert scope.cancelled_caught
         assert r.is_closed
         assert client.pool.connections == 0
-        assert client.get(_url(tcp), timeout=http.Timeout(pool=2)).content == b"two"
+        assert client.get(url_of(tcp), timeout=http.Timeout(pool=2)).content == b"two"
 
 
 # -- an answer that comes while the body is being sent -------------------------------------------
@@ -160,7 +156,7 @@ def test_no_body_under_a_content_encoding_reads_as_empty(
     method: str, answer: bytes, stream: bool
 ) -> None:
     with raw_server([answer]) as tcp, Client() as client:
-        r = client.request(method, _url(tcp), stream=stream)
+        r = client.request(method, url_of(tcp), stream=stream)
         assert r.read() == b""
 
 
@@ -198,7 +194,7 @@ def test_a_transfer_coding_other_than_chunked_is_refused() -> None:
     )
     with raw_server([answer]) as tcp, Client() as client:
         with pytest.raises(RemoteProtocolError, match="transfer coding"):
-            client.get(_url(tcp))
+            client.get(url_of(tcp))
 
 
 @pytest.mark.unknot
@@ -206,11 +202,11 @@ def test_a_decoding_error_leaves_the_pool_consistent() -> None:
     bad = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\n\r\nnope"
     with raw_server([bad, TWO]) as tcp, Client() as client:
         with pytest.raises(DecodingError) as info:
-            client.get(_url(tcp))
-        assert info.value.request.url == _url(tcp)
+            client.get(url_of(tcp))
+        assert info.value.request.url == url_of(tcp)
         # The body arrived whole: the connection is idle, counted once, and serves the next.
         assert (client.pool.connections, client.pool.idle_connections) == (1, 1)
-        assert client.get(_url(tcp)).content == b"two"
+        assert client.get(url_of(tcp)).content == b"two"
         assert len(tcp.accepted) == 1  # type: ignore[attr-defined]
 
 
@@ -257,8 +253,8 @@ def test_base_url_joins_a_relative_url_with_a_url_in_its_query() -> None:
 def test_a_raw_utf8_location_is_percent_encoded_once() -> None:
     answers = [b"HTTP/1.1 302 Found\r\nlocation: /caf\xc3\xa9\r\ncontent-length: 0\r\n\r\n", TWO]
     with raw_server(answers) as tcp, Client() as client:
-        r = client.get(_url(tcp, "/start"))
-        assert r.url == _url(tcp, "/caf%C3%A9")
+        r = client.get(url_of(tcp, "/start"))
+        assert r.url == url_of(tcp, "/caf%C3%A9")
 
 
 def test_non_ascii_hosts_follow_idna_2008() -> None:
@@ -282,8 +278,8 @@ def test_an_invalid_location_is_an_invalid_url_with_its_request() -> None:
     answer = b"HTTP/1.1 302 Found\r\nlocation: http://[::1/x\r\ncontent-length: 0\r\n\r\n"
     with raw_server([answer]) as tcp, Client() as client:
         with pytest.raises(InvalidURL) as info:
-            client.get(_url(tcp))
-        assert isinstance(info.value, ClientError) and info.value.request.url == _url(tcp)
+            client.get(url_of(tcp))
+        assert isinstance(info.value, ClientError) and info.value.request.url == url_of(tcp)
 
 
 @pytest.mark.unknot

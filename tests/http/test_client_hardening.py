@@ -13,7 +13,14 @@ import zlib
 from typing import Any
 
 import pytest
-from client_helpers import full_backlog, pattern, raw_server, serving, silent_server
+from client_helpers import (
+    full_backlog,
+    pattern,
+    raw_server,
+    serving,
+    silent_server,
+    url_of,
+)
 
 import unknot
 from unknot import http
@@ -34,10 +41,6 @@ pytestmark = [pytest.mark.timeout(30)]
 TWO = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo"
 
 
-def _url(tcp: unknot.TCPServer, path: str = "/") -> str:
-    return f"http://127.0.0.1:{tcp.address[1]}{path}"
-
-
 # -- 1. a streamed redirect to a malformed Location ----------------------------------------------
 
 
@@ -47,9 +50,9 @@ def test_a_streamed_redirect_to_an_invalid_location_releases_its_connection() ->
     moved = b"HTTP/1.1 302 Found\r\nlocation: http://[bad/\r\ncontent-length: 200000\r\n\r\nxx"
     with raw_server([moved, TWO]) as tcp, Client(max_connections=1) as client:
         with pytest.raises(InvalidURL):
-            client.get(_url(tcp), stream=True)
+            client.get(url_of(tcp), stream=True)
         assert client.pool.connections == 0
-        r = client.get(_url(tcp), timeout=http.Timeout(2, pool=0.5))
+        r = client.get(url_of(tcp), timeout=http.Timeout(2, pool=0.5))
         assert r.content == b"two"
 
 
@@ -120,7 +123,7 @@ def test_a_streamed_decompression_bomb_is_decoded_in_bounded_memory(
         body,
     )
     with raw_server([answer]) as tcp, Client(timeout=5) as client:
-        with client.stream("GET", _url(tcp)) as r:
+        with client.stream("GET", url_of(tcp)) as r:
             tracemalloc.start()
             try:
                 first = next(r.iter_bytes(chunk_size))
@@ -140,11 +143,11 @@ def test_a_streamed_stacked_coding_decodes_whole_in_bounded_pieces() -> None:
     )
     answer = answer % len(body) + body
     with raw_server([answer, answer]) as tcp, Client() as client:
-        with client.stream("GET", _url(tcp)) as r:
+        with client.stream("GET", url_of(tcp)) as r:
             pieces = list(r.iter_bytes())
         assert b"".join(pieces) == data
         assert max(len(piece) for piece in pieces) <= 1 << 20
-        assert client.get(_url(tcp)).content == data  # not streamed: decoded whole
+        assert client.get(url_of(tcp)).content == data  # not streamed: decoded whole
 
 
 @pytest.mark.parametrize("codings", [[b"gzip"], [b"deflate"], [b"gzip", b"gzip"]])
@@ -245,7 +248,7 @@ def test_control_characters_in_the_host_are_invalid_urls(host: str) -> None:
 @pytest.mark.parametrize("size", [-1, 0])
 def test_iter_bytes_refuses_a_chunk_size_below_one(stream: bool, size: int) -> None:
     with raw_server([TWO]) as tcp, Client() as client:
-        with client.request("GET", _url(tcp), stream=stream) as r:
+        with client.request("GET", url_of(tcp), stream=stream) as r:
             with pytest.raises(ValueError, match="chunk_size"):
                 list(r.iter_bytes(size))
             with pytest.raises(ValueError, match="chunk_size"):
@@ -270,9 +273,9 @@ def test_request_framing_mistakes_are_client_errors_before_connecting(
 ) -> None:
     with raw_server([TWO]) as tcp, Client() as client:
         with pytest.raises(ClientError, match=match) as info:
-            client.post(_url(tcp), **kwargs)
+            client.post(url_of(tcp), **kwargs)
         assert isinstance(info.value, ProtocolLocalError)  # as before: still caught so
-        assert info.value.request.url == _url(tcp)
+        assert info.value.request.url == url_of(tcp)
         assert client.pool.connections == 0
         unknot.sleep(0.05)
         assert tcp.accepted == []  # type: ignore[attr-defined]
@@ -283,7 +286,7 @@ def test_a_bad_method_is_a_client_error_before_connecting() -> None:
     with raw_server([TWO]) as tcp, Client() as client:
         for method in ("GE T", "GÉT"):
             with pytest.raises(ClientError):
-                client.request(method, _url(tcp))
+                client.request(method, url_of(tcp))
         unknot.sleep(0.05)
         assert tcp.accepted == []  # type: ignore[attr-defined]
 
@@ -293,5 +296,5 @@ def test_a_streamed_body_shorter_than_its_content_length_is_a_client_error() -> 
     # Known only while sending: a client error still, and the connection is not kept.
     with raw_server([TWO]) as tcp, Client() as client:
         with pytest.raises(ClientError, match="short"):
-            client.post(_url(tcp), headers={"content-length": "10"}, content=iter([b"abc"]))
+            client.post(url_of(tcp), headers={"content-length": "10"}, content=iter([b"abc"]))
         assert client.pool.connections == 0

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from pool_helpers import Gauge
 
 import unknot
 from unknot.testing import MockClock
@@ -17,29 +16,6 @@ from unknot.testing import MockClock
 pytestmark = pytest.mark.timeout(60)
 
 HOWS = ["imap", "imap_unordered"]
-
-
-class Gauge:
-    """Counts the code of the pool's calls running at once (a consumer parked in ``next()``
-    does not count), and the most seen."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            yield
-        finally:
-            self.now -= 1
-
-    def call(self, x: int, seconds: float = 0) -> int:
-        with self.running():
-            unknot.sleep(seconds)
-        return x
 
 
 def _in_order(how: str, results: list[int]) -> list[int]:

@@ -5,12 +5,11 @@ the call holding it ends) and the pool stays bounded and whole (`_Run.reclaim`'s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from pool_helpers import Gauge
 
 import unknot
 from unknot import lowlevel
@@ -24,23 +23,6 @@ N = 6
 
 class Boom(Exception):
     pass
-
-
-class Gauge:
-    """Counts the pool's calls running at once, and the most seen."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            yield
-        finally:
-            self.now -= 1
 
 
 @dataclass

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from pool_helpers import Gauge
 
 import unknot
 
@@ -33,16 +34,10 @@ def test_apply_nested_in_apply_on_a_full_pool_runs_at_once() -> None:
 @pytest.mark.parametrize("how", ["map", "imap", "imap_unordered"])
 def test_map_and_imaps_nested_in_apply_on_a_full_pool_finish(how: str) -> None:
     pool = unknot.Pool(1)
-    running = [0, 0]  # now, peak
+    gauge = Gauge()
 
     def leaf(x: int) -> int:
-        running[0] += 1
-        running[1] = max(running)
-        try:
-            unknot.sleep(0.001)
-        finally:
-            running[0] -= 1
-        return -x
+        return -gauge.call(x, 0.001)
 
     def outer() -> list[int]:
         if how == "map":
@@ -52,7 +47,7 @@ def test_map_and_imaps_nested_in_apply_on_a_full_pool_finish(how: str) -> None:
 
     with unknot.fail_after(LIMIT):
         assert pool.apply(outer) == [-1, -2, -3]
-    assert running[1] == 1  # the bound held: the nested calls ran in the slot apply held
+    assert gauge.peak == 1  # the bound held: the nested calls ran in the slot apply held
     assert pool.free_count() == 1
 
 
