@@ -38,7 +38,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import _NO_ARG, Fiber
+from ._fiber import Fiber
 from ._hub import FdWait, Hub
 
 #: The hub of each foreign loop, by the loop's ``id``, held weakly. The hub holds its loop, so
@@ -143,17 +143,9 @@ class ForeignHub(Hub):
         #: While the hub has fibers: the future its keeper task waits on (see the module).
         self._idle: asyncio.Future[None] | None = None
 
-    def spawn(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
-        parent: Any = None,
-        name_arg: Any = _NO_ARG,
-    ) -> Fiber:
+    def spawn(self, *args: Any, **kwargs: Any) -> Fiber:
         """`Hub.spawn`, and a keeper task made if there is none (see the module docs)."""
-        f = super().spawn(fn, args, kwargs, name, parent, name_arg)
+        f = super().spawn(*args, **kwargs)
         if self._idle is None and not self._forked:
             self._start_keeper()
         return f
