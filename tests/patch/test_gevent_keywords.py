@@ -104,3 +104,29 @@ def test_a_type_checker_rejects_a_misspelt_or_gevent_keyword(tmp_path: Path) -> 
     flagged = sorted(int(m) for m in re.findall(r"uses_patch\.py:(\d+): error", out))
     assert flagged == [2, 3], (out, err)
     assert '"sockets"' in out and '"thread"' in out and status == 1
+
+
+@pytest.mark.parametrize("group", ["thread", "os", "signal"])
+def test_is_patched_with_a_gevent_module_name_names_unknots_group(group: str) -> None:
+    unknot.patch()  # everything: a wrong name must not answer False as if that were not patched
+    with pytest.raises(ValueError) as info:
+        unknot.is_patched(group)
+    message = str(info.value)
+    assert message.startswith(f"is_patched() has no group '{group}' (that is gevent's): ")
+    assert GEVENT_ONLY[group][0] in message
+
+
+@pytest.mark.parametrize("group", ["sockets", "", "Socket"])
+def test_is_patched_with_an_unknown_group_lists_the_groups(group: str) -> None:
+    unknot.patch()
+    with pytest.raises(ValueError, match=f"has no group {group!r}; the groups are 'socket', "):
+        unknot.is_patched(group)
+    with pytest.raises(ValueError):  # whether patched or not
+        unknot.unpatch()
+        unknot.is_patched(group)
+
+
+def test_is_patched_knows_every_group_and_drivers() -> None:
+    unknot.patch(drivers=False)
+    assert all(unknot.is_patched(name) for name in UNKNOT_GROUPS)
+    assert not unknot.is_patched("drivers")

@@ -263,8 +263,19 @@ def _unbind_stdlib_copies(originals: dict[int, tuple[Any, Any]]) -> None:
 
 def is_patched(group: str | None = None) -> bool:
     """Whether `patch` is in effect (for ``group``, one of `PATCH_TABLE`'s keys or
-    ``"drivers"``, if given)."""
-    return bool(_patched_groups) if group is None else group in _patched_groups
+    ``"drivers"``, if given).
+
+    Any other ``group`` is a `ValueError` (one of gevent's module names, such as ``"thread"``,
+    gets a message naming unknot's group): a misspelt check must not quietly answer False."""
+    if group is None:
+        return bool(_patched_groups)
+    if group not in PATCH_TABLE and group != "drivers":
+        hint = GEVENT_KEYWORDS.get(group)
+        if hint is not None:
+            raise ValueError(f"is_patched() has no group {group!r} (that is gevent's): {hint}")
+        known = ", ".join(repr(name) for name in [*PATCH_TABLE, "drivers"])
+        raise ValueError(f"is_patched() has no group {group!r}; the groups are {known}")
+    return group in _patched_groups
 
 
 def _integrate_module(module: Any) -> None:
