@@ -18,9 +18,14 @@ _pool_lock = threading.Lock()
 def _max_threads() -> int:
     value = os.environ.get("UNKNOT_MAX_THREADS", "")
     if value:
-        n = int(value)
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
         if n < 1:
-            raise ValueError("UNKNOT_MAX_THREADS must be at least 1")
+            raise ValueError(
+                f"UNKNOT_MAX_THREADS must be a whole number, at least 1, not {value!r}"
+            )
         return n
     return min(32, (os.cpu_count() or 1) + 4)
 
