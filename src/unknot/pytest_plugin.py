@@ -74,10 +74,48 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     names = pyfuncitem._fixtureinfo.argnames
     kwargs: dict[str, Any] = {name: pyfuncitem.funcargs[name] for name in names}
-    clock = next((v for v in kwargs.values() if isinstance(v, MockClock)), None)
+    clock = _requested_clock(pyfuncitem)
     # (Bound first: an argument named ``clock`` or ``fn`` is the test's, not run's.)
     unknot.run(functools.partial(pyfuncitem.obj, **kwargs), clock=clock)
     return True
+
+
+def _fixturenames(item: pytest.Item) -> list[str]:
+    """The names of the fixtures ``item`` uses, once they are set up: its static ones
+    (``item.fixturenames``: arguments, ``usefixtures``, autouse fixtures and their
+    dependencies) and those a fixture asked for by name (``request.getfixturevalue``, which only
+    the item's request knows of)."""
+    request = getattr(item, "_request", None)
+    if request is not None:
+        return list(request.fixturenames)
+    return list(getattr(item, "fixturenames", ()))
+
+
+def _requested_clock(item: pytest.Function) -> MockClock | None:
+    """The `MockClock` the test requested, however it did: as an argument, with
+    ``@pytest.mark.usefixtures`` (on the test, its class or module), through a fixture that
+    depends on one (autouse or not), or with ``request.getfixturevalue`` in a fixture. None if
+    it requested none. The test fails if it requested two different ones: which of them its
+    hub should run on is not for the plugin to guess."""
+    found: dict[int, tuple[str, MockClock]] = {}
+    request = getattr(item, "_request", None)
+    for name in _fixturenames(item):
+        if name in item.funcargs:
+            value = item.funcargs[name]
+        elif request is not None:
+            value = request.getfixturevalue(name)  # (already set up: its cached value)
+        else:
+            continue
+        if isinstance(value, MockClock):
+            found.setdefault(id(value), (name, value))
+    if len(found) > 1:
+        which = ", ".join(sorted(name for name, _ in found.values()))
+        pytest.fail(
+            f"unknot: the test requests two different MockClocks ({which}): "
+            "its hub can run on only one",
+            pytrace=False,
+        )
+    return next(iter(found.values()))[1] if found else None
 
 
 class _UnretrievedErrors:
@@ -126,7 +164,7 @@ def _background_errors(item: pytest.Item) -> str | None:
     """What to do with a fiber's unretrieved error in ``item``: "fail", "log", or None for a
     test that is not an unknot test."""
     marker = item.get_closest_marker("unknot")
-    if marker is None and _FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+    if marker is None and _FIXTURES.isdisjoint(_fixturenames(item)):
         return None
     mode = marker.kwargs.get("background_errors") if marker is not None else None
     if mode is None:
