@@ -185,3 +185,48 @@ def test_timed_and_non_blocking_calls_keep_their_meaning(tmp_path: Path) -> None
         "room",
         "ValueError",
     ]
+
+
+def test_a_cancelled_acquire_leaves_the_lock_free(tmp_path: Path) -> None:
+    """Before, the manager's thread stayed in ``acquire()`` for the closed connection, took the
+    lock when it was released, and held it for good: the next acquire waited for ever."""
+    out = run_script(
+        tmp_path,
+        """
+        def main():
+            words = []
+            with mp.get_context("fork").Manager() as manager:
+                for make in (manager.Lock, manager.RLock, manager.Semaphore, manager.Condition):
+                    lock = make() if make is not manager.Semaphore else make(1)
+
+                    def cancelled_acquire():
+                        with unknot.move_on_after(0.2) as scope:
+                            lock.acquire()  # while the root holds it
+                        return scope.cancelled_caught
+
+                    def acquire_and_release():
+                        got = lock.acquire(True, 1)  # free again: taken at once
+                        if got:
+                            lock.release()
+                        return got
+
+                    assert lock.acquire()
+                    assert unknot.spawn(cancelled_acquire).join()
+                    lock.release()
+                    unknot.sleep(0.3)  # (time for an abandoned acquire to take it)
+                    words.append(str(unknot.spawn(acquire_and_release).join()))
+                    words.append(str(lock.acquire(False)))  # non-blocking: as it is
+                    lock.release()
+                lock = manager.Lock()
+                lock.acquire()
+                t0 = time.monotonic()
+                words.append(str(lock.acquire(True, 0.35)))  # several slices, then False
+                assert 0.34 <= time.monotonic() - t0 < 1.2
+                unknot.spawn(lambda: (unknot.sleep(0.25), lock.release()))
+                words.append(str(lock.acquire()))  # released after a few slices
+            return words
+
+        print(*unknot.run(main))
+        """,
+    )
+    assert out == ["True", "True"] * 4 + ["False", "True"]

@@ -23,16 +23,18 @@ keep the replies with their calls:
 A cancelled call leaves the manager's thread in it, though, until it returns. For a queue's
 ``get`` and ``put`` (a proxy whose referent has ``get``, ``put``, ``get_nowait`` and
 ``put_nowait``: a manager's ``Queue`` and ``JoinableQueue``, a queue behind a registered
-typeid), that would lose an item: the abandoned ``get`` takes the next item put, and its reply
-has nowhere to go; the abandoned ``put`` puts its item after the caller gave up. So in a fiber a
-blocking ``get`` or ``put`` is made as calls that each wait at most `_QUEUE_SLICE` (0.1 s) in
-the manager, shielded from cancellation: the fiber is cancelled between them, and a
-cancellation waits for the call in flight (its item, if it got one, is returned). A
-``timeout`` is honoured (the last call waits what is left of it, in real seconds, as the
-manager counts); non-blocking calls are made as they are. (A `KeyboardInterrupt` or an
-exception thrown into the fiber still abandons the call in flight.) Other blocking calls
-(``JoinableQueue.join``, ``Event.wait``, a ``Lock``'s ``acquire``, ``Condition.wait``...) are
-abandoned as described above.
+typeid) that would lose an item: the abandoned ``get`` takes the next item put, and its reply
+has nowhere to go; the abandoned ``put`` puts its item after the caller gave up. For a lock's,
+semaphore's or condition's ``acquire`` it would take the lock for a caller that is gone, and
+nobody would release it. So in a fiber a blocking ``get``, ``put`` or ``acquire`` is made as
+calls that each wait at most `_SLICE` (0.1 s) in the manager, shielded from cancellation: the
+fiber is cancelled between them, and a cancellation waits for the call in flight (what it got,
+an item or the lock, is returned). A ``timeout`` is honoured (the last call waits what is left
+of it, in real seconds, as the manager counts); non-blocking calls, and timeouts the manager's
+call is left to refuse or interpret (negative, NaN), are made as they are. (A
+`KeyboardInterrupt` or an exception thrown into the fiber still abandons the call in flight.)
+Other blocking calls (``JoinableQueue.join``, ``Event.wait``, ``Condition.wait``...) are
+abandoned as described above: they take nothing.
 
 Outside fibers each is the stdlib's code.
 """
@@ -44,6 +46,7 @@ import multiprocessing.managers as _stdlib
 import multiprocessing.util as _util
 import queue as _queue
 import time as _time
+from collections.abc import Callable
 from multiprocessing.managers import *  # noqa: F403 - this module mirrors the whole stdlib module
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -90,7 +93,7 @@ def _fiber_tls_for(tls: Any) -> Any:
 
 def _callmethod(self: Any, methodname: str, args: Any = (), kwds: Any = {}) -> Any:  # noqa: B006 - the stdlib's signature
     """``BaseProxy._callmethod``: in a fiber, over a connection of the fiber's own, closed if
-    the call is interrupted; a queue's blocking ``get`` and ``put`` waiting in short slices
+    the call is interrupted; a blocking ``get``, ``put`` or ``acquire`` waiting in short slices
     (see the module docs)."""
     if type(getcurrent()) is not Fiber:
         return _std_callmethod(self, methodname, args, kwds)
@@ -98,11 +101,14 @@ def _callmethod(self: Any, methodname: str, args: Any = (), kwds: Any = {}) -> A
     if not isinstance(tls, _fiber_local):
         # Made before the patch: one namespace per thread, shared by its fibers.
         self._tls = tls = _fiber_tls_for(tls)
-    if methodname in _QUEUE_WAITS and _QUEUE_METHODS.issubset(getattr(self, "_exposed_", ())):
-        sliced = _sliced_queue_wait(methodname, args, kwds)
-        if sliced is not None:
-            return _queue_wait(self, methodname, *sliced)
+    if methodname in _SLICED_METHODS:
+        result = _sliced(self, methodname, args, kwds)
+        if result is not _AS_IT_IS:
+            return result
     return _call(self, tls, methodname, args, kwds)
+
+
+_SLICED_METHODS = frozenset({"get", "put", "acquire"})
 
 
 def _call(self: Any, tls: Any, methodname: str, args: Any, kwds: Any) -> Any:
@@ -131,13 +137,50 @@ def _raised_by_callmethod(exc: BaseException) -> bool:
     return tb.tb_frame.f_code is _std_callmethod.__code__
 
 
-#: The longest a queue's blocking ``get`` or ``put`` waits in the manager in one call (real
+#: The longest a blocking ``get``, ``put`` or ``acquire`` waits in the manager in one call (real
 #: seconds): how long a cancellation may wait for the call in flight.
-_QUEUE_SLICE = 0.1
+_SLICE = 0.1
 #: A proxy whose referent has these methods is a queue's (``queue.Queue``, a manager's
 #: ``Queue`` and ``JoinableQueue``, a ``multiprocessing`` queue behind a registered typeid).
 _QUEUE_METHODS = frozenset({"get", "put", "get_nowait", "put_nowait"})
 _QUEUE_WAITS = frozenset({"get", "put"})
+#: A proxy exposing these is a lock's or semaphore's (``AcquirerProxy``: a manager's ``Lock``,
+#: ``RLock``, ``Semaphore``, ``BoundedSemaphore``), or a condition's (``ConditionProxy``).
+_ACQUIRER_METHODS = frozenset({"acquire", "release"})
+
+
+def _sliced(self: Any, methodname: str, args: Any, kwds: Any) -> Any:
+    """The result of a blocking call made in slices (see `_in_slices`), or `_AS_IT_IS`."""
+    exposed = getattr(self, "_exposed_", ())
+    if methodname in _QUEUE_WAITS and _QUEUE_METHODS.issubset(exposed):
+        queue_wait = _sliced_queue_wait(methodname, args, kwds)
+        if queue_wait is not None:
+            head, timeout = queue_wait
+            expired = _queue.Empty if methodname == "get" else _queue.Full
+
+            def queue_slice(wait: float) -> tuple[bool, Any]:
+                try:
+                    return True, _call(self, self._tls, methodname, (*head, True, wait), {})
+                except expired:
+                    return False, None
+
+            done, result = _in_slices(queue_slice, timeout)
+            if not done:
+                raise expired
+            return result
+    elif methodname == "acquire" and _ACQUIRER_METHODS.issubset(exposed):
+        acquire_timeout = _sliced_acquire(args, kwds)
+        if acquire_timeout is not None:
+
+            def acquire_slice(wait: float) -> tuple[bool, Any]:
+                acquired = _call(self, self._tls, "acquire", (True, wait), {})
+                return bool(acquired), acquired
+
+            return _in_slices(acquire_slice, acquire_timeout)[1]
+    return _AS_IT_IS
+
+
+_AS_IT_IS = object()
 
 
 def _sliced_queue_wait(
@@ -155,32 +198,46 @@ def _sliced_queue_wait(
     if rest.keys() & kwds.keys():
         return None  # (a TypeError, the manager's)
     rest.update(kwds)
-    timeout = rest.get("timeout")
     if not rest.get("block", True):
         return None
+    timeout = _slice_timeout(rest.get("timeout"))
+    return None if timeout is None else (args[:head], timeout)
+
+
+def _sliced_acquire(args: Any, kwds: Any) -> float | None:
+    """For a blocking ``acquire(blocking, timeout)`` (``AcquirerProxy.acquire`` and
+    ``ConditionProxy.acquire`` pass both positionally, the timeout only when given): the
+    timeout (``inf``: none); None for a call made as it is."""
+    if not isinstance(args, tuple) or kwds or len(args) > 2:
+        return None
+    if args and not args[0]:
+        return None  # non-blocking
+    return _slice_timeout(args[1] if len(args) == 2 else None)
+
+
+def _slice_timeout(timeout: Any) -> float | None:
+    """``timeout`` as a float (None: ``inf``); None for a timeout the manager's own call is
+    left to refuse or interpret (negative, such as a ``Lock``'s ``-1``, NaN, not a number)."""
     if timeout is None:
-        return args[:head], math.inf
+        return math.inf
     if type(timeout) not in (int, float) or not timeout >= 0:
-        return None  # (negative, NaN, not a number: the manager's error)
-    return args[:head], float(timeout)
+        return None
+    return float(timeout)
 
 
-def _queue_wait(self: Any, methodname: str, head: tuple[Any, ...], timeout: float) -> Any:
-    """A queue's blocking ``get`` or ``put``, as calls that each wait at most `_QUEUE_SLICE` in
-    the manager and are shielded from cancellation, the fiber cancellable between them: a
-    call abandoned while the manager still waits in it would take the next item put (and lose
-    it, its reply having nowhere to go), or put its item after the caller gave up. The timeout
-    (real seconds, as the manager's) is honoured: the last call waits what is left of it."""
-    empty = _queue.Empty if methodname == "get" else _queue.Full
+def _in_slices(call_slice: Callable[[float], tuple[bool, Any]], timeout: float) -> tuple[bool, Any]:
+    """Make a blocking call as calls ``call_slice(wait)`` that each wait at most `_SLICE` in the
+    manager and are shielded from cancellation, the fiber cancellable between them, until one
+    is done (``(True, result)``) or ``timeout`` (real seconds, as the manager's) is over (the
+    last call's ``(False, result)``): a call abandoned while the manager still waits in it would
+    take the next item put (and lose it, its reply having nowhere to go), put its item after the
+    caller gave up, or take a lock nobody will release."""
     deadline = _time.monotonic() + timeout
     while True:
         checkpoint_if_cancelled()
         left = deadline - _time.monotonic()
-        last = left <= _QUEUE_SLICE
-        wait = max(left, 0.0) if last else _QUEUE_SLICE
+        last = left <= _SLICE
         with CancelScope(shield=True):
-            try:
-                return _call(self, self._tls, methodname, (*head, True, wait), {})
-            except empty:
-                if last:
-                    raise
+            done, result = call_slice(max(left, 0.0) if last else _SLICE)
+        if done or last:
+            return done, result
