@@ -384,9 +384,14 @@ class Fiber(greenlet):
         return self.result()
 
     def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
-        """Call ``fn(fiber)`` on the hub when the fiber finishes (at once if it already has).
+        """Call ``fn(fiber)`` when the fiber finishes (at once, in the caller, if it already has).
 
-        Exceptions from ``fn`` are logged, not raised, in both cases."""
+        ``fn`` runs on the fiber's hub's thread, in the finished fiber itself, after it left the
+        hub's table of fibers (`unknot.fibers` no longer lists it, `unknot.run` does not wait
+        for it): keep it short and do not block in it. A callback that blocks is not cancelled
+        by the shutdown, and one left waiting then never finishes (its ``finally`` blocks do not
+        run); spawn a fiber from the callback for work that waits. Exceptions from ``fn`` are
+        logged, not raised, in both cases."""
         if self._state >= DONE:
             self._call_done_callback(fn)
         else:
@@ -421,6 +426,23 @@ class Fiber(greenlet):
         # say) and whose error nobody retrieved since: the last chance to show it.
         if self._state == FAILED and not self._retrieved:
             self._log_unhandled()
+
+
+class Onlooker:
+    """A done callback (`Fiber.add_done_callback`) that watches a fiber without waiting for its
+    outcome: the fiber's error, if nothing else waits for it, is still logged (and the
+    unretrieved hooks called) when the fiber ends, not left for garbage collection as for a
+    fiber someone waited for. For the core's own bookkeeping: the shutdown waiting for the
+    fibers it cancels (`_foreign.cancel_fibers`), a caller that stopped waiting (`from_thread`).
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Fiber], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, fiber: Fiber) -> None:
+        self.fn(fiber)
 
 
 #: ``Fiber._retrieved`` of a fiber whose error was logged when it ended, nobody waiting for it,
@@ -541,13 +563,17 @@ def _fiber_main() -> None:
         self._callbacks = None
         if type(callbacks) is not list:
             callbacks = (callbacks,)
-        if callbacks:
-            waited_for = True
         for fn in callbacks:
             self._call_done_callback(fn)
-    if self._state == FAILED and not (waited_for or self._retrieved):
-        # Nobody is waiting for this fiber (no join, group, done callback or awaiting
-        # coroutine): show the error now, not at garbage collection, which may be never.
+    if (
+        self._state == FAILED
+        and not (waited_for or self._retrieved)
+        and (callbacks is None or all(type(fn) is Onlooker for fn in callbacks))
+    ):
+        # Nobody is waiting for this fiber (no join, group, done callback but `Onlooker` s, or
+        # awaiting coroutine): show the error now, not at garbage collection, which may be
+        # never. (Only for a failed fiber are its callbacks looked at: nothing per callback
+        # for the others.)
         self._retrieved = _LOGGED  # (not again at collection; still not retrieved)
         self._log_unhandled()
 

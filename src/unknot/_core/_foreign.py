@@ -38,7 +38,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ._fiber import Fiber
+from ._fiber import Fiber, Onlooker
 from ._hub import FdWait, Hub
 
 #: The hub of each foreign loop, by the loop's ``id``, held weakly. The hub holds its loop, so
@@ -89,8 +89,11 @@ def _all_finished(hub: Hub, fibers: list[Fiber]) -> asyncio.Future[None]:
         if not remaining and not done.done():
             done.set_result(None)
 
+    # (An `Onlooker`: a fiber whose error nobody else waits for is reported as it ends, while
+    # the shutdown runs, not when it is collected, whenever that is.)
+    watch = Onlooker(finished)
     for f in fibers:
-        f.add_done_callback(finished)
+        f.add_done_callback(watch)
     return done
 
 

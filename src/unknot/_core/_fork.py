@@ -23,8 +23,10 @@ plain ``os.fork()``). In the child, before fork returns there (`_after_fork_in_c
 
 Hubs running in other threads (threads the child does not have) get their epoll fd and
 self-pipe closed in the child: nothing there can run their fibers, nor touch the parent's
-kernel objects through them. A fork from outside any fiber (a loop callback, a thread without a
-hub) keeps no fiber of the forking thread's hub.
+kernel objects through them. A `to_thread` worker that forked forgets the hub it worked for
+(another thread's), so that `from_thread` there says no hub runs instead of waiting for ever.
+A fork from outside any fiber (a loop callback, a thread without a hub) keeps no fiber of the
+forking thread's hub.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ._interrupt import _our_wakeup_fd
 from ._lookup import _running
 from ._loop import HubEventLoop
 from ._selector_hub import HubSelector
+from ._threads import forget_hub_after_fork
 
 #: What a forked child left behind: the other fibers of its hub, the parent's asyncio tasks.
 #: Never collected, for the child's life: a collected greenlet that is still suspended gets a
@@ -60,6 +63,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
+    forget_hub_after_fork()  # (a fork in a `to_thread` worker: its hub is in another thread)
     cur = getcurrent()
     keep = cur if type(cur) is Fiber else None
     me = threading.current_thread()

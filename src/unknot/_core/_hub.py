@@ -297,16 +297,19 @@ class Hub(DeadlockDetection):
         fn: Callable[..., Any],
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
+        name: Any = None,
         parent: Any = None,
         name_arg: Any = _NO_ARG,
     ) -> Fiber:
         """Create a fiber running ``fn(*args, **kwargs)`` and queue it to start.
 
-        With ``name_arg``, ``name`` is a template: the fiber is named
+        A ``name`` that is not a str is made one with ``str()``, as the `Fiber.name` setter and
+        `threading.Thread` do. With ``name_arg``, ``name`` is a template: the fiber is named
         ``name.format(name_arg)``, made when the name is first read (`spawn_named`)."""
         if not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {fn!r}")
+        if name is not None and type(name) is not str:  # (no name, or a str: nothing done)
+            name = str(name)
         me = getcurrent()
         f = Fiber(self, fn, args, kwargs or {}, name, parent, self.hub_greenlet or me, name_arg)
         # The fiber gets a copy of the spawner's context, unless that is empty: then it starts

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from greenlet import getcurrent
+
+from . import _fiber
 from ._cancel import checkpoint_cancel
 from ._fiber import Fiber, FiberCancelled
 from ._interrupt import run_to_finish
@@ -24,6 +27,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _worker = threading.local()  # .hub: the hub whose to_thread() call this worker is running
+
+
+def forget_hub_after_fork() -> None:
+    """In a child forked in a `to_thread` worker: that worker's hub is the parent's, in a thread
+    the child does not have (`unknot._core._fork`); `from_thread` must not send it a call that
+    nothing would ever run."""
+    _worker.hub = None
 
 
 def _in_worker(hub: Hub, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Any) -> T:
@@ -107,32 +117,133 @@ def from_thread(
     (`FiberCancelled` if it was cancelled, for example because the hub shut down; `RuntimeError`
     if the loop closed before the call could finish). The hub is ``loop``'s, else the one that
     started this worker with `to_thread`, else the only running one. ``fn`` is positional-only;
-    ``loop`` is this function's own, never passed on.
+    ``loop`` is this function's own, never passed on. `TypeError` at once if ``fn`` is not
+    callable.
+
+    Called from a fiber of another hub (another thread's loop), only that fiber waits, its hub
+    running its other fibers meanwhile (as in `Fiber.join` across hubs); it is then a blocking
+    call: if the fiber is cancelled while waiting, it raises `Cancelled` at once and the call's
+    fiber is cancelled (or never started). From a fiber of the hub itself, or from its thread,
+    it is a `RuntimeError`: call ``fn`` directly.
     """
+    if not callable(fn):
+        raise TypeError(f"from_thread() needs a callable, got {fn!r}")
     hub = _hub_for(loop)
     if hub.thread is threading.current_thread():
         raise RuntimeError("from_thread() was called from the hub's own thread; call fn directly")
+    hub_loop = hub.loop
+    assert hub_loop is not None
+    me = getcurrent()
+    if type(me) is Fiber:
+        return _from_fiber(me, hub, hub_loop, fn, args, kwargs)
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def finished(fiber: Fiber) -> None:
-        fiber._retrieved = True
-        if fiber.cancelled():
-            result.set_exception(FiberCancelled(f"{fiber.name} was cancelled"))
-        elif fiber._error is not None:
-            result.set_exception(fiber._error)
-        else:
-            result.set_result(fiber._result)
+        _take_outcome(fiber, result)
 
-    def start() -> None:
-        hub.spawn(fn, args, kwargs).add_done_callback(finished)
+    def start() -> None:  # in the hub's thread
+        try:
+            fiber = hub.spawn(fn, args, kwargs)
+        except BaseException as e:  # (a loop callback: asyncio would only log it)
+            result.set_exception(e)
+            return
+        fiber.add_done_callback(finished)
 
-    hub_loop = hub.loop
-    assert hub_loop is not None
     hub_loop.call_soon_threadsafe(start)
     # A request that reaches the loop as it shuts down may never run, or start a fiber that is
     # abandoned: once the loop is closed nothing will resolve `result`, so stop waiting.
     while not result.done():
         concurrent.futures.wait((result,), timeout=1.0)
         if not result.done() and hub_loop.is_closed():
-            raise RuntimeError("from_thread(): the hub shut down before the call finished")
+            raise RuntimeError(_CLOSED)
+    return result.result()
+
+
+_CLOSED = "from_thread(): the hub shut down before the call finished"
+
+#: `_from_fiber`'s ``call[0]`` once the caller stopped waiting: the call is not to start.
+_ABANDONED: Any = object()
+
+
+def _take_outcome(fiber: Fiber, result: concurrent.futures.Future[Any]) -> None:
+    """Retrieve the finished ``fiber``'s outcome into ``result``."""
+    fiber._retrieved = True
+    if fiber.cancelled():
+        result.set_exception(FiberCancelled(f"{fiber.name} was cancelled"))
+    elif fiber._error is not None:
+        result.set_exception(fiber._error)
+    else:
+        result.set_result(fiber._result)
+
+
+def _from_fiber(
+    me: Fiber,
+    hub: Hub,
+    hub_loop: asyncio.AbstractEventLoop,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    """`from_thread` from a fiber of another hub: that fiber parks until the call's fiber, on
+    ``hub``, has finished; the news comes back through its own loop's ``call_soon_threadsafe``,
+    as for `Fiber.join` across hubs. A caller that stops waiting (cancellation, Ctrl-C, the
+    hub's loop closed) has the call dropped if it had not started, else its fiber cancelled,
+    with no callback of the caller left on it: an error it then raises is nobody's, and is
+    logged when it ends."""
+    checkpoint_cancel(me)  # a blocking call: nothing is sent if the caller is cancelled already
+    my_hub = me.hub
+    my_loop = my_hub.loop
+    assert my_loop is not None  # (a running fiber's hub has its loop)
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+    call: list[Any] = [None]  # the call's fiber once started; `_ABANDONED` once not wanted
+    waiting = [True]  # until the caller stops waiting: a late wake-up is then not wanted
+
+    def deliver() -> None:  # in the caller's thread
+        if waiting[0]:
+            my_hub.wake(me)
+
+    def tell_caller() -> None:  # in the hub's thread
+        try:
+            my_loop.call_soon_threadsafe(deliver)
+        except RuntimeError:
+            pass  # the caller's loop is closed: nobody waits any more
+
+    def finished(fiber: Fiber) -> None:  # in the hub's thread
+        _take_outcome(fiber, result)
+        tell_caller()
+
+    def start() -> None:  # in the hub's thread
+        if call[0] is _ABANDONED:
+            return
+        try:
+            fiber = hub.spawn(fn, args, kwargs)
+        except BaseException as e:  # (a loop callback: asyncio would only log it)
+            result.set_exception(e)
+            tell_caller()
+            return
+        call[0] = fiber
+        fiber.add_done_callback(finished)
+
+    def abandon() -> None:  # in the hub's thread
+        fiber = call[0]
+        call[0] = _ABANDONED
+        if fiber is not None and not fiber.done():
+            fiber.remove_done_callback(finished)
+            fiber.cancel()
+
+    hub_loop.call_soon_threadsafe(start)
+    try:
+        while not result.done():
+            if hub_loop.is_closed() and not result.done():
+                raise RuntimeError(_CLOSED)
+            my_hub.park(me, _fiber._CLOSED_POLL)  # (a checkpoint: cancellation, Ctrl-C)
+    except BaseException:
+        waiting[0] = False
+        if not result.done():
+            try:
+                hub_loop.call_soon_threadsafe(abandon)
+            except RuntimeError:
+                pass  # the hub's loop is closed: the call will never run
+        raise
+    waiting[0] = False
     return result.result()
