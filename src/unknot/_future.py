@@ -385,8 +385,9 @@ FIRST_EXCEPTION = concurrent.futures.FIRST_EXCEPTION
 #: `wait` returns when every one is done (the default).
 ALL_COMPLETED = concurrent.futures.ALL_COMPLETED
 
-#: What `as_completed` and `wait` accept: fibers and futures (anything with ``done()``,
-#: ``add_done_callback(fn)`` and ``remove_done_callback(fn)`` works).
+#: What `as_completed` and `wait` accept: fibers and futures (anything with ``done()`` and
+#: ``add_done_callback(fn)`` works: unknot's, asyncio's and `concurrent.futures`' futures;
+#: ``remove_done_callback(fn)`` is called when there is one).
 Waitable = Any
 
 
@@ -400,11 +401,13 @@ class DoneAndNotDone(NamedTuple):
 class _Completions:
     """Collects fibers and futures as they complete, for the one fiber that waits for them.
 
-    Completion callbacks may run in another thread (a future set there, or a fiber of another
-    hub): the wake-up is then handed to this hub's loop.
+    Completion callbacks may run in another thread (a future set there, a fiber of another hub,
+    a `concurrent.futures.Future` completed by its worker thread): the wake-up is then handed to
+    this hub's loop. A callback that cannot be removed (`concurrent.futures.Future` has no
+    ``remove_done_callback``) is ignored once the waiting is over.
     """
 
-    __slots__ = ("ready", "_lot", "_hub", "_watched", "_callback")
+    __slots__ = ("ready", "_lot", "_hub", "_watched", "_callback", "_closed")
 
     def __init__(self, watched: list[Waitable]) -> None:
         self.ready: deque[Waitable] = deque()
@@ -412,11 +415,14 @@ class _Completions:
         self._hub = require_fiber().hub
         self._watched = watched
         self._callback = self._on_done
+        self._closed = False
         for w in watched:
             w.add_done_callback(self._callback)
 
     def _on_done(self, w: Waitable) -> None:
-        self.ready.append(w)
+        if self._closed:  # (a callback close() could not remove, run late: nobody waits)
+            return
+        self.ready.append(w)  # (a deque: appending from another thread is safe)
         if in_thread_of(self._hub):
             self._lot.unpark()
         else:
@@ -436,9 +442,13 @@ class _Completions:
         return True
 
     def close(self) -> None:
-        """Stop watching (remove the callbacks)."""
+        """Stop watching (remove the callbacks, or make those that cannot be removed inert)."""
+        self._closed = True
         for w in self._watched:
-            w.remove_done_callback(self._callback)
+            remove = getattr(w, "remove_done_callback", None)
+            if remove is not None:
+                remove(self._callback)
+        self.ready.clear()
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,14 +26,16 @@ class SignalReceiver:
 
     def __init__(self, signals: tuple[int, ...]) -> None:
         self.signals = signals
-        self._pending: dict[int, None] = {}  # an ordered set: each signal once
+        #: An ordered set of the signals received and not yet taken (each signal once), each
+        #: with the tick of its latest delivery (`_Installed.tick`).
+        self._pending: dict[int, int] = {}
         self._waiters = ParkingLot()
         self._closed = False
 
-    def _deliver(self, signum: int) -> None:
-        """Called by the loop for every signal received."""
+    def _deliver(self, signum: int, tick: int = 0) -> None:
+        """Called by the loop for every signal received (``tick``: see `_Installed`)."""
         if not self._closed:
-            self._pending[signum] = None
+            self._pending[signum] = tick
             self._waiters.unpark()
 
     def __iter__(self) -> SignalReceiver:
@@ -47,17 +50,55 @@ class SignalReceiver:
         del self._pending[signum]
         return signum
 
-    def _close(self) -> list[int]:
-        """Stop receiving; return the signals received and never taken."""
+    def _close(self) -> dict[int, int]:
+        """Stop receiving; return the signals received and never taken (with their ticks)."""
         self._closed = True
         self._waiters.unpark_all()
-        pending = list(self._pending)
+        pending = dict(self._pending)
         self._pending.clear()
         return pending
 
     def __repr__(self) -> str:
         names = ", ".join(signal.Signals(s).name for s in self.signals)
         return f"<SignalReceiver {names} pending={len(self._pending)}>"
+
+
+class _Installed:
+    """The receivers open for one signal on one loop, whose handler (`dispatch`) delivers the
+    signal to each of them, and the handlers to put back when the last one closes.
+
+    ``tick`` counts the deliveries (a signal, or a hand-over by a closing receiver); each
+    receiver records the tick at which it opened, so that a receiver closing with the signal
+    untaken hands it over to the receivers that did not get it (opened after it came) only.
+    """
+
+    __slots__ = ("receivers", "python_handler", "asyncio_handler", "tick")
+
+    def __init__(self, python_handler: Any, asyncio_handler: tuple[Any, Any] | None) -> None:
+        self.receivers: dict[SignalReceiver, int] = {}  # open receiver -> tick when opened
+        self.python_handler = python_handler
+        self.asyncio_handler = asyncio_handler
+        self.tick = 0
+
+    def dispatch(self, signum: int) -> None:
+        """The loop's handler for the signal: deliver it to every open receiver."""
+        self.tick += 1
+        for receiver in list(self.receivers):
+            receiver._deliver(signum, self.tick)
+
+    def hand_over(self, signum: int, tick: int) -> None:
+        """A closing receiver never took ``signum``, delivered at ``tick``: give it to the open
+        receivers that opened after that (the others got it then)."""
+        late = [r for r, opened in self.receivers.items() if opened >= tick]
+        if late:
+            self.tick += 1
+            for receiver in late:
+                receiver._deliver(signum, self.tick)
+
+
+#: Per loop, per signal: the receivers open (several blocks may be open at once, in fibers of
+#: the main thread's hub, and exit in any order).
+_installed: weakref.WeakKeyDictionary[Any, dict[int, _Installed]] = weakref.WeakKeyDictionary()
 
 
 def _previous_asyncio_handler(loop: Any, signum: int) -> tuple[Any, tuple[Any, ...]] | None:
@@ -70,6 +111,46 @@ def _previous_asyncio_handler(loop: Any, signum: int) -> tuple[Any, tuple[Any, .
     return callback, tuple(getattr(handle, "_args", ()) or ())
 
 
+def _register(loop: Any, per_signal: dict[int, _Installed], signum: int, r: SignalReceiver) -> None:
+    """Open ``r`` for ``signum``: the first receiver installs the loop's handler."""
+    installed = per_signal.get(signum)
+    if installed is None:
+        installed = _Installed(signal.getsignal(signum), _previous_asyncio_handler(loop, signum))
+        loop.add_signal_handler(signum, installed.dispatch, signum)  # (may raise: not kept)
+        per_signal[signum] = installed
+    else:
+        current = _previous_asyncio_handler(loop, signum)
+        if current is None or current[0] != installed.dispatch:  # replaced meanwhile
+            loop.add_signal_handler(signum, installed.dispatch, signum)
+    installed.receivers[r] = installed.tick
+
+
+def _unregister(
+    loop: Any,
+    per_signal: dict[int, _Installed],
+    signum: int,
+    r: SignalReceiver,
+    untaken: int | None,
+) -> bool:
+    """Close ``r`` for ``signum``; the last receiver puts the handlers in place before back.
+    Whether ``signum``, received and never taken, must be raised again."""
+    installed = per_signal.get(signum)
+    if installed is None or installed.receivers.pop(r, None) is None:
+        return False
+    if installed.receivers:  # others still open: they keep the loop's handler
+        if untaken is not None:
+            installed.hand_over(signum, untaken)
+        return False
+    del per_signal[signum]
+    loop.remove_signal_handler(signum)
+    if installed.asyncio_handler is not None:
+        callback, args = installed.asyncio_handler
+        loop.add_signal_handler(signum, callback, *args)
+    elif installed.python_handler is not None:
+        signal.signal(signum, installed.python_handler)
+    return untaken is not None
+
+
 @contextlib.contextmanager
 def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
     """A with-block during which ``signals`` are delivered to fibers instead of their handlers::
@@ -79,9 +160,13 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
                 ...
 
     Call it in a fiber of the main thread (Python runs signal handlers only there):
-    `RuntimeError` otherwise. The handlers in place before the block (Python ones, or another
-    receiver's, or the loop's) are put back on exit, and then signals received but never taken
-    from the iterator are raised again (``signal.raise_signal``) so that they are not lost.
+    `RuntimeError` otherwise. Several blocks may be open for one signal at once (nested, or in
+    several fibers, exiting in any order): each signal is delivered to every open receiver. The
+    handlers in place before the first block (Python ones, or the loop's) are put back when the
+    last one exits, and then signals received but never taken from its iterator are raised
+    again (``signal.raise_signal``) so that they are not lost. A block that exits while others
+    stay open hands the signals it never took to those opened after they came (the others got
+    them too).
     """
     if not signals:
         raise TypeError("open_signal_receiver() needs at least one signal")
@@ -95,21 +180,21 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
     loop = hub.loop
     assert loop is not None
     receiver = SignalReceiver(signums)
-    saved: list[tuple[int, Any, tuple[Any, Any] | None]] = []
+    per_signal = _installed.setdefault(loop, {})
+    registered: list[int] = []
     try:
         for signum in signums:
-            before = (signum, signal.getsignal(signum), _previous_asyncio_handler(loop, signum))
-            loop.add_signal_handler(signum, receiver._deliver, signum)
-            saved.append(before)
+            if signum not in registered:
+                _register(loop, per_signal, signum, receiver)
+                registered.append(signum)
         yield receiver
     finally:
-        unclaimed = receiver._close()
-        for signum, python_handler, asyncio_handler in reversed(saved):
-            loop.remove_signal_handler(signum)
-            if asyncio_handler is not None:
-                callback, args = asyncio_handler
-                loop.add_signal_handler(signum, callback, *args)
-            elif python_handler is not None:
-                signal.signal(signum, python_handler)
-        for signum in unclaimed:
-            signal.raise_signal(signum)
+        untaken = receiver._close()
+        again = {
+            signum
+            for signum in reversed(registered)
+            if _unregister(loop, per_signal, signum, receiver, untaken.get(signum))
+        }
+        for signum in untaken:
+            if signum in again:
+                signal.raise_signal(signum)

@@ -30,6 +30,7 @@ from .lowlevel import (
     sleep,
     spawn,
     spawn_named,
+    timeout_seconds,
 )
 
 log = logging.getLogger("unknot.server")
@@ -85,6 +86,13 @@ def port_of(address: Any) -> int:
     raise AttributeError(f"the server's address {address!r} has no port")
 
 
+def check_handler(handler: Any) -> None:
+    """`TypeError` for a server's handler that is not callable (checked when the server is
+    made: else the first connection or datagram would fail, and the server with it)."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+
+
 def log_background_end(f: Fiber, server: Any) -> None:
     """Done-callback of a server's background fiber (`start`): an error that ended it is
     logged, since no caller is waiting in `serve_forever` to receive it."""
@@ -99,9 +107,11 @@ class TCPServer:
     (pass port 0 for a free port). `serve_forever` runs the accept loop in the calling fiber
     until `stop`. The connection is closed when the handler returns; an exception from a handler
     is logged and the server goes on. ``ssl`` is an `ssl.SSLContext`: each connection's TLS
-    handshake runs in its own fiber, bounded by ``handshake_timeout``. ``max_connections``
+    handshake runs in its own fiber, bounded by ``handshake_timeout`` (seconds, 0 or more;
+    ``math.inf``: no limit). ``max_connections``
     bounds the number of handlers running at once (accepting pauses at the limit). Accepted
-    sockets get ``TCP_NODELAY`` unless ``nodelay=False``.
+    sockets get ``TCP_NODELAY`` unless ``nodelay=False``. A ``handler`` that is not callable is
+    a `TypeError`, a negative or NaN ``handshake_timeout`` a `ValueError`, both raised here.
 
     ``sock``: serve on an existing listening socket instead of binding ``host:port`` (a stdlib
     or an unknot socket; the server takes it over and closes it when it stops).
@@ -129,15 +139,19 @@ class TCPServer:
         nodelay: bool = True,
         handshake_timeout: float = 30.0,
     ) -> None:
+        check_handler(handler)
         if max_connections is not None and max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        handshake_seconds = timeout_seconds(handshake_timeout)  # (TypeError, NaN: ValueError)
+        if handshake_seconds < 0:
+            raise ValueError(f"handshake_timeout cannot be negative: {handshake_timeout!r}")
         if ssl is not None and not callable(getattr(ssl, "wrap_socket", None)):
             # (else each connection would fail, logged one by one, with an AttributeError)
             raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         self.handler = handler
         self.ssl = ssl
         self.nodelay = nodelay
-        self.handshake_timeout = handshake_timeout
+        self.handshake_timeout = handshake_seconds
         if sock is not None:
             if port:
                 raise ValueError("TCPServer: pass sock or port, not both")
@@ -225,21 +239,30 @@ class TCPServer:
                     self._accept_failed(e)
                     continue
                 self._backoff = 0.0
-                if self.nodelay and conn.family in _NODELAY_FAMILIES:
-                    try:
-                        conn.setsockopt(usocket.IPPROTO_TCP, usocket.TCP_NODELAY, 1)
-                    except OSError:
-                        pass
-                if self.ssl is None:
-                    # The handler is the fiber's function, with no wrapper frame: an idle
-                    # connection keeps every frame of its fiber (about 215 bytes each on
-                    # 3.12+; docs/internals.md, "Memory per idle connection"). Its errors are
-                    # logged, and its socket closed, by `_handler_done`.
-                    # Named "conn-{addr}" when the name is first read: no string per connection.
-                    f = spawn_named(self.handler, (conn, addr), "conn-{}", addr)
-                else:
-                    # (the function and self, not a bound method: one object less)
-                    f = spawn_named(TCPServer._run_tls_handler, (self, conn, addr), "conn-{}", addr)
+                try:
+                    if self.nodelay and conn.family in _NODELAY_FAMILIES:
+                        try:
+                            conn.setsockopt(usocket.IPPROTO_TCP, usocket.TCP_NODELAY, 1)
+                        except OSError:
+                            pass
+                    if self.ssl is None:
+                        # The handler is the fiber's function, with no wrapper frame: an idle
+                        # connection keeps every frame of its fiber (about 215 bytes each on
+                        # 3.12+; docs/internals.md, "Memory per idle connection"). Its errors
+                        # are logged, and its socket closed, by `_handler_done`. Named
+                        # "conn-{addr}" when the name is first read: no string per connection.
+                        f = spawn_named(self.handler, (conn, addr), "conn-{}", addr)
+                    else:
+                        # (the function and self, not a bound method: one object less)
+                        f = spawn_named(
+                            TCPServer._run_tls_handler, (self, conn, addr), "conn-{}", addr
+                        )
+                except BaseException:
+                    # (no handler owns the connection yet: not left open, nor its slot taken)
+                    conn.close()
+                    if self._slots is not None:
+                        self._slots.release()
+                    raise
                 self._handlers[f] = conn
                 self._idle.clear()
                 # (a callback, not the handler's finally: a handler cancelled before it starts
@@ -367,8 +390,10 @@ def serve_tcp(
     to stop it); called outside any hub it starts one with `run`. Keyword arguments are those of
     `TCPServer` (``sock``, ``ssl``, ``backlog``, ``reuse_port``, ``max_connections``,
     ``nodelay``, ``handshake_timeout``). Use `TCPServer` directly to learn the bound port, to
-    serve in the background (`TCPServer.start`) or to stop gracefully.
+    serve in the background (`TCPServer.start`) or to stop gracefully. A handler that is not
+    callable is a `TypeError` at once.
     """
+    check_handler(handler)
     if current() is None:
         run(serve_tcp, handler, host, port, **kwargs)
         return

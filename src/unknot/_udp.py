@@ -17,10 +17,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
+from greenlet import GreenletExit
+
 from . import socket as usocket
 from ._sync import Event, Lock, Semaphore
-from ._tcp import adopt_socket, log_background_end, port_of
+from ._tcp import adopt_socket, check_handler, log_background_end, port_of
 from .lowlevel import (
+    Cancelled,
     CancelScope,
     Fiber,
     checkpoint_if_cancelled,
@@ -52,8 +55,11 @@ class UDPServer:
     (port 0 picks a free port); ``sock`` serves on an existing bound ``SOCK_DGRAM`` socket
     instead (a stdlib or an unknot one, taken over: the server closes it when it stops).
     ``max_datagram`` is the largest datagram received whole (longer ones are truncated, as
-    ``recvfrom`` does). A handler's ``Exception`` is logged (logger ``unknot.server``) and the
-    server goes on. `serve_forever` receives in the calling fiber, `start` in a background fiber
+    ``recvfrom`` does). What a handler raises is logged (logger ``unknot.server``) and the
+    server goes on, in both modes, as with `TCPServer`: an ``Exception``, and a `SystemExit` or
+    `KeyboardInterrupt` too (except a `KeyboardInterrupt` in ``mode="loop"`` served by the root
+    fiber: that may be Ctrl-C, which ends `serve_forever`). A handler that is not callable is a
+    `TypeError` here. `serve_forever` receives in the calling fiber, `start` in a background fiber
     of the server's own; `stop`, or leaving a ``with`` block, ends either.
     """
 
@@ -69,6 +75,7 @@ class UDPServer:
         max_datagram: int = 65535,
         reuse_port: bool = False,
     ) -> None:
+        check_handler(handler)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if max_concurrent is not None:
@@ -219,6 +226,18 @@ class UDPServer:
                 self.sendto(reply, addr)
         except Exception:
             log.exception("handler for a datagram from %s failed", addr)
+        except (Cancelled, GreenletExit):
+            raise  # (stop() ending the handler, or its fiber cancelled: not a failure)
+        except BaseException as e:
+            # SystemExit, KeyboardInterrupt...: logged, and the server goes on, as with
+            # `TCPServer` (a handler's fiber is one nobody waits for; `stop` the server). But a
+            # KeyboardInterrupt in the root fiber, handling in the receive loop, may be Ctrl-C
+            # (unknot raises it there): it ends the server as Ctrl-C ends a `TCPServer`.
+            if isinstance(e, KeyboardInterrupt) and self.mode == "loop":
+                me = current()
+                if me is not None and me is me.hub.root:
+                    raise
+            log.error("handler for a datagram from %s failed", addr, exc_info=e)
 
     def _handler_done(self, f: Fiber) -> None:
         self._handlers.discard(f)
@@ -297,7 +316,9 @@ def serve_udp(
     Blocks, like `serve_tcp`: from a fiber it serves in that fiber (cancel the fiber to stop
     it); called outside any hub it starts one with `run`. Keyword arguments are those of
     `UDPServer` (``sock``, ``mode``, ``max_concurrent``, ``max_datagram``, ``reuse_port``).
+    A handler that is not callable is a `TypeError` at once.
     """
+    check_handler(handler)
     if current() is None:
         run(serve_udp, handler, host, port, **kwargs)
         return

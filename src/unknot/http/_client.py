@@ -224,8 +224,9 @@ class Client:
     module docstring. ``max_connections`` (100; None: no limit) bounds the open connections,
     ``max_connections_per_host`` (None) those to one ``(scheme, host, port)``; past them a
     request waits for a free connection (``Timeout.pool``). ``keepalive_expiry`` (5 s): idle
-    connections older than that are closed. ``follow_redirects`` and ``max_redirects``: see
-    `request`.
+    connections older than that are closed (None: never; a negative value or NaN raises
+    `ValueError` here, as a NaN or negative ``timeout`` does). ``follow_redirects`` and
+    ``max_redirects``: see `request`.
 
     Use it as a context manager, or call `close`. It belongs to one thread (its hub); any
     number of fibers of that hub may use it at once.

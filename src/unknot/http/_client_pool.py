@@ -64,6 +64,12 @@ class ConnectionPool:
         ):
             if limit is not None and limit < 1:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+        expiry = keepalive_expiry
+        if expiry is not None:
+            if isinstance(expiry, bool) or not isinstance(expiry, int | float):
+                raise TypeError(f"keepalive_expiry must be seconds or None, not {expiry!r}")
+            if not expiry >= 0:  # (NaN too: it would keep idle connections for ever)
+                raise ValueError(f"keepalive_expiry must be 0 or more seconds, not {expiry!r}")
         self.max_connections = max_connections
         self.max_per_host = max_connections_per_host
         self.keepalive_expiry = keepalive_expiry

@@ -28,6 +28,9 @@ class Timeout:
     name. A ``(connect, read)`` tuple works as in requests. Keywords given with a number
     override it: ``Timeout(5, connect=1)``. The default, ``Timeout()``, is connect 10 s, read
     30 s, write 30 s, pool 30 s, no total limit.
+
+    Each value is a number of seconds, 0 or more (``math.inf`` is no limit, as None is), or
+    None: a negative value or NaN raises `ValueError` here, something else `TypeError`.
     """
 
     __slots__ = ("connect", "read", "write", "pool", "total")
@@ -47,7 +50,8 @@ class Timeout:
         elif isinstance(timeout, tuple):
             if len(timeout) != 2:
                 raise ValueError("a timeout tuple is (connect, read)")
-            base = [timeout[0], timeout[1], timeout[1], timeout[1]]
+            connect_s, read_s = _seconds(timeout[0]), _seconds(timeout[1])
+            base = [connect_s, read_s, read_s, read_s]
         else:
             base = [_seconds(timeout)] * 4
         given = (connect, read, write, pool)
@@ -73,8 +77,8 @@ def _seconds(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"a timeout is a number of seconds or None, not {value!r}")
-    if value < 0:
-        raise ValueError(f"a timeout cannot be negative: {value!r}")
+    if not value >= 0:  # (NaN too: it would mean "no limit" for some fields, fail for others)
+        raise ValueError(f"a timeout must be a number of seconds >= 0 or None, not {value!r}")
     return float(value)
 
 
