@@ -93,6 +93,13 @@ def check_handler(handler: Any) -> None:
         raise TypeError(f"handler must be callable, not {type(handler).__name__}")
 
 
+def stop_grace(grace: Any) -> float:
+    """A server's ``stop(grace)`` as the seconds to wait (a negative grace: without limit);
+    `ValueError` for NaN, `TypeError` for what is not a number."""
+    seconds = timeout_seconds(grace)
+    return seconds if seconds >= 0 else math.inf
+
+
 def log_background_end(f: Fiber, server: Any) -> None:
     """Done-callback of a server's background fiber (`start`): an error that ended it is
     logged, since no caller is waiting in `serve_forever` to receive it."""
@@ -340,11 +347,15 @@ class TCPServer:
         """Stop accepting, wait up to ``grace`` seconds for handlers to finish, cancel the rest.
 
         Returns when the accept loop has exited and every handler is gone. Call it from any
-        fiber on the server's hub; called from a handler, it runs in a new fiber and returns at
-        once (a handler cannot wait for itself to finish).
+        fiber on the server's hub; called from a handler, or from asyncio code outside fibers (a
+        loop callback, a signal handler added with ``loop.add_signal_handler``), it runs in a new
+        fiber and returns at once (neither can wait). A negative ``grace`` waits without limit;
+        NaN is a `ValueError`.
         """
-        if current() in self._handlers:
-            spawn(self.stop, grace, name="server-stop")
+        grace = stop_grace(grace)
+        me = current()
+        if me is None or me in self._handlers:
+            spawn(self.stop, grace, name="server-stop")  # (no hub at all: NotInFiberError)
             return
         self._shutdown(grace)
         if self._serving is not None:
@@ -360,7 +371,7 @@ class TCPServer:
             self._stopping = True
             self._listener.close()  # wakes the accept loop with an error
         with CancelScope(shield=True):
-            with move_on_after(grace if grace >= 0 else math.inf):
+            with move_on_after(grace):
                 self._idle.wait()
             for f in list(self._handlers):
                 f.cancel()

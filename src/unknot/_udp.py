@@ -12,7 +12,6 @@ handlers a grace period, cancels the rest, and closes the socket once they are g
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from greenlet import GreenletExit
 
 from . import socket as usocket
 from ._sync import Event, Lock, Semaphore
-from ._tcp import adopt_socket, check_handler, log_background_end, port_of
+from ._tcp import adopt_socket, check_handler, log_background_end, port_of, stop_grace
 from .lowlevel import (
     Cancelled,
     CancelScope,
@@ -258,18 +257,21 @@ class UDPServer:
         """Stop receiving, wait up to ``grace`` seconds for handlers to finish, cancel the rest.
 
         Returns when the receive loop has exited and every handler is gone; the socket is then
-        closed. A negative ``grace`` waits without limit. Called from a handler, it runs in a
-        new fiber and returns at once (a handler cannot wait for itself to finish).
+        closed. A negative ``grace`` waits without limit; NaN is a `ValueError`. Called from a
+        handler, or from asyncio code outside fibers (a loop callback, a signal handler added
+        with ``loop.add_signal_handler``), it runs in a new fiber and returns at once (neither
+        can wait).
         """
+        grace = stop_grace(grace)
         me = current()
-        if me is not None and (me in self._handlers or me is self._serving):
-            spawn(self.stop, grace, name="udp-server-stop")
+        if me is None or me in self._handlers or me is self._serving:
+            spawn(self.stop, grace, name="udp-server-stop")  # (no hub at all: NotInFiberError)
             return
         self._stopping = True
         if self._receiving is not None:
             self._receiving.cancel()
         with CancelScope(shield=True):
-            with move_on_after(grace if grace >= 0 else math.inf):
+            with move_on_after(grace):
                 self._loop_done.wait()
                 self._idle.wait()
             self._cancel_handlers()

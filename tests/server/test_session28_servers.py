@@ -179,3 +179,111 @@ def test_handshake_timeout_not_a_number_is_a_type_error() -> None:
 def test_handshake_timeout_zero_or_more_is_accepted(value: float) -> None:
     with unknot.TCPServer(lambda conn, addr: None, handshake_timeout=value) as server:
         assert server.handshake_timeout == value
+
+
+# -- stop() from asyncio code outside fibers, and a NaN grace ------------------------------------
+
+
+def _stop_from_a_loop_callback(server: Any) -> list[str]:
+    """Call ``server.stop(grace=0)`` from a loop callback (not a fiber, as a signal handler added
+    with ``loop.add_signal_handler`` runs); what it did."""
+    import asyncio
+
+    outcome: list[str] = []
+
+    def callback() -> None:
+        try:
+            server.stop(grace=0)
+            outcome.append("returned")
+        except BaseException as e:  # (recorded: the test says what it was)
+            outcome.append(f"{type(e).__name__}: {e}")
+
+    asyncio.get_running_loop().call_soon(callback)
+    return outcome
+
+
+def test_tcp_stop_from_a_loop_callback_stops_the_server_in_a_fiber() -> None:
+    """Before, it closed the listener, then failed (a CancelScope outside a fiber): the server
+    half-stopped, its handlers neither waited for nor cancelled."""
+    handler_ended = unknot.Event()
+
+    def handler(conn: us.socket, addr: Any) -> None:
+        try:
+            conn.recv(10)  # never answered: cancelled by the stop
+        finally:
+            handler_ended.set()
+
+    def main() -> list[str]:
+        server = unknot.TCPServer(handler, "127.0.0.1", 0)
+        server.start()
+        client = us.create_connection(server.address)
+        unknot.sleep(0.05)
+        outcome = _stop_from_a_loop_callback(server)
+        with unknot.fail_after(5):
+            handler_ended.wait()
+            while server._serving is not None and not server._stopped.is_set():
+                unknot.sleep(0.01)
+        client.close()
+        return outcome
+
+    assert unknot.run(main) == ["returned"]
+
+
+def test_udp_stop_from_a_loop_callback_stops_the_server_in_a_fiber() -> None:
+    def main() -> tuple[list[str], bool]:
+        server = unknot.UDPServer(exits, "127.0.0.1", 0)
+        server.start()
+        unknot.sleep(0.05)
+        outcome = _stop_from_a_loop_callback(server)
+        with unknot.fail_after(5):
+            while server._sock.fileno() != -1:
+                unknot.sleep(0.01)
+        return outcome, server._stopping
+
+    assert unknot.run(main) == (["returned"], True)
+
+
+@pytest.mark.parametrize("make", ["tcp", "udp"])
+def test_stop_with_a_nan_grace_is_a_value_error(make: str) -> None:
+    def main() -> None:
+        if make == "tcp":
+            server: Any = unknot.TCPServer(lambda conn, addr: None, "127.0.0.1", 0)
+        else:
+            server = unknot.UDPServer(exits, "127.0.0.1", 0)
+        with pytest.raises(ValueError, match="NaN"):
+            server.stop(grace=math.nan)
+        with pytest.raises(TypeError):
+            server.stop(grace="10")
+        server.stop(grace=-1)  # (without limit: nothing runs, so at once)
+
+    unknot.run(main)
+
+
+def test_http_stop_from_a_loop_callback_lets_the_request_under_way_finish() -> None:
+    from unknot import http
+
+    def app(request: Any) -> Any:
+        unknot.sleep(0.2)
+        return 200, [], b"slow"
+
+    def main() -> tuple[list[str], int]:
+        server = http.HTTPServer(app, "127.0.0.1", 0)
+        server.start()
+        answer = unknot.spawn(lambda: http.get(f"http://127.0.0.1:{server.port}/").status_code)
+        unknot.sleep(0.05)
+        outcome: list[str] = []
+
+        def callback() -> None:
+            server.stop(grace=5)
+            outcome.append("returned")
+
+        import asyncio
+
+        asyncio.get_running_loop().call_soon(callback)
+        with unknot.fail_after(5):
+            status = answer.join()
+        with pytest.raises(ValueError, match="NaN"):
+            server.stop(grace=math.nan)
+        return outcome, status
+
+    assert unknot.run(main) == (["returned"], 200)

@@ -162,11 +162,15 @@ class HTTPServer:
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, close idle connections, give the requests under way up to ``grace``
-        seconds, then cancel them. Called from a handler, it returns at once and the server
-        stops in a fiber of its own."""
+        seconds, then cancel them (a negative ``grace``: without limit; NaN: `ValueError`).
+        Called from a handler, or from asyncio code outside fibers (a loop callback, a signal
+        handler added with ``loop.add_signal_handler``), it returns at once and the server stops
+        in a fiber of its own."""
+        unknot.lowlevel.timeout_seconds(grace)  # (NaN: ValueError; not a number: TypeError)
         # First of all: the answer of a handler calling this says ``Connection: close``.
         self._settings.closing = True
-        if unknot.current() in self._connections:
+        me = unknot.current()
+        if me is None or me in self._connections:
             unknot.spawn(self.stop, grace, name="http-server-stop")
             return
         for fiber, connection in list(self._connections.items()):
