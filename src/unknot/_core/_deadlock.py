@@ -29,6 +29,7 @@ from ._exceptions import DeadlockError
 from ._fiber import PARKED_SHIELDED, RUNNING
 from ._monitor import monitor_thread_ident
 from ._native import mypyc_attr
+from ._stacks import frames_of, user_stack
 from ._thread_pool import pool_thread_idents
 from ._timers import TimerQueue
 
@@ -80,7 +81,7 @@ class DeadlockDetection(TimerQueue):
         if self._others_can_wake():
             return None
         recheck = _alarm_due()
-        if _foreign_threads_alive():
+        if _foreign_threads_alive(self.loop):
             foreign = self.FOREIGN_RECHECK
             recheck = foreign if recheck is None else min(recheck, foreign)
         if recheck is not None:
@@ -123,7 +124,10 @@ class DeadlockDetection(TimerQueue):
             lines.append(f"  {f.name}{' (root)' if f is self.root else ''}:")
             frame = f.gr_frame
             if frame is not None:
-                for entry in traceback.format_stack(frame)[-6:]:
+                # Its innermost entries, but for the core's wait machinery (as in the dump):
+                # else they could be all there is, and the line where it waits left out.
+                stack = user_stack(frames_of(frame)) or traceback.extract_stack(frame)
+                for entry in stack.format()[-6:]:
                     lines.extend("    " + ln for ln in entry.rstrip().splitlines())
         if len(fibers) > 20:
             lines.append(f"  ... and {len(fibers) - 20} more")
@@ -246,12 +250,20 @@ def _alarm_due() -> float | None:
     return left + _ALARM_SLACK if left > 0 else None
 
 
-def _foreign_threads_alive() -> bool:
-    """True if a thread other than ours and idle pool workers runs (it might wake a fiber)."""
+def _foreign_threads_alive(loop: Any = None) -> bool:
+    """True if a thread other than ours and idle pool workers runs (it might wake a fiber).
+
+    The worker threads of ``loop``'s default executor (``run_in_executor(None, ...)``,
+    ``asyncio.to_thread``) are left out as unknot's pool threads are: they stay after their
+    jobs, idle, and the jobs in flight are counted apart (the loop's ``_executor_jobs``, see
+    `_loop_has_work`), as are a pool's."""
     known = pool_thread_idents()
     monitor = monitor_thread_ident()
     if monitor is not None:  # (a thread not yet started has no ident: it must not match None)
         known.add(monitor)
+    executor = getattr(loop, "_default_executor", None)
+    if executor is not None:
+        known.update(t.ident for t in list(getattr(executor, "_threads", ())))
     me = threading.get_ident()
     listed = threading.enumerate()
     if any(t.ident != me and t.ident not in known and _still_runs(t) for t in listed):

@@ -24,8 +24,9 @@ import greenlet
 
 from ._fiber import Fiber
 from ._hub import PASS_HOOKS
-from ._introspect import _describe_wait, _frames
+from ._introspect import _describe_wait
 from ._lookup import get_hub
+from ._stacks import frames_of
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -107,7 +108,7 @@ class _HubState:
             return
         self.meet(f)
         if f._parked:
-            what = _describe_wait(self.hub, f, _frames(f.gr_frame))[0]
+            what = _describe_wait(self.hub, f, frames_of(f.gr_frame))[0]
         else:
             what = "yield"  # sleep(0), cede: still ready
         self.blocked.add(f)

@@ -29,11 +29,12 @@ from . import _monitor as _monitor_mod
 from ._fiber import Fiber
 from ._lookup import get_hub, running_hubs
 from ._monitor import _monitor, debug_mode, enable_by_default
+from ._stacks import CORE_DIR, frames_of, user_stack
 
 if TYPE_CHECKING:
     from ._hub import Hub
 
-_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CORE_DIR = CORE_DIR
 _PACKAGE_DIR = os.path.dirname(_CORE_DIR)
 _HUB_FILE = os.path.join(_CORE_DIR, "_hub.py")
 _PARKING_FILE = os.path.join(_CORE_DIR, "_parking.py")
@@ -99,15 +100,6 @@ def _indent(entries: list[str], prefix: str) -> Iterator[str]:
     for entry in entries:
         for ln in entry.rstrip("\n").splitlines():
             yield prefix + ln
-
-
-def _frames(frame: Any) -> list[Any]:
-    """``frame`` and its callers, innermost first."""
-    out: list[FiberInfo] = []
-    while frame is not None:
-        out.append(frame)
-        frame = frame.f_back
-    return out
 
 
 def _is_private(name: str) -> bool:
@@ -211,19 +203,6 @@ def _timer_times(hub: Hub, f: Fiber) -> tuple[float | None, float | None]:
     return None, None
 
 
-def _stack(frames: list[Any]) -> traceback.StackSummary:
-    """The stack outermost first, without the core's innermost frames (the wait machinery)."""
-    i = 0
-    while i < len(frames) and frames[i].f_code.co_filename.startswith(_CORE_DIR):
-        i += 1
-    j = len(frames)
-    while j > i and frames[j - 1].f_code.co_filename.startswith(_CORE_DIR):
-        j -= 1  # Fiber.run
-    kept = frames[i:j]
-    kept.reverse()
-    return traceback.StackSummary.extract(((f, f.f_lineno) for f in kept), lookup_lines=True)
-
-
 def _group_label(f: Fiber) -> str | None:
     group = f._group
     if group is None:
@@ -250,11 +229,11 @@ def fiber_info(f: Fiber) -> FiberInfo:
     elif frame is None:
         state = "running"
         if f is getcurrent():
-            frames = _frames(sys._getframe(1))
+            frames = frames_of(sys._getframe(1))
         else:
-            frames = _frames(sys._current_frames().get(hub.thread.ident or -1))
+            frames = frames_of(sys._current_frames().get(hub.thread.ident or -1))
     else:
-        frames = _frames(frame)
+        frames = frames_of(frame)
         if f._parked:
             state = "waiting"
             waiting_on, wait_object, began = _describe_wait(hub, f, frames)
@@ -271,7 +250,7 @@ def fiber_info(f: Fiber) -> FiberInfo:
         state=state,
         waiting_on=waiting_on,
         waiting_for=waiting_for,
-        stack=_stack(frames),
+        stack=user_stack(frames),
         spawned_at=f._spawned_at,
         spawn_stack=_spawn_stacks.get(f),
         group=_group_label(f),

@@ -23,7 +23,7 @@ from ._hub import Hub
 from ._instruments import loop_closed, loop_started, loop_stopped
 from ._interrupt import install_sigint, keep_waking, wake_on_signals
 from ._lookup import _running
-from ._monitor import hub_started, hub_stopped
+from ._monitor import hub_started, hub_stopped, wanted_threshold
 from ._parking import ParkingLot
 from ._selector_hub import HubSelector
 
@@ -41,6 +41,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, selector: HubSelector | None = None, *, clock: Any = None) -> None:
         try:
+            wanted_threshold()  # a malformed UNKNOT_MONITOR: `ValueError` now, not when it runs
             hub = selector if selector is not None else make_hub_selector(_clock_fn(clock))
         except BaseException:
             self._closed = True  # half-built: keep BaseEventLoop.__del__ from tripping over it
@@ -73,11 +74,16 @@ class HubEventLoop(asyncio.SelectorEventLoop):
             for f in hub.ready:  # fibers spawned before the loop started
                 if not f and not f.dead:
                     f.parent = runner
-        stop_waking = wake_on_signals(self)  # (main thread: signals end the poll)
-        _running[hub] = None
+        # Refused before anything is registered: a loop already running (asyncio's error, which
+        # its own run_forever would raise after ours had unregistered the running hub), a
+        # malformed UNKNOT_MONITOR (`hub_started` parses it first).
+        self._check_running()  # type: ignore[attr-defined]
         hub_started(hub)
-        loop_started(hub)
+        stop_waking = _nothing
         try:
+            stop_waking = wake_on_signals(self)  # (main thread: signals end the poll)
+            _running[hub] = None
+            loop_started(hub)
             super().run_forever()
         finally:
             _running.pop(hub, None)
@@ -232,6 +238,10 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         self._executor_jobs -= 1
 
 
+def _nothing() -> None:
+    pass
+
+
 def _clock_fn(clock: Any) -> Callable[[], float] | None:
     if clock is None:
         return None
@@ -249,7 +259,8 @@ def new_event_loop(*, clock: Any = None) -> HubEventLoop:
         with asyncio.Runner(loop_factory=unknot.new_event_loop) as r:    # Python 3.11
             r.run(main())
 
-    ``clock`` is a `unknot.testing.MockClock` (or any zero-argument time function).
+    ``clock`` is a `unknot.testing.MockClock` (or any zero-argument time function). A malformed
+    ``UNKNOT_MONITOR`` raises `ValueError` here (and in `run`, before ``fn`` is called).
     """
     return HubEventLoop(clock=clock)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio.base_events
 import logging
 import os
+import selectors
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ _monotonic = time.monotonic
 _sleep = time.sleep  # the original, even after unknot.patch()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BASE_EVENTS_FILE = asyncio.base_events.__file__
+_SELECTORS_FILE = selectors.__file__
 _FIBER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fiber.py")
 
 #: The default threshold, seconds.
@@ -56,7 +58,9 @@ LAG_PROBE_INTERVAL = 0.25
 LAG_SAMPLES = 1024
 
 #: Files in which a hub's poll runs (filled by `unknot._core._selector_hub` and the backends):
-#: a hub thread whose innermost frame is a ``select`` in one of them is idle, not blocked.
+#: a hub thread whose innermost frame is a ``select`` in one of them is idle, not blocked; but
+#: for the stdlib ``selectors``, whose ``select`` is the hub's poll only when the hub called it
+#: (`_is_polling`).
 POLLING_FILES: set[str] = set()
 
 #: When the detector thread last sampled the hubs (`time.monotonic`), None while it is off. A
@@ -157,10 +161,7 @@ class Monitor:
     # -- control ----------------------------------------------------------------------------
 
     def start(self, threshold: float, callback: Callable[[BlockingReport], Any] | None) -> None:
-        if not threshold > 0:
-            raise ValueError(
-                f"the monitor's threshold must be a positive number of seconds, got {threshold!r}"
-            )
+        _check_threshold(threshold)
         with self.lock:
             self.threshold = float(threshold)
             self.callback = callback
@@ -293,9 +294,21 @@ def _is_polling(frame: Any) -> bool:
     the pass it runs) are compiled functions with no Python frame. Counted as polling: the
     hub's own compiled code costs nothing worth reporting, and any Python code it runs (a
     fiber, a callback) has frames of its own above ``_run_once``.
+
+    The poll backend's hub polls in the stdlib selector's ``select``, which a fiber or an
+    asyncio callback may call too (the unpatched ``subprocess.run(..., capture_output=True)``
+    waits there): that ``select`` is the hub's poll only if the hub called it, from its own
+    ``select`` (or, compiled, straight from ``_run_once``).
     """
     code = frame.f_code
-    if code.co_name == "select":
+    if code.co_name == "select" and code.co_filename == _SELECTORS_FILE:
+        frame = frame.f_back
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == "select":
+            return code.co_filename in POLLING_FILES and code.co_filename != _SELECTORS_FILE
+    elif code.co_name == "select":
         return code.co_filename in POLLING_FILES
     return code.co_name == "_run_once" and code.co_filename == _BASE_EVENTS_FILE
 
@@ -320,9 +333,21 @@ def start_monitor(
     naming the blocking line is logged to the ``unknot.monitor`` logger and, if given,
     ``callback(report)`` is called (from the monitor thread) with a `BlockingReport`. One
     report per stall. The thread is a daemon: it never keeps the process alive.
+
+    A ``threshold`` that is not a positive number of seconds raises `ValueError` and changes
+    nothing (the environment's ``UNKNOT_MONITOR`` and debug mode still apply).
     """
+    _check_threshold(threshold)
     _monitor.explicit = True
     _monitor.start(threshold, callback)
+
+
+def _check_threshold(threshold: float) -> None:
+    """`ValueError` unless ``threshold`` is a positive number of seconds."""
+    if not threshold > 0:
+        raise ValueError(
+            f"the monitor's threshold must be a positive number of seconds, got {threshold!r}"
+        )
 
 
 def stop_monitor() -> None:
@@ -384,21 +409,30 @@ def hub_stopped(hub: Hub) -> None:
     _hubs.pop(hub, None)
 
 
-def hub_started(hub: Hub) -> None:
-    """A hub's loop starts running: start the monitor thread if it is wanted and not running."""
-    _hubs[hub] = None
+def wanted_threshold() -> float | None:
+    """The threshold a hub starting now should be watched with (None: not watched), from
+    `start_monitor`/`stop_monitor`, else ``UNKNOT_MONITOR``, debug mode and the pytest plugin.
+    `ValueError` if ``UNKNOT_MONITOR`` is malformed (and is what decides)."""
     m = _monitor
-    threshold = m.threshold
-    if not m.explicit:
-        setting = os.environ.get("UNKNOT_MONITOR", "")
-        if setting:
-            threshold = parse_setting(setting)
-        elif _default_on or debug_mode():
-            threshold = DEFAULT_THRESHOLD
-        else:
-            return
+    if m.explicit:
+        return m.threshold
+    setting = os.environ.get("UNKNOT_MONITOR", "")
+    if setting:
+        return parse_setting(setting)
+    if _default_on or debug_mode():
+        return DEFAULT_THRESHOLD
+    return None
+
+
+def hub_started(hub: Hub) -> None:
+    """A hub's loop starts running: start the monitor thread if it is wanted and not running.
+
+    A malformed ``UNKNOT_MONITOR`` raises `ValueError` before anything is registered."""
+    threshold = wanted_threshold()
+    _hubs[hub] = None
     if threshold is None:
         return
+    m = _monitor
     global BEGAN
     if EPOCH[0] is None:
         EPOCH[0] = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)

@@ -29,7 +29,8 @@ MAX_POLL_TIMEOUT: Final = 24 * 3600.0
 
 #: Files in which the hub's poll runs; frames from other files in a traceback raised by the
 #: poll belong to a signal handler (see `signal_handler_raised`). Backends add their own file.
-#: (The blocking detector reads the same set: a hub polling in one of them is idle.)
+#: (The blocking detector reads the same set: a hub polling in one of them is idle; in the
+#: stdlib selectors' file only if called by the hub's own select, `_monitor._is_polling`.)
 POLLING_FILES.update({__file__, selectors.__file__})
 
 

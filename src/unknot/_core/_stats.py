@@ -75,7 +75,13 @@ def stats(hub: Hub | None = None) -> LoopStats:
             raise RuntimeError("unknot.stats() needs a hub: call it in a fiber, or pass hub=")
     loop: Any = hub.loop
     asyncio_fds = len(getattr(hub, "_fd_to_key", ()))  # our own loops: the hub is the selector
-    asyncio_timers = len(getattr(loop, "_scheduled", ())) if loop is not None else 0
+    # asyncio's pending timers: its heap keeps the cancelled ones until it sweeps them, and
+    # counts them (``_timer_cancelled_count``, in every asyncio loop since 3.4).
+    asyncio_timers = (
+        max(0, len(getattr(loop, "_scheduled", ())) - getattr(loop, "_timer_cancelled_count", 0))
+        if loop is not None
+        else 0
+    )
     pool = _thread_pool._pool
     lags = lag_samples(hub)
     ordered = sorted(lags) if lags else []
