@@ -63,11 +63,17 @@ class HubSelector(Hub):
         mock = self.mock_clock
         if mock is not None and timeout > 0:
             real = mock.real_timeout(timeout)
-            if mock.autojump_threshold < real:
+            # No jump while work runs in threads (`to_thread`, the loop's executor): its result
+            # comes in real time, and jumping past a timeout meanwhile would fire it at once.
+            if mock.autojump_threshold < real and not self._threads_at_work():
                 self._jump_to = self.time() + timeout
                 real = mock.autojump_threshold
             return None if real == math.inf else min(real, MAX_POLL_TIMEOUT)
         return timeout
+
+    def _threads_at_work(self) -> bool:
+        """Whether a `to_thread` call or a job of the loop's executor is under way."""
+        return self.threads_in_flight > 0 or getattr(self.loop, "_executor_jobs", 0) > 0
 
     def _after_poll(self, had_events: bool) -> None:
         # The loop came back: the blocking detector's thread clears the pulse at each sample (on
