@@ -5,7 +5,6 @@ from __future__ import annotations
 import _thread
 import asyncio
 import logging
-import os
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ._cancel import Cancelled, cancel_fiber, effectively_cancelled
 from ._parking import TIMED_OUT, ParkingLot
+from ._stacks import PACKAGE_PREFIX
 from ._timers import timeout_seconds
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("unknot")
 
 # unknot's own directory: frames in it are skipped when recording where a fiber was spawned.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Debug mode (`unknot.set_debug`): the stack each live fiber was spawned from, else None.
 SPAWN_STACKS: weakref.WeakKeyDictionary[Any, traceback.StackSummary] | None = None
@@ -165,7 +164,7 @@ class Fiber(greenlet):
         self._retrieved: int = False
         self._since: float | None = None  # about when it last parked (`_monitor.EPOCH`)
         f: Any = sys._getframe(1)
-        while f.f_back is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        while f.f_back is not None and f.f_code.co_filename.startswith(PACKAGE_PREFIX):
             f = f.f_back
         code = f.f_code
         call = (id(code), f.f_lasti)

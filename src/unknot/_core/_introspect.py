@@ -29,13 +29,13 @@ from . import _monitor as _monitor_mod
 from ._fiber import Fiber
 from ._lookup import get_hub, running_hubs
 from ._monitor import _monitor, debug_mode, enable_by_default
-from ._stacks import CORE_DIR, frames_of, user_stack
+from ._stacks import CORE_DIR, PACKAGE_PREFIX, frames_of, user_stack
 
 if TYPE_CHECKING:
     from ._hub import Hub
 
 _CORE_DIR = CORE_DIR
-_PACKAGE_DIR = os.path.dirname(_CORE_DIR)
+_PACKAGE_DIR = PACKAGE_PREFIX
 _HUB_FILE = os.path.join(_CORE_DIR, "_hub.py")
 _PARKING_FILE = os.path.join(_CORE_DIR, "_parking.py")
 _CALLS_FILE = os.path.join(_CORE_DIR, "_calls.py")

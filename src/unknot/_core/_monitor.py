@@ -45,7 +45,9 @@ log = logging.getLogger("unknot.monitor")
 
 _monotonic = time.monotonic
 _sleep = time.sleep  # the original, even after unknot.patch()
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (With the separator: ``.../unknot_plugin/x.py`` is not unknot's. `_stacks.PACKAGE_PREFIX`,
+# which this leaf of the core's layers cannot import.)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _BASE_EVENTS_FILE = asyncio.base_events.__file__
 _SELECTORS_FILE = selectors.__file__
 _FIBER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fiber.py")

@@ -12,6 +12,10 @@ import traceback
 from typing import Any
 
 CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: What the file names of the core's modules, and of unknot's, begin with (a separator ends
+#: each: ``.../unknot_plugin/x.py`` is not unknot's).
+CORE_PREFIX = CORE_DIR + os.sep
+PACKAGE_PREFIX = os.path.dirname(CORE_DIR) + os.sep
 
 
 def frames_of(frame: Any) -> list[Any]:
@@ -27,10 +31,10 @@ def user_stack(frames: list[Any]) -> traceback.StackSummary:
     """``frames`` (innermost first) as a stack, outermost first, without the core's innermost
     frames (the wait machinery) and its outermost ones (``Fiber.run``)."""
     i = 0
-    while i < len(frames) and frames[i].f_code.co_filename.startswith(CORE_DIR):
+    while i < len(frames) and frames[i].f_code.co_filename.startswith(CORE_PREFIX):
         i += 1
     j = len(frames)
-    while j > i and frames[j - 1].f_code.co_filename.startswith(CORE_DIR):
+    while j > i and frames[j - 1].f_code.co_filename.startswith(CORE_PREFIX):
         j -= 1  # Fiber.run
     kept = frames[i:j]
     kept.reverse()
