@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import _thread
 import builtins
+import io as _io
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from greenlet import getcurrent
+
 from ._sync import Lock
-from .lowlevel import CancelScope, checkpoint_if_cancelled, current, to_thread
+from .lowlevel import CancelScope, Fiber, checkpoint_if_cancelled, current, to_thread
 
 # The OS lock itself, captured before unknot.patch() could make `threading.Lock` a hybrid one:
 # these locks are only ever held by worker threads and code outside fibers.
@@ -196,3 +199,133 @@ def _open_in_pool(args: tuple[Any, ...]) -> Any:
         if opened is not None:
             opened.close()
         raise
+
+
+# -- buffered and text files over sockets and pipes: fibers take turns, as threads do -------------
+
+
+class _FiberTurns:
+    """The turns of `FiberSafeReader` and the other fiber-safe files: the fibers of one hub
+    that call the file's I/O methods at once take turns on an `unknot.Lock`, as threads take
+    turns on the C file's own lock.
+
+    That lock belongs to the OS thread: a second fiber of the same thread calling in while the
+    first waits inside the file (for the socket or the pipe) got ``RuntimeError("reentrant
+    call inside ...")``. The methods below take the turn first (one lock per hub and per
+    direction: a fiber waiting to read does not hold up one writing), then call the C method.
+    Outside fibers they call it directly: threads are the C lock's business. A fiber already
+    holding the turn (``close`` calls ``flush``) goes on. Taking a free turn is no
+    cancellation point (a cancelled fiber's ``close`` at the end of a ``with`` block closes);
+    waiting for one held by another fiber is.
+
+    The locks of the first hub that uses the file are instance attributes (``_turn_r``...,
+    with ``_turn_hub``), read with one dict look-up per call; other hubs' are in ``_turns``.
+    """
+
+    def _turn(self, f: Fiber, attr: str) -> Lock:
+        d = self.__dict__
+        hub = f.hub
+        if d.get("_turn_hub", hub) is hub:
+            d["_turn_hub"] = hub
+            new = d[attr] = Lock()
+            return new
+        turns = d.setdefault("_turns", {})
+        key = (hub, attr)
+        turn: Lock | None = turns.get(key)
+        if turn is None:
+            turn = turns[key] = Lock()
+        return turn
+
+
+def _in_turn(kinds: str, c_method: Callable[..., Any], name: str) -> Any:
+    """A method calling ``c_method`` (the C file method ``name``) in the fiber's turn(s)."""
+    if len(kinds) == 1:
+        attr = "_turn_" + kinds
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            f = getcurrent()
+            if type(f) is not Fiber:
+                return c_method(self, *args, **kwargs)
+            d = self.__dict__
+            turn = d.get(attr)
+            if turn is None or d["_turn_hub"] is not f.hub:
+                turn = self._turn(f, attr)
+            if turn._owner is f:  # (a method of this file calling another)
+                return c_method(self, *args, **kwargs)
+            if not turn.acquire(False):
+                turn.acquire()
+            try:
+                return c_method(self, *args, **kwargs)
+            finally:
+                turn.release()
+
+    else:
+        attrs = ["_turn_" + k for k in kinds]
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            f = getcurrent()
+            if type(f) is not Fiber:
+                return c_method(self, *args, **kwargs)
+            d = self.__dict__
+            taken: list[Lock] = []
+            try:
+                for a in attrs:
+                    turn = d.get(a)
+                    if turn is None or d["_turn_hub"] is not f.hub:
+                        turn = self._turn(f, a)
+                    if turn._owner is not f:
+                        if not turn.acquire(False):
+                            turn.acquire()
+                        taken.append(turn)
+                return c_method(self, *args, **kwargs)
+            finally:
+                for turn in reversed(taken):
+                    turn.release()
+
+    method.__name__ = name
+    method.__doc__ = f"As ``{c_method.__qualname__}``; fibers take turns (`_FiberTurns`)."
+    return method
+
+
+def _fiber_safe(base: type, name: str, doc: str, kinds: dict[str, str]) -> type:
+    """A subclass of the C file type ``base`` whose methods in ``kinds`` (name: the turns they
+    take, "r" and/or "w") take the fiber's turn."""
+    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    for method_name, method_kinds in kinds.items():
+        if hasattr(base, method_name):
+            namespace[method_name] = _in_turn(method_kinds, getattr(base, method_name), method_name)
+    return type(name, (_FiberTurns, base), namespace)
+
+
+_READS = dict.fromkeys(
+    ("read", "read1", "readinto", "readinto1", "readline", "readlines", "peek"), "r"
+)
+_WRITES = dict.fromkeys(("write", "writelines", "flush"), "w")
+_BOTH = dict.fromkeys(("close", "detach", "seek", "tell", "truncate"), "wr")
+
+FiberSafeReader: Any = _fiber_safe(
+    _io.BufferedReader,
+    "FiberSafeReader",
+    "`io.BufferedReader` that several fibers may use at once (`_FiberTurns`).",
+    dict.fromkeys((*_READS, *_WRITES, *_BOTH), "t"),  # (one turn: the C file has one lock)
+)
+FiberSafeWriter: Any = _fiber_safe(
+    _io.BufferedWriter,
+    "FiberSafeWriter",
+    "`io.BufferedWriter` that several fibers may use at once (`_FiberTurns`).",
+    dict.fromkeys((*_READS, *_WRITES, *_BOTH), "t"),  # (one turn: the C file has one lock)
+)
+FiberSafeRWPair: Any = _fiber_safe(
+    _io.BufferedRWPair,
+    "FiberSafeRWPair",
+    "`io.BufferedRWPair` that several fibers may use at once (`_FiberTurns`): readers take "
+    "turns, and so do writers, one reader and one writer at once.",
+    {**_READS, **_WRITES, "close": "wr"},
+)
+FiberSafeText: Any = _fiber_safe(
+    _io.TextIOWrapper,
+    "FiberSafeText",
+    "`io.TextIOWrapper` that several fibers may use at once (`_FiberTurns`): readers take "
+    "turns, and so do writers.",
+    {**{k: "r" for k in ("read", "readline", "readlines")}, **_WRITES, **_BOTH},
+)

@@ -20,8 +20,10 @@ calls of `unknot.socket` that use them.
 from __future__ import annotations
 
 import _socket
+import errno
 import operator
 import os
+import select as _select
 import time as _time
 from typing import Any, Final
 
@@ -391,6 +393,12 @@ def general_io(
             entry_here()
     if rec is not None and st.timeout != 0.0 and (size is None or size > 0):
         if rec.hints and not (rec.writable if write else rec.readable):
+            if op is _c_recv_into and not recv_into_args_ok(args):
+                # About to wait (only here: no work on the paths that do not): arguments the
+                # C method refuses are refused at once, as the stdlib's, not after the wait.
+                result = attempt(op, sock, args)  # (raises its error; else did its read)
+                if result is not AGAIN:
+                    return result
             if deadline is False:
                 deadline = deadline_of(st)
             wait_ready(sock, write, deadline)
@@ -431,6 +439,21 @@ def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
     else:
         size = nbytes or writable_size(sock, buffer, nbytes)
     return general_io(sock, False, _c_recv_into, size, (buffer, nbytes, flags))
+
+
+def recv_into_args_ok(args: tuple[Any, ...]) -> bool:
+    """Whether ``recv_into``'s ``(buffer, nbytes, ...)`` are arguments its C method accepts:
+    a writable C-contiguous buffer and an ``int`` ``nbytes`` from 0 to the buffer's size.
+    False for anything else (the C method is then called at once, and raises its own error),
+    checked by `general_io` only before a wait."""
+    nbytes = args[1]
+    if type(nbytes) is not int or nbytes < 0:
+        return False
+    try:
+        with memoryview(args[0]) as view:
+            return not view.readonly and view.c_contiguous and nbytes <= view.nbytes
+    except TypeError:
+        return False
 
 
 def writable_size(sock: Any, buffer: Any, nbytes: int) -> int:
@@ -736,4 +759,50 @@ def retry_call(
 def accept_fd(sock: Any) -> tuple[int, Any]:
     """``socket._accept``: the new connection's fd and address, waiting for one cooperatively
     (as the socket's timeout says)."""
+    st: SocketState = sock._state
+    if st.timeout is None and st.stream and not st.tcp and _POLLRDHUP:
+        return accept_blocking_unix(sock)
     return retry_call(sock, _c_accept, "_accept", False, None, (), (), {})
+
+
+# (the poll(2) constructor and its flag, captured before `unknot.patch` could replace them)
+_poll: Final[Any] = getattr(_select, "poll", None)
+_POLLRDHUP: Final = int(getattr(_select, "POLLRDHUP", 0)) if _poll is not None else 0
+_AF_UNIX: Final = int(getattr(_socket, "AF_UNIX", -1))
+_EINVAL: Final = errno.EINVAL
+
+
+def accept_blocking_unix(sock: Any) -> tuple[int, Any]:
+    """`accept_fd` for a blocking (timeout None) stream socket other than TCP: as the
+    stdlib's blocking ``accept`` on an ``AF_UNIX`` listener shut down for reading (before or
+    while it waits: the usual way to stop an accept loop), raise ``OSError(EINVAL)``.
+
+    The kernel's blocking accept says so; on unknot's non-blocking fd the accept says EAGAIN
+    and the fd polls readable, for ever. A listener's poll reports ``POLLRDHUP`` only once it
+    was shut down for reading: after an EAGAIN, that one ``poll`` (no wait) tells the two
+    apart, before each wait.
+    """
+    st: SocketState = sock._state
+    rec = st.rec
+    if rec is not None:
+        entry(rec.hub)
+    else:
+        entry_here()
+    unix = sock.family == _AF_UNIX
+    while True:
+        try:
+            result: tuple[int, Any] = _c_accept(sock)
+            return result
+        except _BlockingIOError:
+            if st.timeout is not None:  # (changed by another fiber meanwhile)
+                return retry_call(sock, _c_accept, "_accept", False, None, (), (), {})
+        if unix and read_shut_down(sock.fileno()):
+            raise OSError(_EINVAL, os.strerror(_EINVAL))
+        wait_ready(sock, False, None)
+
+
+def read_shut_down(fd: int) -> bool:
+    """Whether the socket ``fd`` was shut down for reading (its poll says ``POLLRDHUP``)."""
+    p = _poll()
+    p.register(fd, _POLLRDHUP)
+    return any(ev & _POLLRDHUP for _fd, ev in p.poll(0))

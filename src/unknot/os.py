@@ -179,6 +179,8 @@ def _cooperative_write(
         return op(data)  # the stdlib's own TypeError
     with view:
         nbytes = view.nbytes
+        if nbytes == 0:
+            return op(data)  # nothing to write: 0 at once, as the stdlib's write
         if nbytes <= _PIPE_BUF or not view.c_contiguous:
             _wait_ready(f, fd, True)
             return op(data)
@@ -215,7 +217,8 @@ def read(fd: int, n: int, /) -> bytes:
 
 
 def write(fd: int, data: Any, /) -> int:
-    """As `os.write`: in a fiber, write all of ``data`` to a blocking pipe cooperatively."""
+    """As `os.write`: in a fiber, write all of ``data`` to a blocking pipe cooperatively (empty
+    ``data``: 0 at once, as the stdlib's)."""
     f = getcurrent()
     if type(f) is not Fiber:
         return _std_write(fd, data)

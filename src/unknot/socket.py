@@ -10,16 +10,19 @@ How: the OS-level socket is always non-blocking. Each call first tries the sysca
 would block does the fiber wait on the hub for readiness (an edge-triggered epoll registration
 made once per socket) and try again.
 
-Closing a socket other fibers are waiting on wakes them with `OSError` (EBADF). Several fibers
-may wait to read (or to write) the same socket at once, as threads may: they queue, and each
-that stops waiting wakes the next to try its call again (`unknot.lowlevel.Hub.wait_fd`).
+Closing a socket other fibers are waiting on wakes them with `OSError` (EBADF); ``shutdown``
+wakes them to try their calls again (`socket.shutdown`). Several fibers may wait to read (or to
+write) the same socket at once, as threads may: they queue, and each that stops waiting wakes
+the next to try its call again (`unknot.lowlevel.Hub.wait_fd`).
 """
 
 from __future__ import annotations
 
 import _socket
+import _thread
 import errno
 import functools
+import io as _io
 import math
 import os
 import socket as _stdlib
@@ -43,9 +46,9 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from . import _sockio
+from . import _fileio, _sockio
 from ._mirror import rebind
-from .lowlevel import Fiber
+from .lowlevel import Cancelled, Fiber
 from .lowlevel import sleep as _fiber_sleep
 
 __all__ = list(_stdlib.__all__)
@@ -185,6 +188,21 @@ class socket(_StdSocket):
         self._forget()
         _ss.close(self)
 
+    def shutdown(self, how: int) -> None:
+        """As `socket.socket.shutdown`; then the fibers waiting on the socket try their calls
+        again (`_wake_waiters`), as the kernel's shutdown ends blocked calls.
+
+        Some shutdowns end a blocked syscall with no poll event at all: an ``AF_UNIX``
+        ``SHUT_WR`` while a ``sendall`` waits for room (the stdlib's fails with
+        `BrokenPipeError`), ``SHUT_RDWR`` on an ``AF_UNIX`` listener while an ``accept`` waits
+        (``OSError(EINVAL)``, the usual way to stop an accept loop). A fiber whose call still
+        would block waits again.
+        """
+        _Csocket.shutdown(self, how)
+        rec = self._state.rec
+        if rec is not None:
+            _wake_waiters(rec)
+
     def detach(self) -> int:
         """Stop managing the fd and return it (it is left open).
 
@@ -305,6 +323,62 @@ class socket(_StdSocket):
                 return err
             pause = min(pause * 2, 0.05)
 
+    # -- files --------------------------------------------------------------------------------
+
+    def makefile(
+        self,
+        mode: str = "r",
+        buffering: int | None = None,
+        *,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
+    ) -> Any:
+        """As `socket.socket.makefile` (the stdlib's code), with two differences a fiber needs:
+
+        * several fibers may use the file at once, as threads may: they take turns (the C
+          buffered file's own lock belongs to the OS thread, and a second fiber got
+          ``RuntimeError("reentrant call")``). The files are subclasses of the stdlib's
+          (`io.BufferedReader`, `io.BufferedWriter`, `io.BufferedRWPair`,
+          `io.TextIOWrapper`: `unknot._fileio.FiberSafeReader`...);
+        * a buffered read cancelled while it waits for the socket may have taken bytes from
+          the socket already (the start of a line), which the C buffered file drops: like
+          the stdlib's file after a timeout, the file then refuses to read on, with
+          `OSError` (`_SocketIO`), instead of returning the rest of the line. The raw file
+          (``buffering=0``) loses nothing and stays usable.
+        """
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode: Any = ("r" if reading else "") + ("w" if writing else "")
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = _io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            raw = SocketIO(self, rawmode)
+            self._io_refs += 1  # type: ignore[attr-defined]
+            return raw
+        raw = _SocketIO(self, rawmode)
+        self._io_refs += 1  # type: ignore[attr-defined]
+        buffer: Any
+        if reading and writing:
+            buffer = _fileio.FiberSafeRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = _fileio.FiberSafeReader(raw, buffering)
+        else:
+            buffer = _fileio.FiberSafeWriter(raw, buffering)
+        if binary:
+            return buffer
+        encoding = _io.text_encoding(encoding)
+        text = _fileio.FiberSafeText(buffer, encoding, errors, newline)
+        text.mode = mode
+        return text
+
     # -- data transfer ------------------------------------------------------------------------
 
     def _io(self, *args: Any) -> Any:
@@ -392,6 +466,60 @@ class socket(_StdSocket):
         finally:
             if total > 0 and hasattr(file, "seek"):
                 file.seek(offset)
+
+
+class _SocketIO(SocketIO):
+    """The raw file under a buffered `socket.makefile` file: a read cancelled while it waited
+    makes it refuse further reads (`OSError`), as the stdlib's does after a timeout ("cannot
+    read from timed out object"): the buffered file above may have dropped bytes it had
+    already taken from the socket, and reading on would return a stream with a hole."""
+
+    _cancelled = False
+
+    def readinto(self, b: Any) -> int | None:
+        """As `socket.SocketIO.readinto`; after a cancelled read, `OSError`."""
+        if self._cancelled:
+            self._checkClosed()
+            self._checkReadable()  # type: ignore[attr-defined]
+            raise OSError(
+                "cannot read from a socket file whose read was cancelled "
+                "(the bytes it had taken are lost)"
+            )
+        try:
+            return SocketIO.readinto(self, b)
+        except Cancelled:
+            self._cancelled = True
+            raise
+
+
+def _wake_waiters(rec: Any) -> None:
+    """Wake the fibers waiting on the socket whose fd record is ``rec`` to try their calls again
+    (after a `socket.shutdown`); from another OS thread, through the hub's loop.
+
+    Only the record's reader and writer are woken: each, leaving its wait, wakes the first
+    fiber queued behind it (`unknot.lowlevel.Hub.wait_fd`), which retries in turn. The
+    readiness hints are set ("try the syscall"), so that a woken ``recv`` does not wait again
+    for an edge first. A spurious wake-up costs a syscall that says EAGAIN, then the fiber
+    waits again.
+    """
+    hub = rec.hub
+
+    def wake() -> None:
+        rec.readable = rec.writable = True
+        for f in (rec.reader, rec.writer):
+            if f is not None:
+                hub.wake(f)
+
+    cur = getcurrent()
+    if (type(cur) is Fiber and cur.hub is hub) or hub.thread.ident == _thread.get_ident():
+        wake()
+        return
+    loop = hub.loop
+    if loop is not None:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:
+            pass  # (the loop is closed: none of its fibers will run again)
 
 
 def _cede() -> None:
@@ -523,13 +651,18 @@ SocketType: Any = socket
 def socketpair(
     family: int | None = None, type: int = _stdlib.SOCK_STREAM, proto: int = 0
 ) -> tuple[socket, socket]:
-    """A pair of connected cooperative sockets (AF_UNIX where available)."""
+    """A pair of connected cooperative sockets (AF_UNIX where available).
+
+    As the stdlib's: ``SOCK_NONBLOCK`` in ``type`` makes both non-blocking (timeout 0.0), and
+    ``SOCK_CLOEXEC`` is the kernel's (the fds are not inherited either way, as Python's)."""
     if family is None:
         family = getattr(_stdlib, "AF_UNIX", _stdlib.AF_INET)
     a, b = _std_socketpair(family, type, proto)
+    # The type as given, as the stdlib's socketpair passes it: a socket's ``type`` attribute
+    # has the SOCK_NONBLOCK and SOCK_CLOEXEC bits stripped, and SOCK_NONBLOCK sets the timeout.
     return (
-        socket(a.family, a.type, a.proto, a.detach()),
-        socket(b.family, b.type, b.proto, b.detach()),
+        socket(a.family, type, a.proto, a.detach()),
+        socket(b.family, type, b.proto, b.detach()),
     )
 
 

@@ -39,7 +39,8 @@ Cancellation (`unknot.Cancelled`, e.g. from `unknot.move_on_after`) never leaves
   file (``p.stdout.read()``) loses what it had read so far, as a ``KeyboardInterrupt`` does;
   a cancelled write of one returns what it wrote, if anything (a short write: the buffered
   file above it writes no byte twice), and the next wait raises `Cancelled`;
-* leaving a ``with Popen(...)`` block because of cancellation kills the process (SIGKILL),
+* leaving a ``with Popen(...)`` block because of cancellation (or a cancellation while the
+  block's end waits for the process) kills the process (SIGKILL),
   closes the pipes and reaps it before `Cancelled` propagates (the stdlib's ``__exit__`` would
   wait for the process, which cancellation must not do indefinitely). `run`, `call`,
   `check_call`, `check_output` and `getoutput` therefore kill and reap their process when
@@ -70,6 +71,9 @@ from greenlet import getcurrent, greenlet
 
 from . import os as _os
 from . import selectors as _selectors
+from ._fileio import FiberSafeReader as _FiberSafeReader
+from ._fileio import FiberSafeText as _FiberSafeText
+from ._fileio import FiberSafeWriter as _FiberSafeWriter
 from ._mirror import rebind
 from .lowlevel import Cancelled, CancelScope, Fiber, is_cancelled
 
@@ -84,8 +88,11 @@ class PipeIO(_io.FileIO):
     """The raw file of a `Popen` pipe: a `io.FileIO` that waits cooperatively in a fiber.
 
     Reads wait until the pipe is readable, writes write everything, waiting until the pipe has
-    room for each chunk (`unknot.os.read`/`unknot.os.write` rules). Outside fibers, and for a
-    pipe the user put in non-blocking mode, it is exactly `io.FileIO`.
+    room for each chunk (`unknot.os.read`/`unknot.os.write` rules); zero-size reads and writes
+    return at once. Outside fibers, and for a pipe the user put in non-blocking mode, it is
+    exactly `io.FileIO`. The buffered files over it (``bufsize`` other than 0) are
+    `unknot._fileio.FiberSafeReader`/``FiberSafeWriter`` (and ``FiberSafeText`` in text mode):
+    several fibers may use one at once.
     """
 
     def readinto(self, buffer: Any, /) -> int | None:
@@ -93,6 +100,13 @@ class PipeIO(_io.FileIO):
         f = getcurrent()
         if type(f) is not Fiber or not self.readable():
             return _FileIO.readinto(self, buffer)
+        try:
+            with memoryview(buffer) as view:
+                empty = view.nbytes == 0
+        except TypeError:
+            empty = True  # (not a buffer: the stdlib's error, at once)
+        if empty:
+            return _FileIO.readinto(self, buffer)  # 0 at once for an empty buffer, as FileIO
         return _os._cooperative_read(f, self.fileno(), _FileIO.readinto, self, buffer)
 
     def read(self, size: int | None = -1, /) -> Any:
@@ -108,8 +122,8 @@ class PipeIO(_io.FileIO):
             return _FileIO.read(self, size)  # the stdlib's error, at once
         if n < 0:
             return self.readall()
-        if n > _sys.maxsize:
-            return _FileIO.read(self, size)  # the stdlib's error, at once
+        if n == 0 or n > _sys.maxsize:
+            return _FileIO.read(self, size)  # b"" for 0, and the stdlib's error, at once
         return _os._cooperative_read(f, self.fileno(), _FileIO.read, self, n)
 
     def readall(self) -> bytes:
@@ -154,9 +168,10 @@ def _open_pipe(fd: int, mode: str, buffering: int = -1) -> Any:
         return raw
     if buffering < 0:
         buffering = getattr(raw, "_blksize", _io.DEFAULT_BUFFER_SIZE)
+    # (subclasses of io.BufferedWriter and io.BufferedReader that several fibers may use at once)
     if "w" in mode:
-        return _io.BufferedWriter(raw, buffering)
-    return _io.BufferedReader(raw, buffering)
+        return _FiberSafeWriter(raw, buffering)
+    return _FiberSafeReader(raw, buffering)
 
 
 def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
@@ -168,7 +183,7 @@ def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
 # files and the communicate() selector cooperative. (A copy, made once: the module constants
 # those methods read do not change.)
 _popen_globals = dict(vars(_stdlib))
-_popen_globals["io"] = _types.SimpleNamespace(open=_open_pipe, TextIOWrapper=_io.TextIOWrapper)
+_popen_globals["io"] = _types.SimpleNamespace(open=_open_pipe, TextIOWrapper=_FiberSafeText)
 _popen_globals["_PopenSelector"] = getattr(_selectors, "PollSelector", _selectors.SelectSelector)
 
 
@@ -279,11 +294,19 @@ class Popen(_StdPopen):
         return None
 
     def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> None:
-        """Close the pipes and wait for the process; if the fiber is cancelled, kill it first."""
+        """Close the pipes and wait for the process; if the fiber is cancelled (before, or
+        while this waits), kill and reap it (`Cancelled` then propagates)."""
         if self.returncode is None and _in_cancelled_fiber():
             self._kill_and_reap()
             return
-        _StdPopen.__exit__(self, exc_type, value, traceback)
+        try:
+            _StdPopen.__exit__(self, exc_type, value, traceback)
+        except Cancelled:
+            # Cancelled while flushing stdin or waiting for the process: as when the block is
+            # left because of cancellation, the process must not outlive the block.
+            if self.returncode is None:
+                self._kill_and_reap()
+            raise
 
     def _kill_and_reap(self) -> None:
         try:
