@@ -5,8 +5,8 @@ asyncio task it waits for (and waits for that task to unwind); cancelling an asy
 awaits a fiber cancels the fiber (and waits for it to unwind) before the task sees
 `asyncio.CancelledError`. Either way, as when an asyncio task awaits another, a side that
 catches its cancellation and returns a value (or raises) gives the waiter that outcome. A wait
-that would close a cycle (a fiber awaiting a task that awaits it) is refused with
-`RuntimeError`: nothing could end it.
+that would close a cycle (a fiber awaiting a task that awaits it, directly or through other
+tasks, fibers and `asyncio.gather`) is refused with `RuntimeError`: nothing could end it.
 """
 
 from __future__ import annotations

@@ -601,25 +601,45 @@ FIBER_AWAITS: dict[Fiber, asyncio.Future[Any]] = {}
 
 
 def waits_for(fut: asyncio.Future[Any] | None, target: Any) -> bool:
-    """Whether ``fut`` (a task) waits for ``target`` (a fiber or a task): is it, or does it
-    await it, through fibers it awaits (``await fiber``), tasks those wait for (`await_`) and
-    tasks a task awaits (``await task``). Used to refuse an await that would close a cycle,
-    which nothing could end (a cancellation would wait for itself)."""
-    node: Any = fut
-    for _ in range(10_000):  # (a chain is acyclic, as every link is checked: a bound anyway)
-        if node is None:
+    """Whether ``fut`` (a task or future) waits for ``target`` (a fiber or a task): is it, or
+    does it await it, through fibers it awaits (``await fiber``), tasks those wait for
+    (`await_`), the future a task waits on (``await task``, ``await asyncio.gather(...)``) and
+    the children of an `asyncio.gather`. Used to refuse an await that would close a cycle,
+    which nothing could end (a cancellation would wait for itself).
+
+    Not followed: a plain future that names nothing it waits for (`asyncio.wait`,
+    `asyncio.shield`, a `TaskGroup`'s exit, `asyncio.wait_for` with a timeout on Python 3.11),
+    nor a task created for a fiber (``ensure_future(fiber)``) that has not started yet: that
+    one checks when it starts, in `_await_fiber`.
+    """
+    if fut is None:
+        return False  # (the common case: nothing to walk)
+    seen: set[Any] = set()
+    todo: list[Any] = [fut]
+    # (Bounded: each node once, and no more than this many in all.)
+    for _ in range(10_000):
+        if not todo:
             return False
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
         if node is target:
             return True
+        seen.add(node)
         fiber = TASK_AWAITS.get(node)
         if fiber is not None:
             if fiber is target:
                 return True
-            node = FIBER_AWAITS.get(fiber)
-        else:
-            # (An asyncio task awaiting another task waits on it: its ``_fut_waiter``.)
-            waiter = getattr(node, "_fut_waiter", None)
-            node = waiter if isinstance(waiter, asyncio.Task) else None
+            todo.append(FIBER_AWAITS.get(fiber))
+            continue
+        # A task waits on its ``_fut_waiter`` (the task or future it awaits); a gather's future
+        # on its ``_children`` (both as asyncio 3.11 to 3.13 name them).
+        children = getattr(node, "_children", None)
+        if type(children) is list:
+            todo.extend(children)
+        waiter = getattr(node, "_fut_waiter", None)
+        if waiter is not None:
+            todo.append(waiter)
     return False
 
 
@@ -629,6 +649,8 @@ def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
     Cancelled, the task cancels the fiber and waits for it to unwind; then, as when an asyncio
     task awaits another task, the fiber's outcome is the task's: `asyncio.CancelledError` if
     it ended cancelled, else its value (it caught the cancellation and returned) or its error.
+    A cancellation that arrives once the fiber has finished (before the task's wake-up ran)
+    cancelled nothing in the fiber: the task gets its `asyncio.CancelledError`.
     """
     if not fiber.done():
         loop = asyncio.get_running_loop()
@@ -638,7 +660,7 @@ def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
         if task is not None and waits_for(FIBER_AWAITS.get(fiber), task):
             raise RuntimeError(
                 f"{task!r} cannot await {fiber!r}: the fiber waits (unknot.await_) for this "
-                "task, and neither could ever finish"
+                "task, directly or through other tasks and fibers, and neither could ever finish"
             )
         fut, finished = _done_future(loop, fiber)
         if task is not None:
@@ -646,6 +668,12 @@ def _await_fiber(fiber: Fiber) -> Generator[Any, None, Any]:
         try:
             yield from fut
         except asyncio.CancelledError:
+            if fiber.done():
+                # The fiber had finished before the cancellation came (the task's wake-up was
+                # scheduled, not yet run): nothing was cancelled in it, so nothing caught the
+                # cancellation, which is the task's, as for a task awaiting a finished task.
+                # (The fiber's outcome stays with it: an error is logged if never retrieved.)
+                raise
             fiber.cancel()
             while not fiber.done():  # let the fiber unwind, then report its outcome
                 inner, inner_finished = _done_future(loop, fiber)

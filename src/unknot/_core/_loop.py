@@ -23,7 +23,7 @@ from ._hub import Hub
 from ._instruments import loop_closed, loop_started, loop_stopped
 from ._interrupt import install_sigint, keep_waking, wake_on_signals
 from ._lookup import _running
-from ._monitor import hub_started, hub_stopped, wanted_threshold
+from ._monitor import hub_started, hub_stopped, loop_debug, wanted_threshold
 from ._parking import ParkingLot
 from ._selector_hub import HubSelector
 
@@ -55,6 +55,24 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         #: Fibers that ignored cancellation at shutdown until nothing could wake them (a
         #: `DeadlockError`): `cancel_fibers` no longer waits for them.
         self._abandoned: set[Fiber] = set()
+        if self.get_debug():  # (asyncio's __init__ set it, from PYTHONASYNCIODEBUG or -X dev)
+            loop_debug(hub, True)
+
+    def set_debug(self, enabled: bool) -> None:
+        """Turn asyncio's debug mode on or off, as on any asyncio loop; and unknot's blocking
+        detector with it, for this loop.
+
+        asyncio's debug mode logs the callbacks and task steps that block the loop for longer
+        than ``slow_callback_duration``, but cannot see a fiber (fibers run inside the loop's
+        poll). So turning it on also has the blocking detector (`unknot.start_monitor`) watch
+        this loop, with ``slow_callback_duration`` as its threshold, unless the detector was
+        configured otherwise (`unknot.start_monitor`, `unknot.stop_monitor`,
+        ``UNKNOT_MONITOR``); turning it off undoes only that.
+        """
+        super().set_debug(enabled)
+        hub = getattr(self, "_unknot_hub", None)  # (None: asyncio's __init__ calls this first)
+        if hub is not None:
+            loop_debug(hub, bool(enabled))
 
     @property
     def hub(self) -> Hub:
@@ -126,6 +144,7 @@ class HubEventLoop(asyncio.SelectorEventLoop):
         finally:
             if hub is not None:
                 loop_closed(hub)  # (its instruments go, as it does)
+                loop_debug(hub, False)  # (no longer watched for asyncio's debug mode)
             super().close()
         if interrupt is not None:
             raise interrupt

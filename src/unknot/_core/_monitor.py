@@ -18,7 +18,9 @@ that a dump can tell how long it has waited.
 Configuration: ``UNKNOT_MONITOR`` (``0``/``off``, ``1``/``on``, or a threshold such as
 ``0.25`` or ``250ms``); without it the monitor is on in debug mode (``UNKNOT_DEBUG=1``,
 ``PYTHONASYNCIODEBUG``, ``python -X dev``) and under unknot's pytest plugin, off otherwise.
-`start_monitor` and `stop_monitor` override all of it.
+`start_monitor` and `stop_monitor` override all of it. Without either of those and without
+``UNKNOT_MONITOR``, asyncio's debug mode on a hub's loop (``loop.set_debug(True)``) watches that
+hub with the loop's ``slow_callback_duration`` as its threshold (`loop_debug`).
 """
 
 from __future__ import annotations
@@ -153,6 +155,9 @@ class Monitor:
         self.threshold: float | None = None
         self.callback: Callable[[BlockingReport], Any] | None = None
         self.explicit = False  # start_monitor/stop_monitor was called: ignore defaults
+        #: Hubs whose loop's asyncio debug mode turned watching on (`loop_debug`): each is
+        #: watched with its loop's ``slow_callback_duration``, whatever ``threshold`` says.
+        self.debug_hubs: dict[Hub, None] = {}
         #: The current run's watches (each run of the thread has its own dict: a thread that
         #: stop() ended may still finish its sample, in a dict nobody else uses any more).
         self.watches: dict[Hub, _Watch] = {}
@@ -167,17 +172,22 @@ class Monitor:
         with self.lock:
             self.threshold = float(threshold)
             self.callback = callback
-            if self.thread is None or not self.thread.is_alive():
-                watches: dict[Hub, _Watch] = {}
-                self.watches = watches
-                self.thread = threading.Thread(
-                    target=self._run, args=(watches,), name="unknot-monitor", daemon=True
-                )
-                self.thread.start()
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        """Start the thread unless it runs (under the lock)."""
+        if self.thread is None or not self.thread.is_alive():
+            watches: dict[Hub, _Watch] = {}
+            self.watches = watches
+            self.thread = threading.Thread(
+                target=self._run, args=(watches,), name="unknot-monitor", daemon=True
+            )
+            self.thread.start()
 
     def stop(self) -> None:
         with self.lock:
             self.threshold = None
+            self.debug_hubs.clear()
             self.thread = None  # the thread sees it and ends at its next wake-up
             EPOCH[0] = None  # (no longer kept up to date)
             self.watches = {}  # (not cleared: the ending thread may still be using its dict)
@@ -193,29 +203,43 @@ class Monitor:
                 # (Under the lock, as stop() clears EPOCH: once stop() has returned, no sample
                 # of this thread lands in EPOCH.)
                 threshold = self.threshold
-                if threshold is None or self.thread is not me:
+                if self.thread is not me:
+                    return
+                debug_hubs = set(self.debug_hubs)
+                if threshold is None and not any(h in _hubs for h in debug_hubs):
+                    # Nothing to watch (no loop in asyncio's debug mode runs): ends, and says
+                    # so under the lock, for `loop_debug` or `hub_started` to start a new one.
+                    self.thread = None
+                    EPOCH[0] = None
                     return
                 now = _monotonic()
                 if EPOCH[0] is None:
                     BEGAN = now
                 EPOCH[0] = now
             hubs = list(_hubs)
+            if threshold is None:
+                hubs = [h for h in hubs if h in debug_hubs]
+            shortest = threshold if threshold is not None else float("inf")
             for hub in hubs:
                 if self.thread is not me:
                     return  # stopped meanwhile (maybe restarted): leave the hubs to the new run
+                t = _debug_threshold(hub) if hub in debug_hubs else threshold
+                if t is None:
+                    continue
+                shortest = min(shortest, t)
                 w = watches.get(hub)
                 if w is None:
                     watches[hub] = _Watch(now)
                     hub.thread.unknot_pulse = False  # type: ignore[attr-defined]
                     continue
                 try:
-                    self._check(hub, w, now, threshold)
+                    self._check(hub, w, now, t)
                 except Exception:  # never let the watchdog die silently
                     log.exception("the blocking detector failed to check a hub")
             if len(watches) > len(hubs):
                 for hub in [h for h in watches if h not in hubs]:
                     del watches[hub]
-            _sleep(min(threshold / 4, 0.05))
+            _sleep(min(shortest / 4, 0.05))
 
     def _check(self, hub: Hub, w: _Watch, now: float, threshold: float) -> None:
         thread: Any = hub.thread
@@ -283,6 +307,16 @@ class Monitor:
                 log.exception("error in the blocking detector's callback")
 
 
+def _debug_threshold(hub: Hub) -> float:
+    """The threshold of a hub watched for its loop's debug mode: the loop's
+    ``slow_callback_duration`` (read at every sample: it may change), at least a millisecond."""
+    value = getattr(hub.loop, "slow_callback_duration", DEFAULT_THRESHOLD)
+    try:
+        return max(float(value), 0.001)
+    except (TypeError, ValueError):
+        return DEFAULT_THRESHOLD
+
+
 def _probe_done(w: _Watch, posted: float) -> None:
     """Runs on the hub: how late the loop got to a callback posted at ``posted``."""
     w.lags.append(_monotonic() - posted)
@@ -341,6 +375,8 @@ def start_monitor(
     """
     _check_threshold(threshold)
     _monitor.explicit = True
+    with _monitor.lock:
+        _monitor.debug_hubs.clear()  # (the explicit setting wins over asyncio's debug mode)
     _monitor.start(threshold, callback)
 
 
@@ -426,19 +462,49 @@ def wanted_threshold() -> float | None:
     return None
 
 
+def loop_debug(hub: Hub, enabled: bool) -> None:
+    """asyncio's debug mode was turned on or off on ``hub`` 's loop (`HubEventLoop.set_debug`).
+
+    asyncio's own check of slow callbacks cannot see fibers (they run inside the loop's
+    ``select``), so on: unless the detector was configured (`start_monitor`, `stop_monitor`,
+    ``UNKNOT_MONITOR``), the hub is watched, with its loop's ``slow_callback_duration`` as the
+    threshold, and the thread started if the hub runs. Off: the hub is no longer watched for
+    that reason (only what turning it on did is undone; the detector may still watch it, as
+    every hub, for its own settings)."""
+    m = _monitor
+    if not enabled:
+        with m.lock:
+            m.debug_hubs.pop(hub, None)
+        return
+    if m.explicit or os.environ.get("UNKNOT_MONITOR", ""):
+        return  # configured: that decides
+    with m.lock:
+        m.debug_hubs[hub] = None
+        if hub in _hubs:
+            _begin_epoch()
+            m._start_thread()
+
+
+def _begin_epoch() -> None:
+    global BEGAN
+    if EPOCH[0] is None:
+        EPOCH[0] = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)
+
+
 def hub_started(hub: Hub) -> None:
     """A hub's loop starts running: start the monitor thread if it is wanted and not running.
 
     A malformed ``UNKNOT_MONITOR`` raises `ValueError` before anything is registered."""
     threshold = wanted_threshold()
     _hubs[hub] = None
-    if threshold is None:
-        return
     m = _monitor
-    global BEGAN
-    if EPOCH[0] is None:
-        EPOCH[0] = BEGAN = _monotonic()  # (the thread keeps it up to date from its next sample on)
-    if m.thread is None or not m.thread.is_alive():
+    if threshold is None and hub not in m.debug_hubs:
+        return
+    _begin_epoch()
+    if threshold is None:  # (watched for its loop's debug mode only)
+        with m.lock:
+            m._start_thread()
+    elif m.thread is None or not m.thread.is_alive():
         m.start(threshold, m.callback)
 
 
