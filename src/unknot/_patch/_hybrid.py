@@ -9,12 +9,15 @@ cancelled or times out passes its wake-up on, so none is lost.
 Because `threading.Condition`, `Event`, `Semaphore`, `Barrier` and `queue.Queue` are written in
 Python on top of ``threading._allocate_lock`` and ``threading.RLock``, patching those two makes
 all of them correct for fibers and threads at once.
+
+importlib's module locks get these locks too, and a fiber identity: `importlib_thread`.
 """
 
 from __future__ import annotations
 
 import _thread
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -404,3 +407,88 @@ class SimpleQueue(queue._PySimpleQueue):  # type: ignore[name-defined]
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """As `queue.SimpleQueue.put` (``block`` and ``timeout`` are ignored: it never blocks)."""
         run_to_finish(_py_put, self, item)
+
+
+# -- importlib's module locks ---------------------------------------------------------------------
+
+# A thread's ident is a C unsigned long: 64 bits at most.
+_THREAD_BITS = 64
+_THREAD_MASK = (1 << _THREAD_BITS) - 1
+
+
+def importlib_thread() -> Any:
+    """What `unknot.patch` puts in ``importlib._bootstrap._thread``: the ``_thread`` module as
+    importlib's per-module locks (``_ModuleLock``) see it, so that fibers importing at once
+    wait for each other as threads do.
+
+    A module lock knows its owner by ``_thread.get_ident()``, which is the same for every
+    fiber of a thread: a fiber importing a module whose import is suspended in another fiber
+    (its top level made a cooperative call: a sleep, a subprocess, a socket) would be taken
+    for a circular import of the first and given the half-initialised module. Here:
+
+    * ``get_ident()`` in a fiber is the fiber's own identity: a negative int (thread idents
+      are not), which holds the fiber's address and its thread's ident; elsewhere, the
+      thread's ident. importlib's deadlock detection (``_blocking_on``) thus sees fibers as
+      it sees threads: an import cycle between fibers, or between fibers and threads, ends
+      as between threads (one gets the partial module), rather than hanging.
+    * A fiber and the other greenlets of its own thread (the hub's, which runs asyncio tasks;
+      the one that called `unknot.run`) never wait for each other, since such a wait could
+      never end: a fiber importing a module held by one of them takes the lock as a circular
+      import of that greenlet does (so do the locks of an import that was in progress in a
+      fiber when `patch` ran, taken under the thread's ident); one of them importing a module
+      that a fiber of its thread is importing gets importlib's ``_DeadlockError``, which an
+      ``import`` statement turns into the partial module, as before the patch.
+    * ``allocate_lock`` and ``RLock`` (3.12+) make hybrid locks: a fiber waiting for a module
+      lock parks, a thread blocks.
+    * Everything else is the real ``_thread``'s.
+
+    None of its functions imports anything: they run inside the import machinery.
+    """
+    bootstrap = sys.modules["importlib._bootstrap"]
+    module_lock = bootstrap._ModuleLock
+    deadlock_error = bootstrap._DeadlockError
+    # The methods that ask for the ident, in a frame whose ``self`` is the module lock.
+    asking = {
+        module_lock.__dict__[name].__code__: name != "release"
+        for name in ("acquire", "release", "has_deadlock")
+        if name in module_lock.__dict__
+    }
+    get_thread_ident = _thread.get_ident
+    getframe = sys._getframe
+    real = _thread
+
+    def get_ident() -> int:
+        """The calling fiber's identity, or its thread's outside fibers (see
+        `importlib_thread`)."""
+        thread = get_thread_ident()
+        frame = getframe(1)
+        lock: Any = frame.f_locals.get("self") if frame.f_code in asking else None
+        owner = lock.owner if type(lock) is module_lock else None
+        f = getcurrent()
+        if type(f) is Fiber:
+            if owner == thread:
+                return thread  # a greenlet of this thread, suspended around this fiber, has it
+            return -((id(f) << _THREAD_BITS) | thread)
+        if (
+            type(owner) is int
+            and owner < 0
+            and (-owner) & _THREAD_MASK == thread
+            and asking[frame.f_code]
+        ):
+            raise deadlock_error(
+                f"deadlock detected by {lock!r}: a fiber of this thread is importing the "
+                f"module, and it cannot run while {f!r} waits for it"
+            )
+        return thread
+
+    def __getattr__(name: str) -> Any:
+        return getattr(real, name)
+
+    shim = type(sys)(
+        "_thread", "``_thread`` as importlib's module locks see it under unknot.patch."
+    )
+    shim.get_ident = get_ident  # type: ignore[attr-defined]
+    shim.allocate_lock = _allocate_lock  # type: ignore[attr-defined]
+    shim.RLock = RLock  # type: ignore[attr-defined]
+    shim.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return shim

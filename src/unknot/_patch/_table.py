@@ -450,6 +450,10 @@ PATCH_TABLE: dict[str, list[PatchRow]] = {
         PatchRow("_thread", "allocate", NAME, "unknot._patch._hybrid:allocate_lock"),
         PatchRow("_thread", "RLock", NAME, "unknot._patch._hybrid:RLock"),
         PatchRow("_thread", "_local", NAME, "unknot._local:local"),
+        # importlib's module locks: fibers importing one module at once wait for each other
+        # (the fiber's own get_ident, hybrid locks), as threads do. (Named through the package:
+        # a dotted attribute, so no loaded module's own ``_thread`` global is rebound.)
+        PatchRow("importlib", "_bootstrap._thread", FACTORY, _hybrid.importlib_thread),
     ],
     "queue": [
         # (pure Python: its blocking get waits on a patched lock; its put takes no Ctrl-C)
