@@ -76,6 +76,13 @@ class optional_build_ext(build_ext):
         return [p for p in super().get_outputs() if os.path.exists(p)] if self.extensions else []
 
 
+def _from_here(path: str) -> str:
+    """A path mypycify gave (absolute, or relative to src/ where it ran) relative to the
+    checkout when it is inside it: setuptools takes the sources relative to setup.py."""
+    full = (Path(path) if os.path.isabs(path) else HERE / "src" / path).resolve()
+    return os.path.relpath(full, HERE) if full.is_relative_to(HERE) else path
+
+
 def extensions() -> list[Any]:
     if {"egg_info", "dist_info", "sdist"} & set(sys.argv[1:]):
         return []  # metadata or a source archive: nothing is compiled (nor is mypy there yet)
@@ -91,16 +98,35 @@ def extensions() -> list[Any]:
     except ImportError as exc:
         _give_up(f"mypyc is not available ({exc})")
         return []
-    paths = ["src/" + name.replace(".", "/") + ".py" for name in compiled_modules()]
+    # The modules are named to mypyc relative to src/ ("unknot/http/_conn.py"), from there: that
+    # is the file name a compiled frame records, which linecache then finds on sys.path (the
+    # installed source beside the extension), so that tracebacks show the source lines. mypy's
+    # settings and cache stay those of the checkout; the C files are written to build/ there,
+    # and the extensions name them relative to it (the directory setuptools builds from).
+    paths = [name.replace(".", "/") + ".py" for name in compiled_modules()]
+    # (A cache of its own: run from src/, mypy names the files unlike a run from the checkout.)
+    cache = HERE / ".mypy_cache" / "mypyc-build"
+    options = [f"--config-file={HERE / 'pyproject.toml'}", f"--cache-dir={cache}"]
     cwd = os.getcwd()
-    os.chdir(HERE)  # mypy reads its settings from pyproject.toml here
+    os.chdir(HERE / "src")
     try:
-        compiled = list(mypycify(paths, opt_level="3", group_name="unknot"))
+        compiled = list(
+            mypycify(
+                [*options, *paths],
+                opt_level="3",
+                group_name="unknot",
+                target_dir=str(HERE / "build"),
+            )
+        )
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error in the sources
         _give_up(f"mypyc could not compile the sources ({type(exc).__name__}: {exc})")
         return []
     finally:
         os.chdir(cwd)
+    for ext in compiled:
+        ext.sources = [_from_here(p) for p in ext.sources]
+        ext.include_dirs = [_from_here(p) for p in ext.include_dirs]
+        ext.depends = [_from_here(p) for p in ext.depends]
     # The one extension written in C (src/unknot/_nbio.c): the TCP sockets' recv and send
     # keeping the GIL, the epoll hub's epoll_wait. Built with the mypyc modules or not at all
     # (optional_build_ext).

@@ -8,8 +8,11 @@ module decides, once, before any of them is imported (``unknot/__init__.py`` imp
 * the compiled modules run when every one of them is present, none is older than its source, and
   the environment variable ``UNKNOT_PURE`` is unset (or empty, or ``0``);
 * otherwise every listed module is imported from its ``.py`` source, through a finder put first
-  on ``sys.meta_path``. All or none: the compiled modules call each other directly in C, so a mix
-  of the two would hold two copies of the same classes.
+  on ``sys.meta_path``. All or none: the compiled modules call each other directly in C, so a
+  mix of the two would hold two copies of the same classes.
+
+In the compiled build a finder there gives the extensions a loader that also returns their
+``.py`` sources, for the lines of tracebacks (`_ExtensionWithSource`).
 
 A compiled module older than its source (an in-place build, then an edit) is not used: a
 `RuntimeWarning` says so and the sources run. `unknot.compiled` tells which build runs.
@@ -93,6 +96,40 @@ class _SourceFinder:
         return importlib.util.spec_from_file_location(name, source)
 
 
+class _ExtensionWithSource(importlib.machinery.ExtensionFileLoader):
+    """A compiled module's loader that also gives the module's source, the ``.py`` file
+    installed beside the extension: `linecache` asks a module's loader for its source first
+    and stops there if it has none, so tracebacks through compiled code would show no lines."""
+
+    def exec_module(self, module: ModuleType) -> None:
+        super().exec_module(module)
+        module.__loader__ = self  # (linecache asks ``__loader__`` before ``__spec__.loader``)
+
+    def get_source(self, fullname: str) -> str | None:  # type: ignore[override]
+        source, _ = _paths(fullname)
+        try:
+            with open(source, encoding="utf-8") as file:
+                return file.read()
+        except OSError:
+            return None
+
+
+class _CompiledFinder:
+    """Finds the listed modules as Python's own path finder does (their compiled extensions),
+    with `_ExtensionWithSource` as the loader."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name not in MODULES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        loader = spec.loader if spec is not None else None
+        if spec is not None and type(loader) is importlib.machinery.ExtensionFileLoader:
+            spec.loader = _ExtensionWithSource(loader.name, loader.path)
+        return spec
+
+
 def _choose() -> bool:
     """Decide which build runs (see the module docstring); True for the compiled one."""
     if os.environ.get("UNKNOT_PURE", "") not in ("", "0"):
@@ -108,6 +145,8 @@ def _choose() -> bool:
             )
     if not compiled and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFinder())
+    if compiled and not any(isinstance(f, _CompiledFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _CompiledFinder())
     return compiled
 
 

@@ -1023,15 +1023,43 @@ class Hub(DeadlockDetection):
                 self._after_wait(rec)
         # INLINED-COPY-END(wait-readable)
 
-    def wait_raw_fd(self, f: Fiber, fd: int, write: bool, timeout: float | None) -> Any:
-        """`wait_fd` for an fd unknot does not own: watched only while the fiber waits."""
-        return self.wait_fd(f, self._raw_record(f, fd), write, timeout)
+    def wait_raw_fd(self, f: Fiber, fd: Any, write: Any, timeout: float | None) -> Any:
+        """`wait_fd` for an fd unknot does not own: watched only while the fiber waits.
+
+        ``fd`` is a number or an object with a ``fileno()`` method (as for `wait_fds`);
+        ``write`` is taken for its truth."""
+        # (Typed Any, converted here: compiled, an int or bool parameter would refuse what the
+        # pure build takes, a 0 for False or a file object.)
+        if type(fd) is not int:
+            fd = self._fd_number(fd)
+        return self.wait_fd(f, self._raw_record(f, fd), True if write else False, timeout)
+
+    @staticmethod
+    def _fd_number(fd: Any) -> int:
+        """The fd number of ``fd``, a number or an object with a ``fileno()`` method (what
+        `select.select` takes); `TypeError` for anything else, `ValueError` for a negative
+        number."""
+        if isinstance(fd, int) and not isinstance(fd, bool):
+            n = int(fd)
+        else:
+            fileno = getattr(fd, "fileno", None)
+            if fileno is None or isinstance(fd, bool):
+                raise TypeError(
+                    f"an fd must be an int or have a fileno() method, not {type(fd).__name__}"
+                )
+            n = fileno()
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise TypeError(f"fileno() returned {type(n).__name__}, not an int")
+            n = int(n)
+        if n < 0:
+            raise ValueError(f"an fd cannot be a negative number ({n})")
+        return n
 
     def wait_fds(
         self,
         f: Fiber,
-        reads: Iterable[int],
-        writes: Iterable[int],
+        reads: Iterable[Any],
+        writes: Iterable[Any],
         timeout: float | None,
         busy_poll: float | None = None,
     ) -> Any:
@@ -1048,7 +1076,8 @@ class Hub(DeadlockDetection):
         it, as in `wait_fd`, and is woken when that one leaves its wait. An fd asyncio watches
         raises `RuntimeError`, leaving nothing registered; unless ``busy_poll`` is given: such
         fds are then skipped and the wait ends (returning None) after at most ``busy_poll``
-        seconds, so that the caller polls them again.
+        seconds, so that the caller polls them again. An fd is a number or an object with a
+        ``fileno()`` method (as `select.select` takes): `TypeError` for anything else.
         """
         taken: list[tuple[FdWait, bool]] = []
         queued: list[tuple[FdWait, bool]] = []
@@ -1057,7 +1086,7 @@ class Hub(DeadlockDetection):
         try:
             for write, fds in ((False, reads), (True, writes)):
                 for fd in fds:
-                    rec = self._raw_record(f, fd)
+                    rec = self._raw_record(f, fd if type(fd) is int else self._fd_number(fd))
                     waiter = rec.writer if write else rec.reader
                     if waiter is f:
                         continue  # listed twice

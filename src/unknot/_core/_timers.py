@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from ._native import mypyc_attr
+
+_INF: Final = math.inf
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -32,10 +35,21 @@ class TimerQueue:
     def add_timer(self, deadline: float, fn: Callable[[Any], Any], arg: Any) -> list[Any]:
         """Call ``fn(arg)`` on the hub at ``deadline`` (hub clock). Returns a cancel handle.
 
-        `ValueError` for a NaN deadline: it would break the heap's order (every comparison with
-        it is false), so that the timers behind it never fire and the loop spins."""
-        if deadline != deadline:
-            raise ValueError("a timer's deadline must not be NaN")
+        ``deadline`` is a real number (``math.inf``: never). `ValueError` for NaN: it would
+        break the heap's order (every comparison with it is false), so that the timers behind
+        it never fire and the loop spins. `TypeError` for anything that is no number (None, a
+        string), refused before it reaches the heap, where it would break the next comparison
+        (and the hub with it)."""
+        # One comparison does both checks (NaN is not <= inf; None or a str cannot be compared
+        # with a float), as cheaply as the NaN test alone: compiled, ``deadline`` is already a
+        # C double (the call refused what is no number), so this is one C comparison.
+        try:
+            if not deadline <= _INF:
+                raise ValueError("a timer's deadline must not be NaN")
+        except TypeError:
+            raise TypeError(
+                f"a timer's deadline must be a number, not {type(deadline).__name__}"
+            ) from None
         entry = [deadline, next(self._seq), fn, arg]
         heapq.heappush(self.timers, entry)
         return entry

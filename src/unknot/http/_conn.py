@@ -174,7 +174,11 @@ def _body_closes(head: RequestHead, body: RequestBody | None, streamed: bool) ->
     return not _drains(head, body)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+# Not a native class, compiled: an ordinary frozen dataclass in both builds (the server reads
+# it once, at its start), so that both validate alike (a native class's constructor would
+# refuse a "5" with its own TypeError before __post_init__, and convert a Decimal itself),
+# and copy, deepcopy and pickle work (a native frozen class refuses the state being set back).
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """How long the server waits for a client, in seconds (finite and positive).
@@ -193,6 +197,9 @@ class Timeouts:
     ``write`` (60)
         Each write to the client (a whole small response, a chunk of a stream, 1 MiB of a
         larger body or file): a client that stops reading is dropped.
+
+    Each is any real number (an int, a `Fraction`, a `Decimal`), kept as a float; `ValueError`
+    for anything else (a string, None, a bool) and for one that is not finite and positive.
     """
 
     head: float = 10.0
@@ -200,11 +207,20 @@ class Timeouts:
     body: float = 30.0
     write: float = 60.0
 
-    def __post_init__(self) -> None:
+    # (``self: Any``: compiled, a method of a non-native class checks that ``self`` is of the
+    # class itself, and would refuse a subclass's instance.)
+    def __post_init__(self: Any) -> None:
         for name in ("head", "keep_alive", "body", "write"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            seconds = math.nan
+            if not isinstance(value, (str, bytes, bytearray, bool)):
+                try:
+                    seconds = float(value)
+                except (TypeError, ValueError, OverflowError):
+                    pass
+            if not 0 < seconds < math.inf:
                 raise ValueError(f"timeout {name} must be a positive number, not {value!r}")
+            object.__setattr__(self, name, seconds)
 
 
 class ConnectionSettings:

@@ -88,6 +88,16 @@ class HTTPError(Exception):
     def __str__(self) -> str:
         return f"{self.status} {self.detail}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copies and pickles are made again from ``status``, ``detail`` and ``headers`` as
+        they are now (and a subclass's own attributes), in both builds: the compiled class has
+        no ``__dict__`` for `BaseException`'s own reduction to carry them."""
+        return (
+            type(self),
+            (self.status, self.detail, self.headers),
+            getattr(self, "__dict__", None) or None,
+        )
+
 
 # -- request ---------------------------------------------------------------------------------
 
