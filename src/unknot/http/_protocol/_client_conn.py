@@ -10,6 +10,7 @@ supported on this side and are refused when sending.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..._native import mypyc_attr
 from ._connection import Connection
@@ -21,22 +22,26 @@ from ._events import (
     EndOfMessage,
     Event,
     RequestHead,
+    as_bytes,
 )
 from ._limits import DEFAULT_CLIENT_LIMITS, Limits
 from ._response_reader import ResponseReader
 from ._state import CLIENT, IDLE, SEND_BODY
 from ._writer import (
+    BODILESS,
     CHUNKED,
     LENGTH,
     BodyFramer,
     HeaderFacts,
+    content_length_of,
     render_headers,
     request_line,
 )
 
 Headers = Iterable[tuple[bytes, bytes]]
 
-#: Methods whose requests announce their (maybe empty) body with Content-Length.
+#: Methods whose requests announce their (maybe empty) body with Content-Length; the others
+#: (GET, HEAD, DELETE, OPTIONS, TRACE...) normally carry none.
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
@@ -73,12 +78,17 @@ class ClientConnection(Connection):
         return self._responses.holds_input()
 
     def send_request(
-        self, method: bytes, target: bytes, headers: Headers, body: bytes = b""
+        self, method: bytes, target: bytes, headers: Headers, body: Any = b""
     ) -> bytes:
         """The bytes of a whole request with ``body``, framed by Content-Length.
 
         ``headers`` must include ``host``. Content-Length is added when there is a body (or
-        the method is POST, PUT or PATCH), unless given (it must then match)."""
+        the method is POST, PUT or PATCH), unless given (it must then match). ``body`` is
+        bytes-like (``bytes``; a ``bytearray`` or ``memoryview`` is copied); anything else is a
+        ``LocalProtocolError``, raised before anything changes. (``Any``: a wrong type reaches
+        that check in both builds.)"""
+        if type(body) is not bytes:
+            body = as_bytes(body)
         lines, facts = self._head(method, target, headers)
         if facts.chunked:
             raise LocalProtocolError(
@@ -101,10 +111,22 @@ class ClientConnection(Connection):
         method: bytes,
         target: bytes,
         headers: Headers,
-        content_length: int | None = None,
+        content_length: Any = None,
     ) -> bytes:
         """The head of a request whose body follows with ``send_data``/``end_request``:
-        Content-Length framing if ``content_length`` is given (or a header), else chunked."""
+        Content-Length framing if ``content_length`` is given (or a header), else chunked.
+
+        ``content_length`` is None or an ``int`` of at least 0 (else ``LocalProtocolError``;
+        ``Any``: a wrong type reaches that check in both builds)."""
+        return self._start_streamed(method, target, headers, content_length, True)
+
+    def _start_streamed(
+        self, method: bytes, target: bytes, headers: Headers, content_length: Any, chunked: bool
+    ) -> bytes:
+        """``start_request``; without a length the body is chunked if ``chunked`` (or a
+        ``transfer-encoding: chunked`` header says so), else the request has none."""
+        if content_length is not None:
+            content_length = content_length_of(content_length)
         lines, facts = self._head(method, target, headers)
         if content_length is not None:
             if facts.content_length not in (None, content_length):
@@ -114,8 +136,11 @@ class ClientConnection(Connection):
         else:
             content_length = facts.content_length
         if content_length is None:
-            lines.append(b"transfer-encoding: chunked\r\n")
-            framer = BodyFramer(CHUNKED)
+            if chunked or facts.chunked:
+                lines.append(b"transfer-encoding: chunked\r\n")
+                framer = BodyFramer(CHUNKED)
+            else:
+                framer = BodyFramer(BODILESS)
         else:
             framer = BodyFramer(LENGTH, content_length)
         lines.append(b"\r\n")
@@ -149,8 +174,13 @@ class ClientConnection(Connection):
         if method == b"HEAD":
             self._responses.expect_head_response()
 
-    def send_data(self, data: bytes) -> bytes:
-        """The bytes that carry ``data`` in the body started by ``start_request``."""
+    def send_data(self, data: Any) -> bytes:
+        """The bytes that carry ``data`` in the body started by ``start_request``.
+
+        ``data`` is bytes-like, as ``send_request``'s body (else ``LocalProtocolError``,
+        nothing changed)."""
+        if type(data) is not bytes:
+            data = as_bytes(data)
         state = self._state
         if state.states[CLIENT] is not SEND_BODY:
             raise LocalProtocolError("no request body is being sent")
@@ -174,9 +204,18 @@ class ClientConnection(Connection):
         return tail
 
     def send(self, event: Event) -> bytes:
-        """The h11-like form: the bytes of one event sent by this side."""
+        """The h11-like form: the bytes of one event sent by this side.
+
+        A ``RequestHead`` is framed by its headers (``content-length``, or
+        ``transfer-encoding: chunked``); without either, a POST, PUT or PATCH is chunked (as
+        ``start_request`` frames it) and any other method (GET, HEAD, DELETE, OPTIONS...) is
+        sent as h11 sends it: without framing and without body (``Data`` with bytes is then a
+        ``LocalProtocolError``)."""
         if isinstance(event, RequestHead):
-            return self.start_request(event.method, event.target, event.headers)
+            method = event.method
+            return self._start_streamed(
+                method, event.target, event.headers, None, method in _BODY_METHODS
+            )
         if isinstance(event, Data):
             return self.send_data(event.data)
         if isinstance(event, EndOfMessage):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 from ..._native import mypyc_attr
+from ._errors import LocalProtocolError
 
 #: A header (or trailer) block: ``(name, value)`` pairs, names lowercased on receipt.
 HeaderList = list[tuple[bytes, bytes]]
@@ -134,15 +135,34 @@ class ResponseHead(Event):
         self.keep_alive = keep_alive
 
 
+def as_bytes(data: Any) -> bytes:
+    """``data``, a body or a piece of one that is not ``bytes``, as ``bytes``: a bytes-like
+    object (``bytearray``, ``memoryview``, any buffer) is copied, all its bytes (a
+    ``memoryview`` of wider items too); anything else (``str``, ``int``, None...) is a
+    ``LocalProtocolError``. Callers test ``type(data) is not bytes`` first: bytes need nothing.
+    """
+    if isinstance(data, (str, int)):  # (bytes(5) would be five NUL bytes)
+        raise LocalProtocolError(f"a body is bytes-like, not {type(data).__name__}")
+    try:
+        return bytes(memoryview(data))
+    except TypeError:
+        raise LocalProtocolError(f"a body is bytes-like, not {type(data).__name__}") from None
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Data(Event):
-    """A piece of a message body, with the transfer framing (chunk sizes) removed."""
+    """A piece of a message body, with the transfer framing (chunk sizes) removed.
+
+    ``data`` is ``bytes``; a bytes-like object given (``bytearray``, ``memoryview``) is
+    copied into ``bytes``, anything else is a ``LocalProtocolError``."""
 
     FIELDS = ("data",)
     __slots__ = FIELDS
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    # (``Any``: a bytes-like object is taken, and a wrong type reaches the check in both builds;
+    # the compiled one would refuse anything but bytes at the call.)
+    def __init__(self, data: Any) -> None:
+        self.data: bytes = data if type(data) is bytes else as_bytes(data)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

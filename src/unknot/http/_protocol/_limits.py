@@ -19,7 +19,10 @@ class Limits:
         Bytes in the header block, counted as ``name: value`` lines with their CRLF; the
         trailers of a chunked body have a block of their own. Status hint 431. While a head
         is incomplete the bytes fed are counted too (whitespace and empty lines included), so an
-        endless head is cut off at about ``max_target_size + max_header_size``.
+        endless head is cut off at about ``max_target_size + max_header_size``. Trailers are
+        bounded while they arrive as well: their fields are measured after each feed, and the
+        bytes of the feeds that bring no body byte are counted, so an endless trailer block is
+        cut off at about the same size.
     ``max_header_count`` (100)
         Header (or trailer) fields in one block. Status hint 431.
     ``max_body_size`` (1 MiB, as nginx's ``client_max_body_size``)

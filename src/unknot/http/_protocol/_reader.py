@@ -97,6 +97,8 @@ class Reader:
         "_head_exact",
         "_head_bound",
         "_feed_size",
+        "_budget_seen",
+        "_tail_size",
         "_max_target",
         "_max_header",
         "_max_count",
@@ -142,6 +144,10 @@ class Reader:
         self._head_exact = 0
         self._head_bound = 0
         self._feed_size = 0
+        #: ``_body_budget`` after the last feed that ended in a chunked body, and the bytes fed
+        #: since that brought no body byte: trailers (or chunk framing), bounded as a head is.
+        self._budget_seen: int | None = -1
+        self._tail_size = 0
         # A limit that is off (None) becomes a huge int here, once: the checks on the hot path
         # compare ints only.
         self._max_target = limit_value(limits.max_target_size)
@@ -186,6 +192,37 @@ class Reader:
                     self._fail(RemoteProtocolError(f"{self._kind()} head too large", 431))
             else:
                 self._head_bound = size  # the head began somewhere in this feed
+        elif self._body_budget is not None:
+            # A chunked body in progress (or one that runs until the connection closes).
+            if self._body_budget != self._budget_seen and not self._headers:
+                self._budget_seen = self._body_budget  # body bytes came: no trailers yet
+                self._tail_size = 0
+            else:
+                self._check_tail(size)
+
+    def _check_tail(self, size: int) -> None:
+        """A feed ended in a chunked body and brought no body byte, or trailer fields have
+        come: bound the trailers while they arrive, as heads are. The bytes of the feeds that
+        bring no body byte are counted (an endless trailer block, or value, is cut off at
+        about ``max_target_size + max_header_size``, like a head), and the trailer fields
+        received so far are measured against the header count and size limits."""
+        budget = self._body_budget
+        if budget != self._budget_seen:
+            self._budget_seen = budget
+            self._tail_size = 0
+        else:
+            self._tail_size += size
+            if self._tail_size > self._max_target + self._max_header:
+                self._fail(RemoteProtocolError("trailers (or chunk framing) too large", 431))
+                return
+        trailers = self._headers
+        if trailers and self._trailers_too_large(trailers):
+            self._fail(RemoteProtocolError("trailer block too large", 431))
+
+    def _trailers_too_large(self, trailers: HeaderList) -> bool:
+        return len(trailers) > self._max_count or (
+            sum(len(n) + len(v) for n, v in trailers) + 4 * len(trailers) > self._max_header
+        )
 
     def _after_upgrade(self, rest: bytes) -> None:
         """llhttp stopped after a CONNECT (or Upgrade) message, as if the protocol switched:
@@ -301,9 +338,7 @@ class Reader:
         trailers = self._headers
         current = self.current
         if trailers:
-            if len(trailers) > self._max_count or (
-                sum(len(n) + len(v) for n, v in trailers) + 4 * len(trailers) > self._max_header
-            ):
+            if self._trailers_too_large(trailers):
                 self._raise(RemoteProtocolError("trailer block too large", 431))
             current.append(EndOfMessage(trailers))
             self._headers = []
@@ -325,6 +360,8 @@ class Reader:
             self._connection = b""
             self._content_length = None
             self._codings = ()
+            self._budget_seen = -1  # (a chunked body has a noted header)
+            self._tail_size = 0
 
     def _connection_tokens(self) -> set[bytes]:
         return {token.strip() for token in self._connection.split(b",")}

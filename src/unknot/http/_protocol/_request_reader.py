@@ -25,7 +25,7 @@ import httptools
 
 from ._errors import RemoteProtocolError
 from ._events import END_OF_MESSAGE, HeaderList, RequestHead
-from ._limits import Limits
+from ._limits import Limits, limit_value
 from ._reader import NOTED, VERSIONS, Reader, strict_parser
 
 #: The names ``Reader`` notes, and Host (exactly one in HTTP/1.1, at most one in HTTP/1.0).
@@ -234,7 +234,8 @@ class RequestReader(Reader):
             # simpler for clients and proxies to reason about.)
             if codings != (b"chunked",):
                 self._raise(RemoteProtocolError("unsupported transfer coding", 400))
-            self._body_budget = self._max_body
+            # An int even with no body limit: the reader tells the trailers by it.
+            self._body_budget = limit_value(self._max_body)
 
     def on_message_complete(self) -> None:
         """The request is complete."""

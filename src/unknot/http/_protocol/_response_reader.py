@@ -12,7 +12,7 @@ import httptools
 
 from ._errors import RemoteProtocolError
 from ._events import InformationalResponse, ResponseHead
-from ._limits import Limits
+from ._limits import Limits, limit_value
 from ._reader import VERSIONS, Reader, strict_parser
 
 
@@ -140,7 +140,8 @@ class ResponseReader(Reader):
             keep_alive = parser.should_keep_alive()
             if status != 204 and status != 304:
                 if chunked:
-                    self._body_budget = self._max_body
+                    # An int even with no body limit: the reader tells the trailers by it.
+                    self._body_budget = limit_value(self._max_body)
                 elif self._content_length is None:
                     # No length: the body runs until the server closes (RFC 9112, 6.3).
                     self._until_close = True

@@ -36,6 +36,7 @@ from ._events import (
     InformationalResponse,
     RequestHead,
     ResponseHead,
+    as_bytes,
 )
 from ._limits import DEFAULT_LIMITS, Limits
 from ._request_reader import RequestReader
@@ -52,6 +53,7 @@ from ._writer import (
     UNTIL_CLOSE,
     BodyFramer,
     HeaderFacts,
+    content_length_of,
     date_line,
     field_pairs,
     now,
@@ -116,9 +118,13 @@ class ServerConnection(Connection):
     # -- whole responses -------------------------------------------------------------------------
 
     def send_response(
-        self, status: int, headers: Fields = (), body: bytes = b"", reason: bytes | None = None
+        self, status: int, headers: Fields = (), body: Any = b"", reason: bytes | None = None
     ) -> bytes:
         """The bytes of a whole final response (200-599) with ``body``, framed by Content-Length.
+
+        ``body`` is bytes-like (``bytes``; a ``bytearray`` or ``memoryview`` is copied); anything
+        else is a ``LocalProtocolError``, raised before anything changes. (``Any``: a wrong type
+        reaches that check in both builds.)
 
         ``headers``: ``(name, value)`` pairs of bytes, written as given; or a dict as a handler
         returns it (names ``str`` or ``bytes``, written lowercased; values ``str``, ``bytes``
@@ -130,6 +136,7 @@ class ServerConnection(Connection):
         (maybe already received) can be read right after.
         """
         # The hot path of a server: one call per request, no helper calls in the common case.
+        data: bytes = body if type(body) is bytes else as_bytes(body)
         state = self._state
         our_state = state.states[SERVER]
         if our_state is SEND_RESPONSE:
@@ -174,7 +181,7 @@ class ServerConnection(Connection):
         if request is not None and request.upgrade:
             _refuse_upgrade_answer(request.method, status)
         if facts is None and status != 204 and status != 304:
-            size = len(body)
+            size = len(data)
             lines.append(
                 _CONTENT_LENGTH_LINES[size] if size < 1024 else b"content-length: %d\r\n" % size
             )
@@ -189,11 +196,11 @@ class ServerConnection(Connection):
             elif request.http_version != b"1.1":  # type: ignore[union-attr]
                 lines.append(_CONNECTION_KEEP_ALIVE)  # HTTP/1.0 keeps alive only if told
         else:
-            _frame_whole_body(lines, status, facts, body, request)
+            _frame_whole_body(lines, status, facts, data, request)
             keep_alive = self._connection_headers(lines, facts, request)
         lines.append(b"\r\n")
-        if body and (request is None or request.method != b"HEAD"):
-            lines.append(body)
+        if data and (request is None or request.method != b"HEAD"):
+            lines.append(data)
         # INLINED-COPY-BEGIN(whole-response): ConnectionState.whole_response, the common case
         # (the general one goes through it).
         states = state.states
@@ -241,19 +248,23 @@ class ServerConnection(Connection):
         self,
         status: int,
         headers: Headers = (),
-        content_length: int | None = None,
+        content_length: Any = None,
         reason: bytes | None = None,
     ) -> bytes:
         """The head of a final response whose body follows with ``send_data``/``end_response``.
 
         Framing: Content-Length if ``content_length`` is given (or a ``content-length``
         header); otherwise chunked for an HTTP/1.1 client, or until the connection closes for an
-        HTTP/1.0 one. A HEAD's answer drops the data sent; 204 and 304 refuse any.
+        HTTP/1.0 one. A HEAD's answer drops the data and the trailers sent; 204 and 304 refuse
+        data and drop trailers. ``content_length`` is None or an ``int`` of at least 0 (else
+        ``LocalProtocolError``; ``Any``: a wrong type reaches that check in both builds).
         """
         state = self._state
         our_state = state.states[SERVER]
         if our_state is not SEND_RESPONSE and our_state is not IDLE:
             raise LocalProtocolError(f"cannot send a response in state {our_state}")
+        if content_length is not None:
+            content_length = content_length_of(content_length)
         lines = [status_line(status, reason) if status >= 200 else _refuse_status(status)]
         facts = render_headers(headers, lines)
         request = self._request if our_state is SEND_RESPONSE else None
@@ -290,12 +301,16 @@ class ServerConnection(Connection):
         self._framer = framer
         return b"".join(lines)
 
-    def send_data(self, data: bytes) -> bytes:
-        """The bytes that carry ``data`` in the body started by ``start_response``."""
+    def send_data(self, data: Any) -> bytes:
+        """The bytes that carry ``data`` in the body started by ``start_response``.
+
+        ``data`` is bytes-like, as ``send_response``'s body (else ``LocalProtocolError``,
+        nothing changed)."""
+        piece: bytes = data if type(data) is bytes else as_bytes(data)
         if self._state.states[SERVER] is not SEND_BODY:
             raise LocalProtocolError("no response body is being sent")
         try:
-            return self._framer.data(data)
+            return self._framer.data(piece)
         except LocalProtocolError as exc:
             self._fail_locally(exc)
 
@@ -317,7 +332,8 @@ class ServerConnection(Connection):
             raise LocalProtocolError("only a body framed by its length can be sent unframed")
 
     def end_response(self, trailers: Headers | None = None) -> bytes:
-        """The bytes that end the body (trailers only with chunked framing)."""
+        """The bytes that end the body (trailers only with chunked framing; the answer to HEAD,
+        a 204 and a 304 drop them, as they drop the data)."""
         state = self._state
         if state.states[SERVER] is not SEND_BODY:
             raise LocalProtocolError("no response body is being sent")

@@ -289,8 +289,18 @@ def render_trailers(trailers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
 LENGTH: Final = 0  # Content-Length: exactly that many bytes
 CHUNKED: Final = 1  # chunked transfer coding
 UNTIL_CLOSE: Final = 2  # raw bytes, ended by closing the connection
-NO_BODY: Final = 3  # 1xx/204/304: data is an error
-STRIPPED: Final = 4  # the answer to HEAD: data is dropped
+NO_BODY: Final = 3  # 1xx/204/304: data is an error, trailers are dropped
+STRIPPED: Final = 4  # the answer to HEAD: data and trailers are dropped
+BODILESS: Final = 5  # a request without framing headers (a GET): data and trailers are errors
+
+
+def content_length_of(value: Any) -> int:
+    """A caller's ``content_length`` argument, checked: an ``int`` of at least 0, else a
+    ``LocalProtocolError`` (a float, a str, a bool...). (``Any``: a wrong type reaches the
+    check in both builds.)"""
+    if type(value) is not int or value < 0:
+        raise LocalProtocolError(f"content_length must be an int of at least 0, not {value!r:.40}")
+    return value
 
 
 class BodyFramer:
@@ -314,18 +324,28 @@ class BodyFramer:
             return data
         if framing == UNTIL_CLOSE:
             return data
-        if framing == NO_BODY and data:
-            raise LocalProtocolError("this response cannot have a body")
+        if data and framing != STRIPPED:
+            if framing == NO_BODY:
+                raise LocalProtocolError("this response cannot have a body")
+            raise LocalProtocolError(
+                "this request has no body: give a content_length, a Content-Length or a "
+                "Transfer-Encoding: chunked header to send one"
+            )
         return b""
 
     def end(self, trailers: Iterable[tuple[bytes, bytes]] | None = None) -> bytes:
-        """The bytes that end the body (the last chunk and the trailers, if chunked)."""
+        """The bytes that end the body (the last chunk and the trailers, if chunked).
+
+        A message without body on the wire (the answer to HEAD, a 204 or 304) drops the
+        trailers, as it drops the data, once they are checked as a chunked body's would be."""
         if self.framing == CHUNKED:
             if trailers:
                 return b"".join([b"0\r\n", *render_trailers(trailers), b"\r\n"])
             return b"0\r\n\r\n"
         if trailers:
-            raise LocalProtocolError("trailers need a chunked body")
+            if self.framing != STRIPPED and self.framing != NO_BODY:
+                raise LocalProtocolError("trailers need a chunked body")
+            render_trailers(trailers)  # checked, then dropped
         if self.framing == LENGTH and self.remaining:
             raise LocalProtocolError(f"body ended {self.remaining} bytes short of its length")
         return b""
