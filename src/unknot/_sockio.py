@@ -393,12 +393,6 @@ def general_io(
             entry_here()
     if rec is not None and st.timeout != 0.0 and (size is None or size > 0):
         if rec.hints and not (rec.writable if write else rec.readable):
-            if op is _c_recv_into and not recv_into_args_ok(args):
-                # About to wait (only here: no work on the paths that do not): arguments the
-                # C method refuses are refused at once, as the stdlib's, not after the wait.
-                result = attempt(op, sock, args)  # (raises its error; else did its read)
-                if result is not AGAIN:
-                    return result
             if deadline is False:
                 deadline = deadline_of(st)
             wait_ready(sock, write, deadline)
@@ -437,35 +431,30 @@ def recv_into(sock: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
             return recv_waitall(sock, buffer, nbytes, flags)
         size = None
     else:
-        size = nbytes or writable_size(sock, buffer, nbytes)
+        size = writable_size(buffer, nbytes)
+        if size < 0:
+            # Arguments the C method refuses (a read-only or not a buffer, ``nbytes`` negative,
+            # past the buffer or not an integer): its own error, at once, as the stdlib's, not
+            # after a wait for data. (It checks them before any I/O; should it not refuse them
+            # after all, its read is what this returns.)
+            return _c_recv_into(sock, buffer, nbytes, flags)
     return general_io(sock, False, _c_recv_into, size, (buffer, nbytes, flags))
 
 
-def recv_into_args_ok(args: tuple[Any, ...]) -> bool:
-    """Whether ``recv_into``'s ``(buffer, nbytes, ...)`` are arguments its C method accepts:
-    a writable C-contiguous buffer and an ``int`` ``nbytes`` from 0 to the buffer's size.
-    False for anything else (the C method is then called at once, and raises its own error),
-    checked by `general_io` only before a wait."""
-    nbytes = args[1]
-    if type(nbytes) is not int or nbytes < 0:
-        return False
+def writable_size(buffer: Any, nbytes: Any) -> int:
+    """The size in bytes ``recv_into(buffer, nbytes)`` receives at most: ``nbytes``, or the
+    buffer's size if 0; -1 for arguments its C method refuses (not a writable C-contiguous
+    buffer, ``nbytes`` not an integer from 0 to the buffer's size)."""
     try:
-        with memoryview(args[0]) as view:
-            return not view.readonly and view.c_contiguous and nbytes <= view.nbytes
+        view = memoryview(buffer)  # (released at once, with the last reference)
     except TypeError:
-        return False
-
-
-def writable_size(sock: Any, buffer: Any, nbytes: int) -> int:
-    """The size in bytes of ``buffer``, for `recv_into`; for what is not a buffer, the C
-    method's own `TypeError` (``memoryview``'s message is another): it checks its arguments
-    before any I/O, and refuses what ``memoryview`` refuses."""
-    try:
-        return memoryview(buffer).nbytes  # (the view is released at once, as in buffer_size)
-    except TypeError:
-        pass
-    _c_recv_into(sock, buffer, nbytes, 0)  # (raises, outside the except: no chained error)
-    return memoryview(buffer).nbytes
+        return -1
+    if view.readonly or not view.c_contiguous or type(nbytes) is not int:
+        return -1
+    size = view.nbytes
+    if nbytes == 0:
+        return size
+    return nbytes if 0 < nbytes <= size else -1
 
 
 def recv_waitall(sock: Any, buffer: Any, nbytes: int, flags: int) -> int:
