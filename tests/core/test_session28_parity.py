@@ -21,7 +21,7 @@ from fiber_helpers import current_hub
 import unknot
 from unknot import http, lowlevel
 from unknot._core._timers import TimerQueue
-from unknot.lowlevel import TIMED_OUT, ParkingLot
+from unknot.lowlevel import TIMED_OUT
 
 
 def _me() -> lowlevel.Fiber:
@@ -82,32 +82,6 @@ def test_add_timer_takes_numbers_and_an_infinite_deadline_refuses_nan() -> None:
 
 
 # -- ParkingLot's and Hub's flags and fds -------------------------------------------------------
-
-
-@pytest.mark.unknot
-def test_lot_park_and_unpark_take_truthy_ints_for_their_flags() -> None:
-    lot = ParkingLot()
-    f = _me()
-    assert lot.park(f, 0, cancellable=1) is TIMED_OUT
-    assert lot.park(f, 0, cancellable=0, interruptible=0) is TIMED_OUT
-    assert lot.unpark(with_payload=1) is None
-    assert lot.take(with_payload=0) is None
-    out: list[Any] = []
-    unknot.spawn(lambda: out.append(lot.park(_me(), 5, payload="p", cancellable=1)))
-    unknot.sleep(0)
-    assert lot.unpark("v", with_payload=1) is not None
-    unknot.sleep(0)
-    assert out == [("p", "v")]
-
-
-@pytest.mark.unknot
-def test_lot_park_cancellable_zero_is_no_checkpoint() -> None:
-    lot = ParkingLot()
-    with unknot.CancelScope() as scope:
-        scope.cancel()
-        assert lot.park(_me(), 0, cancellable=0) is TIMED_OUT  # not cancelled there
-        with pytest.raises(lowlevel.Cancelled):
-            lot.park(_me(), 0, cancellable=1)
 
 
 @pytest.mark.unknot

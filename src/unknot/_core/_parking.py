@@ -118,8 +118,8 @@ class ParkingLot:
         timeout: SupportsFloat | None = None,
         *,
         payload: Any = None,
-        cancellable: Any = True,
-        interruptible: Any = None,
+        cancellable: bool = True,
+        interruptible: bool | None = None,
     ) -> Any:
         """Park ``fiber`` (the current fiber) at the back of the lot until it is unparked.
 
@@ -127,16 +127,8 @@ class ParkingLot:
         number; `ValueError` for NaN: see `Hub.park`) passed.
         ``payload`` is kept with the fiber for the unparker to take (`take`). A cancellable park
         is a checkpoint (`Hub.park`): it raises `Cancelled` at once in a cancelled scope.
-        However the wait ends, the fiber is no longer in the lot afterwards. ``cancellable``
-        and ``interruptible`` (None: as ``cancellable``) are taken for their truth, as in both
-        builds.
+        However the wait ends, the fiber is no longer in the lot afterwards.
         """
-        # (The flags are typed Any and made bools here, with a truth test: compiled, a bool
-        # parameter would refuse a 1 the pure build takes; this costs what the bool's own
-        # check at the call did.)
-        cancellable = True if cancellable else False
-        if interruptible is not None:
-            interruptible = True if interruptible else False
         if payload is not None:
             place = self.add(fiber, payload)
             try:
@@ -255,12 +247,12 @@ class ParkingLot:
     # unpark and the one-waiter case of unpark_all do `_detach`'s work inline (INLINED-COPY
     # markers): they run at every hand-off, where a call costs more than the work.
 
-    def unpark(self, value: Any = True, *, with_payload: Any = False) -> Fiber | None:
+    def unpark(self, value: Any = True, *, with_payload: bool = False) -> Fiber | None:
         """Wake the longest-parked fiber still waiting, with ``value``; return it.
 
-        None if no fiber could be woken. ``with_payload=True`` (any true value) wakes it with
-        ``(payload, value)`` instead, so that a fiber parked in several lots learns which of its
-        places was taken. To take the payload as well, use `take`.
+        None if no fiber could be woken. ``with_payload=True`` wakes it with ``(payload,
+        value)`` instead, so that a fiber parked in several lots learns which of its places was
+        taken. To take the payload as well, use `take`.
         """
         entry = self.head
         while entry is not None:
@@ -284,7 +276,7 @@ class ParkingLot:
             entry = self.head
         return None
 
-    def take(self, value: Any = True, *, with_payload: Any = False) -> ParkedFiber | None:
+    def take(self, value: Any = True, *, with_payload: bool = False) -> ParkedFiber | None:
         """`unpark`, returning the woken fiber's place: its ``fiber`` and the ``payload`` it
         parked with, which is now the caller's (None if it parked without one)."""
         entry = self.head
