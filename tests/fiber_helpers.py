@@ -4,10 +4,14 @@ and outcomes to compare with the stdlib's; a script run in a child process where
 usual (and where a hang cannot be mistaken for a deadlock waker), or a script file in a fresh
 interpreter; a listener with a full accept queue; an integer-like object; the current fiber's hub
 and a socket's fd record; and `Where`, which runs a test body in a fiber or in a thread (the
-``where`` fixture of tests/mirrors/conftest.py)."""
+``where`` fixture of tests/mirrors/conftest.py). For the core's tests also: coroutines run on a
+hub's loop and the await cycle between a task and a fiber, a hub in a thread of its own, the
+unretrieved-error hook's calls, the outcomes of a pytester run, and a backdoor client."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -15,15 +19,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
 
 import unknot
+from unknot import lowlevel
 
 if TYPE_CHECKING:
     import unknot.socket as us
     from unknot._core._hub import FdWait, Hub
+
+T = TypeVar("T")
 
 
 class Ticker:
@@ -238,6 +247,12 @@ class Where:
         else:
             time.sleep(seconds)
 
+    def fail_after(self, seconds: float) -> contextlib.AbstractContextManager[Any]:
+        """``unknot.fail_after(seconds)`` in fiber mode; in a thread, nothing."""
+        if self.fiber:
+            return unknot.fail_after(seconds)
+        return contextlib.nullcontext()
+
 
 def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
     """Wait (bounded) until nothing is queued to read on ``sock``: ``peer`` took it."""
@@ -249,3 +264,167 @@ def wait_consumed(where: Where, sock: Any, peer: Any) -> None:
         assert not peer.done(), "the reader returned early"
         where.sleep(0.001)
     raise AssertionError("the reader never took the data")
+
+
+# -- the core: asyncio, other hubs, unretrieved errors, pytester runs, the backdoor --------------
+
+
+def run_on_hub_loop(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``coro_fn()`` to its end on a fresh unknot event loop."""
+    with asyncio.Runner(loop_factory=unknot.new_event_loop) as runner:
+        return runner.run(coro_fn())
+
+
+def await_cycle_errors(
+    task_awaits: Callable[[unknot.Fiber], Awaitable[Any]], timeout: float = 30
+) -> tuple[str, str]:
+    """A fiber waits (``await_``) for a task first; the task then awaits ``task_awaits(fiber)``,
+    which closes the cycle. The messages of the RuntimeError the task ends with and of the one
+    the fiber gets through ``await_`` (``timeout`` bounds the task: it used to hang)."""
+
+    async def main() -> tuple[str, str]:
+        loop = asyncio.get_running_loop()
+        go: asyncio.Future[None] = loop.create_future()
+        box: dict[str, Any] = {}
+
+        async def task_body() -> Any:
+            await go
+            return await task_awaits(box["fiber"])
+
+        def fiber_body() -> Any:
+            loop.call_soon(go.set_result, None)  # (runs once this fiber waits in await_)
+            return unknot.await_(box["task"])
+
+        box["task"] = task = loop.create_task(task_body())
+        box["fiber"] = fiber = unknot.spawn(fiber_body)
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        assert done
+        with pytest.raises(RuntimeError) as task_error:
+            task.result()
+        with pytest.raises(RuntimeError) as fiber_error:  # the task's error, through await_
+            await fiber
+        return str(task_error.value), str(fiber_error.value)
+
+    return run_on_hub_loop(main)
+
+
+class OtherHub:
+    """A hub that runs in a thread of its own from `start` until `stop` (or as a ``with``
+    block)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._running = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(
+            target=unknot.run, args=(self._main,), name="other-hub", daemon=True
+        )
+
+    def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._running.set()
+        unknot.to_thread(self._stop.wait, 30)
+
+    def start(self) -> None:
+        self.thread.start()
+        assert self._running.wait(30)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+    def __enter__(self) -> OtherHub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a fiber of this hub: from a plain thread, or from a fiber of another
+        hub (through a worker thread: only that fiber waits). Once it returns, everything this
+        thread sent to the hub before (``call_soon_threadsafe``) has run."""
+        if unknot.current() is None:
+            return unknot.from_thread(fn, *args, loop=self.loop)
+        return unknot.to_thread(unknot.from_thread, fn, *args, loop=self.loop)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
+        fiber: unknot.Fiber = self.call(unknot.spawn, fn, *args)
+        return fiber
+
+
+@contextlib.contextmanager
+def unretrieved_hook_calls() -> Iterator[list[tuple[Any, BaseException]]]:
+    """An unretrieved-error hook installed for the block (the log and the pytest plugin use the
+    same): the ``(fiber, error)`` of each call."""
+    seen: list[tuple[Any, BaseException]] = []
+
+    def hook(fiber: Any, error: BaseException) -> None:
+        seen.append((fiber, error))
+
+    lowlevel.add_unretrieved_hook(hook)
+    try:
+        yield seen
+    finally:
+        lowlevel.remove_unretrieved_hook(hook)
+
+
+def call_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """The outcome of each test's call phase in an in-process pytester run, by test name."""
+    return {
+        r.nodeid.split("::")[-1]: r.outcome
+        for r in result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+        if r.when == "call"
+    }
+
+
+BACKDOOR_PROMPT = b">>> "
+
+
+class BackdoorClient:
+    """A plain blocking client of the backdoor (run its calls in a worker thread: the hub stays
+    free to serve it)."""
+
+    def __init__(self, address: Any) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(address)
+        self.buf = b""
+
+    def _more(self) -> bool:
+        """Receive into the buffer; False once the server has closed the connection."""
+        data = self.sock.recv(65536)
+        self.buf += data
+        return bool(data)
+
+    def _take(self) -> str:
+        out, self.buf = self.buf, b""
+        return out.decode()
+
+    def until_prompt(self, prompt: bytes = BACKDOOR_PROMPT) -> str:
+        """What comes until the buffer ends with ``prompt`` (or the server closes)."""
+        while not self.buf.endswith(prompt) and self._more():
+            pass
+        return self._take()
+
+    def until(self, token: bytes) -> str:
+        """What comes up to the first ``token``, itself included (the rest stays buffered)."""
+        while token not in self.buf and self._more():
+            pass
+        out, _, self.buf = self.buf.partition(token)
+        return (out + token).decode()
+
+    def rest(self) -> str:
+        """Everything until the server closes the connection."""
+        while self._more():
+            pass
+        return self._take()
+
+    def run(self, line: str, prompt: bytes = BACKDOOR_PROMPT) -> str:
+        self.sock.sendall(line.encode() + b"\n")
+        return self.until_prompt(prompt)
+
+    def closed(self) -> bool:
+        return self.sock.recv(1) == b""

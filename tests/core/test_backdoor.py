@@ -2,47 +2,18 @@
 
 from __future__ import annotations
 
-import socket as stdsocket
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fiber_helpers import BackdoorClient
 
 import unknot
 from unknot import backdoor
 
-PROMPT = b">>> "
 
-
-class Client:
-    """A plain blocking client (run in a worker thread: the hub stays free to serve it)."""
-
-    def __init__(self, address: Any) -> None:
-        family = stdsocket.AF_UNIX if isinstance(address, str) else stdsocket.AF_INET
-        self.sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(address)
-        self.buf = b""
-
-    def until_prompt(self, prompt: bytes = PROMPT) -> str:
-        while not self.buf.endswith(prompt):
-            data = self.sock.recv(65536)
-            if not data:
-                break
-            self.buf += data
-        out, self.buf = self.buf, b""
-        return out.decode()
-
-    def run(self, line: str, prompt: bytes = PROMPT) -> str:
-        self.sock.sendall(line.encode() + b"\n")
-        return self.until_prompt(prompt)
-
-    def closed(self) -> bool:
-        return self.sock.recv(1) == b""
-
-
-def session(client: Client) -> dict[str, str]:
+def session(client: BackdoorClient) -> dict[str, str]:
     out = {"banner": client.until_prompt()}
     out["sum"] = client.run("answer + 1")
     out["print"] = client.run("print('hello', 'there')")
@@ -78,10 +49,10 @@ def test_console_over_tcp() -> None:
         with backdoor.serve(locals={"answer": 42}) as srv:
             host, port = srv.address
             assert host == "127.0.0.1" and port
-            outs.append(unknot.to_thread(lambda: session(Client((host, port)))))
+            outs.append(unknot.to_thread(lambda: session(BackdoorClient((host, port)))))
             # a second client, at the same time as a third: each has its own namespace
-            c1 = unknot.to_thread(Client, (host, port))
-            c2 = unknot.to_thread(Client, (host, port))
+            c1 = unknot.to_thread(BackdoorClient, (host, port))
+            c2 = unknot.to_thread(BackdoorClient, (host, port))
             unknot.to_thread(c1.until_prompt)
             unknot.to_thread(c2.until_prompt)
             unknot.to_thread(c1.run, "mine = 1")
@@ -111,7 +82,7 @@ def test_console_over_a_unix_socket(tmp_path: Path) -> None:
         try:
             assert srv.address == path
             assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
-            outs.append(unknot.to_thread(lambda: session(Client(path))))
+            outs.append(unknot.to_thread(lambda: session(BackdoorClient(path))))
         finally:
             srv.stop()
         assert not Path(path).exists()
@@ -141,7 +112,7 @@ def test_an_endless_line_ends_the_session_not_the_server(monkeypatch: pytest.Mon
 
     def flood(address: Any) -> bool:
         """True once the server ended the session (closed, or reset: input was left unread)."""
-        c = Client(address)
+        c = BackdoorClient(address)
         try:
             c.until_prompt()
             c.sock.sendall(b"x" * 5000)
@@ -156,7 +127,7 @@ def test_an_endless_line_ends_the_session_not_the_server(monkeypatch: pytest.Mon
     def main() -> None:
         with backdoor.serve() as srv:
             assert unknot.to_thread(flood, srv.address)
-            c = unknot.to_thread(Client, srv.address)  # still serving
+            c = unknot.to_thread(BackdoorClient, srv.address)  # still serving
             unknot.to_thread(c.until_prompt)
             assert "3" in unknot.to_thread(c.run, "1 + 2")
             c.sock.close()
@@ -179,7 +150,7 @@ def test_commands_of_two_sessions_that_overlap_put_the_streams_back() -> None:
         with backdoor.serve(locals={"started": started, "gates": gates}) as srv:
             clients = {}
             for name in ("a", "b"):
-                c = clients[name] = unknot.to_thread(Client, srv.address)
+                c = clients[name] = unknot.to_thread(BackdoorClient, srv.address)
                 unknot.to_thread(c.until_prompt)
                 line = f"started.put({name!r}); gates[{name!r}].wait(); print('done', {name!r})\n"
                 unknot.to_thread(c.sock.sendall, line.encode())
@@ -205,7 +176,7 @@ def test_what_other_fibers_print_while_a_command_waits_stays_with_the_program(
     def main() -> None:
         started, gate = unknot.Event(), unknot.Event()
         with backdoor.serve(locals={"started": started, "gate": gate}) as srv:
-            c = unknot.to_thread(Client, srv.address)
+            c = unknot.to_thread(BackdoorClient, srv.address)
             unknot.to_thread(c.until_prompt)
             line = b"started.set(); gate.wait(); print('from the console'); 6 * 7\n"
             unknot.to_thread(c.sock.sendall, line)

@@ -7,21 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from fiber_helpers import run_script
+from fiber_helpers import await_cycle_errors, run_on_hub_loop, run_script
 
 import unknot
-
-T = TypeVar("T")
-
-
-def run_on_hub_loop(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with asyncio.Runner(loop_factory=unknot.new_event_loop) as runner:
-        return runner.run(coro_fn())
-
 
 # -- a side of the bridge that catches its cancellation ------------------------------------------
 
@@ -129,30 +120,7 @@ def test_await_gives_the_outcome_of_a_task_that_caught_its_cancellation(then: st
 def test_a_task_awaiting_a_fiber_that_waits_for_it_is_refused() -> None:
     # The fiber waits (await_) for the task first; the task then awaits the fiber: nothing could
     # ever end that (cancelling either side waited for the other, for ever). Refused at once.
-    async def main() -> tuple[str, str]:
-        loop = asyncio.get_running_loop()
-        go: asyncio.Future[None] = loop.create_future()
-        box: dict[str, Any] = {}
-
-        async def task_body() -> Any:
-            await go
-            return await box["fiber"]
-
-        def fiber_body() -> Any:
-            loop.call_soon(go.set_result, None)  # (runs once this fiber waits in await_)
-            return unknot.await_(box["task"])
-
-        box["task"] = task = loop.create_task(task_body())
-        box["fiber"] = fiber = unknot.spawn(fiber_body)
-        done, _ = await asyncio.wait([task], timeout=30)  # (a bound: it used to hang)
-        assert done
-        with pytest.raises(RuntimeError) as task_error:
-            task.result()
-        with pytest.raises(RuntimeError) as fiber_error:  # the task's error, through await_
-            await fiber
-        return str(task_error.value), str(fiber_error.value)
-
-    task_msg, fiber_msg = run_on_hub_loop(main)
+    task_msg, fiber_msg = await_cycle_errors(lambda fiber: fiber)
     assert "cannot await" in task_msg and "neither could ever finish" in task_msg
     assert fiber_msg == task_msg
 

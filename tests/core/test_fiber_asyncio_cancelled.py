@@ -12,24 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import unretrieved_hook_calls
 
 import unknot
-from unknot import lowlevel
 
 
 @pytest.fixture
 def reported() -> Iterator[list[tuple[Any, BaseException]]]:
     """What the unretrieved-error hook is told (the log and the pytest plugin use the same)."""
-    seen: list[tuple[Any, BaseException]] = []
-
-    def hook(fiber: Any, error: BaseException) -> None:
-        seen.append((fiber, error))
-
-    lowlevel.add_unretrieved_hook(hook)
-    try:
+    with unretrieved_hook_calls() as seen:
         yield seen
-    finally:
-        lowlevel.remove_unretrieved_hook(hook)
 
 
 def _unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:

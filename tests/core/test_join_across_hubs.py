@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import OtherHub
 
 import unknot
 from unknot import lowlevel
@@ -27,50 +28,10 @@ def slow_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_fiber, "_CLOSED_POLL", 60.0)
 
 
-class OtherHub:
-    """A hub that runs in a thread of its own until `stop`."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._running = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=unknot.run, args=(self._main,), name="other-hub")
-
-    def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._running.set()
-        unknot.to_thread(self._stop.wait, 30)
-
-    def start(self) -> None:
-        self.thread.start()
-        assert self._running.wait(30)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in a fiber of this hub: from a plain thread, or from a fiber of another
-        hub (through a worker thread: only that fiber waits). Once it returns, everything this
-        thread sent to the hub before (``call_soon_threadsafe``) has run."""
-        if unknot.current() is None:
-            return unknot.from_thread(fn, *args, loop=self.loop)
-        return unknot.to_thread(unknot.from_thread, fn, *args, loop=self.loop)
-
-    def spawn(self, fn: Callable[..., Any], *args: Any) -> unknot.Fiber:
-        fiber: unknot.Fiber = self.call(unknot.spawn, fn, *args)
-        return fiber
-
-
 @pytest.fixture
 def other() -> Iterator[OtherHub]:
-    hub = OtherHub()
-    hub.start()
-    try:
+    with OtherHub() as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 def released_value(release: threading.Event, value: Any = "value") -> Any:

@@ -8,6 +8,7 @@ from this module's own basename."""
 from __future__ import annotations
 
 import pytest
+from fiber_helpers import call_outcomes
 
 BACKGROUND = """
     import gc
@@ -121,11 +122,7 @@ def test_unretrieved_fiber_errors_fail_unknot_tests(pytester: pytest.Pytester, s
         options += ["-p", "no:unknot"]
     result = pytester.runpytest(*options)
     result.assert_outcomes(passed=7, failed=5)
-    outcomes = {
-        r.nodeid.split("::")[-1]: r.outcome
-        for r in result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
-        if r.when == "call"
-    }
+    outcomes = call_outcomes(result)
     assert outcomes == {
         "test_unretrieved_fails": "failed",
         "test_unretrieved_at_exit_fails": "failed",

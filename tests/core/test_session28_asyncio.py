@@ -10,21 +10,13 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from fiber_helpers import await_cycle_errors, run_on_hub_loop
 
 import unknot
-
-T = TypeVar("T")
-
-
-def run_on_hub_loop(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with asyncio.Runner(loop_factory=unknot.new_event_loop) as runner:
-        return runner.run(coro_fn())
-
 
 # -- a task cancelled just after the fiber it awaits finished --------------------------------------
 
@@ -115,30 +107,7 @@ def test_a_fiber_awaiting_a_gather_of_itself_is_refused() -> None:
 def test_a_task_awaiting_a_gather_of_a_fiber_that_waits_for_it_is_refused() -> None:
     # The fiber waits (await_) for the task first; the task then awaits gather(fiber): the
     # gather's child that would await the fiber closes the cycle and is refused.
-    async def main() -> tuple[str, str]:
-        loop = asyncio.get_running_loop()
-        go: asyncio.Future[None] = loop.create_future()
-        box: dict[str, Any] = {}
-
-        async def task_body() -> Any:
-            await go
-            return await asyncio.gather(box["fiber"])
-
-        def fiber_body() -> Any:
-            loop.call_soon(go.set_result, None)  # (runs once this fiber waits in await_)
-            return unknot.await_(box["task"])
-
-        box["task"] = task = loop.create_task(task_body())
-        box["fiber"] = fiber = unknot.spawn(fiber_body)
-        done, _ = await asyncio.wait([task], timeout=5)  # (a bound: it used to hang)
-        assert done
-        with pytest.raises(RuntimeError) as task_error:
-            task.result()
-        with pytest.raises(RuntimeError) as fiber_error:  # the task's error, through await_
-            await fiber
-        return str(task_error.value), str(fiber_error.value)
-
-    task_msg, fiber_msg = run_on_hub_loop(main)
+    task_msg, fiber_msg = await_cycle_errors(lambda fiber: asyncio.gather(fiber), timeout=5)
     assert "neither could ever finish" in task_msg
     assert fiber_msg == task_msg
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fiber_helpers import OtherHub, Ticker, run_script, unretrieved_hook_calls
 
 import unknot
-from tests.fiber_helpers import Ticker, run_script
 from unknot import lowlevel
 from unknot._core import _fiber
 from unknot._core._lookup import get_hub
@@ -28,16 +28,8 @@ from unknot._core._lookup import get_hub
 @pytest.fixture
 def calls() -> Iterator[list[tuple[Any, BaseException]]]:
     """An unretrieved-error hook, installed for the test: the ``(fiber, error)`` of each call."""
-    seen: list[tuple[Any, BaseException]] = []
-
-    def hook(fiber: Any, error: BaseException) -> None:
-        seen.append((fiber, error))
-
-    lowlevel.add_unretrieved_hook(hook)
-    try:
+    with unretrieved_hook_calls() as seen:
         yield seen
-    finally:
-        lowlevel.remove_unretrieved_hook(hook)
 
 
 def raise_when_unwound(what: str) -> None:
@@ -234,38 +226,10 @@ class TestFromThreadNotCallable:
 # -- bug 4: from_thread from a fiber of another hub --------------------------------------------
 
 
-class OtherHub:
-    """A hub that runs in a thread of its own until `stop`."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._running = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=unknot.run, args=(self._main,), daemon=True)
-
-    def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._running.set()
-        unknot.to_thread(self._stop.wait, 30)
-
-    def start(self) -> None:
-        self.thread.start()
-        assert self._running.wait(30)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
 @pytest.fixture
 def other() -> Iterator[OtherHub]:
-    hub = OtherHub()
-    hub.start()
-    try:
+    with OtherHub() as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 @pytest.fixture

@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fiber_helpers import run_script
+from fiber_helpers import BACKDOOR_PROMPT, BackdoorClient, run_script
 
 import unknot
 from unknot import backdoor, lowlevel
 from unknot._core import _monitor
 from unknot.testing import MockClock
-
-PROMPT = b">>> "
-
 
 # -- the blocking detector: a fiber (or callback) blocked in the stdlib selectors -------------
 
@@ -102,14 +99,26 @@ def test_an_idle_hub_is_not_reported_on_any_backend(backend: str) -> None:
 # -- start_monitor with a bad threshold changes nothing ------------------------------------
 
 
+def _monitor_left_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> _monitor.Monitor:
+    """Stop the blocking detector and leave it to ``UNKNOT_MONITOR``, set to ``value`` (unset if
+    None); the detector."""
+    m = _monitor._monitor
+    m.stop()
+    m.explicit = False
+    if value is None:
+        monkeypatch.delenv("UNKNOT_MONITOR", raising=False)
+    else:
+        monkeypatch.setenv("UNKNOT_MONITOR", value)
+    return m
+
+
 @pytest.mark.usefixtures("restore_monitor")
 def test_a_refused_start_monitor_leaves_the_environment_in_charge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    m = _monitor._monitor
-    m.stop()
-    m.explicit = False
-    monkeypatch.setenv("UNKNOT_MONITOR", "1")
+    m = _monitor_left_to_the_environment(monkeypatch, "1")
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="threshold"):
             unknot.start_monitor(bad)
@@ -130,10 +139,7 @@ def _wakeup_fd() -> int:
 def test_a_malformed_unknot_monitor_is_refused_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    m = _monitor._monitor
-    m.stop()
-    m.explicit = False
-    monkeypatch.setenv("UNKNOT_MONITOR", "fast")
+    _monitor_left_to_the_environment(monkeypatch, "fast")
     wakeup = _wakeup_fd()
     ran: list[bool] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -158,10 +164,7 @@ def test_a_malformed_unknot_monitor_is_refused_before_anything_runs(
 def test_a_loop_whose_unknot_monitor_turned_malformed_is_not_left_registered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    m = _monitor._monitor
-    m.stop()
-    m.explicit = False
-    monkeypatch.delenv("UNKNOT_MONITOR", raising=False)
+    _monitor_left_to_the_environment(monkeypatch, None)
     wakeup = _wakeup_fd()
     loop = unknot.new_event_loop()
     try:
@@ -319,40 +322,10 @@ def test_sleep_woken_spuriously_in_real_time() -> None:
 # -- the backdoor -----------------------------------------------------------------------------
 
 
-class Client:
-    """A plain blocking client (run its calls in a worker thread: the hub serves it)."""
-
-    def __init__(self, address: Any) -> None:
-        family = stdsocket.AF_UNIX if isinstance(address, str) else stdsocket.AF_INET
-        self.sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(address)
-        self.buf = b""
-
-    def until(self, token: bytes) -> str:
-        while token not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                break
-            self.buf += data
-        out, _, self.buf = self.buf.partition(token)
-        return (out + token).decode()
-
-    def rest(self) -> str:
-        """Everything until the server closes the connection."""
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                break
-            self.buf += data
-        out, self.buf = self.buf, b""
-        return out.decode()
-
-
 def _session(srv: backdoor.BackdoorServer, script: bytes, eof: bool) -> str:
-    c = unknot.to_thread(Client, srv.address)
+    c = unknot.to_thread(BackdoorClient, srv.address)
     try:
-        unknot.to_thread(c.until, PROMPT)
+        unknot.to_thread(c.until, BACKDOOR_PROMPT)
         unknot.to_thread(c.sock.sendall, script)
         if eof:
             c.sock.shutdown(stdsocket.SHUT_WR)
@@ -443,7 +416,7 @@ def test_serve_refuses_a_path_where_a_live_backdoor_listens(tmp_path: Path) -> N
                 backdoor.serve(path, banner="SECOND")
             assert info.value.errno == errno.EADDRINUSE
             assert path in str(info.value)
-            c = unknot.to_thread(Client, path)  # the first one still answers
+            c = unknot.to_thread(BackdoorClient, path)  # the first one still answers
             try:
                 return unknot.to_thread(c.until, b"FIRST")
             finally:
@@ -476,7 +449,7 @@ def test_serve_replaces_a_stale_socket(tmp_path: Path) -> None:
 
     def main() -> str:
         with backdoor.serve(path, banner="NEW"):
-            c = unknot.to_thread(Client, path)
+            c = unknot.to_thread(BackdoorClient, path)
             try:
                 return unknot.to_thread(c.until, b"NEW")
             finally:

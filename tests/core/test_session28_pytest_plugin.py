@@ -9,6 +9,7 @@ from this module's own basename."""
 from __future__ import annotations
 
 import pytest
+from fiber_helpers import call_outcomes
 
 # Each test checks first that it runs on a MockClock (whose time starts at 0; the real clock's
 # is time.monotonic()), so that on the real clock it fails at once instead of sleeping.
@@ -98,11 +99,7 @@ def test_clock_requested_any_way_is_used(pytester: pytest.Pytester) -> None:
     # Before: only an argument of the test function counted; the others ran on the real clock.
     pytester.makepyfile(test_clock_requested=REQUESTED, test_clock_module_mark=MODULE_MARK)
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
-    outcomes = {
-        r.nodeid.split("::")[-1]: r.outcome
-        for r in result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
-        if r.when == "call"
-    }
+    outcomes = call_outcomes(result)
     assert outcomes == {
         "test_argument": "passed",
         "test_usefixtures": "passed",

@@ -3,7 +3,8 @@
 `ServerThread` runs an `unknot.http.HTTPServer` on 127.0.0.1 (a free port) in a background
 thread with its own hub, so that any client (raw sockets here, or third-party libraries) can
 talk to it from the test's thread. `raw_exchange`, `read_response` and friends speak HTTP/1.1
-byte by byte with stdlib sockets, to check exactly what the server sends.
+byte by byte with stdlib sockets, to check exactly what the server sends. `drain` hands out
+the events of a sans-I/O connection (either role).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 
 import unknot
 from unknot.http import HTTPServer
+from unknot.http._protocol import NEED_DATA, PAUSED, ClientConnection, Event, ServerConnection
 
 TIMEOUT = 10.0
 
@@ -254,3 +256,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def drain(conn: ServerConnection | ClientConnection) -> list[Event]:
+    """Every event the sans-I/O connection hands out now, until it needs data or pauses."""
+    out: list[Event] = []
+    while True:
+        events = conn.next_events()
+        if events is NEED_DATA or events is PAUSED:
+            return out
+        assert isinstance(events, list)
+        out.extend(events)

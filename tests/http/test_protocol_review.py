@@ -6,17 +6,16 @@ precedence over keep-alive in HTTP/1.0, and the client's "response head too larg
 from __future__ import annotations
 
 import pytest
+from server_helpers import drain
 
 from unknot.http._protocol import (
     ERROR,
     IDLE,
     MUST_CLOSE,
     NEED_DATA,
-    PAUSED,
     ClientConnection,
     Data,
     EndOfMessage,
-    Event,
     Limits,
     RemoteProtocolError,
     RequestHead,
@@ -71,16 +70,6 @@ def connection_lines(response: bytes) -> list[bytes]:
     """The ``connection`` lines of a response's head, as written."""
     lines = response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
     return [line for line in lines if line.lower().startswith(b"connection:")]
-
-
-def drain(conn: ServerConnection) -> list[Event]:
-    out: list[Event] = []
-    while True:
-        events = conn.next_events()
-        if events is NEED_DATA or events is PAUSED:
-            return out
-        assert isinstance(events, list)
-        out.extend(events)
 
 
 # -- 1. an Upgrade the server does not perform is ignored (RFC 9110, 7.8) --------------------------

@@ -10,13 +10,12 @@ import time
 from typing import Any
 
 import pytest
-from server_helpers import ServerThread, connect, read_response
+from server_helpers import ServerThread, connect, drain, read_response
 
 from unknot.http import Request
 from unknot.http._protocol import (
     ERROR,
     IDLE,
-    NEED_DATA,
     PAUSED,
     SEND_BODY,
     SEND_RESPONSE,
@@ -36,17 +35,6 @@ pytestmark = pytest.mark.timeout(30)
 CHUNKED_POST = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 CHUNKED_RESPONSE = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 FIELD = b"x-t: " + b"a" * 1000 + b"\r\n"
-
-
-def drain(conn: ServerConnection | ClientConnection) -> list[Event]:
-    """Every event the connection hands out now, until it needs data or pauses."""
-    out: list[Event] = []
-    while True:
-        events = conn.next_events()
-        if events is NEED_DATA or events is PAUSED:
-            return out
-        assert isinstance(events, list)
-        out.extend(events)
 
 
 def feed_until_refused(

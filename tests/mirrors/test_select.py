@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fiber_helpers import Ticker, later, outcome
+from fiber_helpers import Ticker, fill, later, outcome
 
 import unknot
 import unknot.select as us
@@ -137,11 +137,7 @@ def test_select_writable_and_hangup(backend: str) -> None:
     r, w = os.pipe()
     try:
         os.set_blocking(w, False)
-        try:
-            while True:
-                os.write(w, b"x" * 65536)
-        except BlockingIOError:
-            pass
+        fill(w)
         os.set_blocking(w, True)
         assert us.select([], [w], [], 0.05) == ([], [], [])  # full pipe
         later(0.05, os.read, r, 1 << 20)

@@ -15,10 +15,11 @@ import socket as std
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fiber_helpers import Where
+from fiber_helpers import Where, fill
 
 import unknot
 import unknot.os as uos
@@ -35,6 +36,17 @@ def in_fibers(where: Where) -> None:
         pytest.skip("a fiber-only behaviour")
 
 
+def on_a_socketpair(where: Where, check: Callable[[us.socket, us.socket], None]) -> None:
+    """Run ``check(a, b)`` where the test runs, on a fresh connected pair (closed afterwards)."""
+
+    def main() -> None:
+        a, b = us.socketpair()
+        with a, b:
+            check(a, b)
+
+    where.run(main)
+
+
 # -- makefile: a cancelled buffered read loses nothing silently ------------------------------------
 
 
@@ -45,75 +57,67 @@ def test_makefile_read_cancelled_midway_refuses_to_go_on(where: Where, call: str
     # the stdlib's does after a timeout ("cannot read from timed out object").
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile("rb")
-            b.sendall(b"hel")
-            with unknot.move_on_after(0.05) as scope:
-                f.readline() if call == "readline" else f.read(6)
-            assert scope.cancelled_caught
-            b.sendall(b"lo\n")
-            with pytest.raises(OSError, match="cancelled"):
-                f.readline()
-            with pytest.raises(OSError, match="cancelled"):
-                f.read(1)
-            f.close()
-            # The socket itself is still usable (the bytes are those the file had not taken).
-            assert a.recv(10) == b"lo\n"
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile("rb")
+        b.sendall(b"hel")
+        with unknot.move_on_after(0.05) as scope:
+            f.readline() if call == "readline" else f.read(6)
+        assert scope.cancelled_caught
+        b.sendall(b"lo\n")
+        with pytest.raises(OSError, match="cancelled"):
+            f.readline()
+        with pytest.raises(OSError, match="cancelled"):
+            f.read(1)
+        f.close()
+        # The socket itself is still usable (the bytes are those the file had not taken).
+        assert a.recv(10) == b"lo\n"
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_makefile_text_read_cancelled_refuses_to_go_on(where: Where) -> None:
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile("r", encoding="utf-8")
-            b.sendall(b"hel")
-            with unknot.move_on_after(0.05) as scope:
-                f.readline()
-            assert scope.cancelled_caught
-            b.sendall(b"lo\n")
-            with pytest.raises(OSError, match="cancelled"):
-                f.readline()
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile("r", encoding="utf-8")
+        b.sendall(b"hel")
+        with unknot.move_on_after(0.05) as scope:
+            f.readline()
+        assert scope.cancelled_caught
+        b.sendall(b"lo\n")
+        with pytest.raises(OSError, match="cancelled"):
+            f.readline()
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_makefile_unbuffered_read_cancelled_stays_usable(where: Where) -> None:
     # A raw SocketIO (buffering=0) loses nothing when cancelled: it stays usable.
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile("rb", buffering=0)
-            with unknot.move_on_after(0.05) as scope:
-                f.read(10)
-            assert scope.cancelled_caught
-            b.sendall(b"hello")
-            assert f.read(10) == b"hello"
-            f.close()
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile("rb", buffering=0)
+        with unknot.move_on_after(0.05) as scope:
+            f.read(10)
+        assert scope.cancelled_caught
+        b.sendall(b"hello")
+        assert f.read(10) == b"hello"
+        f.close()
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_makefile_timeout_still_says_timed_out(where: Where) -> None:
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            a.settimeout(0.05)
-            f = a.makefile("rb")
-            b.sendall(b"hel")
-            with pytest.raises(TimeoutError):
-                f.readline()
-            with pytest.raises(OSError, match="timed out"):
-                f.readline()
+    def check(a: us.socket, b: us.socket) -> None:
+        a.settimeout(0.05)
+        f = a.makefile("rb")
+        b.sendall(b"hel")
+        with pytest.raises(TimeoutError):
+            f.readline()
+        with pytest.raises(OSError, match="timed out"):
+            f.readline()
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 # -- makefile (and Popen pipe files): several fibers use one file, as threads may -----------------
@@ -124,57 +128,53 @@ def test_makefile_two_fibers_writing_take_turns(where: Where) -> None:
     # RuntimeError("reentrant call") while the first waited inside it.
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile("wb")
-            assert isinstance(f, io.BufferedWriter)
-            big = b"x" * 4_000_000
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile("wb")
+        assert isinstance(f, io.BufferedWriter)
+        big = b"x" * 4_000_000
 
-            def writer(data: bytes) -> str:
-                f.write(data)
-                f.flush()
-                return "ok"
+        def writer(data: bytes) -> str:
+            f.write(data)
+            f.flush()
+            return "ok"
 
-            w1 = unknot.spawn(writer, big)
-            unknot.sleep(0.01)
-            w2 = unknot.spawn(writer, b"tail\n")
-            unknot.sleep(0.01)
-            received = bytearray()
+        w1 = unknot.spawn(writer, big)
+        unknot.sleep(0.01)
+        w2 = unknot.spawn(writer, b"tail\n")
+        unknot.sleep(0.01)
+        received = bytearray()
 
-            def drain() -> None:
-                while chunk := b.recv(1 << 20):
-                    received.extend(chunk)
+        def drain() -> None:
+            while chunk := b.recv(1 << 20):
+                received.extend(chunk)
 
-            d = unknot.spawn(drain)
-            assert [w1.join(), w2.join()] == ["ok", "ok"]
-            f.close()
-            a.shutdown(std.SHUT_WR)
-            d.join()
-            assert len(received) == len(big) + 5
-            assert received.endswith(b"xtail\n")
+        d = unknot.spawn(drain)
+        assert [w1.join(), w2.join()] == ["ok", "ok"]
+        f.close()
+        a.shutdown(std.SHUT_WR)
+        d.join()
+        assert len(received) == len(big) + 5
+        assert received.endswith(b"xtail\n")
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 @pytest.mark.parametrize("mode", ["rb", "r", "rwb"])
 def test_makefile_two_fibers_reading_take_turns(where: Where, mode: str) -> None:
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-            assert isinstance(f, io.BufferedIOBase if "b" in mode else io.TextIOBase)
-            r1 = unknot.spawn(f.readline)
-            r2 = unknot.spawn(f.readline)
-            unknot.sleep(0.02)
-            b.sendall(b"one\ntwo\n")
-            lines = sorted([r1.join(), r2.join()])
-            assert lines == (sorted([b"one\n", b"two\n"]) if "b" in mode else ["one\n", "two\n"])
-            f.close()
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        assert isinstance(f, io.BufferedIOBase if "b" in mode else io.TextIOBase)
+        r1 = unknot.spawn(f.readline)
+        r2 = unknot.spawn(f.readline)
+        unknot.sleep(0.02)
+        b.sendall(b"one\ntwo\n")
+        lines = sorted([r1.join(), r2.join()])
+        assert lines == (sorted([b"one\n", b"two\n"]) if "b" in mode else ["one\n", "two\n"])
+        f.close()
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 @pytest.mark.parametrize("mode", ["rwb", "rw"])
@@ -183,63 +183,57 @@ def test_makefile_rw_a_waiting_reader_does_not_hold_up_a_writer(where: Where, mo
     # read the file must not keep another from writing to it (a request/response peer).
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            f = a.makefile(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-            reader = unknot.spawn(f.readline)
-            unknot.sleep(0.02)
-            with unknot.fail_after(2):
-                f.write(b"ping\n" if "b" in mode else "ping\n")
-                f.flush()
-                assert b.recv(10) == b"ping\n"
-            b.sendall(b"pong\n")
-            assert reader.join() == (b"pong\n" if "b" in mode else "pong\n")
-            f.close()
+    def check(a: us.socket, b: us.socket) -> None:
+        f = a.makefile(mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        reader = unknot.spawn(f.readline)
+        unknot.sleep(0.02)
+        with unknot.fail_after(2):
+            f.write(b"ping\n" if "b" in mode else "ping\n")
+            f.flush()
+            assert b.recv(10) == b"ping\n"
+        b.sendall(b"pong\n")
+        assert reader.join() == (b"pong\n" if "b" in mode else "pong\n")
+        f.close()
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_makefile_file_keeps_the_stdlib_face(where: Where) -> None:
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            with a.makefile("rb") as r, a.makefile("wb") as w, a.makefile("rwb") as rw:
-                assert isinstance(r, io.BufferedReader)
-                assert isinstance(w, io.BufferedWriter)
-                assert isinstance(rw, io.BufferedRWPair)
-                assert r.fileno() == a.fileno() and r.mode == "rb" and not r.closed
-                assert r.name == a.fileno() and r.readable() and not r.writable()
-                assert w.writable() and not w.readable()
-                w.write(b"out\n")
-                w.flush()
-                assert b.recv(10) == b"out\n"
-                b.sendall(b"a\nb\n")
-                b.shutdown(std.SHUT_WR)
-                assert list(r) == [b"a\n", b"b\n"]
-            assert r.closed and w.closed and rw.closed
+    def check(a: us.socket, b: us.socket) -> None:
+        with a.makefile("rb") as r, a.makefile("wb") as w, a.makefile("rwb") as rw:
+            assert isinstance(r, io.BufferedReader)
+            assert isinstance(w, io.BufferedWriter)
+            assert isinstance(rw, io.BufferedRWPair)
+            assert r.fileno() == a.fileno() and r.mode == "rb" and not r.closed
+            assert r.name == a.fileno() and r.readable() and not r.writable()
+            assert w.writable() and not w.readable()
+            w.write(b"out\n")
+            w.flush()
+            assert b.recv(10) == b"out\n"
+            b.sendall(b"a\nb\n")
+            b.shutdown(std.SHUT_WR)
+            assert list(r) == [b"a\n", b"b\n"]
+        assert r.closed and w.closed and rw.closed
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_makefile_iteration_and_close_in_fibers(where: Where) -> None:
     in_fibers(where)
 
-    def main() -> None:
-        a, b = us.socketpair()
-        with a, b:
-            r = a.makefile("rb")
-            lines: list[bytes] = []
-            reader = unknot.spawn(lambda: lines.extend(r))
-            unknot.sleep(0.01)
-            b.sendall(b"1\n2\n")
-            b.shutdown(std.SHUT_WR)
-            reader.join()
-            assert lines == [b"1\n", b"2\n"]
-            r.close()
-            assert r.closed
+    def check(a: us.socket, b: us.socket) -> None:
+        r = a.makefile("rb")
+        lines: list[bytes] = []
+        reader = unknot.spawn(lambda: lines.extend(r))
+        unknot.sleep(0.01)
+        b.sendall(b"1\n2\n")
+        b.shutdown(std.SHUT_WR)
+        reader.join()
+        assert lines == [b"1\n", b"2\n"]
+        r.close()
+        assert r.closed
 
-    where.run(main)
+    on_a_socketpair(where, check)
 
 
 def test_popen_pipe_file_two_fibers_reading(where: Where) -> None:
@@ -472,7 +466,7 @@ def test_popen_raw_pipe_zero_size_reads_return_at_once(where: Where) -> None:
         )
         try:
             start = time.monotonic()
-            with unknot.fail_after(1) if where.fiber else _nothing():
+            with where.fail_after(1):
                 assert p.stdout.read(0) == b""
                 assert p.stdout.readinto(bytearray(0)) == 0
             assert time.monotonic() - start < 0.5
@@ -489,14 +483,10 @@ def test_os_write_empty_to_a_full_pipe_returns_at_once(where: Where) -> None:
         r, w = std_os.pipe()
         try:
             std_os.set_blocking(w, False)
-            try:
-                while True:
-                    std_os.write(w, b"x" * 65536)
-            except BlockingIOError:
-                pass
+            fill(w)
             std_os.set_blocking(w, True)
             start = time.monotonic()
-            with unknot.fail_after(1) if where.fiber else _nothing():
+            with where.fail_after(1):
                 assert uos.write(w, b"") == 0
                 assert uos.write(w, bytearray()) == 0
             assert time.monotonic() - start < 0.5
@@ -505,11 +495,3 @@ def test_os_write_empty_to_a_full_pipe_returns_at_once(where: Where) -> None:
             std_os.close(w)
 
     where.run(main)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

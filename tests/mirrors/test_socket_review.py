@@ -54,19 +54,11 @@ def test_sendall_msg_dontwait_on_a_blocking_socket_raises(where: Where, kind: ty
         with a, b:
             assert a.gettimeout() is None
             data = kind(b"x" * 8_000_000)
-            with unknot.fail_after(10) if where.fiber else _nothing():
+            with where.fail_after(10):
                 with pytest.raises(BlockingIOError):
                     a.sendall(data, std.MSG_DONTWAIT)
 
     where.run(main)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # -- send and sendall refuse what the C methods refuse, with their errors --------------------------

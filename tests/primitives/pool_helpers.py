@@ -1,7 +1,9 @@
-"""What the pool tests share: a gauge of the calls running at once."""
+"""What the primitives' tests share: a gauge of the pool's calls running at once, and an
+asyncio loop handler for a signal."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,3 +31,15 @@ class Gauge:
         with self.running():
             unknot.sleep(seconds)
         return x
+
+
+@contextmanager
+def loop_signal_handler(signum: int) -> Iterator[list[int]]:
+    """A handler of the running asyncio loop for ``signum``, for the block: the signals it got."""
+    loop = asyncio.get_running_loop()
+    loop_got: list[int] = []
+    loop.add_signal_handler(signum, loop_got.append, signum)
+    try:
+        yield loop_got
+    finally:
+        loop.remove_signal_handler(signum)

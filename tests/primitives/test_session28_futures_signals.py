@@ -3,7 +3,6 @@ unknot.wait / unknot.as_completed over pending concurrent.futures futures."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import os
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pool_helpers import loop_signal_handler
 
 import unknot
 
@@ -174,10 +174,7 @@ def test_the_last_receiver_to_exit_redelivers_what_it_did_not_take(
 @needs_sigusr
 @pytest.mark.unknot
 def test_a_loop_handler_comes_back_after_out_of_order_exits() -> None:
-    loop = asyncio.get_running_loop()
-    loop_got: list[int] = []
-    loop.add_signal_handler(signal.SIGUSR1, loop_got.append, signal.SIGUSR1)
-    try:
+    with loop_signal_handler(signal.SIGUSR1) as loop_got:
         a_may_close = unknot.Event()
 
         def watcher_a(opened: unknot.Event) -> None:
@@ -197,8 +194,6 @@ def test_a_loop_handler_comes_back_after_out_of_order_exits() -> None:
             while not loop_got:
                 unknot.sleep(0.001)
         assert loop_got == [signal.SIGUSR1]
-    finally:
-        loop.remove_signal_handler(signal.SIGUSR1)
 
 
 @pytest.mark.unknot

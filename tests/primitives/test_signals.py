@@ -3,13 +3,13 @@ only."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
 from typing import Any
 
 import pytest
+from pool_helpers import loop_signal_handler
 
 import unknot
 
@@ -80,10 +80,7 @@ def test_signals_never_taken_are_redelivered_on_exit() -> None:
 
 @pytest.mark.unknot
 def test_a_loop_handler_installed_before_is_put_back() -> None:
-    loop = asyncio.get_running_loop()
-    loop_got: list[int] = []
-    loop.add_signal_handler(signal.SIGUSR1, loop_got.append, signal.SIGUSR1)
-    try:
+    with loop_signal_handler(signal.SIGUSR1) as loop_got:
         with unknot.fail_after(5):
             with unknot.open_signal_receiver(signal.SIGUSR1) as received:
                 send_later(signal.SIGUSR1)
@@ -93,8 +90,6 @@ def test_a_loop_handler_installed_before_is_put_back() -> None:
             while not loop_got:
                 unknot.sleep(0.001)
         assert loop_got == [signal.SIGUSR1]
-    finally:
-        loop.remove_signal_handler(signal.SIGUSR1)
 
 
 @pytest.mark.unknot
