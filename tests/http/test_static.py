@@ -374,6 +374,17 @@ def test_other_ranges_give_the_whole_file(files: StaticFiles, range_header: str)
     assert b"content-range" not in headers
 
 
+def test_two_range_lines_give_the_whole_file(files: StaticFiles) -> None:
+    """Two lines make one invalid value ("bytes=0-1, bytes=5-6"): ignored, not the first."""
+    request = Request("GET", b"/data.bin", [(b"range", b"bytes=0-1"), (b"range", b"bytes=5-6")])
+    status, raw, body = normalize_result(files(request))
+    if isinstance(body, FileBody):
+        with body:
+            body = b"".join(body.chunks())
+    assert (status, body) == (200, DATA)
+    assert b"content-range" not in dict(raw)
+
+
 def test_range_is_ignored_on_head(files: StaticFiles) -> None:
     status, headers, _ = get(files, "/data.bin", {"Range": "bytes=0-1"}, method="HEAD")
     assert status == 200 and b"content-range" not in headers

@@ -17,8 +17,9 @@ What a request gets:
 - One range (``bytes=a-b``, ``a-``, ``-n``) on GET: 206 with ``Content-Range``; a range
   starting past the end (or an empty file, or ``-0``): 416 with ``Content-Range: bytes */size``.
   Several ranges get the whole file (200): allowed by RFC 9110, and simpler than multipart.
-  A malformed or non-bytes ``Range`` is ignored. ``If-Range`` (a strong tag or the exact
-  ``Last-Modified`` date) that does not match also gets the whole file.
+  A malformed or non-bytes ``Range`` is ignored, and so are two ``Range`` lines. ``If-Range``
+  (a strong tag or the exact ``Last-Modified`` date) that does not match also gets the whole
+  file.
 - ``x.gz`` instead of ``x`` when the client accepts gzip (``q=0`` honoured) and ``x.gz`` is a
   regular file not older than ``x``: ``Content-Encoding: gzip``, the type of ``x``, its own
   tag; ``Vary: Accept-Encoding`` whenever such a sibling exists, whoever asks.
@@ -461,7 +462,10 @@ def _answer(
             break
     raw = [*raw, *validators, _ACCEPT_RANGES]
     size = len(body) if type(body) is bytes else os.fstat(body.fileno()).st_size
-    range_header = headers.get("range")
+    ranges = headers.get_all("range")
+    # (Two Range lines make one invalid value, "bytes=0-1, bytes=5-6": ignored, as a malformed
+    # Range is: the whole file.)
+    range_header = ranges[0] if len(ranges) == 1 else None
     if range_header is not None and request.method == "GET":
         if_range = headers.get("if-range")
         if if_range is None or _if_range_matches(if_range, etag, last_modified):
