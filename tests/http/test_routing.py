@@ -65,6 +65,18 @@ def test_typed_path_parameters(app: App) -> None:
     assert params_of(app, "/a/x1/b/5") == {"x": "'x1'", "y": "5"}
 
 
+def test_a_float_too_long_for_a_float_is_no_match(app: App) -> None:
+    """float() of 400 digits is inf: no match (404), as an int too long for int() is."""
+    assert call(app, "GET", "/prices/" + "9" * 400)[0] == 404
+    assert call(app, "GET", "/prices/1." + "9" * 400)[0] == 200  # (rounds to 2.0: finite)
+
+
+@pytest.mark.parametrize("template", ["/x/{a:}", "/x/{a: int}"])
+def test_an_empty_or_spaced_converter_name_is_refused(template: str) -> None:
+    with pytest.raises(ValueError, match="unknown converter"):
+        App().add_route(template, echo)
+
+
 def test_parameter_values_have_their_types() -> None:
     app = App()
     seen: list[Any] = []

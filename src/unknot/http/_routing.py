@@ -13,7 +13,7 @@
 
 Path templates are matched against the percent-decoded path. ``{name}`` matches one segment
 (``str``); ``{name:int}`` digits (an ``int``); ``{name:float}`` digits with an optional
-fraction; ``{name:uuid}`` a UUID (a `uuid.UUID`); ``{name:path}`` the rest of the path, slashes
+fraction (a finite ``float``); ``{name:uuid}`` a UUID (a `uuid.UUID`); ``{name:path}`` the rest of the path, slashes
 included (possibly empty). ``{name}`` and ``{name:path}`` take any other character, a decoded
 newline (``%0A``) included. A value that does not convert is no match (404, not 500).
 
@@ -31,6 +31,7 @@ OPTIONS answered 204 with ``Allow`` (unless an OPTIONS endpoint is given). Those
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -54,11 +55,18 @@ _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 _CONVERTERS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     "str": ("[^/]+", None),
     "int": ("[0-9]+", int),
-    "float": (r"[0-9]+(?:\.[0-9]+)?", float),
+    "float": (r"[0-9]+(?:\.[0-9]+)?", lambda value: _finite(float(value))),
     "uuid": (_UUID, uuid.UUID),
     "path": (".*", None),
 }
 _PARAM = re.compile(r"\{([^{}:]*)(?::([^{}]*))?\}")
+
+
+def _finite(value: float) -> float:
+    """``value`` if finite: a float parameter too long for a float (``inf``) is no match."""
+    if value == math.inf:
+        raise ValueError("not a finite number")
+    return value
 
 
 class _Route:
@@ -112,7 +120,9 @@ def _compile(template: str) -> _Route:
     position = 0
     for match in _PARAM.finditer(template):
         pattern.append(_literal(template, template[position : match.start()]))
-        name, kind = match.group(1), match.group(2) or "str"
+        name, kind = match.group(1), match.group(2)
+        if kind is None:
+            kind = "str"
         if not name.isidentifier():
             raise ValueError(f"bad parameter name {name!r} in {template!r}")
         if name in names:
