@@ -312,12 +312,21 @@ def _check_address(address: Any, allow_remote: bool) -> None:
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = False
+        loopback = _ipv4_shorthand_is_loopback(host)
     if not loopback and not allow_remote:
         raise ValueError(
             f"backdoor refuses to listen on {host!r}: whoever connects can run any code in this "
             "process; use a loopback address or a Unix socket, or pass allow_remote=True"
         )
+
+
+def _ipv4_shorthand_is_loopback(host: Any) -> bool:
+    """Whether ``host`` is an IPv4 address in a shorthand form that ``bind`` accepts and
+    `ipaddress` does not (``127.1``, ``0x7f.1``) naming a loopback address (127.0.0.0/8)."""
+    try:
+        return usocket.inet_aton(host)[0] == 127
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -363,18 +372,24 @@ class BackdoorServer:
         self._inode: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
         if isinstance(address, (str, bytes, os.PathLike)):
             path = os.fsdecode(address)
-            _remove_stale_socket(path)
+            # A name in Linux's abstract namespace (a leading NUL) has no file: nothing stale to
+            # remove, no mode to set (any local user may connect), nothing to unlink at the end.
+            abstract = path.startswith("\0")
+            if not abstract:
+                _remove_stale_socket(path)
             sock = usocket.socket(usocket.AF_UNIX, usocket.SOCK_STREAM)
             try:
                 sock.bind(path)
-                os.chmod(path, 0o600)
-                st = os.stat(path)
+                if not abstract:
+                    os.chmod(path, 0o600)
+                    st = os.stat(path)
                 sock.listen(16)
             except BaseException:
                 sock.close()
                 raise
-            self._path = path
-            self._inode = (st.st_dev, st.st_ino)
+            if not abstract:
+                self._path = path
+                self._inode = (st.st_dev, st.st_ino)
         else:
             host, port = address[0], address[1]
             family = usocket.AF_INET6 if ":" in host else usocket.AF_INET

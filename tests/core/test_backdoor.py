@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,37 @@ def test_console_over_a_unix_socket(tmp_path: Path) -> None:
 
     unknot.run(main)
     _check(outs[0])
+
+
+def test_console_over_an_abstract_unix_socket() -> None:
+    """A Linux abstract name (a leading NUL): no file to check, chmod or remove."""
+    name = f"\0unknot-backdoor-test-{os.getpid()}"
+    outs: list[str] = []
+
+    def main() -> None:
+        with backdoor.serve(name, locals={"answer": 42}):
+
+            def talk() -> str:
+                client = BackdoorClient(name)
+                client.until_prompt()
+                out = client.run("answer + 1")
+                client.sock.close()
+                return out
+
+            outs.append(unknot.to_thread(talk))
+
+    unknot.run(main)
+    assert "43" in outs[0]
+
+
+def test_ipv4_shorthand_loopback_addresses_are_loopback() -> None:
+    def main() -> None:
+        with backdoor.serve(("127.1", 0)) as srv:
+            assert srv.address[0] == "127.0.0.1"
+        with pytest.raises(ValueError, match="refuses to listen on '10.1'"):
+            backdoor.serve(("10.1", 0))
+
+    unknot.run(main)
 
 
 def test_refuses_non_loopback_unless_allowed() -> None:
