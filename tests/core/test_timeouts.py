@@ -156,3 +156,13 @@ def test_condition_wait_refuses_nan_without_releasing_the_lock() -> None:
             cond.wait(NAN)
         unknot.sleep(0)
         assert released == [False]  # nobody could take the lock meanwhile
+
+
+@pytest.mark.parametrize("length", ["1", None, b"1"])
+def test_sleep_of_what_is_no_number_is_a_type_error_naming_it(length: object) -> None:
+    with pytest.raises(TypeError) as info:
+        unknot.run(unknot.sleep, length)
+    if not unknot.compiled:  # (compiled, the call's own check: "float object expected")
+        assert str(info.value) == (
+            f"sleep length must be a number of seconds, not {type(length).__name__}"
+        )

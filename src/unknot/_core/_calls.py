@@ -71,7 +71,13 @@ def sleep(seconds: float = 0) -> None:
     A blocking call: raises `Cancelled` in a cancelled scope. Outside any fiber and event loop it
     is `time.sleep`.
     """
-    if seconds != seconds or seconds < 0:
+    try:
+        refused = seconds != seconds or seconds < 0
+    except TypeError:  # (a string, None: "'<' not supported between...")
+        raise TypeError(
+            f"sleep length must be a number of seconds, not {type(seconds).__name__}"
+        ) from None
+    if refused:
         raise ValueError(f"sleep length must be a non-negative number, got {seconds!r}")
     f = getcurrent()
     if type(f) is not Fiber:
