@@ -360,3 +360,30 @@ class TestFiberNameIsAStr:
         assert g._name == "conn-{}"  # (still a template: made when first read)
         assert g.name == "conn-('127.0.0.1', 80)"
         f.join(), g.join()
+
+
+# -- loop.stop() called by a fiber under unknot.run ----------------------------------------------
+
+
+def test_loop_stop_from_a_fiber_is_a_runtime_error_naming_it() -> None:
+    """Before: ``FiberCancelled: root was cancelled``, which did not say why."""
+
+    def main() -> str:
+        asyncio.get_running_loop().stop()
+        unknot.sleep(1)
+        return "not reached"
+
+    with pytest.raises(RuntimeError, match=r"event loop was stopped \(loop.stop\(\)\) before"):
+        unknot.run(main)
+
+
+def test_a_root_that_catches_its_cancellation_after_loop_stop_returns_its_value() -> None:
+    def main() -> str:
+        asyncio.get_running_loop().stop()
+        try:
+            unknot.sleep(1)
+        except unknot.Cancelled:
+            return "cleaned up"
+        return "not reached"
+
+    assert unknot.run(main) == "cleaned up"

@@ -334,8 +334,10 @@ def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -
     root.add_done_callback(stop)
     restore_sigint = install_sigint(hub, loop)
     asyncio.set_event_loop(loop)
+    stopped_early = False
     try:
         loop.run_forever()
+        stopped_early = not root.done()  # (`loop.stop()` called by a fiber or a task)
     finally:
         # (A root still running here, as when a deadlock was raised out of the loop, finishes
         # in the shutdown: that must not stop the loop under one of its steps.)
@@ -347,6 +349,11 @@ def run(fn: Callable[..., T], /, *args: Any, clock: Any = None, **kwargs: Any) -
             asyncio.set_event_loop(None)
             loop.close()
             _hosts.pop(root, None)
+    if stopped_early and root.cancelled():
+        raise RuntimeError(
+            "unknot.run(): the event loop was stopped (loop.stop()) before the root fiber "
+            "finished; the root fiber was cancelled"
+        )
     return root.result()
 
 
