@@ -287,10 +287,39 @@ def _in_turn(kinds: str, c_method: Callable[..., Any], name: str) -> Any:
     return method
 
 
+def _repr_as(base: type) -> Callable[[Any], str]:
+    """The ``__repr__`` of the C file type ``base`` for its subclass: the C one names the
+    object's own type, and code (CPython's own tests included) expects the stdlib's
+    ``<_io.BufferedReader name=3>`` of a socket file or pipe."""
+    shown = f"{base.__module__}.{base.__qualname__}"
+    known: dict[Any, tuple[str, ...]] = {
+        _io.BufferedReader: ("name",),
+        _io.BufferedWriter: ("name",),
+        _io.TextIOWrapper: ("name", "mode"),
+    }
+    fields = known.get(base)
+
+    def __repr__(self: Any) -> str:
+        if fields is None:  # (BufferedRWPair: object's repr)
+            return f"<{shown} object at {id(self):#x}>"
+        parts = [f"<{shown}"]
+        for field in fields:
+            try:
+                value = getattr(self, field)
+            except (AttributeError, ValueError):  # (as the C repr: absent, or detached)
+                continue
+            parts.append(f" {field}={value!r}")
+        if base is _io.TextIOWrapper:
+            parts.append(f" encoding={self.encoding!r}")
+        return "".join(parts) + ">"
+
+    return __repr__
+
+
 def _fiber_safe(base: type, name: str, doc: str, kinds: dict[str, str]) -> type:
     """A subclass of the C file type ``base`` whose methods in ``kinds`` (name: the turns they
-    take, "r" and/or "w") take the fiber's turn."""
-    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    take, "r" and/or "w") take the fiber's turn, shown as ``base`` is."""
+    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__, "__repr__": _repr_as(base)}
     for method_name, method_kinds in kinds.items():
         if hasattr(base, method_name):
             namespace[method_name] = _in_turn(method_kinds, getattr(base, method_name), method_name)

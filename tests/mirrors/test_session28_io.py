@@ -495,3 +495,24 @@ def test_os_write_empty_to_a_full_pipe_returns_at_once(where: Where) -> None:
             std_os.close(w)
 
     where.run(main)
+
+
+@pytest.mark.parametrize("mode", ["rb", "wb", "r", "w", "rwb"])
+def test_a_socket_files_repr_is_the_stdlibs(mode: str) -> None:
+    """As the stdlib's (CPython's test_name_closed_socketio checks it): the fiber-safe files
+    name the io type they extend, not their own class."""
+    import re
+    import socket as std
+
+    def shown(sock_type: Any) -> tuple[str, str]:
+        with sock_type(std.AF_INET, std.SOCK_STREAM) as sock:
+            f = sock.makefile(mode)
+            before = repr(f)
+            f.close()
+            return before, repr(f)
+
+    def plain(text: str) -> str:
+        return re.sub(r"0x[0-9a-f]+|name=\d+", "X", text)  # (addresses and fd numbers differ)
+
+    ours, theirs = shown(us.socket), shown(std.socket)
+    assert [plain(r) for r in ours] == [plain(r) for r in theirs]
