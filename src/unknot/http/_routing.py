@@ -13,9 +13,10 @@
 
 Path templates are matched against the percent-decoded path. ``{name}`` matches one segment
 (``str``); ``{name:int}`` digits (an ``int``); ``{name:float}`` digits with an optional
-fraction (a finite ``float``); ``{name:uuid}`` a UUID (a `uuid.UUID`); ``{name:path}`` the rest of the path, slashes
-included (possibly empty). ``{name}`` and ``{name:path}`` take any other character, a decoded
-newline (``%0A``) included. A value that does not convert is no match (404, not 500).
+fraction (a finite ``float``); ``{name:uuid}`` a UUID (a `uuid.UUID`); ``{name:path}`` the
+rest of the path, slashes included (possibly empty). ``{name}`` and ``{name:path}`` take any
+other character, a decoded newline (``%0A``) included. A value that does not convert is no
+match (404, not 500).
 
 Lookup: a template without parameters is one dict lookup, and it wins over templates with
 parameters; the others are tried in the order they were added, among those whose first
