@@ -28,7 +28,7 @@ from . import _fiber
 from . import _monitor as _monitor_mod
 from ._fiber import Fiber
 from ._lookup import get_hub, running_hubs
-from ._monitor import _monitor, debug_mode, enable_by_default
+from ._monitor import _monitor, debug_mode, enable_by_default, hub_threshold
 from ._stacks import CORE_DIR, PACKAGE_PREFIX, frames_of, user_stack
 
 if TYPE_CHECKING:
@@ -111,10 +111,14 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
     the fiber waits in: ``("Lock.acquire", the lock)``, ``("Channel.recv", the channel)``,
     ``("select", None)``. The first public API met (a method of a public class, or a public
     function) names it; the outermost of that owner's methods, rather (Lock.acquire, not the
-    Lock._wait it calls). A private helper (``_perform``, ``_Run.next``) names it only if no
-    public API is found before the frames leave unknot."""
+    Lock._wait it calls), and then the outermost of the unknot objects delegating to it by a
+    method of the same name (RLock.acquire, not the Lock.acquire it calls). A private helper
+    (``_perform``, ``_Run.next``) names it only if no public API is found before the frames
+    leave unknot; but a private function named after a public one of its module, which it
+    implements, names that one (``_as_completed``, the generator `as_completed` returns)."""
     first: tuple[str | None, Any] = (None, None)
-    for i in range(start, len(frames)):
+    n = len(frames)
+    for i in range(start, n):
         fr = frames[i]
         code = fr.f_code
         filename = code.co_filename
@@ -124,16 +128,35 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
             break
         owner = fr.f_locals.get("self")
         if owner is None:
-            if not _is_private(code.co_name):
-                return code.co_name, None
+            name = code.co_name
+            if not _is_private(name):
+                return name, None
+            if not _is_private(name[1:]) and callable(fr.f_globals.get(name[1:])):
+                return name[1:], None
             if first[0] is None:
-                first = (code.co_name, None)
+                first = (name, None)
             continue
         method = code.co_name
-        for outer in frames[i + 1 :]:
-            if outer.f_locals.get("self") is not owner:
-                break
-            method = outer.f_code.co_name
+        k = i + 1
+        while k < n and frames[k].f_locals.get("self") is owner:
+            method = frames[k].f_code.co_name
+            k += 1
+        if not (_is_private(type(owner).__name__) or _is_private(method)):
+            # A public wrapper's method of the same name calling this one names the wait: the
+            # user called the wrapper (RLock.acquire calls its Lock's, Condition.acquire its
+            # lock's).
+            while k < n and frames[k].f_code.co_filename.startswith(_PACKAGE_DIR):
+                wrapper = frames[k].f_locals.get("self")
+                if (
+                    wrapper is None
+                    or frames[k].f_code.co_name != method
+                    or _is_private(type(wrapper).__name__)
+                ):
+                    break
+                owner = wrapper
+                k += 1
+                while k < n and frames[k].f_locals.get("self") is owner:
+                    k += 1
         label = f"{type(owner).__name__}.{method}"
         if isinstance(owner, Fiber):
             label += f" ({owner.name})"
@@ -299,7 +322,12 @@ def format_dump(hub: Hub | None = None) -> str:
         infos = fibers(h)
         lines.append(
             f"=== unknot: hub in thread {h.thread.name!r}: {len(infos)} live fibers"
-            + ("" if h in _monitor.watches else " (blocking detector off: untimed waits undated)")
+            # (From the settings: the detector thread samples a hub first up to 50 ms later.)
+            + (
+                ""
+                if hub_threshold(h) is not None
+                else " (blocking detector off: untimed waits undated)"
+            )
             + _hub_notes(h)
             + " ==="
         )

@@ -399,6 +399,18 @@ def monitor_threshold() -> float | None:
     return _monitor.threshold
 
 
+def hub_threshold(hub: Hub) -> float | None:
+    """The threshold the detector watches ``hub`` with, in seconds (None: it does not watch
+    it): its loop's ``slow_callback_duration`` if asyncio's debug mode turned watching on for it
+    (`loop_debug`), else the process-wide one. Read from the settings, as the thread's samples
+    are (`Monitor._run`): right from the start, not once the thread has first sampled the hub.
+    """
+    m = _monitor
+    if hub in m.debug_hubs:
+        return _debug_threshold(hub)
+    return m.threshold
+
+
 def parse_setting(value: str) -> float | None:
     """``UNKNOT_MONITOR``'s value as a threshold (None: off). `ValueError` if malformed."""
     v = value.strip().lower()

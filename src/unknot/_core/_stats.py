@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _thread_pool
 from ._lookup import get_hub
-from ._monitor import lag_samples, monitor_threshold
+from ._monitor import hub_threshold, lag_samples
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -44,7 +44,9 @@ class LoopStats:
     lag_p90: float | None
     lag_p99: float | None
     lag_max: float | None
-    #: The blocking detector's threshold (seconds), None while it is off.
+    #: The blocking detector's threshold for this hub (seconds), None while it does not watch
+    #: it: its loop's ``slow_callback_duration`` when asyncio's debug mode turned it on for the
+    #: hub (``loop.set_debug(True)``), else the process-wide threshold.
     monitor_threshold: float | None
 
     def __repr__(self) -> str:
@@ -99,5 +101,5 @@ def stats(hub: Hub | None = None) -> LoopStats:
         lag_p90=_percentile(ordered, 0.9) if ordered else None,
         lag_p99=_percentile(ordered, 0.99) if ordered else None,
         lag_max=ordered[-1] if ordered else None,
-        monitor_threshold=monitor_threshold(),
+        monitor_threshold=hub_threshold(hub),
     )
