@@ -70,19 +70,57 @@ class _Installed:
     ``tick`` counts the deliveries (a signal, or a hand-over by a closing receiver); each
     receiver records the tick at which it opened, so that a receiver closing with the signal
     untaken hands it over to the receivers that did not get it (opened after it came) only.
+    ``shared`` is the tick of the latest delivery that a Python handler installed over the
+    loop's (``signal.signal`` while receivers are open) got as well: not to be raised again.
     """
 
-    __slots__ = ("receivers", "python_handler", "asyncio_handler", "tick")
+    __slots__ = (
+        "receivers",
+        "python_handler",
+        "asyncio_handler",
+        "tick",
+        "loop_python_handler",
+        "shared",
+    )
 
     def __init__(self, python_handler: Any, asyncio_handler: tuple[Any, Any] | None) -> None:
         self.receivers: dict[SignalReceiver, int] = {}  # open receiver -> tick when opened
         self.python_handler = python_handler
         self.asyncio_handler = asyncio_handler
         self.tick = 0
+        #: The Python handler the loop installed with `dispatch` (asyncio's no-op one).
+        self.loop_python_handler: Any = None
+        self.shared = -1
+
+    def install(self, loop: Any, signum: int) -> None:
+        """Make `dispatch` the loop's handler for ``signum`` (may raise)."""
+        loop.add_signal_handler(signum, self.dispatch, signum)
+        self.loop_python_handler = signal.getsignal(signum)
+
+    def in_force(self, loop: Any, signum: int) -> bool:
+        """Whether `dispatch` is still the loop's handler for ``signum``."""
+        current = _previous_asyncio_handler(loop, signum)
+        return current is not None and current[0] == self.dispatch
+
+    def adopt_replacement(self, loop: Any, signum: int) -> bool:
+        """If user code installed a handler for ``signum`` over ours since (the loop's, or a
+        Python one), make it the one to put back at the end (the user's latest word): whether
+        it did."""
+        python_handler = signal.getsignal(signum)
+        if self.in_force(loop, signum):
+            if python_handler is self.loop_python_handler:
+                return False
+            self.asyncio_handler = None  # a Python handler over the loop's
+        else:  # the loop's replaced (or removed: then the Python handler left is the one)
+            self.asyncio_handler = _previous_asyncio_handler(loop, signum)
+        self.python_handler = python_handler
+        return True
 
     def dispatch(self, signum: int) -> None:
         """The loop's handler for the signal: deliver it to every open receiver."""
         self.tick += 1
+        if signal.getsignal(signum) is not self.loop_python_handler:
+            self.shared = self.tick  # a Python handler installed over the loop's ran for it
         for receiver in list(self.receivers):
             receiver._deliver(signum, self.tick)
 
@@ -92,6 +130,8 @@ class _Installed:
         late = [r for r, opened in self.receivers.items() if opened >= tick]
         if late:
             self.tick += 1
+            if tick == self.shared:
+                self.shared = self.tick
             for receiver in late:
                 receiver._deliver(signum, self.tick)
 
@@ -116,12 +156,10 @@ def _register(loop: Any, per_signal: dict[int, _Installed], signum: int, r: Sign
     installed = per_signal.get(signum)
     if installed is None:
         installed = _Installed(signal.getsignal(signum), _previous_asyncio_handler(loop, signum))
-        loop.add_signal_handler(signum, installed.dispatch, signum)  # (may raise: not kept)
+        installed.install(loop, signum)  # (may raise: not kept)
         per_signal[signum] = installed
-    else:
-        current = _previous_asyncio_handler(loop, signum)
-        if current is None or current[0] != installed.dispatch:  # replaced meanwhile
-            loop.add_signal_handler(signum, installed.dispatch, signum)
+    elif installed.adopt_replacement(loop, signum):  # replaced meanwhile: taken back
+        installed.install(loop, signum)
     installed.receivers[r] = installed.tick
 
 
@@ -142,13 +180,15 @@ def _unregister(
             installed.hand_over(signum, untaken)
         return False
     del per_signal[signum]
-    loop.remove_signal_handler(signum)
-    if installed.asyncio_handler is not None:
-        callback, args = installed.asyncio_handler
-        loop.add_signal_handler(signum, callback, *args)
-    elif installed.python_handler is not None:
-        signal.signal(signum, installed.python_handler)
-    return untaken is not None
+    installed.adopt_replacement(loop, signum)
+    if installed.in_force(loop, signum):  # (else the loop's handler is user code's: kept)
+        loop.remove_signal_handler(signum)
+        if installed.asyncio_handler is not None:
+            callback, args = installed.asyncio_handler
+            loop.add_signal_handler(signum, callback, *args)
+        elif installed.python_handler is not None:
+            signal.signal(signum, installed.python_handler)
+    return untaken is not None and untaken != installed.shared
 
 
 @contextlib.contextmanager
@@ -167,6 +207,13 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
     again (``signal.raise_signal``) so that they are not lost. A block that exits while others
     stay open hands the signals it never took to those opened after they came (the others got
     them too).
+
+    A handler that user code installs for one of the signals while blocks are open takes the
+    signal over, and stays in force when the last block exits (the handler from before the
+    first is then not put back over it; trio's puts it back): with ``loop.add_signal_handler``
+    the receivers no longer get the signal; with ``signal.signal`` they still do, as the new
+    handler does (a signal it got is not raised again at the exit). A block opened after that
+    takes the signal back for all the open blocks, and the last to exit puts that handler back.
     """
     if not signals:
         raise TypeError("open_signal_receiver() needs at least one signal")
