@@ -442,6 +442,9 @@ class socket(_StdSocket):
             raise ValueError("non-blocking sockets are not supported")
         if not fsize:
             return 0
+        sockno = self.fileno()
+        if sockno < 0:  # closed: as the stdlib's, whose selector refuses the fd -1
+            raise ValueError(f"Invalid file descriptor: {sockno}")
         blocksize = min(count or fsize, 2**30)
         total = 0
         try:
