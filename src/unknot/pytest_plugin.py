@@ -5,6 +5,10 @@ Mark a test with ``@pytest.mark.unknot`` and it runs as the root fiber of a fres
 fixture gives the hub a `MockClock` whose time jumps whenever all fibers wait, so tests of
 timeouts finish instantly; ``mock_clock`` gives one that only moves when you call ``jump``.
 
+A test that requests a clock fixture without the marker does not run in a fiber: it may start
+a hub on the clock itself (``unknot.run(main, clock=autojump_clock)``). If no hub ran on the
+clock, it was ignored (the test's sleeps took real time): the test fails, saying how to mark it.
+
 A fiber that ends with an exception nobody retrieves during such a test (one marked, or one
 requesting either clock fixture) fails the test, with the fiber's traceback in the report.
 ``@pytest.mark.unknot(background_errors="log")``, or the ini option
@@ -52,16 +56,28 @@ def pytest_configure(config: pytest.Config) -> None:
     lowlevel.enable_monitor_by_default()
 
 
+class _FixtureClock(MockClock):
+    """The clock fixtures' `MockClock`, which notes whether its time was ever read: a hub
+    running on it reads it at every turn of its loop (see `_unused_clocks`)."""
+
+    read = False
+
+    def time(self) -> float:
+        """The current virtual time (and a note that it was read)."""
+        self.read = True
+        return MockClock.time(self)
+
+
 @pytest.fixture
 def autojump_clock() -> MockClock:
     """A `MockClock` that jumps to the next deadline as soon as every fiber is waiting."""
-    return MockClock(autojump_threshold=0)
+    return _FixtureClock(autojump_threshold=0)
 
 
 @pytest.fixture
 def mock_clock() -> MockClock:
     """A `MockClock` that moves only when the test calls ``jump``."""
-    return MockClock()
+    return _FixtureClock()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -116,6 +132,52 @@ def _requested_clock(item: pytest.Function) -> MockClock | None:
             pytrace=False,
         )
     return next(iter(found.values()))[1] if found else None
+
+
+def _fixture_clocks(item: pytest.Item) -> list[tuple[str, _FixtureClock]]:
+    """For a test not marked ``unknot``, once its fixtures are set up: the clock fixtures it
+    requests itself (as an argument, or with ``usefixtures``), by name. Not one that only a
+    fixture asks for (an autouse fixture of a conftest may hand a clock to every test, the
+    unmarked ones included, which need not use it). Empty for a marked test (it runs on its
+    clock) and for a clock fixture a conftest overrode."""
+    if item.get_closest_marker("unknot") is not None:
+        return []
+    info = getattr(item, "_fixtureinfo", None)
+    direct = set(getattr(info, "argnames", ()))
+    for mark in item.iter_markers("usefixtures"):
+        direct.update(mark.args)
+    names = _FIXTURES.intersection(direct)
+    if not names:
+        return []
+    funcargs = getattr(item, "funcargs", {})
+    request = getattr(item, "_request", None)
+    clocks = []
+    for name in sorted(names):
+        if name in funcargs:
+            value = funcargs[name]
+        elif request is not None:
+            value = request.getfixturevalue(name)  # (already set up: its cached value)
+        else:
+            continue
+        if isinstance(value, _FixtureClock):
+            clocks.append((name, value))
+    return clocks
+
+
+def _unused_clocks(clocks: list[tuple[str, _FixtureClock]]) -> str | None:
+    """Why a test not marked ``unknot`` fails, if no hub ran on a clock fixture it requested
+    (of ``clocks``, from `_fixture_clocks`): it did not run in a fiber, and started no hub on
+    the clock, which it then ignored (its sleeps took real time); else None."""
+    unused = [name for name, clock in clocks if not clock.read]
+    if not unused:
+        return None
+    which = " and ".join(unused)
+    return (
+        f"unknot: the test requests the {which} fixture, but no hub ran on that clock: it was "
+        "ignored, and the test's sleeps and timeouts took real time (without the marker a test "
+        "does not run in a fiber). Mark the test @pytest.mark.unknot to run it as a fiber on "
+        f"that clock, or pass the clock to the hub it starts: unknot.run(main, clock={unused[0]})"
+    )
 
 
 class _UnretrievedErrors:
@@ -211,36 +273,67 @@ def _unwatch(handler: _UnretrievedErrors) -> None:
 
 def _runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """A new-style wrapper of the test's call: a test that failed on its own keeps its own
-    error; one that passed fails with its fibers' unretrieved errors."""
+    error (noted with `_unused_clocks`' hint, if any); one that passed fails with its fibers'
+    unretrieved errors, or else if no hub ran on a clock fixture it requested."""
+    clocks = _fixture_clocks(item)
     handler = _watching(item)
-    if handler is None:
+    if handler is None and not clocks:
         return (yield)
     try:
         result = yield
+    except BaseException as e:
+        hint = _unused_clocks(clocks)
+        if hint is not None:
+            e.add_note(hint)
+        raise
     finally:
-        _unwatch(handler)
-    group = _unretrieved_group(handler)
-    if group is not None:
-        raise group
+        if handler is not None:
+            _unwatch(handler)
+    error = _call_error(handler, clocks)
+    if error is not None:
+        raise error
     return result
+
+
+def _call_error(
+    handler: _UnretrievedErrors | None, clocks: list[tuple[str, _FixtureClock]]
+) -> BaseException | None:
+    """What a test that passed fails with: its fibers' unretrieved errors (noted with
+    `_unused_clocks`' hint, if any), else that hint; None if neither."""
+    group = _unretrieved_group(handler) if handler is not None else None
+    hint = _unused_clocks(clocks)
+    if group is not None:
+        if hint is not None:
+            group.add_note(hint)
+        return group
+    if hint is not None:
+        return pytest.fail.Exception(hint, pytrace=False)
+    return None
 
 
 def _runtest_call_old_style(item: pytest.Item) -> Generator[None, Any, None]:
     """`_runtest_call` as an old-style wrapper, for pluggy before 1.1 (pytest 7)."""
+    clocks = _fixture_clocks(item)
     handler = _watching(item)
-    if handler is None:
+    if handler is None and not clocks:
         yield
         return
     try:
         outcome = yield
     finally:
-        _unwatch(handler)
-    group = _unretrieved_group(handler)
-    if group is not None and outcome.excinfo is None:
+        if handler is not None:
+            _unwatch(handler)
+    if outcome.excinfo is not None:
+        hint = _unused_clocks(clocks)
+        if hint is not None:
+            outcome.excinfo[1].add_note(hint)
+        return
+    error = _call_error(handler, clocks)
+    if error is not None:
         if hasattr(outcome, "force_exception"):
-            outcome.force_exception(group)
+            outcome.force_exception(error)
         else:
-            raise group  # (pluggy 1.0: a wrapper's exception is the call's)
+            raise error  # (pluggy 1.0: a wrapper's exception is the call's)
 
 
 try:

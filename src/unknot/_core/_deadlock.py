@@ -10,6 +10,11 @@ running), and no foreign thread runs. After `DEADLOCK_GRACE` seconds of that, th
 gets a `DeadlockError` listing every fiber. A foreign thread or a pending alarm may end without
 waking anything: while one is the only possible waker, the hub looks again every
 `FOREIGN_RECHECK` seconds (or once the alarm is due) instead of sleeping for good.
+
+Under a `MockClock` that moves only when jumped (rate 0, no autojump) a pending timer cannot
+fire by itself either: `_stalled_clock_timeout` (asked when the hub would sleep with no end
+although timers are pending) reports the same deadlock once nothing but those timers could wake
+a fiber, saying that the clock is not advancing.
 """
 
 from __future__ import annotations
@@ -54,15 +59,15 @@ class DeadlockDetection(TimerQueue):
     def throw(self, f: Fiber, exc: BaseException) -> bool:
         raise NotImplementedError
 
-    def _others_can_wake(self) -> bool:
-        """Whether anything (I/O, timers, threads, asyncio, signal handlers) may wake a fiber and
-        would wake the hub's poll when it does."""
+    def _others_can_wake(self, timers: bool = True) -> bool:
+        """Whether anything (I/O, timers unless ``timers`` is false, threads, asyncio, signal
+        handlers) may wake a fiber and would wake the hub's poll when it does."""
         if self.ready or self.fd_waiters or self.threads_in_flight:
             return True
-        if self.next_deadline() is not None:
+        if timers and self.next_deadline() is not None:
             return True
         loop = self.loop
-        if loop is not None and _loop_has_work(loop):
+        if loop is not None and _loop_has_work(loop, timers):
             return True
         return _signal_handler_set()
 
@@ -80,6 +85,30 @@ class DeadlockDetection(TimerQueue):
             return None
         if self._others_can_wake():
             return None
+        return self._deadlock_timeout(False)
+
+    def _stalled_clock_timeout(self) -> float | None:
+        """The poll's timeout when the selector hub would sleep with none although timers are
+        pending, because its `MockClock` does not move by itself (rate 0, no autojump): only a
+        ``jump`` fires them. None to sleep until woken; else the seconds after which to look
+        again.
+
+        As `_idle_timeout`, but for the timers (the hub's and the loop's, all on that clock),
+        which cannot wake a fiber: a deadlock once nothing else could, for `DEADLOCK_GRACE`
+        seconds. The other wakers are the same, so a ``jump`` from another fiber (it is ready),
+        from `to_thread` or an executor job (in flight: the hub sleeps until it ends) or from a
+        foreign thread (looked at again every `FOREIGN_RECHECK` seconds) still fires them.
+        """
+        if self.root is None and not getattr(self.loop, UNWINDING_AT_CLOSE, False):
+            return None
+        if self._others_can_wake(timers=False):
+            return None
+        return self._deadlock_timeout(True)
+
+    def _deadlock_timeout(self, stalled_clock: bool) -> float | None:
+        """Nothing in the hub can wake a fiber (but the timers of a clock that does not move, if
+        ``stalled_clock``): the poll's timeout while a foreign thread or an alarm may still do
+        it, or during the grace; else report the deadlock and return 0."""
         recheck = _alarm_due()
         if _foreign_threads_alive(self.loop):
             foreign = self.FOREIGN_RECHECK
@@ -90,7 +119,7 @@ class DeadlockDetection(TimerQueue):
         grace = self._deadlock_grace()
         if grace is not None:
             return grace
-        self._report_deadlock()
+        self._report_deadlock(stalled_clock)
         return 0
 
     #: Seconds between two deadlock checks while a foreign thread runs and nothing else can
@@ -116,9 +145,14 @@ class DeadlockDetection(TimerQueue):
         self._deadlock_since = None
         return None
 
-    def deadlock_report(self) -> str:
-        """Describe every live fiber and where it is blocked."""
-        lines = [f"deadlock: all {len(self.fibers)} fibers are blocked and nothing can wake them"]
+    def deadlock_report(self, stalled_clock: bool = False) -> str:
+        """Describe every live fiber and where it is blocked (``stalled_clock``: they wait for
+        timers of a `MockClock` that does not move by itself)."""
+        if stalled_clock:
+            lines = [self._stalled_clock_headline()]
+        else:
+            n = len(self.fibers)
+            lines = [f"deadlock: all {n} fibers are blocked and nothing can wake them"]
         fibers = sorted(self.fibers, key=lambda f: f is not self.root)
         for f in fibers[:20]:
             lines.append(f"  {f.name}{' (root)' if f is self.root else ''}:")
@@ -133,7 +167,25 @@ class DeadlockDetection(TimerQueue):
             lines.append(f"  ... and {len(fibers) - 20} more")
         return "\n".join(lines)
 
-    def _report_deadlock(self) -> None:
+    def _stalled_clock_headline(self) -> str:
+        """The first line of the report of a deadlock on timers that only a jump can fire."""
+        due = self.next_deadline()
+        scheduled = getattr(self.loop, "_scheduled", None) or ()
+        for handle in scheduled:  # (the loop's timers: asyncio's call_later, asyncio.sleep)
+            if not handle.cancelled() and (due is None or handle.when() < due):
+                due = handle.when()
+        when = ""
+        if due is not None:
+            when = f" (the next is due at {due:g}; the clock reads {self.time():g})"
+        return (
+            f"deadlock: all {len(self.fibers)} fibers are blocked and only timers could wake "
+            f"them{when}, but the MockClock is not advancing: it moves only when jumped "
+            "(rate 0, no autojump). Use the autojump_clock fixture (MockClock("
+            "autojump_threshold=0)), or advance it with clock.jump() from another fiber or "
+            "a thread"
+        )
+
+    def _report_deadlock(self, stalled_clock: bool = False) -> None:
         """Throw the `DeadlockError` into the root fiber; raise it out of the loop instead if
         the root is not parked in a wait that can take it.
 
@@ -144,7 +196,7 @@ class DeadlockDetection(TimerQueue):
         the root's wait ends as it must, then the root unwinds.
         """
         root = self.root
-        err = DeadlockError(self.deadlock_report())
+        err = DeadlockError(self.deadlock_report(stalled_clock))
         if (
             root is not None
             and root._state == RUNNING
@@ -155,10 +207,11 @@ class DeadlockDetection(TimerQueue):
         raise err
 
 
-def _loop_has_work(loop: Any) -> bool:
+def _loop_has_work(loop: Any, timers: bool = True) -> bool:
     # asyncio internals we can read because the hub lives inside the loop: pending callbacks,
-    # timers, fd registrations besides the self-pipe, signal handlers, executor jobs.
-    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
+    # timers (unless ``timers`` is false), fd registrations besides the self-pipe, signal
+    # handlers, executor jobs.
+    if getattr(loop, "_ready", None) or (timers and getattr(loop, "_scheduled", None)):
         return True
     selector_map = getattr(loop, "_selector", None)
     nfds = len(selector_map.get_map()) if selector_map is not None else 0

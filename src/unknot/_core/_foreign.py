@@ -234,7 +234,7 @@ class ForeignHub(Hub):
     def next_deadline(self) -> float | None:
         return None
 
-    def _others_can_wake(self) -> bool:
+    def _others_can_wake(self, timers: bool = True) -> bool:
         return True  # the loop is not ours: assume it knows what it is doing
 
     # -- fds: add_reader/add_writer while a fiber waits ----------------------------------------

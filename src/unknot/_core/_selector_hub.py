@@ -68,7 +68,10 @@ class HubSelector(Hub):
             if mock.autojump_threshold < real and not self._threads_at_work():
                 self._jump_to = self.time() + timeout
                 real = mock.autojump_threshold
-            return None if real == math.inf else min(real, MAX_POLL_TIMEOUT)
+            if real == math.inf:
+                # The clock moves only when jumped: its timers cannot fire by themselves.
+                return self._stalled_clock_timeout()  # (None, or when to look again)
+            return min(real, MAX_POLL_TIMEOUT)
         return timeout
 
     def _threads_at_work(self) -> bool:
