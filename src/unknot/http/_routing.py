@@ -26,8 +26,14 @@ exact: ``/items`` and ``/items/`` are different paths.
 Answers the `App` gives by itself: 404 when no route or mount matches; 405 with ``Allow``
 when the path matches but not the method; HEAD routed to the GET endpoint (unless a HEAD
 endpoint is given: the server drops the body of an answer to HEAD and keeps its headers);
-OPTIONS answered 204 with ``Allow`` (unless an OPTIONS endpoint is given). Those answers are
-`HTTPError`\\ s, so error handlers (``@app.errorhandler(404)``) can change them.
+OPTIONS answered 204 with ``Allow`` (unless an OPTIONS endpoint is given). The 404 and 405
+answers are `HTTPError`\\ s, so error handlers (``@app.errorhandler(404)``) can change them; the
+204 is a plain `Response`.
+
+``OPTIONS *`` asks about the server in general (RFC 9110, 9.3.7): 204 with ``Allow`` listing
+every method of the app's routes and of what it mounts, `App`\\ s (their routes and mounts, in
+turn) and `StaticFiles` (GET, HEAD, OPTIONS). A plain handler mounted cannot tell its methods:
+it is left out of that list, and not called for ``*`` (it expects a path below its prefix).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import Any
 
 from ._message import HTTPError, Request
 from ._response import Response
-from ._static import StaticFiles
+from ._static import STATIC_METHODS, StaticFiles
 
 __all__ = ["App", "Endpoint", "Handler"]
 
@@ -175,6 +181,7 @@ class App:
         self._by_first_segment: dict[str, list[_Route]] = {}
         self._any_first_segment: list[_Route] = []  # templates starting with a parameter
         self._mounts: list[tuple[str, Handler]] = []  # longest prefix first
+        self._mounted: list[Handler] = []  # the handlers as given, in the order mounted
         self._status_handlers: dict[int, ErrorHandler] = {}
         self._exception_handlers: dict[type[BaseException], ErrorHandler] = {}
 
@@ -259,6 +266,7 @@ class App:
         target = handler.handle if isinstance(handler, (App, StaticFiles)) else handler
         self._mounts.append((prefix, target))
         self._mounts.sort(key=lambda item: len(item[0]), reverse=True)
+        self._mounted.append(handler)
 
     def static(self, prefix: str, directory: str, **options: Any) -> StaticFiles:
         """Serve the files of ``directory`` under ``prefix``; ``options`` go to `StaticFiles`."""
@@ -270,7 +278,7 @@ class App:
         """Decorator: ``handler(request, exc)`` answers an error instead of the default.
 
         ``key`` is a status (for `HTTPError`\\ s with that status, including the app's own
-        404, 405 and OPTIONS answers) or an exception class (for it and its subclasses; the
+        404 and 405 answers) or an exception class (for it and its subclasses; the
         most specific class wins; a status handler wins over ``HTTPError``'s).
         """
         if isinstance(key, int) and not isinstance(key, bool):
@@ -383,10 +391,24 @@ class App:
         raise HTTPError(404)
 
     def _all_methods(self) -> list[str]:
+        """What ``OPTIONS *`` lists: the methods of the routes, then of the mounts."""
         methods: list[str] = []
+        self._collect_methods(methods, set())
+        return methods or ["OPTIONS"]
+
+    def _collect_methods(self, methods: list[str], seen: set[App]) -> None:
+        """Add to ``methods`` those of this app's routes and of the `App`\\ s and `StaticFiles`
+        it mounts (``seen``: the apps visited, so an app mounted within itself ends)."""
+        if self in seen:
+            return
+        seen.add(self)
         for route in [*self._static_routes.values(), *self._dynamic_routes.values()]:
             methods += [m for m in route.methods if m not in methods]
-        return methods or ["OPTIONS"]
+        for handler in self._mounted:
+            if isinstance(handler, App):
+                handler._collect_methods(methods, seen)
+            elif isinstance(handler, StaticFiles):
+                methods += [m for m in STATIC_METHODS if m not in methods]
 
     def __repr__(self) -> str:
         routes = len(self._static_routes) + len(self._dynamic_routes)

@@ -20,7 +20,8 @@ What a request gets:
   A malformed or non-bytes ``Range`` is ignored, and so are two ``Range`` lines. ``If-Range``
   (a strong tag or the exact ``Last-Modified`` date) that does not match also gets the whole
   file.
-- ``x.gz`` instead of ``x`` when the client accepts gzip (``q=0`` honoured) and ``x.gz`` is a
+- ``x.gz`` instead of ``x`` when the client accepts gzip (``q=0`` honoured, and an invalid
+  weight such as ``q=inf`` taken as ``q=0``, see `accepts_gzip`) and ``x.gz`` is a
   regular file not older than ``x``: ``Content-Encoding: gzip``, the type of ``x``, its own
   tag; ``Vary: Accept-Encoding`` whenever such a sibling exists, whoever asks.
 - A directory: its index file (``index.html``) if ``index`` is set, after redirecting
@@ -76,7 +77,11 @@ _ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 _SUSPICIOUS = re.compile(rb"%(?:2[eEfF5]|5[cC]|00)|[\\\x00]")
 _RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
 _ETAG = re.compile(r'\*|(?:W/)?"[^"]*"')
-_ALLOW = {"allow": "GET, HEAD, OPTIONS"}
+#: RFC 9110 12.4.2's qvalue (whole string).
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+#: The methods a `StaticFiles` answers (what its ``Allow`` lists).
+STATIC_METHODS = ("GET", "HEAD", "OPTIONS")
+_ALLOW = {"allow": ", ".join(STATIC_METHODS)}
 _OPEN_FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_CLOEXEC", 0)
@@ -109,7 +114,12 @@ def parse_http_date(value: str) -> int | None:
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether an Accept-Encoding value admits gzip (by name or ``*``, with q above 0)."""
+    """Whether an Accept-Encoding value admits gzip (by name or ``*``, with q above 0).
+
+    A weight outside RFC 9110's qvalue grammar (12.4.2: ``0`` to ``1`` with at most three
+    decimals; so not ``inf``, ``nan``, ``2``, ``-1``, ``1e0``, ``0.5555``) counts as ``q=0``,
+    as nginx reads it: that entry refuses its coding (an invalid ``gzip`` weight is not
+    overridden by ``*``)."""
     if not accept_encoding:
         return False
     gzip_q: float | None = None
@@ -127,13 +137,13 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 
 def _qvalue(params: str) -> float:
+    """The weight in an Accept-Encoding entry's parameters: 1 if none, 0 if invalid."""
     for param in params.split(";"):
         key, _, value = param.partition("=")
         if key.strip().lower() == "q":
-            try:
-                return float(value.strip())
-            except ValueError:
-                return 0.0
+            value = value.strip()
+            # (float() alone would take "inf", "2", "1e0"...: the grammar first)
+            return float(value) if _QVALUE.match(value) else 0.0
     return 1.0
 
 

@@ -22,7 +22,8 @@ class Limits:
         endless head is cut off at about ``max_target_size + max_header_size``. Trailers are
         bounded while they arrive as well: their fields are measured after each feed, and the
         bytes of the feeds that bring no body byte are counted, so an endless trailer block is
-        cut off at about the same size.
+        cut off at about the same size. So is a chunk-size line (an endless chunk extension),
+        but as a malformed body: status hint 400.
     ``max_header_count`` (100)
         Header (or trailer) fields in one block. Status hint 431.
     ``max_body_size`` (1 MiB, as nginx's ``client_max_body_size``)

@@ -99,6 +99,7 @@ class Reader:
         "_feed_size",
         "_budget_seen",
         "_tail_size",
+        "_chunk_budget",
         "_max_target",
         "_max_header",
         "_max_count",
@@ -148,6 +149,10 @@ class Reader:
         #: since that brought no body byte: trailers (or chunk framing), bounded as a head is.
         self._budget_seen: int | None = -1
         self._tail_size = 0
+        #: ``_body_budget`` when the last chunk-size line ended (-1: none yet in this message):
+        #: equal to it, no body byte came since, so the bytes counted are trailers, not a
+        #: chunk-size line (see ``_check_tail``).
+        self._chunk_budget: int | None = -1
         # A limit that is off (None) becomes a huge int here, once: the checks on the hot path
         # compare ints only.
         self._max_target = limit_value(limits.max_target_size)
@@ -205,7 +210,10 @@ class Reader:
         come: bound the trailers while they arrive, as heads are. The bytes of the feeds that
         bring no body byte are counted (an endless trailer block, or value, is cut off at
         about ``max_target_size + max_header_size``, like a head), and the trailer fields
-        received so far are measured against the header count and size limits."""
+        received so far are measured against the header count and size limits.
+
+        The same bound holds for a chunk-size line (an endless chunk extension, or leading
+        zeros): that is a framing error of the body, 400, not a header block too large."""
         budget = self._body_budget
         if budget != self._budget_seen:
             self._budget_seen = budget
@@ -213,7 +221,13 @@ class Reader:
         else:
             self._tail_size += size
             if self._tail_size > self._max_target + self._max_header:
-                self._fail(RemoteProtocolError("trailers (or chunk framing) too large", 431))
+                if self._chunk_budget != budget:  # no chunk-size line ended since the data
+                    error = RemoteProtocolError(
+                        "chunk-size line too long (chunk extensions included)", 400
+                    )
+                else:
+                    error = RemoteProtocolError("trailers too large", 431)
+                self._fail(error)
                 return
         trailers = self._headers
         if trailers and self._trailers_too_large(trailers):
@@ -276,7 +290,10 @@ class Reader:
             return
         self.stopped = True
         if self._in_message:
-            self._fail(RemoteProtocolError(f"connection closed in the middle of a {self._kind()}"))
+            part = "body" if self._in_body else "head"
+            self._fail(
+                RemoteProtocolError(f"connection closed in the middle of a {self._kind()} {part}")
+            )
             return
         self.ready.append([ConnectionClosed()])
 
@@ -323,6 +340,11 @@ class Reader:
         if length is not None and self._max_body is not None and length > self._max_body:
             self._raise(RemoteProtocolError("body larger than the limit", 413))
 
+    def on_chunk_header(self) -> None:
+        """A chunk-size line ended (the last chunk's too): note where the body stands, so that
+        ``_check_tail`` tells a chunk-size line from trailers. (Once per chunk.)"""
+        self._chunk_budget = self._body_budget
+
     def on_body(self, body: bytes) -> None:
         """A piece of body; a chunked or read-until-close body is counted against the limit."""
         budget = self._body_budget
@@ -362,6 +384,7 @@ class Reader:
             self._codings = ()
             self._budget_seen = -1  # (a chunked body has a noted header)
             self._tail_size = 0
+            self._chunk_budget = -1
 
     def _connection_tokens(self) -> set[bytes]:
         return {token.strip() for token in self._connection.split(b",")}

@@ -77,7 +77,12 @@ class ResponseReader(Reader):
         )
 
     def feed_eof(self) -> None:
-        """The server closed: this ends a body delimited by the connection's end."""
+        """The server closed: this ends a body delimited by the connection's end. The bytes of
+        a HEAD's answer held back (no blank line yet) are parsed first, so that a head cut
+        short is reported as one (or as malformed), as it is for any other request."""
+        if self._buffer and not self.stopped:
+            held, self._buffer = self._buffer, b""
+            Reader.receive_data(self, held)
         if self._until_close and not self.stopped:
             self._until_close = False
             self._end_message()

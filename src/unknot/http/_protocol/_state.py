@@ -10,7 +10,9 @@ States
 ------
 ``IDLE``
     Between messages: the client may send a request; the server waits for one (it may also
-    send a response without one, e.g. a 400 for garbage or a 408 before closing).
+    send a response without one, e.g. a 400 for garbage or a 408 before closing). Such a
+    response ends the connection: a request received after it began is refused (a protocol
+    error), never handed out.
 ``SEND_RESPONSE`` (server only)
     A request head arrived; the server owes a response. ``InformationalResponse`` events (1xx)
     keep it here; a ``ResponseHead`` moves it to ``SEND_BODY``.
@@ -126,7 +128,8 @@ EVENT_TRANSITIONS: Final[tuple[dict[State, dict[type[Event], State]], ...]] = (
 )
 
 # The one cross-role transition: a request head makes an idle server owe a response
-# (IDLE -> SEND_RESPONSE; applied in ConnectionState.process_message).
+# (IDLE -> SEND_RESPONSE; applied in ConnectionState.process_message). A request head while
+# the server is past IDLE with keep-alive off (it answered without a request) is refused there.
 
 #: State-triggered transitions, applied after every event (see ``_settle``), per role:
 #: ``PAIR_TRANSITIONS[role][(other side's state, own state)] -> own new state``. When the peer
@@ -193,6 +196,13 @@ class ConnectionState:
         if role == CLIENT:
             if states[SERVER] is IDLE:
                 states[SERVER] = SEND_RESPONSE  # the cross-role transition
+            elif not self.keep_alive:
+                # The server answered without a request (that turned keep-alive off): its
+                # response ends the connection, and a request now could never be answered.
+                raise LocalProtocolError(
+                    f"client cannot send RequestHead with the server in {states[SERVER]}: "
+                    "a response sent without a request ends the connection"
+                )
             if not head.keep_alive:
                 self.keep_alive = False
             waiting = head.expect_continue  # type: ignore[union-attr]
