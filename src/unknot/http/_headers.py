@@ -183,11 +183,23 @@ class MutableHeaders(Headers):
         return pair[1].decode("latin-1")
 
     def update(self, other: HeadersLike = None, **more: str | bytes | int) -> None:
-        """Set (replace) each name given in ``other`` and ``more``, as ``h[name] = value``."""
-        for raw_name, raw_value in normalize_headers(other):
-            self[raw_name.decode("latin-1")] = raw_value
-        for name, value in more.items():
-            self[name.replace("_", "-")] = value
+        """Set (replace) each name given in ``other`` and ``more``: its lines here give way to
+        all of its lines given (a repeated name keeps every value, as in ``multidict``: the
+        ``Set-Cookie`` lines of another response), in the place of the first. A keyword
+        (``_`` for ``-``) replaces the lines ``other`` gave its name."""
+        self._replace(normalize_headers(other))
+        self._replace([header_pair(name.replace("_", "-"), value) for name, value in more.items()])
+
+    def _replace(self, pairs: RawHeaders) -> None:
+        """Replace the lines of each name in ``pairs`` (checked pairs) by its lines there."""
+        given: dict[bytes, RawHeaders] = {}
+        for pair in pairs:
+            given.setdefault(pair[0], []).append(pair)
+        raw = self._raw
+        for name, lines in given.items():
+            # (in the place of its first line here, or at the end)
+            at = next((i for i, p in enumerate(raw) if p[0] == name), len(raw))
+            raw[:] = [*raw[:at], *lines, *(p for p in raw[at:] if p[0] != name)]
 
     def pop(self, name: str, default: Any = None) -> Any:
         """Remove every line of ``name``; return its first value, or ``default``."""

@@ -6,10 +6,11 @@ goes out chunk by chunk, each chunk in one write: chunked for an HTTP/1.1 client
 handler gave a Content-Length), until the connection closes for an HTTP/1.0 one. The head waits
 for the first chunk, so that an iterable failing at once still gets a clean 500, and whether
 it says ``Connection: close`` is decided then (the iterable may have read the request body to
-make that chunk; see ``_conn._body_closes``); a list or a tuple of bytes is joined and sent as
-one response with a Content-Length. The iterable's ``close()`` is always called (a
-generator's ``finally`` runs), also when the client goes away. A HEAD request gets the head
-only: the file is not read, the iterable not iterated.
+make that chunk; see ``_conn._body_closes``). As the iterable may read the body after its first
+chunk too, a client waiting for ``100 Continue`` gets it before the head. A list or a tuple of
+bytes is joined and sent as one response with a Content-Length. The iterable's ``close()`` is
+always called (a generator's ``finally`` runs), also when the client goes away. A HEAD request
+gets the head only: the file is not read, the iterable not iterated.
 
 Failures: `ClientGone` when the client cannot be written to (it went away or stopped reading
 for the write timeout): the connection ends quietly. Whatever cuts a response short after its
@@ -223,8 +224,13 @@ def send_stream(
             return 0
         iterator = iter(chunks)
         first = _as_bytes(next(iterator, b""))
+        data = conn.pending
+        if body is not None and proto.client_is_waiting_for_100_continue:
+            # The iterable may read the body after this head (RFC 9110 10.1.1): a client
+            # waiting for the 100 would not send it once the final answer has begun.
+            data += proto.send_informational(100)
         headers = conn.head_headers(head, body, headers, True)
-        data = conn.pending + proto.start_response(status, headers) + proto.send_data(first)
+        data += proto.start_response(status, headers) + proto.send_data(first)
         conn.pending = b""
         sent = 0
         try:

@@ -188,10 +188,17 @@ class Response:
 
     @classmethod
     def redirect(cls, url: str, status: int = 302, headers: HeadersLike = None) -> Response:
-        """A redirection to ``url`` (non-ASCII characters and spaces percent-encoded)."""
-        location = quote(url, safe=":/%#?=@[]!$&'()*+,;~")
+        """A redirection to ``url`` (non-ASCII characters and spaces percent-encoded), which
+        replaces a Location given in ``headers`` (a field sent once, RFC 9110 10.2.2)."""
+        location = (b"location", quote(url, safe=":/%#?=@[]!$&'()*+,;~").encode("ascii"))
         raw = normalize_headers(headers)
-        raw.append((b"location", location.encode("ascii")))
+        for i, (name, _) in enumerate(raw):
+            if name == b"location":
+                raw[i] = location
+                raw[i + 1 :] = [pair for pair in raw[i + 1 :] if pair[0] != b"location"]
+                break
+        else:
+            raw.append(location)
         return cls._build(status, raw, b"")
 
     @classmethod
@@ -204,11 +211,14 @@ class Response:
         status: int = 200,
         headers: HeadersLike = None,
     ) -> Response:
-        """A file sent whole with ``sendfile``: a path (opened here) or a binary file object.
+        """A file sent whole with ``sendfile``: a path (opened here) or a binary file object,
+        from its current position.
 
-        The type is guessed from the name unless ``content_type`` is given; ``filename`` asks
-        the browser to download it under that name (Content-Disposition: attachment). The
-        file object then belongs to the response (the server closes it). For conditional
+        The type is guessed from the name (the file's, else ``filename``) unless
+        ``content_type`` is given; ``filename`` asks the browser to download it under that
+        name (Content-Disposition: attachment). The file object then belongs to the response
+        (the server closes it). One without a regular file behind it (`io.BytesIO`, a pipe)
+        is read and sent in chunks, with a Content-Length if it is seekable. For conditional
         requests and ranges, serve a directory with `StaticFiles` instead.
         """
         from ._mime import guess_content_type
@@ -220,11 +230,15 @@ class Response:
             name = str(getattr(file, "name", ""))
         try:
             raw = normalize_headers(headers)
-            ctype = content_type or guess_content_type(name)
+            ctype = content_type or guess_content_type(name or filename or "")
             raw = _with_default(raw, header_pair("content-type", ctype))
             if filename is not None:
                 raw.append(header_pair("content-disposition", _attachment(filename)))
-            body = FileBody(file, file.tell())
+            body = _file_body(file)
+            if not isinstance(body, FileBody):
+                left = _bytes_left(file)
+                if left is not None:
+                    raw = _with_default(raw, (b"content-length", b"%d" % left))
         except BaseException:
             file.close()
             raise
@@ -346,17 +360,45 @@ def _file_body(file: Any) -> Body:
             return FileBody(file, file.tell())
     except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
         pass
-    return _read_chunks(file)
+    return _FileChunks(file)
 
 
-def _read_chunks(file: Any, chunk_size: int = 65536) -> Iterator[bytes]:
+def _bytes_left(file: Any) -> int | None:
+    """How many bytes a seekable file object has after its position; None if not seekable."""
     try:
-        while True:
-            chunk = file.read(chunk_size)
-            if not chunk:
-                return
-            yield chunk
-    finally:
-        close = getattr(file, "close", None)
+        if not file.seekable():
+            return None
+        position = file.tell()
+        end = file.seek(0, os.SEEK_END)
+        file.seek(position)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return None
+    return max(0, end - position)
+
+
+class _FileChunks:
+    """The bytes of a file object, read in chunks: a streamed body. `close` closes the file,
+    whether it was read or not (a generator's ``finally`` would not run if it never started:
+    a HEAD request, a 204 or 304 answer); so does reaching its end."""
+
+    __slots__ = ("_file", "_size")
+
+    def __init__(self, file: Any, chunk_size: int = 65536) -> None:
+        self._file = file
+        self._size = chunk_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk: bytes = self._file.read(self._size)
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Close the file."""
+        close = getattr(self._file, "close", None)
         if close is not None:
             close()
