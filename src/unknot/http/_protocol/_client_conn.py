@@ -223,4 +223,6 @@ class ClientConnection(Connection):
         if isinstance(event, ConnectionClosed):
             self._state.process_event(CLIENT, event)
             return b""
+        if not isinstance(event, Event):  # (the compiled build refuses it at the call)
+            raise TypeError(f"send takes an event, not {type(event).__name__}")
         raise LocalProtocolError(f"a client does not send {type(event).__name__}")

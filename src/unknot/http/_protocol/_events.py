@@ -8,12 +8,18 @@ the connection ended cleanly.
 Headers travel as ``list[tuple[bytes, bytes]]``: names lowercased, values as received, repeats
 and order kept. The classes are slotted and compare by value; they are the same on the receiving
 side (built by the parser) and the sending side (``Connection.send``).
+
+Their arguments are checked alike in the pure and the compiled build: one of a wrong type (a
+float status, a ``str`` method, an ``int`` for a flag...) is a ``TypeError`` (subclasses pass:
+an ``IntEnum`` status, a ``bytes`` subclass). Compiled, the call itself refuses it; interpreted,
+``__init__`` does, with one cheap test in the common case.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NoReturn
 
 from ..._native import mypyc_attr
 from ._errors import LocalProtocolError
@@ -38,7 +44,7 @@ class Event:
         return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
 
     def __hash__(self) -> int:
-        return hash((type(self), *(_freeze(getattr(self, n)) for n in self.FIELDS)))
+        return _hash_key((type(self), *(_freeze(getattr(self, n)) for n in self.FIELDS)))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
@@ -47,6 +53,46 @@ class Event:
 
 def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+#: How deep event hashes may nest (an event in a header list of an event...) before a
+#: RecursionError: an event that contains itself nests without end.
+MAX_HASH_DEPTH: Final = 100
+
+#: Per thread: how deep the event hashes running now are nested (``depth``).
+_HASHING: Final = threading.local()
+
+
+def _hash_key(key: tuple[Any, ...]) -> int:
+    """``hash(key)`` for an event's ``__hash__``: a ``RecursionError`` once nested deeper than
+    ``MAX_HASH_DEPTH`` events.
+
+    An event can contain itself (a list in one of its fields holds it), and then hashing it
+    recurses without end. Interpreted, Python's recursion limit stops that; compiled, the
+    recursion runs in C (the tuple's hash calls the event's, which hashes a tuple...), where
+    nothing counts it, and the process crashed when the C stack ran out. The depth is kept per
+    thread: threads hashing at once do not add up."""
+    depth: int = getattr(_HASHING, "depth", 0)
+    if depth >= MAX_HASH_DEPTH:
+        raise RecursionError("events nested too deep to hash (does one contain itself?)")
+    _HASHING.depth = depth + 1
+    try:
+        return hash(key)
+    finally:
+        _HASHING.depth = depth
+
+
+def _refuse_arguments(owner: str, args: tuple[tuple[str, Any, type], ...]) -> None:
+    """The check an event's ``__init__`` makes when its quick one fails: a ``TypeError`` for
+    the first of ``args``, ``(name, value, type)``, whose value is not of its type; subclasses
+    pass (an ``int`` takes a ``bool``: so does the compiled build)."""
+    for name, value, kind in args:
+        if not isinstance(value, kind):
+            _wrong_type(owner, name, value, kind)
+
+
+def _wrong_type(owner: str, name: str, value: Any, kind: type) -> NoReturn:
+    raise TypeError(f"{owner}: {name} must be {kind.__name__}, not {type(value).__name__}")
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -84,6 +130,26 @@ class RequestHead(Event):
         expect_continue: bool = False,
         upgrade: bool = False,
     ) -> None:
+        # (One test for the common case; it runs for every request parsed.)
+        if not (
+            type(method) is type(target) is type(http_version) is bytes
+            and type(headers) is list
+            and (keep_alive is True or keep_alive is False)
+            and (expect_continue is False or expect_continue is True)
+            and (upgrade is False or upgrade is True)
+        ):
+            _refuse_arguments(
+                "RequestHead",
+                (
+                    ("method", method, bytes),
+                    ("target", target, bytes),
+                    ("headers", headers, list),
+                    ("http_version", http_version, bytes),
+                    ("keep_alive", keep_alive, bool),
+                    ("expect_continue", expect_continue, bool),
+                    ("upgrade", upgrade, bool),
+                ),
+            )
         self.method = method
         self.target = target
         self.headers = headers
@@ -103,6 +169,14 @@ class InformationalResponse(Event):
     def __init__(
         self, status: int, headers: HeaderList, reason: bytes = b"", http_version: bytes = b"1.1"
     ) -> None:
+        if not (
+            type(status) is int
+            and type(headers) is list
+            and type(reason) is type(http_version) is bytes
+        ):
+            _refuse_arguments(
+                "InformationalResponse", _head_arguments(status, headers, reason, http_version)
+            )
         self.status = status
         self.headers = headers
         self.reason = reason
@@ -128,11 +202,31 @@ class ResponseHead(Event):
         http_version: bytes = b"1.1",
         keep_alive: bool = True,
     ) -> None:
+        if not (
+            type(status) is int
+            and type(headers) is list
+            and type(reason) is type(http_version) is bytes
+            and (keep_alive is True or keep_alive is False)
+        ):
+            args = _head_arguments(status, headers, reason, http_version)
+            _refuse_arguments("ResponseHead", (*args, ("keep_alive", keep_alive, bool)))
         self.status = status
         self.headers = headers
         self.reason = reason
         self.http_version = http_version
         self.keep_alive = keep_alive
+
+
+def _head_arguments(
+    status: Any, headers: Any, reason: Any, http_version: Any
+) -> tuple[tuple[str, Any, type], ...]:
+    """The arguments a response head checks, for `_refuse_arguments`."""
+    return (
+        ("status", status, int),
+        ("headers", headers, list),
+        ("reason", reason, bytes),
+        ("http_version", http_version, bytes),
+    )
 
 
 def as_bytes(data: Any) -> bytes:
@@ -181,7 +275,7 @@ class EndOfMessage(Event):
         return list(self.trailers) == list(other.trailers)
 
     def __hash__(self) -> int:
-        return hash((EndOfMessage, tuple(self.trailers)))
+        return _hash_key((EndOfMessage, tuple(self.trailers)))
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

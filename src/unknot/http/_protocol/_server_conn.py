@@ -22,7 +22,7 @@ the close...), so a response never says both.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from ..._native import mypyc_attr
 from ._connection import Connection
@@ -48,7 +48,7 @@ from ._writer import (
     FIELD_LINES,
     LENGTH,
     NO_BODY,
-    STATUS_LINES,
+    STATUS_LINE_BY_CODE,
     STRIPPED,
     UNTIL_CLOSE,
     BodyFramer,
@@ -145,9 +145,12 @@ class ServerConnection(Connection):
             request = None
         else:
             raise LocalProtocolError(f"cannot send a response in state {our_state}")
-        line = STATUS_LINES.get(status) if reason is None and status >= 200 else None
+        try:
+            line = STATUS_LINE_BY_CODE[status] if reason is None and status >= 200 else None
+        except (IndexError, OverflowError, TypeError):  # 1000 and over; not an int (pure build)
+            line = None
         if line is None:
-            line = status_line(status, reason) if status >= 200 else _refuse_status(status)
+            line = _final_status_line(status, reason)
         lines = [line]
         facts = None
         # (The loops below call ``.get`` and ``.append`` on their objects, not through bound
@@ -265,7 +268,7 @@ class ServerConnection(Connection):
             raise LocalProtocolError(f"cannot send a response in state {our_state}")
         if content_length is not None:
             content_length = content_length_of(content_length)
-        lines = [status_line(status, reason) if status >= 200 else _refuse_status(status)]
+        lines = [_final_status_line(status, reason)]
         facts = render_headers(headers, lines)
         request = self._request if our_state is SEND_RESPONSE else None
         if request is not None and request.upgrade:
@@ -318,7 +321,9 @@ class ServerConnection(Connection):
         """Count ``count`` body bytes that the caller sent itself, as they are (a file sent with
         ``sendfile``): only a body framed by Content-Length (or by the end of the connection)
         can go out unframed. Too many bytes for the Content-Length is an error, as in
-        ``send_data``."""
+        ``send_data``. (``count`` is an ``int``: anything else is a ``TypeError``.)"""
+        if not isinstance(count, int):
+            raise TypeError(f"data_sent counts bytes in an int, not {type(count).__name__}")
         if self._state.states[SERVER] is not SEND_BODY:
             raise LocalProtocolError("no response body is being sent")
         framer = self._framer
@@ -352,6 +357,8 @@ class ServerConnection(Connection):
 
         Not for HTTP/1.0 clients; 101 (Switching Protocols) is refused: this layer does not
         switch protocols."""
+        if not isinstance(status, int):
+            _refuse_status_type(status)
         if not 100 <= status < 200 or status == 101:
             raise LocalProtocolError(f"{status} is not an informational status this layer sends")
         state = self._state
@@ -382,6 +389,8 @@ class ServerConnection(Connection):
         if isinstance(event, ConnectionClosed):
             self._state.process_event(SERVER, event)
             return b""
+        if not isinstance(event, Event):  # (the compiled build refuses it at the call)
+            raise TypeError(f"send takes an event, not {event_type.__name__}")
         raise LocalProtocolError(f"a server does not send {event_type.__name__}")
 
 
@@ -428,6 +437,20 @@ def _drop_keep_alive(lines: list[bytes]) -> None:
             lines[index] = b"%s: %s\r\n" % (name, b", ".join(kept))
         else:
             del lines[index]
+
+
+def _final_status_line(status: Any, reason: bytes | None) -> bytes:
+    """The status line of a final response (``send_response``'s slow path, ``start_response``).
+
+    ``status`` is an int (an ``IntEnum`` too); anything else is a ``TypeError``, as the compiled
+    build raises at the call (``Any``: the same check runs in both builds)."""
+    if not isinstance(status, int):
+        _refuse_status_type(status)
+    return status_line(status, reason) if status >= 200 else _refuse_status(status)
+
+
+def _refuse_status_type(status: object) -> NoReturn:
+    raise TypeError(f"an HTTP status is an int, not {type(status).__name__}")
 
 
 def _refuse_status(status: int) -> bytes:

@@ -30,18 +30,23 @@ STATUS_LINES: Final = {
     for status in HTTPStatus
 }
 
+#: The same, as a list indexed by status code (None where a code has no standard line): what
+#: `ServerConnection.send_response` looks up. A float status finds nothing in it (a ``TypeError``),
+#: where a dict would take 200.0 for 200; an ``IntEnum`` finds its code.
+STATUS_LINE_BY_CODE: Final[list[bytes | None]] = [STATUS_LINES.get(code) for code in range(1000)]
+
 
 def status_line(status: Any, reason: bytes | None = None) -> bytes:
     """``HTTP/1.1 <status> <reason>\\r\\n``; the standard reason phrase unless one is given.
 
-    (``status`` is an int, checked here: ``Any`` lets a wrong one reach the check, where the
-    compiled build would raise a bare `TypeError` at the call.)"""
+    (``status`` is an int, an ``IntEnum`` too, checked here: ``Any`` lets a wrong one reach the
+    check, where the compiled build would raise a bare `TypeError` at the call.)"""
     if reason is None:
         line = STATUS_LINES.get(status)
         if line is not None:
             return line
         reason = b""
-    if type(status) is not int or not 100 <= status <= 999:
+    if not isinstance(status, int) or not 100 <= status <= 999:
         raise LocalProtocolError(f"invalid status code {status!r}")
     if not _FIELD_VALUE.fullmatch(reason):
         raise LocalProtocolError(f"invalid reason phrase {reason!r}")
