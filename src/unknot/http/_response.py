@@ -276,7 +276,8 @@ def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
 
     A body that was handed over (a file, a `FileBody`, a generator...) is closed if the
     status or the headers are refused: it will not be sent, and a file would stay open. So is
-    a file opened in text mode, refused (`TypeError`) as a body.
+    a file opened in text mode, refused (`TypeError`) as a body, and so is such a body returned
+    bare, or in a tuple of another length (``(200, FileBody(...))``), which is refused too.
     """
     if type(result) is tuple and len(result) == 3:
         status, headers, body = result
@@ -293,6 +294,7 @@ def normalize_result(result: Any) -> tuple[int, RawHeaders, Body]:
         raw = result._raw
         body = result.body
     else:
+        _discard_stray_bodies(result)
         raise TypeError(
             "a handler returns (status, headers, body) or a Response, not "
             f"{type(result).__name__}: {result!r:.100}"
@@ -324,6 +326,16 @@ def _discard(body: Any) -> None:
             close()
         except Exception:
             log.exception("closing the body of a refused answer failed")
+
+
+def _discard_stray_bodies(result: Any) -> None:
+    """Close what a refused answer that is neither a triple nor a `Response` handed over as a
+    body: ``result`` itself, or the items of a tuple (a `FileBody`, a file, an iterator such
+    as a generator). Anything else (a closable object that is no body) is left alone: it may
+    not be the handler's to give away."""
+    for item in result if type(result) is tuple else (result,):
+        if isinstance(item, (FileBody, io.IOBase, Iterator)) or hasattr(item, "read"):
+            _discard(item)
 
 
 def _normalize_body(status: int, raw: RawHeaders, body: Any) -> tuple[int, RawHeaders, Body]:

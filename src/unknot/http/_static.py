@@ -18,8 +18,9 @@ What a request gets:
   starting past the end (or an empty file, or ``-0``): 416 with ``Content-Range: bytes */size``.
   Several ranges get the whole file (200): allowed by RFC 9110, and simpler than multipart.
   A malformed or non-bytes ``Range`` is ignored, and so are two ``Range`` lines. ``If-Range``
-  (a strong tag or the exact ``Last-Modified`` date) that does not match also gets the whole
-  file.
+  (a strong tag, or the exact ``Last-Modified`` date if that is a strong validator: the file
+  was modified at least a second ago, RFC 9110 8.8.2.2) that does not match also gets the
+  whole file.
 - ``x.gz`` instead of ``x`` when the client accepts gzip (``q=0`` honoured, and an invalid
   weight such as ``q=inf`` taken as ``q=0``, see `accepts_gzip`) and ``x.gz`` is a
   regular file not older than ``x``: ``Content-Encoding: gzip``, the type of ``x``, its own
@@ -211,6 +212,7 @@ class _Cached:
     etag: str
     last_modified: str
     mtime: int
+    mtime_ns: int
     content: bytes
 
 
@@ -298,6 +300,7 @@ class StaticFiles:
                     cached.etag,
                     cached.last_modified,
                     cached.mtime,
+                    cached.mtime_ns,
                     cached.content,
                 )
         fd, st = _open(real)
@@ -394,7 +397,9 @@ class StaticFiles:
                     body = content
                     if not exists:
                         self._remember(real, st, raw, validators, etag, last_modified, content)
-            return _answer(request, raw, validators, etag, last_modified, mtime, body)
+            return _answer(
+                request, raw, validators, etag, last_modified, mtime, st.st_mtime_ns, body
+            )
         except BaseException:
             file.close()
             raise
@@ -420,7 +425,14 @@ class StaticFiles:
             self._cache.clear()  # (bounded, and simple: the files in use come back at once)
             self._cached_bytes = 0
         self._cache[real] = _Cached(
-            _identity(st), raw, validators, etag, last_modified, int(st.st_mtime), content
+            _identity(st),
+            raw,
+            validators,
+            etag,
+            last_modified,
+            int(st.st_mtime),
+            st.st_mtime_ns,
+            content,
         )
         self._cached_bytes += size
 
@@ -452,12 +464,14 @@ def _answer(
     etag: str,
     last_modified: str,
     mtime: int,
+    mtime_ns: int,
     body: Any,
 ) -> Response:
     """The answer to a GET or HEAD of a file: 412 (raised), 304, 206, 416 (raised) or 200, the
     conditions evaluated in the order of RFC 9110 s13.2.2. ``raw`` holds its
     Content-Type (and Vary, Content-Encoding), ``validators`` its ETag and Last-Modified (and
-    Cache-Control); ``body`` is the file's content (bytes) or the file itself, open (then
+    Cache-Control); ``mtime`` is the modification time in whole seconds, ``mtime_ns`` in
+    nanoseconds; ``body`` is the file's content (bytes) or the file itself, open (then
     closed here, or handed over in the response)."""
     headers = request.headers
     for name, _ in headers.raw:  # one scan: most requests carry no condition at all
@@ -478,7 +492,7 @@ def _answer(
     range_header = ranges[0] if len(ranges) == 1 else None
     if range_header is not None and request.method == "GET":
         if_range = headers.get("if-range")
-        if if_range is None or _if_range_matches(if_range, etag, last_modified):
+        if if_range is None or _if_range_matches(if_range, etag, last_modified, mtime_ns):
             byte_range = _byte_range(range_header, size)
             if byte_range is _UNSATISFIABLE:
                 _close(body)
@@ -566,13 +580,25 @@ def _not_modified(headers: Any, etag: str, mtime: int) -> bool:
     return False
 
 
-def _if_range_matches(if_range: str, etag: str, last_modified: str) -> bool:
-    """If-Range: a strong tag equal to ``etag``, or exactly the Last-Modified date."""
+#: How long before now a file must have been modified for its Last-Modified to be strong.
+_STRONG_DATE_AGE_NS = 1_000_000_000
+
+
+def _if_range_matches(if_range: str, etag: str, last_modified: str, mtime_ns: int) -> bool:
+    """If-Range: a strong tag equal to ``etag``, or exactly the Last-Modified date if that is a
+    strong validator (RFC 9110 13.1.5). It is not when the file was modified less than a
+    second ago (8.8.2.2): it could change again within the second the date names, and a
+    client would then be given a range of the new file spliced onto the old one. A time in
+    the future (a clock set wrong) is not trusted either."""
     if_range = if_range.strip()
     if if_range.startswith('"') or if_range.startswith("W/"):
         return if_range == etag  # a weak tag never matches (strong comparison)
     since = parse_http_date(if_range)
-    return since is not None and since == parse_http_date(last_modified)
+    return (
+        since is not None
+        and since == parse_http_date(last_modified)
+        and time.time_ns() - mtime_ns >= _STRONG_DATE_AGE_NS
+    )
 
 
 def _redirect_to_directory(request: Request) -> Response:
