@@ -1,4 +1,4 @@
-"""The compiled and the pure build take and give the same (session 28): the lowlevel arguments
+"""The compiled and the pure build take and give the same: the lowlevel arguments
 (`Hub.add_timer`'s deadline, `ParkingLot`'s flags, `Hub.wait_raw_fd`/`wait_fds`' fds),
 `HTTPError` and `Timeouts` copied and pickled, `Timeouts`' validation, and tracebacks through
 the compiled modules showing their source lines. CI runs this file against both builds."""

@@ -1,4 +1,4 @@
-"""unknot.socket, unknot.subprocess and unknot.os against the stdlib: cases a review (session 28)
+"""unknot.socket, unknot.subprocess and unknot.os against the stdlib: cases a review
 found different, each test failing on the code before its fix.
 
 Socket files (``makefile``) after a cancelled read and shared by several fibers; a ``with

@@ -1,4 +1,4 @@
-"""Session 28: the client's Timeout and keepalive_expiry refuse NaN (and negatives) when built,
+"""The client's Timeout and keepalive_expiry refuse NaN (and negatives) when built,
 instead of meaning "no limit" or failing later in a request."""
 
 from __future__ import annotations

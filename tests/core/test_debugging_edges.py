@@ -1,4 +1,4 @@
-"""Session 28 fixes in the debugging tools: the blocking detector, deadlock detection, the
+"""Fixes in the debugging tools: the blocking detector, deadlock detection, the
 backdoor, `stats`, and `sleep` after a spurious wake-up."""
 
 from __future__ import annotations

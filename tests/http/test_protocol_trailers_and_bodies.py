@@ -1,4 +1,4 @@
-"""Session 28: the sans-I/O HTTP layer. Trailer blocks are bounded while they arrive (server and
+"""The sans-I/O HTTP layer. Trailer blocks are bounded while they arrive (server and
 client side, and a live server answers 431); a HEAD (204, 304) answer drops the trailers as it
 drops the data; a body that is not bytes-like is refused before anything changes; the h11-like
 ``send`` frames a body-less GET as h11 does; bytes-like bodies and data are taken (bytearray,

@@ -1,4 +1,4 @@
-"""Session 28's core fixes: a fiber's error raised while `unknot.run`'s shutdown unwinds it is
+"""Core fixes: a fiber's error raised while `unknot.run`'s shutdown unwinds it is
 reported then (not at garbage collection); `from_thread` in a child forked inside a worker, with
 something not callable, and from a fiber of another hub (only that fiber waits); a fiber's name
 given to spawn is a str."""

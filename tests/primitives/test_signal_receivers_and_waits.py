@@ -1,4 +1,4 @@
-"""Session 28: several open_signal_receiver blocks for one signal (exiting in any order), and
+"""Several open_signal_receiver blocks for one signal (exiting in any order), and
 unknot.wait / unknot.as_completed over pending concurrent.futures futures."""
 
 from __future__ import annotations

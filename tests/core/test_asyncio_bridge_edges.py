@@ -1,4 +1,4 @@
-"""The asyncio bridge and loop, cases a review found wrong (session 28; each test fails on the code
+"""The asyncio bridge and loop, cases a review found wrong (each test fails on the code
 before its fix): a task's cancellation lost by ``await fiber``, await cycles through
 ``asyncio.gather``, and asyncio's debug mode saying nothing about a fiber blocking the loop."""
 

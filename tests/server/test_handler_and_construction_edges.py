@@ -1,4 +1,4 @@
-"""Session 28: a UDP handler's SystemExit/KeyboardInterrupt in both modes, non-callable handlers
+"""A UDP handler's SystemExit/KeyboardInterrupt in both modes, non-callable handlers
 refused at construction, the accepted socket closed when the accept loop fails, and
 TCPServer's handshake_timeout checked."""
 
