@@ -4,6 +4,7 @@ the server closes them whatever the answer (HEAD, 204 and 304 included)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,3 +66,15 @@ def test_a_file_object_body_is_closed_whatever_the_answer(method: str, status: i
         (response,), _ = raw_exchange(srv.port, request, method)
     assert response.status == status
     assert files[0].closed  # not left for the garbage collector, unread
+
+
+@pytest.mark.parametrize("make", [lambda p: open(p), lambda p: io.StringIO("text")])
+def test_response_file_refuses_a_text_mode_file_and_closes_it(tmp_path: Path, make: Any) -> None:
+    # As a text-mode file returned in a (status, headers, body) triple is: before, an open()
+    # in text mode went out as raw bytes, and a StringIO failed later as a 500.
+    path = tmp_path / "a.txt"
+    path.write_text("hello")
+    file = make(path)
+    with pytest.raises(TypeError, match="binary mode"):
+        Response.file(file)
+    assert file.closed

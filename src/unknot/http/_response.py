@@ -218,8 +218,9 @@ class Response:
         ``content_type`` is given; ``filename`` asks the browser to download it under that
         name (Content-Disposition: attachment). The file object then belongs to the response
         (the server closes it). One without a regular file behind it (`io.BytesIO`, a pipe)
-        is read and sent in chunks, with a Content-Length if it is seekable. For conditional
-        requests and ranges, serve a directory with `StaticFiles` instead.
+        is read and sent in chunks, with a Content-Length if it is seekable. A file opened in
+        text mode is refused (`TypeError`) and closed. For conditional requests and ranges,
+        serve a directory with `StaticFiles` instead.
         """
         from ._mime import guess_content_type
 
@@ -229,6 +230,8 @@ class Response:
         else:
             name = str(getattr(file, "name", ""))
         try:
+            if isinstance(file, io.TextIOBase):  # (as a body returned in a triple)
+                raise TypeError("a file body must be opened in binary mode ('rb'), not text mode")
             raw = normalize_headers(headers)
             ctype = content_type or guess_content_type(name or filename or "")
             raw = _with_default(raw, header_pair("content-type", ctype))
