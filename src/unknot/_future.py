@@ -10,7 +10,9 @@ The threading rules, in one place:
   that hub's thread, otherwise through ``hub.loop.call_soon_threadsafe``.
 * A future *belongs* to a hub once a fiber of that hub creates it, waits on it, or adds a done
   callback to it. Done callbacks run in that hub's thread (handed over the same way); a future
-  that belongs to no hub runs them in the thread that completes it.
+  that belongs to no hub runs them in the thread that completes it, and so does one whose hub's
+  loop is closed (as `concurrent.futures` does: they are never dropped; a loop that closes with
+  them still queued runs them in the thread that closes it).
 * ``await future`` works in coroutines on any event loop; OS threads that are not running an
   event loop may block in `Future.result` too (the thread blocks, as with
   `concurrent.futures`).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import math
 import threading
@@ -52,13 +55,14 @@ log = logging.getLogger("unknot")
 _PENDING, _RESULT, _EXCEPTION, _CANCELLED = 0, 1, 2, 3
 
 
-def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> bool:
     """Schedule ``fn(*args)`` on ``loop`` from any thread; nothing if the loop is closed (no one
-    can be waiting on a closed loop)."""
+    can be waiting on a closed loop). Returns whether it was scheduled."""
     try:
         loop.call_soon_threadsafe(fn, *args)
     except RuntimeError:
-        pass
+        return False
+    return True
 
 
 def in_thread_of(hub: Hub) -> bool:
@@ -83,6 +87,27 @@ def _checkpoint() -> None:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+class _HandOver:
+    """A future's done callbacks, handed to the loop of the hub it belongs to by a completion in
+    another thread: they run there. A loop closed before it ran them drops them (asyncio clears
+    its queue): they then run as it lets go of this, in the thread that closed it, not never."""
+
+    __slots__ = ("future", "callbacks")
+
+    def __init__(self, future: Future[Any], callbacks: list[Callable[[Any], Any]]) -> None:
+        self.future = future
+        self.callbacks: list[Callable[[Any], Any]] | None = callbacks
+
+    def __call__(self) -> None:
+        callbacks, self.callbacks = self.callbacks, None  # (once, however it ends)
+        if callbacks:
+            self.future._run_callbacks(callbacks)
+
+    def __del__(self) -> None:
+        if self.callbacks:  # never run by the loop: closed first
+            self()
 
 
 class Future(Generic[T]):
@@ -186,7 +211,12 @@ class Future(Generic[T]):
             if hub is None or in_thread_of(hub):
                 self._run_callbacks(callbacks)
             else:
-                call_in_loop(hub.loop, self._run_callbacks, callbacks)  # type: ignore[arg-type]
+                hand_over = _HandOver(self, callbacks)
+                hub_loop = hub.loop
+                if hub_loop is None or not call_in_loop(hub_loop, hand_over):
+                    # The hub's loop is closed: nothing will run them there. Here, then, as
+                    # concurrent.futures runs them, rather than never.
+                    hand_over()
 
     def _run_callbacks(self, callbacks: list[Callable[[Future[T]], Any]]) -> None:
         f = current_fiber()
@@ -325,7 +355,8 @@ class Future(Generic[T]):
 
     def add_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
         """Call ``fn(future)`` once the future is complete: at once (in the calling thread) if it
-        already is, otherwise in the thread of the hub the future belongs to. Called from a
+        already is, otherwise in the thread of the hub the future belongs to (in the completing
+        thread if there is none, or its loop is closed: see the module docs). Called from a
         fiber, this makes the future belong to the fiber's hub if it belonged to none. What
         ``fn`` raises is logged (logger ``unknot``), not raised, in both cases (as
         `concurrent.futures` and `Fiber.add_done_callback` do)."""
@@ -339,10 +370,14 @@ class Future(Generic[T]):
                 return
         self._run_callbacks([fn])  # (logged if it raises, as when it runs on completion)
 
-    def remove_done_callback(self, fn: Callable[[Future[T]], Any]) -> None:
-        """Forget a callback added by `add_done_callback` (every registration of it)."""
+    def remove_done_callback(self, fn: Callable[[Future[T]], Any]) -> int:
+        """Forget every registration of ``fn`` by `add_done_callback`; return how many there
+        were (0 if none, or once the future is complete), as asyncio's
+        ``Future.remove_done_callback`` does."""
         with self._lock:
-            self._callbacks = [cb for cb in self._callbacks if cb != fn]
+            callbacks = self._callbacks
+            self._callbacks = [cb for cb in callbacks if cb != fn]
+            return len(callbacks) - len(self._callbacks)
 
     def __repr__(self) -> str:
         if self._state == _RESULT:
@@ -366,6 +401,12 @@ def spawn_later(
     """
     if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"delay must be a non-negative number, got {seconds!r}")
+    if inspect.iscoroutinefunction(fn):  # (as spawn refuses it: its fiber would call another)
+        raise TypeError(
+            f"spawn_later() runs a plain function in a fiber, and {fn!r} is an async function: "
+            "call it from a fiber with unknot.await_(fn(...)), or run it as an asyncio task on "
+            "unknot's loop"
+        )
     return spawn(_call_later, seconds, fn, args, kwargs, name=name)
 
 

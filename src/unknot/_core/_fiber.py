@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, SupportsFloat
@@ -41,8 +42,9 @@ _SITES_MAX = 4096
 #: `Fiber._name_arg` when the name is not a template (see `Fiber.name`).
 _NO_ARG: Any = object()
 
-#: How often, in seconds, a joiner in another thread looks whether the fiber's hub was closed
-#: with the fiber unfinished (`Fiber._join_elsewhere`): nothing would tell it otherwise.
+#: How often, in seconds, a fiber or thread waiting for the hub of another thread
+#: (`wait_elsewhere`: `Fiber.join`, `from_thread`) looks whether that hub was closed with the
+#: wait unfinished: nothing would tell it otherwise.
 _CLOSED_POLL = 1.0
 #: The OS's lock, taken before `unknot.patch` can replace ``_thread``'s: a thread outside any
 #: fiber blocks on one in `Fiber.join`, and must not depend on what the patch installs.
@@ -303,14 +305,10 @@ class Fiber(greenlet):
         from a thread outside any fiber (refused in the fiber's own hub's thread).
 
         The fiber's joiners and done callbacks belong to its hub's thread, where nothing guards
-        them, so the joiner's done callback is added there, through the loop's
-        ``call_soon_threadsafe``. That also settles the race with the fiber's end: in that thread
-        the fiber has either finished, and the callback is called at once, or it has not, and
-        will call it. The callback, run in the fiber's thread, sends the news back the same way
-        to a fiber's hub, where `Hub.wake` is safe to call; a thread waits on a lock it releases.
-        A joiner that stops waiting (timeout, cancellation, Ctrl-C) takes the callback off in
-        the fiber's thread too. A hub closed with the fiber unfinished runs none of this, so the
-        joiner looks at the loop every `_CLOSED_POLL` seconds to stop waiting then.
+        them, so the joiner's done callback is added, and taken off by a joiner that stops
+        waiting, there: see `wait_elsewhere`. That also settles the race with the fiber's end:
+        in that thread the fiber has either finished, and the callback is called at once, or it
+        has not, and will call it.
         """
         hub = self.hub
         fiber = me if type(me) is Fiber else None
@@ -323,63 +321,10 @@ class Fiber(greenlet):
         closed = f"{self!r} cannot finish: its hub (another thread's event loop) was closed"
         if loop is None:
             raise RuntimeError(closed)
-        waiting = [True]  # until the joiner stops waiting: the callback is then not wanted
-        if fiber is not None:
-            joiner = fiber
-            my_hub = joiner.hub
-            my_loop = my_hub.loop
-            assert my_loop is not None  # (a running fiber's hub has its loop)
-            clock = my_hub.time
-
-            def deliver() -> None:  # in the joiner's thread
-                if waiting[0]:
-                    my_hub.wake(joiner)
-
-            def finished(_f: Fiber) -> None:  # in the fiber's thread
-                try:
-                    my_loop.call_soon_threadsafe(deliver)
-                except RuntimeError:
-                    pass  # the joiner's loop is closed: nobody waits any more
-
-        else:
-            lock = _allocate_lock()
-            lock.acquire()
-            clock = time.monotonic
-
-            def finished(_f: Fiber) -> None:  # in the fiber's thread; called once
-                lock.release()
-
-        def register() -> None:  # in the fiber's thread
-            if waiting[0]:
-                self.add_done_callback(finished)  # (called at once if the fiber has finished)
-
-        try:
-            loop.call_soon_threadsafe(register)
-        except RuntimeError:
-            if self._state < DONE:
-                raise RuntimeError(closed) from None
-        deadline = None if t is None else clock() + t
-        try:
-            while self._state < DONE:
-                if loop.is_closed() and self._state < DONE:
-                    raise RuntimeError(closed)
-                wait = _CLOSED_POLL
-                if deadline is not None:
-                    left = deadline - clock()
-                    if left <= 0:
-                        raise TimeoutError(f"{self.name} did not finish within {timeout} s")
-                    wait = min(wait, left)
-                if fiber is not None:
-                    my_hub.park(fiber, wait)  # (a checkpoint: cancellation, Ctrl-C)
-                else:
-                    lock.acquire(True, wait)
-        finally:
-            waiting[0] = False
-            if self._state < DONE:
-                try:
-                    loop.call_soon_threadsafe(self.remove_done_callback, finished)
-                except RuntimeError:
-                    pass  # the loop is closed: its fibers' callbacks will never run
+        if not wait_elsewhere(
+            fiber, loop, self.add_done_callback, self.done, self.remove_done_callback, closed, t
+        ):
+            raise TimeoutError(f"{self.name} did not finish within {timeout} s")
         return self.result()
 
     def add_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
@@ -402,16 +347,23 @@ class Fiber(greenlet):
             else:
                 self._callbacks = [callbacks, fn]
 
-    def remove_done_callback(self, fn: Callable[[Fiber], Any]) -> None:
-        """Forget a callback added by `add_done_callback`."""
+    def remove_done_callback(self, fn: Callable[[Fiber], Any]) -> int:
+        """Forget every registration of ``fn`` by `add_done_callback`; return how many there
+        were (0 if none, or once the fiber has finished), as asyncio's
+        ``Future.remove_done_callback`` does."""
         callbacks = self._callbacks
-        if type(callbacks) is list:
-            try:
-                callbacks.remove(fn)
-            except ValueError:
-                pass
-        elif callbacks is not None and callbacks == fn:
-            self._callbacks = None
+        if callbacks is None:
+            return 0
+        if type(callbacks) is not list:
+            if callbacks == fn:
+                self._callbacks = None
+                return 1
+            return 0
+        kept = [cb for cb in callbacks if cb != fn]
+        removed = len(callbacks) - len(kept)
+        if removed:
+            self._callbacks = kept or None
+        return removed
 
     def __await__(self) -> Generator[Any, None, Any]:
         return (yield from _await_fiber(self))
@@ -425,6 +377,94 @@ class Fiber(greenlet):
         # say) and whose error nobody retrieved since: the last chance to show it.
         if self._state == FAILED and not self._retrieved:
             self._log_unhandled()
+
+
+def wait_elsewhere(
+    me: Fiber | None,
+    loop: asyncio.AbstractEventLoop,
+    begin: Callable[[Callable[[Any], None]], object],
+    done: Callable[[], bool],
+    stop: Callable[[Callable[[Any], None]], object],
+    closed: str,
+    timeout: float | None = None,
+) -> bool:
+    """Wait until ``done()``, for something that happens on the hub of another thread, whose
+    loop is ``loop``: in fiber ``me`` of another hub (only it waits, its hub runs its other
+    fibers), or, ``me`` None, in a thread outside any fiber (it blocks). `Fiber.join` and
+    `from_thread` across hubs.
+
+    ``begin(notify)`` runs in ``loop``'s thread (handed over by ``call_soon_threadsafe``),
+    unless the waiter stopped waiting first; it must make ``notify(_)`` be called there, once,
+    when ``done()`` becomes true (a done callback). ``notify`` sends the news back: to the
+    waiter's hub through its loop's ``call_soon_threadsafe`` (where `Hub.wake` is safe), or
+    to the thread by releasing the lock it waits on. A waiter that stops waiting before
+    ``done()`` (timeout, cancellation, Ctrl-C, ``loop`` closed) hands ``stop(notify)`` to
+    ``loop``'s thread the same way, to undo what ``begin`` did (or nothing, if it never ran).
+
+    Returns True once ``done()``, False if ``timeout`` seconds passed first. In a fiber this
+    is a checkpoint (cancellation, and Ctrl-C in the root fiber, raise). `RuntimeError`
+    ``closed`` if ``loop`` is closed first: nothing would tell the waiter then, so it looks
+    every `_CLOSED_POLL` seconds.
+    """
+    waiting = [True]  # until the waiter stops waiting: the news is then not wanted
+    notify: Callable[[Any], None]
+    if me is not None:
+        waiter = me
+        my_hub = waiter.hub
+        my_loop = my_hub.loop
+        assert my_loop is not None  # (a running fiber's hub has its loop)
+        clock = my_hub.time
+
+        def deliver() -> None:  # in the waiter's thread
+            if waiting[0]:
+                my_hub.wake(waiter)
+
+        def notify(_: Any) -> None:  # in ``loop``'s thread
+            try:
+                my_loop.call_soon_threadsafe(deliver)
+            except RuntimeError:
+                pass  # the waiter's loop is closed: nobody waits any more
+
+    else:
+        lock = _allocate_lock()
+        lock.acquire()
+        clock = time.monotonic
+
+        def notify(_: Any) -> None:  # in ``loop``'s thread; called once
+            lock.release()
+
+    def register() -> None:  # in ``loop``'s thread
+        if waiting[0]:
+            begin(notify)
+
+    try:
+        loop.call_soon_threadsafe(register)
+    except RuntimeError:
+        if not done():
+            raise RuntimeError(closed) from None
+    deadline = None if timeout is None else clock() + timeout
+    try:
+        while not done():
+            if loop.is_closed() and not done():
+                raise RuntimeError(closed)
+            wait = _CLOSED_POLL
+            if deadline is not None:
+                left = deadline - clock()
+                if left <= 0:
+                    return False
+                wait = min(wait, left)
+            if me is not None:
+                my_hub.park(me, wait)  # (a checkpoint: cancellation, Ctrl-C)
+            else:
+                lock.acquire(True, wait)
+    finally:
+        waiting[0] = False
+        if not done():
+            try:
+                loop.call_soon_threadsafe(stop, notify)
+            except RuntimeError:
+                pass  # the loop is closed: ``begin``'s callbacks will never run
+    return True
 
 
 class Onlooker:
@@ -499,6 +539,29 @@ def _call_unretrieved_hooks(fiber: Fiber, error: BaseException) -> None:
 
 # -- the fiber body ------------------------------------------------------------------------
 
+_COROUTINE_TYPE: Final = types.CoroutineType
+
+
+def async_function_refused(fn: Callable[..., Any], returned: bool) -> TypeError:
+    """The error of a fiber asked to run ``fn``, an ``async def`` function (or a callable that
+    ``returned`` a coroutine): a fiber runs plain functions, and nothing would await it."""
+    what = "returned a coroutine" if returned else "is an async function"
+    return TypeError(
+        f"a fiber runs a plain function, and {fn!r} {what}: call it from a fiber with "
+        "unknot.await_(fn(...)), or run it as an asyncio task on unknot's loop"
+        + (" (the coroutine was closed without running)" if returned else "")
+    )
+
+
+def _refuse_unstarted(coro: Any, fn: Callable[..., Any]) -> None:
+    """Raise in the fiber whose ``fn`` returned the coroutine ``coro`` if it never started (an
+    async function's, that nothing would await), closed first: it never runs, and no "never
+    awaited" warning comes on top. One already started or finished is something else's to run
+    (or was run): it stays the fiber's result."""
+    if coro.cr_frame is not None and not (coro.cr_running or coro.cr_suspended):
+        coro.close()
+        raise async_function_refused(fn, True)
+
 
 def _fiber_main() -> None:
     """Every fiber's greenlet ``run``: called by greenlet on the fiber's first switch."""
@@ -534,6 +597,8 @@ def _fiber_main() -> None:
                 self._result = fn(a, b)
             else:
                 self._result = fn(a, b, c)
+        if type(self._result) is _COROUTINE_TYPE:  # (see `Hub.spawn`, which checks only some)
+            _refuse_unstarted(self._result, fn)
         self._state = DONE
     except (Cancelled, GreenletExit):
         self._state = CANCELLED

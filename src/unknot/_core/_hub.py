@@ -24,6 +24,7 @@ import heapq
 import os
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
@@ -43,10 +44,16 @@ from ._fiber import (
     PARKED_INTERRUPTIBLE,
     PARKED_SHIELDED,
     Fiber,
+    async_function_refused,
 )
 from ._interrupt import must_finish
 from ._native import mypyc_attr
 from ._parking import TIMED_OUT
+
+#: What `Hub.spawn` looks at to refuse an ``async def`` function: the type of plain functions,
+#: and ``inspect.CO_COROUTINE``, the flag of their code when they are ``async def``.
+_FUNCTION_TYPE: Final = types.FunctionType
+_CO_COROUTINE: Final = 0x80
 
 #: How many fibers readied *during* a pass may still run in it before I/O is polled again.
 #: Running them at once saves a loop iteration per hand-off (a join, a queue put); the
@@ -306,7 +313,13 @@ class Hub(DeadlockDetection):
         A ``name`` that is not a str is made one with ``str()``, as the `Fiber.name` setter and
         `threading.Thread` do. With ``name_arg``, ``name`` is a template: the fiber is named
         ``name.format(name_arg)``, made when the name is first read (`spawn_named`)."""
-        if not callable(fn):
+        if type(fn) is _FUNCTION_TYPE:
+            # An ``async def`` function would make a coroutine nobody awaits (a plain test:
+            # no inspect per spawn; other callables are checked when the fiber returns).
+            plain: Any = fn
+            if plain.__code__.co_flags & _CO_COROUTINE:
+                raise async_function_refused(fn, False)
+        elif not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {fn!r}")
         if name is not None and type(name) is not str:  # (no name, or a str: nothing done)
             name = str(name)

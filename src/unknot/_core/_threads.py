@@ -149,7 +149,10 @@ def from_thread(
             return
         fiber.add_done_callback(finished)
 
-    hub_loop.call_soon_threadsafe(start)
+    try:
+        hub_loop.call_soon_threadsafe(start)
+    except RuntimeError:  # (closed: as when it closes while this thread waits, below)
+        raise RuntimeError(_CLOSED) from None
     # A request that reaches the loop as it shuts down may never run, or start a fiber that is
     # abandoned: once the loop is closed nothing will resolve `result`, so stop waiting.
     while not result.done():
@@ -160,9 +163,6 @@ def from_thread(
 
 
 _CLOSED = "from_thread(): the hub shut down before the call finished"
-
-#: `_from_fiber`'s ``call[0]`` once the caller stopped waiting: the call is not to start.
-_ABANDONED: Any = object()
 
 
 def _take_outcome(fiber: Fiber, result: concurrent.futures.Future[Any]) -> None:
@@ -184,66 +184,35 @@ def _from_fiber(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
-    """`from_thread` from a fiber of another hub: that fiber parks until the call's fiber, on
-    ``hub``, has finished; the news comes back through its own loop's ``call_soon_threadsafe``,
-    as for `Fiber.join` across hubs. A caller that stops waiting (cancellation, Ctrl-C, the
-    hub's loop closed) has the call dropped if it had not started, else its fiber cancelled,
-    with no callback of the caller left on it: an error it then raises is nobody's, and is
-    logged when it ends."""
+    """`from_thread` from a fiber of another hub: that fiber waits (`_fiber.wait_elsewhere`,
+    as `Fiber.join` across hubs does) until the call's fiber, on ``hub``, has finished. A
+    caller that stops waiting (cancellation, Ctrl-C, the hub's loop closed) has the call
+    dropped if it had not started, else its fiber cancelled, with no callback of the caller
+    left on it: an error it then raises is nobody's, and is logged when it ends."""
     checkpoint_cancel(me)  # a blocking call: nothing is sent if the caller is cancelled already
-    my_hub = me.hub
-    my_loop = my_hub.loop
-    assert my_loop is not None  # (a running fiber's hub has its loop)
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
-    call: list[Any] = [None]  # the call's fiber once started; `_ABANDONED` once not wanted
-    waiting = [True]  # until the caller stops waiting: a late wake-up is then not wanted
+    started: list[tuple[Fiber, Callable[[Fiber], None]]] = []  # the call's fiber, its callback
 
-    def deliver() -> None:  # in the caller's thread
-        if waiting[0]:
-            my_hub.wake(me)
-
-    def tell_caller() -> None:  # in the hub's thread
-        try:
-            my_loop.call_soon_threadsafe(deliver)
-        except RuntimeError:
-            pass  # the caller's loop is closed: nobody waits any more
-
-    def finished(fiber: Fiber) -> None:  # in the hub's thread
-        _take_outcome(fiber, result)
-        tell_caller()
-
-    def start() -> None:  # in the hub's thread
-        if call[0] is _ABANDONED:
-            return
+    def start(notify: Callable[[Any], None]) -> None:  # in the hub's thread
         try:
             fiber = hub.spawn(fn, args, kwargs)
         except BaseException as e:  # (a loop callback: asyncio would only log it)
             result.set_exception(e)
-            tell_caller()
+            notify(None)
             return
-        call[0] = fiber
+
+        def finished(fiber: Fiber) -> None:  # in the hub's thread
+            _take_outcome(fiber, result)
+            notify(fiber)
+
+        started.append((fiber, finished))
         fiber.add_done_callback(finished)
 
-    def abandon() -> None:  # in the hub's thread
-        fiber = call[0]
-        call[0] = _ABANDONED
-        if fiber is not None and not fiber.done():
-            fiber.remove_done_callback(finished)
-            fiber.cancel()
+    def abandon(_notify: Callable[[Any], None]) -> None:  # in the hub's thread
+        for fiber, finished in started:
+            if not fiber.done():
+                fiber.remove_done_callback(finished)
+                fiber.cancel()
 
-    hub_loop.call_soon_threadsafe(start)
-    try:
-        while not result.done():
-            if hub_loop.is_closed() and not result.done():
-                raise RuntimeError(_CLOSED)
-            my_hub.park(me, _fiber._CLOSED_POLL)  # (a checkpoint: cancellation, Ctrl-C)
-    except BaseException:
-        waiting[0] = False
-        if not result.done():
-            try:
-                hub_loop.call_soon_threadsafe(abandon)
-            except RuntimeError:
-                pass  # the hub's loop is closed: the call will never run
-        raise
-    waiting[0] = False
+    _fiber.wait_elsewhere(me, hub_loop, start, result.done, abandon, _CLOSED)
     return result.result()
