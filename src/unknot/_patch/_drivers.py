@@ -91,7 +91,7 @@ def psycopg_wait(waiting: ModuleType, original: Callable[..., Any]) -> Callable[
         except Cancelled:
             conn = _psycopg_waiting_connection(sys._getframe(1), gen)
             if conn is not None:
-                _psycopg_recover(waiting, f, conn, gen, fileno, interval)
+                _psycopg_recover(waiting, f, conn, gen, fileno)
             raise
 
     return _replacing(original, wait)
@@ -159,13 +159,12 @@ def _psycopg_waiting_connection(frame: Any, gen: Any) -> Any:
     return conn
 
 
-def _psycopg_recover(
-    waiting: ModuleType, f: Fiber, conn: Any, gen: Any, fileno: int, interval: float | None
-) -> None:
+def _psycopg_recover(waiting: ModuleType, f: Fiber, conn: Any, gen: Any, fileno: int) -> None:
     """Bring ``conn`` back to a known state after fiber ``f`` was cancelled while ``gen`` (an
     operation of ``conn``) waited, before the `Cancelled` goes on.
 
-    If a command is still in progress: ask the server to cancel it, run ``gen`` to its end (it
+    If a command is still in progress: ask the server to cancel it (again, while the connection
+    stays silent: `_psycopg_drive_cancelling`), run ``gen`` to its end (it
     normally raises ``QueryCanceled``; an operation that reads a result row by row,
     ``cursor.stream``, may leave more of it, read too). All of it shielded from the fiber's
     cancellation, which stays in force, and within `PSYCOPG_CLEANUP_SECONDS`. The connection is
@@ -183,7 +182,7 @@ def _psycopg_recover(
         with move_on_after(PSYCOPG_CLEANUP_SECONDS, shield=True) as scope:
             _psycopg_cancel_on_server(conn)
             try:
-                _psycopg_drive(waiting, f, gen, fileno, interval, None)
+                _psycopg_drive_cancelling(waiting, f, conn, gen, fileno)
             except psycopg.Error:
                 pass  # QueryCanceled, as asked (or the operation's own error): it is over
             if (
@@ -191,7 +190,7 @@ def _psycopg_recover(
                 and pgconn.pipeline_status == pq.PipelineStatus.OFF
             ):
                 fetch_many = importlib.import_module("psycopg.generators").fetch_many
-                _psycopg_drive(waiting, f, fetch_many(pgconn), fileno, interval, None)
+                _psycopg_drive_cancelling(waiting, f, conn, fetch_many(pgconn), fileno)
     except BaseException as exc:
         # (The scope's own Cancelled, its time up, goes on to the enclosing cancelled scope.)
         if not (isinstance(exc, Cancelled) and scope.cancel_called):
@@ -211,6 +210,37 @@ def _psycopg_recover(
             PSYCOPG_CLEANUP_SECONDS,
         )
         pgconn.finish()
+
+
+#: After a cancel request, how long the clean-up waits for the connection before it asks again
+#: (then twice as long each time). PostgreSQL drops a cancel request that reaches the backend
+#: while it is still reading the command (a fiber cancelled just after its query went out):
+#: asked once, the query would run to its end, or to `PSYCOPG_CLEANUP_SECONDS`.
+PSYCOPG_CANCEL_RETRY_SECONDS = 0.05
+
+
+def _psycopg_drive_cancelling(
+    waiting: ModuleType, f: Fiber, conn: Any, gen: Any, fileno: int
+) -> Any:
+    """`_psycopg_drive` for the clean-up (``gen`` yields waits for ``fileno``): while the
+    connection stays silent and its command in progress, the cancel request is sent again, after
+    `PSYCOPG_CANCEL_RETRY_SECONDS`, then twice as long each time."""
+    active = sys.modules["psycopg"].pq.TransactionStatus.ACTIVE
+    pgconn = conn.pgconn
+    retry = PSYCOPG_CANCEL_RETRY_SECONDS
+    try:
+        step = next(gen)
+        while True:
+            ready = wait_fd_events(f, fileno, int(step), retry)
+            if not ready:  # silent: the query may still run, its cancellation dropped
+                waiting._check_fd_closed(fileno)
+                if pgconn.transaction_status == active:
+                    _psycopg_cancel_on_server(conn)
+                    retry *= 2
+                continue  # (the generator waits for the same event still)
+            step = gen.send(ready)
+    except StopIteration as ex:
+        return ex.value
 
 
 def _psycopg_cancel_on_server(conn: Any) -> None:
