@@ -4,6 +4,7 @@ many there were. (Before, a fiber's lost one registration only, and both returne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,10 +12,28 @@ import pytest
 import unknot
 
 
-@pytest.mark.unknot
-def test_a_fiber_forgets_every_registration_and_counts_them() -> None:
+def _pending_fiber() -> tuple[Any, Callable[[], None]]:
     go = unknot.Event()
     f = unknot.spawn(go.wait)
+
+    def finish() -> None:
+        go.set()
+        f.join()
+
+    return f, finish
+
+
+def _pending_future() -> tuple[Any, Callable[[], None]]:
+    fut: unknot.Future[int] = unknot.Future()
+    return fut, lambda: fut.set_result(1)
+
+
+@pytest.mark.unknot
+@pytest.mark.parametrize("pending", [_pending_fiber, _pending_future], ids=["fiber", "future"])
+def test_every_registration_is_forgotten_and_counted(
+    pending: Callable[[], tuple[Any, Callable[[], None]]],
+) -> None:
+    target, finish = pending()
     called: list[str] = []
 
     def cb(_: Any) -> None:
@@ -26,16 +45,15 @@ def test_a_fiber_forgets_every_registration_and_counts_them() -> None:
     def unknown(_: Any) -> None:
         called.append("unknown")
 
-    f.add_done_callback(cb)
-    f.add_done_callback(other)
-    f.add_done_callback(cb)
-    assert f.remove_done_callback(cb) == 2
-    assert f.remove_done_callback(cb) == 0
-    assert f.remove_done_callback(unknown) == 0
-    go.set()
-    f.join()
+    target.add_done_callback(cb)
+    target.add_done_callback(other)
+    target.add_done_callback(cb)
+    assert target.remove_done_callback(cb) == 2
+    assert target.remove_done_callback(cb) == 0
+    assert target.remove_done_callback(unknown) == 0
+    finish()
     assert called == ["other"]
-    assert f.remove_done_callback(other) == 0  # (finished: none left)
+    assert target.remove_done_callback(other) == 0  # (complete: none left)
 
 
 @pytest.mark.unknot
@@ -52,28 +70,3 @@ def test_a_fiber_with_one_callback_and_none() -> None:
     go.set()
     f.join()
     assert called == []
-
-
-@pytest.mark.unknot
-def test_a_future_forgets_every_registration_and_counts_them() -> None:
-    fut: unknot.Future[int] = unknot.Future()
-    called: list[str] = []
-
-    def cb(_: Any) -> None:
-        called.append("cb")
-
-    def other(_: Any) -> None:
-        called.append("other")
-
-    def unknown(_: Any) -> None:
-        called.append("unknown")
-
-    fut.add_done_callback(cb)
-    fut.add_done_callback(other)
-    fut.add_done_callback(cb)
-    assert fut.remove_done_callback(cb) == 2
-    assert fut.remove_done_callback(cb) == 0
-    assert fut.remove_done_callback(unknown) == 0
-    fut.set_result(1)
-    assert called == ["other"]
-    assert fut.remove_done_callback(other) == 0

@@ -13,13 +13,20 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import unknot
 from unknot.http import HTTPServer
-from unknot.http._protocol import NEED_DATA, PAUSED, ClientConnection, Event, ServerConnection
+from unknot.http._protocol import (
+    NEED_DATA,
+    PAUSED,
+    ClientConnection,
+    Event,
+    RemoteProtocolError,
+    ServerConnection,
+)
 
 TIMEOUT = 10.0
 
@@ -267,3 +274,23 @@ def drain(conn: ServerConnection | ClientConnection) -> list[Event]:
             return out
         assert isinstance(events, list)
         out.extend(events)
+
+
+def feed_until_refused(
+    conn: ServerConnection | ClientConnection, pieces: Iterable[bytes], limit: int
+) -> tuple[int, RemoteProtocolError | None, list[Event]]:
+    """Feed ``pieces`` to the sans-I/O connection, handing out its events after each, until it
+    refuses them: the bytes fed then, the error (None if ``limit`` bytes were taken first) and
+    the events handed out."""
+    fed = 0
+    events: list[Event] = []
+    for piece in pieces:
+        if fed >= limit:
+            break
+        try:
+            conn.receive_data(piece)
+            fed += len(piece)
+            events += drain(conn)
+        except RemoteProtocolError as exc:
+            return fed, exc, events
+    return fed, None, events

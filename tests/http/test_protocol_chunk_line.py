@@ -5,11 +5,10 @@ as trailers and heads are), and trailers over their limits are still 431."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from server_helpers import ServerThread, connect, drain, read_response
+from server_helpers import ServerThread, connect, drain, feed_until_refused, read_response
 
 from unknot.http import Request
 from unknot.http._protocol import (
@@ -43,24 +42,6 @@ def opened(side: str, limits: Limits | None = None) -> ServerConnection | Client
     return client
 
 
-def refused(
-    conn: ServerConnection | ClientConnection, pieces: Iterable[bytes], limit: int
-) -> tuple[int, RemoteProtocolError | None, list[Event]]:
-    """Feed pieces, handing out events, until refused: bytes fed, the error, the events."""
-    fed = 0
-    events: list[Event] = []
-    for piece in pieces:
-        if fed >= limit:
-            break
-        try:
-            conn.receive_data(piece)
-            fed += len(piece)
-            events += drain(conn)
-        except RemoteProtocolError as exc:
-            return fed, exc, events
-    return fed, None, events
-
-
 @pytest.mark.parametrize("side", ["server", "client"])
 @pytest.mark.parametrize(
     ("start", "byte"),
@@ -75,7 +56,7 @@ def refused(
 @pytest.mark.parametrize("size", [1000, 7])
 def test_an_endless_chunk_size_line_is_400(side: str, start: bytes, byte: bytes, size: int) -> None:
     conn = opened(side)
-    fed, error, events = refused(conn, [start] + [byte * size] * 200_000, 4 << 20)
+    fed, error, events = feed_until_refused(conn, [start] + [byte * size] * 200_000, 4 << 20)
     assert error is not None
     assert error.status_hint == 400
     assert "chunk-size line" in str(error)
@@ -93,11 +74,11 @@ def test_an_endless_chunk_size_line_in_one_feed_is_400() -> None:
 
 def test_the_bound_follows_the_limits() -> None:
     conn = opened("server", Limits(max_target_size=100, max_header_size=1000))
-    fed, error, _ = refused(conn, [b"1;ext="] + [b"a" * 50] * 1000, 1 << 20)
+    fed, error, _ = feed_until_refused(conn, [b"1;ext="] + [b"a" * 50] * 1000, 1 << 20)
     assert error is not None and error.status_hint == 400
     assert fed <= 1200
     conn = opened("server", Limits(max_target_size=None, max_header_size=None))
-    fed, error, _ = refused(conn, [b"1;ext="] + [b"a" * 1000] * 64, 1 << 20)
+    fed, error, _ = feed_until_refused(conn, [b"1;ext="] + [b"a" * 1000] * 64, 1 << 20)
     assert error is None  # off: no bound
 
 
@@ -121,12 +102,12 @@ def test_endless_trailers_after_a_long_last_chunk_line_are_still_431(side: str) 
     conn = opened(side)
     conn.receive_data(b"3\r\nabc\r\n0;ext=" + b"e" * 8000 + b"\r\n")
     drain(conn)
-    fed, error, _ = refused(conn, [b"x-t: " + b"a" * 1000 + b"\r\n"] * 2048, 2 << 20)
+    fed, error, _ = feed_until_refused(conn, [b"x-t: " + b"a" * 1000 + b"\r\n"] * 2048, 2 << 20)
     assert error is not None and error.status_hint == 431
     conn = opened(side)
     conn.receive_data(b"3\r\nabc\r\n0\r\nx-t: ")  # an endless value, no field complete
     drain(conn)
-    fed, error, _ = refused(conn, [b"a" * 1000] * 100, 1 << 20)
+    fed, error, _ = feed_until_refused(conn, [b"a" * 1000] * 100, 1 << 20)
     assert error is not None and error.status_hint == 431
     assert "trailer" in str(error)
 
@@ -139,7 +120,7 @@ def test_the_next_request_starts_afresh() -> None:
     conn.send_response(200, [], b"")
     conn.receive_data(CHUNKED_POST + b"3\r\nabc\r\n")
     drain(conn)
-    fed, error, _ = refused(conn, [b"1;ext="] + [b"a" * 1000] * 100, 1 << 20)
+    fed, error, _ = feed_until_refused(conn, [b"1;ext="] + [b"a" * 1000] * 100, 1 << 20)
     assert error is not None and error.status_hint == 400
 
 
