@@ -30,7 +30,7 @@ import math
 import threading
 from _thread import allocate_lock
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from concurrent.futures import InvalidStateError
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -543,13 +543,18 @@ def _failed(w: Waitable) -> bool:
     return w.exception() is not None
 
 
-def _satisfied(done: set[Waitable], not_done: set[Waitable], return_when: str) -> bool:
+def _satisfied(new: Collection[Waitable], not_done: set[Waitable], return_when: str) -> bool:
+    """Whether `wait` is over, ``new`` being those done since the last check (which said no).
+
+    Only ``new`` is looked at: one failed before would have ended the waiting then (looking at
+    every done one at each wake-up was quadratic).
+    """
     if not not_done:
         return True
     if return_when == FIRST_COMPLETED:
-        return bool(done)
+        return bool(new)
     if return_when == FIRST_EXCEPTION:
-        return any(_failed(w) for w in done)
+        return any(_failed(w) for w in new)
     return False
 
 
@@ -576,11 +581,13 @@ def wait(
     completions = _Completions(list(not_done))
     try:
         while completions.wait(deadline):
+            new = []
             while completions.ready:
                 w = completions.ready.popleft()
+                new.append(w)
                 done.add(w)
                 not_done.discard(w)
-            if _satisfied(done, not_done, return_when):
+            if _satisfied(new, not_done, return_when):
                 break
     finally:
         completions.close()
