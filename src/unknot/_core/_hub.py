@@ -787,20 +787,6 @@ class Hub(DeadlockDetection):
             return [], []
         return list(q.readers), list(q.writers)
 
-    def _queued_on(self, f: Fiber) -> tuple[list[FdWait], list[FdWait]]:
-        """The records of this hub ``f`` is queued on, to read and to write (for dumps: it
-        looks at the queues only, not at every record)."""
-        reads: list[FdWait] = []
-        writes: list[FdWait] = []
-        if _QUEUED:
-            for rec, q in list(_QUEUED.items()):  # (one C call: other hubs' threads add keys)
-                if rec.hub is self:
-                    if f in q.readers:
-                        reads.append(rec)
-                    if f in q.writers:
-                        writes.append(rec)
-        return reads, writes
-
     def _drop_queues(self) -> None:
         """Forget the queues of this hub's records: the hub is closed, its fibers will not run
         again, so none of them will leave its queue. (A forked child drops every queue at

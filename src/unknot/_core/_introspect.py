@@ -167,34 +167,68 @@ def _owner_label(frames: list[Any], start: int) -> tuple[str | None, Any]:
     return first
 
 
-def _describe_wait(hub: Hub, f: Fiber, frames: list[Any]) -> tuple[str, Any, float | None]:
+class _HubWaits:
+    """Who waits on what in one hub, read from its tables once per dump (not once per fiber,
+    which made a dump quadratic in fibers x (timers + fds)): per fiber, its first timed park's
+    timer entry, the fd records it waits on (queued behind their waiter first, as waiter next)
+    and its first batched call."""
+
+    __slots__ = ("calls", "reads", "timers", "writes")
+
+    def __init__(self, hub: Hub) -> None:
+        from ._hub import _QUEUED  # (lazily: `_hub` imports the core's modules)
+
+        timeout_cb = hub._timeout_cb
+        self.timers: dict[Fiber, Any] = {}
+        for entry in list(hub.timers):
+            if entry[2] is timeout_cb and entry[3] not in self.timers:
+                self.timers[entry[3]] = entry
+        self.reads: dict[Fiber, list[Any]] = {}
+        self.writes: dict[Fiber, list[Any]] = {}
+        if _QUEUED:  # (one C call: other hubs' threads add keys)
+            for rec, q in list(_QUEUED.items()):
+                if rec.hub is hub:
+                    for g in dict.fromkeys(q.readers):  # (once per record)
+                        self.reads.setdefault(g, []).append(rec)
+                    for g in dict.fromkeys(q.writers):
+                        self.writes.setdefault(g, []).append(rec)
+        for rec in list(hub.fds.values()):
+            if rec.reader is not None:
+                self.reads.setdefault(rec.reader, []).append(rec)
+            if rec.writer is not None:
+                self.writes.setdefault(rec.writer, []).append(rec)
+        self.calls: dict[Fiber, Any] = {}
+        for call in list(hub.calls):
+            if call[0] not in self.calls:
+                self.calls[call[0]] = call[1]
+
+
+def _describe_wait(
+    hub: Hub, f: Fiber, frames: list[Any], waits: _HubWaits | None = None
+) -> tuple[str, Any, float | None]:
     """(what parked fiber ``f`` waits on, the object, when the wait began if known).
 
     Read from the hub's tables (the fd records name their waiters, the batched calls their
-    fibers, the timer heap a timed park's fiber) and from the fiber's Python frames outside the
-    core's wait machinery: the compiled build's core functions have no Python frames, so
+    fibers, the timer heap a timed park's fiber), as gathered in ``waits`` (made here if not
+    given: a dump makes it once for all its fibers), and from the fiber's Python frames outside
+    the core's wait machinery: the compiled build's core functions have no Python frames, so
     nothing here depends on seeing `Hub.park` or `Hub.wait_fd` on the stack.
     """
-    began, left = _timer_times(hub, f)
+    if waits is None:
+        waits = _HubWaits(hub)
+    began, left = _timer_times(hub, f, waits)
     what: str | None = None
     obj: Any = None
-    records = list(hub.fds.values())
-    # As the waiter, or queued behind it (`Hub.wait_fd`): the queues are looked at apart, as
-    # they are few, so that a dump of many idle connections stays as cheap as it was.
-    reads, writes = hub._queued_on(f)
-    reads += [rec for rec in records if rec.reader is f]
-    writes += [rec for rec in records if rec.writer is f]
+    reads = waits.reads.get(f, [])
+    writes = waits.writes.get(f, [])
     if len(reads) + len(writes) == 1:
         obj = (reads or writes)[0]
         what = f"fd {obj.fd} ({'write' if writes else 'read'})"
     elif reads or writes:
         what = f"fds read {[r.fd for r in reads]} write {[r.fd for r in writes]}"
-    else:
-        for call in list(hub.calls):
-            if call[0] is f:
-                obj = call[1]
-                what = f"a batched call ({getattr(obj, '__qualname__', obj)})"
-                break
+    elif f in waits.calls:
+        obj = waits.calls[f]
+        what = f"a batched call ({getattr(obj, '__qualname__', obj)})"
     if what is not None:
         if left is not None:
             what += f" (timeout in {left:.3g} s)"
@@ -216,14 +250,13 @@ def _describe_wait(hub: Hub, f: Fiber, frames: list[Any]) -> tuple[str, Any, flo
     return label, obj, began
 
 
-def _timer_times(hub: Hub, f: Fiber) -> tuple[float | None, float | None]:
+def _timer_times(hub: Hub, f: Fiber, waits: _HubWaits) -> tuple[float | None, float | None]:
     """For a fiber in a timed `Hub.park`: (when the wait began, seconds left), hub clock."""
-    timeout_cb = hub._timeout_cb
-    for entry in list(hub.timers):
-        if entry[3] is f and entry[2] is timeout_cb:
-            began = getattr(f, "_wait_began", None)
-            return began, entry[0] - hub.time()
-    return None, None
+    entry = waits.timers.get(f)
+    if entry is None:
+        return None, None
+    began = getattr(f, "_wait_began", None)
+    return began, entry[0] - hub.time()
 
 
 def _group_label(f: Fiber) -> str | None:
@@ -238,6 +271,11 @@ def _group_label(f: Fiber) -> str | None:
 def fiber_info(f: Fiber) -> FiberInfo:
     """A `FiberInfo` snapshot of fiber ``f`` (best read from its hub's thread: the fibers of a
     hub running in another thread are read without stopping it)."""
+    return _fiber_info(f, None)
+
+
+def _fiber_info(f: Fiber, waits: _HubWaits | None) -> FiberInfo:
+    """`fiber_info`, with the hub's waits gathered once for a whole dump (None: when needed)."""
     hub = f.hub
     waiting_on: str | None = None
     wait_object: Any = None
@@ -259,7 +297,7 @@ def fiber_info(f: Fiber) -> FiberInfo:
         frames = frames_of(frame)
         if f._parked:
             state = "waiting"
-            waiting_on, wait_object, began = _describe_wait(hub, f, frames)
+            waiting_on, wait_object, began = _describe_wait(hub, f, frames, waits)
             if began is not None:
                 waiting_for = max(0.0, hub.time() - began)
             else:
@@ -311,7 +349,8 @@ def fibers(hub: Hub | None = None) -> list[FiberInfo]:
     out: list[FiberInfo] = []
     for h in _hubs(hub):
         live = sorted(h.fibers, key=lambda f: (f is not h.root, f.name))
-        out.extend(fiber_info(f) for f in live if not f.dead)
+        waits = _HubWaits(h)  # (once: a dump stays linear in the fibers)
+        out.extend(_fiber_info(f, waits) for f in live if not f.dead)
     return out
 
 
