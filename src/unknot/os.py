@@ -32,6 +32,10 @@ consuming the readiness between the poll and the syscall (two readers of one pip
 then blocks the thread, as it would have with threads. Several fibers may wait on one fd: they
 queue on the hub, and each that stops waiting wakes the next to poll again.
 
+As a socket's blocking calls, a read or write on a blocking fd is a cancellation point even when
+it need not wait, and a fiber whose calls never wait lets the others run after a streak of them
+(`Hub.IO_STREAK_MAX`).
+
 Child processes: ``waitpid(pid, 0)``, ``wait4(pid, 0)`` and ``waitid(P_PID, pid, WEXITED)``
 for a specific child wait on a pidfd (``os.pidfd_open``, Linux 5.3+), ``waitid(P_PIDFD, fd,
 WEXITED)`` on the caller's pidfd; waiting for any child (``wait``, ``wait3``, ``pid <= 0``,
@@ -81,6 +85,7 @@ if TYPE_CHECKING:
     import resource as _resource
 
 from ._mirror import poll_fd
+from ._sockio import entry as _io_entry
 from .lowlevel import Cancelled, Fiber
 from .select import BUSY_POLL
 
@@ -151,6 +156,9 @@ def _may_wait(fd: int, write: bool) -> bool:
 def _cooperative_read(f: Fiber, fd: int, op: Any, *args: Any) -> Any:
     """``op(*args)``, a read from blocking ``fd``, made after ``fd`` became readable."""
     if _may_wait(fd, False):
+        # As a socket's blocking call: a cancellation point, and a step of the hub's fairness
+        # rule, so that a fiber whose pipe always has data still lets the others run.
+        _io_entry(f.hub)
         _wait_ready(f, fd, False)
     return op(*args)
 
@@ -168,6 +176,7 @@ def _cooperative_write(
     """
     if not _may_wait(fd, True):
         return op(data)
+    _io_entry(f.hub)  # (as in _cooperative_read; nothing is written yet if it raises)
     if stream is None:
         mode = _stdlib.fstat(fd).st_mode
         stream = not (_stat.S_ISREG(mode) or _stat.S_ISBLK(mode) or _stat.S_ISDIR(mode))

@@ -12,6 +12,10 @@ or writable (`Hub.wait_fds`; an epoll object waits on its own fd, readable when 
 has an event), then polls again with a zero timeout, until something is ready or the timeout
 expires. Results are therefore always the stdlib's own, computed by the stdlib.
 
+A call with a timeout other than 0 is, as a socket's blocking call, a cancellation point even
+when something is ready at once, and a fiber whose calls never wait lets the others run after a
+streak of them (`Hub.IO_STREAK_MAX`).
+
 Limits of the cooperative wait (the results stay exact; only how soon the fiber notices):
 
 * conditions the hub does not watch (``select``'s exceptional list ``xlist``, a `poll`
@@ -38,6 +42,7 @@ from typing import Any, Self
 from greenlet import getcurrent
 
 from . import _channel
+from ._sockio import entry as _io_entry
 from .lowlevel import TIMED_OUT, Fiber
 from .time import _time_arg
 
@@ -145,6 +150,11 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: Any = None, /) -> Any:
         if seconds < 0:
             raise ValueError("timeout must be non-negative")
     rlist, wlist, xlist = _sequence(rlist), _sequence(wlist), _sequence(xlist)
+    if seconds != 0:
+        # A call that may wait is a cancellation point and a step of the hub's fairness rule
+        # (as a socket's blocking call): a fiber looping on fds that are always ready still
+        # lets the others run. A zero timeout never waits and is not counted.
+        _io_entry(f.hub)
     ready = _std_select(rlist, wlist, xlist, 0)
     if ready[0] or ready[1] or ready[2] or seconds == 0:
         return ready
@@ -197,6 +207,8 @@ if _std_poll is not None:
             seconds = _ms_timeout(timeout, 10**6)
             if self._running:
                 raise RuntimeError("concurrent poll() invocation")
+            if seconds != 0:
+                _io_entry(f.hub)  # (as in select)
             ready = self._poll.poll(0)
             if ready or seconds == 0:
                 return ready
@@ -265,6 +277,8 @@ if _std_epoll is not None:
             if f is None:
                 return self._epoll.poll(timeout, maxevents)
             seconds = _ms_timeout(timeout, 10**9)
+            if seconds != 0:
+                _io_entry(f.hub)  # (as in select)
             ready = self._epoll.poll(0, maxevents)
             if ready or seconds == 0:
                 return ready
