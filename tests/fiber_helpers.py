@@ -428,3 +428,17 @@ class BackdoorClient:
 
     def closed(self) -> bool:
         return self.sock.recv(1) == b""
+
+
+def cancelled_at_once(call: Callable[[], Any]) -> None:
+    """In a cancelled scope, ``call()`` (a blocking call that will not have to wait) raises
+    `unknot.Cancelled` at once, without letting another fiber run first."""
+    ran: list[str] = []
+    unknot.spawn(ran.append, "other")
+    with unknot.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(unknot.Cancelled):
+            call()
+        assert ran == []  # raised without switching
+        raise unknot.Cancelled()
+    assert scope.cancelled_caught

@@ -6,28 +6,15 @@ from __future__ import annotations
 import itertools
 import socket as std
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 import trustme
+from fiber_helpers import cancelled_at_once
 
 import unknot
 import unknot.socket as us
 import unknot.ssl as ussl
 from unknot import lowlevel
-
-
-def cancelled_at_once(call: Callable[[], Any]) -> None:
-    ran: list[str] = []
-    unknot.spawn(ran.append, "other")
-    with unknot.CancelScope() as scope:
-        scope.cancel()
-        with pytest.raises(unknot.Cancelled):
-            call()
-        assert ran == []  # raised without switching
-        raise unknot.Cancelled()
-    assert scope.cancelled_caught
 
 
 @pytest.mark.unknot

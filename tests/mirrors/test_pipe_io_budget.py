@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fiber_helpers import cancelled_at_once
 
 import unknot
 import unknot.os as uos
@@ -140,29 +141,17 @@ def test_polling_an_fd_always_ready(kind: str) -> None:
     assert fired
 
 
-def _cancelled_at_once(call: Callable[[], Any]) -> None:
-    ran: list[str] = []
-    unknot.spawn(ran.append, "other")
-    with unknot.CancelScope() as scope:
-        scope.cancel()
-        with pytest.raises(unknot.Cancelled):
-            call()
-        assert ran == []  # raised without switching
-        raise unknot.Cancelled()
-    assert scope.cancelled_caught
-
-
 @pytest.mark.unknot
 def test_ready_calls_are_cancellation_points() -> None:
     r, w = os.pipe()
     try:
         os.write(w, b"data")
-        _cancelled_at_once(lambda: uos.read(r, 2))
-        _cancelled_at_once(lambda: uos.write(w, b"x"))
+        cancelled_at_once(lambda: uos.read(r, 2))
+        cancelled_at_once(lambda: uos.write(w, b"x"))
         for kind in ("select", "poll", "epoll"):
             call, cleanup = _polls(kind, r)
             try:
-                _cancelled_at_once(call)
+                cancelled_at_once(call)
             finally:
                 cleanup()
         assert os.read(r, 100) == b"data"  # nothing was consumed, nothing written
